@@ -1,0 +1,18 @@
+#![doc = include_str!("../README.md")]
+#![deny(missing_docs)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+mod connect;
+mod listener;
+mod server;
+
+#[cfg(feature = "cli")]
+pub mod cli;
+
+pub use connect::connect;
+pub use listener::{DEFAULT_BACKLOG, bind};
+pub use server::{DEFAULT_MAX_CONNECTIONS, Server, ServerConfig, ServerHandle};
+pub use tokio_util::sync::CancellationToken;
