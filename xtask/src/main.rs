@@ -47,7 +47,8 @@ fn main() -> ExitCode {
 const USAGE: &str = "usage: cargo xtask <task>
   ci [--no-fuzz-build]      fmt, clippy, tests, docs, lean features, fuzz build
   demo [PROTOCOL...]        start the simulators and drive every protocol
-  bench [ARGS...]           criterion benchmarks (args go to `cargo bench`)
+  bench [ARGS...]           criterion benchmarks (args go to `cargo bench`), then ratios
+                            against each group's `baseline` benchmark
   fuzz [TARGET] [SECONDS]   run cargo-fuzz targets (default: all, 30 s each)";
 
 type Result = std::result::Result<(), String>;
@@ -169,7 +170,84 @@ fn demo(args: &[String]) -> Result {
 }
 
 fn bench(args: &[String]) -> Result {
-    run("bench", cargo().args(["bench", "--workspace"]).args(args))
+    run("bench", cargo().args(["bench", "--workspace"]).args(args))?;
+    report_ratios(&criterion_dir())
+}
+
+/// Where criterion keeps its results: `$CARGO_TARGET_DIR/criterion` or `target/criterion`.
+fn criterion_dir() -> PathBuf {
+    env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+        .join("criterion")
+}
+
+/// Prints every benchmark as a ratio against the baseline of its group, measured in the same
+/// run: absolute times on a shared 2-core machine mean little, ratios do. A group's baseline is
+/// the benchmark whose id contains `baseline` (for example plain `serde_json` parsing of the same
+/// payload).
+fn report_ratios(dir: &Path) -> Result {
+    let Ok(groups) = std::fs::read_dir(dir) else {
+        return Err(format!("no criterion results in {}", dir.display()));
+    };
+    let mut groups: Vec<PathBuf> = groups.flatten().map(|e| e.path()).collect();
+    groups.sort();
+    println!("\nbenchmark ratios (mean time / group baseline mean; lower is faster):");
+    for group in groups
+        .iter()
+        .filter(|p| p.is_dir() && !p.ends_with("report"))
+    {
+        let mut benches = Vec::new();
+        collect_estimates(group, group, &mut benches);
+        benches.sort_by(|a, b| a.0.cmp(&b.0));
+        let Some(baseline) = benches
+            .iter()
+            .find(|(id, _)| id.contains("baseline"))
+            .map(|(_, mean)| *mean)
+        else {
+            continue;
+        };
+        let name = group.file_name().map(|n| n.to_string_lossy().into_owned());
+        println!("  {}", name.unwrap_or_default());
+        for (id, mean) in &benches {
+            println!("    {id:<48} {:>8.2}x", mean / baseline);
+        }
+    }
+    Ok(())
+}
+
+/// Finds `<bench id>/new/estimates.json` below `group` and reads each mean point estimate.
+fn collect_estimates(group: &Path, dir: &Path, out: &mut Vec<(String, f64)>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if !path.is_dir() || path.ends_with("report") || path.ends_with("base") {
+            continue;
+        }
+        if path.ends_with("new") {
+            let estimates =
+                std::fs::read_to_string(path.join("estimates.json")).unwrap_or_default();
+            if let (Some(mean), Ok(id)) = (mean_estimate(&estimates), dir.strip_prefix(group)) {
+                out.push((id.to_string_lossy().into_owned(), mean));
+            }
+        } else {
+            collect_estimates(group, &path, out);
+        }
+    }
+}
+
+/// The `mean.point_estimate` of a criterion `estimates.json` (kept dependency-free: the file's
+/// shape is fixed and only this one number is needed).
+fn mean_estimate(json: &str) -> Option<f64> {
+    let mean = &json[json.find("\"mean\"")?..];
+    let value = &mean[mean.find("\"point_estimate\"")? + "\"point_estimate\"".len()..];
+    let value = value.trim_start().strip_prefix(':')?.trim_start();
+    let end = value
+        .find(|c: char| !(c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '-' | '+')))
+        .unwrap_or(value.len());
+    value[..end].parse().ok()
 }
 
 fn fuzz(args: &[String]) -> Result {
@@ -220,4 +298,16 @@ fn fuzz(args: &[String]) -> Result {
         run(&format!("fuzz {t} for {seconds}s"), &mut cmd)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_mean_point_estimate_of_criterion_output() {
+        let json = r#"{"mean":{"confidence_interval":{"confidence_level":0.95,"lower_bound":1.0,"upper_bound":3.0},"point_estimate":2.5e3,"standard_error":0.1},"median":{"point_estimate":9.0}}"#;
+        assert_eq!(mean_estimate(json), Some(2500.0));
+        assert_eq!(mean_estimate("{}"), None);
+    }
 }
