@@ -1,0 +1,28 @@
+#![doc = include_str!("../README.md")]
+#![deny(missing_docs)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+pub mod codec;
+pub mod message;
+pub mod sequence;
+pub mod wire;
+
+#[cfg(any(feature = "client", feature = "server"))]
+pub mod transport;
+
+#[cfg(feature = "client")]
+pub mod coordinator;
+
+#[cfg(feature = "server")]
+pub mod node;
+
+pub use codec::PycomCodec;
+pub use message::{Body, Identity, Message, UnitInfo};
+pub use sequence::{Drive, Row, RowError, Sequence, SequenceError, Slot};
+pub use wire::{DecodeError, EncodeError, Limits};
+
+#[cfg(feature = "client")]
+pub use coordinator::{Coordinator, CoordinatorConfig, Event};

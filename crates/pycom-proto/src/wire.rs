@@ -1,0 +1,456 @@
+//! Pure functions from bytes to [`Message`]s and back; no sockets, no clock.
+//!
+//! The framing is the connection itself: a sender writes one UTF-8 JSON object and closes, so
+//! a message is complete exactly when the peer's EOF arrives. Until then a receiver can only
+//! check the size limit ([`check_len`]); at EOF it [`decode`]s the whole buffer.
+
+use serde_json::{Map, Value};
+
+use crate::message::{Body, Identity, Message, TYPE_KEY, UnitInfo};
+
+/// Largest message accepted or sent when no limit is configured: 256 KiB.
+///
+/// Requests and events are small (the longest are command outputs); the bound keeps a peer that
+/// never stops sending from costing more than this per connection.
+pub const DEFAULT_MAX_MESSAGE_LEN: usize = 256 * 1024;
+
+/// Size limits for decoding and encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest message, in bytes, read or written.
+    pub max_message_len: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_message_len: DEFAULT_MAX_MESSAGE_LEN,
+        }
+    }
+}
+
+/// Why bytes received on a connection are not a message. Every variant ends the connection
+/// (there is one message per connection), and none affects any other connection.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The peer sent more than the limit; reading stopped at `len` bytes.
+    #[error("message of at least {len} bytes exceeds the limit of {max} bytes")]
+    TooLarge {
+        /// Bytes received when the limit was crossed.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The peer closed the connection without sending anything.
+    #[error("connection closed before any byte arrived")]
+    Empty,
+    /// The bytes are not UTF-8.
+    #[error("message is not UTF-8 (valid up to byte {valid_up_to})")]
+    NotUtf8 {
+        /// Length of the longest valid UTF-8 prefix.
+        valid_up_to: usize,
+    },
+    /// The text is not one JSON value (or has trailing data after it).
+    #[error("message is not valid JSON: {0}")]
+    InvalidJson(#[source] serde_json::Error),
+    /// The JSON value is not an object.
+    #[error("message is a JSON {found}, not an object")]
+    NotAnObject {
+        /// The kind of value found (`array`, `string`, ...).
+        found: &'static str,
+    },
+    /// A required field is absent.
+    #[error("required field `{field}` is missing")]
+    MissingField {
+        /// The field's wire name.
+        field: &'static str,
+    },
+    /// A field has the wrong JSON type or an impossible value.
+    #[error("field `{field}` must be {expected}")]
+    InvalidField {
+        /// The field's wire name.
+        field: &'static str,
+        /// What it must be.
+        expected: &'static str,
+    },
+    /// Reading from the connection failed.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Why a message cannot be written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EncodeError {
+    /// The encoded message would exceed the limit.
+    #[error("encoded message of {len} bytes exceeds the limit of {max} bytes")]
+    TooLarge {
+        /// The encoded length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Serialisation failed (only possible for an [`Body::Unknown`] value serde cannot write).
+    #[error("cannot serialise message: {0}")]
+    Json(#[from] serde_json::Error),
+    /// Writing to the connection failed.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Fails when `len` received bytes already exceed the limit; call it as bytes arrive, before
+/// keeping more of them.
+///
+/// # Errors
+/// [`DecodeError::TooLarge`].
+pub fn check_len(len: usize, limits: &Limits) -> Result<(), DecodeError> {
+    if len > limits.max_message_len {
+        Err(DecodeError::TooLarge {
+            len,
+            max: limits.max_message_len,
+        })
+    } else {
+        Ok(())
+    }
+}
+
+/// Decodes everything a connection carried (the bytes up to EOF) into one message.
+///
+/// Whitespace around the object is allowed; anything else after it is [`DecodeError::InvalidJson`].
+/// Fields besides the base fields and those of the message's `type_` are ignored, except for an
+/// unknown `type_`, whose fields are all kept.
+///
+/// # Errors
+/// A typed [`DecodeError`] saying what is wrong; never panics, whatever the input.
+pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Message, DecodeError> {
+    check_len(bytes.len(), limits)?;
+    if bytes.is_empty() {
+        return Err(DecodeError::Empty);
+    }
+    let text = std::str::from_utf8(bytes).map_err(|e| DecodeError::NotUtf8 {
+        valid_up_to: e.valid_up_to(),
+    })?;
+    let value: Value = serde_json::from_str(text).map_err(DecodeError::InvalidJson)?;
+    let mut object = match value {
+        Value::Object(object) => object,
+        other => {
+            return Err(DecodeError::NotAnObject {
+                found: kind(&other),
+            });
+        }
+    };
+    let identity = Identity {
+        id: take_string(&mut object, "id")?,
+        name: take_string(&mut object, "name")?,
+        ip: take_string(&mut object, "ip")?,
+        port: take_port(&mut object)?,
+        version: take_string(&mut object, "version")?,
+        coordinator: match object.remove("coordinator") {
+            Some(Value::Bool(b)) => b,
+            Some(_) => return Err(invalid("coordinator", "a boolean")),
+            None => {
+                return Err(DecodeError::MissingField {
+                    field: "coordinator",
+                });
+            }
+        },
+    };
+    let type_ = match object.remove(TYPE_KEY) {
+        None => None,
+        Some(Value::String(s)) => Some(s),
+        Some(_) => return Err(invalid(TYPE_KEY, "a string")),
+    };
+    let body = match type_.as_deref() {
+        None => Body::Heartbeat,
+        Some("cmd") => Body::Cmd {
+            command: take_string(&mut object, "command")?,
+        },
+        Some("output") => Body::Output {
+            output: take_string(&mut object, "output")?,
+        },
+        Some("message") => Body::Message {
+            message: take_string(&mut object, "message")?,
+        },
+        Some("unit_info") => Body::UnitInfo(UnitInfo {
+            wiringpi_version: take_string(&mut object, "wiringpi_version")?,
+            boardio_version: take_string(&mut object, "boardio_version")?,
+            firmware_version: take_string(&mut object, "firmware_version")?,
+            unit_type: take_string(&mut object, "unit_type")?,
+            mcu_type: take_string(&mut object, "mcu_type")?,
+            mac_address: take_string(&mut object, "mac_address")?,
+        }),
+        Some(_) => Body::Unknown {
+            type_: type_.unwrap_or_default(),
+            fields: object,
+        },
+    };
+    Ok(Message { identity, body })
+}
+
+/// Encodes `message` as the bytes to write on its connection (then close it).
+///
+/// # Errors
+/// [`EncodeError::TooLarge`] when the result exceeds the limit.
+pub fn encode(message: &Message, limits: &Limits) -> Result<Vec<u8>, EncodeError> {
+    let mut out = Vec::with_capacity(256);
+    encode_into(message, limits, &mut out)?;
+    Ok(out)
+}
+
+/// Like [`encode`], appending to `out`; on error `out` is left as it was.
+///
+/// # Errors
+/// [`EncodeError::TooLarge`] when the message alone exceeds the limit.
+pub fn encode_into(
+    message: &Message,
+    limits: &Limits,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    let start = out.len();
+    if let Err(error) = serde_json::to_writer(&mut *out, message) {
+        out.truncate(start);
+        return Err(error.into());
+    }
+    let len = out.len() - start;
+    if len > limits.max_message_len {
+        out.truncate(start);
+        return Err(EncodeError::TooLarge {
+            len,
+            max: limits.max_message_len,
+        });
+    }
+    Ok(())
+}
+
+fn invalid(field: &'static str, expected: &'static str) -> DecodeError {
+    DecodeError::InvalidField { field, expected }
+}
+
+fn take_string(
+    object: &mut Map<String, Value>,
+    field: &'static str,
+) -> Result<String, DecodeError> {
+    match object.remove(field) {
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(invalid(field, "a string")),
+        None => Err(DecodeError::MissingField { field }),
+    }
+}
+
+fn take_port(object: &mut Map<String, Value>) -> Result<u16, DecodeError> {
+    match object.remove("port") {
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .and_then(|p| u16::try_from(p).ok())
+            .ok_or_else(|| invalid("port", "an integer from 0 to 65535")),
+        Some(_) => Err(invalid("port", "an integer from 0 to 65535")),
+        None => Err(DecodeError::MissingField { field: "port" }),
+    }
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node() -> Identity {
+        Identity::new(
+            "81639cd4",
+            "rigsters-controller",
+            "192.168.0.22",
+            5000,
+            "0.14.0",
+            false,
+        )
+    }
+
+    fn decode_str(s: &str) -> Result<Message, DecodeError> {
+        decode(s.as_bytes(), &Limits::default())
+    }
+
+    #[test]
+    fn decodes_the_vendor_command_example() {
+        let text = r#"{
+            "command": "echo \"MODEL_LIGHT,100\\nLED_FAN,1\" > /home/rigsters/la4_sequence.csv && boardiocli uSeq && boardiocli runSeq",
+            "type_": "cmd", "id": "31548ca2", "name": "My PC App", "ip": "192.168.0.100",
+            "port": 5000, "version": "0.1.0", "coordinator": true }"#;
+        let message = decode_str(text).unwrap();
+        assert_eq!(message.identity.id, "31548ca2");
+        assert!(message.identity.coordinator);
+        assert_eq!(
+            message.body,
+            Body::Cmd {
+                command: "echo \"MODEL_LIGHT,100\\nLED_FAN,1\" > /home/rigsters/la4_sequence.csv && boardiocli uSeq && boardiocli runSeq".into()
+            }
+        );
+    }
+
+    #[test]
+    fn decodes_the_vendor_unit_info_example() {
+        let text = r#"{"id": "81639cd4", "name": "rigsters-controller", "ip": "192.168.0.22",
+            "port": 5000, "version": "0.14.0", "coordinator": false, "type_": "unit_info",
+            "wiringpi_version": "2.61", "boardio_version": "1.3.0", "firmware_version": "2.0.4",
+            "unit_type": "light_array", "mcu_type": "RP2040", "mac_address": "dc:a6:32:1b:4e:f0"}"#;
+        let message = decode_str(text).unwrap();
+        assert_eq!(message.identity, node());
+        let Body::UnitInfo(info) = message.body else {
+            panic!("not unit_info")
+        };
+        assert_eq!(info.mcu_type, "RP2040");
+        assert_eq!(info.mac_address, "dc:a6:32:1b:4e:f0");
+    }
+
+    #[test]
+    fn a_message_without_type_is_a_heartbeat() {
+        let text = r#"{"id":"7756f193","name":"x","ip":"1.2.3.4","port":5000,"version":"0.1.0","coordinator":true}"#;
+        assert_eq!(decode_str(text).unwrap().body, Body::Heartbeat);
+    }
+
+    #[test]
+    fn unknown_type_is_kept_with_its_fields() {
+        let text = r#"{"id":"a","name":"b","ip":"c","port":1,"version":"v","coordinator":false,"type_":"progress","percent":42,"extra":{"x":[1]}}"#;
+        let message = decode_str(text).unwrap();
+        let Body::Unknown { type_, fields } = &message.body else {
+            panic!("not unknown")
+        };
+        assert_eq!(type_, "progress");
+        assert_eq!(fields.len(), 2);
+        assert_eq!(fields["percent"], 42);
+        // And it survives a round trip.
+        let again = decode(
+            &encode(&message, &Limits::default()).unwrap(),
+            &Limits::default(),
+        )
+        .unwrap();
+        assert_eq!(again, message);
+    }
+
+    #[test]
+    fn encoding_writes_wire_field_names_in_documented_order() {
+        let bytes = encode(&Message::output(node(), "ok\n"), &Limits::default()).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&bytes).unwrap(),
+            r#"{"id":"81639cd4","name":"rigsters-controller","ip":"192.168.0.22","port":5000,"version":"0.14.0","coordinator":false,"type_":"output","output":"ok\n"}"#
+        );
+    }
+
+    #[test]
+    fn a_heartbeat_is_written_without_type() {
+        let bytes = encode(&Message::heartbeat(node()), &Limits::default()).unwrap();
+        assert!(!std::str::from_utf8(&bytes).unwrap().contains("type_"));
+    }
+
+    #[test]
+    fn unknown_fields_named_like_base_fields_are_not_written_twice() {
+        let mut fields = Map::new();
+        fields.insert("id".into(), Value::from("spoof"));
+        fields.insert("type_".into(), Value::from("spoof"));
+        let message = Message::new(
+            node(),
+            Body::Unknown {
+                type_: "x".into(),
+                fields,
+            },
+        );
+        let bytes = encode(&message, &Limits::default()).unwrap();
+        let text = std::str::from_utf8(&bytes).unwrap();
+        assert_eq!(text.matches("\"id\"").count(), 1);
+        assert_eq!(text.matches("\"type_\"").count(), 1);
+    }
+
+    #[test]
+    fn every_error_kind_is_typed() {
+        assert!(matches!(decode_str(""), Err(DecodeError::Empty)));
+        assert!(matches!(
+            decode(b"{\"id\":\"\xff\"}", &Limits::default()),
+            Err(DecodeError::NotUtf8 { valid_up_to: 7 })
+        ));
+        assert!(matches!(
+            decode_str("{\"id\":"),
+            Err(DecodeError::InvalidJson(_))
+        ));
+        assert!(matches!(
+            decode_str("{} {}"),
+            Err(DecodeError::InvalidJson(_))
+        ));
+        assert!(matches!(
+            decode_str("[1,2]"),
+            Err(DecodeError::NotAnObject { found: "array" })
+        ));
+        assert!(matches!(
+            decode_str(r#"{"name":"b","ip":"c","port":1,"version":"v","coordinator":false}"#),
+            Err(DecodeError::MissingField { field: "id" })
+        ));
+        assert!(matches!(
+            decode_str(
+                r#"{"id":"a","name":"b","ip":"c","port":1,"version":"v","coordinator":false,"type_":"cmd"}"#
+            ),
+            Err(DecodeError::MissingField { field: "command" })
+        ));
+        assert!(matches!(
+            decode_str(
+                r#"{"id":"a","name":"b","ip":"c","port":70000,"version":"v","coordinator":false}"#
+            ),
+            Err(DecodeError::InvalidField { field: "port", .. })
+        ));
+        assert!(matches!(
+            decode_str(
+                r#"{"id":"a","name":"b","ip":"c","port":-1,"version":"v","coordinator":false}"#
+            ),
+            Err(DecodeError::InvalidField { field: "port", .. })
+        ));
+        assert!(matches!(
+            decode_str(
+                r#"{"id":"a","name":"b","ip":"c","port":1,"version":"v","coordinator":"yes"}"#
+            ),
+            Err(DecodeError::InvalidField {
+                field: "coordinator",
+                ..
+            })
+        ));
+        assert!(matches!(
+            decode_str(
+                r#"{"id":"a","name":"b","ip":"c","port":1,"version":"v","coordinator":true,"type_":7}"#
+            ),
+            Err(DecodeError::InvalidField { field: "type_", .. })
+        ));
+    }
+
+    #[test]
+    fn size_limit_applies_to_decode_and_encode() {
+        let limits = Limits {
+            max_message_len: 64,
+        };
+        let big = Message::output(node(), "x".repeat(100));
+        assert!(matches!(
+            encode(&big, &limits),
+            Err(EncodeError::TooLarge { max: 64, .. })
+        ));
+        let bytes = encode(&big, &Limits::default()).unwrap();
+        assert!(matches!(
+            decode(&bytes, &limits),
+            Err(DecodeError::TooLarge { max: 64, .. })
+        ));
+    }
+
+    #[test]
+    fn encode_into_leaves_the_buffer_untouched_on_error() {
+        let mut out = b"prefix".to_vec();
+        let limits = Limits {
+            max_message_len: 10,
+        };
+        assert!(encode_into(&Message::heartbeat(node()), &limits, &mut out).is_err());
+        assert_eq!(out, b"prefix");
+    }
+}
