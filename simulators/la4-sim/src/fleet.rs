@@ -1,0 +1,106 @@
+//! Many simulated nodes in one process, for testing a coordinator at scale.
+
+use std::io;
+use std::net::SocketAddr;
+
+use crate::sim::{SimConfig, Simulator};
+
+/// A group of simulated nodes started from one configuration.
+#[derive(Debug)]
+pub struct Fleet {
+    nodes: Vec<Simulator>,
+}
+
+impl Fleet {
+    /// Starts `count` nodes from `base`. Node `i` listens on the base port + `i` (or on a port
+    /// of its own choosing when the base port is 0), has the id `base.id` + `i` (as 8 hex digits
+    /// when the base id is hex, otherwise with `-i` appended), the name `base.name-i`, and a MAC
+    /// address of its own.
+    ///
+    /// # Errors
+    /// When a node cannot bind its address (already started nodes are shut down) or the ports
+    /// run past 65535.
+    pub async fn start(base: SimConfig, count: usize) -> io::Result<Self> {
+        let mut nodes = Vec::with_capacity(count);
+        for index in 0..count {
+            let config = match member(&base, index) {
+                Ok(config) => config,
+                Err(error) => return Err(abort(nodes, error).await),
+            };
+            match Simulator::start(config).await {
+                Ok(node) => nodes.push(node),
+                Err(error) => return Err(abort(nodes, error).await),
+            }
+        }
+        Ok(Self { nodes })
+    }
+
+    /// The nodes, in start order.
+    pub fn nodes(&self) -> &[Simulator] {
+        &self.nodes
+    }
+
+    /// Every node's address, in start order.
+    pub fn addrs(&self) -> Vec<SocketAddr> {
+        self.nodes.iter().map(Simulator::local_addr).collect()
+    }
+
+    /// Shuts every node down and waits for all of them.
+    pub async fn shutdown(&self) {
+        for node in &self.nodes {
+            node.shutdown().await;
+        }
+    }
+}
+
+async fn abort(nodes: Vec<Simulator>, error: io::Error) -> io::Error {
+    for node in &nodes {
+        node.shutdown().await;
+    }
+    error
+}
+
+fn member(base: &SimConfig, index: usize) -> io::Result<SimConfig> {
+    let mut config = base.clone();
+    if base.listen.port() != 0 {
+        let port = u16::try_from(index)
+            .ok()
+            .and_then(|i| base.listen.port().checked_add(i))
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidInput, "fleet ports run past 65535")
+            })?;
+        config.listen.set_port(port);
+    }
+    let offset = u32::try_from(index).unwrap_or(u32::MAX);
+    config.id = match u32::from_str_radix(&base.id, 16) {
+        Ok(id) if base.id.len() == 8 => format!("{:08x}", id.wrapping_add(offset)),
+        _ => format!("{}-{index}", base.id),
+    };
+    config.name = format!("{}-{index}", base.name);
+    let [a, b, c, d] = offset.to_be_bytes();
+    config.unit_info.mac_address = format!("02:1a:{a:02x}:{b:02x}:{c:02x}:{d:02x}");
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn members_get_their_own_port_id_name_and_mac() {
+        let mut base = SimConfig {
+            listen: "127.0.0.1:6000".parse().unwrap(),
+            id: "000000ff".into(),
+            ..SimConfig::default()
+        };
+        let third = member(&base, 2).unwrap();
+        assert_eq!(third.listen.port(), 6002);
+        assert_eq!(third.id, "00000101");
+        assert_eq!(third.name, "rigsters-controller-2");
+        assert_eq!(third.unit_info.mac_address, "02:1a:00:00:00:02");
+        base.id = "node".into();
+        assert_eq!(member(&base, 1).unwrap().id, "node-1");
+        base.listen.set_port(65535);
+        assert!(member(&base, 1).is_err());
+    }
+}

@@ -1,0 +1,15 @@
+#![doc = include_str!("../README.md")]
+#![deny(missing_docs)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+pub mod fleet;
+pub mod shell;
+pub mod sim;
+pub mod state;
+
+pub use fleet::Fleet;
+pub use sim::{Faults, SimConfig, SimState, Simulator, Stats};
+pub use state::{BOARDIO_ERROR, BOARDIO_READY, CoordinatorStatus, LightState};
