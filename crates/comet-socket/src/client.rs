@@ -1,0 +1,382 @@
+//! The async client (feature `client`).
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::Value;
+use tracing::Instrument as _;
+
+use crate::error::{DecodeError, EncodeError};
+use crate::io::{ReadError, WriteError, read_frame, write_frame};
+use crate::json::{self, is_truthy};
+use crate::message::{Refusal, Request, Response};
+use crate::wire::{Frame, Limits};
+
+/// Connect timeout when none is configured.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a call waits for the answer (writing the request included) when none is configured.
+pub const DEFAULT_ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Refused before connecting: a COMET server would not dispatch it, or would hang on it.
+    #[error("refused to send: {0}")]
+    Refused(#[from] Refusal),
+    /// Connecting failed or timed out ([`io::ErrorKind::TimedOut`]).
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        /// The address dialled.
+        addr: String,
+        /// The connect error.
+        source: io::Error,
+    },
+    /// No complete answer within the answer timeout.
+    #[error("no answer from {addr} within {after:?}")]
+    Timeout {
+        /// The address dialled.
+        addr: String,
+        /// The timeout that passed.
+        after: Duration,
+    },
+    /// The server closed the connection without a complete answer (a COMET server does that
+    /// with content it cannot parse).
+    #[error("{addr} closed the connection without answering ({received} bytes received)")]
+    NoAnswer {
+        /// The address dialled.
+        addr: String,
+        /// Bytes received before the close.
+        received: usize,
+    },
+    /// Writing the request or reading the answer failed.
+    #[error("i/o error talking to {addr}: {source}")]
+    Io {
+        /// The address dialled.
+        addr: String,
+        /// The error.
+        source: io::Error,
+    },
+    /// The request could not be encoded (too large for the limits).
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    /// The answer is not a valid frame or message.
+    #[error("invalid answer from {addr}: {source}")]
+    Decode {
+        /// The address dialled.
+        addr: String,
+        /// What was wrong.
+        source: DecodeError,
+    },
+    /// The answer carries binary content where JSON was expected.
+    #[error("answer from {addr} has binary content type {content_type:?}")]
+    BinaryAnswer {
+        /// The address dialled.
+        addr: String,
+        /// The answer's content type.
+        content_type: String,
+        /// The answer's content.
+        content: Bytes,
+    },
+}
+
+impl Error {
+    /// Whether a deadline passed (connect or answer).
+    pub fn is_timeout(&self) -> bool {
+        match self {
+            Self::Timeout { .. } => true,
+            Self::Connect { source, .. } => source.kind() == io::ErrorKind::TimedOut,
+            _ => false,
+        }
+    }
+
+    /// Whether the client refused the request before connecting.
+    pub fn is_refused(&self) -> bool {
+        matches!(self, Self::Refused(_))
+    }
+}
+
+/// A COMET client: one fresh connection per message, as COMET's own client does, with
+/// deadlines COMET's client lacks.
+///
+/// Cheap to clone and `Send + Sync`; clones share nothing but configuration, so calls from
+/// many tasks run in parallel.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), comet_socket::client::Error> {
+/// use comet_socket::Client;
+/// use serde_json::json;
+///
+/// let client = Client::new("127.0.0.1:65432");
+/// let result = client.send("ECHO", &json!({"hello": "world"})).await?;
+/// assert_eq!(result, json!({"hello": "world"}));
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Client {
+    addr: Arc<str>,
+    connect_timeout: Duration,
+    answer_timeout: Duration,
+    limits: Limits,
+}
+
+/// Configures a [`Client`]; start from [`Client::builder`].
+#[derive(Debug, Clone)]
+pub struct ClientBuilder {
+    client: Client,
+}
+
+impl ClientBuilder {
+    /// Connect timeout ([`DEFAULT_CONNECT_TIMEOUT`] by default).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.client.connect_timeout = timeout;
+        self
+    }
+
+    /// Answer timeout for every call ([`DEFAULT_ANSWER_TIMEOUT`] by default).
+    pub fn answer_timeout(mut self, timeout: Duration) -> Self {
+        self.client.answer_timeout = timeout;
+        self
+    }
+
+    /// Frame size limits, for requests and answers.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.client.limits = limits;
+        self
+    }
+
+    /// The configured client. Nothing is connected until the first call.
+    pub fn build(self) -> Client {
+        self.client
+    }
+}
+
+impl Client {
+    /// A client for `addr` (`host:port`; resolved on every call) with default timeouts.
+    pub fn new(addr: impl Into<String>) -> Self {
+        Self::builder(addr).build()
+    }
+
+    /// A builder for a client of `addr`.
+    pub fn builder(addr: impl Into<String>) -> ClientBuilder {
+        ClientBuilder {
+            client: Self {
+                addr: Arc::from(addr.into()),
+                connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+                answer_timeout: DEFAULT_ANSWER_TIMEOUT,
+                limits: Limits::default(),
+            },
+        }
+    }
+
+    /// The address this client dials.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// Sends `value` for `action` and returns the answer's `result` (`null` when no handler on
+    /// the server answered).
+    ///
+    /// Refuses, before connecting, an empty action or a falsy `value` (`null`, `false`, `0`,
+    /// `""`, `[]`, `{}`): a COMET server never hands those to a handler.
+    ///
+    /// # Errors
+    /// See [`Error`]; [`Error::is_timeout`] tells deadlines apart.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: each call owns its connection, which is dropped with the future.
+    pub async fn send(&self, action: &str, value: &Value) -> Result<Value, Error> {
+        self.send_with_timeout(action, value, self.answer_timeout)
+            .await
+    }
+
+    /// [`Client::send`] with this call's own answer timeout.
+    ///
+    /// # Errors
+    /// As [`Client::send`].
+    ///
+    /// # Cancel safety
+    /// Cancel safe, as [`Client::send`].
+    pub async fn send_with_timeout(
+        &self,
+        action: &str,
+        value: &Value,
+        timeout: Duration,
+    ) -> Result<Value, Error> {
+        let request = Request::new(action, value.clone());
+        request.check()?;
+        tracing::debug!(addr = %self.addr, action, %value, "sending request");
+        let frame = request.to_frame()?;
+        let answer = self.exchange_with_timeout(&frame, timeout).await?;
+        let response = self.response(answer)?;
+        tracing::debug!(addr = %self.addr, result = %response.result, "answer received");
+        Ok(response.result)
+    }
+
+    /// Sends `content` as it is (any JSON object, not only `{"action", "value"}`) and returns
+    /// the decoded answer.
+    ///
+    /// # Errors
+    /// [`Refusal::FalsyContent`] for falsy content, which hangs a real COMET server; otherwise
+    /// as [`Client::send`].
+    ///
+    /// # Cancel safety
+    /// Cancel safe, as [`Client::send`].
+    pub async fn send_content(&self, content: &Value) -> Result<Response, Error> {
+        if !is_truthy(content) {
+            return Err(Refusal::FalsyContent.into());
+        }
+        let bytes = json::to_vec(content).map_err(|e| EncodeError::Json(e.to_string()))?;
+        let answer = self
+            .exchange_with_timeout(&Frame::json(bytes), self.answer_timeout)
+            .await?;
+        self.response(answer)
+    }
+
+    /// Sends one frame as it is and returns the answering frame, binary or JSON: the way to
+    /// send binary content, or JSON that is not a request.
+    ///
+    /// # Errors
+    /// [`Refusal::FalsyContent`] for JSON content that is empty or falsy (it hangs a real COMET
+    /// server); otherwise as [`Client::send`], except that binary answers are returned.
+    ///
+    /// # Cancel safety
+    /// Cancel safe, as [`Client::send`].
+    pub async fn exchange(&self, frame: &Frame) -> Result<Frame, Error> {
+        if frame.is_json() && is_falsy_content(&frame.content) {
+            return Err(Refusal::FalsyContent.into());
+        }
+        let answer = self
+            .exchange_with_timeout(frame, self.answer_timeout)
+            .await?;
+        Ok(answer)
+    }
+
+    async fn exchange_with_timeout(
+        &self,
+        frame: &Frame,
+        timeout: Duration,
+    ) -> Result<Frame, Error> {
+        let span = tracing::debug_span!("comet_call", addr = %self.addr);
+        async {
+            let mut stream = labwire_net::connect(&*self.addr, self.connect_timeout)
+                .await
+                .map_err(|source| Error::Connect {
+                    addr: self.addr.to_string(),
+                    source,
+                })?;
+            let exchange = async {
+                write_frame(&mut stream, frame, &self.limits)
+                    .await
+                    .map_err(|e| match e {
+                        WriteError::Encode(e) => Error::Encode(e),
+                        WriteError::Io(source) => self.io_error(source),
+                    })?;
+                let answer = read_frame(&mut stream, &self.limits)
+                    .await
+                    .map_err(|e| match e {
+                        ReadError::Closed { received } => Error::NoAnswer {
+                            addr: self.addr.to_string(),
+                            received,
+                        },
+                        ReadError::Decode(source) => self.decode_error(source),
+                        ReadError::Io(source) => self.io_error(source),
+                    })?;
+                Ok(answer)
+            };
+            match tokio::time::timeout(timeout, exchange).await {
+                Ok(result) => result,
+                Err(_) => Err(Error::Timeout {
+                    addr: self.addr.to_string(),
+                    after: timeout,
+                }),
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    fn response(&self, answer: Frame) -> Result<Response, Error> {
+        if !answer.is_json() {
+            return Err(Error::BinaryAnswer {
+                addr: self.addr.to_string(),
+                content_type: answer.content_type,
+                content: answer.content,
+            });
+        }
+        Response::from_frame(&answer).map_err(|source| self.decode_error(source))
+    }
+
+    fn io_error(&self, source: io::Error) -> Error {
+        Error::Io {
+            addr: self.addr.to_string(),
+            source,
+        }
+    }
+
+    fn decode_error(&self, source: DecodeError) -> Error {
+        Error::Decode {
+            addr: self.addr.to_string(),
+            source,
+        }
+    }
+}
+
+/// Content a COMET server would spin on: nothing but whitespace, or a falsy JSON value.
+fn is_falsy_content(content: &[u8]) -> bool {
+    content.iter().all(u8::is_ascii_whitespace)
+        || json::from_slice(content).is_ok_and(|value| !is_truthy(&value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn falsy_content_is_recognised() {
+        for content in [
+            &b""[..],
+            b"  ",
+            b"{}",
+            b"[]",
+            b"null",
+            b"false",
+            b"0",
+            b"\"\"",
+        ] {
+            assert!(is_falsy_content(content), "{content:?}");
+        }
+        for content in [&b"{\"a\": 1}"[..], b"[0]", b"not json"] {
+            assert!(!is_falsy_content(content), "{content:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn refusals_happen_before_any_connection() {
+        // Nothing listens on port 9 here, and the refusal must come before trying.
+        let client = Client::new("127.0.0.1:9");
+        for value in [
+            json!(null),
+            json!(false),
+            json!(0),
+            json!(""),
+            json!([]),
+            json!({}),
+        ] {
+            let err = client.send("ECHO", &value).await.unwrap_err();
+            assert!(err.is_refused(), "{value}: {err}");
+        }
+        let err = client.send("", &json!("x")).await.unwrap_err();
+        assert!(matches!(err, Error::Refused(Refusal::EmptyAction)));
+        let err = client.send_content(&json!({})).await.unwrap_err();
+        assert!(matches!(err, Error::Refused(Refusal::FalsyContent)));
+        let err = client
+            .exchange(&Frame::json(Bytes::new()))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Refused(Refusal::FalsyContent)));
+    }
+}

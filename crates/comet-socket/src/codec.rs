@@ -1,0 +1,148 @@
+//! A `tokio-util` codec over [`crate::wire`].
+
+use std::io;
+
+use bytes::BytesMut;
+use tokio_util::codec::{Decoder, Encoder};
+
+use crate::error::{DecodeError, EncodeError};
+use crate::wire::{self, Frame, Head, Limits};
+
+/// Frames COMET's wire format for `tokio_util::codec::{FramedRead, FramedWrite, Framed}`.
+///
+/// The header is parsed once, as soon as it is complete, and its limits checked before any
+/// content is awaited; the buffer is never grown to what a header merely claims.
+#[derive(Debug, Clone, Default)]
+pub struct CometCodec {
+    limits: Limits,
+    head: Option<Head>,
+}
+
+impl CometCodec {
+    /// A codec with the default [`Limits`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A codec with the given limits.
+    pub fn with_limits(limits: Limits) -> Self {
+        Self { limits, head: None }
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+}
+
+/// Errors of [`CometCodec`]: the stream's own, or a bad frame.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CodecError {
+    /// Reading or writing the stream failed.
+    #[error("i/o error: {0}")]
+    Io(#[from] io::Error),
+    /// The received bytes are not a valid frame.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// The frame could not be encoded.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+}
+
+impl Decoder for CometCodec {
+    type Item = Frame;
+    type Error = CodecError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
+        if self.head.is_none() {
+            self.head = wire::decode_head(src, &self.limits)?;
+        }
+        let Some(head) = &self.head else {
+            return Ok(None);
+        };
+        if src.len() < head.frame_len() {
+            return Ok(None);
+        }
+        let Some(head) = self.head.take() else {
+            return Ok(None);
+        };
+        let mut frame = src.split_to(head.frame_len());
+        let content = frame.split_off(head.header_end).freeze();
+        Ok(Some(head.into_frame(content)))
+    }
+
+    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
+        match self.decode(src)? {
+            Some(frame) => Ok(Some(frame)),
+            None if src.is_empty() => Ok(None),
+            None => Err(DecodeError::Truncated {
+                received: src.len(),
+            }
+            .into()),
+        }
+    }
+}
+
+impl Encoder<&Frame> for CometCodec {
+    type Error = CodecError;
+
+    fn encode(&mut self, frame: &Frame, dst: &mut BytesMut) -> Result<(), CodecError> {
+        wire::encode(frame, &self.limits, dst).map_err(CodecError::from)
+    }
+}
+
+impl Encoder<Frame> for CometCodec {
+    type Error = CodecError;
+
+    fn encode(&mut self, frame: Frame, dst: &mut BytesMut) -> Result<(), CodecError> {
+        wire::encode(&frame, &self.limits, dst).map_err(CodecError::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_frames_one_after_another_from_one_buffer() {
+        let mut codec = CometCodec::new();
+        let mut buf = BytesMut::new();
+        codec.encode(Frame::json(&b"[1]"[..]), &mut buf).unwrap();
+        codec
+            .encode(Frame::binary("x/y", &b"raw"[..]), &mut buf)
+            .unwrap();
+        let first = codec.decode(&mut buf).unwrap().unwrap();
+        let second = codec.decode(&mut buf).unwrap().unwrap();
+        assert_eq!(&first.content[..], b"[1]");
+        assert_eq!(&second.content[..], b"raw");
+        assert!(buf.is_empty());
+        assert!(codec.decode_eof(&mut buf).unwrap().is_none());
+    }
+
+    #[test]
+    fn eof_inside_a_frame_is_a_truncation_error() {
+        let mut codec = CometCodec::new();
+        let mut buf = BytesMut::from(&[0x00, 0x67, b'{'][..]);
+        let err = codec.decode_eof(&mut buf).unwrap_err();
+        assert!(matches!(
+            err,
+            CodecError::Decode(DecodeError::Truncated { received: 3 })
+        ));
+    }
+
+    #[test]
+    fn a_huge_claim_reserves_nothing() {
+        let mut codec = CometCodec::with_limits(Limits {
+            max_content_length: 1 << 30,
+            ..Limits::default()
+        });
+        let header = br#"{"byteorder": "little", "content-type": "text/json", "content-encoding": "utf-8", "content-length": 1000000000}"#;
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&u16::try_from(header.len()).unwrap().to_be_bytes());
+        buf.extend_from_slice(header);
+        let capacity = buf.capacity();
+        assert!(codec.decode(&mut buf).unwrap().is_none());
+        assert_eq!(buf.capacity(), capacity);
+    }
+}

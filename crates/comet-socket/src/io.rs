@@ -1,0 +1,114 @@
+//! Reading and writing whole frames on an async stream (features `client` or `server`).
+
+use std::io;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio_util::codec::Decoder;
+
+use crate::codec::{CodecError, CometCodec};
+use crate::error::{DecodeError, EncodeError};
+use crate::wire::{self, Frame, Limits, hex_preview};
+
+/// How much the read buffer grows at a time.
+const READ_STEP: usize = 8 * 1024;
+/// Bytes of a frame shown in trace logs.
+const TRACE_BYTES: usize = 512;
+
+/// Why [`read_frame`] returned no frame.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReadError {
+    /// Reading the stream failed.
+    #[error("i/o error: {0}")]
+    Io(#[from] io::Error),
+    /// The bytes are not a valid frame.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// The peer closed the stream before a whole frame arrived.
+    #[error("peer closed the connection after {received} bytes, before a whole frame")]
+    Closed {
+        /// Bytes received before the end of the stream.
+        received: usize,
+    },
+}
+
+/// Reads one frame from `reader`, returning as soon as it is complete (never waiting for the
+/// end of the stream). Bytes after the frame are read at most into the buffer and dropped.
+///
+/// Memory grows in steps as bytes arrive, never to what a header claims. Add your own deadline
+/// (`tokio::time::timeout`): this function waits as long as the peer does.
+///
+/// # Errors
+/// See [`ReadError`].
+///
+/// # Cancel safety
+/// Not cancel safe: a cancelled read loses the bytes read so far; drop the stream.
+pub async fn read_frame<R>(reader: &mut R, limits: &Limits) -> Result<Frame, ReadError>
+where
+    R: AsyncRead + Unpin + ?Sized,
+{
+    let mut codec = CometCodec::with_limits(*limits);
+    let mut buf = BytesMut::new();
+    loop {
+        match codec.decode(&mut buf) {
+            Ok(Some(frame)) => {
+                tracing::trace!(
+                    content_type = %frame.content_type,
+                    content = %hex_preview(&frame.content, TRACE_BYTES),
+                    "frame received"
+                );
+                return Ok(frame);
+            }
+            Ok(None) => {}
+            Err(CodecError::Decode(e)) => return Err(e.into()),
+            Err(CodecError::Io(e)) => return Err(e.into()),
+            Err(CodecError::Encode(e)) => {
+                return Err(io::Error::other(e).into());
+            }
+        }
+        if buf.capacity() - buf.len() < READ_STEP / 2 {
+            buf.reserve(READ_STEP);
+        }
+        if reader.read_buf(&mut buf).await? == 0 {
+            return Err(ReadError::Closed {
+                received: buf.len(),
+            });
+        }
+    }
+}
+
+/// Why [`write_frame`] failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WriteError {
+    /// The frame could not be encoded.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    /// Writing the stream failed.
+    #[error("i/o error: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Encodes `frame` and writes it with one write call (the kernel may still split it), then
+/// flushes.
+///
+/// # Errors
+/// See [`WriteError`]; nothing is written when encoding fails.
+///
+/// # Cancel safety
+/// Not cancel safe: a cancelled write may leave half a frame on the stream; drop the stream.
+pub async fn write_frame<W>(
+    writer: &mut W,
+    frame: &Frame,
+    limits: &Limits,
+) -> Result<(), WriteError>
+where
+    W: AsyncWrite + Unpin + ?Sized,
+{
+    let bytes = wire::encode_to_bytes(frame, limits)?;
+    tracing::trace!(frame = %hex_preview(&bytes, TRACE_BYTES), "frame sent");
+    writer.write_all(&bytes).await?;
+    writer.flush().await?;
+    Ok(())
+}

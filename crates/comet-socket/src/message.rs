@@ -1,0 +1,350 @@
+//! COMET's messages: a request `{"action", "value"}` and an answer `{"result"}`.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::error::{DecodeError, EncodeError};
+use crate::json::{self, is_truthy};
+use crate::pyrepr::python_str;
+use crate::wire::Frame;
+
+/// A request: an action name and any JSON value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    /// What the message is for; COMET's handlers compare it with their own action name.
+    pub action: String,
+    /// The payload (COMET's docs call it "message"; on the wire the key is `value`).
+    pub value: Value,
+}
+
+#[derive(Serialize)]
+struct RequestRef<'a> {
+    action: &'a str,
+    value: &'a Value,
+}
+
+#[derive(Serialize)]
+struct ResponseRef<'a> {
+    result: &'a Value,
+}
+
+fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>, EncodeError> {
+    json::to_vec(value).map_err(|e| EncodeError::Json(e.to_string()))
+}
+
+impl Request {
+    /// A request for `action` carrying `value`.
+    pub fn new(action: impl Into<String>, value: Value) -> Self {
+        Self {
+            action: action.into(),
+            value,
+        }
+    }
+
+    /// Whether a COMET server would hand this request to its handlers, and if not why.
+    ///
+    /// # Errors
+    /// [`Refusal::EmptyAction`] or [`Refusal::FalsyValue`].
+    pub fn check(&self) -> Result<(), Refusal> {
+        if self.action.is_empty() {
+            Err(Refusal::EmptyAction)
+        } else if !is_truthy(&self.value) {
+            Err(Refusal::FalsyValue(self.value.clone()))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The content bytes, as COMET writes them: `{"action": "...", "value": ...}`.
+    ///
+    /// # Errors
+    /// [`EncodeError::Json`] only for values `serde_json` cannot write (none in practice).
+    pub fn to_content(&self) -> Result<Vec<u8>, EncodeError> {
+        to_json(&RequestRef {
+            action: &self.action,
+            value: &self.value,
+        })
+    }
+
+    /// The request as a JSON frame.
+    ///
+    /// # Errors
+    /// As [`Request::to_content`].
+    pub fn to_frame(&self) -> Result<Frame, EncodeError> {
+        Ok(Frame::json(self.to_content()?))
+    }
+}
+
+/// An answer: `{"result": <any JSON>}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Response {
+    /// What the answering handler returned, or `null` when no handler answered.
+    pub result: Value,
+}
+
+impl Response {
+    /// An answer carrying `result`.
+    pub fn new(result: Value) -> Self {
+        Self { result }
+    }
+
+    /// The content bytes, as COMET writes them: `{"result": ...}`.
+    ///
+    /// # Errors
+    /// [`EncodeError::Json`] only for values `serde_json` cannot write (none in practice).
+    pub fn to_content(&self) -> Result<Vec<u8>, EncodeError> {
+        to_json(&ResponseRef {
+            result: &self.result,
+        })
+    }
+
+    /// The answer as a JSON frame.
+    ///
+    /// # Errors
+    /// As [`Response::to_content`].
+    pub fn to_frame(&self) -> Result<Frame, EncodeError> {
+        Ok(Frame::json(self.to_content()?))
+    }
+
+    /// Reads an answer from JSON content (non-finite numbers are accepted, see [`crate::json`]).
+    ///
+    /// # Errors
+    /// Invalid JSON, content that is not an object, or no `result` key.
+    pub fn from_content(content: &[u8]) -> Result<Self, DecodeError> {
+        let mut object = content_object(content)?;
+        let result = object.remove("result").ok_or(DecodeError::MissingResult)?;
+        Ok(Self { result })
+    }
+
+    /// Reads an answer from a frame, which must carry UTF-8 JSON.
+    ///
+    /// # Errors
+    /// [`DecodeError::NotJson`] for binary content, otherwise as [`Response::from_content`].
+    pub fn from_frame(frame: &Frame) -> Result<Self, DecodeError> {
+        check_json_frame(frame)?;
+        Self::from_content(&frame.content)
+    }
+}
+
+/// A request as a server receives it: `action` and `value` may be missing or of any type.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawRequest {
+    /// The `action` key, if present.
+    pub action: Option<Value>,
+    /// The `value` key, if present.
+    pub value: Option<Value>,
+}
+
+impl RawRequest {
+    /// Reads a request from JSON content. Keys other than `action` and `value` are ignored.
+    ///
+    /// # Errors
+    /// Invalid JSON or content that is not an object: COMET closes without answering those.
+    pub fn from_content(content: &[u8]) -> Result<Self, DecodeError> {
+        let mut object = content_object(content)?;
+        Ok(Self {
+            action: object.remove("action"),
+            value: object.remove("value"),
+        })
+    }
+
+    /// Reads a request from a frame, which must carry UTF-8 JSON.
+    ///
+    /// # Errors
+    /// [`DecodeError::NotJson`] for binary content, otherwise as [`RawRequest::from_content`].
+    pub fn from_frame(frame: &Frame) -> Result<Self, DecodeError> {
+        check_json_frame(frame)?;
+        Self::from_content(&frame.content)
+    }
+
+    /// The request COMET would hand to its handlers: a non-empty string `action` and a truthy
+    /// `value`.
+    ///
+    /// A truthy action that is not a string is refused here too. COMET would offer it to its
+    /// handlers, but they all compare it with a string, so none could answer it.
+    ///
+    /// # Errors
+    /// The [`InvalidRequest`] to answer with [`InvalidRequest::comet_answer`].
+    pub fn into_request(self) -> Result<Request, InvalidRequest> {
+        match (self.action, self.value) {
+            (Some(Value::String(action)), Some(value))
+                if !action.is_empty() && is_truthy(&value) =>
+            {
+                Ok(Request { action, value })
+            }
+            (action, value) => Err(InvalidRequest { action, value }),
+        }
+    }
+}
+
+/// A request whose action or value is missing or falsy: COMET runs no handler and answers
+/// with an error string.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InvalidRequest {
+    /// The `action` key, if present.
+    pub action: Option<Value>,
+    /// The `value` key, if present.
+    pub value: Option<Value>,
+}
+
+impl InvalidRequest {
+    /// COMET's answer, `Error: invalid action and or value <action>, <value>`, with both
+    /// rendered as Python's `str()` does (a missing key prints as `None`).
+    pub fn comet_answer(&self) -> String {
+        let render = |v: &Option<Value>| v.as_ref().map_or_else(|| "None".to_owned(), python_str);
+        format!(
+            "Error: invalid action and or value {}, {}",
+            render(&self.action),
+            render(&self.value)
+        )
+    }
+}
+
+/// Why a client refuses to send a request.
+///
+/// A real COMET server never runs a handler for an empty action or a falsy value; it only
+/// answers with an error string. Worse, a request whose whole content is falsy (`{}`, `[]`,
+/// `null`, `false`, nothing) makes a COMET server spin at 100 % CPU and never answer. So our
+/// client refuses these before opening a connection, with this error.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The action is empty.
+    #[error("the action is empty; COMET answers such requests only with an error")]
+    EmptyAction,
+    /// The value is falsy in Python terms.
+    #[error(
+        "the value {0} is falsy (null, false, 0, \"\", [] or {{}}); COMET runs no handler for it"
+    )]
+    FalsyValue(Value),
+    /// The whole content is falsy or empty.
+    #[error("the content is falsy or empty; it makes a COMET server hang at 100% CPU")]
+    FalsyContent,
+}
+
+pub(crate) fn check_json_frame(frame: &Frame) -> Result<(), DecodeError> {
+    if !frame.is_json() {
+        return Err(DecodeError::NotJson(frame.content_type.clone()));
+    }
+    let encoding = frame.content_encoding.to_ascii_lowercase();
+    if !matches!(encoding.as_str(), "utf-8" | "utf8" | "utf_8") {
+        return Err(DecodeError::UnsupportedEncoding(
+            frame.content_encoding.clone(),
+        ));
+    }
+    Ok(())
+}
+
+fn content_object(content: &[u8]) -> Result<Map<String, Value>, DecodeError> {
+    match json::from_slice(content) {
+        Ok(Value::Object(object)) => Ok(object),
+        Ok(_) => Err(DecodeError::ContentNotObject),
+        Err(e) => Err(DecodeError::InvalidJson {
+            reason: e.to_string(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn request_content_keeps_action_before_value() {
+        let request = Request::new("ECHO", json!({"b": 1, "a": [2.5]}));
+        assert_eq!(
+            request.to_content().unwrap(),
+            br#"{"action": "ECHO", "value": {"a": [2.5], "b": 1}}"#
+        );
+    }
+
+    #[test]
+    fn invalid_answers_render_values_as_python_str() {
+        let invalid =
+            RawRequest::from_content(br#"{"action": "", "value": {"a": 1, "b": [true, null]}}"#)
+                .unwrap()
+                .into_request()
+                .unwrap_err();
+        assert_eq!(
+            invalid.comet_answer(),
+            "Error: invalid action and or value , {'a': 1, 'b': [True, None]}"
+        );
+        let missing = RawRequest::from_content(b"{}")
+            .unwrap()
+            .into_request()
+            .unwrap_err();
+        assert_eq!(
+            missing.comet_answer(),
+            "Error: invalid action and or value None, None"
+        );
+    }
+
+    #[test]
+    fn non_string_actions_are_invalid() {
+        let invalid = RawRequest::from_content(br#"{"action": 5, "value": "x"}"#)
+            .unwrap()
+            .into_request()
+            .unwrap_err();
+        assert_eq!(
+            invalid.comet_answer(),
+            "Error: invalid action and or value 5, x"
+        );
+    }
+
+    #[test]
+    fn content_must_be_a_json_object() {
+        assert_eq!(
+            RawRequest::from_content(b"[1]").unwrap_err(),
+            DecodeError::ContentNotObject
+        );
+        assert!(matches!(
+            RawRequest::from_content(b"{\"action\": ").unwrap_err(),
+            DecodeError::InvalidJson { .. }
+        ));
+    }
+
+    #[test]
+    fn answers_with_non_finite_numbers_decode() {
+        let response = Response::from_content(br#"{"result": [NaN, -Infinity]}"#).unwrap();
+        assert_eq!(response.result, json!([null, null]));
+    }
+
+    #[test]
+    fn answers_need_a_result_key() {
+        assert_eq!(
+            Response::from_content(b"{\"x\": 1}").unwrap_err(),
+            DecodeError::MissingResult
+        );
+    }
+
+    #[test]
+    fn only_utf8_json_frames_are_read_as_messages() {
+        let mut frame = Frame::json(&b"{\"result\": 1}"[..]);
+        frame.content_encoding = "UTF8".into();
+        assert!(Response::from_frame(&frame).is_ok());
+        frame.content_encoding = "latin-1".into();
+        assert_eq!(
+            Response::from_frame(&frame).unwrap_err(),
+            DecodeError::UnsupportedEncoding("latin-1".into())
+        );
+        let binary = Frame::binary("application/octet-stream", &b"x"[..]);
+        assert!(matches!(
+            Response::from_frame(&binary).unwrap_err(),
+            DecodeError::NotJson(_)
+        ));
+    }
+
+    #[test]
+    fn check_refuses_what_comet_would_not_dispatch() {
+        assert_eq!(
+            Request::new("", json!("x")).check(),
+            Err(Refusal::EmptyAction)
+        );
+        assert_eq!(
+            Request::new("ECHO", json!(0)).check(),
+            Err(Refusal::FalsyValue(json!(0)))
+        );
+        assert_eq!(Request::new("ECHO", json!("x")).check(), Ok(()));
+    }
+}

@@ -1,0 +1,480 @@
+//! The async server (feature `server`): a chain of handlers, dispatched as COMET does.
+//!
+//! COMET tries its handlers in registration order with `(action, value)`; the first one to
+//! return a truthy value answers; a falsy return or an exception passes the message on; when
+//! nobody answers, the result is `null`. [`CometServer`] does the same, and unlike COMET serves
+//! connections concurrently (a slow handler stalls nobody else), bounds every connection with a
+//! deadline, and shuts down cleanly.
+//!
+//! A handler that panics ends its own connection without an answer; other connections go on.
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::dispatch::{Incoming, binary_answer, classify, invalid_answer};
+use crate::error::{DecodeError, EncodeError};
+use crate::io::{ReadError, WriteError, read_frame, write_frame};
+use crate::json::is_truthy;
+use crate::message::{Request, Response};
+use crate::wire::{Frame, Limits};
+
+pub use labwire_net::{CancellationToken, ServerConfig, ServerHandle};
+
+/// How long one connection may take, from accept to close, when none is configured.
+pub const DEFAULT_CONNECTION_DEADLINE: Duration = Duration::from_secs(30);
+
+/// After answering, how long the server keeps reading (and discarding) what the client still
+/// sends before it closes. Closing a socket with unread bytes makes the kernel reset the
+/// connection, which can destroy the answer before the client reads it.
+const LINGER: Duration = Duration::from_secs(1);
+/// At most this many trailing bytes are discarded while lingering.
+const LINGER_BYTES: usize = 64 * 1024;
+
+/// What a handler returns when it fails; the message passes to the next handler.
+pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Answers messages. Register handlers with [`CometServerBuilder::handler`].
+///
+/// Return a truthy value to answer, a falsy one (`null`, `false`, `0`, `""`, `[]`, `{}`) to
+/// let the next handler try, or an error (logged, then the next handler tries).
+///
+/// For closures see [`handler_fn`] and [`async_handler_fn`].
+pub trait Handler: Send + Sync + 'static {
+    /// Handles `value` sent for `action`.
+    fn handle(
+        &self,
+        action: &str,
+        value: &Value,
+    ) -> impl Future<Output = Result<Value, HandlerError>> + Send;
+}
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The object-safe form of [`Handler`], so one chain can hold handlers of different types.
+trait DynHandler: Send + Sync {
+    fn handle_dyn<'a>(
+        &'a self,
+        action: &'a str,
+        value: &'a Value,
+    ) -> BoxFuture<'a, Result<Value, HandlerError>>;
+}
+
+impl<H: Handler> DynHandler for H {
+    fn handle_dyn<'a>(
+        &'a self,
+        action: &'a str,
+        value: &'a Value,
+    ) -> BoxFuture<'a, Result<Value, HandlerError>> {
+        Box::pin(self.handle(action, value))
+    }
+}
+
+/// A [`Handler`] made from a plain function; see [`handler_fn`].
+#[derive(Debug, Clone)]
+pub struct FnHandler<F>(F);
+
+/// A handler from a synchronous closure `|action, value| -> Result<Value, HandlerError>`.
+///
+/// ```
+/// use comet_socket::server::handler_fn;
+/// use serde_json::Value;
+///
+/// let echo = handler_fn(|action, value| {
+///     Ok(if action == "ECHO" { value.clone() } else { Value::Null })
+/// });
+/// ```
+pub fn handler_fn<F>(f: F) -> FnHandler<F>
+where
+    F: Fn(&str, &Value) -> Result<Value, HandlerError> + Send + Sync + 'static,
+{
+    FnHandler(f)
+}
+
+impl<F> Handler for FnHandler<F>
+where
+    F: Fn(&str, &Value) -> Result<Value, HandlerError> + Send + Sync + 'static,
+{
+    fn handle(
+        &self,
+        action: &str,
+        value: &Value,
+    ) -> impl Future<Output = Result<Value, HandlerError>> + Send {
+        std::future::ready((self.0)(action, value))
+    }
+}
+
+/// A [`Handler`] made from an async function; see [`async_handler_fn`].
+#[derive(Debug, Clone)]
+pub struct AsyncFnHandler<F>(F);
+
+/// A handler from an async closure taking owned `(action, value)`.
+///
+/// ```
+/// use comet_socket::server::async_handler_fn;
+/// use serde_json::{Value, json};
+///
+/// let slow = async_handler_fn(|action: String, _value: Value| async move {
+///     tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+///     Ok(json!(format!("done {action}")))
+/// });
+/// ```
+pub fn async_handler_fn<F, Fut>(f: F) -> AsyncFnHandler<F>
+where
+    F: Fn(String, Value) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Value, HandlerError>> + Send + 'static,
+{
+    AsyncFnHandler(f)
+}
+
+impl<F, Fut> Handler for AsyncFnHandler<F>
+where
+    F: Fn(String, Value) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Value, HandlerError>> + Send + 'static,
+{
+    fn handle(
+        &self,
+        action: &str,
+        value: &Value,
+    ) -> impl Future<Output = Result<Value, HandlerError>> + Send {
+        (self.0)(action.to_owned(), value.clone())
+    }
+}
+
+/// Why a connection ended without an answer, or while answering.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectionError {
+    /// No complete request arrived (the peer closed, a read failed, or the header was bad).
+    #[error("no request: {0}")]
+    Read(#[from] ReadError),
+    /// The request's content is malformed; COMET closes without answering.
+    #[error("malformed request, closing without an answer: {0}")]
+    Malformed(#[from] DecodeError),
+    /// The answer could not be encoded (too large for the limits).
+    #[error("cannot encode the answer: {0}")]
+    Encode(#[from] EncodeError),
+    /// Writing the answer failed.
+    #[error("cannot write the answer: {0}")]
+    Write(io::Error),
+    /// The connection deadline passed.
+    #[error("connection deadline of {0:?} passed")]
+    DeadlinePassed(Duration),
+}
+
+impl From<WriteError> for ConnectionError {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::Encode(e) => Self::Encode(e),
+            WriteError::Io(e) => Self::Write(e),
+        }
+    }
+}
+
+/// Configures a [`CometServer`]; start from [`CometServer::builder`].
+#[derive(Default)]
+pub struct CometServerBuilder {
+    handlers: Vec<Box<dyn DynHandler>>,
+    limits: Limits,
+    deadline: Option<Duration>,
+}
+
+impl fmt::Debug for CometServerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CometServerBuilder")
+            .field("handlers", &self.handlers.len())
+            .field("limits", &self.limits)
+            .field("deadline", &self.deadline)
+            .finish()
+    }
+}
+
+impl CometServerBuilder {
+    /// Appends a handler to the chain; handlers are tried in the order they were added.
+    pub fn handler(mut self, handler: impl Handler) -> Self {
+        self.handlers.push(Box::new(handler));
+        self
+    }
+
+    /// Frame size limits for requests and answers.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// How long one connection may take from accept to close
+    /// ([`DEFAULT_CONNECTION_DEADLINE`] by default). A connection past it is closed, answered
+    /// or not.
+    pub fn connection_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// The server, ready to [`CometServer::bind`] or to serve streams you accept yourself.
+    pub fn build(self) -> CometServer {
+        CometServer {
+            inner: Arc::new(Inner {
+                handlers: self.handlers,
+                limits: self.limits,
+                deadline: self.deadline.unwrap_or(DEFAULT_CONNECTION_DEADLINE),
+            }),
+        }
+    }
+}
+
+struct Inner {
+    handlers: Vec<Box<dyn DynHandler>>,
+    limits: Limits,
+    deadline: Duration,
+}
+
+/// A COMET server: a handler chain plus limits. Cheap to clone (shared).
+///
+/// ```no_run
+/// # async fn run() -> std::io::Result<()> {
+/// use comet_socket::server::{CometServer, ServerConfig, handler_fn};
+/// use serde_json::Value;
+///
+/// let server = CometServer::builder()
+///     .handler(handler_fn(|action, value| {
+///         Ok(if action == "ECHO" { value.clone() } else { Value::Null })
+///     }))
+///     .build();
+/// let handle = server.bind(ServerConfig::new("127.0.0.1:65432".parse().unwrap())).await?;
+/// println!("listening on {}", handle.local_addr());
+/// handle.shutdown().await;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct CometServer {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for CometServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CometServer")
+            .field("handlers", &self.inner.handlers.len())
+            .field("limits", &self.inner.limits)
+            .field("deadline", &self.inner.deadline)
+            .finish()
+    }
+}
+
+impl CometServer {
+    /// A builder with no handlers (every valid request is answered `{"result": null}`).
+    pub fn builder() -> CometServerBuilder {
+        CometServerBuilder::default()
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// The connection deadline in force.
+    pub fn connection_deadline(&self) -> Duration {
+        self.inner.deadline
+    }
+
+    /// Runs the handler chain for `request`: the first truthy result, or `null`.
+    pub async fn dispatch(&self, request: &Request) -> Value {
+        for (index, handler) in self.inner.handlers.iter().enumerate() {
+            match handler.handle_dyn(&request.action, &request.value).await {
+                Ok(result) if is_truthy(&result) => {
+                    tracing::trace!(index, "handler answered");
+                    return result;
+                }
+                Ok(_) => tracing::trace!(index, "handler passed"),
+                Err(error) => {
+                    tracing::debug!(index, action = %request.action, %error, "handler failed, trying the next");
+                }
+            }
+        }
+        Value::Null
+    }
+
+    /// The answer COMET would give to `frame`: the handler chain's result, the invalid
+    /// action/value string, or the binary answer.
+    ///
+    /// # Errors
+    /// [`ConnectionError::Malformed`] when COMET would close without answering.
+    pub async fn answer(&self, frame: &Frame) -> Result<Frame, ConnectionError> {
+        match classify(frame)? {
+            Incoming::Request(request) => {
+                tracing::debug!(action = %request.action, value = %request.value, "request");
+                let result = self.dispatch(&request).await;
+                tracing::debug!(%result, "answer");
+                Ok(Response::new(result).to_frame()?)
+            }
+            Incoming::Invalid(invalid) => {
+                tracing::debug!(?invalid.action, ?invalid.value, "invalid request");
+                Ok(invalid_answer(&invalid)?)
+            }
+            Incoming::Binary(frame) => {
+                tracing::debug!(content_type = %frame.content_type, len = frame.content.len(), "binary request");
+                Ok(binary_answer(&frame))
+            }
+        }
+    }
+
+    /// Serves one connection: reads one request, answers it, closes. Bounded by the connection
+    /// deadline.
+    ///
+    /// # Errors
+    /// Why no answer was written; the stream is closed either way.
+    pub async fn serve_connection<S>(&self, mut stream: S) -> Result<(), ConnectionError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let deadline = self.inner.deadline;
+        let result = tokio::time::timeout(deadline, async {
+            let request = read_frame(&mut stream, &self.inner.limits).await?;
+            let answer = self.answer(&request).await?;
+            write_frame(&mut stream, &answer, &self.inner.limits).await?;
+            linger(&mut stream).await;
+            Ok(())
+        })
+        .await;
+        match result {
+            Ok(result) => result,
+            Err(_) => Err(ConnectionError::DeadlinePassed(deadline)),
+        }
+    }
+
+    /// Binds `config.addr` and serves every connection in its own task until the returned
+    /// handle shuts down.
+    ///
+    /// # Errors
+    /// Binding failed.
+    pub async fn bind(&self, config: ServerConfig) -> io::Result<ServerHandle> {
+        self.bind_with_token(config, CancellationToken::new()).await
+    }
+
+    /// Like [`CometServer::bind`], stopping also when `shutdown` is cancelled.
+    ///
+    /// # Errors
+    /// Binding failed.
+    pub async fn bind_with_token(
+        &self,
+        config: ServerConfig,
+        shutdown: CancellationToken,
+    ) -> io::Result<ServerHandle> {
+        let listener = labwire_net::Server::bind(config).await?;
+        Ok(self.serve_on(listener, shutdown))
+    }
+
+    /// Serves connections accepted by an already bound `listener`.
+    pub fn serve_on(
+        &self,
+        listener: labwire_net::Server,
+        shutdown: CancellationToken,
+    ) -> ServerHandle {
+        let server = self.clone();
+        listener.serve_with_token(shutdown, move |stream, _peer, _token| {
+            let server = server.clone();
+            async move {
+                match server.serve_connection(stream).await {
+                    Ok(()) => tracing::trace!("answered"),
+                    Err(ConnectionError::Read(ReadError::Closed { received: 0 })) => {
+                        tracing::trace!("closed before sending anything");
+                    }
+                    Err(error) => tracing::debug!(%error, "connection ended without an answer"),
+                }
+            }
+        })
+    }
+}
+
+/// Half-closes, then discards what the client still sends (bounded in bytes and time) so that
+/// closing does not reset the connection under the answer.
+pub(crate) async fn linger<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) {
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let _ = tokio::time::timeout(LINGER, async {
+        let mut discarded = 0;
+        let mut buf = [0u8; 4096];
+        while discarded < LINGER_BYTES {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => discarded += n,
+            }
+        }
+    })
+    .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn chain() -> CometServer {
+        CometServer::builder()
+            .handler(handler_fn(|action, _| {
+                if action == "FAIL" {
+                    Err("boom".into())
+                } else {
+                    Ok(Value::Null)
+                }
+            }))
+            .handler(handler_fn(|action, _| {
+                Ok(if action == "EMPTY" {
+                    json!("")
+                } else {
+                    Value::Null
+                })
+            }))
+            .handler(async_handler_fn(|action: String, _| async move {
+                Ok(if action == "ECHO" {
+                    Value::Null
+                } else {
+                    json!("last")
+                })
+            }))
+            .build()
+    }
+
+    #[tokio::test]
+    async fn errors_and_falsy_answers_pass_to_the_next_handler() {
+        let server = chain();
+        for action in ["FAIL", "EMPTY", "OTHER"] {
+            let result = server.dispatch(&Request::new(action, json!("x"))).await;
+            assert_eq!(result, json!("last"), "{action}");
+        }
+    }
+
+    #[tokio::test]
+    async fn nobody_answering_gives_null() {
+        let result = chain().dispatch(&Request::new("ECHO", json!("x"))).await;
+        assert_eq!(result, Value::Null);
+    }
+
+    #[tokio::test]
+    async fn malformed_content_gets_no_answer() {
+        let err = chain()
+            .answer(&Frame::json(&b"[\"ECHO\", \"x\"]"[..]))
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            ConnectionError::Malformed(DecodeError::ContentNotObject)
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_client_is_dropped_at_the_deadline() {
+        let server = CometServer::builder()
+            .connection_deadline(Duration::from_secs(3))
+            .build();
+        let (_client, server_side) = tokio::io::duplex(64);
+        let err = server.serve_connection(server_side).await.unwrap_err();
+        assert!(matches!(err, ConnectionError::DeadlinePassed(_)));
+    }
+}

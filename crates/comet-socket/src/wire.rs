@@ -1,0 +1,458 @@
+//! The COMET frame, sans IO: pure functions over byte buffers.
+//!
+//! ```text
+//! u16 big-endian H | H bytes: JSON header | content-length bytes: content
+//! ```
+//!
+//! The header is `{"byteorder": "little", "content-type": "text/json", "content-encoding":
+//! "utf-8", "content-length": N}`, written with these keys in this order and Python's
+//! separators, so our frames are byte-identical to COMET's. On receipt all four keys are
+//! required, in any order, and other keys are ignored, as COMET does.
+
+use std::fmt::Write as _;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use serde_json::Value;
+
+use crate::error::{DecodeError, EncodeError};
+
+/// Content type of JSON content.
+pub const CONTENT_TYPE_JSON: &str = "text/json";
+/// Content type a COMET server gives its answer to binary content.
+pub const CONTENT_TYPE_SERVER_BINARY: &str = "binary/custom-server-binary-type";
+/// Content type COMET's client gives binary content.
+pub const CONTENT_TYPE_CLIENT_BINARY: &str = "binary/custom-client-binary-type";
+/// Content encoding of JSON content.
+pub const ENCODING_UTF8: &str = "utf-8";
+/// Content encoding a COMET server gives binary answers.
+pub const ENCODING_BINARY: &str = "binary";
+/// The `byteorder` COMET writes (Python's `sys.byteorder` on x86 and ARM); never used.
+pub const BYTEORDER_LITTLE: &str = "little";
+
+/// Length of the header-length prefix.
+pub const PREFIX_LEN: usize = 2;
+/// Default limit on the JSON header (COMET's headers are about 110 bytes).
+pub const DEFAULT_MAX_HEADER_LENGTH: usize = 1024;
+/// Default limit on the content: 16 MiB.
+pub const DEFAULT_MAX_CONTENT_LENGTH: usize = 16 * 1024 * 1024;
+
+/// Size limits, checked before any memory is reserved and on encode too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest JSON header accepted or written; never more than `u16::MAX` in effect.
+    pub max_header_length: usize,
+    /// Largest content accepted or written.
+    pub max_content_length: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_header_length: DEFAULT_MAX_HEADER_LENGTH,
+            max_content_length: DEFAULT_MAX_CONTENT_LENGTH,
+        }
+    }
+}
+
+impl Limits {
+    fn header_max(&self) -> usize {
+        self.max_header_length.min(usize::from(u16::MAX))
+    }
+}
+
+/// One COMET frame: the header fields and the content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// `byteorder` header value; COMET never uses it.
+    pub byteorder: String,
+    /// `content-type`: exactly `text/json` means JSON, anything else is binary.
+    pub content_type: String,
+    /// `content-encoding`: the text encoding of JSON content (`utf-8`).
+    pub content_encoding: String,
+    /// The content; its length is the header's `content-length`.
+    pub content: Bytes,
+}
+
+impl Frame {
+    /// A JSON frame (`text/json`, `utf-8`, `little`) around already-encoded content.
+    pub fn json(content: impl Into<Bytes>) -> Self {
+        Self {
+            byteorder: BYTEORDER_LITTLE.to_owned(),
+            content_type: CONTENT_TYPE_JSON.to_owned(),
+            content_encoding: ENCODING_UTF8.to_owned(),
+            content: content.into(),
+        }
+    }
+
+    /// A binary frame with the given content type (encoding `binary`, as COMET's server writes).
+    pub fn binary(content_type: impl Into<String>, content: impl Into<Bytes>) -> Self {
+        Self {
+            byteorder: BYTEORDER_LITTLE.to_owned(),
+            content_type: content_type.into(),
+            content_encoding: ENCODING_BINARY.to_owned(),
+            content: content.into(),
+        }
+    }
+
+    /// Whether the content is JSON (content type exactly `text/json`, as COMET decides).
+    pub fn is_json(&self) -> bool {
+        self.content_type == CONTENT_TYPE_JSON
+    }
+
+    /// The JSON header exactly as COMET writes it.
+    ///
+    /// # Errors
+    /// Never for string fields; kept fallible for symmetry with the encoders.
+    pub fn header_json(&self) -> Result<Vec<u8>, EncodeError> {
+        let mut header = Vec::with_capacity(112 + self.content_type.len());
+        header.extend_from_slice(b"{\"byteorder\": ");
+        header.extend(json_string(&self.byteorder)?);
+        header.extend_from_slice(b", \"content-type\": ");
+        header.extend(json_string(&self.content_type)?);
+        header.extend_from_slice(b", \"content-encoding\": ");
+        header.extend(json_string(&self.content_encoding)?);
+        header.extend_from_slice(b", \"content-length\": ");
+        header.extend_from_slice(self.content.len().to_string().as_bytes());
+        header.push(b'}');
+        Ok(header)
+    }
+}
+
+fn json_string(s: &str) -> Result<Vec<u8>, EncodeError> {
+    crate::json::to_vec(s).map_err(|e| EncodeError::Json(e.to_string()))
+}
+
+/// Appends the encoded `frame` to `dst` (nothing is appended on error).
+///
+/// # Errors
+/// [`EncodeError::ContentTooLong`] or [`EncodeError::HeaderTooLong`] past `limits`.
+pub fn encode(frame: &Frame, limits: &Limits, dst: &mut BytesMut) -> Result<(), EncodeError> {
+    if frame.content.len() > limits.max_content_length {
+        return Err(EncodeError::ContentTooLong {
+            len: frame.content.len(),
+            max: limits.max_content_length,
+        });
+    }
+    let header = frame.header_json()?;
+    let max = limits.header_max();
+    let prefix = match u16::try_from(header.len()) {
+        Ok(prefix) if header.len() <= max => prefix,
+        _ => {
+            return Err(EncodeError::HeaderTooLong {
+                len: header.len(),
+                max,
+            });
+        }
+    };
+    dst.reserve(PREFIX_LEN + header.len() + frame.content.len());
+    dst.put_u16(prefix);
+    dst.extend_from_slice(&header);
+    dst.extend_from_slice(&frame.content);
+    Ok(())
+}
+
+/// The encoded `frame` as one buffer, ready for a single write.
+///
+/// # Errors
+/// As [`encode`].
+pub fn encode_to_bytes(frame: &Frame, limits: &Limits) -> Result<Bytes, EncodeError> {
+    let mut dst = BytesMut::new();
+    encode(frame, limits, &mut dst)?;
+    Ok(dst.freeze())
+}
+
+/// A parsed header: everything about a frame but its content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    /// `byteorder` header value.
+    pub byteorder: String,
+    /// `content-type` header value.
+    pub content_type: String,
+    /// `content-encoding` header value.
+    pub content_encoding: String,
+    /// `content-length`, already checked against the limit.
+    pub content_length: usize,
+    /// Offset of the content: the prefix plus the header.
+    pub header_end: usize,
+}
+
+impl Head {
+    /// Length of the whole frame.
+    pub fn frame_len(&self) -> usize {
+        self.header_end + self.content_length
+    }
+
+    /// The frame, given its content.
+    pub fn into_frame(self, content: Bytes) -> Frame {
+        Frame {
+            byteorder: self.byteorder,
+            content_type: self.content_type,
+            content_encoding: self.content_encoding,
+            content,
+        }
+    }
+}
+
+/// Parses the prefix and header at the start of `buf`.
+///
+/// `Ok(None)` means more bytes are needed. Limits are enforced as soon as the lengths are
+/// known: a prefix announcing a header over the limit fails after 2 bytes, a header announcing
+/// content over the limit fails before any content is awaited.
+///
+/// # Errors
+/// Any header problem as a [`DecodeError`].
+pub fn decode_head(buf: &[u8], limits: &Limits) -> Result<Option<Head>, DecodeError> {
+    let Some(prefix) = buf.first_chunk::<PREFIX_LEN>() else {
+        return Ok(None);
+    };
+    let header_len = usize::from(u16::from_be_bytes(*prefix));
+    let max = limits.header_max();
+    if header_len > max {
+        return Err(DecodeError::HeaderTooLong {
+            len: header_len,
+            max,
+        });
+    }
+    let header_end = PREFIX_LEN + header_len;
+    let Some(header) = buf.get(PREFIX_LEN..header_end) else {
+        return Ok(None);
+    };
+    let header: Value =
+        serde_json::from_slice(header).map_err(|e| DecodeError::InvalidHeaderJson {
+            reason: e.to_string(),
+        })?;
+    let Value::Object(mut header) = header else {
+        return Err(DecodeError::HeaderNotObject);
+    };
+    // COMET checks the keys in this order.
+    for key in [
+        "byteorder",
+        "content-length",
+        "content-type",
+        "content-encoding",
+    ] {
+        if !header.contains_key(key) {
+            return Err(DecodeError::MissingHeaderField(key));
+        }
+    }
+    let content_length = header.get("content-length").and_then(Value::as_u64).ok_or(
+        DecodeError::InvalidHeaderField {
+            field: "content-length",
+            reason: "expected a non-negative integer",
+        },
+    )?;
+    let content_length = match usize::try_from(content_length) {
+        Ok(len) if len <= limits.max_content_length => len,
+        _ => {
+            return Err(DecodeError::ContentTooLong {
+                len: content_length,
+                max: limits.max_content_length,
+            });
+        }
+    };
+    let mut string_field = |field: &'static str| match header.remove(field) {
+        Some(Value::String(s)) => Ok(s),
+        _ => Err(DecodeError::InvalidHeaderField {
+            field,
+            reason: "expected a string",
+        }),
+    };
+    Ok(Some(Head {
+        byteorder: string_field("byteorder")?,
+        content_type: string_field("content-type")?,
+        content_encoding: string_field("content-encoding")?,
+        content_length,
+        header_end,
+    }))
+}
+
+/// Parses one frame at the start of `buf`; returns it and the bytes it used, or `Ok(None)` when
+/// more bytes are needed. Bytes after the frame are not looked at.
+///
+/// # Errors
+/// As [`decode_head`].
+pub fn decode(buf: &[u8], limits: &Limits) -> Result<Option<(Frame, usize)>, DecodeError> {
+    let Some(head) = decode_head(buf, limits)? else {
+        return Ok(None);
+    };
+    let end = head.frame_len();
+    let Some(content) = buf.get(head.header_end..end) else {
+        return Ok(None);
+    };
+    let content = Bytes::copy_from_slice(content);
+    Ok(Some((head.into_frame(content), end)))
+}
+
+/// Bytes as hex for trace logs, cut after `max` bytes.
+pub(crate) fn hex_preview(bytes: &[u8], max: usize) -> String {
+    let mut out = String::with_capacity(bytes.len().min(max) * 2 + 16);
+    for byte in bytes.iter().take(max) {
+        let _ = write!(out, "{byte:02x}");
+    }
+    if bytes.len() > max {
+        let _ = write!(out, "... ({} bytes)", bytes.len());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame_bytes(header: &str, content: &[u8]) -> Vec<u8> {
+        let mut out = u16::try_from(header.len()).unwrap().to_be_bytes().to_vec();
+        out.extend_from_slice(header.as_bytes());
+        out.extend_from_slice(content);
+        out
+    }
+
+    #[test]
+    fn header_is_written_byte_for_byte_as_comet_writes_it() {
+        let frame = Frame::json(&b"{\"result\": null}"[..]);
+        let bytes = encode_to_bytes(&frame, &Limits::default()).unwrap();
+        let expected = frame_bytes(
+            r#"{"byteorder": "little", "content-type": "text/json", "content-encoding": "utf-8", "content-length": 16}"#,
+            b"{\"result\": null}",
+        );
+        assert_eq!(&bytes[..], &expected[..]);
+        assert_eq!(&bytes[..2], &[0x00, 0x67]);
+    }
+
+    #[test]
+    fn header_keys_are_accepted_in_any_order_with_extra_keys() {
+        let bytes = frame_bytes(
+            r#"{"content-length":2,"x":1,"content-encoding":"utf-8","content-type":"text/json","byteorder":"big"}"#,
+            b"{}trailing",
+        );
+        let (frame, used) = decode(&bytes, &Limits::default()).unwrap().unwrap();
+        assert_eq!(used, bytes.len() - "trailing".len());
+        assert_eq!(&frame.content[..], b"{}");
+        assert_eq!(frame.byteorder, "big");
+        assert!(frame.is_json());
+    }
+
+    #[test]
+    fn each_missing_header_key_is_named() {
+        for (missing, header) in [
+            (
+                "byteorder",
+                r#"{"content-type": "text/json", "content-encoding": "utf-8", "content-length": 0}"#,
+            ),
+            (
+                "content-length",
+                r#"{"byteorder": "little", "content-type": "text/json", "content-encoding": "utf-8"}"#,
+            ),
+            (
+                "content-type",
+                r#"{"byteorder": "little", "content-encoding": "utf-8", "content-length": 0}"#,
+            ),
+            (
+                "content-encoding",
+                r#"{"byteorder": "little", "content-type": "text/json", "content-length": 0}"#,
+            ),
+        ] {
+            let err = decode(&frame_bytes(header, b""), &Limits::default()).unwrap_err();
+            assert_eq!(err, DecodeError::MissingHeaderField(missing));
+        }
+    }
+
+    #[test]
+    fn header_over_the_limit_fails_after_the_prefix_alone() {
+        let limits = Limits {
+            max_header_length: 100,
+            ..Limits::default()
+        };
+        let err = decode(&[0x00, 0x65], &limits).unwrap_err();
+        assert_eq!(err, DecodeError::HeaderTooLong { len: 101, max: 100 });
+    }
+
+    #[test]
+    fn huge_content_length_fails_before_any_content_arrives() {
+        let bytes = frame_bytes(
+            r#"{"byteorder": "little", "content-type": "text/json", "content-encoding": "utf-8", "content-length": 18446744073709551615}"#,
+            b"",
+        );
+        let err = decode(&bytes, &Limits::default()).unwrap_err();
+        assert!(matches!(
+            err,
+            DecodeError::ContentTooLong { len: u64::MAX, .. }
+        ));
+    }
+
+    #[test]
+    fn bad_headers_are_typed_errors() {
+        let limits = Limits::default();
+        type Check = fn(&DecodeError) -> bool;
+        let cases: [(&str, Check); 5] = [
+            ("", |e| matches!(e, DecodeError::InvalidHeaderJson { .. })),
+            ("[1]", |e| matches!(e, DecodeError::HeaderNotObject)),
+            (
+                r#"{"byteorder": "little", "content-type": "text/json", "content-encoding": "utf-8", "content-length": -1}"#,
+                |e| {
+                    matches!(
+                        e,
+                        DecodeError::InvalidHeaderField {
+                            field: "content-length",
+                            ..
+                        }
+                    )
+                },
+            ),
+            (
+                r#"{"byteorder": "little", "content-type": "text/json", "content-encoding": "utf-8", "content-length": 1.0}"#,
+                |e| {
+                    matches!(
+                        e,
+                        DecodeError::InvalidHeaderField {
+                            field: "content-length",
+                            ..
+                        }
+                    )
+                },
+            ),
+            (
+                r#"{"byteorder": "little", "content-type": 5, "content-encoding": "utf-8", "content-length": 0}"#,
+                |e| {
+                    matches!(
+                        e,
+                        DecodeError::InvalidHeaderField {
+                            field: "content-type",
+                            ..
+                        }
+                    )
+                },
+            ),
+        ];
+        for (header, check) in cases {
+            let err = decode(&frame_bytes(header, b""), &limits).unwrap_err();
+            assert!(check(&err), "{header}: {err:?}");
+        }
+    }
+
+    #[test]
+    fn encode_refuses_content_over_the_limit() {
+        let limits = Limits {
+            max_content_length: 4,
+            ..Limits::default()
+        };
+        let err = encode_to_bytes(&Frame::json(&b"12345"[..]), &limits).unwrap_err();
+        assert_eq!(err, EncodeError::ContentTooLong { len: 5, max: 4 });
+    }
+
+    #[test]
+    fn encode_refuses_a_header_the_prefix_cannot_announce() {
+        let frame = Frame::binary("x".repeat(70_000), Bytes::new());
+        let limits = Limits {
+            max_header_length: usize::MAX,
+            ..Limits::default()
+        };
+        let err = encode_to_bytes(&frame, &limits).unwrap_err();
+        assert!(matches!(err, EncodeError::HeaderTooLong { max: 65535, .. }));
+    }
+
+    #[test]
+    fn hex_preview_cuts_long_input() {
+        assert_eq!(hex_preview(&[0, 0xab], 8), "00ab");
+        assert_eq!(hex_preview(&[1, 2, 3], 2), "0102... (3 bytes)");
+    }
+}
