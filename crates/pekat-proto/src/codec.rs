@@ -1,0 +1,265 @@
+//! tokio-util codecs for both sides, thin wrappers over [`wire`](crate::wire).
+//!
+//! There is no delimiter on the wire, so a decoder yields a message as soon as what has arrived
+//! can be a whole one (see [`wire`](crate::wire) for the rule), taking **all** buffered bytes.
+//! A sender that splits one message over two writes can therefore be read as two messages; the
+//! vendor's own server has the same limit. Use [`ServerCodec`] behind a short quiet period if
+//! you need to be safe against that (the `pekat-sim` simulator does).
+
+use bytes::BytesMut;
+use tokio_util::codec::{Decoder, Encoder};
+
+use crate::error::{DecodeError, EncodeError};
+use crate::message::{BadRequest, Dialect, Reply, Request};
+use crate::wire::{
+    self, Completeness, DEFAULT_MAX_REQUEST_LEN, DEFAULT_MAX_RESPONSE_LEN, check_len,
+    is_only_line_endings,
+};
+
+/// What a server receives: a request, or one it could not understand (answer it with
+/// [`BadRequest::reply`]).
+pub type Incoming = Result<Request, BadRequest>;
+
+/// The client side: encodes [`Request`]s, decodes [`Reply`]s.
+#[derive(Debug, Clone)]
+pub struct ClientCodec {
+    dialect: Dialect,
+    max_response_len: usize,
+}
+
+impl ClientCodec {
+    /// A codec for `dialect` with the default answer limit ([`DEFAULT_MAX_RESPONSE_LEN`]).
+    pub fn new(dialect: Dialect) -> Self {
+        Self {
+            dialect,
+            max_response_len: DEFAULT_MAX_RESPONSE_LEN,
+        }
+    }
+
+    /// The same codec with another limit for one answer (line ending not counted).
+    #[must_use]
+    pub fn with_max_response_len(mut self, max: usize) -> Self {
+        self.max_response_len = max;
+        self
+    }
+
+    /// The dialect requests are written in.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    fn take(&self, buf: &mut BytesMut) -> Result<Option<Reply>, DecodeError> {
+        let msg = buf.split();
+        let reply = wire::parse_response(&msg)?;
+        tracing::trace!(bytes = ?msg, "answer bytes");
+        Ok(Some(reply))
+    }
+}
+
+impl Decoder for ClientCodec {
+    type Item = Reply;
+    type Error = DecodeError;
+
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Reply>, DecodeError> {
+        // A line ending that trailed the previous answer in its own segment.
+        if buf.ends_with(b"\n") && is_only_line_endings(buf) {
+            buf.clear();
+        }
+        check_len(buf, self.max_response_len)?;
+        match wire::response_completeness(buf) {
+            Completeness::NeedMore => Ok(None),
+            Completeness::Complete => self.take(buf),
+        }
+    }
+
+    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Reply>, DecodeError> {
+        if is_only_line_endings(buf) {
+            buf.clear();
+            return Ok(None);
+        }
+        check_len(buf, self.max_response_len)?;
+        self.take(buf)
+    }
+}
+
+impl Encoder<&Request> for ClientCodec {
+    type Error = EncodeError;
+
+    fn encode(&mut self, request: &Request, dst: &mut BytesMut) -> Result<(), EncodeError> {
+        wire::encode_request(request, self.dialect, dst)
+    }
+}
+
+impl Encoder<Request> for ClientCodec {
+    type Error = EncodeError;
+
+    fn encode(&mut self, request: Request, dst: &mut BytesMut) -> Result<(), EncodeError> {
+        wire::encode_request(&request, self.dialect, dst)
+    }
+}
+
+/// The server side: decodes requests ([`Incoming`]), encodes [`Reply`]s.
+///
+/// A request that is not understood is an item (`Err(BadRequest)`), not a decoder error: the
+/// server answers it and the connection goes on. Only too many bytes for one request is an
+/// error ([`DecodeError::TooLarge`]), after which the connection should be closed.
+#[derive(Debug, Clone)]
+pub struct ServerCodec {
+    dialect: Dialect,
+    max_request_len: usize,
+    max_response_len: usize,
+}
+
+impl ServerCodec {
+    /// A codec for `dialect` with the default limits ([`DEFAULT_MAX_REQUEST_LEN`],
+    /// [`DEFAULT_MAX_RESPONSE_LEN`]).
+    pub fn new(dialect: Dialect) -> Self {
+        Self {
+            dialect,
+            max_request_len: DEFAULT_MAX_REQUEST_LEN,
+            max_response_len: DEFAULT_MAX_RESPONSE_LEN,
+        }
+    }
+
+    /// The same codec with another limit for one request (line ending not counted).
+    #[must_use]
+    pub fn with_max_request_len(mut self, max: usize) -> Self {
+        self.max_request_len = max;
+        self
+    }
+
+    /// The same codec with another limit for one answer.
+    #[must_use]
+    pub fn with_max_response_len(mut self, max: usize) -> Self {
+        self.max_response_len = max;
+        self
+    }
+
+    /// The dialect requests are read in and answers written in.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    fn take(&self, buf: &mut BytesMut) -> Incoming {
+        let msg = buf.split();
+        tracing::trace!(bytes = ?msg, "request bytes");
+        wire::parse_request(&msg, self.dialect)
+    }
+}
+
+impl Decoder for ServerCodec {
+    type Item = Incoming;
+    type Error = DecodeError;
+
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Incoming>, DecodeError> {
+        check_len(buf, self.max_request_len)?;
+        match wire::request_completeness(buf, self.dialect) {
+            Completeness::NeedMore => Ok(None),
+            Completeness::Complete => Ok(Some(self.take(buf))),
+        }
+    }
+
+    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Incoming>, DecodeError> {
+        if buf.is_empty() {
+            return Ok(None);
+        }
+        check_len(buf, self.max_request_len)?;
+        Ok(Some(self.take(buf)))
+    }
+}
+
+impl Encoder<Reply> for ServerCodec {
+    type Error = EncodeError;
+
+    fn encode(&mut self, reply: Reply, dst: &mut BytesMut) -> Result<(), EncodeError> {
+        wire::encode_reply(&reply, self.dialect, self.max_response_len, dst)
+    }
+}
+
+impl Encoder<&Reply> for ServerCodec {
+    type Error = EncodeError;
+
+    fn encode(&mut self, reply: &Reply, dst: &mut BytesMut) -> Result<(), EncodeError> {
+        wire::encode_reply(reply, self.dialect, self.max_response_len, dst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{BadRequestKind, ProjectState, Response};
+
+    #[test]
+    fn client_codec_waits_for_a_split_answer_and_skips_a_late_line_ending() {
+        let mut codec = ClientCodec::new(Dialect::V3_18);
+        let mut buf = BytesMut::from(&b"runn"[..]);
+        assert!(codec.decode(&mut buf).unwrap().is_none());
+        buf.extend_from_slice(b"ing");
+        let reply = codec.decode(&mut buf).unwrap().unwrap();
+        assert_eq!(reply.response, Response::Status(ProjectState::Running));
+        buf.extend_from_slice(b"\r");
+        assert!(codec.decode(&mut buf).unwrap().is_none());
+        buf.extend_from_slice(b"\n");
+        assert!(codec.decode(&mut buf).unwrap().is_none());
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn client_codec_takes_a_partial_answer_at_eof() {
+        let mut codec = ClientCodec::new(Dialect::V3_18);
+        let mut buf = BytesMut::from(&b"do"[..]);
+        assert!(codec.decode(&mut buf).unwrap().is_none());
+        let reply = codec.decode_eof(&mut buf).unwrap().unwrap();
+        assert_eq!(reply.response, Response::Other("do".into()));
+    }
+
+    #[test]
+    fn an_oversized_answer_is_an_error_before_buffering_more() {
+        let mut codec = ClientCodec::new(Dialect::V3_18);
+        let mut buf = BytesMut::from(&[b'x'; 65][..]);
+        assert!(matches!(
+            codec.decode(&mut buf),
+            Err(DecodeError::TooLarge { len: 65, max: 64 })
+        ));
+    }
+
+    #[test]
+    fn an_answer_that_is_not_utf8_is_consumed_and_reported() {
+        let mut codec = ClientCodec::new(Dialect::V3_18);
+        let mut buf = BytesMut::from(&b"\xff\xfe"[..]);
+        let err = codec.decode(&mut buf).unwrap_err();
+        assert!(!err.is_fatal());
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn server_codec_yields_bad_requests_as_items() {
+        let mut codec = ServerCodec::new(Dialect::V3_19);
+        let mut buf = BytesMut::from(&b"4.jump|x"[..]);
+        let bad = codec.decode(&mut buf).unwrap().unwrap().unwrap_err();
+        assert_eq!(bad.kind, BadRequestKind::UnknownCommand("jump".into()));
+        let mut out = BytesMut::new();
+        codec.encode(bad.reply(), &mut out).unwrap();
+        assert_eq!(&out[..], b"4.err:invalid-command");
+    }
+
+    #[test]
+    fn server_codec_refuses_an_endless_request() {
+        let mut codec = ServerCodec::new(Dialect::V3_18).with_max_request_len(16);
+        let mut buf = BytesMut::from(&b"start:0123456789abcdef"[..]);
+        assert!(matches!(
+            codec.decode(&mut buf),
+            Err(DecodeError::TooLarge { max: 16, .. })
+        ));
+    }
+
+    #[test]
+    fn server_codec_takes_a_partial_head_at_eof() {
+        let mut codec = ServerCodec::new(Dialect::V3_18);
+        let mut buf = BytesMut::from(&b"sta"[..]);
+        assert!(codec.decode(&mut buf).unwrap().is_none());
+        let bad = codec.decode_eof(&mut buf).unwrap().unwrap().unwrap_err();
+        assert_eq!(bad.kind, BadRequestKind::MissingSeparator(b':'));
+        assert!(codec.decode_eof(&mut buf).unwrap().is_none());
+    }
+}

@@ -1,0 +1,23 @@
+#![doc = include_str!("../README.md")]
+#![deny(missing_docs)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+#[cfg(feature = "client")]
+pub mod client;
+pub mod codec;
+mod error;
+mod message;
+pub mod wire;
+
+#[cfg(feature = "client")]
+pub use client::{Client, ClientBuilder, ClientConfig, Error};
+pub use codec::{ClientCodec, Incoming, ServerCodec};
+pub use error::{DecodeError, EncodeError};
+pub use message::{
+    BadRequest, BadRequestKind, Command, Dialect, InvalidRequestId, MAX_ID_LEN, MAX_PATH_LEN,
+    ProjectState, Reply, Request, RequestId, Response, UnknownDialect,
+};
+pub use wire::{DEFAULT_MAX_REQUEST_LEN, DEFAULT_MAX_RESPONSE_LEN};
