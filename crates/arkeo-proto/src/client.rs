@@ -1,0 +1,843 @@
+//! Async ARKEO client (feature `client`).
+//!
+//! One [`Client`] owns at most one TCP connection. The device forbids pipelining, so calls
+//! are strictly sequential: a clone of the handle shares the same connection, and concurrent
+//! calls queue (fairly, in call order) for it.
+//!
+//! # Never a stale reply
+//!
+//! While a call is in flight its future *owns* the connection (it is taken out of the shared
+//! slot). The connection goes back only after a clean exchange whose reply carries the
+//! expected `request_id`. A timeout, an I/O or decode error, a mismatched `request_id`, or a
+//! cancelled call (its future dropped) drops the connection instead, and the next call
+//! reconnects. A reply that arrives late therefore dies with its connection and can never be
+//! handed to a later call.
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+use tokio_util::codec::{Decoder, Encoder};
+use tracing::Instrument;
+
+use crate::codec::ClientCodec;
+use crate::wire::{DEFAULT_MAX_FRAME_LENGTH, Hex};
+use crate::{
+    DecodeError, EncodeError, ErrorObject, ParamKey, Request, Response, RoutineState, Target,
+    TestStatus,
+};
+
+/// Default time a call may take, queueing included: 5 s.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default time a TCP connect may take: 5 s.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default interval between two `GetTestStatus` polls in [`Client::wait_until`]: 100 ms.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Read buffer growth step while waiting for bytes.
+const READ_STEP: usize = 8 * 1024;
+
+/// A transport or protocol failure of a call.
+///
+/// A refusal by the device (an ARKEO error object) is not a transport failure: [`Client::call`]
+/// returns it as [`Reply::Refused`]; the typed helpers report it as [`Error::Device`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Connecting failed (refused, unreachable, or the connect timeout passed).
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        /// The address as configured.
+        addr: String,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// Reading or writing the connection failed.
+    #[error("I/O error: {0}")]
+    Io(#[from] io::Error),
+    /// The call (or a [`Client::wait_until`]) did not complete in time.
+    #[error("no reply within {0:?}")]
+    Timeout(Duration),
+    /// The device closed the connection before replying.
+    #[error("the connection was closed before a reply arrived")]
+    Closed,
+    /// The reply could not be decoded.
+    #[error("cannot decode the reply: {0}")]
+    Decode(#[from] DecodeError),
+    /// The request could not be encoded (nothing was sent).
+    #[error("cannot encode the request: {0}")]
+    Encode(#[from] EncodeError),
+    /// The reply answered another request: the connection is out of step.
+    #[error("reply carries request_id {received}, expected {expected}")]
+    RequestIdMismatch {
+        /// The id of the request in flight.
+        expected: u64,
+        /// The id in the reply.
+        received: u64,
+    },
+    /// The device refused the request (typed helpers only).
+    #[error(transparent)]
+    Device(#[from] DeviceError),
+    /// The device accepted the request but its `data` does not have the documented shape.
+    #[error("unexpected reply to {command}: {reason}")]
+    UnexpectedData {
+        /// The command.
+        command: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The routine went to the Error state while [`Client::wait_until`] waited for another.
+    #[error("the routine failed: {:?}", .0.error)]
+    RoutineFailed(Box<TestStatus>),
+}
+
+impl Error {
+    /// Whether the call ran out of time.
+    pub fn is_timeout(&self) -> bool {
+        match self {
+            Self::Timeout(_) => true,
+            Self::Connect { source, .. } => source.kind() == io::ErrorKind::TimedOut,
+            _ => false,
+        }
+    }
+
+    /// Whether the connection was (or may have been) dropped: the next call opens a new one.
+    pub fn is_connection_fatal(&self) -> bool {
+        matches!(
+            self,
+            Self::Connect { .. }
+                | Self::Io(_)
+                | Self::Timeout(_)
+                | Self::Closed
+                | Self::Decode(_)
+                | Self::RequestIdMismatch { .. }
+        )
+    }
+
+    /// The device's refusal, when this is one.
+    pub fn device_error(&self) -> Option<&DeviceError> {
+        match self {
+            Self::Device(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// The device refused a request: the ARKEO error object and what was asked.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{target} {command} refused: {} {}", .error.code.map(|c| c.to_string()).unwrap_or_default(), .error.message)]
+pub struct DeviceError {
+    /// The request's target.
+    pub target: Target,
+    /// The request's command.
+    pub command: String,
+    /// The error object (an empty one when the status said ERROR without an object).
+    pub error: ErrorObject,
+}
+
+impl DeviceError {
+    /// The error code, when the device sent one (see [`crate::codes`]).
+    pub fn code(&self) -> Option<i64> {
+        self.error.code
+    }
+
+    /// The error message.
+    pub fn message(&self) -> &str {
+        &self.error.message
+    }
+}
+
+/// The outcome of a call the device answered.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Reply {
+    /// Accepted; the response's `data` (`null` when it had none).
+    Ok(Value),
+    /// Refused with an error object (or an `ERROR` status).
+    Refused(DeviceError),
+}
+
+impl Reply {
+    /// `Ok(data)` or `Err(refusal)`.
+    ///
+    /// # Errors
+    /// The [`DeviceError`] of a refused request.
+    pub fn into_result(self) -> Result<Value, DeviceError> {
+        match self {
+            Self::Ok(data) => Ok(data),
+            Self::Refused(e) => Err(e),
+        }
+    }
+
+    /// Whether the device accepted the request.
+    pub fn is_ok(&self) -> bool {
+        matches!(self, Self::Ok(_))
+    }
+
+    fn from_response(request: &Request, response: Response) -> Self {
+        if response.is_error() {
+            Self::Refused(DeviceError {
+                target: request.target.clone(),
+                command: request.command.clone(),
+                error: response.error.unwrap_or_default(),
+            })
+        } else {
+            Self::Ok(response.data.unwrap_or(Value::Null))
+        }
+    }
+}
+
+/// Configures and creates a [`Client`]; see [`Client::builder`].
+#[derive(Debug, Clone)]
+pub struct ClientBuilder {
+    addr: String,
+    timeout: Duration,
+    connect_timeout: Duration,
+    poll_interval: Duration,
+    param_key: ParamKey,
+    max_frame_length: usize,
+}
+
+impl ClientBuilder {
+    /// Default time a call may take, queueing included ([`DEFAULT_TIMEOUT`]).
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Time a TCP connect may take ([`DEFAULT_CONNECT_TIMEOUT`]).
+    #[must_use]
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Interval between `GetTestStatus` polls in [`Client::wait_until`]
+    /// ([`DEFAULT_POLL_INTERVAL`]).
+    #[must_use]
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval;
+        self
+    }
+
+    /// The key requests carry their parameters under (`parameter` by default; `params` for
+    /// devices that follow the vendor's Python example).
+    #[must_use]
+    pub fn param_key(mut self, key: ParamKey) -> Self {
+        self.param_key = key;
+        self
+    }
+
+    /// Largest frame sent or accepted ([`DEFAULT_MAX_FRAME_LENGTH`]).
+    #[must_use]
+    pub fn max_frame_length(mut self, max: usize) -> Self {
+        self.max_frame_length = max;
+        self
+    }
+
+    /// Creates the client without connecting; the first call connects.
+    pub fn build(self) -> Client {
+        let codec = ClientCodec::new()
+            .param_key(self.param_key)
+            .max_frame_length(self.max_frame_length);
+        Client {
+            inner: Arc::new(Inner {
+                config: self,
+                codec,
+                connection: Mutex::new(None),
+                next_id: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    /// Creates the client and connects it, so that a wrong address fails here.
+    ///
+    /// # Errors
+    /// [`Error::Connect`].
+    ///
+    /// # Cancel safety
+    /// Cancel safe: nothing is left open.
+    pub async fn connect(self) -> Result<Client, Error> {
+        let client = self.build();
+        let connection = client.inner.open().await?;
+        *client.inner.connection.lock().await = Some(connection);
+        Ok(client)
+    }
+}
+
+/// A clonable, `Send + Sync` handle to one ARKEO endpoint. See the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: ClientBuilder,
+    codec: ClientCodec,
+    connection: Mutex<Option<Connection>>,
+    next_id: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Connection {
+    stream: TcpStream,
+    read_buf: BytesMut,
+    span: tracing::Span,
+}
+
+impl Client {
+    /// A builder for `addr` (`"host:port"`, or anything that displays as such).
+    pub fn builder(addr: impl ToString) -> ClientBuilder {
+        ClientBuilder {
+            addr: addr.to_string(),
+            timeout: DEFAULT_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            poll_interval: DEFAULT_POLL_INTERVAL,
+            param_key: ParamKey::Parameter,
+            max_frame_length: DEFAULT_MAX_FRAME_LENGTH,
+        }
+    }
+
+    /// Connects to `addr` with the default settings.
+    ///
+    /// # Errors
+    /// [`Error::Connect`].
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn connect(addr: impl ToString) -> Result<Self, Error> {
+        Self::builder(addr).connect().await
+    }
+
+    /// The configured address.
+    pub fn addr(&self) -> &str {
+        &self.inner.config.addr
+    }
+
+    /// Sends `request` and waits for its reply, within the default timeout.
+    ///
+    /// A `request_id` is assigned when the request has none; the reply must carry the same id
+    /// (a reply without any id is accepted, as some vendor examples omit it).
+    ///
+    /// # Errors
+    /// Transport and protocol failures; see [`Error`]. A device refusal is `Ok(Reply::Refused)`.
+    ///
+    /// # Cancel safety
+    /// Cancel safe in the sense that matters: dropping the future never leaves a reply behind
+    /// for another call (the connection is dropped and the next call reconnects). Whether the
+    /// device received the request is then unknown.
+    pub async fn call(&self, request: Request) -> Result<Reply, Error> {
+        self.call_with_timeout(request, self.inner.config.timeout)
+            .await
+    }
+
+    /// Like [`Client::call`] with its own timeout (queueing included).
+    ///
+    /// # Errors
+    /// See [`Client::call`].
+    ///
+    /// # Cancel safety
+    /// See [`Client::call`].
+    pub async fn call_with_timeout(
+        &self,
+        request: Request,
+        timeout: Duration,
+    ) -> Result<Reply, Error> {
+        let (request, response) = self.exchange(request, timeout).await?;
+        Ok(Reply::from_response(&request, response))
+    }
+
+    /// Like [`Client::call_with_timeout`] but returns the whole decoded [`Response`] (status,
+    /// unknown fields, ...), refusals included.
+    ///
+    /// # Errors
+    /// See [`Client::call`].
+    ///
+    /// # Cancel safety
+    /// See [`Client::call`].
+    pub async fn call_response(
+        &self,
+        request: Request,
+        timeout: Duration,
+    ) -> Result<Response, Error> {
+        Ok(self.exchange(request, timeout).await?.1)
+    }
+
+    async fn exchange(
+        &self,
+        mut request: Request,
+        timeout: Duration,
+    ) -> Result<(Request, Response), Error> {
+        let id = *request
+            .request_id
+            .get_or_insert_with(|| self.inner.next_id.fetch_add(1, Ordering::Relaxed));
+        // Encoding first: a request that cannot be encoded never touches the connection.
+        let mut frame = BytesMut::new();
+        self.inner.codec.clone().encode(&request, &mut frame)?;
+        let response = tokio::time::timeout(timeout, self.inner.exchange(&frame, id))
+            .await
+            .map_err(|_| Error::Timeout(timeout))??;
+        Ok((request, response))
+    }
+
+    /// Drops the current connection, if any (waiting for a call in flight to finish). The
+    /// next call reconnects.
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn disconnect(&self) {
+        self.inner.connection.lock().await.take();
+    }
+
+    /// Sends `command` to `target` with `parameter` (an object, or `Value::Null` for none) and
+    /// returns the reply's `data`.
+    ///
+    /// # Errors
+    /// Transport failures, or [`Error::Device`] when the device refuses.
+    ///
+    /// # Cancel safety
+    /// See [`Client::call`].
+    pub async fn command(
+        &self,
+        target: Target,
+        command: &str,
+        parameter: Value,
+    ) -> Result<Value, Error> {
+        let request = Request::new(target, command).with_parameter(parameter);
+        Ok(self.call(request).await?.into_result()?)
+    }
+
+    /// `MAIN StartRoutine {routine}`: activates a routine (one at a time). Returns the reply's
+    /// `data`.
+    ///
+    /// # Errors
+    /// See [`Client::command`].
+    ///
+    /// # Cancel safety
+    /// See [`Client::call`].
+    pub async fn start_routine(&self, routine: &str) -> Result<Value, Error> {
+        self.command(Target::Main, "StartRoutine", json!({ "routine": routine }))
+            .await
+    }
+
+    /// `MAIN GetActiveRoutine`: the active routine's name, `None` when there is none.
+    ///
+    /// # Errors
+    /// See [`Client::command`]; [`Error::UnexpectedData`] when `routine` is missing.
+    ///
+    /// # Cancel safety
+    /// See [`Client::call`].
+    pub async fn active_routine(&self) -> Result<Option<String>, Error> {
+        let data = self
+            .command(Target::Main, "GetActiveRoutine", Value::Null)
+            .await?;
+        match data.get("routine") {
+            Some(Value::String(name)) if name.is_empty() => Ok(None),
+            Some(Value::String(name)) => Ok(Some(name.clone())),
+            Some(Value::Null) => Ok(None),
+            _ => Err(unexpected("GetActiveRoutine", "`routine` is not a string")),
+        }
+    }
+
+    /// `MAIN GetAvailableRoutines`: the routine names.
+    ///
+    /// # Errors
+    /// See [`Client::command`]; [`Error::UnexpectedData`] when `routines` is not a list of
+    /// strings.
+    ///
+    /// # Cancel safety
+    /// See [`Client::call`].
+    pub async fn available_routines(&self) -> Result<Vec<String>, Error> {
+        let data = self
+            .command(Target::Main, "GetAvailableRoutines", Value::Null)
+            .await?;
+        string_list(&data, "routines").ok_or_else(|| {
+            unexpected(
+                "GetAvailableRoutines",
+                "`routines` is not a list of strings",
+            )
+        })
+    }
+
+    /// `ROUTINE GetTestStatus`: the active routine's state, progress and error.
+    ///
+    /// # Errors
+    /// See [`Client::command`] (code 4006 when no routine is active);
+    /// [`Error::UnexpectedData`] when `data` has no `routine_status`.
+    ///
+    /// # Cancel safety
+    /// See [`Client::call`].
+    pub async fn test_status(&self) -> Result<TestStatus, Error> {
+        self.test_status_within(self.inner.config.timeout).await
+    }
+
+    async fn test_status_within(&self, timeout: Duration) -> Result<TestStatus, Error> {
+        let request = Request::new(Target::Routine, "GetTestStatus");
+        let data = self
+            .call_with_timeout(request, timeout)
+            .await?
+            .into_result()?;
+        TestStatus::from_value(data).map_err(|e| unexpected("GetTestStatus", &e.to_string()))
+    }
+
+    /// Polls `GetTestStatus` until the routine is in `state`, for at most `timeout`.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] when `timeout` passes first; [`Error::RoutineFailed`] when the routine
+    /// enters Error while waiting for another state; any error of [`Client::test_status`].
+    ///
+    /// # Cancel safety
+    /// See [`Client::call`].
+    pub async fn wait_until(
+        &self,
+        state: RoutineState,
+        timeout: Duration,
+    ) -> Result<TestStatus, Error> {
+        self.wait_for(|status| status.routine_status == state, timeout)
+            .await
+    }
+
+    /// Polls `GetTestStatus` until `done` holds, for at most `timeout`. A routine in Error
+    /// ends the wait with [`Error::RoutineFailed`] unless `done` accepts that status.
+    ///
+    /// # Errors
+    /// See [`Client::wait_until`].
+    ///
+    /// # Cancel safety
+    /// See [`Client::call`].
+    pub async fn wait_for<F>(&self, mut done: F, timeout: Duration) -> Result<TestStatus, Error>
+    where
+        F: FnMut(&TestStatus) -> bool,
+    {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Error::Timeout(timeout));
+            }
+            let status = match self
+                .test_status_within(left.min(self.inner.config.timeout))
+                .await
+            {
+                Err(Error::Timeout(_)) => return Err(Error::Timeout(timeout)),
+                other => other?,
+            };
+            if done(&status) {
+                return Ok(status);
+            }
+            if status.routine_status == RoutineState::Error {
+                return Err(Error::RoutineFailed(Box::new(status)));
+            }
+            let pause = self
+                .inner
+                .config
+                .poll_interval
+                .min(deadline.saturating_duration_since(Instant::now()));
+            tokio::time::sleep(pause).await;
+        }
+    }
+
+    /// `ROUTINE StartMeasurement` (only when Ready).
+    ///
+    /// # Errors
+    /// See [`Client::command`].
+    ///
+    /// # Cancel safety
+    /// See [`Client::call`].
+    pub async fn start_measurement(&self) -> Result<Value, Error> {
+        self.command(Target::Routine, "StartMeasurement", Value::Null)
+            .await
+    }
+
+    /// `ROUTINE StopMeasurement` (while Starting or Running).
+    ///
+    /// # Errors
+    /// See [`Client::command`].
+    ///
+    /// # Cancel safety
+    /// See [`Client::call`].
+    pub async fn stop_measurement(&self) -> Result<Value, Error> {
+        self.command(Target::Routine, "StopMeasurement", Value::Null)
+            .await
+    }
+
+    /// `ROUTINE CloseRoutine`: deactivates the routine.
+    ///
+    /// # Errors
+    /// See [`Client::command`].
+    ///
+    /// # Cancel safety
+    /// See [`Client::call`].
+    pub async fn close_routine(&self) -> Result<Value, Error> {
+        self.command(Target::Routine, "CloseRoutine", Value::Null)
+            .await
+    }
+
+    /// `ROUTINE ApplySettings` with a routine-specific settings object.
+    ///
+    /// # Errors
+    /// See [`Client::command`].
+    ///
+    /// # Cancel safety
+    /// See [`Client::call`].
+    pub async fn apply_settings(&self, settings: Value) -> Result<Value, Error> {
+        self.command(Target::Routine, "ApplySettings", settings)
+            .await
+    }
+
+    /// `ROUTINE GetSettings`: the routine's current settings (the reply's `data`).
+    ///
+    /// # Errors
+    /// See [`Client::command`].
+    ///
+    /// # Cancel safety
+    /// See [`Client::call`].
+    pub async fn settings(&self) -> Result<Value, Error> {
+        self.command(Target::Routine, "GetSettings", Value::Null)
+            .await
+    }
+
+    /// `ROUTINE GetTestData`: the latest measurement data. Non-finite numbers arrive as the
+    /// strings `"NaN"`, `"Infinity"`, `"-Infinity"`; read numbers with
+    /// [`crate::json::lenient_f64`].
+    ///
+    /// # Errors
+    /// See [`Client::command`].
+    ///
+    /// # Cancel safety
+    /// See [`Client::call`].
+    pub async fn test_data(&self) -> Result<Value, Error> {
+        self.command(Target::Routine, "GetTestData", Value::Null)
+            .await
+    }
+
+    /// `ROUTINE SetInfo {user_name, device_name, device_area}`.
+    ///
+    /// # Errors
+    /// See [`Client::command`].
+    ///
+    /// # Cancel safety
+    /// See [`Client::call`].
+    pub async fn set_info(
+        &self,
+        user_name: &str,
+        device_name: &str,
+        device_area: f64,
+    ) -> Result<Value, Error> {
+        let parameter = json!({
+            "user_name": user_name,
+            "device_name": device_name,
+            "device_area": device_area,
+        });
+        self.command(Target::Routine, "SetInfo", parameter).await
+    }
+
+    /// `ROUTINE ClearErrors`: Error → Ready.
+    ///
+    /// # Errors
+    /// See [`Client::command`].
+    ///
+    /// # Cancel safety
+    /// See [`Client::call`].
+    pub async fn clear_errors(&self) -> Result<Value, Error> {
+        self.command(Target::Routine, "ClearErrors", Value::Null)
+            .await
+    }
+
+    /// `ROUTINE GetCustomCommands`: the active routine's own commands.
+    ///
+    /// # Errors
+    /// See [`Client::command`]; [`Error::UnexpectedData`] when `CustomCommands` is not a list
+    /// of strings.
+    ///
+    /// # Cancel safety
+    /// See [`Client::call`].
+    pub async fn custom_commands(&self) -> Result<Vec<String>, Error> {
+        let data = self
+            .command(Target::Routine, "GetCustomCommands", Value::Null)
+            .await?;
+        string_list(&data, "CustomCommands").ok_or_else(|| {
+            unexpected(
+                "GetCustomCommands",
+                "`CustomCommands` is not a list of strings",
+            )
+        })
+    }
+
+    /// A routine's custom command (e.g. Luminescence `AcquireSingle`, `SetLaser`).
+    ///
+    /// # Errors
+    /// See [`Client::command`].
+    ///
+    /// # Cancel safety
+    /// See [`Client::call`].
+    pub async fn routine_command(&self, command: &str, parameter: Value) -> Result<Value, Error> {
+        self.command(Target::Routine, command, parameter).await
+    }
+}
+
+impl Inner {
+    async fn open(&self) -> Result<Connection, Error> {
+        let addr = &self.config.addr;
+        let stream = labwire_net::connect(addr.as_str(), self.config.connect_timeout)
+            .await
+            .map_err(|source| Error::Connect {
+                addr: addr.clone(),
+                source,
+            })?;
+        let local = stream.local_addr().ok();
+        let span = tracing::debug_span!("arkeo_connection", peer = %addr, ?local);
+        span.in_scope(|| tracing::debug!("connected"));
+        Ok(Connection {
+            stream,
+            read_buf: BytesMut::new(),
+            span,
+        })
+    }
+
+    async fn exchange(&self, frame: &[u8], id: u64) -> Result<Response, Error> {
+        // The lock queues the calls; taking the connection out makes this future its owner
+        // until it is put back after a clean exchange.
+        let mut slot = self.connection.lock().await;
+        let mut connection = match slot.take() {
+            Some(connection) => connection,
+            None => self.open().await?,
+        };
+        let span = connection.span.clone();
+        let response = connection
+            .exchange(frame, self.codec, id)
+            .instrument(span.clone())
+            .await?;
+        match response.request_id {
+            Some(received) if received != id => {
+                span.in_scope(|| {
+                    tracing::warn!(
+                        expected = id,
+                        received,
+                        "request_id mismatch; dropping the connection"
+                    )
+                });
+                Err(Error::RequestIdMismatch {
+                    expected: id,
+                    received,
+                })
+            }
+            _ => {
+                *slot = Some(connection);
+                Ok(response)
+            }
+        }
+    }
+}
+
+impl Connection {
+    async fn exchange(
+        &mut self,
+        frame: &[u8],
+        mut codec: ClientCodec,
+        id: u64,
+    ) -> Result<Response, Error> {
+        tracing::trace!(hex = %Hex(frame), "send");
+        if let Some(payload) = frame.get(crate::wire::HEADER_LEN..) {
+            tracing::debug!(request_id = id, payload = %String::from_utf8_lossy(payload), "request");
+        }
+        // Header and payload in one write: with Nagle off, one segment per request.
+        self.stream.write_all(frame).await?;
+        // Anything left in the buffer here would be a reply nobody asked for.
+        self.read_buf.clear();
+        loop {
+            let before = self.read_buf.len();
+            if let Some(response) = codec.decode(&mut self.read_buf)? {
+                tracing::debug!(request_id = ?response.request_id, status = ?response.status, error = ?response.error, "response");
+                return Ok(response);
+            }
+            if self.read_buf.capacity() - self.read_buf.len() == 0 {
+                self.read_buf.reserve(READ_STEP);
+            }
+            let n = self.stream.read_buf(&mut self.read_buf).await?;
+            if n == 0 {
+                return Err(Error::Closed);
+            }
+            if let Some(new) = self.read_buf.get(before..) {
+                tracing::trace!(hex = %Hex(new), "received");
+            }
+        }
+    }
+}
+
+fn unexpected(command: &str, reason: &str) -> Error {
+    Error::UnexpectedData {
+        command: command.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+fn string_list(data: &Value, key: &str) -> Option<Vec<String>> {
+    data.get(key)?
+        .as_array()?
+        .iter()
+        .map(|v| v.as_str().map(str::to_owned))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync + Clone>() {}
+
+    #[test]
+    fn client_is_a_clonable_send_sync_handle() {
+        assert_send_sync::<Client>();
+    }
+
+    #[test]
+    fn error_classification() {
+        assert!(Error::Timeout(Duration::from_secs(1)).is_timeout());
+        assert!(Error::Timeout(Duration::from_secs(1)).is_connection_fatal());
+        let mismatch = Error::RequestIdMismatch {
+            expected: 1,
+            received: 2,
+        };
+        assert!(mismatch.is_connection_fatal() && !mismatch.is_timeout());
+        let device = Error::Device(DeviceError {
+            target: Target::Routine,
+            command: "StartMeasurement".into(),
+            error: ErrorObject::new(4006, "No active routine"),
+        });
+        assert!(!device.is_connection_fatal());
+        assert_eq!(
+            device.device_error().and_then(DeviceError::code),
+            Some(4006)
+        );
+        assert_eq!(
+            device.to_string(),
+            "ROUTINE StartMeasurement refused: 4006 No active routine"
+        );
+    }
+
+    #[test]
+    fn an_error_status_without_an_error_object_is_a_refusal() {
+        let request = Request::new(Target::Main, "X");
+        let response = Response {
+            status: Some(crate::Status::Error),
+            ..Response::default()
+        };
+        assert!(matches!(
+            Reply::from_response(&request, response),
+            Reply::Refused(_)
+        ));
+        let ok = Reply::from_response(&request, Response::ok(json!({"a":1}), None));
+        assert_eq!(ok.into_result().unwrap(), json!({"a":1}));
+    }
+}

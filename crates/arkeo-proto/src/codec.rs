@@ -1,0 +1,258 @@
+//! tokio-util codecs over [`crate::wire`].
+//!
+//! - [`FrameCodec`]: raw payloads ([`Bytes`]) both ways.
+//! - [`ClientCodec`]: encodes [`Request`]s, decodes [`Response`]s.
+//! - [`ServerCodec`]: decodes [`Request`]s, encodes [`Response`]s.
+//!
+//! Every decoder checks the length prefix against `max_frame_length` before reserving any
+//! memory, and grows its buffer in steps of at most [`RESERVE_STEP`] as bytes actually arrive,
+//! so a header that claims 4 GiB costs nothing. Payload errors (bad UTF-8, bad JSON, not a
+//! message) consume their frame and leave the stream in step ([`DecodeError::is_fatal`] is
+//! false); a driver that keeps calling `decode` continues with the next frame. Note that
+//! tokio-util's `Framed` stops after the first error of any kind.
+
+use bytes::{Bytes, BytesMut};
+use tokio_util::codec::{Decoder, Encoder};
+
+use crate::wire::{self, DEFAULT_MAX_FRAME_LENGTH, HEADER_LEN};
+use crate::{DecodeError, EncodeError, ParamKey, Request, Response};
+
+/// Largest amount a decoder reserves at once while a frame is still arriving.
+pub const RESERVE_STEP: usize = 64 * 1024;
+
+/// Splits length-prefixed frames; items are the raw payloads.
+#[derive(Debug, Clone, Copy)]
+pub struct FrameCodec {
+    max_frame_length: usize,
+}
+
+impl Default for FrameCodec {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FrameCodec {
+    /// A codec with [`DEFAULT_MAX_FRAME_LENGTH`].
+    pub fn new() -> Self {
+        Self {
+            max_frame_length: DEFAULT_MAX_FRAME_LENGTH,
+        }
+    }
+
+    /// Sets the largest payload accepted and produced.
+    #[must_use]
+    pub fn max_frame_length(mut self, max: usize) -> Self {
+        self.max_frame_length = max;
+        self
+    }
+
+    /// The largest payload accepted and produced.
+    pub fn get_max_frame_length(&self) -> usize {
+        self.max_frame_length
+    }
+}
+
+impl Decoder for FrameCodec {
+    type Item = Bytes;
+    type Error = DecodeError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, DecodeError> {
+        let Some(len) = wire::frame_length(src, self.max_frame_length)? else {
+            return Ok(None);
+        };
+        let total = HEADER_LEN + len;
+        if src.len() < total {
+            // Room for the next step only: what has not arrived yet is not paid for.
+            src.reserve((total - src.len()).min(RESERVE_STEP));
+            return Ok(None);
+        }
+        let mut frame = src.split_to(total);
+        let _header = frame.split_to(HEADER_LEN);
+        Ok(Some(frame.freeze()))
+    }
+}
+
+impl Encoder<&[u8]> for FrameCodec {
+    type Error = EncodeError;
+
+    fn encode(&mut self, payload: &[u8], dst: &mut BytesMut) -> Result<(), EncodeError> {
+        wire::encode_frame(payload, self.max_frame_length, dst)
+    }
+}
+
+impl Encoder<Bytes> for FrameCodec {
+    type Error = EncodeError;
+
+    fn encode(&mut self, payload: Bytes, dst: &mut BytesMut) -> Result<(), EncodeError> {
+        wire::encode_frame(&payload, self.max_frame_length, dst)
+    }
+}
+
+/// The client side: writes [`Request`]s, reads [`Response`]s.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClientCodec {
+    frames: FrameCodec,
+    key: ParamKey,
+}
+
+impl ClientCodec {
+    /// A codec with [`DEFAULT_MAX_FRAME_LENGTH`] that writes `parameter`.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the largest payload accepted and produced.
+    #[must_use]
+    pub fn max_frame_length(mut self, max: usize) -> Self {
+        self.frames = self.frames.max_frame_length(max);
+        self
+    }
+
+    /// Sets the key requests carry their parameters under.
+    #[must_use]
+    pub fn param_key(mut self, key: ParamKey) -> Self {
+        self.key = key;
+        self
+    }
+}
+
+impl Decoder for ClientCodec {
+    type Item = Response;
+    type Error = DecodeError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Response>, DecodeError> {
+        match self.frames.decode(src)? {
+            Some(payload) => wire::decode_response(&payload).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+impl Encoder<&Request> for ClientCodec {
+    type Error = EncodeError;
+
+    fn encode(&mut self, request: &Request, dst: &mut BytesMut) -> Result<(), EncodeError> {
+        wire::encode_request(request, self.key, self.frames.max_frame_length, dst)
+    }
+}
+
+impl Encoder<Request> for ClientCodec {
+    type Error = EncodeError;
+
+    fn encode(&mut self, request: Request, dst: &mut BytesMut) -> Result<(), EncodeError> {
+        self.encode(&request, dst)
+    }
+}
+
+/// The device side: reads [`Request`]s, writes [`Response`]s.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ServerCodec {
+    frames: FrameCodec,
+}
+
+impl ServerCodec {
+    /// A codec with [`DEFAULT_MAX_FRAME_LENGTH`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the largest payload accepted and produced.
+    #[must_use]
+    pub fn max_frame_length(mut self, max: usize) -> Self {
+        self.frames = self.frames.max_frame_length(max);
+        self
+    }
+}
+
+impl Decoder for ServerCodec {
+    type Item = Request;
+    type Error = DecodeError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Request>, DecodeError> {
+        match self.frames.decode(src)? {
+            Some(payload) => wire::decode_request(&payload).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+impl Encoder<&Response> for ServerCodec {
+    type Error = EncodeError;
+
+    fn encode(&mut self, response: &Response, dst: &mut BytesMut) -> Result<(), EncodeError> {
+        wire::encode_response(response, self.frames.max_frame_length, dst)
+    }
+}
+
+impl Encoder<Response> for ServerCodec {
+    type Error = EncodeError;
+
+    fn encode(&mut self, response: Response, dst: &mut BytesMut) -> Result<(), EncodeError> {
+        self.encode(&response, dst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Target;
+
+    #[test]
+    fn huge_claimed_length_reserves_nothing() {
+        let mut codec = FrameCodec::new();
+        let mut buf = BytesMut::from(&[0xFF, 0xFF, 0xFF, 0xFF][..]);
+        let before = buf.capacity();
+        assert!(matches!(
+            codec.decode(&mut buf),
+            Err(DecodeError::FrameTooLarge { .. })
+        ));
+        assert_eq!(buf.capacity(), before);
+    }
+
+    #[test]
+    fn a_large_legal_frame_reserves_in_bounded_steps() {
+        let mut codec = FrameCodec::new();
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&(10_000_000u32).to_be_bytes());
+        assert!(codec.decode(&mut buf).unwrap().is_none());
+        assert!(
+            buf.capacity() <= HEADER_LEN + RESERVE_STEP * 2,
+            "{}",
+            buf.capacity()
+        );
+    }
+
+    #[test]
+    fn a_bad_payload_consumes_its_frame_and_the_next_frame_decodes() {
+        let mut codec = ServerCodec::new();
+        let mut buf = BytesMut::new();
+        FrameCodec::new()
+            .encode(&b"not json"[..], &mut buf)
+            .unwrap();
+        ClientCodec::new()
+            .encode(&Request::new(Target::Main, "GetActiveRoutine"), &mut buf)
+            .unwrap();
+        let err = codec.decode(&mut buf).unwrap_err();
+        assert!(!err.is_fatal());
+        let next = codec.decode(&mut buf).unwrap().unwrap();
+        assert_eq!(next.command, "GetActiveRoutine");
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn client_and_server_codecs_agree() {
+        let mut buf = BytesMut::new();
+        let request = Request::new(Target::Led, "SetValues")
+            .param("address", 1)
+            .with_request_id(5);
+        ClientCodec::new()
+            .param_key(ParamKey::Params)
+            .encode(&request, &mut buf)
+            .unwrap();
+        assert_eq!(ServerCodec::new().decode(&mut buf).unwrap(), Some(request));
+        let response = Response::error(101, "Invalid parameters", Some(5));
+        ServerCodec::new().encode(&response, &mut buf).unwrap();
+        assert_eq!(ClientCodec::new().decode(&mut buf).unwrap(), Some(response));
+    }
+}

@@ -1,0 +1,29 @@
+#![doc = include_str!("../README.md")]
+#![deny(missing_docs)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+pub mod codec;
+mod error;
+pub mod json;
+mod message;
+pub mod wire;
+
+#[cfg(feature = "client")]
+pub mod client;
+
+pub use codec::{ClientCodec, FrameCodec, ServerCodec};
+pub use error::{DecodeError, EncodeError};
+pub use message::{
+    ErrorObject, KeyedRequest, ParamKey, Request, Response, RoutineState, Status, Target,
+    TestStatus, codes,
+};
+pub use wire::DEFAULT_MAX_FRAME_LENGTH;
+
+#[cfg(feature = "client")]
+pub use client::{Client, ClientBuilder, DeviceError, Error, Reply};
+
+/// The ARKEO application's default TCP port.
+pub const DEFAULT_PORT: u16 = 6360;

@@ -1,0 +1,20 @@
+#![doc = include_str!("../README.md")]
+#![deny(missing_docs)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+mod clock;
+mod data;
+pub mod device;
+mod faults;
+mod server;
+
+pub use clock::SimClock;
+pub use device::{Device, Durations, Routine};
+pub use faults::Faults;
+pub use server::{ArkeoSim, ArkeoSimBuilder, DEFAULT_FRAME_TIMEOUT, SimState};
+
+/// The address the binary listens on by default (the ARKEO application's port on loopback).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:6360";
