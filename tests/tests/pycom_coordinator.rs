@@ -1,0 +1,495 @@
+//! The pycom coordinator against the LA4 simulator, over loopback.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use la4_sim::{BOARDIO_ERROR, BOARDIO_READY, Faults, Fleet, SimConfig, Simulator};
+use labwire_tests::{TEST_DEADLINE, eventually};
+use pycom_proto::coordinator::Error;
+use pycom_proto::{Coordinator, CoordinatorConfig, Event, Identity, Row, Sequence};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::broadcast;
+
+fn loopback() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// Scaled-down timings: heartbeat every 50 ms, offline after 300 ms.
+fn coordinator_config() -> CoordinatorConfig {
+    let mut config = CoordinatorConfig::new(
+        loopback(),
+        Identity::new("7756f193", "labwire tests", "127.0.0.1", 0, "0.1.0", true),
+    );
+    config.heartbeat_interval = Duration::from_millis(50);
+    config.offline_after = Duration::from_millis(300);
+    config.command_timeout = Duration::from_secs(5);
+    config
+}
+
+fn sim_config() -> SimConfig {
+    SimConfig {
+        listen: loopback(),
+        boot_time: Duration::ZERO,
+        offline_after: Duration::from_millis(300),
+        discovery_interval: Duration::from_millis(50),
+        ..SimConfig::default()
+    }
+}
+
+async fn start() -> (Coordinator, Simulator, broadcast::Receiver<Event>) {
+    let coordinator = Coordinator::start(coordinator_config()).await.unwrap();
+    let events = coordinator.events();
+    let sim = Simulator::start(sim_config()).await.unwrap();
+    (coordinator, sim, events)
+}
+
+/// The next event `pick` accepts, skipping others; fails the test after the deadline.
+async fn next<T>(
+    events: &mut broadcast::Receiver<Event>,
+    mut pick: impl FnMut(Event) -> Option<T>,
+) -> T {
+    tokio::time::timeout(TEST_DEADLINE, async {
+        loop {
+            match events.recv().await {
+                Ok(event) => {
+                    if let Some(found) = pick(event) {
+                        return found;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => panic!("event stream closed"),
+            }
+        }
+    })
+    .await
+    .expect("expected event did not arrive in time")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_bring_unit_info_exactly_once() {
+    let (coordinator, sim, mut events) = start().await;
+    let node = sim.local_addr();
+    coordinator.add_node(node);
+    let (from, info) = next(&mut events, |e| match e {
+        Event::UnitInfo { node, info, .. } => Some((node, info)),
+        _ => None,
+    })
+    .await;
+    assert_eq!(from, node);
+    assert_eq!(info.mcu_type, "RP2040");
+    assert_eq!(
+        coordinator.node(node).unwrap().unit_info.as_ref(),
+        Some(&info)
+    );
+    // Many more heartbeats later, still exactly one.
+    let state = sim.state();
+    let seen = state.stats().requests;
+    assert!(eventually(TEST_DEADLINE, || state.stats().requests >= seen + 6).await);
+    assert_eq!(
+        state.stats().unit_info_sent_to,
+        vec![coordinator.local_addr()]
+    );
+    while let Ok(event) = events.try_recv() {
+        assert!(
+            !matches!(event, Event::UnitInfo { .. }),
+            "unit_info sent twice"
+        );
+    }
+    let tracked = state.coordinators();
+    assert_eq!(tracked.len(), 1);
+    assert_eq!(tracked[0].addr.port(), coordinator.local_addr().port());
+    assert!(tracked[0].online && tracked[0].unit_info_sent);
+    coordinator.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unit_info_waits_until_boardio_has_booted() {
+    let coordinator = Coordinator::start(coordinator_config()).await.unwrap();
+    let mut events = coordinator.events();
+    let sim = Simulator::start(SimConfig {
+        boot_time: Duration::from_millis(400),
+        ..sim_config()
+    })
+    .await
+    .unwrap();
+    let state = sim.state();
+    coordinator.add_node(sim.local_addr());
+    assert!(eventually(TEST_DEADLINE, || !state.coordinators().is_empty()).await);
+    next(&mut events, |e| {
+        matches!(e, Event::UnitInfo { .. }).then_some(())
+    })
+    .await;
+    // It came only once boot was over, and the coordinator was known before that.
+    assert!(state.is_booted());
+    assert_eq!(state.stats().unit_info_sent_to.len(), 1);
+    coordinator.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sequence_returns_its_output_then_boardio_ready_and_sets_the_lights() {
+    let (coordinator, sim, mut events) = start().await;
+    let node = sim.local_addr();
+    let sequence =
+        Sequence::new([Row::ModelLight { power: 100 }, Row::LedFan { on: true }]).unwrap();
+    let output = coordinator.run_sequence(node, &sequence).await.unwrap();
+    assert_eq!(
+        output,
+        "BOARDIO_CLI: Sent: \"uSeq\" to FIFO file\nBOARDIO_CLI: Sent: \"runSeq\" to FIFO file\n"
+    );
+    let message = next(&mut events, |e| match e {
+        Event::Message {
+            node: from,
+            message,
+            ..
+        } if from == node => Some(message),
+        _ => None,
+    })
+    .await;
+    assert_eq!(message, BOARDIO_READY);
+    let lights = sim.state().lights();
+    assert_eq!(lights.model_light, 100);
+    assert!(lights.fans);
+    assert_eq!(lights.last_run, Some(sequence.clone()));
+    // The file reads back as the rows, one per line.
+    let cat = coordinator
+        .send_command(
+            node,
+            format!("cat {}", pycom_proto::sequence::SEQUENCE_FILE),
+        )
+        .await
+        .unwrap();
+    assert_eq!(cat, sequence.to_csv());
+    coordinator.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_row_written_by_hand_gets_boardio_error() {
+    let (coordinator, sim, mut events) = start().await;
+    let node = sim.local_addr();
+    let command = format!(
+        "echo \"MODEL_LIGHT,100\\nALL_4_CANON,50,200\" > {} && boardiocli uSeq && boardiocli runSeq",
+        pycom_proto::sequence::SEQUENCE_FILE
+    );
+    let output = coordinator.send_command(node, command).await.unwrap();
+    assert!(output.starts_with("BOARDIO_CLI: Sent: \"uSeq\""));
+    let message = next(&mut events, |e| match e {
+        Event::Message { message, .. } => Some(message),
+        _ => None,
+    })
+    .await;
+    assert!(message.starts_with(BOARDIO_ERROR), "{message}");
+    assert!(message.contains("shutter_ms"), "{message}");
+    assert_eq!(sim.state().lights().model_light, 0);
+    coordinator.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anything_else_answers_like_sh_and_runs_nothing() {
+    let (coordinator, sim, _events) = start().await;
+    let output = coordinator
+        .send_command(sim.local_addr(), "rm -rf / && echo gone")
+        .await
+        .unwrap();
+    assert_eq!(output, "sh: 1: rm: not found\n");
+    coordinator.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_commands_to_one_node_each_get_their_own_output() {
+    let (coordinator, sim, _events) = start().await;
+    let node = sim.local_addr();
+    let calls = (0..20).map(|i| {
+        let coordinator = coordinator.clone();
+        async move { (i, coordinator.send_command(node, format!("echo {i}")).await) }
+    });
+    let mut handles = Vec::new();
+    for call in calls {
+        handles.push(tokio::spawn(call));
+    }
+    for handle in handles {
+        let (i, output) = handle.await.unwrap();
+        assert_eq!(output.unwrap(), format!("{i}\n"));
+    }
+    assert_eq!(sim.state().stats().commands.len(), 20);
+    coordinator.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_node_goes_offline_and_the_node_drops_a_silent_coordinator() {
+    let (coordinator, sim, mut events) = start().await;
+    let node = sim.local_addr();
+    coordinator.add_node(node);
+    next(&mut events, |e| {
+        matches!(e, Event::NodeOnline { node: n } if n == node).then_some(())
+    })
+    .await;
+    let state = sim.state();
+    assert!(
+        eventually(TEST_DEADLINE, || state
+            .coordinators()
+            .iter()
+            .any(|c| c.online))
+        .await
+    );
+    // The coordinator stops heartbeating: the node marks it offline after its delay.
+    coordinator.remove_node(node);
+    assert!(
+        eventually(TEST_DEADLINE, || state
+            .coordinators()
+            .iter()
+            .all(|c| !c.online))
+        .await
+    );
+    // The node disappears: the coordinator reports it offline after its delay.
+    coordinator.add_node(node);
+    sim.shutdown().await;
+    next(&mut events, |e| {
+        matches!(e, Event::NodeOffline { node: n } if n == node).then_some(())
+    })
+    .await;
+    assert!(!coordinator.node(node).unwrap().online);
+    coordinator.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probing_node_is_discovered_and_managed() {
+    let coordinator = Coordinator::start(coordinator_config()).await.unwrap();
+    let mut events = coordinator.events();
+    let sim = Simulator::start(SimConfig {
+        discovery_targets: vec![coordinator.local_addr()],
+        ..sim_config()
+    })
+    .await
+    .unwrap();
+    let (node, identity) = next(&mut events, |e| match e {
+        Event::NodeDiscovered { node, identity } => Some((node, identity)),
+        _ => None,
+    })
+    .await;
+    assert_eq!(node, sim.local_addr());
+    assert_eq!(identity.id, sim.state().identity().id);
+    assert!(!identity.coordinator);
+    // Managed from now on: heartbeats flow, unit_info follows.
+    next(&mut events, |e| {
+        matches!(e, Event::UnitInfo { .. }).then_some(())
+    })
+    .await;
+    assert!(coordinator.node(node).unwrap().managed);
+    let state = sim.state();
+    assert!(
+        eventually(TEST_DEADLINE, || state
+            .coordinators()
+            .iter()
+            .any(|c| c.online))
+        .await
+    );
+    coordinator.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulator_stops_probing_once_a_coordinator_is_online() {
+    let coordinator = Coordinator::start(coordinator_config()).await.unwrap();
+    let mut events = coordinator.events();
+    let sim = Simulator::start(SimConfig {
+        discovery_targets: vec![coordinator.local_addr()],
+        ..sim_config()
+    })
+    .await
+    .unwrap();
+    next(&mut events, |e| {
+        matches!(e, Event::UnitInfo { .. }).then_some(())
+    })
+    .await;
+    let state = sim.state();
+    let probes = state.stats().probes_sent;
+    // Ten more heartbeats (well past several probe intervals) and no more probes.
+    let requests = state.stats().requests;
+    assert!(eventually(TEST_DEADLINE, || state.stats().requests >= requests + 10).await);
+    assert_eq!(state.stats().probes_sent, probes);
+    coordinator.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_of_100_nodes_is_managed_and_commanded() {
+    let fleet = Fleet::start(sim_config(), 100).await.unwrap();
+    let coordinator = Coordinator::start(coordinator_config()).await.unwrap();
+    let mut events = coordinator.events();
+    for addr in fleet.addrs() {
+        coordinator.add_node(addr);
+    }
+    let expected: HashSet<SocketAddr> = fleet.addrs().into_iter().collect();
+    let mut seen = HashSet::new();
+    while seen.len() < expected.len() {
+        let node = next(&mut events, |e| match e {
+            Event::UnitInfo { node, .. } => Some(node),
+            _ => None,
+        })
+        .await;
+        assert!(expected.contains(&node), "unit_info from unknown {node}");
+        assert!(seen.insert(node), "second unit_info from {node}");
+    }
+    let mut calls = Vec::new();
+    for (i, addr) in fleet.addrs().into_iter().enumerate() {
+        let coordinator = coordinator.clone();
+        calls.push(tokio::spawn(async move {
+            (
+                i,
+                coordinator
+                    .send_command(addr, format!("echo node {i}"))
+                    .await,
+            )
+        }));
+    }
+    for call in calls {
+        let (i, output) = call.await.unwrap();
+        assert_eq!(output.unwrap(), format!("node {i}\n"));
+    }
+    assert!(
+        coordinator
+            .nodes()
+            .iter()
+            .all(|n| n.online && n.unit_info.is_some())
+    );
+    coordinator.shutdown().await;
+    fleet.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_peers_never_disturb_the_listener() {
+    let mut config = coordinator_config();
+    config.read_timeout = Duration::from_millis(200);
+    config.limits.max_message_len = 4096;
+    let coordinator = Coordinator::start(config).await.unwrap();
+    let mut events = coordinator.events();
+    let listener = coordinator.local_addr();
+    let sim = Simulator::start(sim_config()).await.unwrap();
+
+    // A peer that connects and never sends nor closes.
+    let idle = labwire_net::connect(listener, TEST_DEADLINE).await.unwrap();
+    // Garbage, a non-object, a huge body, a message with a field of the wrong type.
+    let huge = vec![b'['; 100_000];
+    let bodies: [&[u8]; 4] = [
+        b"\x00\xff\xfe garbage",
+        b"[1, 2, 3]",
+        &huge,
+        br#"{"id":"x","name":"y","ip":"z","port":"5000","version":"1","coordinator":false}"#,
+    ];
+    for body in bodies {
+        let mut stream = labwire_net::connect(listener, TEST_DEADLINE).await.unwrap();
+        // The listener may close early on the huge body; that is its right.
+        let _ = stream.write_all(body).await;
+        let _ = stream.shutdown().await;
+    }
+    let mut rejected = 0;
+    while rejected < 5 {
+        next(&mut events, |e| {
+            matches!(e, Event::Rejected { .. }).then_some(())
+        })
+        .await;
+        rejected += 1;
+    }
+    drop(idle);
+    // Everything still works.
+    let output = coordinator
+        .send_command(sim.local_addr(), "echo ok")
+        .await
+        .unwrap();
+    assert_eq!(output, "ok\n");
+    coordinator.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_event_types_are_kept() {
+    let coordinator = Coordinator::start(coordinator_config()).await.unwrap();
+    let mut events = coordinator.events();
+    let mut stream = labwire_net::connect(coordinator.local_addr(), TEST_DEADLINE)
+        .await
+        .unwrap();
+    stream
+        .write_all(br#"{"id":"n","name":"node","ip":"127.0.0.1","port":5999,"version":"0.15.0","coordinator":false,"type_":"progress","percent":40}"#)
+        .await
+        .unwrap();
+    stream.shutdown().await.unwrap();
+    let message = next(&mut events, |e| match e {
+        Event::Other { message, .. } => Some(message),
+        _ => None,
+    })
+    .await;
+    assert_eq!(message.body.type_name(), Some("progress"));
+    coordinator.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_events_means_a_timeout_and_unreachable_nodes_fail_fast() {
+    let (coordinator, sim, _events) = start().await;
+    let node = sim.local_addr();
+    sim.state().set_faults(Faults {
+        no_events: true,
+        ..Faults::default()
+    });
+    let err = coordinator
+        .send_command_timeout(node, "echo lost", Duration::from_millis(200))
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    assert!(matches!(err, Error::Timeout { .. }));
+    sim.shutdown().await;
+    let err = coordinator
+        .send_command(node, "echo nobody")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Send(_)), "{err}");
+    coordinator.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_output_is_not_taken_for_the_next_commands_answer() {
+    let (coordinator, sim, _events) = start().await;
+    let node = sim.local_addr();
+    let state = sim.state();
+    state.set_faults(Faults {
+        event_delay: Duration::from_millis(400),
+        ..Faults::default()
+    });
+    let err = coordinator
+        .send_command_timeout(node, "echo one", Duration::from_millis(100))
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout());
+    state.set_faults(Faults::default());
+    // "one" arrives late and is consumed by the abandoned command, not by this one.
+    let output = coordinator.send_command(node, "echo two").await.unwrap();
+    assert_eq!(output, "two\n");
+    coordinator.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_events_are_rejected_and_the_command_times_out() {
+    let (coordinator, sim, mut events) = start().await;
+    sim.state().set_faults(Faults {
+        garbage_events: true,
+        ..Faults::default()
+    });
+    let err = coordinator
+        .send_command_timeout(sim.local_addr(), "echo x", Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout());
+    next(&mut events, |e| {
+        matches!(e, Event::Rejected { .. }).then_some(())
+    })
+    .await;
+    coordinator.shutdown().await;
+    sim.shutdown().await;
+}
