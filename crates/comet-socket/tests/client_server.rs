@@ -1,0 +1,217 @@
+//! The client against the server over loopback sockets.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use comet_socket::client::Error;
+use comet_socket::server::{CometServer, ServerConfig, ServerHandle, async_handler_fn, handler_fn};
+use comet_socket::{Client, Frame};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Notify;
+
+const DEADLINE: Duration = Duration::from_secs(10);
+
+async fn start(server: CometServer) -> ServerHandle {
+    server
+        .bind(ServerConfig::new("127.0.0.1:0".parse().unwrap()))
+        .await
+        .unwrap()
+}
+
+fn echo() -> CometServer {
+    CometServer::builder()
+        .handler(handler_fn(|action, value| {
+            Ok(if action == "ECHO" {
+                value.clone()
+            } else {
+                Value::Null
+            })
+        }))
+        .build()
+}
+
+/// A server whose `WAIT` handler answers only once `release` is notified.
+fn gated(release: Arc<Notify>) -> CometServer {
+    CometServer::builder()
+        .handler(async_handler_fn(move |action: String, value: Value| {
+            let release = release.clone();
+            async move {
+                if action == "WAIT" {
+                    release.notified().await;
+                    Ok(json!("released"))
+                } else {
+                    Ok(value)
+                }
+            }
+        }))
+        .build()
+}
+
+#[tokio::test]
+async fn a_slow_handler_does_not_stall_other_connections() {
+    let release = Arc::new(Notify::new());
+    let handle = start(gated(release.clone())).await;
+    let client = Client::new(handle.local_addr().to_string());
+    let slow = tokio::spawn({
+        let client = client.clone();
+        async move { client.send("WAIT", &json!(1)).await }
+    });
+    let fast = tokio::time::timeout(DEADLINE, client.send("ECHO", &json!("quick")))
+        .await
+        .expect("the fast request was not stalled")
+        .unwrap();
+    assert_eq!(fast, json!("quick"));
+    assert!(!slow.is_finished());
+    release.notify_one();
+    let slow = tokio::time::timeout(DEADLINE, slow).await.unwrap().unwrap();
+    assert_eq!(slow.unwrap(), json!("released"));
+    handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn many_concurrent_clients_all_get_their_own_answer() {
+    let handle = start(echo()).await;
+    let client = Client::new(handle.local_addr().to_string());
+    let calls = (0..200).map(|i| {
+        let client = client.clone();
+        tokio::spawn(async move { (i, client.send("ECHO", &json!({"n": i})).await) })
+    });
+    for call in calls {
+        let (i, result) = tokio::time::timeout(DEADLINE, call).await.unwrap().unwrap();
+        assert_eq!(result.unwrap(), json!({"n": i}));
+    }
+    handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_client_gives_up_after_its_answer_timeout() {
+    let release = Arc::new(Notify::new());
+    let handle = start(gated(release)).await;
+    let client = Client::builder(handle.local_addr().to_string())
+        .answer_timeout(Duration::from_millis(200))
+        .build();
+    let err = tokio::time::timeout(DEADLINE, client.send("WAIT", &json!(1)))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    assert!(matches!(err, Error::Timeout { .. }));
+    handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn connecting_to_a_closed_port_is_a_connect_error() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let err = Client::new(addr.to_string())
+        .send("ECHO", &json!(1))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Connect { .. }), "{err}");
+    assert!(!err.is_timeout());
+}
+
+#[tokio::test]
+async fn the_server_closes_a_connection_that_stalls_past_its_deadline() {
+    let handle = start(
+        CometServer::builder()
+            .connection_deadline(Duration::from_millis(200))
+            .build(),
+    )
+    .await;
+    let mut stream = tokio::net::TcpStream::connect(handle.local_addr())
+        .await
+        .unwrap();
+    // Half a header, then nothing.
+    stream.write_all(&[0x00, 0x67, b'{']).await.unwrap();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(DEADLINE, stream.read_to_end(&mut rest))
+        .await
+        .expect("the server closed the connection");
+    assert!(read.is_ok_and(|n| n == 0) || rest.is_empty());
+    handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_closes_connections_still_waiting_for_a_handler() {
+    let release = Arc::new(Notify::new());
+    let handle = start(gated(release)).await;
+    let client = Client::new(handle.local_addr().to_string());
+    let pending = tokio::spawn({
+        let client = client.clone();
+        async move { client.send("WAIT", &json!(1)).await }
+    });
+    assert!(
+        labwire_wait(|| handle.connection_count() == 1).await,
+        "the call reached the server"
+    );
+    tokio::time::timeout(DEADLINE, handle.shutdown())
+        .await
+        .unwrap();
+    let err = tokio::time::timeout(DEADLINE, pending)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::NoAnswer { .. } | Error::Io { .. }),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn binary_content_gets_comets_binary_answer() {
+    let handle = start(echo()).await;
+    let client = Client::new(handle.local_addr().to_string());
+    let answer = client
+        .exchange(&Frame::binary(
+            "binary/custom-client-binary-type",
+            &b"0123456789abcdef"[..],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(answer.content_type, "binary/custom-server-binary-type");
+    assert_eq!(
+        &answer.content[..],
+        b"First 10 bytes of request: 0123456789"
+    );
+    handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn malformed_content_is_closed_without_an_answer() {
+    let handle = start(echo()).await;
+    let client = Client::new(handle.local_addr().to_string());
+    let err = client
+        .exchange(&Frame::json(&b"[\"ECHO\", \"x\"]"[..]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NoAnswer { received: 0, .. }), "{err}");
+    handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn send_content_reaches_the_handlers_like_send() {
+    let handle = start(echo()).await;
+    let client = Client::new(handle.local_addr().to_string());
+    let response = client
+        .send_content(&json!({"action": "ECHO", "value": [1, 2], "extra": true}))
+        .await
+        .unwrap();
+    assert_eq!(response.result, json!([1, 2]));
+    handle.shutdown().await;
+}
+
+/// Polls `condition` until it holds, for at most [`DEADLINE`].
+async fn labwire_wait(mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while tokio::time::Instant::now() < deadline {
+        if condition() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    condition()
+}

@@ -1,0 +1,151 @@
+//! Properties of the codec and the message layer, over generated input.
+
+use bytes::BytesMut;
+use comet_socket::dispatch::classify;
+use comet_socket::{CometCodec, Frame, Limits, RawRequest, Request, Response, json, pyrepr, wire};
+use proptest::prelude::*;
+use serde_json::{Map, Value};
+use tokio_util::codec::{Decoder, Encoder};
+
+fn json_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(Value::from),
+        ".{0,12}".prop_map(Value::String),
+    ];
+    leaf.prop_recursive(4, 32, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            prop::collection::vec((".{0,6}", inner), 0..6)
+                .prop_map(|entries| Value::Object(entries.into_iter().collect::<Map<_, _>>())),
+        ]
+    })
+}
+
+fn frame() -> impl Strategy<Value = Frame> {
+    (
+        prop_oneof![
+            Just("text/json".to_owned()),
+            Just("binary/custom-client-binary-type".to_owned()),
+            ".{0,20}"
+        ],
+        ".{0,10}",
+        ".{0,10}",
+        prop::collection::vec(any::<u8>(), 0..300),
+    )
+        .prop_map(
+            |(content_type, content_encoding, byteorder, content)| Frame {
+                byteorder,
+                content_type,
+                content_encoding,
+                content: content.into(),
+            },
+        )
+}
+
+fn encode(frame: &Frame) -> Vec<u8> {
+    wire::encode_to_bytes(frame, &Limits::default())
+        .unwrap()
+        .to_vec()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn frames_round_trip(frame in frame()) {
+        let bytes = encode(&frame);
+        let (decoded, used) = wire::decode(&bytes, &Limits::default()).unwrap().unwrap();
+        prop_assert_eq!(used, bytes.len());
+        prop_assert_eq!(decoded, frame);
+    }
+
+    #[test]
+    fn every_strict_prefix_needs_more(frame in frame()) {
+        let bytes = encode(&frame);
+        for end in 0..bytes.len() {
+            prop_assert_eq!(wire::decode(&bytes[..end], &Limits::default()), Ok(None));
+        }
+    }
+
+    #[test]
+    fn any_chunking_yields_the_same_frames(
+        frames in prop::collection::vec(frame(), 1..4),
+        cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..8),
+    ) {
+        let mut stream = Vec::new();
+        let mut codec = CometCodec::new();
+        for frame in &frames {
+            let mut buf = BytesMut::new();
+            codec.encode(frame, &mut buf).unwrap();
+            stream.extend_from_slice(&buf);
+        }
+        let mut points: Vec<usize> = cuts.iter().map(|i| i.index(stream.len() + 1)).collect();
+        points.push(stream.len());
+        points.sort_unstable();
+        let mut decoded = Vec::new();
+        let mut buf = BytesMut::new();
+        let mut start = 0;
+        for point in points {
+            buf.extend_from_slice(&stream[start..point]);
+            start = point;
+            while let Some(frame) = codec.decode(&mut buf).unwrap() {
+                decoded.push(frame);
+            }
+        }
+        prop_assert!(codec.decode_eof(&mut buf).unwrap().is_none());
+        prop_assert_eq!(decoded, frames);
+    }
+
+    #[test]
+    fn requests_round_trip_through_python_formatting(action in ".{1,12}", value in json_value()) {
+        let request = Request::new(action.clone(), value.clone());
+        let frame = request.to_frame().unwrap();
+        let raw = RawRequest::from_frame(&frame).unwrap();
+        prop_assert_eq!(raw.action, Some(Value::String(action)));
+        prop_assert_eq!(raw.value, Some(value));
+    }
+
+    #[test]
+    fn answers_round_trip_through_python_formatting(result in json_value()) {
+        let frame = Response::new(result.clone()).to_frame().unwrap();
+        prop_assert_eq!(Response::from_frame(&frame).unwrap().result, result);
+    }
+
+    #[test]
+    fn python_rendering_never_panics(value in json_value()) {
+        let _ = pyrepr::python_str(&value);
+        let _ = pyrepr::python_repr(&value);
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+        let limits = Limits { max_header_length: 64, max_content_length: 128 };
+        if let Ok(Some((frame, used))) = wire::decode(&bytes, &limits) {
+            prop_assert!(used <= bytes.len());
+            let _ = classify(&frame);
+        }
+        let mut codec = CometCodec::with_limits(limits);
+        let mut buf = BytesMut::from(&bytes[..]);
+        let _ = codec.decode_eof(&mut buf);
+        let _ = json::from_slice(&bytes);
+        let _ = RawRequest::from_content(&bytes);
+        let _ = Response::from_content(&bytes);
+    }
+
+    #[test]
+    fn arbitrary_header_after_a_valid_prefix_never_panics(
+        header in prop::collection::vec(any::<u8>(), 0..200),
+        content in prop::collection::vec(any::<u8>(), 0..50),
+    ) {
+        let mut bytes = u16::try_from(header.len()).unwrap().to_be_bytes().to_vec();
+        bytes.extend_from_slice(&header);
+        bytes.extend_from_slice(&content);
+        let _ = wire::decode(&bytes, &Limits::default());
+    }
+}
