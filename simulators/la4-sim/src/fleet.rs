@@ -12,7 +12,8 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    /// Starts `count` nodes from `base`. Node `i` listens on the base port + `i` (or on a port
+    /// Starts `count` nodes from `base`. With one node, that node is `base` exactly; otherwise
+    /// node `i` listens on the base port + `i` (or on a port
     /// of its own choosing when the base port is 0), has the id `base.id` + `i` (as 8 hex digits
     /// when the base id is hex, otherwise with `-i` appended), the name `base.name-i`, and a MAC
     /// address of its own.
@@ -23,7 +24,13 @@ impl Fleet {
     pub async fn start(base: SimConfig, count: usize) -> io::Result<Self> {
         let mut nodes = Vec::with_capacity(count);
         for index in 0..count {
-            let config = match member(&base, index) {
+            // A fleet of one is just the node as configured.
+            let config = if count == 1 {
+                Ok(base.clone())
+            } else {
+                member(&base, index)
+            };
+            let config = match config {
                 Ok(config) => config,
                 Err(error) => return Err(abort(nodes, error).await),
             };

@@ -72,10 +72,21 @@ async fn main() -> anyhow::Result<()> {
         ..SimConfig::default()
     };
     let fleet = Fleet::start(config, args.nodes).await?;
-    for addr in fleet.addrs() {
-        labwire_net::cli::announce_listening(addr)?;
+    // Poll the signal future once so its handlers are installed before anyone learns the
+    // address: a SIGTERM sent right after the `listening on` line must shut down cleanly.
+    let signal = labwire_net::cli::shutdown_signal();
+    tokio::pin!(signal);
+    let stopped_early = tokio::select! {
+        biased;
+        () = &mut signal => true,
+        () = std::future::ready(()) => false,
+    };
+    if !stopped_early {
+        for addr in fleet.addrs() {
+            labwire_net::cli::announce_listening(addr)?;
+        }
+        signal.await;
     }
-    labwire_net::cli::shutdown_signal().await;
     fleet.shutdown().await;
     tracing::info!("stopped");
     Ok(())
