@@ -1,0 +1,254 @@
+//! The simulator's configuration and the projects file format.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use pekat_proto::{DEFAULT_MAX_REQUEST_LEN, Dialect};
+
+/// The port a real Projects Manager's TCP server usually listens on.
+pub const DEFAULT_PORT: u16 = 7002;
+
+/// A project the simulator knows: its folder path and the port it serves on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectSpec {
+    /// The folder path, e.g. `C:\Users\pekat\PekatVisionProjects\Test Project 1`.
+    pub path: String,
+    /// The project's port.
+    pub port: u16,
+}
+
+impl ProjectSpec {
+    /// A project at `path` on `port`.
+    pub fn new(path: impl Into<String>, port: u16) -> Self {
+        Self {
+            path: path.into(),
+            port,
+        }
+    }
+}
+
+/// A `PATH=PORT` entry or projects file that cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProjectSpecError {
+    /// No `=` in the entry.
+    #[error("line {line}: expected PATH=PORT, got {text:?}")]
+    MissingEquals {
+        /// 1-based line number (1 for a command-line entry).
+        line: usize,
+        /// The entry.
+        text: String,
+    },
+    /// The path before `=` is empty.
+    #[error("line {line}: the project path is empty")]
+    EmptyPath {
+        /// 1-based line number.
+        line: usize,
+    },
+    /// The port after the last `=` is not a number in 1..=65535.
+    #[error("line {line}: {port:?} is not a port number (1-65535)")]
+    BadPort {
+        /// 1-based line number.
+        line: usize,
+        /// The text after `=`.
+        port: String,
+    },
+}
+
+impl std::str::FromStr for ProjectSpec {
+    type Err = ProjectSpecError;
+
+    /// Parses `PATH=PORT`, splitting on the **last** `=` (Windows folder names may hold `=`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_entry(s, 1)
+    }
+}
+
+fn parse_entry(text: &str, line: usize) -> Result<ProjectSpec, ProjectSpecError> {
+    let Some((path, port)) = text.rsplit_once('=') else {
+        return Err(ProjectSpecError::MissingEquals {
+            line,
+            text: text.to_owned(),
+        });
+    };
+    let path = path.trim();
+    if path.is_empty() {
+        return Err(ProjectSpecError::EmptyPath { line });
+    }
+    match port.trim().parse::<u16>() {
+        Ok(port) if port != 0 => Ok(ProjectSpec::new(path, port)),
+        _ => Err(ProjectSpecError::BadPort {
+            line,
+            port: port.to_owned(),
+        }),
+    }
+}
+
+/// Parses a projects file: one `PATH=PORT` a line, split on the last `=`; blank lines and lines
+/// starting with `#` are ignored; spaces around path and port are trimmed (spaces *inside* the
+/// path are kept).
+///
+/// ```text
+/// # PEKAT projects
+/// C:\Users\pekat\PekatVisionProjects\Test Project 1 = 8000
+/// D:\Lines\Line A=8100
+/// ```
+///
+/// # Errors
+/// The first malformed line.
+pub fn parse_projects_file(text: &str) -> Result<Vec<ProjectSpec>, ProjectSpecError> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| {
+            let line = line.trim();
+            !line.is_empty() && !line.starts_with('#')
+        })
+        .map(|(index, line)| parse_entry(line, index + 1))
+        .collect()
+}
+
+/// The projects a simulator has when none are configured: three projects of the vendor's
+/// example layout, the first and third sharing port 8000 (so `error:port` can be shown).
+pub fn demo_projects() -> Vec<ProjectSpec> {
+    let dir = r"C:\Users\pekat\PekatVisionProjects";
+    vec![
+        ProjectSpec::new(format!(r"{dir}\Test Project 1"), 8000),
+        ProjectSpec::new(format!(r"{dir}\Test Project 2"), 8001),
+        ProjectSpec::new(format!(r"{dir}\Test Project 3"), 8000),
+    ]
+}
+
+/// How a simulator behaves. Public fields; start from [`Config::default`] (or
+/// [`Config::loopback`] in tests).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to listen on (default `127.0.0.1:7002`; port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// Dialect spoken (default 3.18).
+    pub dialect: Dialect,
+    /// The projects (default [`demo_projects`]).
+    pub projects: Vec<ProjectSpec>,
+    /// Simulated time from `start` to `running` (default 1 s).
+    pub start_delay: Duration,
+    /// Simulated time from `stop` to `stopped` (default 500 ms).
+    pub stop_delay: Duration,
+    /// How much faster than real time simulated time runs (default 1.0; 10.0 makes a 1 s start
+    /// take 100 ms). Values that are not finite and positive count as 1.0.
+    pub time_scale: f64,
+    /// Send no answer at all to `start` and `stop` (the state still changes), as reported for
+    /// some 3.19 servers.
+    pub silent_start_stop: bool,
+    /// Close each connection after one answer (default: serve several requests per connection).
+    pub one_request_per_connection: bool,
+    /// Close a connection that sends nothing for this long (default 60 s).
+    pub idle_timeout: Duration,
+    /// Deadline for the rest of a request once its first byte arrived (default 2 s): a request
+    /// still incomplete then is answered as it is (the dialect's error answer).
+    pub request_timeout: Duration,
+    /// Quiet period: once a request looks complete, bytes arriving within this time still
+    /// belong to it (default 3 ms; zero answers at once). Guards against a sender whose request
+    /// was split inside its path across TCP segments.
+    pub quiet_period: Duration,
+    /// Largest request accepted (default [`DEFAULT_MAX_REQUEST_LEN`]); more gets the error
+    /// answer and the connection is closed.
+    pub max_request_len: usize,
+    /// Listen backlog (default [`labwire_net::DEFAULT_BACKLOG`]): clients open a connection per
+    /// request, in bursts.
+    pub backlog: u32,
+    /// Connections served at once (default [`labwire_net::DEFAULT_MAX_CONNECTIONS`]).
+    pub max_connections: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)),
+            dialect: Dialect::V3_18,
+            projects: demo_projects(),
+            start_delay: Duration::from_secs(1),
+            stop_delay: Duration::from_millis(500),
+            time_scale: 1.0,
+            silent_start_stop: false,
+            one_request_per_connection: false,
+            idle_timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(2),
+            quiet_period: Duration::from_millis(3),
+            max_request_len: DEFAULT_MAX_REQUEST_LEN,
+            backlog: labwire_net::DEFAULT_BACKLOG,
+            max_connections: labwire_net::DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+}
+
+impl Config {
+    /// Defaults, listening on `127.0.0.1:0` (a free port), for tests.
+    pub fn loopback() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            ..Self::default()
+        }
+    }
+
+    /// The same configuration in `dialect`.
+    #[must_use]
+    pub fn with_dialect(mut self, dialect: Dialect) -> Self {
+        self.dialect = dialect;
+        self
+    }
+
+    /// The same configuration with these delays.
+    #[must_use]
+    pub fn with_delays(mut self, start: Duration, stop: Duration) -> Self {
+        self.start_delay = start;
+        self.stop_delay = stop;
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_split_on_the_last_equals_sign() {
+        let spec: ProjectSpec = r"C:\a=b\Project 1=8000".parse().unwrap();
+        assert_eq!(spec, ProjectSpec::new(r"C:\a=b\Project 1", 8000));
+    }
+
+    #[test]
+    fn bad_entries_say_what_is_wrong() {
+        assert!(matches!(
+            "C:\\x".parse::<ProjectSpec>(),
+            Err(ProjectSpecError::MissingEquals { .. })
+        ));
+        assert!(matches!(
+            "=80".parse::<ProjectSpec>(),
+            Err(ProjectSpecError::EmptyPath { .. })
+        ));
+        for port in ["0", "70000", "x", ""] {
+            assert!(matches!(
+                format!("C:\\x={port}").parse::<ProjectSpec>(),
+                Err(ProjectSpecError::BadPort { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn projects_files_skip_comments_and_blank_lines() {
+        let text = "# projects\n\nC:\\A B = 8000\r\n  # indented comment\nD:\\C=8001\n";
+        assert_eq!(
+            parse_projects_file(text).unwrap(),
+            vec![
+                ProjectSpec::new(r"C:\A B", 8000),
+                ProjectSpec::new(r"D:\C", 8001)
+            ]
+        );
+        assert_eq!(
+            parse_projects_file("ok=1\nbroken\n"),
+            Err(ProjectSpecError::MissingEquals {
+                line: 2,
+                text: "broken".into()
+            })
+        );
+    }
+}

@@ -1,0 +1,179 @@
+//! One client connection: gather a request (no framing on the wire), act, answer in one write.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::BytesMut;
+use pekat_proto::wire::{self, Completeness};
+use pekat_proto::{Command, DEFAULT_MAX_RESPONSE_LEN, Dialect, Reply, Response};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, timeout, timeout_at};
+
+use crate::state::Outcome;
+use crate::{Config, Shared};
+
+/// Bytes read per `read` call; the buffer never exceeds the request limit by more than this.
+const READ_CHUNK: usize = 1024;
+
+/// Bytes as lower-case hex, for trace logs.
+struct Hex<'a>(&'a [u8]);
+
+impl fmt::Display for Hex<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+/// How gathering a request ended.
+enum Gathered {
+    /// The buffer holds one request; `eof` when the client has finished sending.
+    Message { eof: bool },
+    /// More bytes than one request may have.
+    TooLarge,
+    /// The connection failed.
+    Failed,
+}
+
+/// Reads at most [`READ_CHUNK`] more bytes into `buf`; `Ok(0)` at end of stream.
+async fn read_more(stream: &mut TcpStream, buf: &mut BytesMut) -> std::io::Result<usize> {
+    let mut chunk = [0u8; READ_CHUNK];
+    let n = stream.read(&mut chunk).await?;
+    buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
+    Ok(n)
+}
+
+/// Reads until the buffer holds one whole request.
+///
+/// There is no delimiter, so: while the bytes cannot be a whole request yet (no separator, the
+/// head still a valid beginning) wait for more until `request_timeout`; once they can, wait a
+/// short quiet period for bytes that still belong to it (a path split across TCP segments).
+/// When a deadline passes, what arrived is the request.
+async fn gather(stream: &mut TcpStream, buf: &mut BytesMut, config: &Config) -> Gathered {
+    let deadline = Instant::now() + config.request_timeout;
+    loop {
+        if wire::check_len(buf, config.max_request_len).is_err() {
+            return Gathered::TooLarge;
+        }
+        let wait_until = match wire::request_completeness(buf, config.dialect) {
+            Completeness::NeedMore => deadline,
+            Completeness::Complete if config.quiet_period.is_zero() => {
+                return Gathered::Message { eof: false };
+            }
+            Completeness::Complete => (Instant::now() + config.quiet_period).min(deadline),
+        };
+        match timeout_at(wait_until, read_more(stream, buf)).await {
+            Err(_) => return Gathered::Message { eof: false },
+            Ok(Ok(0)) => return Gathered::Message { eof: true },
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "read failed");
+                return Gathered::Failed;
+            }
+        }
+    }
+}
+
+/// Writes `reply` in one write, as the vendor's clients read it with one `recv(64)`.
+async fn send(stream: &mut TcpStream, reply: &Reply, dialect: Dialect) -> std::io::Result<()> {
+    let mut out = BytesMut::new();
+    if let Err(error) = wire::encode_reply(reply, dialect, DEFAULT_MAX_RESPONSE_LEN, &mut out) {
+        tracing::warn!(%error, ?reply, "cannot encode answer");
+        return Err(std::io::Error::other(error));
+    }
+    tracing::debug!(?reply, "answer");
+    tracing::trace!(hex = %Hex(&out), "answer bytes");
+    stream.write_all(&out).await
+}
+
+/// Serves one connection until the client closes, goes idle, or breaks the protocol.
+pub(crate) async fn serve(mut stream: TcpStream, shared: Arc<Shared>, config: Arc<Config>) {
+    let dialect = config.dialect;
+    let mut buf = BytesMut::new();
+    loop {
+        if buf.is_empty() {
+            match timeout(config.idle_timeout, read_more(&mut stream, &mut buf)).await {
+                Err(_) => {
+                    tracing::debug!(idle = ?config.idle_timeout, "idle; closing");
+                    return;
+                }
+                Ok(Ok(0)) => {
+                    tracing::trace!("client closed");
+                    return;
+                }
+                Ok(Err(error)) => {
+                    tracing::debug!(%error, "read failed");
+                    return;
+                }
+                Ok(Ok(_)) => {}
+            }
+        }
+        let eof = match gather(&mut stream, &mut buf, &config).await {
+            Gathered::Message { eof } => eof,
+            Gathered::Failed => return,
+            Gathered::TooLarge => {
+                shared.requests.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    len = buf.len(),
+                    max = config.max_request_len,
+                    "request too large; answering the error and closing"
+                );
+                let _ = send(&mut stream, &Reply::new(Response::UnknownCommand), dialect).await;
+                return;
+            }
+        };
+        shared.requests.fetch_add(1, Ordering::Relaxed);
+        let msg = buf.split();
+        tracing::trace!(hex = %Hex(&msg), "request bytes");
+        let (reply, answer_at, start_or_stop) = match wire::parse_request(&msg, dialect) {
+            Ok(request) => {
+                tracing::debug!(?request, "request");
+                let outcome = {
+                    let now = shared.clock.now();
+                    shared.manager().handle(request.command, &request.path, now)
+                };
+                let answer_at = match &outcome {
+                    Outcome::At(at, _) => Some(*at),
+                    Outcome::Now(_) => None,
+                };
+                let reply = Reply::to(&request, outcome.response().clone());
+                let start_or_stop = matches!(request.command, Command::Start | Command::Stop);
+                (reply, answer_at, start_or_stop)
+            }
+            Err(bad) => {
+                tracing::debug!(%bad, "bad request");
+                (bad.reply(), None, false)
+            }
+        };
+        let faults = shared.faults();
+        if faults.no_answer || (start_or_stop && faults.silent_start_stop) {
+            tracing::debug!(?reply, "not answering (fault)");
+        } else {
+            // The real server answers start/stop/switch once the transition is complete.
+            if let Some(at) = answer_at {
+                tokio::time::sleep_until(shared.clock.real(at)).await;
+            }
+            if !faults.answer_delay.is_zero() {
+                tokio::time::sleep(faults.answer_delay).await;
+            }
+            let written = if faults.close_instead_of_answer {
+                tracing::debug!("closing instead of answering (fault)");
+                return;
+            } else if let Some(garbage) = &faults.garbage {
+                tracing::debug!(hex = %Hex(garbage), "sending garbage instead of the answer (fault)");
+                stream.write_all(garbage).await
+            } else {
+                send(&mut stream, &reply, dialect).await
+            };
+            if let Err(error) = written {
+                tracing::debug!(%error, "write failed");
+                return;
+            }
+        }
+        if eof || config.one_request_per_connection {
+            let _ = stream.shutdown().await;
+            return;
+        }
+    }
+}

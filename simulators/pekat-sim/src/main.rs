@@ -1,0 +1,122 @@
+//! `pekat-sim`: a simulated PEKAT VISION Projects Manager TCP server.
+//!
+//! Prints `listening on <addr>` as its first stdout line, logs to stderr, and exits 0 on
+//! SIGINT/SIGTERM after closing every connection.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use pekat_proto::Dialect;
+use pekat_sim::{Config, DEFAULT_PORT, ProjectSpec, Simulator, parse_projects_file};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pekat-sim",
+    version,
+    about = "Simulated PEKAT VISION Projects Manager TCP server"
+)]
+struct Args {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value_t = SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)))]
+    listen: SocketAddr,
+    /// Protocol dialect: 3.18 (`start:PATH`) or 3.19 (`[id.]start|PATH`).
+    #[arg(long, default_value = "3.18")]
+    dialect: Dialect,
+    /// A project, `PATH=PORT` (repeatable). Without --project or --projects-file, three demo
+    /// projects are served.
+    #[arg(long = "project", value_name = "PATH=PORT")]
+    projects: Vec<ProjectSpec>,
+    /// A file of `PATH=PORT` lines (`#` comments, blank lines ignored); adds to --project.
+    #[arg(long, value_name = "FILE")]
+    projects_file: Option<PathBuf>,
+    /// Simulated milliseconds from `start` to `running`.
+    #[arg(long, default_value_t = 1000)]
+    start_delay_ms: u64,
+    /// Simulated milliseconds from `stop` to `stopped`.
+    #[arg(long, default_value_t = 500)]
+    stop_delay_ms: u64,
+    /// Simulated time runs this many times faster than real time.
+    #[arg(long, default_value_t = 1.0)]
+    time_scale: f64,
+    /// Send no answer to start/stop (as reported for some 3.19 servers).
+    #[arg(long)]
+    silent_start_stop: bool,
+    /// Close each connection after its first answer.
+    #[arg(long)]
+    one_request_per_connection: bool,
+    /// Close connections idle for this many milliseconds.
+    #[arg(long, default_value_t = 60_000)]
+    idle_timeout_ms: u64,
+    /// Milliseconds to wait for more bytes of a request that looks complete.
+    #[arg(long, default_value_t = 3)]
+    quiet_ms: u64,
+    /// Listen backlog (clients connect once per request, in bursts).
+    #[arg(long, default_value_t = labwire_net::DEFAULT_BACKLOG)]
+    backlog: u32,
+    /// More logging on stderr (-v debug, -vv trace); `RUST_LOG` overrides.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+fn config(args: Args) -> Result<Config, String> {
+    let mut projects = args.projects;
+    if let Some(file) = &args.projects_file {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+        projects
+            .extend(parse_projects_file(&text).map_err(|e| format!("{}: {e}", file.display()))?);
+    }
+    let defaults = Config::default();
+    Ok(Config {
+        listen: args.listen,
+        dialect: args.dialect,
+        projects: if projects.is_empty() {
+            defaults.projects
+        } else {
+            projects
+        },
+        start_delay: Duration::from_millis(args.start_delay_ms),
+        stop_delay: Duration::from_millis(args.stop_delay_ms),
+        time_scale: args.time_scale,
+        silent_start_stop: args.silent_start_stop,
+        one_request_per_connection: args.one_request_per_connection,
+        idle_timeout: Duration::from_millis(args.idle_timeout_ms),
+        quiet_period: Duration::from_millis(args.quiet_ms),
+        backlog: args.backlog,
+        ..defaults
+    })
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    labwire_net::cli::init_tracing(args.verbose);
+    let config = match config(args) {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("pekat-sim: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let sim = match Simulator::start(config).await {
+        Ok(sim) => sim,
+        Err(error) => {
+            eprintln!("pekat-sim: cannot listen: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(error) = labwire_net::cli::announce_listening(sim.local_addr()) {
+        eprintln!("pekat-sim: cannot write to stdout: {error}");
+        return ExitCode::FAILURE;
+    }
+    for project in sim.state().projects() {
+        tracing::info!(path = %project.path, port = project.port, "project");
+    }
+    labwire_net::cli::shutdown_signal().await;
+    sim.shutdown().await;
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,121 @@
+//! The `pekat-sim` binary: first line, a real exchange, clean exit on SIGTERM.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Kills the child if a test fails before it exits.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(args: &[&str]) -> (Guard, SocketAddr) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pekat-sim"))
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let guard = Guard(child);
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .parse()
+        .unwrap();
+    (guard, addr)
+}
+
+fn ask(addr: SocketAddr, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream.write_all(request).unwrap();
+    let mut answer = [0u8; 64];
+    let n = stream.read(&mut answer).unwrap();
+    String::from_utf8_lossy(&answer[..n]).into_owned()
+}
+
+fn terminate_and_wait(mut guard: Guard) -> std::process::ExitStatus {
+    let pid = guard.0.id().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = guard.0.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pekat-sim did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn binary_serves_demo_projects_and_exits_cleanly_on_sigterm() {
+    let (guard, addr) = spawn(&["--start-delay-ms", "0"]);
+    let project = r"C:\Users\pekat\PekatVisionProjects\Test Project 1";
+    assert_eq!(ask(addr, format!("status:{project}").as_bytes()), "stopped");
+    assert_eq!(ask(addr, format!("start:{project}").as_bytes()), "done");
+    assert_eq!(
+        ask(addr, format!("status:{project}\r\n").as_bytes()),
+        "running"
+    );
+    assert_eq!(ask(addr, b"launch:x"), "Unknown command");
+    // An idle client does not keep the process from exiting.
+    let idle = TcpStream::connect(addr).unwrap();
+    let status = terminate_and_wait(guard);
+    assert!(status.success(), "exit status {status}");
+    drop(idle);
+}
+
+#[test]
+fn binary_takes_projects_and_dialect_from_flags_and_a_file() {
+    let dir = std::env::temp_dir().join(format!("pekat-sim-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("projects.txt");
+    std::fs::write(&file, "# test\nD:\\Lines\\B=9001\n").unwrap();
+    let (guard, addr) = spawn(&[
+        "--dialect",
+        "3.19",
+        "--project",
+        r"C:\Lines\A=9000",
+        "--projects-file",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(ask(addr, br"1.status|C:\Lines\A"), "1.suc:stopped");
+    assert_eq!(ask(addr, br"status|D:\Lines\B"), "suc:stopped");
+    assert_eq!(
+        ask(
+            addr,
+            br"status|C:\Users\pekat\PekatVisionProjects\Test Project 1"
+        ),
+        "err:not-found"
+    );
+    assert_eq!(ask(addr, br"2.launch|x"), "2.err:invalid-command");
+    assert!(terminate_and_wait(guard).success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn binary_rejects_a_malformed_project_flag() {
+    let output = Command::new(env!("CARGO_BIN_EXE_pekat-sim"))
+        .args(["--listen", "127.0.0.1:0", "--project", "no-port-here"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(output.stdout.is_empty());
+}
