@@ -689,3 +689,426 @@ fn array_param<'a>(p: &'a Map<String, Value>, key: &str) -> Result<&'a Vec<Value
         .and_then(Value::as_array)
         .ok_or_else(|| invalid(format!("Invalid parameters: `{key}` must be an array")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arkeo_proto::Status;
+
+    fn fill(x: impl Into<Value> + Clone, n: usize) -> Value {
+        Value::Array(vec![x.into(); n])
+    }
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn req(target: Target, command: &str, parameter: Value) -> Request {
+        Request::new(target, command)
+            .with_parameter(parameter)
+            .with_request_id(1)
+    }
+
+    fn ok(device: &mut Device, target: Target, command: &str, p: Value, now: Duration) -> Value {
+        let response = device.handle(&req(target, command, p), now);
+        assert_eq!(response.status, Some(Status::Ok), "{command}: {response:?}");
+        response.data.unwrap()
+    }
+
+    fn code(device: &mut Device, target: Target, command: &str, p: Value, now: Duration) -> i64 {
+        let response = device.handle(&req(target, command, p), now);
+        assert!(response.is_error(), "{command} should fail: {response:?}");
+        response.error.unwrap().code.unwrap()
+    }
+
+    fn status(device: &mut Device, now: Duration) -> Value {
+        ok(device, Target::Routine, "GetTestStatus", json!({}), now)
+    }
+
+    #[test]
+    fn routine_goes_initializing_ready_starting_running_ready_with_data() {
+        let d = Durations::default();
+        let mut dev = Device::new(d);
+        let t0 = Duration::ZERO;
+        ok(
+            &mut dev,
+            Target::Main,
+            "StartRoutine",
+            json!({"routine": "JV"}),
+            t0,
+        );
+        assert_eq!(status(&mut dev, t0)["routine_status"], "Initializing");
+        let t1 = d.initializing;
+        assert_eq!(status(&mut dev, t1)["routine_status"], "Ready");
+        assert_eq!(
+            code(&mut dev, Target::Routine, "GetTestData", json!({}), t1),
+            codes::INVALID_STATE
+        );
+        ok(&mut dev, Target::Routine, "StartMeasurement", json!({}), t1);
+        assert_eq!(status(&mut dev, t1)["routine_status"], "Starting");
+        let half = t1 + d.starting + d.running / 2;
+        let s = status(&mut dev, half);
+        assert_eq!(s["routine_status"], "Running");
+        assert_eq!(s["progress"]["progres_pct"], json!(50.0));
+        let done = t1 + d.starting + d.running;
+        let s = status(&mut dev, done);
+        assert_eq!(s["routine_status"], "Ready");
+        assert_eq!(s["progress"], Value::Null);
+        let data = ok(&mut dev, Target::Routine, "GetTestData", json!({}), done);
+        assert_eq!(data["scans"][0]["name"], "forward");
+        assert_eq!(dev.measurements_completed(), 1);
+    }
+
+    #[test]
+    fn a_late_poll_catches_up_through_every_phase() {
+        let mut dev = Device::new(Durations::default());
+        ok(
+            &mut dev,
+            Target::Main,
+            "StartRoutine",
+            json!({"routine": "TPR"}),
+            Duration::ZERO,
+        );
+        let s = status(&mut dev, Duration::from_secs(60));
+        assert_eq!(s["routine_status"], "Ready");
+    }
+
+    #[test]
+    fn routine_commands_without_an_active_routine_fail_with_4006() {
+        let mut dev = Device::new(Durations::default());
+        for command in [
+            "GetTestStatus",
+            "StartMeasurement",
+            "CloseRoutine",
+            "GetTestData",
+        ] {
+            assert_eq!(
+                code(&mut dev, Target::Routine, command, json!({}), MS),
+                4006
+            );
+        }
+    }
+
+    #[test]
+    fn start_measurement_needs_ready_and_stop_needs_nothing() {
+        let mut dev = Device::new(Durations::default());
+        ok(
+            &mut dev,
+            Target::Main,
+            "StartRoutine",
+            json!({"routine": "MPPT"}),
+            Duration::ZERO,
+        );
+        assert_eq!(
+            code(&mut dev, Target::Routine, "StartMeasurement", json!({}), MS),
+            codes::INVALID_STATE
+        );
+        let s = ok(&mut dev, Target::Routine, "StopMeasurement", json!({}), MS);
+        assert_eq!(s["stopped"], false);
+        let ready = Durations::default().initializing;
+        ok(
+            &mut dev,
+            Target::Routine,
+            "StartMeasurement",
+            json!({}),
+            ready,
+        );
+        let s = ok(
+            &mut dev,
+            Target::Routine,
+            "StopMeasurement",
+            json!({}),
+            ready + MS,
+        );
+        assert_eq!(s["stopped"], true);
+        assert_eq!(status(&mut dev, ready + MS)["routine_status"], "Ready");
+    }
+
+    #[test]
+    fn only_one_routine_at_a_time_and_unknown_routines_are_refused() {
+        let mut dev = Device::new(Durations::default());
+        assert_eq!(
+            code(
+                &mut dev,
+                Target::Main,
+                "StartRoutine",
+                json!({"routine": "Nope"}),
+                MS
+            ),
+            codes::UNKNOWN_ROUTINE
+        );
+        assert_eq!(
+            code(&mut dev, Target::Main, "StartRoutine", json!({}), MS),
+            101
+        );
+        ok(
+            &mut dev,
+            Target::Main,
+            "StartRoutine",
+            json!({"routine": "luminescence"}),
+            MS,
+        );
+        let active = ok(&mut dev, Target::Main, "GetActiveRoutine", json!({}), MS);
+        assert_eq!(active["routine"], "Luminescence");
+        assert_eq!(
+            code(
+                &mut dev,
+                Target::Main,
+                "StartRoutine",
+                json!({"routine": "JV"}),
+                MS
+            ),
+            codes::INVALID_STATE
+        );
+        ok(&mut dev, Target::Routine, "CloseRoutine", json!({}), MS);
+        assert_eq!(
+            ok(&mut dev, Target::Main, "GetActiveRoutine", json!({}), MS)["routine"],
+            ""
+        );
+    }
+
+    #[test]
+    fn error_state_reports_its_message_until_cleared() {
+        let mut dev = Device::new(Durations::default());
+        ok(
+            &mut dev,
+            Target::Main,
+            "StartRoutine",
+            json!({"routine": "JV"}),
+            Duration::ZERO,
+        );
+        assert!(dev.fail_routine("SMU compliance", Duration::from_secs(1)));
+        let s = status(&mut dev, Duration::from_secs(2));
+        assert_eq!(s["routine_status"], "Error");
+        assert_eq!(s["error"], "SMU compliance");
+        ok(
+            &mut dev,
+            Target::Routine,
+            "ClearErrors",
+            json!({}),
+            Duration::from_secs(2),
+        );
+        let s = status(&mut dev, Duration::from_secs(2));
+        assert_eq!(s["routine_status"], "Ready");
+        assert_eq!(s["error"], Value::Null);
+    }
+
+    #[test]
+    fn led_values_must_have_twelve_channels_within_zero_and_one() {
+        let mut dev = Device::new(Durations::default());
+        let e = dev.handle(
+            &req(
+                Target::Led,
+                "SetValues",
+                json!({"address": 1, "values": fill(0.5, 3)}),
+            ),
+            MS,
+        );
+        let error = e.error.unwrap();
+        assert_eq!(error.code, Some(1001));
+        assert_eq!(
+            error.message,
+            "Invalid array size: 3. Must match number of channels: 12"
+        );
+        assert_eq!(
+            code(
+                &mut dev,
+                Target::Led,
+                "SetValues",
+                json!({"address": 1, "values": fill(2.0, 12)}),
+                MS
+            ),
+            101
+        );
+        assert_eq!(
+            code(
+                &mut dev,
+                Target::Led,
+                "SetValues",
+                json!({"address": 9, "values": fill(0.0, 12)}),
+                MS
+            ),
+            101
+        );
+        ok(
+            &mut dev,
+            Target::Led,
+            "SetValues",
+            json!({"address": 2, "values": fill(0.25, 12)}),
+            MS,
+        );
+        assert_eq!(dev.led_values(2), Some([0.25; 12]));
+        let s = ok(&mut dev, Target::Led, "GetStatus", json!({}), MS);
+        assert_eq!(s["boards"][1]["values"][11], 0.25);
+    }
+
+    #[test]
+    fn mux_relays_need_a_connection_and_the_right_count() {
+        let mut dev = Device::new(Durations::default());
+        let all_on = json!({"state": fill(true, MUX_RELAYS)});
+        assert_eq!(
+            code(&mut dev, Target::Mux, "SetStatus", all_on.clone(), MS),
+            codes::INVALID_STATE
+        );
+        ok(&mut dev, Target::Mux, "Connect", json!({}), MS);
+        assert_eq!(
+            code(
+                &mut dev,
+                Target::Mux,
+                "SetStatus",
+                json!({"state": [true]}),
+                MS
+            ),
+            1001
+        );
+        ok(&mut dev, Target::Mux, "SetStatus", all_on, MS);
+        let s = ok(&mut dev, Target::Mux, "GetStatus", json!({}), MS);
+        assert_eq!(s["nrRelays"], MUX_RELAYS);
+        assert!(dev.relays().iter().all(|r| *r));
+    }
+
+    #[test]
+    fn temperature_follows_the_setpoint_when_enabled() {
+        let mut dev = Device::new(Durations::default());
+        ok(
+            &mut dev,
+            Target::Tmpctl,
+            "SetTemperature",
+            json!({"temperature": 60.0}),
+            Duration::ZERO,
+        );
+        ok(
+            &mut dev,
+            Target::Tmpctl,
+            "SetEnable",
+            json!({"enable": true}),
+            Duration::ZERO,
+        );
+        let s = ok(
+            &mut dev,
+            Target::Tmpctl,
+            "GetStatus",
+            json!({}),
+            Duration::from_secs(60),
+        );
+        let t = s["temperature"].as_f64().unwrap();
+        assert!((t - 60.0).abs() < 0.1, "{t}");
+        assert_eq!(
+            code(
+                &mut dev,
+                Target::Tmpctl,
+                "SetTemperature",
+                json!({"temperature": 900}),
+                MS
+            ),
+            101
+        );
+        assert_eq!(
+            code(
+                &mut dev,
+                Target::Tmpctl,
+                "SetEnable",
+                json!({"enable": "yes"}),
+                MS
+            ),
+            101
+        );
+    }
+
+    #[test]
+    fn luminescence_custom_commands_and_settings_validation() {
+        let mut dev = Device::new(Durations::default());
+        ok(
+            &mut dev,
+            Target::Main,
+            "StartRoutine",
+            json!({"routine": "Luminescence"}),
+            Duration::ZERO,
+        );
+        let ready = Duration::from_secs(1);
+        let cmds = ok(
+            &mut dev,
+            Target::Routine,
+            "GetCustomCommands",
+            json!({}),
+            ready,
+        );
+        assert!(
+            cmds["CustomCommands"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("AcquireSingle"))
+        );
+        ok(
+            &mut dev,
+            Target::Routine,
+            "SetLaser",
+            json!({"channel": 0, "frequency": 10000, "duty_cycle": 50}),
+            ready,
+        );
+        assert_eq!(
+            code(
+                &mut dev,
+                Target::Routine,
+                "SetLaser",
+                json!({"channel": 0, "duty_cycle": 150}),
+                ready
+            ),
+            101
+        );
+        let s = ok(&mut dev, Target::Routine, "AcquireSingle", json!({}), ready);
+        assert_eq!(s["spectrum"].as_array().unwrap().len(), 3);
+        assert_eq!(
+            code(
+                &mut dev,
+                Target::Routine,
+                "ApplySettings",
+                json!({"integration_time": -1}),
+                ready
+            ),
+            101
+        );
+        ok(
+            &mut dev,
+            Target::Routine,
+            "ApplySettings",
+            json!({"integration_time": 250}),
+            ready,
+        );
+        let s = ok(&mut dev, Target::Routine, "LoadSettings", json!({}), ready);
+        assert_eq!(s["settings"]["integration_time"], 250);
+        assert_eq!(
+            code(&mut dev, Target::Routine, "GetRates", json!({}), ready),
+            codes::UNKNOWN_COMMAND
+        );
+    }
+
+    #[test]
+    fn unknown_targets_and_commands_have_their_own_codes() {
+        let mut dev = Device::new(Durations::default());
+        assert_eq!(
+            code(
+                &mut dev,
+                Target::Other("SPECTRO".into()),
+                "X",
+                json!({}),
+                MS
+            ),
+            codes::UNKNOWN_TARGET
+        );
+        assert_eq!(
+            code(&mut dev, Target::Main, "Reboot", json!({}), MS),
+            codes::UNKNOWN_COMMAND
+        );
+        assert_eq!(dev.requests_handled(), 2);
+    }
+
+    #[test]
+    fn responses_echo_the_request_id() {
+        let mut dev = Device::new(Durations::default());
+        let r = dev.handle(
+            &Request::new(Target::Main, "GetAvailableRoutines").with_request_id(77),
+            MS,
+        );
+        assert_eq!(r.request_id, Some(77));
+        assert!(r.data.unwrap()["routines"].as_array().unwrap().len() >= 9);
+    }
+}

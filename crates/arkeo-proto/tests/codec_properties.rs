@@ -1,0 +1,215 @@
+//! Property tests of the framing and message codecs.
+
+use arkeo_proto::json::{f64_value, parse, quote_non_finite, to_vec_non_finite};
+use arkeo_proto::{
+    ClientCodec, DecodeError, ErrorObject, FrameCodec, ParamKey, Request, Response, ServerCodec,
+    Status, Target,
+};
+use bytes::BytesMut;
+use proptest::prelude::*;
+use serde_json::{Map, Value};
+use tokio_util::codec::{Decoder, Encoder};
+
+fn leaf() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        // Eighths are exact in binary and in decimal, so they survive a text round trip.
+        (-1_000_000i32..1_000_000).prop_map(|n| Value::from(f64::from(n) / 8.0)),
+        "\\PC{0,12}".prop_map(Value::from),
+        // Keys and text as the vendor writes them.
+        Just(Value::from("Start (V)")),
+    ]
+}
+
+fn value() -> impl Strategy<Value = Value> {
+    leaf().prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::btree_map("[a-zA-Z_ .()%]{1,10}", inner, 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+fn object() -> impl Strategy<Value = Map<String, Value>> {
+    prop::collection::btree_map("[a-z_]{1,8}", value(), 0..4).prop_map(|m| m.into_iter().collect())
+}
+
+fn target() -> impl Strategy<Value = Target> {
+    prop_oneof![
+        Just(Target::Main),
+        Just(Target::Routine),
+        Just(Target::Tmpctl),
+        Just(Target::Mux),
+        Just(Target::Led),
+        "X[A-Z]{1,6}".prop_map(Target::Other),
+    ]
+}
+
+fn request() -> impl Strategy<Value = Request> {
+    (
+        target(),
+        "[A-Za-z]{1,16}",
+        object(),
+        prop::option::of(any::<u64>()),
+    )
+        .prop_map(|(target, command, parameter, request_id)| Request {
+            target,
+            command,
+            parameter,
+            request_id,
+        })
+}
+
+fn response() -> impl Strategy<Value = Response> {
+    let status = prop_oneof![
+        Just(Status::Ok),
+        Just(Status::Error),
+        "busy|BUSY".prop_map(Status::Other)
+    ];
+    let error =
+        (prop::option::of(any::<i64>()), "\\PC{0,20}").prop_map(|(code, message)| ErrorObject {
+            code,
+            message,
+            extra: Map::new(),
+        });
+    (
+        prop::option::of(status),
+        prop::option::of(value()),
+        prop::option::of(error),
+        prop::option::of(any::<u64>()),
+    )
+        .prop_map(|(status, data, error, request_id)| Response {
+            status,
+            // `"data": null` decodes as present-and-null, which is what was sent.
+            data,
+            error,
+            request_id,
+            extra: Map::new(),
+        })
+}
+
+fn encode_requests(requests: &[Request], key: ParamKey) -> BytesMut {
+    let mut codec = ClientCodec::new().param_key(key);
+    let mut buf = BytesMut::new();
+    for r in requests {
+        codec.encode(r, &mut buf).unwrap();
+    }
+    buf
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn request_round_trips_with_either_parameter_key(r in request(), params in any::<bool>()) {
+        let key = if params { ParamKey::Params } else { ParamKey::Parameter };
+        let mut buf = encode_requests(std::slice::from_ref(&r), key);
+        prop_assert_eq!(ServerCodec::new().decode(&mut buf).unwrap(), Some(r));
+        prop_assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn response_round_trips(r in response()) {
+        let mut buf = BytesMut::new();
+        ServerCodec::new().encode(&r, &mut buf).unwrap();
+        let decoded = ClientCodec::new().decode(&mut buf).unwrap().unwrap();
+        prop_assert_eq!(decoded, r);
+    }
+
+    #[test]
+    fn every_strict_prefix_of_a_frame_needs_more(r in request()) {
+        let frame = encode_requests(std::slice::from_ref(&r), ParamKey::Parameter);
+        for cut in 0..frame.len() {
+            let mut partial = BytesMut::from(&frame[..cut]);
+            prop_assert!(ServerCodec::new().decode(&mut partial).unwrap().is_none());
+            prop_assert_eq!(&partial[..], &frame[..cut], "a prefix must not be consumed");
+        }
+    }
+
+    #[test]
+    fn any_chunking_yields_the_same_frames(
+        requests in prop::collection::vec(request(), 1..5),
+        cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..8),
+    ) {
+        let stream = encode_requests(&requests, ParamKey::Parameter);
+        let mut points: Vec<usize> = cuts.iter().map(|i| i.index(stream.len() + 1)).collect();
+        points.push(0);
+        points.push(stream.len());
+        points.sort_unstable();
+        let mut codec = ServerCodec::new();
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        for pair in points.windows(2) {
+            buf.extend_from_slice(&stream[pair[0]..pair[1]]);
+            while let Some(r) = codec.decode(&mut buf).unwrap() {
+                out.push(r);
+            }
+        }
+        prop_assert_eq!(out, requests);
+        prop_assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic_and_never_consume_more_than_given(
+        bytes in prop::collection::vec(any::<u8>(), 0..256),
+    ) {
+        for max in [16usize, 1 << 20] {
+            let mut buf = BytesMut::from(&bytes[..]);
+            let mut codec = ServerCodec::new().max_frame_length(max);
+            loop {
+                let before = buf.len();
+                match codec.decode(&mut buf) {
+                    Ok(Some(_)) => prop_assert!(buf.len() < before),
+                    Ok(None) => { prop_assert_eq!(buf.len(), before); break; }
+                    Err(e) if e.is_fatal() => break,
+                    Err(_) => prop_assert!(buf.len() < before, "a payload error consumes its frame"),
+                }
+            }
+            let mut buf = BytesMut::from(&bytes[..]);
+            let _ = ClientCodec::new().max_frame_length(max).decode(&mut buf);
+            let _ = FrameCodec::new().max_frame_length(max).decode(&mut buf);
+        }
+        let _ = parse(&bytes);
+        let _ = quote_non_finite(&bytes);
+    }
+
+    #[test]
+    fn arbitrary_frames_with_valid_headers_never_panic(payload in prop::collection::vec(any::<u8>(), 0..200)) {
+        let mut buf = BytesMut::new();
+        FrameCodec::new().encode(&payload[..], &mut buf).unwrap();
+        match ServerCodec::new().decode(&mut buf) {
+            Ok(Some(_)) | Err(DecodeError::InvalidUtf8(_) | DecodeError::InvalidJson(_) | DecodeError::InvalidMessage(_)) => {}
+            other => prop_assert!(false, "unexpected {:?}", other),
+        }
+        prop_assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn bare_non_finite_numbers_decode_as_their_strings(
+        xs in prop::collection::vec(prop_oneof![
+            Just(f64::NAN), Just(f64::INFINITY), Just(f64::NEG_INFINITY),
+            (-1000i32..1000).prop_map(|n| f64::from(n) / 4.0),
+        ], 0..12),
+        note in "\\PC{0,12}",
+    ) {
+        let value = serde_json::json!({
+            "data": xs.iter().map(|x| f64_value(*x)).collect::<Vec<_>>(),
+            "note": note,
+        });
+        let text = to_vec_non_finite(&value).unwrap();
+        let decoded = parse(&text).unwrap();
+        // The note is only written bare if it is exactly one of the three tokens.
+        if !matches!(note.as_str(), "NaN" | "Infinity" | "-Infinity") {
+            prop_assert_eq!(decoded, value);
+        }
+    }
+
+    #[test]
+    fn valid_json_decodes_the_same_as_serde_json(v in value()) {
+        let text = serde_json::to_vec(&v).unwrap();
+        prop_assert_eq!(parse(&text).unwrap(), serde_json::from_slice::<Value>(&text).unwrap());
+    }
+}
