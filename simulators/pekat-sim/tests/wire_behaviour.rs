@@ -1,0 +1,232 @@
+//! The simulator over raw sockets: framing, bad input, connection handling.
+
+use std::time::Duration;
+
+use pekat_proto::{Dialect, ProjectState};
+use pekat_sim::{Config, ProjectSpec, Simulator};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+const A: &str = r"C:\Projects\Line A";
+const LIMIT: Duration = Duration::from_secs(5);
+
+fn config(dialect: Dialect) -> Config {
+    let mut config = Config::loopback()
+        .with_dialect(dialect)
+        .with_delays(Duration::ZERO, Duration::ZERO);
+    config.projects = vec![
+        ProjectSpec::new(A, 8000),
+        ProjectSpec::new(r"C:\v1.2\dotted.project", 8001),
+    ];
+    config
+}
+
+async fn connect(sim: &Simulator) -> TcpStream {
+    timeout(LIMIT, TcpStream::connect(sim.local_addr()))
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+/// Reads one answer (the simulator writes each in one write; loopback delivers it whole).
+async fn answer(stream: &mut TcpStream) -> String {
+    let mut buf = [0u8; 128];
+    let n = timeout(LIMIT, stream.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+async fn ask(stream: &mut TcpStream, request: &[u8]) -> String {
+    stream.write_all(request).await.unwrap();
+    answer(stream).await
+}
+
+/// Whether the peer has closed: `read` returns 0 (or a reset) within the limit.
+async fn closed(stream: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 64];
+    matches!(
+        timeout(LIMIT, stream.read(&mut buf)).await,
+        Ok(Ok(0) | Err(_))
+    )
+}
+
+#[tokio::test]
+async fn bad_input_gets_the_3_18_error_answer_and_the_connection_goes_on() {
+    let sim = Simulator::start(config(Dialect::V3_18)).await.unwrap();
+    let mut s = connect(&sim).await;
+    assert_eq!(
+        ask(&mut s, b"\x00\x01\x02\xff junk").await,
+        "Unknown command"
+    );
+    assert_eq!(ask(&mut s, b"start:\xff\xfe").await, "Unknown command");
+    assert_eq!(ask(&mut s, b"\r\n").await, "Unknown command");
+    assert_eq!(ask(&mut s, b"Start:C:\\x").await, "Unknown command");
+    assert_eq!(ask(&mut s, b"start|C:\\x").await, "Unknown command");
+    // A path with a colon: the command ends at the first separator.
+    assert_eq!(ask(&mut s, br"start:C:\x").await, "not-found");
+    assert_eq!(ask(&mut s, b"status:").await, "not-found");
+    assert_eq!(
+        ask(&mut s, format!("status:{A}").as_bytes()).await,
+        "stopped"
+    );
+    assert_eq!(sim.state().requests_received(), 8);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_input_gets_the_3_19_error_answer_with_the_id_echoed() {
+    let sim = Simulator::start(config(Dialect::V3_19)).await.unwrap();
+    let mut s = connect(&sim).await;
+    assert_eq!(ask(&mut s, b"5.launch|x").await, "5.err:invalid-command");
+    assert_eq!(ask(&mut s, b"start:C:\\x").await, "err:invalid-command");
+    assert_eq!(ask(&mut s, b"bad id.start|x").await, "err:invalid-command");
+    assert_eq!(ask(&mut s, b"6.start|\xff").await, "6.err:invalid-command");
+    assert_eq!(
+        ask(&mut s, br"7.start|C:\v1.2\dotted.project").await,
+        "7.suc:done"
+    );
+    assert_eq!(
+        ask(&mut s, br"status|c:/V1.2/dotted.project/").await,
+        "suc:running"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_endless_request_is_refused_and_closed_without_disturbing_others() {
+    let mut config = config(Dialect::V3_18);
+    config.max_request_len = 4096;
+    let sim = Simulator::start(config).await.unwrap();
+    let mut other = connect(&sim).await;
+    let mut flood = connect(&sim).await;
+    let chunk = vec![b'a'; 1024];
+    let flooding = async {
+        // The server closes once the limit is passed; writes then fail, which ends the flood.
+        for _ in 0..64 {
+            if flood.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+        let mut got = Vec::new();
+        let _ = timeout(LIMIT, flood.read_to_end(&mut got)).await.unwrap();
+        got
+    };
+    let got = flooding.await;
+    assert!(
+        got.is_empty() || got == b"Unknown command",
+        "unexpected {got:?}"
+    );
+    assert_eq!(
+        ask(&mut other, format!("status:{A}").as_bytes()).await,
+        "stopped"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_request_split_inside_its_path_is_read_whole_within_the_quiet_period() {
+    let mut config = config(Dialect::V3_18);
+    config.quiet_period = Duration::from_millis(300);
+    let sim = Simulator::start(config).await.unwrap();
+    let mut s = connect(&sim).await;
+    s.write_all(br"status:C:\Projects\Li").await.unwrap();
+    s.write_all(b"ne A").await.unwrap();
+    assert_eq!(answer(&mut s).await, "stopped");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_request_split_before_its_separator_waits_for_the_rest() {
+    let mut config = config(Dialect::V3_19);
+    config.quiet_period = Duration::ZERO;
+    let sim = Simulator::start(config).await.unwrap();
+    let mut s = connect(&sim).await;
+    s.write_all(b"12.sta").await.unwrap();
+    s.flush().await.unwrap();
+    tokio::task::yield_now().await;
+    s.write_all(format!("tus|{A}").as_bytes()).await.unwrap();
+    assert_eq!(answer(&mut s).await, "12.suc:stopped");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_request_that_stops_half_way_is_answered_after_the_request_timeout() {
+    let mut config = config(Dialect::V3_18);
+    config.request_timeout = Duration::from_millis(100);
+    let sim = Simulator::start(config).await.unwrap();
+    let mut s = connect(&sim).await;
+    assert_eq!(ask(&mut s, b"sta").await, "Unknown command");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_request_cut_short_by_eof_is_answered_then_closed() {
+    let sim = Simulator::start(config(Dialect::V3_18)).await.unwrap();
+    let mut s = connect(&sim).await;
+    s.write_all(format!("status:{A}").as_bytes()).await.unwrap();
+    s.shutdown().await.unwrap();
+    let mut got = String::new();
+    timeout(LIMIT, s.read_to_string(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, "stopped");
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed() {
+    let mut config = config(Dialect::V3_18);
+    config.idle_timeout = Duration::from_millis(100);
+    let sim = Simulator::start(config).await.unwrap();
+    let mut s = connect(&sim).await;
+    assert!(closed(&mut s).await);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn one_request_per_connection_mode_closes_after_the_answer() {
+    let mut config = config(Dialect::V3_18);
+    config.one_request_per_connection = true;
+    let sim = Simulator::start(config).await.unwrap();
+    let mut s = connect(&sim).await;
+    assert_eq!(ask(&mut s, format!("start:{A}").as_bytes()).await, "done");
+    assert!(closed(&mut s).await);
+    assert_eq!(sim.state().project_state(A), Some(ProjectState::Running));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn faults_close_or_garble_the_answer() {
+    let sim = Simulator::start(config(Dialect::V3_18)).await.unwrap();
+    let state = sim.state();
+    state.update_faults(|f| f.garbage = Some(b"\xff\xfe".to_vec()));
+    let mut s = connect(&sim).await;
+    assert_eq!(
+        ask(&mut s, format!("status:{A}").as_bytes()).await,
+        "\u{fffd}\u{fffd}"
+    );
+    state.update_faults(|f| {
+        f.garbage = None;
+        f.close_instead_of_answer = true;
+    });
+    s.write_all(format!("start:{A}").as_bytes()).await.unwrap();
+    assert!(closed(&mut s).await);
+    // The request was still carried out.
+    assert_eq!(state.project_state(A), Some(ProjectState::Running));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_disconnects_connected_clients() {
+    let sim = Simulator::start(config(Dialect::V3_18)).await.unwrap();
+    let mut s = connect(&sim).await;
+    assert_eq!(
+        ask(&mut s, format!("status:{A}").as_bytes()).await,
+        "stopped"
+    );
+    timeout(LIMIT, sim.shutdown()).await.unwrap();
+    assert!(closed(&mut s).await);
+}

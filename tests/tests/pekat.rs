@@ -1,0 +1,375 @@
+//! The PEKAT client against the PEKAT simulator, over loopback: every command and state
+//! transition in both dialects, refusals, timeouts, silent start/stop, kept connections,
+//! concurrent clients.
+
+use std::time::Duration;
+
+use labwire_tests::{TEST_DEADLINE, eventually};
+use pekat_proto::{
+    Client, ClientConfig, Command, Dialect, Error, ProjectState, Reply, Request, RequestId,
+    Response,
+};
+use pekat_sim::{Config, ProjectSpec, Simulator};
+use tokio::time::timeout;
+
+const A: &str = r"C:\Users\pekat\PekatVisionProjects\Test Project 1";
+const B: &str = r"C:\Users\pekat\PekatVisionProjects\Test Project 2";
+/// Shares A's port.
+const C: &str = r"C:\Users\pekat\PekatVisionProjects\Test Project 3";
+const MISSING: &str = r"C:\Users\pekat\PekatVisionProjects\Nope";
+
+async fn sim(dialect: Dialect, start: Duration, stop: Duration) -> Simulator {
+    let config = Config::loopback()
+        .with_dialect(dialect)
+        .with_delays(start, stop);
+    Simulator::start(config).await.unwrap()
+}
+
+fn client(sim: &Simulator, dialect: Dialect) -> Client {
+    Client::builder(sim.local_addr().to_string())
+        .dialect(dialect)
+        .answer_timeout(Duration::from_secs(5))
+        .connect_timeout(Duration::from_secs(5))
+        .poll_interval(Duration::from_millis(10))
+        .build()
+}
+
+async fn every_command_and_transition(dialect: Dialect) {
+    let delay = Duration::from_millis(150);
+    let sim = sim(dialect, delay, delay).await;
+    let client = client(&sim, dialect);
+    let state = sim.state();
+
+    assert_eq!(client.status(A).await.unwrap(), ProjectState::Stopped);
+
+    // start answers `done` once running; meanwhile another client sees `starting`.
+    let starting = tokio::spawn({
+        let client = client.clone();
+        async move { client.start(A).await }
+    });
+    assert!(
+        eventually(TEST_DEADLINE, || state.project_state(A)
+            == Some(ProjectState::Starting))
+        .await
+    );
+    assert_eq!(client.status(A).await.unwrap(), ProjectState::Starting);
+    timeout(TEST_DEADLINE, starting)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(client.status(A).await.unwrap(), ProjectState::Running);
+    // Starting a running project is done at once.
+    client.start(A).await.unwrap();
+
+    // A project on the same port cannot start.
+    let err = client.start(C).await.unwrap_err();
+    assert_eq!(err.refusal(), Some(&Response::PortInUse));
+
+    // stop: stopping, then stopped.
+    let stopping = tokio::spawn({
+        let client = client.clone();
+        async move { client.stop(A).await }
+    });
+    assert!(
+        eventually(TEST_DEADLINE, || state.project_state(A)
+            == Some(ProjectState::Stopping))
+        .await
+    );
+    assert_eq!(client.status(A).await.unwrap(), ProjectState::Stopping);
+    timeout(TEST_DEADLINE, stopping)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(client.status(A).await.unwrap(), ProjectState::Stopped);
+
+    // switch stops every other project and starts the target.
+    assert!(state.set_project_state(A, ProjectState::Running));
+    assert!(state.set_project_state(B, ProjectState::Running));
+    client.switch(C).await.unwrap();
+    assert_eq!(client.status(C).await.unwrap(), ProjectState::Running);
+    assert_eq!(client.status(A).await.unwrap(), ProjectState::Stopped);
+    assert_eq!(client.status(B).await.unwrap(), ProjectState::Stopped);
+
+    // Unknown projects.
+    for command in Command::ALL {
+        let reply = client
+            .request(Request::new(command, MISSING))
+            .await
+            .unwrap();
+        assert_eq!(reply.response, Response::NotFound, "{command}");
+    }
+    assert_eq!(
+        client.status(MISSING).await.unwrap_err().refusal(),
+        Some(&Response::NotFound)
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn every_command_and_transition_in_dialect_3_18() {
+    every_command_and_transition(Dialect::V3_18).await;
+}
+
+#[tokio::test]
+async fn every_command_and_transition_in_dialect_3_19() {
+    every_command_and_transition(Dialect::V3_19).await;
+}
+
+#[tokio::test]
+async fn a_client_in_the_wrong_dialect_is_told_unknown_command() {
+    let sim = sim(Dialect::V3_19, Duration::ZERO, Duration::ZERO).await;
+    let err = client(&sim, Dialect::V3_18).status(A).await.unwrap_err();
+    assert_eq!(err.refusal(), Some(&Response::UnknownCommand));
+    let sim18 = self::sim(Dialect::V3_18, Duration::ZERO, Duration::ZERO).await;
+    let err = client(&sim18, Dialect::V3_19).status(A).await.unwrap_err();
+    assert_eq!(err.refusal(), Some(&Response::UnknownCommand));
+    sim.shutdown().await;
+    sim18.shutdown().await;
+}
+
+#[tokio::test]
+async fn request_ids_are_echoed_and_checked_in_3_19() {
+    let sim = sim(Dialect::V3_19, Duration::ZERO, Duration::ZERO).await;
+    let mut config = ClientConfig {
+        dialect: Dialect::V3_19,
+        request_ids: true,
+        answer_timeout: Duration::from_secs(5),
+        ..ClientConfig::default()
+    };
+    let client = Client::new(sim.local_addr().to_string(), config.clone());
+    let reply = client
+        .request(Request::status(A).with_id(RequestId::new("job-7").unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(
+        reply,
+        Reply {
+            id: Some(RequestId::new("job-7").unwrap()),
+            response: Response::Status(ProjectState::Stopped)
+        }
+    );
+    // Numbered automatically.
+    let reply = client.request(Request::status(A)).await.unwrap();
+    assert!(reply.id.is_some());
+    client.start(A).await.unwrap();
+
+    // An answer echoing another id means the connection is out of step.
+    sim.state()
+        .update_faults(|f| f.garbage = Some(b"999999.suc:running".to_vec()));
+    config.keep_connection = true;
+    let kept = Client::new(sim.local_addr().to_string(), config);
+    let err = kept.status(A).await.unwrap_err();
+    assert!(matches!(err, Error::IdMismatch { .. }), "{err:?}");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn no_answer_times_out_and_the_next_call_works() {
+    let sim = sim(Dialect::V3_18, Duration::ZERO, Duration::ZERO).await;
+    let client = Client::builder(sim.local_addr().to_string())
+        .answer_timeout(Duration::from_millis(200))
+        .keep_connection(true)
+        .build();
+    sim.state().update_faults(|f| f.no_answer = true);
+    let err = client.status(A).await.unwrap_err();
+    assert!(err.is_timeout() && err.is_no_answer(), "{err:?}");
+    sim.state().update_faults(|f| f.no_answer = false);
+    // The timed-out connection was dropped: no stale answer can be read now.
+    assert_eq!(client.status(A).await.unwrap(), ProjectState::Stopped);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn connecting_to_a_closed_port_is_a_connect_error() {
+    let sim = sim(Dialect::V3_18, Duration::ZERO, Duration::ZERO).await;
+    let addr = sim.local_addr();
+    sim.shutdown().await;
+    drop(sim);
+    let client = Client::builder(addr.to_string())
+        .connect_timeout(Duration::from_secs(2))
+        .build();
+    let err = client.status(A).await.unwrap_err();
+    assert!(matches!(err, Error::Connect { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_server_closing_without_answer_is_reported_as_closed() {
+    let sim = sim(Dialect::V3_18, Duration::ZERO, Duration::ZERO).await;
+    sim.state()
+        .update_faults(|f| f.close_instead_of_answer = true);
+    let err = client(&sim, Dialect::V3_18).status(A).await.unwrap_err();
+    assert!(matches!(err, Error::Closed), "{err:?}");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn unexpected_answers_are_kept_as_text() {
+    let sim = sim(Dialect::V3_18, Duration::ZERO, Duration::ZERO).await;
+    sim.state()
+        .update_faults(|f| f.garbage = Some(b"license expired".to_vec()));
+    let err = client(&sim, Dialect::V3_18).start(A).await.unwrap_err();
+    assert_eq!(
+        err.refusal(),
+        Some(&Response::Other("license expired".into()))
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn silent_start_and_stop_are_tolerated_by_the_waiting_helpers() {
+    for dialect in [Dialect::V3_18, Dialect::V3_19] {
+        let mut config = Config::loopback()
+            .with_dialect(dialect)
+            .with_delays(Duration::from_millis(100), Duration::from_millis(100));
+        config.silent_start_stop = true;
+        let sim = Simulator::start(config).await.unwrap();
+        let client = Client::builder(sim.local_addr().to_string())
+            .dialect(dialect)
+            .answer_timeout(Duration::from_millis(300))
+            .no_answer_grace(Duration::from_millis(50))
+            .poll_interval(Duration::from_millis(10))
+            .build();
+        // The plain call times out: there is no answer to start.
+        assert!(client.start(B).await.unwrap_err().is_no_answer());
+        client.stop_and_wait(B, TEST_DEADLINE).await.unwrap();
+        assert_eq!(sim.state().project_state(B), Some(ProjectState::Stopped));
+        client.start_and_wait(A, TEST_DEADLINE).await.unwrap();
+        assert_eq!(sim.state().project_state(A), Some(ProjectState::Running));
+        client.stop_and_wait(A, TEST_DEADLINE).await.unwrap();
+        assert_eq!(sim.state().project_state(A), Some(ProjectState::Stopped));
+        sim.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn waiting_helpers_report_refusals_and_their_deadline() {
+    let sim = sim(Dialect::V3_18, Duration::from_secs(60), Duration::ZERO).await;
+    let client = client(&sim, Dialect::V3_18);
+    let client = Client::new(
+        sim.local_addr().to_string(),
+        ClientConfig {
+            no_answer_grace: Duration::from_millis(50),
+            ..client.config().clone()
+        },
+    );
+    let err = client
+        .start_and_wait(MISSING, TEST_DEADLINE)
+        .await
+        .unwrap_err();
+    assert_eq!(err.refusal(), Some(&Response::NotFound));
+
+    // The start takes a minute: the wait gives up at its deadline, having seen `starting`.
+    let started = tokio::time::Instant::now();
+    let err = client
+        .start_and_wait(A, Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(
+        matches!(
+            err,
+            Error::WaitTimedOut {
+                target: ProjectState::Running,
+                last: Some(ProjectState::Starting),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.is_timeout());
+
+    sim.state().occupy_port(8001);
+    let err = client.start_and_wait(B, TEST_DEADLINE).await.unwrap_err();
+    assert_eq!(err.refusal(), Some(&Response::PortInUse));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_kept_connection_carries_several_requests() {
+    let sim = sim(Dialect::V3_19, Duration::ZERO, Duration::ZERO).await;
+    let client = Client::builder(sim.local_addr().to_string())
+        .dialect(Dialect::V3_19)
+        .keep_connection(true)
+        .answer_timeout(Duration::from_secs(5))
+        .build();
+    client.start(A).await.unwrap();
+    assert_eq!(client.status(A).await.unwrap(), ProjectState::Running);
+    client.stop(A).await.unwrap();
+    assert_eq!(client.status(A).await.unwrap(), ProjectState::Stopped);
+    assert_eq!(sim.state().connections_accepted(), 1);
+    assert_eq!(sim.state().requests_received(), 4);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_kept_connection_is_replaced_when_the_server_closes_after_each_answer() {
+    let mut config = Config::loopback().with_delays(Duration::ZERO, Duration::ZERO);
+    config.one_request_per_connection = true;
+    let sim = Simulator::start(config).await.unwrap();
+    let client = Client::builder(sim.local_addr().to_string())
+        .keep_connection(true)
+        .answer_timeout(Duration::from_secs(5))
+        .build();
+    for _ in 0..3 {
+        assert_eq!(client.status(A).await.unwrap(), ProjectState::Stopped);
+    }
+    assert!(sim.state().connections_accepted() >= 3);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_fresh_connection_is_used_per_request_by_default() {
+    let sim = sim(Dialect::V3_18, Duration::ZERO, Duration::ZERO).await;
+    let client = client(&sim, Dialect::V3_18);
+    for _ in 0..3 {
+        client.status(A).await.unwrap();
+    }
+    assert_eq!(sim.state().connections_accepted(), 3);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_clients_in_a_burst_are_all_answered() {
+    let sim = sim(Dialect::V3_18, Duration::ZERO, Duration::ZERO).await;
+    let clients = 8;
+    let per_client = 25;
+    let tasks: Vec<_> = (0..clients)
+        .map(|i| {
+            let client = client(&sim, Dialect::V3_18);
+            tokio::spawn(async move {
+                let path = if i % 2 == 0 { A } else { B };
+                for _ in 0..per_client {
+                    assert_eq!(client.status(path).await.unwrap(), ProjectState::Stopped);
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        timeout(TEST_DEADLINE, task).await.unwrap().unwrap();
+    }
+    assert_eq!(
+        sim.state().connections_accepted(),
+        (clients * per_client) as u64
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn custom_projects_and_case_insensitive_paths() {
+    let mut config = Config::loopback().with_delays(Duration::ZERO, Duration::ZERO);
+    config.projects = vec![ProjectSpec::new(r"D:\Lines\Line 1", 9000)];
+    let sim = Simulator::start(config).await.unwrap();
+    let client = client(&sim, Dialect::V3_18);
+    client.start(r"d:/lines/LINE 1").await.unwrap();
+    assert_eq!(
+        client.status(r"D:\Lines\Line 1").await.unwrap(),
+        ProjectState::Running
+    );
+    assert_eq!(
+        client.status(A).await.unwrap_err().refusal(),
+        Some(&Response::NotFound)
+    );
+    sim.shutdown().await;
+}
