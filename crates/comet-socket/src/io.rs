@@ -1,6 +1,7 @@
 //! Reading and writing whole frames on an async stream (features `client` or `server`).
 
 use std::io;
+use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -10,6 +11,10 @@ use crate::codec::{CodecError, CometCodec};
 use crate::error::{DecodeError, EncodeError};
 use crate::wire::{self, Frame, Limits, hex_preview};
 
+/// After answering, how long [`linger`] keeps discarding what the peer still sends.
+const LINGER: Duration = Duration::from_secs(1);
+/// At most this many trailing bytes are discarded while lingering.
+const LINGER_BYTES: usize = 64 * 1024;
 /// How much the read buffer grows at a time.
 const READ_STEP: usize = 8 * 1024;
 /// Bytes of a frame shown in trace logs.
@@ -111,4 +116,27 @@ where
     writer.write_all(&bytes).await?;
     writer.flush().await?;
     Ok(())
+}
+
+/// Ends a connection after the answer: half-closes, then discards what the peer still sends,
+/// bounded in bytes and time, so that closing with unread bytes does not make the kernel reset
+/// the connection under the answer before the peer has read it.
+///
+/// # Cancel safety
+/// Cancel safe: dropping it just closes sooner.
+pub async fn linger<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) {
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let _ = tokio::time::timeout(LINGER, async {
+        let mut discarded = 0;
+        let mut buf = [0u8; 4096];
+        while discarded < LINGER_BYTES {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => discarded += n,
+            }
+        }
+    })
+    .await;
 }

@@ -225,6 +225,13 @@ pub fn is_truthy(value: &Value) -> bool {
     }
 }
 
+/// Whether request content would make a real COMET server spin without answering: nothing but
+/// whitespace, or a falsy JSON value (`{}`, `[]`, `null`, `false`, `0`, `""`).
+pub fn is_falsy_content(content: &[u8]) -> bool {
+    content.iter().all(u8::is_ascii_whitespace)
+        || from_slice(content).is_ok_and(|value| !is_truthy(&value))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -347,6 +354,25 @@ mod tests {
             json!({"a": null}),
         ] {
             assert!(is_truthy(&truthy), "{truthy}");
+        }
+    }
+
+    #[test]
+    fn falsy_content_is_recognised() {
+        for content in [
+            &b""[..],
+            b"  ",
+            b"{}",
+            b"[]",
+            b"null",
+            b"false",
+            b"0",
+            b"\"\"",
+        ] {
+            assert!(is_falsy_content(content), "{content:?}");
+        }
+        for content in [&b"{\"a\": 1}"[..], b"[0]", b"not json"] {
+            assert!(!is_falsy_content(content), "{content:?}");
         }
     }
 }

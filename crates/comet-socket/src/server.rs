@@ -16,11 +16,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::dispatch::{Incoming, binary_answer, classify, invalid_answer};
 use crate::error::{DecodeError, EncodeError};
-use crate::io::{ReadError, WriteError, read_frame, write_frame};
+use crate::io::{ReadError, WriteError, linger, read_frame, write_frame};
 use crate::json::is_truthy;
 use crate::message::{Request, Response};
 use crate::wire::{Frame, Limits};
@@ -29,13 +29,6 @@ pub use labwire_net::{CancellationToken, ServerConfig, ServerHandle};
 
 /// How long one connection may take, from accept to close, when none is configured.
 pub const DEFAULT_CONNECTION_DEADLINE: Duration = Duration::from_secs(30);
-
-/// After answering, how long the server keeps reading (and discarding) what the client still
-/// sends before it closes. Closing a socket with unread bytes makes the kernel reset the
-/// connection, which can destroy the answer before the client reads it.
-const LINGER: Duration = Duration::from_secs(1);
-/// At most this many trailing bytes are discarded while lingering.
-const LINGER_BYTES: usize = 64 * 1024;
 
 /// What a handler returns when it fails; the message passes to the next handler.
 pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
@@ -389,25 +382,6 @@ impl CometServer {
             }
         })
     }
-}
-
-/// Half-closes, then discards what the client still sends (bounded in bytes and time) so that
-/// closing does not reset the connection under the answer.
-pub(crate) async fn linger<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) {
-    if stream.shutdown().await.is_err() {
-        return;
-    }
-    let _ = tokio::time::timeout(LINGER, async {
-        let mut discarded = 0;
-        let mut buf = [0u8; 4096];
-        while discarded < LINGER_BYTES {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => discarded += n,
-            }
-        }
-    })
-    .await;
 }
 
 #[cfg(test)]

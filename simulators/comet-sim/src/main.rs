@@ -1,0 +1,106 @@
+//! `comet-sim`: a simulated COMET socket endpoint.
+
+use std::net::{SocketAddr, ToSocketAddrs as _};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::Parser;
+use comet_sim::{SimConfig, Simulator};
+use comet_socket::config::SocketConnection;
+use serde_json::Value;
+
+/// A simulated COMET socket endpoint: ECHO, a Telegram-bot-shaped handler and fixed answers.
+#[derive(Debug, Parser)]
+#[command(name = "comet-sim", version, about)]
+struct Args {
+    /// Address to listen on [default: 127.0.0.1:65432, or the Host of --config].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// A COMET configuration file; its Socket_connection.Host is the default listen address.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Reproduce COMET's quirks where safe: hold falsy requests unanswered, one request at a time.
+    #[arg(long)]
+    fidelity: bool,
+    /// A fixed answer, as ACTION=JSON (repeatable).
+    #[arg(long = "answer", value_name = "ACTION=JSON")]
+    answers: Vec<String>,
+    /// What the Telegram bot answers to `status`.
+    #[arg(long, default_value = "idle")]
+    status: String,
+    /// The Telegram bot's action name.
+    #[arg(long, default_value = comet_sim::DEFAULT_TELEGRAM_ACTION)]
+    telegram_action: String,
+    /// Simulated seconds per real second for injected delays.
+    #[arg(long, default_value_t = 1.0)]
+    time_scale: f64,
+    /// Seconds one connection may take from accept to close.
+    #[arg(long, default_value_t = 30.0)]
+    deadline: f64,
+    /// Listen backlog.
+    #[arg(long, default_value_t = labwire_net::DEFAULT_BACKLOG)]
+    backlog: u32,
+    /// More logging on stderr (-v debug, -vv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+fn config(args: Args) -> anyhow::Result<SimConfig> {
+    let mut config = SimConfig::default();
+    if let Some(path) = &args.config {
+        let settings = SocketConnection::from_path(path)?;
+        if let Some(host) = settings.host {
+            config.listen = host
+                .addr()
+                .to_socket_addrs()
+                .with_context(|| format!("cannot resolve Host {}", host.addr()))?
+                .next()
+                .with_context(|| format!("Host {} resolves to nothing", host.addr()))?;
+        }
+    }
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    for answer in &args.answers {
+        let Some((action, json)) = answer.split_once('=') else {
+            bail!("--answer {answer:?}: expected ACTION=JSON");
+        };
+        let value: Value = serde_json::from_str(json)
+            .with_context(|| format!("--answer {answer:?}: the answer is not JSON"))?;
+        config.answers.insert(action.to_owned(), value);
+    }
+    config.fidelity = args.fidelity;
+    config.status = args.status;
+    config.telegram_action = args.telegram_action;
+    config.time_scale = args.time_scale;
+    config.connection_deadline = Duration::try_from_secs_f64(args.deadline)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .context("--deadline must be a positive number of seconds")?;
+    config.backlog = args.backlog;
+    Ok(config)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    labwire_net::cli::init_tracing(args.verbose);
+    let config = config(args)?;
+    let sim = Simulator::start(config).await.context("cannot start")?;
+    // Poll the signal future once so its SIGINT/SIGTERM handlers are installed before anyone
+    // learns the port: a parent that reads the line and signals at once must not kill us.
+    let signal = labwire_net::cli::shutdown_signal();
+    tokio::pin!(signal);
+    let signalled = tokio::select! {
+        biased;
+        () = &mut signal => true,
+        () = std::future::ready(()) => false,
+    };
+    labwire_net::cli::announce_listening(sim.local_addr())?;
+    if !signalled {
+        signal.await;
+    }
+    sim.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,120 @@
+//! The `comet-sim` binary: start, announce the port, answer, stop cleanly on SIGTERM.
+
+use std::io::{BufRead, BufReader, Write as _};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use comet_socket::Client;
+use serde_json::json;
+
+/// Kills the child if a test fails before stopping it.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(args: &[&str]) -> (Child, String) {
+    let mut child = Child(
+        Command::new(env!("CARGO_BIN_EXE_comet-sim"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("first line was {line:?}"))
+        .to_owned();
+    (child, addr)
+}
+
+fn sigterm_and_wait(mut child: Child) -> std::process::ExitStatus {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            return status;
+        }
+        assert!(std::time::Instant::now() < deadline, "exited after SIGTERM");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[tokio::test]
+async fn binary_announces_its_port_answers_and_exits_cleanly_on_sigterm() {
+    let (child, addr) = spawn(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--answer",
+        "Status={\"ok\": true}",
+    ]);
+    let client = Client::new(addr);
+    assert_eq!(
+        client.send("ECHO", &json!("hi")).await.unwrap(),
+        json!("hi")
+    );
+    assert_eq!(
+        client.send("Status", &json!(1)).await.unwrap(),
+        json!({"ok": true})
+    );
+    assert_eq!(
+        client
+            .send("Telegram", &json!({"7": "ping"}))
+            .await
+            .unwrap(),
+        json!({"7": "pong"})
+    );
+    let status = tokio::task::spawn_blocking(move || sigterm_and_wait(child))
+        .await
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn binary_listens_on_the_host_of_a_comet_config_file() {
+    // Port 0 in COMET's YAML still means "any free port" for the simulator.
+    let mut file = tempfile();
+    writeln!(
+        file.1,
+        "Socket_connection:\n  Host:\n    IP: 127.0.0.1\n    Port: 0\n  Client:\n    Telegram:\n      IP: 127.0.0.1\n      Port: 1\n"
+    )
+    .unwrap();
+    let (child, addr) = spawn(&["--config", file.0.to_str().unwrap()]);
+    assert!(addr.starts_with("127.0.0.1:"));
+    let client = Client::new(addr);
+    assert_eq!(client.send("ECHO", &json!(3)).await.unwrap(), json!(3));
+    let status = tokio::task::spawn_blocking(move || sigterm_and_wait(child))
+        .await
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    let _ = std::fs::remove_file(&file.0);
+}
+
+fn tempfile() -> (std::path::PathBuf, std::fs::File) {
+    let path = std::env::temp_dir().join(format!("comet-sim-test-{}.yml", std::process::id()));
+    let file = std::fs::File::create(&path).unwrap();
+    (path, file)
+}
+
+#[test]
+fn binary_rejects_a_bad_answer_option() {
+    let output = Command::new(env!("CARGO_BIN_EXE_comet-sim"))
+        .args(["--listen", "127.0.0.1:0", "--answer", "NOEQUALS"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("ACTION=JSON"));
+}

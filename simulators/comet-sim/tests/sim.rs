@@ -1,0 +1,246 @@
+//! The simulator as a library: handlers, state, fidelity mode and faults, over loopback.
+
+use std::time::Duration;
+
+use comet_sim::{Fault, SimConfig, Simulator};
+use comet_socket::client::Error;
+use comet_socket::{Client, DecodeError, Frame};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const DEADLINE: Duration = Duration::from_secs(10);
+
+async fn start(config: SimConfig) -> (Simulator, Client) {
+    let sim = Simulator::start(config).await.unwrap();
+    let client = Client::builder(sim.local_addr().to_string())
+        .answer_timeout(Duration::from_secs(5))
+        .build();
+    (sim, client)
+}
+
+#[tokio::test]
+async fn echo_answers_the_value_and_other_actions_get_null() {
+    let (sim, client) = start(SimConfig::loopback()).await;
+    assert_eq!(
+        client.send("ECHO", &json!([1, "two"])).await.unwrap(),
+        json!([1, "two"])
+    );
+    assert_eq!(client.send("PING", &json!("x")).await.unwrap(), Value::Null);
+    let received = sim.state().received();
+    assert_eq!(received.len(), 2);
+    assert_eq!(received[1].action, "PING");
+    assert_eq!(sim.state().counters().requests, 2);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn fixed_answers_come_from_config_and_can_change_at_run_time() {
+    let mut config = SimConfig::loopback();
+    config
+        .answers
+        .insert("Status".into(), json!({"state": "idle"}));
+    let (sim, client) = start(config).await;
+    assert_eq!(
+        client.send("Status", &json!(1)).await.unwrap(),
+        json!({"state": "idle"})
+    );
+    sim.state().set_answer("Status", json!("busy"));
+    assert_eq!(
+        client.send("Status", &json!(1)).await.unwrap(),
+        json!("busy")
+    );
+    // A fixed answer overrides ECHO; a falsy one lets ECHO answer again.
+    sim.state().set_answer("ECHO", json!("fixed"));
+    assert_eq!(
+        client.send("ECHO", &json!("x")).await.unwrap(),
+        json!("fixed")
+    );
+    sim.state().set_answer("ECHO", json!(""));
+    assert_eq!(client.send("ECHO", &json!("x")).await.unwrap(), json!("x"));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_telegram_handler_answers_per_chat() {
+    let mut config = SimConfig::loopback();
+    config.status = "measuring IV".into();
+    let (sim, client) = start(config).await;
+    let answer = client
+        .send("Telegram", &json!({"123456": "Status?"}))
+        .await
+        .unwrap();
+    assert_eq!(answer, json!({"123456": "Status: measuring IV"}));
+    let messages = sim.state().telegram_messages();
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].chat_id, "123456");
+    // Not the Telegram shape: the handler fails and nobody else answers.
+    assert_eq!(
+        client.send("Telegram", &json!("text")).await.unwrap(),
+        Value::Null
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn invalid_requests_get_comets_error_string() {
+    let (sim, client) = start(SimConfig::loopback()).await;
+    let response = client
+        .send_content(&json!({"action": "ECHO", "value": {}}))
+        .await
+        .unwrap();
+    assert_eq!(
+        response.result,
+        json!("Error: invalid action and or value ECHO, {}")
+    );
+    assert_eq!(sim.state().counters().invalid, 1);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn fidelity_mode_holds_falsy_content_unanswered_like_comet() {
+    let mut config = SimConfig::loopback();
+    config.fidelity = true;
+    config.connection_deadline = Duration::from_millis(300);
+    let (sim, _) = start(config).await;
+    let mut stream = tokio::net::TcpStream::connect(sim.local_addr())
+        .await
+        .unwrap();
+    let bytes =
+        comet_socket::wire::encode_to_bytes(&Frame::json(&b"{}"[..]), &Default::default()).unwrap();
+    stream.write_all(&bytes).await.unwrap();
+    // No answer: the connection is closed at the deadline with nothing written.
+    let mut answer = Vec::new();
+    tokio::time::timeout(DEADLINE, stream.read_to_end(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(answer.is_empty());
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn without_fidelity_falsy_content_gets_the_invalid_answer() {
+    let (sim, _) = start(SimConfig::loopback()).await;
+    let mut stream = tokio::net::TcpStream::connect(sim.local_addr())
+        .await
+        .unwrap();
+    let bytes =
+        comet_socket::wire::encode_to_bytes(&Frame::json(&b"{}"[..]), &Default::default()).unwrap();
+    stream.write_all(&bytes).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(DEADLINE, stream.read_to_end(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    let (frame, _) = comet_socket::wire::decode(&answer, &Default::default())
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        comet_socket::Response::from_frame(&frame).unwrap().result,
+        json!("Error: invalid action and or value None, None")
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn no_reply_fault_makes_the_client_time_out() {
+    let (sim, _) = start(SimConfig::loopback()).await;
+    let client = Client::builder(sim.local_addr().to_string())
+        .answer_timeout(Duration::from_millis(200))
+        .build();
+    sim.state().push_fault(Fault::NoReply);
+    let err = client.send("ECHO", &json!(1)).await.unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    // One-shot: the next call is answered.
+    assert_eq!(client.send("ECHO", &json!(1)).await.unwrap(), json!(1));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn close_mid_frame_and_garbage_faults_are_reported_as_such() {
+    let (sim, client) = start(SimConfig::loopback()).await;
+    sim.state().push_fault(Fault::CloseMidFrame);
+    sim.state().push_fault(Fault::Garbage);
+    let err = client.send("ECHO", &json!("x")).await.unwrap_err();
+    assert!(
+        matches!(err, Error::NoAnswer { received, .. } if received > 0),
+        "{err}"
+    );
+    let err = client.send("ECHO", &json!("x")).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Decode {
+                source: DecodeError::HeaderTooLong { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(sim.state().counters().faults, 2);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn device_error_fault_answers_the_error_string() {
+    let (sim, client) = start(SimConfig::loopback()).await;
+    sim.state()
+        .set_fault(Some(Fault::DeviceError("Error: SMU not connected".into())));
+    for _ in 0..2 {
+        assert_eq!(
+            client.send("ECHO", &json!(1)).await.unwrap(),
+            json!("Error: SMU not connected")
+        );
+    }
+    sim.state().clear_faults();
+    assert_eq!(client.send("ECHO", &json!(1)).await.unwrap(), json!(1));
+    sim.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn delays_run_on_the_scaled_clock() {
+    let mut config = SimConfig::loopback();
+    config.time_scale = 100.0;
+    let (sim, client) = start(config).await;
+    sim.state()
+        .push_fault(Fault::Delay(Duration::from_secs(50)));
+    let started = tokio::time::Instant::now();
+    assert_eq!(client.send("ECHO", &json!(1)).await.unwrap(), json!(1));
+    // 50 simulated seconds at 100x: half a real second (paused time auto-advances).
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(500) && elapsed < Duration::from_secs(5),
+        "{elapsed:?}"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_disconnects_held_clients() {
+    let (sim, _) = start(SimConfig::loopback()).await;
+    sim.state().set_fault(Some(Fault::NoReply));
+    let mut stream = tokio::net::TcpStream::connect(sim.local_addr())
+        .await
+        .unwrap();
+    let bytes = comet_socket::Request::new("ECHO", json!(1))
+        .to_frame()
+        .unwrap();
+    let bytes = comet_socket::wire::encode_to_bytes(&bytes, &Default::default()).unwrap();
+    stream.write_all(&bytes).await.unwrap();
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while sim.state().counters().faults == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the request arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::timeout(DEADLINE, sim.shutdown())
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(DEADLINE, stream.read_to_end(&mut rest))
+        .await
+        .unwrap();
+    assert!(read.is_err() || rest.is_empty());
+}
