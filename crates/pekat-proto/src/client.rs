@@ -444,19 +444,24 @@ impl Client {
             // Taken out while in use: if this future is dropped, the connection goes with it.
             let reused = kept.take();
             let outcome = match reused {
-                Some(conn) => match self.round_trip(conn, &out, deadline, timeout).await {
+                Some(conn) => match self
+                    .round_trip(conn, &out, request.id.as_ref(), deadline, timeout)
+                    .await
+                {
                     // A kept connection the server closed meanwhile: retry once on a fresh one
                     // (every PEKAT command is idempotent).
                     Err(error) if is_stale(&error) => {
                         tracing::debug!(%error, "kept connection is stale; reconnecting");
                         let conn = self.open(deadline).await?;
-                        self.round_trip(conn, &out, deadline, timeout).await
+                        self.round_trip(conn, &out, request.id.as_ref(), deadline, timeout)
+                            .await
                     }
                     other => other,
                 },
                 None => {
                     let conn = self.open(deadline).await?;
-                    self.round_trip(conn, &out, deadline, timeout).await
+                    self.round_trip(conn, &out, request.id.as_ref(), deadline, timeout)
+                        .await
                 }
             };
             let (reply, conn) = outcome?;
@@ -464,7 +469,9 @@ impl Client {
             reply
         } else {
             let conn = self.open(deadline).await?;
-            self.round_trip(conn, &out, deadline, timeout).await?.0
+            self.round_trip(conn, &out, request.id.as_ref(), deadline, timeout)
+                .await?
+                .0
         };
         tracing::debug!(reply = ?reply, "answered");
         if let (Some(sent), Some(received)) = (&request.id, &reply.id)
@@ -504,11 +511,13 @@ impl Client {
         &self,
         mut conn: Connection,
         out: &[u8],
+        id: Option<&RequestId>,
         deadline: Instant,
         timeout: Duration,
     ) -> Result<(Reply, Connection), Error> {
         let mut codec = ClientCodec::new(self.inner.config.dialect)
             .with_max_response_len(self.inner.config.max_response_len);
+        codec.expect_id(id.cloned());
         let exchange = async {
             // One write per request: the server takes what arrives as the whole request.
             conn.stream.write_all(out).await.map_err(Error::Io)?;

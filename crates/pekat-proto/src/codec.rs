@@ -10,7 +10,7 @@ use bytes::BytesMut;
 use tokio_util::codec::{Decoder, Encoder};
 
 use crate::error::{DecodeError, EncodeError};
-use crate::message::{BadRequest, Dialect, Reply, Request};
+use crate::message::{BadRequest, Dialect, Reply, Request, RequestId};
 use crate::wire::{
     self, Completeness, DEFAULT_MAX_REQUEST_LEN, DEFAULT_MAX_RESPONSE_LEN, check_len,
     is_only_line_endings,
@@ -25,6 +25,8 @@ pub type Incoming = Result<Request, BadRequest>;
 pub struct ClientCodec {
     dialect: Dialect,
     max_response_len: usize,
+    /// The id of the last request encoded, until its answer is decoded.
+    in_flight_id: Option<RequestId>,
 }
 
 impl ClientCodec {
@@ -33,6 +35,7 @@ impl ClientCodec {
         Self {
             dialect,
             max_response_len: DEFAULT_MAX_RESPONSE_LEN,
+            in_flight_id: None,
         }
     }
 
@@ -48,7 +51,14 @@ impl ClientCodec {
         self.dialect
     }
 
-    fn take(&self, buf: &mut BytesMut) -> Result<Option<Reply>, DecodeError> {
+    /// Tells the decoder the id of the request in flight (encoding a request does this), so
+    /// that an answer split right after the first digits of its echoed id is not taken whole.
+    pub fn expect_id(&mut self, id: Option<RequestId>) {
+        self.in_flight_id = id;
+    }
+
+    fn take(&mut self, buf: &mut BytesMut) -> Result<Option<Reply>, DecodeError> {
+        self.in_flight_id = None;
         let msg = buf.split();
         let reply = wire::parse_response(&msg)?;
         tracing::trace!(bytes = ?msg, "answer bytes");
@@ -66,7 +76,7 @@ impl Decoder for ClientCodec {
             buf.clear();
         }
         check_len(buf, self.max_response_len)?;
-        match wire::response_completeness(buf) {
+        match wire::response_completeness(buf, self.in_flight_id.as_ref()) {
             Completeness::NeedMore => Ok(None),
             Completeness::Complete => self.take(buf),
         }
@@ -86,7 +96,9 @@ impl Encoder<&Request> for ClientCodec {
     type Error = EncodeError;
 
     fn encode(&mut self, request: &Request, dst: &mut BytesMut) -> Result<(), EncodeError> {
-        wire::encode_request(request, self.dialect, dst)
+        wire::encode_request(request, self.dialect, dst)?;
+        self.in_flight_id.clone_from(&request.id);
+        Ok(())
     }
 }
 
@@ -94,7 +106,7 @@ impl Encoder<Request> for ClientCodec {
     type Error = EncodeError;
 
     fn encode(&mut self, request: Request, dst: &mut BytesMut) -> Result<(), EncodeError> {
-        wire::encode_request(&request, self.dialect, dst)
+        self.encode(&request, dst)
     }
 }
 

@@ -8,7 +8,8 @@
 //! - a request is incomplete while no separator (`:` or `|`) has arrived and the bytes are
 //!   still the beginning of a valid command (`sta`, `7.swi`), or while it ends in a lone `\r`;
 //! - an answer is incomplete while it is the strict beginning of a known answer (`runn`,
-//!   `err:not-`), or ends in a lone `\r`.
+//!   `err:not-`), or the beginning of the `<id>.` echo the receiver waits for, or ends in a lone
+//!   `\r`.
 //!
 //! Anything else is taken as complete. A request whose *path* was split across two TCP segments
 //! by the sender still looks complete after the first one; a server that wants to be safe
@@ -242,9 +243,18 @@ fn is_partial_answer(text: &[u8]) -> bool {
 }
 
 /// Whether the answer bytes received so far can be a whole answer (see the module docs).
-pub fn response_completeness(buf: &[u8]) -> Completeness {
+///
+/// `expected_id` is the id of the request in flight, if it had one: while the bytes are the
+/// beginning of `<id>.`, more must follow.
+pub fn response_completeness(buf: &[u8], expected_id: Option<&RequestId>) -> Completeness {
     if buf.is_empty() || buf.ends_with(b"\r") {
         return Completeness::NeedMore;
+    }
+    if let Some(id) = expected_id {
+        let id = id.as_str().as_bytes();
+        if buf.len() <= id.len() && id.starts_with(buf) {
+            return Completeness::NeedMore;
+        }
     }
     if buf.ends_with(b"\n") {
         return Completeness::Complete;
@@ -648,13 +658,18 @@ mod tests {
     #[test]
     fn partial_answers_need_more() {
         use Completeness::{Complete, NeedMore};
-        assert_eq!(response_completeness(b"runn"), NeedMore);
-        assert_eq!(response_completeness(b"running"), Complete);
-        assert_eq!(response_completeness(b"7."), NeedMore);
-        assert_eq!(response_completeness(b"7.err:not"), NeedMore);
-        assert_eq!(response_completeness(b"done\r"), NeedMore);
-        assert_eq!(response_completeness(b"whatever"), Complete);
-        assert_eq!(response_completeness(b"do\n"), Complete);
+        assert_eq!(response_completeness(b"runn", None), NeedMore);
+        assert_eq!(response_completeness(b"running", None), Complete);
+        assert_eq!(response_completeness(b"7.", None), NeedMore);
+        assert_eq!(response_completeness(b"7.err:not", None), NeedMore);
+        assert_eq!(response_completeness(b"done\r", None), NeedMore);
+        assert_eq!(response_completeness(b"whatever", None), Complete);
+        assert_eq!(response_completeness(b"do\n", None), Complete);
+        let id = RequestId::from(123);
+        assert_eq!(response_completeness(b"12", None), Complete);
+        assert_eq!(response_completeness(b"12", Some(&id)), NeedMore);
+        assert_eq!(response_completeness(b"123", Some(&id)), NeedMore);
+        assert_eq!(response_completeness(b"done", Some(&id)), Complete);
     }
 
     #[test]
