@@ -1,0 +1,160 @@
+//! COMET end to end: the `comet-socket` client against `comet-sim` and against a
+//! `comet-socket` server, over loopback, including bursts of concurrent connections.
+
+use std::time::Duration;
+
+use comet_sim::{Fault, SimConfig, Simulator};
+use comet_socket::server::{CometServer, ServerConfig, handler_fn};
+use comet_socket::{Client, Limits};
+use labwire_tests::{TEST_DEADLINE, eventually};
+use serde_json::{Value, json};
+
+async fn sim() -> (Simulator, Client) {
+    let sim = Simulator::start(SimConfig::loopback()).await.unwrap();
+    let client = Client::new(sim.local_addr().to_string());
+    (sim, client)
+}
+
+#[tokio::test]
+async fn client_against_sim_covers_echo_telegram_fixed_answers_and_refusals() {
+    let (sim, client) = sim().await;
+    let value = json!({"k": "välue", "n": [1, 2.5, null, true], "big": 1e20});
+    assert_eq!(client.send("ECHO", &value).await.unwrap(), value);
+    assert_eq!(
+        client
+            .send("Telegram", &json!({"42": "help"}))
+            .await
+            .unwrap(),
+        json!({"42": "Commands: ping, status, help"})
+    );
+    sim.state().set_answer("Temperature", json!(21.5));
+    assert_eq!(
+        client.send("Temperature", &json!(true)).await.unwrap(),
+        json!(21.5)
+    );
+    assert_eq!(
+        client.send("Unknown", &json!(1)).await.unwrap(),
+        Value::Null
+    );
+    let err = client.send("ECHO", &json!({})).await.unwrap_err();
+    assert!(err.is_refused());
+    assert_eq!(
+        sim.state().counters().requests,
+        4,
+        "the refused call never left"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_concurrent_clients_is_served_by_the_sim() {
+    let (sim, client) = sim().await;
+    let calls: Vec<_> = (0..400)
+        .map(|i| {
+            let client = client.clone();
+            tokio::spawn(async move { (i, client.send("ECHO", &json!([i, "x"])).await) })
+        })
+        .collect();
+    for call in calls {
+        let (i, result) = tokio::time::timeout(TEST_DEADLINE, call)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(result.unwrap(), json!([i, "x"]));
+    }
+    assert_eq!(sim.state().counters().requests, 400);
+    assert!(eventually(TEST_DEADLINE, || sim.connection_count() == 0).await);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_concurrent_clients_is_served_by_a_comet_socket_server() {
+    let server = CometServer::builder()
+        .handler(handler_fn(|action, value| {
+            Ok(if action == "DOUBLE" {
+                json!(value.as_i64().unwrap_or(0) * 2)
+            } else {
+                Value::Null
+            })
+        }))
+        .build();
+    let handle = server
+        .bind(ServerConfig::new("127.0.0.1:0".parse().unwrap()))
+        .await
+        .unwrap();
+    let client = Client::new(handle.local_addr().to_string());
+    let calls: Vec<_> = (1..=400)
+        .map(|i| {
+            let client = client.clone();
+            tokio::spawn(async move { (i, client.send("DOUBLE", &json!(i)).await) })
+        })
+        .collect();
+    for call in calls {
+        let (i, result) = tokio::time::timeout(TEST_DEADLINE, call)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(result.unwrap(), json!(i * 2));
+    }
+    handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_stalled_connection_does_not_block_the_others() {
+    let (sim, client) = sim().await;
+    sim.state().push_fault(Fault::NoReply);
+    let stalled = tokio::spawn({
+        let client = client.clone();
+        async move { client.send("ECHO", &json!("first")).await }
+    });
+    assert!(eventually(TEST_DEADLINE, || sim.state().counters().faults == 1).await);
+    assert_eq!(
+        client.send("ECHO", &json!("second")).await.unwrap(),
+        json!("second")
+    );
+    assert!(!stalled.is_finished());
+    sim.shutdown().await;
+    let err = tokio::time::timeout(TEST_DEADLINE, stalled)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
+    assert!(!err.is_refused(), "{err}");
+}
+
+#[tokio::test]
+async fn large_values_pass_and_client_limits_refuse_oversized_requests_and_answers() {
+    let (sim, client) = sim().await;
+    let big = json!("x".repeat(200_000));
+    assert_eq!(client.send("ECHO", &big).await.unwrap(), big);
+    let small = Client::builder(sim.local_addr().to_string())
+        .limits(Limits {
+            max_content_length: 1_000,
+            ..Limits::default()
+        })
+        .answer_timeout(Duration::from_secs(5))
+        .build();
+    let err = small.send("ECHO", &json!("y".repeat(500))).await;
+    assert!(err.is_ok(), "{err:?}");
+    let err = small
+        .send("ECHO", &json!("y".repeat(5_000)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, comet_socket::client::Error::Encode(_)),
+        "{err}"
+    );
+    sim.state().set_answer("BIG", json!("z".repeat(5_000)));
+    let err = small.send("BIG", &json!(1)).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            comet_socket::client::Error::Decode {
+                source: comet_socket::DecodeError::ContentTooLong { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
+    sim.shutdown().await;
+}
