@@ -13,6 +13,8 @@ use clap::{Parser, Subcommand};
 
 // One module per protocol; each has `demo()` and its own subcommand.
 // (modules are registered here)
+mod comet;
+mod pekat;
 
 #[derive(Debug, Parser)]
 #[command(name = "labwire", version, about)]
@@ -31,6 +33,10 @@ enum Command {
         /// Run only these protocols (default: all of them, in the listed order).
         only: Vec<String>,
     },
+    /// Talk to a PEKAT VISION Projects Manager (or pekat-sim): start, stop, status, switch.
+    Pekat(pekat::PekatArgs),
+    /// Talk to a COMET socket server (or comet-sim): send an action and a JSON value.
+    Comet(comet::CometArgs),
 }
 
 type DemoFuture = Pin<Box<dyn Future<Output = anyhow::Result<()>>>>;
@@ -41,6 +47,8 @@ type Demo = (&'static str, fn() -> DemoFuture);
 /// a loopback port 0, drives it with the client, checks what came back, and shuts it down.
 const DEMOS: &[Demo] = &[
     // ("name", || Box::pin(module::demo())),
+    ("pekat", || Box::pin(pekat::demo())),
+    ("comet", || Box::pin(comet::demo())),
 ];
 
 #[tokio::main]
@@ -49,6 +57,8 @@ async fn main() -> anyhow::Result<()> {
     labwire_net::cli::init_tracing(cli.verbose);
     match cli.command {
         Command::Demo { only } => demo(&only).await,
+        Command::Pekat(args) => pekat::run(args).await,
+        Command::Comet(args) => comet::run(args).await,
     }
 }
 

@@ -220,7 +220,7 @@ impl Simulator {
                 conn::serve(stream, Arc::clone(&shared), Arc::clone(&config))
             })
         };
-        tracing::info!(
+        tracing::debug!(
             addr = %handle.local_addr(),
             dialect = %config.dialect,
             projects = config.projects.len(),

@@ -1,0 +1,187 @@
+//! PEKAT VISION Projects Manager: the demo and `labwire pekat`.
+
+use std::time::Duration;
+
+use anyhow::{Context as _, bail, ensure};
+use clap::{Args, Subcommand};
+use pekat_proto::{Client, ClientConfig, Dialect, Error, ProjectState, Response};
+use pekat_sim::{Config, Simulator, demo_projects};
+
+/// `labwire pekat`: talk to a Projects Manager's TCP server (or `pekat-sim`).
+#[derive(Debug, Args)]
+pub(crate) struct PekatArgs {
+    /// The server, `HOST:PORT` (the Projects Manager's settings show it; 7002 is usual).
+    #[arg(long, default_value = "127.0.0.1:7002")]
+    addr: String,
+    /// Protocol dialect: 3.18 (`start:PATH`) or 3.19 (`start|PATH`).
+    #[arg(long, default_value = "3.18")]
+    dialect: Dialect,
+    /// Seconds to wait for each answer (a real server answers `start` once the project runs).
+    #[arg(long, default_value_t = 30.0)]
+    timeout: f64,
+    /// Number requests with `<id>.` and check the echo (3.19).
+    #[arg(long)]
+    request_ids: bool,
+    #[command(subcommand)]
+    action: Action,
+}
+
+#[derive(Debug, Subcommand)]
+enum Action {
+    /// Print the project's state.
+    Status {
+        /// The project folder, e.g. 'C:\Users\pekat\PekatVisionProjects\Test Project 1'.
+        path: String,
+    },
+    /// Start a project.
+    Start {
+        /// The project folder.
+        path: String,
+        /// Then poll `status` until it runs, at most this many seconds (no answer to start is
+        /// tolerated).
+        #[arg(long, value_name = "SECONDS")]
+        wait: Option<f64>,
+    },
+    /// Stop a project.
+    Stop {
+        /// The project folder.
+        path: String,
+        /// Then poll `status` until it is stopped, at most this many seconds.
+        #[arg(long, value_name = "SECONDS")]
+        wait: Option<f64>,
+    },
+    /// Stop every project and start this one.
+    Switch {
+        /// The project folder.
+        path: String,
+    },
+}
+
+fn seconds(value: f64, what: &str) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(value).with_context(|| format!("bad {what}: {value}"))
+}
+
+/// Runs `labwire pekat ...`.
+pub(crate) async fn run(args: PekatArgs) -> anyhow::Result<()> {
+    let client = Client::new(
+        args.addr.clone(),
+        ClientConfig {
+            dialect: args.dialect,
+            answer_timeout: seconds(args.timeout, "--timeout")?,
+            request_ids: args.request_ids,
+            ..ClientConfig::default()
+        },
+    );
+    let outcome = match args.action {
+        Action::Status { path } => {
+            let state = client.status(path).await;
+            if let Ok(state) = &state {
+                println!("{state}");
+            }
+            state.map(drop)
+        }
+        Action::Start { path, wait: None } => client.start(path).await,
+        Action::Start {
+            path,
+            wait: Some(s),
+        } => client.start_and_wait(path, seconds(s, "--wait")?).await,
+        Action::Stop { path, wait: None } => client.stop(path).await,
+        Action::Stop {
+            path,
+            wait: Some(s),
+        } => client.stop_and_wait(path, seconds(s, "--wait")?).await,
+        Action::Switch { path } => client.switch(path).await,
+    };
+    match outcome {
+        Ok(()) => Ok(()),
+        Err(Error::Refused(response)) => bail!("the server answered: {response}"),
+        Err(error) => Err(error).with_context(|| format!("talking to {}", args.addr)),
+    }
+}
+
+fn expect_refusal(result: Result<(), Error>, expected: &Response) -> anyhow::Result<()> {
+    match result {
+        Err(error) if error.refusal() == Some(expected) => Ok(()),
+        other => bail!("expected the answer {expected}, got {other:?}"),
+    }
+}
+
+async fn expect_state(client: &Client, path: &str, expected: ProjectState) -> anyhow::Result<()> {
+    let state = client.status(path).await?;
+    ensure!(
+        state == expected,
+        "{path}: expected {expected}, got {state}"
+    );
+    println!("  status '{path}' -> {state}");
+    Ok(())
+}
+
+/// Starts `pekat-sim` on loopback in each dialect and drives every command with the client.
+pub(crate) async fn demo() -> anyhow::Result<()> {
+    let projects = demo_projects();
+    let [one, two, three] = [0, 1, 2].map(|i| projects.get(i).map(|p| p.path.clone()));
+    let (Some(one), Some(two), Some(three)) = (one, two, three) else {
+        bail!("the simulator has fewer than three demo projects");
+    };
+    let delay = Duration::from_millis(150);
+
+    // 3.18: plain answers, one connection per request.
+    let sim = Simulator::start(
+        Config::loopback()
+            .with_dialect(Dialect::V3_18)
+            .with_delays(delay, delay),
+    )
+    .await?;
+    println!("pekat-sim (dialect 3.18) listening on {}", sim.local_addr());
+    let client = Client::builder(sim.local_addr().to_string())
+        .dialect(Dialect::V3_18)
+        .answer_timeout(Duration::from_secs(5))
+        .poll_interval(Duration::from_millis(20))
+        .build();
+    expect_state(&client, &one, ProjectState::Stopped).await?;
+    client.start(one.as_str()).await?;
+    println!("  start '{one}' -> done");
+    expect_state(&client, &one, ProjectState::Running).await?;
+    expect_refusal(client.start(three.as_str()).await, &Response::PortInUse)?;
+    println!("  start '{three}' -> error:port (shares the port of the running project)");
+    client.switch(two.as_str()).await?;
+    println!("  switch '{two}' -> success");
+    expect_state(&client, &one, ProjectState::Stopped).await?;
+    expect_state(&client, &two, ProjectState::Running).await?;
+    client.stop(two.as_str()).await?;
+    println!("  stop '{two}' -> done");
+    let missing = r"C:\Users\pekat\PekatVisionProjects\No Such Project";
+    expect_refusal(client.start(missing).await, &Response::NotFound)?;
+    println!("  start '{missing}' -> not-found");
+    sim.shutdown().await;
+
+    // 3.19: ids echoed, and a server that does not answer start/stop at all.
+    let mut config = Config::loopback()
+        .with_dialect(Dialect::V3_19)
+        .with_delays(delay, delay);
+    config.silent_start_stop = true;
+    let sim = Simulator::start(config).await?;
+    println!(
+        "pekat-sim (dialect 3.19, silent start/stop) listening on {}",
+        sim.local_addr()
+    );
+    let client = Client::builder(sim.local_addr().to_string())
+        .dialect(Dialect::V3_19)
+        .request_ids(true)
+        .keep_connection(true)
+        .answer_timeout(Duration::from_secs(5))
+        .no_answer_grace(Duration::from_millis(100))
+        .poll_interval(Duration::from_millis(20))
+        .build();
+    client
+        .start_and_wait(one.as_str(), Duration::from_secs(5))
+        .await?;
+    println!("  start '{one}' (no answer) then polled status -> running");
+    expect_state(&client, &one, ProjectState::Running).await?;
+    client
+        .stop_and_wait(one.as_str(), Duration::from_secs(5))
+        .await?;
+    println!("  stop '{one}' (no answer) then polled status -> stopped");
+    sim.shutdown().await;
+    Ok(())
+}
