@@ -52,7 +52,7 @@ async fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", comet_socket::error::report(&e));
             let code = match &e {
                 Error::Refused(_) => 3,
                 Error::Connect { .. } if e.is_timeout() => 5,

@@ -24,10 +24,10 @@ pub const DEFAULT_ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 #[non_exhaustive]
 pub enum Error {
     /// Refused before connecting: a COMET server would not dispatch it, or would hang on it.
-    #[error("refused to send: {0}")]
+    #[error("refused to send the request")]
     Refused(#[from] Refusal),
     /// Connecting failed or timed out ([`io::ErrorKind::TimedOut`]).
-    #[error("cannot connect to {addr}: {source}")]
+    #[error("cannot connect to {addr}")]
     Connect {
         /// The address dialled.
         addr: String,
@@ -52,7 +52,7 @@ pub enum Error {
         received: usize,
     },
     /// Writing the request or reading the answer failed.
-    #[error("i/o error talking to {addr}: {source}")]
+    #[error("i/o error talking to {addr}")]
     Io {
         /// The address dialled.
         addr: String,
@@ -63,7 +63,7 @@ pub enum Error {
     #[error(transparent)]
     Encode(#[from] EncodeError),
     /// The answer is not a valid frame or message.
-    #[error("invalid answer from {addr}: {source}")]
+    #[error("invalid answer from {addr}")]
     Decode {
         /// The address dialled.
         addr: String,

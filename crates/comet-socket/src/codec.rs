@@ -40,7 +40,7 @@ impl CometCodec {
 #[non_exhaustive]
 pub enum CodecError {
     /// Reading or writing the stream failed.
-    #[error("i/o error: {0}")]
+    #[error("i/o error")]
     Io(#[from] io::Error),
     /// The received bytes are not a valid frame.
     #[error(transparent)]

@@ -94,3 +94,32 @@ pub enum EncodeError {
     #[error("cannot serialize to JSON: {0}")]
     Json(String),
 }
+
+/// An error and its chain of causes on one line, `outer: cause: root cause`, for logs and
+/// command-line messages (the `Display` of this crate's errors leaves the causes to
+/// [`std::error::Error::source`]).
+pub fn report(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer")]
+    struct Outer(#[source] DecodeError);
+
+    #[test]
+    fn report_joins_the_causes() {
+        let error = Outer(DecodeError::MissingResult);
+        assert_eq!(report(&error), "outer: answer has no \"result\" key");
+    }
+}

@@ -25,7 +25,7 @@ const TRACE_BYTES: usize = 512;
 #[non_exhaustive]
 pub enum ReadError {
     /// Reading the stream failed.
-    #[error("i/o error: {0}")]
+    #[error("i/o error")]
     Io(#[from] io::Error),
     /// The bytes are not a valid frame.
     #[error(transparent)]
@@ -91,7 +91,7 @@ pub enum WriteError {
     #[error(transparent)]
     Encode(#[from] EncodeError),
     /// Writing the stream failed.
-    #[error("i/o error: {0}")]
+    #[error("i/o error")]
     Io(#[from] io::Error),
 }
 

@@ -19,7 +19,7 @@ use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::dispatch::{Incoming, binary_answer, classify, invalid_answer};
-use crate::error::{DecodeError, EncodeError};
+use crate::error::{DecodeError, EncodeError, report};
 use crate::io::{ReadError, WriteError, linger, read_frame, write_frame};
 use crate::json::is_truthy;
 use crate::message::{Request, Response};
@@ -145,13 +145,13 @@ where
 #[non_exhaustive]
 pub enum ConnectionError {
     /// No complete request arrived (the peer closed, a read failed, or the header was bad).
-    #[error("no request: {0}")]
+    #[error("no complete request")]
     Read(#[from] ReadError),
     /// The request's content is malformed; COMET closes without answering.
-    #[error("malformed request, closing without an answer: {0}")]
+    #[error("malformed request, closing without an answer")]
     Malformed(#[from] DecodeError),
     /// The answer could not be encoded (too large for the limits).
-    #[error("cannot encode the answer: {0}")]
+    #[error("cannot encode the answer")]
     Encode(#[from] EncodeError),
     /// Writing the answer failed.
     #[error("cannot write the answer: {0}")]
@@ -285,7 +285,7 @@ impl CometServer {
                 }
                 Ok(_) => tracing::trace!(index, "handler passed"),
                 Err(error) => {
-                    tracing::debug!(index, action = %request.action, %error, "handler failed, trying the next");
+                    tracing::debug!(index, action = %request.action, error = %report(&*error), "handler failed, trying the next");
                 }
             }
         }
@@ -377,7 +377,9 @@ impl CometServer {
                     Err(ConnectionError::Read(ReadError::Closed { received: 0 })) => {
                         tracing::trace!("closed before sending anything");
                     }
-                    Err(error) => tracing::debug!(%error, "connection ended without an answer"),
+                    Err(error) => {
+                        tracing::debug!(error = %report(&error), "connection ended without an answer");
+                    }
                 }
             }
         })

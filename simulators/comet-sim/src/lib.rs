@@ -485,7 +485,7 @@ impl Shared {
             Err(ReadError::Closed { received: 0 }) => return Err("closed before a request".into()),
             Err(e) => {
                 self.state.count(|c| c.malformed += 1);
-                return Err(e.to_string());
+                return Err(comet_socket::error::report(&e));
             }
         };
         if self.fidelity && frame.is_json() && is_falsy_content(&frame.content) {
@@ -532,7 +532,10 @@ impl Shared {
             Ok(incoming) => incoming,
             Err(e) => {
                 self.state.count(|c| c.malformed += 1);
-                return Err(format!("malformed request: {e}"));
+                return Err(format!(
+                    "malformed request: {}",
+                    comet_socket::error::report(&e)
+                ));
             }
         };
         let answer = match incoming {

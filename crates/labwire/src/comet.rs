@@ -1,0 +1,135 @@
+//! COMET: the demo against `comet-sim`, and `labwire comet` for a real COMET endpoint.
+
+use std::time::Duration;
+
+use anyhow::{Context as _, bail, ensure};
+use comet_sim::{Fault, SimConfig, Simulator};
+use comet_socket::Client;
+use serde_json::{Value, json};
+
+/// Talk to a COMET socket server.
+#[derive(Debug, clap::Args)]
+pub(crate) struct CometArgs {
+    /// The COMET server, as HOST:PORT (COMET's default is 127.0.0.1:65432).
+    #[arg(long)]
+    addr: String,
+    /// Seconds to wait for the connection and for the answer.
+    #[arg(long, default_value_t = 10.0)]
+    timeout: f64,
+    #[command(subcommand)]
+    action: CometAction,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum CometAction {
+    /// Send VALUE_JSON for ACTION and print the answer's result as JSON.
+    Send {
+        /// The action name (e.g. ECHO).
+        action: String,
+        /// The value, as JSON (quote strings: '"text"').
+        value: String,
+    },
+    /// Send a Telegram-bot message {"CHAT_ID": "TEXT"} and print the answer.
+    Telegram {
+        /// The chat id.
+        chat_id: String,
+        /// The message text.
+        text: String,
+        /// The Telegram action name.
+        #[arg(long, default_value = comet_sim::DEFAULT_TELEGRAM_ACTION)]
+        telegram_action: String,
+    },
+}
+
+pub(crate) async fn run(args: CometArgs) -> anyhow::Result<()> {
+    let timeout = Duration::try_from_secs_f64(args.timeout)
+        .context("--timeout must be a non-negative number of seconds")?;
+    let client = Client::builder(args.addr)
+        .connect_timeout(timeout)
+        .answer_timeout(timeout)
+        .build();
+    let (action, value) = match args.action {
+        CometAction::Send { action, value } => {
+            let value: Value = serde_json::from_str(&value).context("VALUE is not valid JSON")?;
+            (action, value)
+        }
+        CometAction::Telegram {
+            chat_id,
+            text,
+            telegram_action,
+        } => (telegram_action, json!({ chat_id: text })),
+    };
+    let result = client.send(&action, &value).await?;
+    println!("{result}");
+    Ok(())
+}
+
+pub(crate) async fn demo() -> anyhow::Result<()> {
+    let mut config = SimConfig::loopback();
+    config.status = "measuring an IV curve".into();
+    let sim = Simulator::start(config).await?;
+    let result = drive(&sim).await;
+    sim.shutdown().await;
+    println!("comet-sim stopped");
+    result
+}
+
+async fn drive(sim: &Simulator) -> anyhow::Result<()> {
+    let addr = sim.local_addr().to_string();
+    println!("comet-sim listening on {addr}");
+    let client = Client::builder(addr.clone())
+        .answer_timeout(Duration::from_secs(5))
+        .build();
+
+    let measurement =
+        json!({"sample": "W42-3", "bias_V": -150.0, "I_A": [1.5e-9, 2.25e-9], "ok": true});
+    let echoed = client.send("ECHO", &measurement).await?;
+    ensure!(echoed == measurement, "ECHO answered {echoed}");
+    println!("ECHO {measurement} -> {echoed}");
+
+    let message = json!({"123456": "Status?"});
+    let reply = client.send("Telegram", &message).await?;
+    ensure!(
+        reply == json!({"123456": "Status: measuring an IV curve"}),
+        "Telegram answered {reply}"
+    );
+    println!("Telegram {message} -> {reply}");
+
+    sim.state().set_answer("Temperature", json!(21.5));
+    let temperature = client.send("Temperature", &json!(true)).await?;
+    ensure!(
+        temperature == json!(21.5),
+        "Temperature answered {temperature}"
+    );
+    println!("Temperature (fixed answer) -> {temperature}");
+
+    let nobody = client.send("Unknown", &json!("x")).await?;
+    ensure!(nobody.is_null(), "an unhandled action answered {nobody}");
+    println!("Unknown (no handler) -> {nobody}");
+
+    match client.send("ECHO", &json!({})).await {
+        Err(e) if e.is_refused() => println!("ECHO {{}} refused by the client: {e}"),
+        other => bail!("a falsy value was not refused: {other:?}"),
+    }
+
+    sim.state().push_fault(Fault::NoReply);
+    let impatient = Client::builder(addr)
+        .answer_timeout(Duration::from_millis(300))
+        .build();
+    match impatient.send("ECHO", &json!("anyone?")).await {
+        Err(e) if e.is_timeout() => println!("injected no-reply fault -> {e}"),
+        other => bail!("the no-reply fault did not time out: {other:?}"),
+    }
+
+    let counters = sim.state().counters();
+    // The no-reply fault held its request before the handlers: four were handled.
+    ensure!(
+        counters.requests == 4 && counters.faults == 1,
+        "the simulator counted {counters:?}"
+    );
+    println!(
+        "comet-sim saw {} requests over {} connections",
+        counters.requests, counters.connections
+    );
+    Ok(())
+}
