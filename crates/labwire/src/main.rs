@@ -15,6 +15,7 @@ use clap::{Parser, Subcommand};
 // (modules are registered here)
 mod comet;
 mod pekat;
+mod pycom;
 
 #[derive(Debug, Parser)]
 #[command(name = "labwire", version, about)]
@@ -35,6 +36,8 @@ enum Command {
     },
     /// Talk to a PEKAT VISION Projects Manager (or pekat-sim): start, stop, status, switch.
     Pekat(pekat::PekatArgs),
+    /// Act as a coordinator towards a Rigsters LA4 node (or la4-sim): info, cmd, sequence, watch.
+    Pycom(pycom::PycomArgs),
     /// Talk to a COMET socket server (or comet-sim): send an action and a JSON value.
     Comet(comet::CometArgs),
 }
@@ -48,6 +51,7 @@ type Demo = (&'static str, fn() -> DemoFuture);
 const DEMOS: &[Demo] = &[
     // ("name", || Box::pin(module::demo())),
     ("pekat", || Box::pin(pekat::demo())),
+    ("pycom", || Box::pin(pycom::demo())),
     ("comet", || Box::pin(comet::demo())),
 ];
 
@@ -58,6 +62,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Demo { only } => demo(&only).await,
         Command::Pekat(args) => pekat::run(args).await,
+        Command::Pycom(args) => pycom::run(args).await,
         Command::Comet(args) => comet::run(args).await,
     }
 }

@@ -349,7 +349,7 @@ impl Coordinator {
         inner
             .tasks
             .spawn(heartbeat_loop(Arc::downgrade(&inner), shutdown.clone()));
-        tracing::info!(listen = %bound, port = inner.identity.port, "coordinator started");
+        tracing::debug!(listen = %bound, port = inner.identity.port, "coordinator started");
         Ok(Self {
             inner,
             _owner: Arc::new(Owner { shutdown }),
@@ -656,7 +656,7 @@ impl Inner {
             std::mem::replace(&mut entry.state, Reach::Online) != Reach::Online
         };
         if came_online {
-            tracing::info!(%node, "node online");
+            tracing::debug!(%node, "node online");
             self.emit(Event::NodeOnline { node });
         }
     }
@@ -682,7 +682,7 @@ impl Inner {
         let now = Instant::now();
         let known = self.lock_nodes().contains_key(&node);
         if matches!(message.body, Body::Heartbeat) && !known {
-            tracing::info!(%node, id = %message.identity.id, "node discovered");
+            tracing::debug!(%node, id = %message.identity.id, "node discovered");
             if self.config.manage_discovered {
                 self.lock_nodes().insert(node, NodeEntry::new(now, true));
             }
@@ -767,7 +767,7 @@ impl Inner {
             }
         }
         for node in went_offline {
-            tracing::info!(%node, "node offline");
+            tracing::debug!(%node, "node offline");
             self.emit(Event::NodeOffline { node });
         }
         targets

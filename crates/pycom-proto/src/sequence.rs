@@ -382,18 +382,27 @@ impl Sequence {
 
     /// The file contents, one row per line, each ended by a newline (as `echo` writes it).
     pub fn to_csv(&self) -> String {
-        let mut out = String::new();
+        use fmt::Write as _;
+        let mut out = String::with_capacity(self.rows.len() * 24);
         for row in &self.rows {
-            out.push_str(&row.to_string());
-            out.push('\n');
+            // Writing to a String cannot fail.
+            let _ = writeln!(out, "{row}");
         }
         out
     }
 
     /// The argument of the `echo`, without its quotes: rows joined by a literal `\n`.
     pub fn echo_argument(&self) -> String {
-        let rows: Vec<String> = self.rows.iter().map(Row::to_string).collect();
-        rows.join("\\n")
+        use fmt::Write as _;
+        let mut out = String::with_capacity(self.rows.len() * 24);
+        for (index, row) in self.rows.iter().enumerate() {
+            if index > 0 {
+                out.push_str("\\n");
+            }
+            // Writing to a String cannot fail.
+            let _ = write!(out, "{row}");
+        }
+        out
     }
 
     /// The shell command that writes and loads this sequence into `slot`: for

@@ -225,7 +225,7 @@ impl Handler for Shared {
         }
         match message.body {
             Body::Cmd { command } => {
-                tracing::info!(%peer, %command, "command");
+                tracing::debug!(%peer, %command, "command");
                 lock(&self.stats).commands.push(command.clone());
                 let _ = self.outbox.send(Job::Command { to, command }).await;
             }
@@ -424,7 +424,7 @@ impl Simulator {
             }
         });
         tasks.close();
-        tracing::info!(addr = %server.local_addr(), id = %shared.identity.id, "LA4 node simulator started");
+        tracing::debug!(addr = %server.local_addr(), id = %shared.identity.id, "LA4 node simulator started");
         Ok(Self {
             state: SimState { shared },
             server,

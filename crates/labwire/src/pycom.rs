@@ -1,0 +1,369 @@
+//! Rigsters LA4 node (pycom): the demo and `labwire pycom`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail, ensure};
+use clap::{Args, Subcommand};
+use la4_sim::{BOARDIO_ERROR, BOARDIO_READY, SimConfig, Simulator};
+use pycom_proto::coordinator::DEFAULT_HEARTBEAT_INTERVAL;
+use pycom_proto::sequence::SEQUENCE_FILE;
+use pycom_proto::{Coordinator, CoordinatorConfig, Event, Identity, Row, Sequence, Slot};
+use tokio::sync::broadcast;
+
+/// `labwire pycom`: act as a coordinator towards one LA4 node (or `la4-sim`).
+#[derive(Debug, Args)]
+pub(crate) struct PycomArgs {
+    /// The node, `HOST:PORT` (pycom listens on 5000).
+    #[arg(long, default_value = "127.0.0.1:5000")]
+    addr: String,
+    /// Where to listen for the node's events; the node must be able to connect to it.
+    #[arg(long, default_value = "0.0.0.0:5001")]
+    listen: SocketAddr,
+    /// The `ip` to put in requests (informational; the node replies to the address it sees).
+    #[arg(long, default_value = "0.0.0.0")]
+    ip: String,
+    /// Seconds to wait for the node's answer.
+    #[arg(long, default_value_t = 30.0)]
+    timeout: f64,
+    #[command(subcommand)]
+    action: Action,
+}
+
+#[derive(Debug, Subcommand)]
+enum Action {
+    /// Heartbeat the node until its `unit_info` arrives, and print it.
+    Info,
+    /// Run a shell command on the node and print its output.
+    Cmd {
+        /// The command line, e.g. 'cat /home/rigsters/la4_sequence.csv'.
+        command: String,
+    },
+    /// Write, load and run a sequence; print the output and boardio's verdict.
+    Sequence {
+        /// Rows such as MODEL_LIGHT,100 LED_FAN,1 (validated before anything is sent).
+        #[arg(required = true)]
+        rows: Vec<String>,
+        /// Store it as the boot-time (standalone) sequence instead of running it.
+        #[arg(long)]
+        standalone: bool,
+    },
+    /// Heartbeat the node and print every event, for a while or until Ctrl-C.
+    Watch {
+        /// Stop after this many seconds.
+        #[arg(long)]
+        seconds: Option<f64>,
+    },
+}
+
+/// Runs `labwire pycom ...`.
+pub(crate) async fn run(args: PycomArgs) -> anyhow::Result<()> {
+    let timeout = Duration::try_from_secs_f64(args.timeout)
+        .with_context(|| format!("bad --timeout: {}", args.timeout))?;
+    // Parse the rows first: nothing is sent for an invalid sequence.
+    let sequence = match &args.action {
+        Action::Sequence { rows, .. } => Some(parse_rows(rows)?),
+        _ => None,
+    };
+    let node = tokio::net::lookup_host(&args.addr)
+        .await
+        .with_context(|| format!("cannot resolve {}", args.addr))?
+        .next()
+        .with_context(|| format!("{} has no address", args.addr))?;
+    let identity = Identity::new(
+        "1abe1f1e",
+        "labwire",
+        args.ip,
+        0,
+        env!("CARGO_PKG_VERSION"),
+        true,
+    );
+    let mut config = CoordinatorConfig::new(args.listen, identity);
+    config.command_timeout = timeout;
+    let coordinator = Coordinator::start(config)
+        .await
+        .with_context(|| format!("cannot listen for events on {}", args.listen))?;
+    let mut events = coordinator.events();
+    let result = async {
+        match args.action {
+            Action::Info => {
+                coordinator.add_node(node);
+                let info = wait_for(&mut events, timeout, |e| match e {
+                    Event::UnitInfo { node: from, info, .. } if from == node => Some(info),
+                    _ => None,
+                })
+                .await
+                .context("no unit_info (it is sent once per coordinator; a node that already knows this address and port will not send it again)")?;
+                println!("unit_type:        {}", info.unit_type);
+                println!("mcu_type:         {}", info.mcu_type);
+                println!("firmware_version: {}", info.firmware_version);
+                println!("boardio_version:  {}", info.boardio_version);
+                println!("wiringpi_version: {}", info.wiringpi_version);
+                println!("mac_address:      {}", info.mac_address);
+            }
+            Action::Cmd { command } => {
+                let output = coordinator.send_command(node, command).await?;
+                print!("{output}");
+            }
+            Action::Sequence { standalone, .. } => {
+                let Some(sequence) = sequence else {
+                    bail!("no sequence");
+                };
+                let output = if standalone {
+                    coordinator.store_standalone_sequence(node, &sequence).await?
+                } else {
+                    coordinator.run_sequence(node, &sequence).await?
+                };
+                print!("{output}");
+                let verdict = boardio_verdict(&mut events, node, timeout).await?;
+                println!("{verdict}");
+                ensure!(!verdict.starts_with(BOARDIO_ERROR), "the node refused the sequence");
+            }
+            Action::Watch { seconds } => {
+                coordinator.add_node(node);
+                let limit = match seconds {
+                    Some(s) => Some(Duration::try_from_secs_f64(s).context("bad --seconds")?),
+                    None => None,
+                };
+                let watch = async {
+                    loop {
+                        match events.recv().await {
+                            Ok(event) => println!("{}", describe(&event)),
+                            Err(broadcast::error::RecvError::Lagged(n)) => {
+                                println!("({n} events missed)");
+                            }
+                            Err(broadcast::error::RecvError::Closed) => return,
+                        }
+                    }
+                };
+                tokio::select! {
+                    () = watch => {}
+                    () = labwire_net::cli::shutdown_signal() => {}
+                    () = async {
+                        match limit {
+                            Some(limit) => tokio::time::sleep(limit).await,
+                            None => std::future::pending().await,
+                        }
+                    } => {}
+                }
+            }
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    coordinator.shutdown().await;
+    result
+}
+
+fn parse_rows(rows: &[String]) -> anyhow::Result<Sequence> {
+    let rows = rows
+        .iter()
+        .map(|text| {
+            text.parse::<Row>()
+                .with_context(|| format!("bad row {text:?}"))
+        })
+        .collect::<anyhow::Result<Vec<Row>>>()?;
+    Ok(Sequence::new(rows)?)
+}
+
+/// The next event `pick` accepts, within `timeout`.
+async fn wait_for<T>(
+    events: &mut broadcast::Receiver<Event>,
+    timeout: Duration,
+    mut pick: impl FnMut(Event) -> Option<T>,
+) -> anyhow::Result<T> {
+    tokio::time::timeout(timeout, async {
+        loop {
+            match events.recv().await {
+                Ok(event) => {
+                    if let Some(found) = pick(event) {
+                        return Ok(found);
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => bail!("event stream closed"),
+            }
+        }
+    })
+    .await
+    .with_context(|| format!("nothing within {timeout:?}"))?
+}
+
+/// The `BOARDIO_READY` / `BOARDIO_ERROR…` message `node` sends after a sequence command.
+async fn boardio_verdict(
+    events: &mut broadcast::Receiver<Event>,
+    node: SocketAddr,
+    timeout: Duration,
+) -> anyhow::Result<String> {
+    wait_for(events, timeout, |e| match e {
+        Event::Message {
+            node: from,
+            message,
+            ..
+        } if from == node
+            && (message.starts_with(BOARDIO_READY) || message.starts_with(BOARDIO_ERROR)) =>
+        {
+            Some(message)
+        }
+        _ => None,
+    })
+    .await
+    .context("no BOARDIO_READY / BOARDIO_ERROR message")
+}
+
+fn describe(event: &Event) -> String {
+    match event {
+        Event::NodeDiscovered { node, identity } => {
+            format!("{node}: discovered ({} {:?})", identity.id, identity.name)
+        }
+        Event::NodeOnline { node } => format!("{node}: online"),
+        Event::NodeOffline { node } => format!("{node}: offline"),
+        Event::UnitInfo { node, info, .. } => format!(
+            "{node}: unit_info {} {} firmware {} mac {}",
+            info.unit_type, info.mcu_type, info.firmware_version, info.mac_address
+        ),
+        Event::Message { node, message, .. } => format!("{node}: message {message:?}"),
+        Event::Output { node, output, .. } => format!("{node}: output {output:?}"),
+        Event::Other { node, message } => {
+            format!("{node}: {:?} {:?}", message.body.type_name(), message.body)
+        }
+        Event::Rejected { peer, error } => format!("{peer}: rejected ({error})"),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Starts an LA4 simulator and a coordinator on loopback, and walks through discovery,
+/// `unit_info`, a sequence, a refused row, a command the node does not have, and going offline.
+pub(crate) async fn demo() -> anyhow::Result<()> {
+    let mut config = CoordinatorConfig::new(
+        "127.0.0.1:0".parse()?,
+        Identity::new(
+            "7756f193",
+            "labwire demo",
+            "127.0.0.1",
+            0,
+            env!("CARGO_PKG_VERSION"),
+            true,
+        ),
+    );
+    // Scaled down from 5 s / 15 s so the demo takes a moment, not a minute.
+    config.heartbeat_interval = DEFAULT_HEARTBEAT_INTERVAL / 25;
+    config.offline_after = config.heartbeat_interval * 3;
+    let coordinator = Coordinator::start(config).await?;
+    let mut events = coordinator.events();
+    println!(
+        "coordinator listening for events on {}",
+        coordinator.local_addr()
+    );
+
+    let sim = Simulator::start(SimConfig {
+        listen: "127.0.0.1:0".parse()?,
+        discovery_targets: vec![coordinator.local_addr()],
+        time_scale: 25.0,
+        ..SimConfig::default()
+    })
+    .await?;
+    let node = sim.local_addr();
+    println!("LA4 simulator listening on {node}, booting, probing for a coordinator");
+    let result = walk_through(&coordinator, &mut events, &sim, node).await;
+    coordinator.shutdown().await;
+    sim.shutdown().await;
+    result
+}
+
+async fn walk_through(
+    coordinator: &Coordinator,
+    events: &mut broadcast::Receiver<Event>,
+    sim: &Simulator,
+    node: SocketAddr,
+) -> anyhow::Result<()> {
+    let step = Duration::from_secs(5);
+    let found = wait_for(events, step, |e| match e {
+        Event::NodeDiscovered { node, identity } => Some((node, identity)),
+        _ => None,
+    })
+    .await
+    .context("the node never probed the coordinator")?;
+    ensure!(found.0 == node, "discovered {} instead of {node}", found.0);
+    println!(
+        "discovered node {} ({:?}) at {node}; heartbeating it",
+        found.1.id, found.1.name
+    );
+
+    let info = wait_for(events, step, |e| match e {
+        Event::UnitInfo {
+            node: from, info, ..
+        } if from == node => Some(info),
+        _ => None,
+    })
+    .await
+    .context("no unit_info after boot")?;
+    println!(
+        "unit_info once boardio booted: {} / {} / firmware {}",
+        info.unit_type, info.mcu_type, info.firmware_version
+    );
+
+    let sequence = Sequence::new([
+        Row::ModelLight { power: 100 },
+        Row::LedFan { on: true },
+        Row::DigitalPolarizer { on: true },
+    ])?;
+    println!("running: {}", sequence.command(Slot::Normal));
+    let output = coordinator.run_sequence(node, &sequence).await?;
+    print!(
+        "output:  {}",
+        output.replace('\n', "\n         ").trim_end()
+    );
+    println!();
+    let verdict = boardio_verdict(events, node, step).await?;
+    println!("boardio: {verdict}");
+    ensure!(
+        verdict == BOARDIO_READY,
+        "expected {BOARDIO_READY}, got {verdict}"
+    );
+    let lights = sim.state().lights();
+    ensure!(
+        lights.model_light == 100 && lights.fans && lights.polarizer,
+        "lights not as the sequence says: {lights:?}"
+    );
+    println!("simulated lights: model light 100 %, fans on, polariser on");
+
+    let cat = coordinator
+        .send_command(node, format!("cat {SEQUENCE_FILE}"))
+        .await?;
+    ensure!(cat == sequence.to_csv(), "sequence file reads {cat:?}");
+    println!(
+        "cat of the sequence file gives back the {} rows",
+        sequence.rows().len()
+    );
+
+    let bad = format!(
+        "echo \"MODEL_LIGHT,150\" > {SEQUENCE_FILE} && boardiocli uSeq && boardiocli runSeq"
+    );
+    coordinator.send_command(node, bad).await?;
+    let verdict = boardio_verdict(events, node, step).await?;
+    ensure!(
+        verdict.starts_with(BOARDIO_ERROR),
+        "a bad row was accepted: {verdict}"
+    );
+    println!("a hand-written bad row: {verdict}");
+
+    let output = coordinator.send_command(node, "reboot").await?;
+    ensure!(
+        output == "sh: 1: reboot: not found\n",
+        "unexpected {output:?}"
+    );
+    println!("anything else is not run: {}", output.trim_end());
+
+    sim.shutdown().await;
+    wait_for(events, step, |e| {
+        matches!(e, Event::NodeOffline { node: n } if n == node).then_some(())
+    })
+    .await
+    .context("the stopped node was never reported offline")?;
+    println!(
+        "simulator stopped: node reported offline after {:?} of silence",
+        DEFAULT_HEARTBEAT_INTERVAL / 25 * 3
+    );
+    Ok(())
+}
