@@ -427,7 +427,7 @@ impl Coordinator {
     }
 
     /// Sends `command` to `node` and resolves with the node's `output` event, within the
-    /// configured command timeout.
+    /// configured command timeout (see [`Coordinator::send_command_timeout`]).
     ///
     /// # Errors
     /// [`Error::Send`] when the node cannot be reached, [`Error::Timeout`] when no output comes.
@@ -444,7 +444,9 @@ impl Coordinator {
             .await
     }
 
-    /// [`Coordinator::send_command`] with its own deadline for the output.
+    /// [`Coordinator::send_command`] with its own deadline. The deadline covers the whole call:
+    /// waiting for earlier commands to the same node to be handed over, delivering this one,
+    /// and its output.
     ///
     /// # Errors
     /// As [`Coordinator::send_command`].
@@ -478,8 +480,16 @@ impl Coordinator {
             id,
             settled: false,
         };
+        let deadline = Instant::now() + timeout;
+        let timed_out = || Error::Timeout {
+            node,
+            after: timeout,
+        };
         {
-            let _turn = send_lock.lock().await;
+            let Ok(_turn) = tokio::time::timeout_at(deadline, send_lock.lock()).await else {
+                // Never queued: nothing to forget.
+                return Err(timed_out());
+            };
             if let Some(entry) = inner.lock_nodes().get_mut(&node) {
                 entry.pending.push_back(Pending {
                     id,
@@ -487,18 +497,23 @@ impl Coordinator {
                     abandoned_at: None,
                 });
             }
-            if let Err(error) = inner.deliver_confirmed(node, &message).await {
-                guard.forget();
-                return Err(error);
+            match tokio::time::timeout_at(deadline, inner.deliver_confirmed(node, &message)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    guard.forget();
+                    return Err(error);
+                }
+                // Perhaps delivered: the guard keeps its place for a late output.
+                Err(_) => return Err(timed_out()),
             }
         }
         let outcome = tokio::select! {
             () = inner.shutdown.cancelled() => Err(Error::Shutdown),
-            received = tokio::time::timeout(timeout, answer) => match received {
+            received = tokio::time::timeout_at(deadline, answer) => match received {
                 Ok(Ok(output)) => Ok(output),
                 // The sender vanished: the slot was dropped without an answer (coordinator gone).
                 Ok(Err(_)) => Err(Error::Shutdown),
-                Err(_) => Err(Error::Timeout { node, after: timeout }),
+                Err(_) => Err(timed_out()),
             },
         };
         if outcome.is_ok() {

@@ -1,0 +1,168 @@
+//! The LA4 simulator and the coordinator's listener under bursts, boot timing, scaled time and
+//! shutdown, over loopback.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use la4_sim::{SimConfig, Simulator};
+use labwire_tests::{TEST_DEADLINE, eventually};
+use pycom_proto::transport::send_message;
+use pycom_proto::{Coordinator, CoordinatorConfig, Event, Identity, Limits, Message};
+use tokio::io::AsyncReadExt;
+use tokio::sync::broadcast;
+
+fn loopback() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+fn sim_config() -> SimConfig {
+    SimConfig {
+        listen: loopback(),
+        boot_time: Duration::ZERO,
+        ..SimConfig::default()
+    }
+}
+
+fn coordinator_identity(port: u16) -> Identity {
+    Identity::new("7756f193", "burst", "127.0.0.1", port, "0.1.0", true)
+}
+
+const CLIENTS: usize = 8;
+const PER_CLIENT: usize = 100;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_short_lived_requests_is_served_completely() {
+    let sim = Simulator::start(sim_config()).await.unwrap();
+    let addr = sim.local_addr();
+    let mut clients = Vec::new();
+    for client in 0..CLIENTS {
+        clients.push(tokio::spawn(async move {
+            // Each client advertises its own (unused) port: a coordinator of its own.
+            let heartbeat = Message::heartbeat(coordinator_identity(40_000 + client as u16));
+            for _ in 0..PER_CLIENT {
+                send_message(addr, &heartbeat, &Limits::default(), TEST_DEADLINE, true)
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for client in clients {
+        tokio::time::timeout(TEST_DEADLINE, client)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let state = sim.state();
+    assert!(
+        eventually(TEST_DEADLINE, || state.stats().requests
+            == (CLIENTS * PER_CLIENT) as u64)
+        .await
+    );
+    assert_eq!(state.coordinators().len(), CLIENTS);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_coordinators_listener_takes_a_burst_of_events() {
+    let coordinator =
+        Coordinator::start(CoordinatorConfig::new(loopback(), coordinator_identity(0)))
+            .await
+            .unwrap();
+    let mut events = coordinator.events();
+    let listener = coordinator.local_addr();
+    let mut senders = Vec::new();
+    for client in 0..CLIENTS {
+        senders.push(tokio::spawn(async move {
+            let node = Identity::new(
+                "n",
+                "node",
+                "127.0.0.1",
+                6000 + client as u16,
+                "0.14.0",
+                false,
+            );
+            for i in 0..PER_CLIENT {
+                let event = Message::output(node.clone(), format!("{i}\n"));
+                send_message(listener, &event, &Limits::default(), TEST_DEADLINE, false)
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    let mut outputs = 0;
+    tokio::time::timeout(TEST_DEADLINE, async {
+        while outputs < CLIENTS * PER_CLIENT {
+            match events.recv().await {
+                Ok(Event::Output { .. }) => outputs += 1,
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(n)) => panic!("lagged by {n}"),
+                Err(broadcast::error::RecvError::Closed) => panic!("closed"),
+            }
+        }
+    })
+    .await
+    .unwrap();
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    coordinator.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boardiocli_fails_until_boot_and_time_scale_shortens_boot() {
+    let coordinator =
+        Coordinator::start(CoordinatorConfig::new(loopback(), coordinator_identity(0)))
+            .await
+            .unwrap();
+    // An hour of boot: never over during this test.
+    let slow = Simulator::start(SimConfig {
+        boot_time: Duration::from_secs(3600),
+        ..sim_config()
+    })
+    .await
+    .unwrap();
+    let output = coordinator
+        .send_command(slow.local_addr(), "boardiocli uSeq")
+        .await
+        .unwrap();
+    assert_eq!(output, "BOARDIO_CLI: boardio is not running\n");
+    assert!(!slow.state().is_booted());
+    slow.shutdown().await;
+
+    // Ten seconds of boot at 1000x: 10 ms.
+    let fast = Simulator::start(SimConfig {
+        boot_time: Duration::from_secs(10),
+        time_scale: 1000.0,
+        ..sim_config()
+    })
+    .await
+    .unwrap();
+    let state = fast.state();
+    assert!(eventually(TEST_DEADLINE, || state.is_booted()).await);
+    let output = coordinator
+        .send_command(
+            fast.local_addr(),
+            "echo 'LED_FAN,1' > /home/rigsters/la4_sequence.csv && boardiocli uSeq",
+        )
+        .await
+        .unwrap();
+    assert_eq!(output, "BOARDIO_CLI: Sent: \"uSeq\" to FIFO file\n");
+    fast.shutdown().await;
+    coordinator.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_disconnects_clients_and_stops_listening() {
+    let sim = Simulator::start(sim_config()).await.unwrap();
+    let addr = sim.local_addr();
+    let mut idle = labwire_net::connect(addr, TEST_DEADLINE).await.unwrap();
+    tokio::time::timeout(TEST_DEADLINE, sim.shutdown())
+        .await
+        .unwrap();
+    let mut buf = [0u8; 8];
+    let read = tokio::time::timeout(TEST_DEADLINE, idle.read(&mut buf))
+        .await
+        .unwrap();
+    assert!(matches!(read, Ok(0) | Err(_)), "connection still open");
+    assert!(labwire_net::connect(addr, TEST_DEADLINE).await.is_err());
+}
