@@ -1,7 +1,7 @@
-//! tokio-util codecs for both sides, thin wrappers over [`wire`](crate::wire).
+//! tokio-util codecs for both sides, thin wrappers over [`wire`].
 //!
 //! There is no delimiter on the wire, so a decoder yields a message as soon as what has arrived
-//! can be a whole one (see [`wire`](crate::wire) for the rule), taking **all** buffered bytes.
+//! can be a whole one (see [`wire`] for the rule), taking **all** buffered bytes.
 //! A sender that splits one message over two writes can therefore be read as two messages; the
 //! vendor's own server has the same limit. Use [`ServerCodec`] behind a short quiet period if
 //! you need to be safe against that (the `pekat-sim` simulator does).

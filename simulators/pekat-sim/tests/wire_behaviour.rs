@@ -230,3 +230,55 @@ async fn shutdown_disconnects_connected_clients() {
     timeout(LIMIT, sim.shutdown()).await.unwrap();
     assert!(closed(&mut s).await);
 }
+
+#[tokio::test]
+async fn a_scaled_clock_makes_simulated_delays_pass_faster() {
+    let mut config = config(Dialect::V3_18).with_delays(Duration::from_secs(20), Duration::ZERO);
+    config.time_scale = 100.0;
+    let sim = Simulator::start(config).await.unwrap();
+    let mut s = connect(&sim).await;
+    let started = std::time::Instant::now();
+    // 20 simulated seconds at 100x: about 200 ms of real time.
+    assert_eq!(ask(&mut s, format!("start:{A}").as_bytes()).await, "done");
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(150), "took {took:?}");
+    assert!(took < Duration::from_secs(4), "took {took:?}");
+    assert_eq!(sim.state().project_state(A), Some(ProjectState::Running));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn status_during_a_start_reports_starting_to_other_connections() {
+    let config = config(Dialect::V3_19).with_delays(Duration::from_millis(300), Duration::ZERO);
+    let sim = Simulator::start(config).await.unwrap();
+    let mut starter = connect(&sim).await;
+    starter
+        .write_all(format!("1.start|{A}").as_bytes())
+        .await
+        .unwrap();
+    let state = sim.state();
+    assert!(wait_for(|| state.project_state(A) == Some(ProjectState::Starting)).await);
+    let mut other = connect(&sim).await;
+    assert_eq!(
+        ask(&mut other, format!("2.status|{A}").as_bytes()).await,
+        "2.suc:starting"
+    );
+    assert_eq!(answer(&mut starter).await, "1.suc:done");
+    assert_eq!(
+        ask(&mut other, format!("status|{A}").as_bytes()).await,
+        "suc:running"
+    );
+    sim.shutdown().await;
+}
+
+/// Polls `condition` until it holds or the limit passes.
+async fn wait_for(mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    while tokio::time::Instant::now() < deadline {
+        if condition() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    condition()
+}
