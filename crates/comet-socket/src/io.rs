@@ -1,5 +1,6 @@
 //! Reading and writing whole frames on an async stream (features `client` or `server`).
 
+use std::fmt::Write as _;
 use std::io;
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use tokio_util::codec::Decoder;
 
 use crate::codec::{CodecError, CometCodec};
 use crate::error::{DecodeError, EncodeError};
-use crate::wire::{self, Frame, Limits, hex_preview};
+use crate::wire::{self, Frame, Limits};
 
 /// After answering, how long [`linger`] keeps discarding what the peer still sends.
 const LINGER: Duration = Duration::from_secs(1);
@@ -139,4 +140,27 @@ pub async fn linger<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) {
         }
     })
     .await;
+}
+
+/// Bytes as hex for trace logs, cut after `max` bytes.
+fn hex_preview(bytes: &[u8], max: usize) -> String {
+    let mut out = String::with_capacity(bytes.len().min(max) * 2 + 16);
+    for byte in bytes.iter().take(max) {
+        let _ = write!(out, "{byte:02x}");
+    }
+    if bytes.len() > max {
+        let _ = write!(out, "... ({} bytes)", bytes.len());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_preview_cuts_long_input() {
+        assert_eq!(hex_preview(&[0, 0xab], 8), "00ab");
+        assert_eq!(hex_preview(&[1, 2, 3], 2), "0102... (3 bytes)");
+    }
 }

@@ -9,8 +9,6 @@
 //! separators, so our frames are byte-identical to COMET's. On receipt all four keys are
 //! required, in any order, and other keys are ignored, as COMET does.
 
-use std::fmt::Write as _;
-
 use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::Value;
 
@@ -283,18 +281,6 @@ pub fn decode(buf: &[u8], limits: &Limits) -> Result<Option<(Frame, usize)>, Dec
     Ok(Some((head.into_frame(content), end)))
 }
 
-/// Bytes as hex for trace logs, cut after `max` bytes.
-pub(crate) fn hex_preview(bytes: &[u8], max: usize) -> String {
-    let mut out = String::with_capacity(bytes.len().min(max) * 2 + 16);
-    for byte in bytes.iter().take(max) {
-        let _ = write!(out, "{byte:02x}");
-    }
-    if bytes.len() > max {
-        let _ = write!(out, "... ({} bytes)", bytes.len());
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -448,11 +434,5 @@ mod tests {
         };
         let err = encode_to_bytes(&frame, &limits).unwrap_err();
         assert!(matches!(err, EncodeError::HeaderTooLong { max: 65535, .. }));
-    }
-
-    #[test]
-    fn hex_preview_cuts_long_input() {
-        assert_eq!(hex_preview(&[0, 0xab], 8), "00ab");
-        assert_eq!(hex_preview(&[1, 2, 3], 2), "0102... (3 bytes)");
     }
 }
