@@ -465,26 +465,19 @@ impl Client {
                 }
             };
             let (reply, conn) = outcome?;
+            // On a mismatch the connection is out of step: it is dropped, not kept.
+            check_id(&request, &reply)?;
             *kept = Some(conn);
             reply
         } else {
             let conn = self.open(deadline).await?;
-            self.round_trip(conn, &out, request.id.as_ref(), deadline, timeout)
-                .await?
-                .0
+            let (reply, _conn) = self
+                .round_trip(conn, &out, request.id.as_ref(), deadline, timeout)
+                .await?;
+            check_id(&request, &reply)?;
+            reply
         };
         tracing::debug!(reply = ?reply, "answered");
-        if let (Some(sent), Some(received)) = (&request.id, &reply.id)
-            && sent != received
-        {
-            if config.keep_connection {
-                *inner.kept.lock().await = None;
-            }
-            return Err(Error::IdMismatch {
-                sent: sent.clone(),
-                received: received.clone(),
-            });
-        }
         Ok(reply)
     }
 
@@ -541,6 +534,17 @@ impl Client {
             Ok(Err(error)) => Err(error),
             Err(_) => Err(Error::Timeout(timeout)),
         }
+    }
+}
+
+/// An answer that echoes an id must echo the one sent (an answer without an id is accepted).
+fn check_id(request: &Request, reply: &Reply) -> Result<(), Error> {
+    match (&request.id, &reply.id) {
+        (Some(sent), Some(received)) if sent != received => Err(Error::IdMismatch {
+            sent: sent.clone(),
+            received: received.clone(),
+        }),
+        _ => Ok(()),
     }
 }
 
