@@ -373,3 +373,15 @@ async fn custom_projects_and_case_insensitive_paths() {
     );
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn unbounded_timeouts_are_accepted() {
+    let sim = sim(Dialect::V3_18, Duration::ZERO, Duration::ZERO).await;
+    let client = Client::builder(sim.local_addr().to_string())
+        .answer_timeout(Duration::MAX)
+        .connect_timeout(Duration::MAX)
+        .build();
+    client.start_and_wait(A, Duration::MAX).await.unwrap();
+    assert_eq!(client.status(A).await.unwrap(), ProjectState::Running);
+    sim.shutdown().await;
+}

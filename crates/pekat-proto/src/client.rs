@@ -367,7 +367,7 @@ impl Client {
     ) -> Result<(), Error> {
         let config = &self.inner.config;
         let started = Instant::now();
-        let deadline = started + within;
+        let deadline = after(started, within);
         let command = request.command;
         match self
             .request_within(request, config.no_answer_grace.min(within))
@@ -405,7 +405,7 @@ impl Client {
                 }
                 Err(error) => return Err(error),
             }
-            let next = Instant::now() + config.poll_interval;
+            let next = after(Instant::now(), config.poll_interval);
             if next >= deadline {
                 break;
             }
@@ -433,7 +433,7 @@ impl Client {
         }
         let mut out = BytesMut::new();
         wire::encode_request(&request, config.dialect, &mut out)?;
-        let deadline = Instant::now() + timeout;
+        let deadline = after(Instant::now(), timeout);
         tracing::debug!(request = ?request, addr = %inner.addr, "sending");
         tracing::trace!(bytes = ?out, "request bytes");
         let reply = if config.keep_connection {
@@ -535,6 +535,12 @@ impl Client {
             Err(_) => Err(Error::Timeout(timeout)),
         }
     }
+}
+
+/// `from + duration`, capped at a century for durations too large to represent ("forever").
+fn after(from: Instant, duration: Duration) -> Instant {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    from.checked_add(duration.min(CENTURY)).unwrap_or(from)
 }
 
 /// An answer that echoes an id must echo the one sent (an answer without an id is accepted).

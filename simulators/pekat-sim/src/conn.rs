@@ -9,7 +9,7 @@ use pekat_proto::wire::{self, Completeness};
 use pekat_proto::{Command, DEFAULT_MAX_RESPONSE_LEN, Dialect, Reply, Response};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::time::{Instant, timeout, timeout_at};
+use tokio::time::{timeout, timeout_at};
 
 use crate::state::Outcome;
 use crate::{Config, Shared};
@@ -51,7 +51,7 @@ async fn read_more(stream: &mut TcpStream, buf: &mut BytesMut) -> std::io::Resul
 /// short quiet period for bytes that still belong to it (a path split across TCP segments).
 /// When a deadline passes, what arrived is the request.
 async fn gather(stream: &mut TcpStream, buf: &mut BytesMut, config: &Config) -> Gathered {
-    let deadline = Instant::now() + config.request_timeout;
+    let deadline = crate::after(config.request_timeout);
     loop {
         if wire::check_len(buf, config.max_request_len).is_err() {
             return Gathered::TooLarge;
@@ -61,7 +61,7 @@ async fn gather(stream: &mut TcpStream, buf: &mut BytesMut, config: &Config) -> 
             Completeness::Complete if config.quiet_period.is_zero() => {
                 return Gathered::Message { eof: false };
             }
-            Completeness::Complete => (Instant::now() + config.quiet_period).min(deadline),
+            Completeness::Complete => crate::after(config.quiet_period).min(deadline),
         };
         match timeout_at(wait_until, read_more(stream, buf)).await {
             Err(_) => return Gathered::Message { eof: false },

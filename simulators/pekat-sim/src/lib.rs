@@ -63,13 +63,28 @@ impl Clock {
 
     /// Simulated time now.
     fn now(&self) -> Duration {
-        self.origin.elapsed().mul_f64(self.scale)
+        Duration::try_from_secs_f64(self.origin.elapsed().as_secs_f64() * self.scale)
+            .unwrap_or(Duration::MAX)
     }
 
     /// The real instant at which simulated time reaches `at`.
     fn real(&self, at: Duration) -> Instant {
-        self.origin + at.div_f64(self.scale)
+        let real = Duration::try_from_secs_f64(at.as_secs_f64() / self.scale).unwrap_or(FAR_AWAY);
+        self.origin
+            .checked_add(real)
+            .unwrap_or_else(|| after(FAR_AWAY))
     }
+}
+
+/// Stands in for "never" where an instant is needed.
+const FAR_AWAY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// The instant `duration` from now, or far away if that cannot be represented.
+pub(crate) fn after(duration: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(duration)
+        .or_else(|| now.checked_add(FAR_AWAY))
+        .unwrap_or(now)
 }
 
 /// What every connection shares: the device state, the faults, counters.
@@ -256,5 +271,39 @@ impl Simulator {
     /// Stops accepting, closes every connection, and waits until all are closed.
     pub async fn shutdown(&self) {
         self.handle.shutdown().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn extreme_time_scales_and_delays_never_overflow() {
+        for scale in [
+            f64::MIN_POSITIVE,
+            1e-300,
+            1.0,
+            1e300,
+            f64::MAX,
+            0.0,
+            -1.0,
+            f64::NAN,
+        ] {
+            let clock = Clock::new(scale);
+            let now = clock.now();
+            let _ = clock.real(now);
+            let _ = clock.real(Duration::MAX);
+        }
+        let _ = after(Duration::MAX);
+        let mut manager = Manager::new(Duration::MAX, Duration::MAX);
+        manager.add_project("p", 1);
+        manager.add_project("q", 2);
+        manager.handle(Command::Start, "p", Duration::MAX);
+        manager.handle(Command::Switch, "q", Duration::MAX);
+        assert_eq!(
+            manager.state("q", Duration::MAX),
+            Some(ProjectState::Running)
+        );
     }
 }

@@ -188,10 +188,10 @@ impl Manager {
             ProjectState::Stopped => Phase::Stopped,
             ProjectState::Running => Phase::Running,
             ProjectState::Starting => Phase::Starting {
-                ready_at: now + start_delay,
+                ready_at: now.saturating_add(start_delay),
             },
             ProjectState::Stopping => Phase::Stopping {
-                done_at: now + stop_delay,
+                done_at: now.saturating_add(stop_delay),
             },
         };
         true
@@ -241,9 +241,9 @@ impl Manager {
             Phase::Running => return Outcome::Now(Response::Done),
             Phase::Starting { ready_at } => return Outcome::At(ready_at, Response::Done),
             _ if port_taken => return Outcome::Now(Response::PortInUse),
-            Phase::Stopped => now + start_delay,
+            Phase::Stopped => now.saturating_add(start_delay),
             // Starts again once it has finished stopping.
-            Phase::Stopping { done_at } => done_at + start_delay,
+            Phase::Stopping { done_at } => done_at.saturating_add(start_delay),
         };
         project.phase = Phase::Starting { ready_at };
         self.settle(now);
@@ -259,7 +259,7 @@ impl Manager {
             Phase::Stopped => return Outcome::Now(Response::Done),
             Phase::Stopping { done_at } => return Outcome::At(done_at, Response::Done),
             // A start in progress is abandoned.
-            Phase::Running | Phase::Starting { .. } => now + stop_delay,
+            Phase::Running | Phase::Starting { .. } => now.saturating_add(stop_delay),
         };
         project.phase = Phase::Stopping { done_at };
         self.settle(now);
@@ -283,9 +283,9 @@ impl Manager {
             match project.phase {
                 Phase::Running | Phase::Starting { .. } => {
                     project.phase = Phase::Stopping {
-                        done_at: now + stop_delay,
+                        done_at: now.saturating_add(stop_delay),
                     };
-                    all_stopped = all_stopped.max(now + stop_delay);
+                    all_stopped = all_stopped.max(now.saturating_add(stop_delay));
                 }
                 Phase::Stopping { done_at } => all_stopped = all_stopped.max(done_at),
                 Phase::Stopped => {}
@@ -297,8 +297,8 @@ impl Manager {
         let ready_at = match project.phase {
             Phase::Running => all_stopped,
             Phase::Starting { ready_at } => ready_at.max(all_stopped),
-            Phase::Stopped => all_stopped + start_delay,
-            Phase::Stopping { done_at } => done_at.max(all_stopped) + start_delay,
+            Phase::Stopped => all_stopped.saturating_add(start_delay),
+            Phase::Stopping { done_at } => done_at.max(all_stopped).saturating_add(start_delay),
         };
         if project.phase != Phase::Running {
             project.phase = Phase::Starting { ready_at };
