@@ -38,10 +38,27 @@ fn sim_config() -> SimConfig {
 }
 
 async fn start() -> (Coordinator, Simulator, broadcast::Receiver<Event>) {
+    start_with(|_| sim_config()).await
+}
+
+/// A coordinator, then a simulator configured knowing the coordinator's address.
+async fn start_with(
+    sim: impl FnOnce(SocketAddr) -> SimConfig,
+) -> (Coordinator, Simulator, broadcast::Receiver<Event>) {
     let coordinator = Coordinator::start(coordinator_config()).await.unwrap();
     let events = coordinator.events();
-    let sim = Simulator::start(sim_config()).await.unwrap();
+    let sim = Simulator::start(sim(coordinator.local_addr()))
+        .await
+        .unwrap();
     (coordinator, sim, events)
+}
+
+/// A simulator that probes the coordinator for discovery.
+fn probing(coordinator: SocketAddr) -> SimConfig {
+    SimConfig {
+        discovery_targets: vec![coordinator],
+        ..sim_config()
+    }
 }
 
 /// The next event `pick` accepts, skipping others; fails the test after the deadline.
@@ -106,14 +123,11 @@ async fn heartbeats_bring_unit_info_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unit_info_waits_until_boardio_has_booted() {
-    let coordinator = Coordinator::start(coordinator_config()).await.unwrap();
-    let mut events = coordinator.events();
-    let sim = Simulator::start(SimConfig {
+    let (coordinator, sim, mut events) = start_with(|_| SimConfig {
         boot_time: Duration::from_millis(400),
         ..sim_config()
     })
-    .await
-    .unwrap();
+    .await;
     let state = sim.state();
     coordinator.add_node(sim.local_addr());
     assert!(eventually(TEST_DEADLINE, || !state.coordinators().is_empty()).await);
@@ -260,14 +274,7 @@ async fn a_silent_node_goes_offline_and_the_node_drops_a_silent_coordinator() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_probing_node_is_discovered_and_managed() {
-    let coordinator = Coordinator::start(coordinator_config()).await.unwrap();
-    let mut events = coordinator.events();
-    let sim = Simulator::start(SimConfig {
-        discovery_targets: vec![coordinator.local_addr()],
-        ..sim_config()
-    })
-    .await
-    .unwrap();
+    let (coordinator, sim, mut events) = start_with(probing).await;
     let (node, identity) = next(&mut events, |e| match e {
         Event::NodeDiscovered { node, identity } => Some((node, identity)),
         _ => None,
@@ -296,14 +303,7 @@ async fn a_probing_node_is_discovered_and_managed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_simulator_stops_probing_once_a_coordinator_is_online() {
-    let coordinator = Coordinator::start(coordinator_config()).await.unwrap();
-    let mut events = coordinator.events();
-    let sim = Simulator::start(SimConfig {
-        discovery_targets: vec![coordinator.local_addr()],
-        ..sim_config()
-    })
-    .await
-    .unwrap();
+    let (coordinator, sim, mut events) = start_with(probing).await;
     next(&mut events, |e| {
         matches!(e, Event::UnitInfo { .. }).then_some(())
     })
@@ -492,4 +492,47 @@ async fn garbage_events_are_rejected_and_the_command_times_out() {
     .await;
     coordinator.shutdown().await;
     sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_from_one_node_are_handled_in_the_order_their_connections_arrived() {
+    let mut config = coordinator_config();
+    config.read_timeout = Duration::from_millis(300);
+    let coordinator = Coordinator::start(config).await.unwrap();
+    let mut events = coordinator.events();
+    let listener = coordinator.local_addr();
+    let node = Identity::new("n", "node", "127.0.0.1", 5999, "0.14.0", false);
+    let bytes = |text: &str| {
+        pycom_proto::wire::encode(
+            &pycom_proto::Message::output(node.clone(), text),
+            &pycom_proto::Limits::default(),
+        )
+        .unwrap()
+    };
+    let (first, second, third) = (bytes("first"), bytes("second"), bytes("third"));
+    // The first connection arrives first but finishes last.
+    let mut slow = labwire_net::connect(listener, TEST_DEADLINE).await.unwrap();
+    slow.write_all(&first[..10]).await.unwrap();
+    // A connection that never finishes: it only delays what follows by the read deadline.
+    let stalled = labwire_net::connect(listener, TEST_DEADLINE).await.unwrap();
+    let mut quick = labwire_net::connect(listener, TEST_DEADLINE).await.unwrap();
+    quick.write_all(&second).await.unwrap();
+    quick.shutdown().await.unwrap();
+    let mut quick = labwire_net::connect(listener, TEST_DEADLINE).await.unwrap();
+    quick.write_all(&third).await.unwrap();
+    quick.shutdown().await.unwrap();
+    slow.write_all(&first[10..]).await.unwrap();
+    slow.shutdown().await.unwrap();
+    let mut order = Vec::new();
+    while order.len() < 3 {
+        let output = next(&mut events, |e| match e {
+            Event::Output { output, .. } => Some(output),
+            _ => None,
+        })
+        .await;
+        order.push(output);
+    }
+    assert_eq!(order, ["first", "second", "third"]);
+    drop(stalled);
+    coordinator.shutdown().await;
 }

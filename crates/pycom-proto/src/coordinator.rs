@@ -11,7 +11,10 @@
 //! `port` in the event, which is the node's listen port). To make that order the node's order,
 //! commands to one node are sent one at a time: the next command is sent only after the node has
 //! closed the previous request connection (which it does once it has read it). Commands to
-//! different nodes run in parallel.
+//! different nodes run in parallel. On the way back, events from one IP are handled in the order
+//! their connections were accepted (they are still read in parallel), so a short event cannot
+//! overtake a longer one the node sent before it; a peer that stalls delays the events behind
+//! it by at most the read deadline.
 //!
 //! A command that times out (or whose future is dropped) keeps its place for
 //! [`CoordinatorConfig::late_output_grace`], so that its late output is not mistaken for the
@@ -25,7 +28,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -306,6 +309,68 @@ impl NodeEntry {
     }
 }
 
+/// Keeps the events of one peer IP in the order their connections were accepted.
+///
+/// A node sends events one connection after another, but connection tasks run in parallel, so
+/// a short second event could be read before a longer first one. Reading stays parallel; only
+/// handling waits for the previous connection from the same IP to be handled (or to end). A
+/// peer that stalls delays the events behind it by at most the read deadline.
+#[derive(Debug, Default)]
+struct ArrivalOrder {
+    /// Per IP, the turn of the latest accepted connection, signalled when it is done.
+    last: Mutex<HashMap<IpAddr, (u64, oneshot::Receiver<()>)>>,
+    next: AtomicU64,
+}
+
+struct Turn {
+    order: Arc<ArrivalOrder>,
+    ip: IpAddr,
+    id: u64,
+    previous: Option<oneshot::Receiver<()>>,
+    /// Dropped (signalling the next connection) when this turn ends, however it ends.
+    _done: oneshot::Sender<()>,
+}
+
+impl ArrivalOrder {
+    fn arrive(order: &Arc<Self>, ip: IpAddr) -> Turn {
+        let id = order.next.fetch_add(1, Ordering::Relaxed);
+        let (done, next_waits) = oneshot::channel();
+        let previous = order
+            .lock()
+            .insert(ip, (id, next_waits))
+            .map(|(_, previous)| previous);
+        Turn {
+            order: Arc::clone(order),
+            ip,
+            id,
+            previous,
+            _done: done,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<IpAddr, (u64, oneshot::Receiver<()>)>> {
+        self.last.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Turn {
+    async fn wait_for_previous(&mut self) {
+        if let Some(previous) = self.previous.take() {
+            // An error only means the previous connection ended without a signal: go on.
+            let _ = previous.await;
+        }
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        let mut last = self.order.lock();
+        if last.get(&self.ip).is_some_and(|(id, _)| *id == self.id) {
+            last.remove(&self.ip);
+        }
+    }
+}
+
 impl Coordinator {
     /// Binds the event listener and starts the heartbeat loop.
     ///
@@ -323,16 +388,23 @@ impl Coordinator {
             let weak = weak.clone();
             let limits = config.limits;
             let read_timeout = config.read_timeout;
+            let order = Arc::new(ArrivalOrder::default());
             let listener =
                 server.serve_with_token(shutdown.child_token(), move |mut stream, peer, _| {
                     let weak = weak.clone();
+                    // Called in accept order: this is where the turn is taken.
+                    let turn = ArrivalOrder::arrive(&order, peer.ip());
                     async move {
                         let received =
                             transport::read_message(&mut stream, &limits, read_timeout).await;
-                        drop(stream);
+                        let mut turn = turn;
+                        turn.wait_for_previous().await;
                         if let Some(inner) = weak.upgrade() {
                             inner.on_received(peer, received);
                         }
+                        // Close only once handled, for senders that wait for the close.
+                        drop(stream);
+                        drop(turn);
                     }
                 });
             Inner {
