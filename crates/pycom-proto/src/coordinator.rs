@@ -28,7 +28,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -41,7 +41,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::message::{Body, Identity, Message, UnitInfo};
 use crate::sequence::{Sequence, Slot};
-use crate::transport::{self, DEFAULT_READ_TIMEOUT, DEFAULT_SEND_TIMEOUT, ReceiveError, SendError};
+use crate::transport::{
+    self, ArrivalOrder, DEFAULT_READ_TIMEOUT, DEFAULT_SEND_TIMEOUT, ReceiveError, SendError,
+};
 use crate::wire::Limits;
 
 /// How often a heartbeat goes to each managed node, as the vendor asks.
@@ -306,68 +308,6 @@ impl NodeEntry {
             self.pending.pop_front();
         }
         None
-    }
-}
-
-/// Keeps the events of one peer IP in the order their connections were accepted.
-///
-/// A node sends events one connection after another, but connection tasks run in parallel, so
-/// a short second event could be read before a longer first one. Reading stays parallel; only
-/// handling waits for the previous connection from the same IP to be handled (or to end). A
-/// peer that stalls delays the events behind it by at most the read deadline.
-#[derive(Debug, Default)]
-struct ArrivalOrder {
-    /// Per IP, the turn of the latest accepted connection, signalled when it is done.
-    last: Mutex<HashMap<IpAddr, (u64, oneshot::Receiver<()>)>>,
-    next: AtomicU64,
-}
-
-struct Turn {
-    order: Arc<ArrivalOrder>,
-    ip: IpAddr,
-    id: u64,
-    previous: Option<oneshot::Receiver<()>>,
-    /// Dropped (signalling the next connection) when this turn ends, however it ends.
-    _done: oneshot::Sender<()>,
-}
-
-impl ArrivalOrder {
-    fn arrive(order: &Arc<Self>, ip: IpAddr) -> Turn {
-        let id = order.next.fetch_add(1, Ordering::Relaxed);
-        let (done, next_waits) = oneshot::channel();
-        let previous = order
-            .lock()
-            .insert(ip, (id, next_waits))
-            .map(|(_, previous)| previous);
-        Turn {
-            order: Arc::clone(order),
-            ip,
-            id,
-            previous,
-            _done: done,
-        }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, HashMap<IpAddr, (u64, oneshot::Receiver<()>)>> {
-        self.last.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-impl Turn {
-    async fn wait_for_previous(&mut self) {
-        if let Some(previous) = self.previous.take() {
-            // An error only means the previous connection ended without a signal: go on.
-            let _ = previous.await;
-        }
-    }
-}
-
-impl Drop for Turn {
-    fn drop(&mut self) {
-        let mut last = self.order.lock();
-        if last.get(&self.ip).is_some_and(|(id, _)| *id == self.id) {
-            last.remove(&self.ip);
-        }
     }
 }
 

@@ -47,7 +47,9 @@ use std::time::Duration;
 use labwire_net::{CancellationToken, Server, ServerConfig, ServerHandle};
 
 use crate::message::{Body, Identity, Message};
-use crate::transport::{self, DEFAULT_READ_TIMEOUT, DEFAULT_SEND_TIMEOUT, ReceiveError, SendError};
+use crate::transport::{
+    self, ArrivalOrder, DEFAULT_READ_TIMEOUT, DEFAULT_SEND_TIMEOUT, ReceiveError, SendError,
+};
 use crate::wire::Limits;
 
 /// Default port a pycom node listens on.
@@ -108,7 +110,8 @@ pub trait Handler: Send + Sync + 'static {
 }
 
 /// Binds `config.server.addr` and serves requests with `handler` until the returned handle is
-/// shut down (or dropped).
+/// shut down (or dropped). Requests are read in parallel; those from one IP are handed to the
+/// handler in the order their connections were accepted.
 ///
 /// # Errors
 /// When the address cannot be bound.
@@ -128,14 +131,21 @@ pub async fn serve_with_token<H: Handler>(
     let server = Server::bind(config.server.clone()).await?;
     let limits = config.limits;
     let read_timeout = config.read_timeout;
+    let order = Arc::new(ArrivalOrder::default());
     Ok(
         server.serve_with_token(shutdown, move |mut stream, peer, _token| {
             let handler = Arc::clone(&handler);
+            // Called in accept order: requests from one IP are handled in that order.
+            let mut turn = ArrivalOrder::arrive(&order, peer.ip());
             async move {
-                match transport::read_message(&mut stream, &limits, read_timeout).await {
+                let received = transport::read_message(&mut stream, &limits, read_timeout).await;
+                turn.wait_for_previous().await;
+                match received {
                     Ok(message) => handler.handle(Request { message, peer }).await,
                     Err(error) => handler.rejected(peer, &error),
                 }
+                drop(stream);
+                drop(turn);
             }
         }),
     )
@@ -243,6 +253,45 @@ mod tests {
             .unwrap();
         assert_eq!(request.message, Message::cmd(coordinator, "ls"));
         assert_eq!(request.reply_addr(), "127.0.0.1:1".parse().unwrap());
+        handle.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn requests_from_one_ip_are_handled_in_arrival_order() {
+        use tokio::io::AsyncWriteExt;
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let handle = serve(
+            NodeConfig::new("127.0.0.1:0".parse().unwrap()),
+            Arc::new(Forward(tx)),
+        )
+        .await
+        .unwrap();
+        let addr = handle.local_addr();
+        let me = Identity::new("c", "coord", "127.0.0.1", 1, "v", true);
+        let encode = |command: &str| {
+            crate::wire::encode(&Message::cmd(me.clone(), command), &Limits::default()).unwrap()
+        };
+        let (first, second) = (encode("first"), encode("second"));
+        let timeout = Duration::from_secs(5);
+        let mut slow = labwire_net::connect(addr, timeout).await.unwrap();
+        slow.write_all(&first[..5]).await.unwrap();
+        let mut quick = labwire_net::connect(addr, timeout).await.unwrap();
+        quick.write_all(&second).await.unwrap();
+        quick.shutdown().await.unwrap();
+        slow.write_all(&first[5..]).await.unwrap();
+        slow.shutdown().await.unwrap();
+        for expected in ["first", "second"] {
+            let request = tokio::time::timeout(timeout, rx.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                request.message.body,
+                Body::Cmd {
+                    command: expected.into()
+                }
+            );
+        }
         handle.shutdown().await;
     }
 }

@@ -3,11 +3,15 @@
 //! Both roles use the same two steps: the receiver reads to EOF ([`read_message`]); the sender
 //! connects, writes the encoded message in one write, shuts its side down ([`send_message`]).
 
+use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::message::Message;
@@ -175,6 +179,70 @@ pub async fn send_bytes(
         }
     }
     Ok(())
+}
+
+/// Keeps the messages of one peer IP in the order their connections were accepted.
+///
+/// A peer sends messages one connection after another, but connection tasks run in parallel, so
+/// a short second message could be read before a longer first one. Reading stays parallel; only
+/// handling waits for the previous connection from the same IP to be handled (or to end). A
+/// peer that stalls delays the events behind it by at most the read deadline.
+#[derive(Debug, Default)]
+pub(crate) struct ArrivalOrder {
+    /// Per IP, the turn of the latest accepted connection, signalled when it is done.
+    last: Mutex<HashMap<IpAddr, (u64, oneshot::Receiver<()>)>>,
+    next: AtomicU64,
+}
+
+pub(crate) struct Turn {
+    order: Arc<ArrivalOrder>,
+    ip: IpAddr,
+    id: u64,
+    previous: Option<oneshot::Receiver<()>>,
+    /// Dropped (signalling the next connection) when this turn ends, however it ends.
+    _done: oneshot::Sender<()>,
+}
+
+impl ArrivalOrder {
+    /// Takes the next turn for `ip`; call it in accept order.
+    pub(crate) fn arrive(order: &Arc<Self>, ip: IpAddr) -> Turn {
+        let id = order.next.fetch_add(1, Ordering::Relaxed);
+        let (done, next_waits) = oneshot::channel();
+        let previous = order
+            .lock()
+            .insert(ip, (id, next_waits))
+            .map(|(_, previous)| previous);
+        Turn {
+            order: Arc::clone(order),
+            ip,
+            id,
+            previous,
+            _done: done,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<IpAddr, (u64, oneshot::Receiver<()>)>> {
+        self.last.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Turn {
+    /// Waits until the previous connection from the same IP has been handled (or has ended).
+    pub(crate) async fn wait_for_previous(&mut self) {
+        if let Some(previous) = self.previous.take() {
+            // An error only means the previous connection ended without a signal: go on.
+            let _ = previous.await;
+        }
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        let mut last = self.order.lock();
+        if last.get(&self.ip).is_some_and(|(id, _)| *id == self.id) {
+            last.remove(&self.ip);
+        }
+    }
 }
 
 /// Lower-case hex of `bytes`, for trace logs.
