@@ -84,6 +84,7 @@ pub struct CoordinatorConfig {
     /// Capacity of the event stream.
     pub event_capacity: usize,
     /// Start managing (heartbeating) a node that probes this coordinator; `true` by default.
+    /// Either way the node is listed and announced once with [`Event::NodeDiscovered`].
     pub manage_discovered: bool,
 }
 
@@ -707,20 +708,18 @@ impl Inner {
             return;
         }
         let now = Instant::now();
-        let known = self.lock_nodes().contains_key(&node);
-        if matches!(message.body, Body::Heartbeat) && !known {
+        let discovered =
+            matches!(message.body, Body::Heartbeat) && !self.lock_nodes().contains_key(&node);
+        if discovered {
             tracing::debug!(%node, id = %message.identity.id, "node discovered");
-            if self.config.manage_discovered {
-                self.lock_nodes().insert(node, NodeEntry::new(now, true));
-            }
+            self.lock_nodes()
+                .insert(node, NodeEntry::new(now, self.config.manage_discovered));
             self.emit(Event::NodeDiscovered {
                 node,
                 identity: message.identity.clone(),
             });
         }
-        if self.config.manage_discovered || known {
-            self.contact(node, Some(&message.identity));
-        }
+        self.contact(node, Some(&message.identity));
         let Message { identity, body } = message;
         match body {
             Body::Heartbeat => {

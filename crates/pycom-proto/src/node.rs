@@ -113,10 +113,13 @@ pub trait Handler: Send + Sync + 'static {
 /// shut down (or dropped). Requests are read in parallel; those from one IP are handed to the
 /// handler in the order their connections were accepted.
 ///
+/// Use [`NodeListener::bind`] instead to learn the bound port (for the node's identity) before
+/// serving.
+///
 /// # Errors
 /// When the address cannot be bound.
 pub async fn serve<H: Handler>(config: NodeConfig, handler: Arc<H>) -> io::Result<ServerHandle> {
-    serve_with_token(config, handler, CancellationToken::new()).await
+    Ok(NodeListener::bind(config).await?.serve(handler))
 }
 
 /// Like [`serve`], stopping also when `shutdown` is cancelled.
@@ -128,11 +131,57 @@ pub async fn serve_with_token<H: Handler>(
     handler: Arc<H>,
     shutdown: CancellationToken,
 ) -> io::Result<ServerHandle> {
-    let server = Server::bind(config.server.clone()).await?;
-    let limits = config.limits;
-    let read_timeout = config.read_timeout;
-    let order = Arc::new(ArrivalOrder::default());
-    Ok(
+    Ok(NodeListener::bind(config)
+        .await?
+        .serve_with_token(handler, shutdown))
+}
+
+/// A bound node listener, not serving yet: learn its address, then [`NodeListener::serve`].
+#[derive(Debug)]
+pub struct NodeListener {
+    server: Server,
+    limits: Limits,
+    read_timeout: Duration,
+}
+
+impl NodeListener {
+    /// Binds the listener described by `config`.
+    ///
+    /// # Errors
+    /// When the address cannot be bound.
+    pub async fn bind(config: NodeConfig) -> io::Result<Self> {
+        Ok(Self {
+            server: Server::bind(config.server).await?,
+            limits: config.limits,
+            read_timeout: config.read_timeout,
+        })
+    }
+
+    /// The bound address (with the real port when the configured one was 0).
+    ///
+    /// # Errors
+    /// If the OS cannot report it.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.server.local_addr()
+    }
+
+    /// Starts serving requests with `handler` (see [`serve`]).
+    pub fn serve<H: Handler>(self, handler: Arc<H>) -> ServerHandle {
+        self.serve_with_token(handler, CancellationToken::new())
+    }
+
+    /// Like [`NodeListener::serve`], stopping also when `shutdown` is cancelled.
+    pub fn serve_with_token<H: Handler>(
+        self,
+        handler: Arc<H>,
+        shutdown: CancellationToken,
+    ) -> ServerHandle {
+        let Self {
+            server,
+            limits,
+            read_timeout,
+        } = self;
+        let order = Arc::new(ArrivalOrder::default());
         server.serve_with_token(shutdown, move |mut stream, peer, _token| {
             let handler = Arc::clone(&handler);
             // Called in accept order: requests from one IP are handled in that order.
@@ -147,8 +196,8 @@ pub async fn serve_with_token<H: Handler>(
                 drop(stream);
                 drop(turn);
             }
-        }),
-    )
+        })
+    }
 }
 
 /// Sends events as one node: each call opens a connection, writes one message with this node's

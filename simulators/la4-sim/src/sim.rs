@@ -2,14 +2,15 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use labwire_net::{CancellationToken, ServerConfig, ServerHandle};
-use pycom_proto::node::{self, EventSender, Handler, NodeConfig, Request};
+use pycom_proto::node::{self, EventSender, Handler, NodeConfig, NodeListener, Request};
 use pycom_proto::transport::{self, DEFAULT_READ_TIMEOUT, DEFAULT_SEND_TIMEOUT};
-use pycom_proto::{Body, Identity, Limits, Message, UnitInfo};
+use pycom_proto::{Body, Identity, Limits, UnitInfo};
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 use tokio_util::task::TaskTracker;
 
 use crate::shell::Files;
@@ -17,6 +18,9 @@ use crate::state::{CoordinatorStatus, Coordinators, Device, LightState};
 
 /// Version a simulated node reports (the one in the vendor's examples).
 pub const NODE_VERSION: &str = "0.14.0";
+
+/// How many of the latest commands [`Stats::commands`] keeps.
+pub const MAX_RECORDED_COMMANDS: usize = 1024;
 
 /// Faults the simulator injects on demand; change them at any time with
 /// [`SimState::set_faults`].
@@ -118,7 +122,7 @@ impl SimConfig {
 pub struct Stats {
     /// Valid requests received.
     pub requests: u64,
-    /// Commands received, in order.
+    /// The latest commands received (at most [`MAX_RECORDED_COMMANDS`]), oldest first.
     pub commands: Vec<String>,
     /// Events delivered.
     pub events_sent: u64,
@@ -226,7 +230,13 @@ impl Handler for Shared {
         match message.body {
             Body::Cmd { command } => {
                 tracing::debug!(%peer, %command, "command");
-                lock(&self.stats).commands.push(command.clone());
+                {
+                    let mut stats = lock(&self.stats);
+                    if stats.commands.len() >= MAX_RECORDED_COMMANDS {
+                        stats.commands.remove(0);
+                    }
+                    stats.commands.push(command.clone());
+                }
                 let _ = self.outbox.send(Job::Command { to, command }).await;
             }
             Body::Heartbeat => {
@@ -299,9 +309,10 @@ impl Shared {
         tick: Duration,
         discovery_interval: Duration,
         targets: Vec<SocketAddr>,
-        send_timeout: Duration,
     ) {
         let mut next_probe = now();
+        // At most one scan at a time; dropping the set (at shutdown) aborts it.
+        let mut scan = JoinSet::new();
         loop {
             tokio::time::sleep(tick).await;
             let now = now();
@@ -312,22 +323,20 @@ impl Shared {
             for to in due {
                 let _ = self.outbox.send(Job::UnitInfo { to }).await;
             }
+            while scan.try_join_next().is_some() {}
             let scanning = !targets.is_empty() && !lock(&self.coordinators).any_online();
-            if scanning && now >= next_probe {
+            if scanning && now >= next_probe && scan.is_empty() {
                 next_probe = now + discovery_interval;
-                let probe = Message::heartbeat(self.identity.clone());
-                for target in &targets {
-                    let sent = transport::send_message(
-                        *target,
-                        &probe,
-                        &Limits::default(),
-                        send_timeout,
-                        false,
-                    )
-                    .await;
-                    tracing::debug!(%target, ok = sent.is_ok(), "discovery probe");
-                    lock(&self.stats).probes_sent += 1;
-                }
+                let shared = Arc::clone(&self);
+                let targets = targets.clone();
+                scan.spawn(async move {
+                    for target in targets {
+                        // A probe is the node's own base message, `coordinator: false`.
+                        let sent = shared.events.send(target, Body::Heartbeat).await;
+                        tracing::debug!(%target, ok = sent.is_ok(), "discovery probe");
+                        lock(&shared.stats).probes_sent += 1;
+                    }
+                });
             }
         }
     }
@@ -362,13 +371,9 @@ impl Simulator {
             limits: config.limits,
             read_timeout: config.read_timeout,
         };
-        // Bind first: the identity must carry the real port, and the handler needs the identity.
-        let deferred = Arc::new(Deferred {
-            shared: OnceLock::new(),
-        });
-        let server =
-            node::serve_with_token(node_config, Arc::clone(&deferred), shutdown.child_token())
-                .await?;
+        // Bind first: the identity must carry the real port.
+        let listener = NodeListener::bind(node_config).await?;
+        let port = listener.local_addr()?.port();
         let identity = Identity::new(
             config.id.clone(),
             config.name.clone(),
@@ -376,7 +381,7 @@ impl Simulator {
                 .ip
                 .clone()
                 .unwrap_or_else(|| config.listen.ip().to_string()),
-            server.local_addr().port(),
+            port,
             NODE_VERSION,
             false,
         );
@@ -393,7 +398,7 @@ impl Simulator {
             stats: Mutex::new(Stats::default()),
             outbox,
         });
-        let _ = deferred.shared.set(Arc::clone(&shared));
+        let server = listener.serve_with_token(Arc::clone(&shared), shutdown.child_token());
         let tasks = TaskTracker::new();
         let tick = [boot_time, offline_after, discovery_interval]
             .into_iter()
@@ -415,7 +420,6 @@ impl Simulator {
             tick,
             discovery_interval,
             config.discovery_targets.clone(),
-            config.send_timeout,
         );
         tasks.spawn(async move {
             tokio::select! {
@@ -455,18 +459,5 @@ impl Simulator {
 impl Drop for Simulator {
     fn drop(&mut self) {
         self.shutdown.cancel();
-    }
-}
-
-/// Lets the listener start before the shared state (which needs the bound port) exists.
-struct Deferred {
-    shared: OnceLock<Arc<Shared>>,
-}
-
-impl Handler for Deferred {
-    async fn handle(&self, request: Request) {
-        if let Some(shared) = self.shared.get() {
-            shared.handle(request).await;
-        }
     }
 }
