@@ -85,6 +85,32 @@ fn encode_reply(reply: &Reply, dialect: Dialect) -> Vec<u8> {
     buf.to_vec()
 }
 
+/// Feeds `bytes` to `codec` cut at `cuts` (then the rest), decoding after each piece.
+/// Returns what was decoded, the codec and what is left in its buffer.
+fn feed_in_chunks<D>(
+    mut codec: D,
+    bytes: &[u8],
+    mut cuts: Vec<usize>,
+) -> (Vec<D::Item>, (D, BytesMut))
+where
+    D: Decoder,
+    D::Error: std::fmt::Debug,
+{
+    cuts.sort_unstable();
+    cuts.push(bytes.len());
+    let mut buf = BytesMut::new();
+    let mut decoded = Vec::new();
+    let mut from = 0;
+    for cut in cuts {
+        buf.extend_from_slice(&bytes[from..cut]);
+        from = cut;
+        while let Some(item) = codec.decode(&mut buf).unwrap() {
+            decoded.push(item);
+        }
+    }
+    (decoded, (codec, buf))
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -128,20 +154,8 @@ proptest! {
     ) {
         let bytes = encode_request(&request, dialect);
         let separator = bytes.iter().position(|&b| b == dialect.separator()).unwrap();
-        let mut cuts: Vec<usize> = cuts.iter().map(|i| i.index(separator + 1)).collect();
-        cuts.sort_unstable();
-        cuts.push(bytes.len());
-        let mut codec = ServerCodec::new(dialect);
-        let mut buf = BytesMut::new();
-        let mut decoded = Vec::new();
-        let mut from = 0;
-        for cut in cuts {
-            buf.extend_from_slice(&bytes[from..cut]);
-            from = cut;
-            while let Some(item) = codec.decode(&mut buf).unwrap() {
-                decoded.push(item);
-            }
-        }
+        let cuts: Vec<usize> = cuts.iter().map(|i| i.index(separator + 1)).collect();
+        let (decoded, _) = feed_in_chunks(ServerCodec::new(dialect), &bytes, cuts);
         prop_assert_eq!(decoded, vec![Ok(request)]);
     }
 
@@ -190,21 +204,10 @@ proptest! {
     ) {
         let mut bytes = encode_reply(&reply, dialect);
         bytes.extend_from_slice(line_ending.as_bytes());
-        let mut cuts: Vec<usize> = cuts.iter().map(|i| i.index(bytes.len() + 1)).collect();
-        cuts.sort_unstable();
-        cuts.push(bytes.len());
+        let cuts: Vec<usize> = cuts.iter().map(|i| i.index(bytes.len() + 1)).collect();
         let mut codec = ClientCodec::new(dialect);
         codec.expect_id(reply.id.clone());
-        let mut buf = BytesMut::new();
-        let mut decoded = Vec::new();
-        let mut from = 0;
-        for cut in cuts {
-            buf.extend_from_slice(&bytes[from..cut]);
-            from = cut;
-            while let Some(item) = codec.decode(&mut buf).unwrap() {
-                decoded.push(item);
-            }
-        }
+        let (mut decoded, (mut codec, mut buf)) = feed_in_chunks(codec, &bytes, cuts);
         while let Some(item) = codec.decode_eof(&mut buf).unwrap() {
             decoded.push(item);
         }
