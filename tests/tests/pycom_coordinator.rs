@@ -536,3 +536,22 @@ async fn events_from_one_node_are_handled_in_the_order_their_connections_arrived
     drop(stalled);
     coordinator.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adding_a_node_heartbeats_it_at_once_without_waiting_for_the_interval() {
+    let mut config = coordinator_config();
+    config.heartbeat_interval = Duration::from_secs(3600);
+    let coordinator = Coordinator::start(config).await.unwrap();
+    let mut events = coordinator.events();
+    let sim = Simulator::start(sim_config()).await.unwrap();
+    // The first heartbeat round is an hour away.
+    let state = sim.state();
+    coordinator.add_node(sim.local_addr());
+    next(&mut events, |e| {
+        matches!(e, Event::UnitInfo { .. }).then_some(())
+    })
+    .await;
+    assert_eq!(state.stats().requests, 1);
+    coordinator.shutdown().await;
+    sim.shutdown().await;
+}

@@ -41,9 +41,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::message::{Body, Identity, Message, UnitInfo};
 use crate::sequence::{Sequence, Slot};
-use crate::transport::{
-    self, ArrivalOrder, DEFAULT_READ_TIMEOUT, DEFAULT_SEND_TIMEOUT, ReceiveError, SendError,
-};
+use crate::transport::{self, DEFAULT_READ_TIMEOUT, DEFAULT_SEND_TIMEOUT, ReceiveError, SendError};
 use crate::wire::Limits;
 
 /// How often a heartbeat goes to each managed node, as the vendor asks.
@@ -329,25 +327,18 @@ impl Coordinator {
             let weak = weak.clone();
             let limits = config.limits;
             let read_timeout = config.read_timeout;
-            let order = Arc::new(ArrivalOrder::default());
-            let listener =
-                server.serve_with_token(shutdown.child_token(), move |mut stream, peer, _| {
-                    let weak = weak.clone();
-                    // Called in accept order: this is where the turn is taken.
-                    let turn = ArrivalOrder::arrive(&order, peer.ip());
-                    async move {
-                        let received =
-                            transport::read_message(&mut stream, &limits, read_timeout).await;
-                        let mut turn = turn;
-                        turn.wait_for_previous().await;
-                        if let Some(inner) = weak.upgrade() {
-                            inner.on_received(peer, received);
-                        }
-                        // Close only once handled, for senders that wait for the close.
-                        drop(stream);
-                        drop(turn);
+            let listener = transport::serve_messages(
+                server,
+                shutdown.child_token(),
+                limits,
+                read_timeout,
+                move |peer, received| {
+                    if let Some(inner) = weak.upgrade() {
+                        inner.on_received(peer, received);
                     }
-                });
+                    std::future::ready(())
+                },
+            );
             Inner {
                 config,
                 identity,
@@ -391,7 +382,7 @@ impl Coordinator {
             let mut nodes = self.inner.lock_nodes();
             let entry = nodes
                 .entry(addr)
-                .or_insert_with(|| NodeEntry::new(Instant::now(), true));
+                .or_insert_with(|| NodeEntry::new(Instant::now(), false));
             !std::mem::replace(&mut entry.managed, true)
         };
         if newly {
@@ -808,7 +799,8 @@ async fn heartbeat_loop(inner: std::sync::Weak<Inner>, shutdown: CancellationTok
             .max(Duration::from_millis(1)),
         None => return,
     };
-    let mut ticks = tokio::time::interval(period);
+    // No round at start: nodes get their first heartbeat when added.
+    let mut ticks = tokio::time::interval_at(Instant::now() + period, period);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tokio::select! {

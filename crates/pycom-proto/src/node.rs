@@ -47,9 +47,7 @@ use std::time::Duration;
 use labwire_net::{CancellationToken, Server, ServerConfig, ServerHandle};
 
 use crate::message::{Body, Identity, Message};
-use crate::transport::{
-    self, ArrivalOrder, DEFAULT_READ_TIMEOUT, DEFAULT_SEND_TIMEOUT, ReceiveError, SendError,
-};
+use crate::transport::{self, DEFAULT_READ_TIMEOUT, DEFAULT_SEND_TIMEOUT, ReceiveError, SendError};
 use crate::wire::Limits;
 
 /// Default port a pycom node listens on.
@@ -176,27 +174,21 @@ impl NodeListener {
         handler: Arc<H>,
         shutdown: CancellationToken,
     ) -> ServerHandle {
-        let Self {
-            server,
-            limits,
-            read_timeout,
-        } = self;
-        let order = Arc::new(ArrivalOrder::default());
-        server.serve_with_token(shutdown, move |mut stream, peer, _token| {
-            let handler = Arc::clone(&handler);
-            // Called in accept order: requests from one IP are handled in that order.
-            let mut turn = ArrivalOrder::arrive(&order, peer.ip());
-            async move {
-                let received = transport::read_message(&mut stream, &limits, read_timeout).await;
-                turn.wait_for_previous().await;
-                match received {
-                    Ok(message) => handler.handle(Request { message, peer }).await,
-                    Err(error) => handler.rejected(peer, &error),
+        transport::serve_messages(
+            self.server,
+            shutdown,
+            self.limits,
+            self.read_timeout,
+            move |peer, received| {
+                let handler = Arc::clone(&handler);
+                async move {
+                    match received {
+                        Ok(message) => handler.handle(Request { message, peer }).await,
+                        Err(error) => handler.rejected(peer, &error),
+                    }
                 }
-                drop(stream);
-                drop(turn);
-            }
-        })
+            },
+        )
     }
 }
 

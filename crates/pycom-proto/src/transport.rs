@@ -4,12 +4,14 @@
 //! connects, writes the encoded message in one write, shuts its side down ([`send_message`]).
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use labwire_net::{CancellationToken, Server, ServerHandle};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -181,6 +183,37 @@ pub async fn send_bytes(
     Ok(())
 }
 
+/// Serves one message per connection on `server`: reads each (connections in parallel, under
+/// the size limit and deadline), hands it to `handle` — for one peer IP, in the order the
+/// connections were accepted — and closes the connection once `handle` has finished.
+pub(crate) fn serve_messages<F, Fut>(
+    server: Server,
+    shutdown: CancellationToken,
+    limits: Limits,
+    read_timeout: Duration,
+    handle: F,
+) -> ServerHandle
+where
+    F: Fn(SocketAddr, Result<Message, ReceiveError>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let order = Arc::new(ArrivalOrder::default());
+    let handle = Arc::new(handle);
+    server.serve_with_token(shutdown, move |mut stream, peer, _| {
+        let handle = Arc::clone(&handle);
+        // Called in accept order: this is where the turn is taken.
+        let mut turn = ArrivalOrder::arrive(&order, peer.ip());
+        async move {
+            let received = read_message(&mut stream, &limits, read_timeout).await;
+            turn.wait_for_previous().await;
+            handle(peer, received).await;
+            // Closed only once handled, for senders that wait for the close.
+            drop(stream);
+            drop(turn);
+        }
+    })
+}
+
 /// Keeps the messages of one peer IP in the order their connections were accepted.
 ///
 /// A peer sends messages one connection after another, but connection tasks run in parallel, so
@@ -188,13 +221,13 @@ pub async fn send_bytes(
 /// handling waits for the previous connection from the same IP to be handled (or to end). A
 /// peer that stalls delays the events behind it by at most the read deadline.
 #[derive(Debug, Default)]
-pub(crate) struct ArrivalOrder {
+struct ArrivalOrder {
     /// Per IP, the turn of the latest accepted connection, signalled when it is done.
     last: Mutex<HashMap<IpAddr, (u64, oneshot::Receiver<()>)>>,
     next: AtomicU64,
 }
 
-pub(crate) struct Turn {
+struct Turn {
     order: Arc<ArrivalOrder>,
     ip: IpAddr,
     id: u64,
@@ -205,7 +238,7 @@ pub(crate) struct Turn {
 
 impl ArrivalOrder {
     /// Takes the next turn for `ip`; call it in accept order.
-    pub(crate) fn arrive(order: &Arc<Self>, ip: IpAddr) -> Turn {
+    fn arrive(order: &Arc<Self>, ip: IpAddr) -> Turn {
         let id = order.next.fetch_add(1, Ordering::Relaxed);
         let (done, next_waits) = oneshot::channel();
         let previous = order
@@ -228,7 +261,7 @@ impl ArrivalOrder {
 
 impl Turn {
     /// Waits until the previous connection from the same IP has been handled (or has ended).
-    pub(crate) async fn wait_for_previous(&mut self) {
+    async fn wait_for_previous(&mut self) {
         if let Some(previous) = self.previous.take() {
             // An error only means the previous connection ended without a signal: go on.
             let _ = previous.await;
