@@ -11,7 +11,7 @@ use tracing::Instrument as _;
 use crate::error::{DecodeError, EncodeError};
 use crate::io::{ReadError, WriteError, read_frame, write_frame};
 use crate::json::{self, is_truthy};
-use crate::message::{Refusal, Request, Response};
+use crate::message::{Refusal, Response, check_request, request_content};
 use crate::wire::{Frame, Limits};
 
 /// Connect timeout when none is configured.
@@ -205,10 +205,9 @@ impl Client {
         value: &Value,
         timeout: Duration,
     ) -> Result<Value, Error> {
-        let request = Request::new(action, value.clone());
-        request.check()?;
+        check_request(action, value)?;
         tracing::debug!(addr = %self.addr, action, %value, "sending request");
-        let frame = request.to_frame()?;
+        let frame = Frame::json(request_content(action, value)?);
         let answer = self.exchange_with_timeout(&frame, timeout).await?;
         let response = self.response(answer)?;
         tracing::debug!(addr = %self.addr, result = %response.result, "answer received");

@@ -46,13 +46,7 @@ impl Request {
     /// # Errors
     /// [`Refusal::EmptyAction`] or [`Refusal::FalsyValue`].
     pub fn check(&self) -> Result<(), Refusal> {
-        if self.action.is_empty() {
-            Err(Refusal::EmptyAction)
-        } else if !is_truthy(&self.value) {
-            Err(Refusal::FalsyValue(self.value.clone()))
-        } else {
-            Ok(())
-        }
+        check_request(&self.action, &self.value)
     }
 
     /// The content bytes, as COMET writes them: `{"action": "...", "value": ...}`.
@@ -60,10 +54,7 @@ impl Request {
     /// # Errors
     /// [`EncodeError::Json`] only for values `serde_json` cannot write (none in practice).
     pub fn to_content(&self) -> Result<Vec<u8>, EncodeError> {
-        to_json(&RequestRef {
-            action: &self.action,
-            value: &self.value,
-        })
+        request_content(&self.action, &self.value)
     }
 
     /// The request as a JSON frame.
@@ -73,6 +64,28 @@ impl Request {
     pub fn to_frame(&self) -> Result<Frame, EncodeError> {
         Ok(Frame::json(self.to_content()?))
     }
+}
+
+/// [`Request::check`] without building a [`Request`].
+///
+/// # Errors
+/// [`Refusal::EmptyAction`] or [`Refusal::FalsyValue`].
+pub fn check_request(action: &str, value: &Value) -> Result<(), Refusal> {
+    if action.is_empty() {
+        Err(Refusal::EmptyAction)
+    } else if !is_truthy(value) {
+        Err(Refusal::FalsyValue(value.clone()))
+    } else {
+        Ok(())
+    }
+}
+
+/// [`Request::to_content`] without building a [`Request`].
+///
+/// # Errors
+/// As [`Request::to_content`].
+pub fn request_content(action: &str, value: &Value) -> Result<Vec<u8>, EncodeError> {
+    to_json(&RequestRef { action, value })
 }
 
 /// An answer: `{"result": <any JSON>}`.
