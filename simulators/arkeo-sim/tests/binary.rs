@@ -1,0 +1,101 @@
+//! The `arkeo-sim` program: first stdout line, a real exchange, clean exit on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use arkeo_proto::Client;
+
+const DEADLINE: Duration = Duration::from_secs(10);
+
+/// Kills the child if the test fails before it exits on its own.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn() -> (Guard, SocketAddr) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_arkeo-sim"))
+        .args(["--listen", "127.0.0.1:0", "--speed", "20"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let guard = Guard(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx
+        .recv_timeout(DEADLINE)
+        .expect("no first line from arkeo-sim");
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .parse()
+        .unwrap();
+    (guard, addr)
+}
+
+fn wait_for_exit(guard: &mut Guard) -> std::process::ExitStatus {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(status) = guard.0.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "arkeo-sim did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[tokio::test]
+async fn binary_announces_its_port_serves_requests_and_exits_cleanly_on_sigterm() {
+    let (mut guard, addr) = spawn();
+    assert!(addr.ip().is_loopback());
+    assert_ne!(addr.port(), 0);
+
+    let arkeo = Client::connect(addr).await.unwrap();
+    arkeo.start_routine("Luminescence").await.unwrap();
+    assert_eq!(
+        arkeo.active_routine().await.unwrap().as_deref(),
+        Some("Luminescence")
+    );
+
+    // A connected client must not keep the process alive.
+    let status = Command::new("kill")
+        .args(["-TERM", &guard.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::task::spawn_blocking(move || wait_for_exit(&mut guard))
+        .await
+        .unwrap();
+    assert!(exit.success(), "exit status {exit:?}");
+    assert!(arkeo.available_routines().await.is_err());
+}
+
+#[test]
+fn binary_refuses_an_address_it_cannot_bind() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_arkeo-sim"))
+        .args(["--listen", &addr.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot listen"));
+}
