@@ -9,7 +9,7 @@ use pekat_proto::{
     Client, ClientConfig, Command, Dialect, Error, ProjectState, Reply, Request, RequestId,
     Response,
 };
-use pekat_sim::{Config, ProjectSpec, Simulator};
+use pekat_sim::{ProjectSpec, SimConfig, Simulator};
 use tokio::time::timeout;
 
 const A: &str = r"C:\Users\pekat\PekatVisionProjects\Test Project 1";
@@ -19,7 +19,7 @@ const C: &str = r"C:\Users\pekat\PekatVisionProjects\Test Project 3";
 const MISSING: &str = r"C:\Users\pekat\PekatVisionProjects\Nope";
 
 async fn sim(dialect: Dialect, start: Duration, stop: Duration) -> Simulator {
-    let config = Config::loopback()
+    let config = SimConfig::loopback()
         .with_dialect(dialect)
         .with_delays(start, stop);
     Simulator::start(config).await.unwrap()
@@ -220,7 +220,7 @@ async fn unexpected_answers_are_kept_as_text() {
 #[tokio::test]
 async fn silent_start_and_stop_are_tolerated_by_the_waiting_helpers() {
     for dialect in [Dialect::V3_18, Dialect::V3_19] {
-        let mut config = Config::loopback()
+        let mut config = SimConfig::loopback()
             .with_dialect(dialect)
             .with_delays(Duration::from_millis(100), Duration::from_millis(100));
         config.silent_start_stop = true;
@@ -305,7 +305,7 @@ async fn a_kept_connection_carries_several_requests() {
 
 #[tokio::test]
 async fn a_kept_connection_is_replaced_when_the_server_closes_after_each_answer() {
-    let mut config = Config::loopback().with_delays(Duration::ZERO, Duration::ZERO);
+    let mut config = SimConfig::loopback().with_delays(Duration::ZERO, Duration::ZERO);
     config.one_request_per_connection = true;
     let sim = Simulator::start(config).await.unwrap();
     let client = Client::builder(sim.local_addr().to_string())
@@ -358,7 +358,7 @@ async fn concurrent_clients_in_a_burst_are_all_answered() {
 
 #[tokio::test]
 async fn custom_projects_and_case_insensitive_paths() {
-    let mut config = Config::loopback().with_delays(Duration::ZERO, Duration::ZERO);
+    let mut config = SimConfig::loopback().with_delays(Duration::ZERO, Duration::ZERO);
     config.projects = vec![ProjectSpec::new(r"D:\Lines\Line 1", 9000)];
     let sim = Simulator::start(config).await.unwrap();
     let client = client(&sim, Dialect::V3_18);

@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail, ensure};
 use clap::{Args, Subcommand};
 use pekat_proto::{Client, ClientConfig, Dialect, Error, ProjectState, Response};
-use pekat_sim::{Config, Simulator, demo_projects};
+use pekat_sim::{SimConfig, Simulator, demo_projects};
 
 /// `labwire pekat`: talk to a Projects Manager's TCP server (or `pekat-sim`).
 #[derive(Debug, Args)]
@@ -127,7 +127,7 @@ pub(crate) async fn demo() -> anyhow::Result<()> {
 
     // 3.18: plain answers, one connection per request.
     let sim = Simulator::start(
-        Config::loopback()
+        SimConfig::loopback()
             .with_dialect(Dialect::V3_18)
             .with_delays(delay, delay),
     )
@@ -156,7 +156,7 @@ pub(crate) async fn demo() -> anyhow::Result<()> {
     sim.shutdown().await;
 
     // 3.19: ids echoed, and a server that does not answer start/stop at all.
-    let mut config = Config::loopback()
+    let mut config = SimConfig::loopback()
         .with_dialect(Dialect::V3_19)
         .with_delays(delay, delay);
     config.silent_start_stop = true;

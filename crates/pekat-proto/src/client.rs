@@ -435,7 +435,7 @@ impl Client {
         wire::encode_request(&request, config.dialect, &mut out)?;
         let deadline = after(Instant::now(), timeout);
         tracing::debug!(request = ?request, addr = %inner.addr, "sending");
-        tracing::trace!(bytes = ?out, "request bytes");
+        tracing::trace!(hex = %wire::Hex(&out), "request bytes");
         let reply = if config.keep_connection {
             let mut kept = match tokio::time::timeout_at(deadline, inner.kept.lock()).await {
                 Ok(guard) => guard,

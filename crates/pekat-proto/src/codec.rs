@@ -61,7 +61,7 @@ impl ClientCodec {
         self.in_flight_id = None;
         let msg = buf.split();
         let reply = wire::parse_response(&msg)?;
-        tracing::trace!(bytes = ?msg, "answer bytes");
+        tracing::trace!(hex = %wire::Hex(&msg), "answer bytes");
         Ok(Some(reply))
     }
 }
@@ -154,7 +154,7 @@ impl ServerCodec {
 
     fn take(&self, buf: &mut BytesMut) -> Incoming {
         let msg = buf.split();
-        tracing::trace!(bytes = ?msg, "request bytes");
+        tracing::trace!(hex = %wire::Hex(&msg), "request bytes");
         wire::parse_request(&msg, self.dialect)
     }
 }

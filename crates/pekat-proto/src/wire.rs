@@ -34,6 +34,16 @@ pub const DEFAULT_MAX_REQUEST_LEN: usize = MAX_PATH_LEN + REQUEST_OVERHEAD;
 /// with a single `recv(64)`, so a real server never sends more.
 pub const DEFAULT_MAX_RESPONSE_LEN: usize = 64;
 
+/// Bytes shown as lower-case hex, for trace logs: `tracing::trace!(hex = %Hex(&buf))`.
+#[derive(Debug, Clone, Copy)]
+pub struct Hex<'a>(pub &'a [u8]);
+
+impl std::fmt::Display for Hex<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
 /// Whether the bytes received so far can be a whole message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Completeness {
@@ -670,6 +680,11 @@ mod tests {
         assert_eq!(response_completeness(b"12", Some(&id)), NeedMore);
         assert_eq!(response_completeness(b"123", Some(&id)), NeedMore);
         assert_eq!(response_completeness(b"done", Some(&id)), Complete);
+    }
+
+    #[test]
+    fn hex_shows_every_byte_as_two_digits() {
+        assert_eq!(Hex(b"ok\n\x00").to_string(), "6f6b0a00");
     }
 
     #[test]

@@ -118,10 +118,10 @@ pub fn demo_projects() -> Vec<ProjectSpec> {
     ]
 }
 
-/// How a simulator behaves. Public fields; start from [`Config::default`] (or
-/// [`Config::loopback`] in tests).
+/// How a simulator behaves. Public fields; start from [`SimConfig::default`] (or
+/// [`SimConfig::loopback`] in tests).
 #[derive(Debug, Clone)]
-pub struct Config {
+pub struct SimConfig {
     /// Address to listen on (default `127.0.0.1:7002`; port 0 picks a free port).
     pub listen: SocketAddr,
     /// Dialect spoken (default 3.18).
@@ -159,7 +159,7 @@ pub struct Config {
     pub max_connections: usize,
 }
 
-impl Default for Config {
+impl Default for SimConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)),
@@ -180,7 +180,7 @@ impl Default for Config {
     }
 }
 
-impl Config {
+impl SimConfig {
     /// Defaults, listening on `127.0.0.1:0` (a free port), for tests.
     pub fn loopback() -> Self {
         Self {

@@ -1,30 +1,20 @@
 //! One client connection: gather a request (no framing on the wire), act, answer in one write.
 
-use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::BytesMut;
-use pekat_proto::wire::{self, Completeness};
+use pekat_proto::wire::{self, Completeness, Hex};
 use pekat_proto::{Command, DEFAULT_MAX_RESPONSE_LEN, Dialect, Reply, Response};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{timeout, timeout_at};
 
 use crate::state::Outcome;
-use crate::{Config, Shared};
+use crate::{Shared, SimConfig};
 
 /// Bytes read per `read` call; the buffer never exceeds the request limit by more than this.
 const READ_CHUNK: usize = 1024;
-
-/// Bytes as lower-case hex, for trace logs.
-struct Hex<'a>(&'a [u8]);
-
-impl fmt::Display for Hex<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
-    }
-}
 
 /// How gathering a request ended.
 enum Gathered {
@@ -50,7 +40,7 @@ async fn read_more(stream: &mut TcpStream, buf: &mut BytesMut) -> std::io::Resul
 /// head still a valid beginning) wait for more until `request_timeout`; once they can, wait a
 /// short quiet period for bytes that still belong to it (a path split across TCP segments).
 /// When a deadline passes, what arrived is the request.
-async fn gather(stream: &mut TcpStream, buf: &mut BytesMut, config: &Config) -> Gathered {
+async fn gather(stream: &mut TcpStream, buf: &mut BytesMut, config: &SimConfig) -> Gathered {
     let deadline = crate::after(config.request_timeout);
     loop {
         if wire::check_len(buf, config.max_request_len).is_err() {
@@ -88,7 +78,7 @@ async fn send(stream: &mut TcpStream, reply: &Reply, dialect: Dialect) -> std::i
 }
 
 /// Serves one connection until the client closes, goes idle, or breaks the protocol.
-pub(crate) async fn serve(mut stream: TcpStream, shared: Arc<Shared>, config: Arc<Config>) {
+pub(crate) async fn serve(mut stream: TcpStream, shared: Arc<Shared>, config: Arc<SimConfig>) {
     let dialect = config.dialect;
     let mut buf = BytesMut::new();
     loop {

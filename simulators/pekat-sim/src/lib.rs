@@ -20,7 +20,7 @@ use pekat_proto::{Command, ProjectState};
 use tokio::time::Instant;
 
 pub use config::{
-    Config, DEFAULT_PORT, ProjectSpec, ProjectSpecError, demo_projects, parse_projects_file,
+    DEFAULT_PORT, ProjectSpec, ProjectSpecError, SimConfig, demo_projects, parse_projects_file,
 };
 pub use state::{Manager, Outcome, ProjectInfo};
 
@@ -29,7 +29,7 @@ pub use state::{Manager, Outcome, ProjectInfo};
 #[non_exhaustive]
 pub struct Faults {
     /// Answer nothing to `start` and `stop` (the state still changes). Starts as
-    /// [`Config::silent_start_stop`].
+    /// [`SimConfig::silent_start_stop`].
     pub silent_start_stop: bool,
     /// Answer nothing at all (requests are still carried out); the connection stays open.
     pub no_answer: bool,
@@ -198,7 +198,7 @@ impl SimState {
 pub struct Simulator {
     handle: ServerHandle,
     state: SimState,
-    config: Arc<Config>,
+    config: Arc<SimConfig>,
 }
 
 impl Simulator {
@@ -206,7 +206,7 @@ impl Simulator {
     ///
     /// # Errors
     /// When the address cannot be bound.
-    pub async fn start(config: Config) -> io::Result<Self> {
+    pub async fn start(config: SimConfig) -> io::Result<Self> {
         let mut manager = Manager::new(config.start_delay, config.stop_delay);
         for project in &config.projects {
             manager.add_project(project.path.clone(), project.port);
@@ -259,7 +259,7 @@ impl Simulator {
     }
 
     /// The configuration the simulator was started with.
-    pub fn config(&self) -> &Config {
+    pub fn config(&self) -> &SimConfig {
         &self.config
     }
 
@@ -271,6 +271,11 @@ impl Simulator {
     /// Stops accepting, closes every connection, and waits until all are closed.
     pub async fn shutdown(&self) {
         self.handle.shutdown().await;
+    }
+
+    /// The token that stops the simulator when cancelled (for tying it to a parent's shutdown).
+    pub fn shutdown_token(&self) -> labwire_net::CancellationToken {
+        self.handle.shutdown_token()
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use pekat_proto::Dialect;
-use pekat_sim::{Config, DEFAULT_PORT, ProjectSpec, Simulator, parse_projects_file};
+use pekat_sim::{DEFAULT_PORT, ProjectSpec, SimConfig, Simulator, parse_projects_file};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -61,7 +61,7 @@ struct Args {
     verbose: u8,
 }
 
-fn config(args: Args) -> Result<Config, String> {
+fn config(args: Args) -> Result<SimConfig, String> {
     let mut projects = args.projects;
     if let Some(file) = &args.projects_file {
         let text = std::fs::read_to_string(file)
@@ -69,8 +69,8 @@ fn config(args: Args) -> Result<Config, String> {
         projects
             .extend(parse_projects_file(&text).map_err(|e| format!("{}: {e}", file.display()))?);
     }
-    let defaults = Config::default();
-    Ok(Config {
+    let defaults = SimConfig::default();
+    Ok(SimConfig {
         listen: args.listen,
         dialect: args.dialect,
         projects: if projects.is_empty() {

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use pekat_proto::{Dialect, ProjectState};
-use pekat_sim::{Config, ProjectSpec, Simulator};
+use pekat_sim::{ProjectSpec, SimConfig, Simulator};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
@@ -11,8 +11,8 @@ use tokio::time::timeout;
 const A: &str = r"C:\Projects\Line A";
 const LIMIT: Duration = Duration::from_secs(5);
 
-fn config(dialect: Dialect) -> Config {
-    let mut config = Config::loopback()
+fn config(dialect: Dialect) -> SimConfig {
+    let mut config = SimConfig::loopback()
         .with_dialect(dialect)
         .with_delays(Duration::ZERO, Duration::ZERO);
     config.projects = vec![
