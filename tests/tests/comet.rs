@@ -15,6 +15,29 @@ async fn sim() -> (Simulator, Client) {
     (sim, client)
 }
 
+/// Sends 400 requests for `action` at once, `value(i)` each, and checks every answer is
+/// `expected(i)`.
+async fn burst(
+    client: &Client,
+    action: &'static str,
+    value: fn(i64) -> Value,
+    expected: fn(i64) -> Value,
+) {
+    let calls: Vec<_> = (1..=400)
+        .map(|i| {
+            let client = client.clone();
+            tokio::spawn(async move { (i, client.send(action, &value(i)).await) })
+        })
+        .collect();
+    for call in calls {
+        let (i, result) = tokio::time::timeout(TEST_DEADLINE, call)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(result.unwrap(), expected(i));
+    }
+}
+
 #[tokio::test]
 async fn client_against_sim_covers_echo_telegram_fixed_answers_and_refusals() {
     let (sim, client) = sim().await;
@@ -49,19 +72,7 @@ async fn client_against_sim_covers_echo_telegram_fixed_answers_and_refusals() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_concurrent_clients_is_served_by_the_sim() {
     let (sim, client) = sim().await;
-    let calls: Vec<_> = (0..400)
-        .map(|i| {
-            let client = client.clone();
-            tokio::spawn(async move { (i, client.send("ECHO", &json!([i, "x"])).await) })
-        })
-        .collect();
-    for call in calls {
-        let (i, result) = tokio::time::timeout(TEST_DEADLINE, call)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(result.unwrap(), json!([i, "x"]));
-    }
+    burst(&client, "ECHO", |i| json!([i, "x"]), |i| json!([i, "x"])).await;
     assert_eq!(sim.state().counters().requests, 400);
     assert!(eventually(TEST_DEADLINE, || sim.connection_count() == 0).await);
     sim.shutdown().await;
@@ -83,19 +94,7 @@ async fn a_burst_of_concurrent_clients_is_served_by_a_comet_socket_server() {
         .await
         .unwrap();
     let client = Client::new(handle.local_addr().to_string());
-    let calls: Vec<_> = (1..=400)
-        .map(|i| {
-            let client = client.clone();
-            tokio::spawn(async move { (i, client.send("DOUBLE", &json!(i)).await) })
-        })
-        .collect();
-    for call in calls {
-        let (i, result) = tokio::time::timeout(TEST_DEADLINE, call)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(result.unwrap(), json!(i * 2));
-    }
+    burst(&client, "DOUBLE", |i| json!(i), |i| json!(i * 2)).await;
     handle.shutdown().await;
 }
 

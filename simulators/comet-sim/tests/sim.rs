@@ -18,6 +18,21 @@ async fn start(config: SimConfig) -> (Simulator, Client) {
     (sim, client)
 }
 
+/// Writes `frame` on a raw connection and returns every byte the simulator sends back.
+async fn raw_exchange(sim: &Simulator, frame: &Frame) -> Vec<u8> {
+    let mut stream = tokio::net::TcpStream::connect(sim.local_addr())
+        .await
+        .unwrap();
+    let bytes = comet_socket::wire::encode_to_bytes(frame, &Default::default()).unwrap();
+    stream.write_all(&bytes).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(DEADLINE, stream.read_to_end(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    answer
+}
+
 #[tokio::test]
 async fn echo_answers_the_value_and_other_actions_get_null() {
     let (sim, client) = start(SimConfig::loopback()).await;
@@ -102,18 +117,8 @@ async fn fidelity_mode_holds_falsy_content_unanswered_like_comet() {
     config.fidelity = true;
     config.connection_deadline = Duration::from_millis(300);
     let (sim, _) = start(config).await;
-    let mut stream = tokio::net::TcpStream::connect(sim.local_addr())
-        .await
-        .unwrap();
-    let bytes =
-        comet_socket::wire::encode_to_bytes(&Frame::json(&b"{}"[..]), &Default::default()).unwrap();
-    stream.write_all(&bytes).await.unwrap();
     // No answer: the connection is closed at the deadline with nothing written.
-    let mut answer = Vec::new();
-    tokio::time::timeout(DEADLINE, stream.read_to_end(&mut answer))
-        .await
-        .unwrap()
-        .unwrap();
+    let answer = raw_exchange(&sim, &Frame::json(&b"{}"[..])).await;
     assert!(answer.is_empty());
     sim.shutdown().await;
 }
@@ -121,17 +126,7 @@ async fn fidelity_mode_holds_falsy_content_unanswered_like_comet() {
 #[tokio::test]
 async fn without_fidelity_falsy_content_gets_the_invalid_answer() {
     let (sim, _) = start(SimConfig::loopback()).await;
-    let mut stream = tokio::net::TcpStream::connect(sim.local_addr())
-        .await
-        .unwrap();
-    let bytes =
-        comet_socket::wire::encode_to_bytes(&Frame::json(&b"{}"[..]), &Default::default()).unwrap();
-    stream.write_all(&bytes).await.unwrap();
-    let mut answer = Vec::new();
-    tokio::time::timeout(DEADLINE, stream.read_to_end(&mut answer))
-        .await
-        .unwrap()
-        .unwrap();
+    let answer = raw_exchange(&sim, &Frame::json(&b"{}"[..])).await;
     let (frame, _) = comet_socket::wire::decode(&answer, &Default::default())
         .unwrap()
         .unwrap();
@@ -203,7 +198,8 @@ async fn delays_run_on_the_scaled_clock() {
     let mut config = SimConfig::loopback();
     config.time_scale = 100.0;
     let (sim, client) = start(config).await;
-    sim.state().push_fault(Fault::Delay(Duration::from_secs(30)));
+    sim.state()
+        .push_fault(Fault::Delay(Duration::from_secs(30)));
     let started = std::time::Instant::now();
     assert_eq!(client.send("ECHO", &json!(1)).await.unwrap(), json!(1));
     // 30 simulated seconds at 100x: 0.3 real seconds, far below the 5 s answer timeout.
