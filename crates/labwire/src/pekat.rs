@@ -80,17 +80,23 @@ pub(crate) async fn run(args: PekatArgs) -> anyhow::Result<()> {
             }
             state.map(drop)
         }
-        Action::Start { path, wait: None } => client.start(path).await,
+        Action::Start { path, wait: None } => client.start(path).await.map(|()| println!("done")),
         Action::Start {
             path,
             wait: Some(s),
-        } => client.start_and_wait(path, seconds(s, "--wait")?).await,
-        Action::Stop { path, wait: None } => client.stop(path).await,
+        } => client
+            .start_and_wait(path, seconds(s, "--wait")?)
+            .await
+            .map(|()| println!("running")),
+        Action::Stop { path, wait: None } => client.stop(path).await.map(|()| println!("done")),
         Action::Stop {
             path,
             wait: Some(s),
-        } => client.stop_and_wait(path, seconds(s, "--wait")?).await,
-        Action::Switch { path } => client.switch(path).await,
+        } => client
+            .stop_and_wait(path, seconds(s, "--wait")?)
+            .await
+            .map(|()| println!("stopped")),
+        Action::Switch { path } => client.switch(path).await.map(|()| println!("success")),
     };
     match outcome {
         Ok(()) => Ok(()),
