@@ -85,7 +85,7 @@ async fn drive(sim: &Simulator) -> anyhow::Result<()> {
         json!({"sample": "W42-3", "bias_V": -150.0, "I_A": [1.5e-9, 2.25e-9], "ok": true});
     let echoed = client.send("ECHO", &measurement).await?;
     ensure!(echoed == measurement, "ECHO answered {echoed}");
-    println!("ECHO {measurement} -> {echoed}");
+    println!("ECHO {} -> {}", wire(&measurement), wire(&echoed));
 
     let message = json!({"123456": "Status?"});
     let reply = client.send("Telegram", &message).await?;
@@ -93,7 +93,7 @@ async fn drive(sim: &Simulator) -> anyhow::Result<()> {
         reply == json!({"123456": "Status: measuring an IV curve"}),
         "Telegram answered {reply}"
     );
-    println!("Telegram {message} -> {reply}");
+    println!("Telegram {} -> {}", wire(&message), wire(&reply));
 
     sim.state().set_answer("Temperature", json!(21.5));
     let temperature = client.send("Temperature", &json!(true)).await?;
@@ -108,7 +108,12 @@ async fn drive(sim: &Simulator) -> anyhow::Result<()> {
     println!("Unknown (no handler) -> {nobody}");
 
     match client.send("ECHO", &json!({})).await {
-        Err(e) if e.is_refused() => println!("ECHO {{}} refused by the client: {e}"),
+        Err(e) if e.is_refused() => {
+            println!(
+                "ECHO {{}} refused by the client: {}",
+                comet_socket::error::report(&e)
+            );
+        }
         other => bail!("a falsy value was not refused: {other:?}"),
     }
 
@@ -117,7 +122,7 @@ async fn drive(sim: &Simulator) -> anyhow::Result<()> {
         .answer_timeout(Duration::from_millis(300))
         .build();
     match impatient.send("ECHO", &json!("anyone?")).await {
-        Err(e) if e.is_timeout() => println!("injected no-reply fault -> {e}"),
+        Err(e) if e.is_timeout() => println!("injected no-reply fault: {e}"),
         other => bail!("the no-reply fault did not time out: {other:?}"),
     }
 
@@ -132,4 +137,11 @@ async fn drive(sim: &Simulator) -> anyhow::Result<()> {
         counters.requests, counters.connections
     );
     Ok(())
+}
+
+/// `value` as COMET writes it on the wire (Python's `json.dumps` layout).
+fn wire(value: &Value) -> String {
+    comet_socket::json::to_vec(value)
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        .unwrap_or_else(|_| value.to_string())
 }
