@@ -6,7 +6,7 @@
 //! vendor's own server has the same limit. Use [`ServerCodec`] behind a short quiet period if
 //! you need to be safe against that (the `pekat-sim` simulator does).
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
 use crate::error::{DecodeError, EncodeError};
@@ -71,10 +71,12 @@ impl Decoder for ClientCodec {
     type Error = DecodeError;
 
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Reply>, DecodeError> {
-        // A line ending that trailed the previous answer in its own segment.
-        if buf.ends_with(b"\n") && is_only_line_endings(buf) {
-            buf.clear();
-        }
+        // An answer never starts with a line ending: any is the tail of the previous answer.
+        let stray = buf
+            .iter()
+            .take_while(|&&b| b == b'\r' || b == b'\n')
+            .count();
+        buf.advance(stray);
         check_len(buf, self.max_response_len)?;
         match wire::response_completeness(buf, self.in_flight_id.as_ref()) {
             Completeness::NeedMore => Ok(None),
@@ -211,6 +213,17 @@ mod tests {
         assert_eq!(reply.response, Response::Status(ProjectState::Running));
         buf.extend_from_slice(b"\r");
         assert!(codec.decode(&mut buf).unwrap().is_none());
+        buf.extend_from_slice(b"\n");
+        assert!(codec.decode(&mut buf).unwrap().is_none());
+        assert!(buf.is_empty());
+        // An answer ended by a lone `\r` is whole; the `\n` that follows is skipped.
+        buf.extend_from_slice(b"done\r");
+        let reply = codec.decode(&mut buf).unwrap().unwrap();
+        assert_eq!(reply.response, Response::Done);
+        // ... also when the next answer arrives with it.
+        buf.extend_from_slice(b"\n7.suc:done");
+        let reply = codec.decode(&mut buf).unwrap().unwrap();
+        assert_eq!(reply.id, Some(crate::RequestId::from(7)));
         buf.extend_from_slice(b"\n");
         assert!(codec.decode(&mut buf).unwrap().is_none());
         assert!(buf.is_empty());

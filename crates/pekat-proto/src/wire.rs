@@ -8,8 +8,8 @@
 //! - a request is incomplete while no separator (`:` or `|`) has arrived and the bytes are
 //!   still the beginning of a valid command (`sta`, `7.swi`), or while it ends in a lone `\r`;
 //! - an answer is incomplete while it is the strict beginning of a known answer (`runn`,
-//!   `err:not-`), or the beginning of the `<id>.` echo the receiver waits for, or ends in a lone
-//!   `\r`.
+//!   `err:not-`) or of the `<id>.` echo the receiver waits for, unless a line ending (`\r` or
+//!   `\n`) ends it.
 //!
 //! Anything else is taken as complete. A request whose *path* was split across two TCP segments
 //! by the sender still looks complete after the first one; a server that wants to be safe
@@ -53,12 +53,12 @@ pub enum Completeness {
     Complete,
 }
 
-/// The message without one trailing `\n` or `\r\n`.
+/// The message without one trailing `\n`, `\r\n` or (leniently) lone `\r`.
 pub fn strip_line_ending(msg: &[u8]) -> &[u8] {
-    match msg.strip_suffix(b"\r\n") {
-        Some(body) => body,
-        None => msg.strip_suffix(b"\n").unwrap_or(msg),
-    }
+    msg.strip_suffix(b"\r\n")
+        .or_else(|| msg.strip_suffix(b"\n"))
+        .or_else(|| msg.strip_suffix(b"\r"))
+        .unwrap_or(msg)
 }
 
 /// Whether `buf` holds nothing but line endings (a stray `\n` after a message).
@@ -257,17 +257,18 @@ fn is_partial_answer(text: &[u8]) -> bool {
 /// `expected_id` is the id of the request in flight, if it had one: while the bytes are the
 /// beginning of `<id>.`, more must follow.
 pub fn response_completeness(buf: &[u8], expected_id: Option<&RequestId>) -> Completeness {
-    if buf.is_empty() || buf.ends_with(b"\r") {
+    if is_only_line_endings(buf) {
         return Completeness::NeedMore;
+    }
+    // A line ending ends an answer; a `\n` that may follow a `\r` is skipped by the decoder.
+    if buf.ends_with(b"\n") || buf.ends_with(b"\r") {
+        return Completeness::Complete;
     }
     if let Some(id) = expected_id {
         let id = id.as_str().as_bytes();
         if buf.len() <= id.len() && id.starts_with(buf) {
             return Completeness::NeedMore;
         }
-    }
-    if buf.ends_with(b"\n") {
-        return Completeness::Complete;
     }
     let partial = is_partial_answer(buf)
         || buf.iter().position(|&b| b == b'.').is_some_and(|dot| {
@@ -455,7 +456,11 @@ mod tests {
 
     #[test]
     fn a_trailing_line_ending_is_tolerated() {
-        for msg in [&b"status:C:\\p\n"[..], b"status:C:\\p\r\n"] {
+        for msg in [
+            &b"status:C:\\p\n"[..],
+            b"status:C:\\p\r\n",
+            b"status:C:\\p\r",
+        ] {
             assert_eq!(
                 parse_request(msg, Dialect::V3_18).unwrap(),
                 Request::status(r"C:\p")
@@ -672,7 +677,8 @@ mod tests {
         assert_eq!(response_completeness(b"running", None), Complete);
         assert_eq!(response_completeness(b"7.", None), NeedMore);
         assert_eq!(response_completeness(b"7.err:not", None), NeedMore);
-        assert_eq!(response_completeness(b"done\r", None), NeedMore);
+        assert_eq!(response_completeness(b"done\r", None), Complete);
+        assert_eq!(response_completeness(b"\r", None), NeedMore);
         assert_eq!(response_completeness(b"whatever", None), Complete);
         assert_eq!(response_completeness(b"do\n", None), Complete);
         let id = RequestId::from(123);

@@ -46,7 +46,14 @@ async fn gather(stream: &mut TcpStream, buf: &mut BytesMut, config: &SimConfig) 
         if wire::check_len(buf, config.max_request_len).is_err() {
             return Gathered::TooLarge;
         }
-        let wait_until = match wire::request_completeness(buf, config.dialect) {
+        let mut completeness = wire::request_completeness(buf, config.dialect);
+        if let Some(before_cr) = buf.strip_suffix(b"\r")
+            && !config.quiet_period.is_zero()
+        {
+            // A whole request ending in `\r`: the quiet period decides whether a `\n` follows.
+            completeness = wire::request_completeness(before_cr, config.dialect);
+        }
+        let wait_until = match completeness {
             Completeness::NeedMore => deadline,
             Completeness::Complete if config.quiet_period.is_zero() => {
                 return Gathered::Message { eof: false };
