@@ -9,10 +9,10 @@ use serde_json::Value;
 use tracing::Instrument as _;
 
 use crate::error::{DecodeError, EncodeError};
-use crate::io::{ReadError, WriteError, read_frame, write_frame};
+use crate::io::{ReadError, read_frame, write_bytes};
 use crate::json::{self, is_truthy};
 use crate::message::{Refusal, Response, check_request, request_content};
-use crate::wire::{Frame, Limits};
+use crate::wire::{self, Frame, Limits};
 
 /// Connect timeout when none is configured.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -258,6 +258,8 @@ impl Client {
         frame: &Frame,
         timeout: Duration,
     ) -> Result<Frame, Error> {
+        // Encode before connecting: a request over the limits must not reach the server at all.
+        let bytes = wire::encode_to_bytes(frame, &self.limits)?;
         let span = tracing::debug_span!("comet_call", addr = %self.addr);
         async {
             let mut stream = labwire_net::connect(&*self.addr, self.connect_timeout)
@@ -267,12 +269,9 @@ impl Client {
                     source,
                 })?;
             let exchange = async {
-                write_frame(&mut stream, frame, &self.limits)
+                write_bytes(&mut stream, &bytes)
                     .await
-                    .map_err(|e| match e {
-                        WriteError::Encode(e) => Error::Encode(e),
-                        WriteError::Io(source) => self.io_error(source),
-                    })?;
+                    .map_err(|source| self.io_error(source))?;
                 let answer = read_frame(&mut stream, &self.limits)
                     .await
                     .map_err(|e| match e {
@@ -327,6 +326,25 @@ impl Client {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[tokio::test]
+    async fn oversized_requests_fail_before_connecting() {
+        // Port 9 on loopback has no listener: reaching the connect would give a Connect error.
+        let client = Client::builder("127.0.0.1:9")
+            .limits(Limits {
+                max_content_length: 16,
+                ..Limits::default()
+            })
+            .build();
+        let err = client
+            .send("ECHO", &json!("x".repeat(100)))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::Encode(EncodeError::ContentTooLong { .. })),
+            "{err}"
+        );
+    }
 
     #[tokio::test]
     async fn refusals_happen_before_any_connection() {

@@ -113,10 +113,24 @@ where
     W: AsyncWrite + Unpin + ?Sized,
 {
     let bytes = wire::encode_to_bytes(frame, limits)?;
-    tracing::trace!(frame = %hex_preview(&bytes, TRACE_BYTES), "frame sent");
-    writer.write_all(&bytes).await?;
-    writer.flush().await?;
+    write_bytes(writer, &bytes).await?;
     Ok(())
+}
+
+/// Writes an already encoded frame with one write call, then flushes.
+///
+/// # Errors
+/// The stream's error.
+///
+/// # Cancel safety
+/// Not cancel safe, as [`write_frame`].
+pub async fn write_bytes<W>(writer: &mut W, bytes: &[u8]) -> io::Result<()>
+where
+    W: AsyncWrite + Unpin + ?Sized,
+{
+    tracing::trace!(frame = %hex_preview(bytes, TRACE_BYTES), "frame sent");
+    writer.write_all(bytes).await?;
+    writer.flush().await
 }
 
 /// Ends a connection after the answer: half-closes, then discards what the peer still sends,
