@@ -566,3 +566,35 @@ fn is_stale(error: &Error) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clients_and_errors_can_cross_threads() {
+        fn send_sync<T: Send + Sync + 'static>() {}
+        send_sync::<Client>();
+        send_sync::<Error>();
+    }
+
+    #[test]
+    fn huge_durations_become_a_far_deadline_instead_of_overflowing() {
+        let now = Instant::now();
+        assert!(after(now, Duration::MAX) > now + Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn errors_say_whether_a_deadline_passed_or_nothing_came() {
+        assert!(Error::Timeout(Duration::from_secs(1)).is_timeout());
+        assert!(Error::Closed.is_no_answer() && !Error::Closed.is_timeout());
+        let refused = Error::Refused(Response::NotFound);
+        assert_eq!(refused.refusal(), Some(&Response::NotFound));
+        assert!(!refused.is_no_answer());
+        let connect = Error::Connect {
+            addr: "x".into(),
+            source: io::Error::from(io::ErrorKind::TimedOut),
+        };
+        assert!(connect.is_timeout());
+    }
+}
