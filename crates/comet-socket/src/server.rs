@@ -330,12 +330,16 @@ impl CometServer {
             let request = read_frame(&mut stream, &self.inner.limits).await?;
             let answer = self.answer(&request).await?;
             write_frame(&mut stream, &answer, &self.inner.limits).await?;
-            linger(&mut stream).await;
             Ok(())
         })
         .await;
         match result {
-            Ok(result) => result,
+            Ok(Ok(())) => {
+                // The answer is out; lingering has its own short bound.
+                linger(&mut stream).await;
+                Ok(())
+            }
+            Ok(Err(error)) => Err(error),
             Err(_) => Err(ConnectionError::DeadlinePassed(deadline)),
         }
     }
