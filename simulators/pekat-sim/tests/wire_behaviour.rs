@@ -285,14 +285,16 @@ async fn wait_for(mut condition: impl FnMut() -> bool) -> bool {
 
 #[tokio::test]
 async fn a_request_ending_in_a_lone_carriage_return_is_answered_promptly() {
-    let sim = Simulator::start(config(Dialect::V3_18)).await.unwrap();
+    let mut config = config(Dialect::V3_18);
+    config.request_timeout = Duration::from_secs(30);
+    let sim = Simulator::start(config).await.unwrap();
     let mut s = connect(&sim).await;
     let started = std::time::Instant::now();
     assert_eq!(
         ask(&mut s, format!("status:{A}\r").as_bytes()).await,
         "stopped"
     );
-    // Well within the 2 s request deadline: only the quiet period was waited.
-    assert!(started.elapsed() < Duration::from_secs(1));
+    // Long before the request deadline: only the quiet period was waited.
+    assert!(started.elapsed() < Duration::from_secs(4));
     sim.shutdown().await;
 }
