@@ -8,7 +8,7 @@ use pekat_proto::wire::{self, Completeness, Hex};
 use pekat_proto::{Command, DEFAULT_MAX_RESPONSE_LEN, Dialect, Reply, Response};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::time::{timeout, timeout_at};
+use tokio::time::{Instant, timeout, timeout_at};
 
 use crate::state::Outcome;
 use crate::{Shared, SimConfig};
@@ -84,6 +84,28 @@ async fn send(stream: &mut TcpStream, reply: &Reply, dialect: Dialect) -> std::i
     stream.write_all(&out).await
 }
 
+/// Waits until `until` while watching the connection, so that a client that gives up on a
+/// slow answer frees its connection at once. Bytes that arrive meanwhile (the next request,
+/// sent early) are kept in `buf`. Whether the client is still there.
+async fn wait_for_answer_time(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    until: Instant,
+    config: &SimConfig,
+) -> bool {
+    loop {
+        tokio::select! {
+            biased;
+            () = tokio::time::sleep_until(until) => return true,
+            read = read_more(stream, buf) => match read {
+                Ok(0) | Err(_) => return false,
+                Ok(_) if wire::check_len(buf, config.max_request_len).is_err() => return false,
+                Ok(_) => {}
+            },
+        }
+    }
+}
+
 /// Serves one connection until the client closes, goes idle, or breaks the protocol.
 pub(crate) async fn serve(mut stream: TcpStream, shared: Arc<Shared>, config: Arc<SimConfig>) {
     let dialect = config.dialect;
@@ -148,11 +170,20 @@ pub(crate) async fn serve(mut stream: TcpStream, shared: Arc<Shared>, config: Ar
             tracing::debug!(?reply, "not answering (fault)");
         } else {
             // The real server answers start/stop/switch once the transition is complete.
-            if let Some(at) = answer_at {
-                tokio::time::sleep_until(shared.clock.real(at)).await;
-            }
+            let mut answer_time = answer_at.map_or_else(Instant::now, |at| shared.clock.real(at));
             if !faults.answer_delay.is_zero() {
-                tokio::time::sleep(faults.answer_delay).await;
+                answer_time = answer_time.max(crate::after(faults.answer_delay));
+            }
+            let still_there = if eof {
+                // Half-closed after sending: nothing more to watch, just answer on time.
+                tokio::time::sleep_until(answer_time).await;
+                true
+            } else {
+                wait_for_answer_time(&mut stream, &mut buf, answer_time, &config).await
+            };
+            if !still_there {
+                tracing::debug!("client left before its answer");
+                return;
             }
             let written = if faults.close_instead_of_answer {
                 tracing::debug!("closing instead of answering (fault)");

@@ -298,3 +298,35 @@ async fn a_request_ending_in_a_lone_carriage_return_is_answered_promptly() {
     assert!(started.elapsed() < Duration::from_secs(4));
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_client_that_leaves_during_a_slow_start_frees_its_connection() {
+    let config = config(Dialect::V3_18).with_delays(Duration::from_secs(3600), Duration::ZERO);
+    let sim = Simulator::start(config).await.unwrap();
+    let mut s = connect(&sim).await;
+    s.write_all(format!("start:{A}").as_bytes()).await.unwrap();
+    let state = sim.state();
+    assert!(wait_for(|| state.project_state(A) == Some(ProjectState::Starting)).await);
+    assert_eq!(sim.connection_count(), 1);
+    drop(s);
+    assert!(wait_for(|| sim.connection_count() == 0).await);
+    // The start goes on without the client.
+    assert_eq!(state.project_state(A), Some(ProjectState::Starting));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_slow_start_is_answered_after_a_half_close() {
+    let config = config(Dialect::V3_18).with_delays(Duration::from_millis(100), Duration::ZERO);
+    let sim = Simulator::start(config).await.unwrap();
+    let mut s = connect(&sim).await;
+    s.write_all(format!("start:{A}").as_bytes()).await.unwrap();
+    s.shutdown().await.unwrap();
+    let mut got = String::new();
+    timeout(LIMIT, s.read_to_string(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, "done");
+    sim.shutdown().await;
+}
