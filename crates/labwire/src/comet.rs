@@ -1,18 +1,27 @@
 //! COMET: the demo against `comet-sim`, and `labwire comet` for a real COMET endpoint.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
 use comet_sim::{Fault, SimConfig, Simulator};
 use comet_socket::Client;
+use comet_socket::config::{Endpoint, SocketConnection};
 use serde_json::{Value, json};
 
 /// Talk to a COMET socket server.
 #[derive(Debug, clap::Args)]
 pub(crate) struct CometArgs {
     /// The COMET server, as HOST:PORT (COMET's default is 127.0.0.1:65432).
+    #[arg(long, required_unless_present = "config", conflicts_with = "config")]
+    addr: Option<String>,
+    /// Take the address from a COMET configuration file: its Socket_connection.Host, or the
+    /// client named by --client.
     #[arg(long)]
-    addr: String,
+    config: Option<PathBuf>,
+    /// With --config: the named client (e.g. Telegram) to send to instead of the Host.
+    #[arg(long, requires = "config")]
+    client: Option<String>,
     /// Seconds to wait for the connection and for the answer.
     #[arg(long, default_value_t = 10.0)]
     timeout: f64,
@@ -44,7 +53,12 @@ enum CometAction {
 pub(crate) async fn run(args: CometArgs) -> anyhow::Result<()> {
     let timeout = Duration::try_from_secs_f64(args.timeout)
         .context("--timeout must be a non-negative number of seconds")?;
-    let client = Client::builder(args.addr)
+    let addr = match (args.addr, &args.config) {
+        (Some(addr), _) => addr,
+        (None, Some(path)) => address_from_config(path, args.client.as_deref())?,
+        (None, None) => bail!("give --addr or --config"),
+    };
+    let client = Client::builder(addr)
         .connect_timeout(timeout)
         .answer_timeout(timeout)
         .build();
@@ -62,6 +76,25 @@ pub(crate) async fn run(args: CometArgs) -> anyhow::Result<()> {
     let result = client.send(&action, &value).await?;
     println!("{result}");
     Ok(())
+}
+
+/// The Host of COMET's `Socket_connection` settings, or the named client's address.
+fn address_from_config(path: &Path, client: Option<&str>) -> anyhow::Result<String> {
+    let settings = SocketConnection::from_path(path)?;
+    match client {
+        Some(name) => settings.client(name).map(Endpoint::addr).with_context(|| {
+            let known: Vec<_> = settings.clients.keys().map(String::as_str).collect();
+            format!(
+                "{} has no client {name:?} (clients: {})",
+                path.display(),
+                known.join(", ")
+            )
+        }),
+        None => settings
+            .host
+            .map(|host| host.addr())
+            .with_context(|| format!("{} has no Socket_connection.Host", path.display())),
+    }
 }
 
 pub(crate) async fn demo() -> anyhow::Result<()> {
