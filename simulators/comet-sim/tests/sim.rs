@@ -240,3 +240,28 @@ async fn shutdown_disconnects_held_clients() {
         .unwrap();
     assert!(read.is_err() || rest.is_empty());
 }
+
+#[tokio::test]
+async fn binary_and_malformed_requests_are_treated_as_comet_does_and_counted() {
+    let (sim, client) = start(SimConfig::loopback()).await;
+    let answer = client
+        .exchange(&Frame::binary(
+            "binary/custom-client-binary-type",
+            &b"hello world"[..],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(answer.content_type, "binary/custom-server-binary-type");
+    assert_eq!(
+        &answer.content[..],
+        b"First 10 bytes of request: hello worl"
+    );
+    let silent = raw_exchange(&sim, &Frame::json(&br#"["ECHO", "x"]"#[..])).await;
+    assert!(
+        silent.is_empty(),
+        "no answer to content that is not an object"
+    );
+    let counters = sim.state().counters();
+    assert_eq!((counters.binary, counters.malformed), (1, 1));
+    sim.shutdown().await;
+}
