@@ -496,19 +496,25 @@ impl Shared {
             return Ok(());
         }
         let fault = self.state.next_fault();
-        match &fault {
-            Some(Fault::NoReply) => {
-                tracing::debug!("fault: no reply");
-                hold(stream).await;
-                return Ok(());
-            }
-            Some(Fault::Delay(delay)) => {
-                tracing::debug!(?delay, "fault: delaying the answer");
-                self.clock.sleep(*delay).await;
-            }
-            _ => {}
+        if fault == Some(Fault::NoReply) {
+            tracing::debug!("fault: no reply");
+            hold(stream).await;
+            return Ok(());
         }
-        let answer = self.answer(&frame, fault.as_ref()).await?;
+        // COMET handles one request at a time: in fidelity mode a slow (delayed) answer holds up
+        // every other connection, as it would there.
+        let serial = if self.fidelity {
+            Some(self.serial.lock().await)
+        } else {
+            None
+        };
+        if let Some(Fault::Delay(delay)) = &fault {
+            tracing::debug!(?delay, "fault: delaying the answer");
+            self.clock.sleep(*delay).await;
+        }
+        let answer = self.answer(&frame, fault.as_ref()).await;
+        drop(serial);
+        let answer = answer?;
         let bytes = wire::encode_to_bytes(&answer, &self.limits).map_err(|e| e.to_string())?;
         let written = match &fault {
             Some(Fault::Garbage) => {
@@ -552,11 +558,6 @@ impl Shared {
                 let result = if let Some(Fault::DeviceError(message)) = fault {
                     Value::String(message.clone())
                 } else {
-                    let _serial = if self.fidelity {
-                        Some(self.serial.lock().await)
-                    } else {
-                        None
-                    };
                     self.server.dispatch(&request).await
                 };
                 tracing::debug!(%result, "answer");

@@ -265,3 +265,43 @@ async fn binary_and_malformed_requests_are_treated_as_comet_does_and_counted() {
     assert_eq!((counters.binary, counters.malformed), (1, 1));
     sim.shutdown().await;
 }
+
+/// Sends a delayed request, then a prompt one while the first waits; returns whether the
+/// prompt one reached the handlers first.
+async fn prompt_request_overtakes_a_delayed_one(fidelity: bool) -> bool {
+    let mut config = SimConfig::loopback();
+    config.fidelity = fidelity;
+    let (sim, client) = start(config).await;
+    sim.state()
+        .push_fault(Fault::Delay(Duration::from_secs(1)));
+    let delayed = tokio::spawn({
+        let client = client.clone();
+        async move { client.send("ECHO", &json!("delayed")).await }
+    });
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while sim.state().counters().faults == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the delayed request arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let prompt = client.send("ECHO", &json!("prompt")).await.unwrap();
+    assert_eq!(prompt, json!("prompt"));
+    assert_eq!(delayed.await.unwrap().unwrap(), json!("delayed"));
+    // The log records requests as the handlers get them.
+    let order: Vec<Value> = sim
+        .state()
+        .received()
+        .into_iter()
+        .map(|r| r.value)
+        .collect();
+    sim.shutdown().await;
+    order == [json!("prompt"), json!("delayed")]
+}
+
+#[tokio::test]
+async fn requests_run_concurrently_unless_in_fidelity_mode() {
+    assert!(prompt_request_overtakes_a_delayed_one(false).await);
+    assert!(!prompt_request_overtakes_a_delayed_one(true).await);
+}
