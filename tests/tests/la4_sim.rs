@@ -166,3 +166,46 @@ async fn shutdown_disconnects_clients_and_stops_listening() {
     assert!(matches!(read, Ok(0) | Err(_)), "connection still open");
     assert!(labwire_net::connect(addr, TEST_DEADLINE).await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_requests_never_disturb_the_simulator() {
+    let sim = Simulator::start(SimConfig {
+        read_timeout: Duration::from_millis(200),
+        limits: Limits {
+            max_message_len: 4096,
+        },
+        ..sim_config()
+    })
+    .await
+    .unwrap();
+    let addr = sim.local_addr();
+    let idle = labwire_net::connect(addr, TEST_DEADLINE).await.unwrap();
+    let huge = vec![b'{'; 100_000];
+    let bodies: [&[u8]; 4] = [
+        b"\xff\xfe not utf-8",
+        b"\"just a string\"",
+        &huge,
+        br#"{"id":"x","name":"y","ip":"z","port":1,"version":"1","coordinator":true,"type_":"cmd"}"#,
+    ];
+    for body in bodies {
+        let mut stream = labwire_net::connect(addr, TEST_DEADLINE).await.unwrap();
+        let _ = tokio::io::AsyncWriteExt::write_all(&mut stream, body).await;
+        let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
+    }
+    drop(idle);
+    // Nothing above was a request; a real one is still answered.
+    let coordinator =
+        Coordinator::start(CoordinatorConfig::new(loopback(), coordinator_identity(0)))
+            .await
+            .unwrap();
+    let output = coordinator
+        .send_command(addr, "echo still here")
+        .await
+        .unwrap();
+    assert_eq!(output, "still here\n");
+    let stats = sim.state().stats();
+    assert_eq!(stats.requests, 1);
+    assert_eq!(stats.commands, ["echo still here"]);
+    coordinator.shutdown().await;
+    sim.shutdown().await;
+}
