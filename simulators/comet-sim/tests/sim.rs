@@ -272,8 +272,7 @@ async fn prompt_request_overtakes_a_delayed_one(fidelity: bool) -> bool {
     let mut config = SimConfig::loopback();
     config.fidelity = fidelity;
     let (sim, client) = start(config).await;
-    sim.state()
-        .push_fault(Fault::Delay(Duration::from_secs(1)));
+    sim.state().push_fault(Fault::Delay(Duration::from_secs(1)));
     let delayed = tokio::spawn({
         let client = client.clone();
         async move { client.send("ECHO", &json!("delayed")).await }
