@@ -19,12 +19,19 @@ fuzz_target!(|data: &[u8]| {
         && let Ok(request) = raw.into_request()
     {
         let content = request.to_content().expect("a request always serializes");
-        let back = RawRequest::from_content(&content).unwrap().into_request().unwrap();
+        let back = RawRequest::from_content(&content)
+            .unwrap()
+            .into_request()
+            .unwrap();
         assert_eq!(back, request);
     }
     match classify(&Frame::json(data.to_vec())) {
         Ok(Incoming::Invalid(invalid)) => {
-            assert!(invalid.comet_answer().starts_with("Error: invalid action and or value "));
+            assert!(
+                invalid
+                    .comet_answer()
+                    .starts_with("Error: invalid action and or value ")
+            );
         }
         Ok(_) | Err(_) => {}
     }

@@ -40,10 +40,16 @@ fuzz_target!(|data: &[u8]| {
             }
             Ok(None) => {}
             Err(_) => {
-                assert!(whole.is_err(), "the codec failed where wire::decode did not");
+                assert!(
+                    whole.is_err(),
+                    "the codec failed where wire::decode did not"
+                );
                 return;
             }
         }
     }
-    assert!(matches!(whole, Ok(None)), "wire::decode found what the codec did not");
+    assert!(
+        matches!(whole, Ok(None)),
+        "wire::decode found what the codec did not"
+    );
 });
