@@ -38,7 +38,24 @@ pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
 /// Return a truthy value to answer, a falsy one (`null`, `false`, `0`, `""`, `[]`, `{}`) to
 /// let the next handler try, or an error (logged, then the next handler tries).
 ///
-/// For closures see [`handler_fn`] and [`async_handler_fn`].
+/// For closures see [`handler_fn`] and [`async_handler_fn`]; for state, implement it:
+///
+/// ```
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use comet_socket::server::{Handler, HandlerError};
+/// use serde_json::{Value, json};
+///
+/// struct Counter(AtomicU64);
+///
+/// impl Handler for Counter {
+///     async fn handle(&self, action: &str, _value: &Value) -> Result<Value, HandlerError> {
+///         if action != "COUNT" {
+///             return Ok(Value::Null); // falsy: the next handler tries
+///         }
+///         Ok(json!(self.0.fetch_add(1, Ordering::Relaxed) + 1))
+///     }
+/// }
+/// ```
 pub trait Handler: Send + Sync + 'static {
     /// Handles `value` sent for `action`.
     fn handle(
