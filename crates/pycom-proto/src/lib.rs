@@ -7,6 +7,7 @@
 
 pub mod codec;
 pub mod message;
+mod raw;
 pub mod sequence;
 pub mod wire;
 

@@ -4,9 +4,10 @@
 //! a message is complete exactly when the peer's EOF arrives. Until then a receiver can only
 //! check the size limit ([`check_len`]); at EOF it [`decode`]s the whole buffer.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::message::{Body, Identity, Message, TYPE_KEY, UnitInfo};
+use crate::raw::{Raw, RawObject};
 
 /// Largest message accepted or sent when no limit is configured: 256 KiB.
 ///
@@ -128,17 +129,18 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Message, DecodeError> {
     if bytes.is_empty() {
         return Err(DecodeError::Empty);
     }
-    let text = std::str::from_utf8(bytes).map_err(|e| DecodeError::NotUtf8 {
-        valid_up_to: e.valid_up_to(),
-    })?;
-    let value: Value = serde_json::from_str(text).map_err(DecodeError::InvalidJson)?;
-    let mut object = match value {
-        Value::Object(object) => object,
-        other => {
-            return Err(DecodeError::NotAnObject {
-                found: kind(&other),
-            });
-        }
+    // serde_json checks UTF-8 as it parses (outside strings only ASCII is valid JSON), so a
+    // successful parse needs no separate pass; a failed one is classified afterwards.
+    let raw =
+        serde_json::from_slice::<Raw>(bytes).map_err(|error| match std::str::from_utf8(bytes) {
+            Err(e) => DecodeError::NotUtf8 {
+                valid_up_to: e.valid_up_to(),
+            },
+            Ok(_) => DecodeError::InvalidJson(error),
+        })?;
+    let mut object = match raw {
+        Raw::Object(object) => object,
+        Raw::NotObject(found) => return Err(DecodeError::NotAnObject { found }),
     };
     let identity = Identity {
         id: take_string(&mut object, "id")?,
@@ -182,7 +184,7 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Message, DecodeError> {
         }),
         Some(_) => Body::Unknown {
             type_: type_.unwrap_or_default(),
-            fields: object,
+            fields: object.into_body_fields(),
         },
     };
     Ok(Message { identity, body })
@@ -227,10 +229,7 @@ fn invalid(field: &'static str, expected: &'static str) -> DecodeError {
     DecodeError::InvalidField { field, expected }
 }
 
-fn take_string(
-    object: &mut Map<String, Value>,
-    field: &'static str,
-) -> Result<String, DecodeError> {
+fn take_string(object: &mut RawObject, field: &'static str) -> Result<String, DecodeError> {
     match object.remove(field) {
         Some(Value::String(s)) => Ok(s),
         Some(_) => Err(invalid(field, "a string")),
@@ -238,7 +237,7 @@ fn take_string(
     }
 }
 
-fn take_port(object: &mut Map<String, Value>) -> Result<u16, DecodeError> {
+fn take_port(object: &mut RawObject) -> Result<u16, DecodeError> {
     match object.remove("port") {
         Some(Value::Number(n)) => n
             .as_u64()
@@ -246,17 +245,6 @@ fn take_port(object: &mut Map<String, Value>) -> Result<u16, DecodeError> {
             .ok_or_else(|| invalid("port", "an integer from 0 to 65535")),
         Some(_) => Err(invalid("port", "an integer from 0 to 65535")),
         None => Err(DecodeError::MissingField { field: "port" }),
-    }
-}
-
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
     }
 }
 
@@ -353,7 +341,7 @@ mod tests {
 
     #[test]
     fn unknown_fields_named_like_base_fields_are_not_written_twice() {
-        let mut fields = Map::new();
+        let mut fields = serde_json::Map::new();
         fields.insert("id".into(), Value::from("spoof"));
         fields.insert("type_".into(), Value::from("spoof"));
         let message = Message::new(
