@@ -310,10 +310,11 @@ async fn the_simulator_stops_probing_once_a_coordinator_is_online() {
     .await;
     let state = sim.state();
     let probes = state.stats().probes_sent;
-    // Ten more heartbeats (well past several probe intervals) and no more probes.
+    // Ten more heartbeats (ten probe intervals) and no new scan: at most the one that may have
+    // been under way when the first heartbeat arrived is still counted.
     let requests = state.stats().requests;
     assert!(eventually(TEST_DEADLINE, || state.stats().requests >= requests + 10).await);
-    assert_eq!(state.stats().probes_sent, probes);
+    assert!(state.stats().probes_sent <= probes + 1);
     coordinator.shutdown().await;
     sim.shutdown().await;
 }
