@@ -25,5 +25,8 @@ pub use wire::DEFAULT_MAX_FRAME_LENGTH;
 #[cfg(feature = "client")]
 pub use client::{Client, ClientBuilder, DeviceError, Error, Reply};
 
+/// The JSON library whose [`serde_json::Value`] this crate's messages carry.
+pub use serde_json;
+
 /// The ARKEO application's default TCP port.
 pub const DEFAULT_PORT: u16 = 6360;

@@ -55,13 +55,17 @@ pub fn frame_length(buf: &[u8], max_frame_length: usize) -> Result<Option<usize>
     }
 }
 
-/// Decodes a payload as lenient JSON (see [`crate::json`]) after checking it is UTF-8.
+/// Decodes a payload as lenient JSON (see [`crate::json`]); a payload that fails and is not
+/// UTF-8 is reported as [`DecodeError::InvalidUtf8`].
 ///
 /// # Errors
 /// [`DecodeError::InvalidUtf8`] or [`DecodeError::InvalidJson`].
 pub fn parse_payload(payload: &[u8]) -> Result<Value, DecodeError> {
-    std::str::from_utf8(payload)?;
-    Ok(crate::json::parse(payload)?)
+    // Valid payloads take serde_json's path alone; the UTF-8 check only classifies failures.
+    crate::json::parse(payload).map_err(|e| match std::str::from_utf8(payload) {
+        Err(utf8) => DecodeError::InvalidUtf8(utf8),
+        Ok(_) => DecodeError::InvalidJson(e),
+    })
 }
 
 /// Decodes a request payload.

@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 
 // One module per protocol; each has `demo()` and its own subcommand.
 // (modules are registered here)
+mod arkeo;
 mod comet;
 mod pekat;
 mod pycom;
@@ -34,6 +35,8 @@ enum Command {
         /// Run only these protocols (default: all of them, in the listed order).
         only: Vec<String>,
     },
+    /// Talk to a Cicci Research ARKEO application (or arkeo-sim): routines, status, measure, send.
+    Arkeo(arkeo::ArkeoArgs),
     /// Talk to a PEKAT VISION Projects Manager (or pekat-sim): start, stop, status, switch.
     Pekat(pekat::PekatArgs),
     /// Act as a coordinator towards a Rigsters LA4 node (or la4-sim): info, cmd, sequence, watch.
@@ -50,6 +53,7 @@ type Demo = (&'static str, fn() -> DemoFuture);
 /// a loopback port 0, drives it with the client, checks what came back, and shuts it down.
 const DEMOS: &[Demo] = &[
     // ("name", || Box::pin(module::demo())),
+    ("arkeo", || Box::pin(arkeo::demo())),
     ("pekat", || Box::pin(pekat::demo())),
     ("pycom", || Box::pin(pycom::demo())),
     ("comet", || Box::pin(comet::demo())),
@@ -61,6 +65,7 @@ async fn main() -> anyhow::Result<()> {
     labwire_net::cli::init_tracing(cli.verbose);
     match cli.command {
         Command::Demo { only } => demo(&only).await,
+        Command::Arkeo(args) => arkeo::run(args).await,
         Command::Pekat(args) => pekat::run(args).await,
         Command::Pycom(args) => pycom::run(args).await,
         Command::Comet(args) => comet::run(args).await,

@@ -48,7 +48,8 @@ pub(crate) fn jv(measurement: u64, dark: bool, settings: &Value, user: &Value) -
     let step = num("Step (V)", 0.02).abs().max(0.001);
     let jsc = if dark { 0.0 } else { 21.5 };
     let mut noise = Noise::new(measurement);
-    let points = (((end - start) / step).abs().floor() as usize).min(5_000) + 1;
+    // The epsilon keeps 1.2 / 0.05 = 23.999... from losing the last point.
+    let points = (((end - start) / step).abs() + 1e-9).floor().min(5_000.0) as usize + 1;
     let voltages: Vec<f64> = (0..points)
         .map(|i| start + (end - start).signum() * step * i as f64)
         .collect();

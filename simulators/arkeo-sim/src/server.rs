@@ -111,7 +111,7 @@ impl ArkeoSimBuilder {
         let handle = server.serve(move |stream, peer, token| {
             serve_connection(stream, peer, shared.clone(), token)
         });
-        tracing::info!(addr = %handle.local_addr(), "arkeo-sim listening");
+        tracing::debug!(addr = %handle.local_addr(), "arkeo-sim listening");
         Ok(ArkeoSim {
             handle,
             state,

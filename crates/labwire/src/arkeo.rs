@@ -1,0 +1,239 @@
+//! Cicci Research ARKEO All-in-One API: the demo and `labwire arkeo`.
+
+use std::time::Duration;
+
+use anyhow::{Context as _, bail, ensure};
+use arkeo_proto::json::lenient_f64;
+use arkeo_proto::{Client, ParamKey, Reply, Request, RoutineState, Target, codes};
+use arkeo_sim::ArkeoSim;
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+
+/// `labwire arkeo`: talk to an ARKEO application (or `arkeo-sim`).
+#[derive(Debug, Args)]
+pub(crate) struct ArkeoArgs {
+    /// The ARKEO application, `HOST:PORT`.
+    #[arg(long, default_value = "127.0.0.1:6360")]
+    addr: String,
+    /// Seconds to wait for each answer.
+    #[arg(long, default_value_t = 5.0)]
+    timeout: f64,
+    /// Send parameters under `params` (as the vendor's Python example) instead of `parameter`.
+    #[arg(long)]
+    params: bool,
+    #[command(subcommand)]
+    action: Action,
+}
+
+#[derive(Debug, Subcommand)]
+enum Action {
+    /// List the available routines and the active one.
+    Routines,
+    /// Print the active routine's status (GetTestStatus).
+    Status,
+    /// Start a routine and wait until it is Ready.
+    Start {
+        /// Routine name, e.g. `Luminescence`, `JV`.
+        routine: String,
+        /// Seconds to wait for Ready.
+        #[arg(long, default_value_t = 60.0)]
+        wait: f64,
+    },
+    /// Apply settings (optional), run one measurement, wait for it, print its data as JSON.
+    Measure {
+        /// Settings object for ApplySettings, as JSON.
+        #[arg(long)]
+        settings: Option<String>,
+        /// Seconds to wait for the measurement.
+        #[arg(long, default_value_t = 600.0)]
+        wait: f64,
+    },
+    /// Close the active routine.
+    Close,
+    /// Send any command and print the response's data (or the device's error).
+    Send {
+        /// Target: MAIN, ROUTINE, TMPCTL, MUX, LED (or any other name).
+        target: String,
+        /// Command, e.g. GetStatus.
+        command: String,
+        /// Parameters as a JSON object.
+        parameter: Option<String>,
+    },
+}
+
+fn seconds(value: f64, what: &str) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(value)
+        .with_context(|| format!("{what} must be a non-negative number of seconds"))
+}
+
+fn json_object(text: &str, what: &str) -> anyhow::Result<Value> {
+    let value =
+        arkeo_proto::json::parse(text.as_bytes()).with_context(|| format!("{what} is not JSON"))?;
+    ensure!(value.is_object(), "{what} must be a JSON object");
+    Ok(value)
+}
+
+pub(crate) async fn run(args: ArkeoArgs) -> anyhow::Result<()> {
+    let key = if args.params {
+        ParamKey::Params
+    } else {
+        ParamKey::Parameter
+    };
+    let arkeo = Client::builder(&args.addr)
+        .timeout(seconds(args.timeout, "--timeout")?)
+        .param_key(key)
+        .connect()
+        .await?;
+    match args.action {
+        Action::Routines => {
+            let active = arkeo.active_routine().await?;
+            for routine in arkeo.available_routines().await? {
+                let mark = if active.as_deref() == Some(routine.as_str()) {
+                    " (active)"
+                } else {
+                    ""
+                };
+                println!("{routine}{mark}");
+            }
+        }
+        Action::Status => print_status(&arkeo.test_status().await?),
+        Action::Start { routine, wait } => {
+            arkeo.start_routine(&routine).await?;
+            let status = arkeo
+                .wait_until(RoutineState::Ready, seconds(wait, "--wait")?)
+                .await?;
+            print_status(&status);
+        }
+        Action::Measure { settings, wait } => {
+            if let Some(settings) = settings {
+                arkeo
+                    .apply_settings(json_object(&settings, "--settings")?)
+                    .await?;
+            }
+            arkeo.start_measurement().await?;
+            arkeo
+                .wait_until(RoutineState::Ready, seconds(wait, "--wait")?)
+                .await?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&arkeo.test_data().await?)?
+            );
+        }
+        Action::Close => {
+            arkeo.close_routine().await?;
+            println!("closed");
+        }
+        Action::Send {
+            target,
+            command,
+            parameter,
+        } => {
+            let parameter = match parameter {
+                Some(text) => json_object(&text, "the parameter")?,
+                None => Value::Null,
+            };
+            let request = Request::new(Target::parse(&target), command).with_parameter(parameter);
+            match arkeo.call(request).await? {
+                Reply::Ok(data) => println!("{}", serde_json::to_string_pretty(&data)?),
+                Reply::Refused(refusal) => bail!("{refusal}"),
+                other => bail!("unexpected reply {other:?}"),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_status(status: &arkeo_proto::TestStatus) {
+    let name = status.routine_name.as_deref().unwrap_or("?");
+    match (status.progress_pct(), &status.error) {
+        (_, Some(error)) => println!("{name}: {} ({error})", status.routine_status),
+        (Some(pct), None) => println!("{name}: {} {pct:.0}%", status.routine_status),
+        (None, None) => println!("{name}: {}", status.routine_status),
+    }
+}
+
+/// Starts arkeo-sim on loopback and runs the vendor's workflow with a Dark JV measurement.
+pub(crate) async fn demo() -> anyhow::Result<()> {
+    // Ten times real time: the routine initialises in 50 ms and measures in 200 ms.
+    let sim = ArkeoSim::builder().speed(10.0).start().await?;
+    let result = workflow(&sim).await;
+    sim.shutdown().await;
+    result
+}
+
+async fn workflow(sim: &ArkeoSim) -> anyhow::Result<()> {
+    let addr = sim.local_addr();
+    println!("arkeo-sim listening on {addr}");
+    let arkeo = Client::builder(addr)
+        .poll_interval(Duration::from_millis(20))
+        .connect()
+        .await?;
+    let routines = arkeo.available_routines().await?;
+    println!("available routines: {}", routines.join(", "));
+    ensure!(
+        routines.iter().any(|r| r == "Dark JV"),
+        "Dark JV is not offered"
+    );
+
+    arkeo.start_routine("Dark JV").await?;
+    let status = arkeo
+        .wait_until(RoutineState::Ready, Duration::from_secs(5))
+        .await?;
+    println!("StartRoutine Dark JV -> {}", status.routine_status);
+
+    arkeo
+        .apply_settings(json!({"scan_settings": {"scan": {"Start (V)": -0.2, "End (V)": 1.0, "Step (V)": 0.05}}}))
+        .await?;
+    arkeo.set_info("labwire demo", "cell A1", 0.09).await?;
+    arkeo.start_measurement().await?;
+    let running = arkeo
+        .wait_for(
+            |s| s.routine_status == RoutineState::Running,
+            Duration::from_secs(5),
+        )
+        .await?;
+    println!("measuring: {:.0}%", running.progress_pct().unwrap_or(0.0));
+    arkeo
+        .wait_until(RoutineState::Ready, Duration::from_secs(5))
+        .await?;
+
+    let data = arkeo.test_data().await?;
+    let scan = &data["scans"][0];
+    let points = scan["data"].as_array().map_or(0, Vec::len);
+    ensure!(points == 25, "expected 25 points, got {points}");
+    let voc = lenient_f64(&scan["parameters"]["voc"]["value"]);
+    let r_shunt = lenient_f64(&scan["parameters"]["r_shunt"]["value"]);
+    ensure!(
+        voc.is_some_and(f64::is_nan),
+        "dark Voc should be NaN, got {voc:?}"
+    );
+    ensure!(
+        r_shunt == Some(f64::INFINITY),
+        "dark R_shunt should be infinite, got {r_shunt:?}"
+    );
+    println!(
+        "GetTestData: {points} points per scan; Voc = NaN, R_shunt = Infinity (bare tokens on the wire)"
+    );
+
+    let refused = arkeo
+        .command(
+            Target::Led,
+            "SetValues",
+            json!({"address": 1, "values": [0.5, 0.5]}),
+        )
+        .await;
+    match refused {
+        Err(e) if e.device_error().and_then(|d| d.code()) == Some(codes::INVALID_ARRAY_SIZE) => {
+            println!("LED SetValues with 2 values -> refused as expected: {e}");
+        }
+        other => bail!("expected error 1001, got {other:?}"),
+    }
+
+    arkeo.close_routine().await?;
+    ensure!(
+        arkeo.active_routine().await?.is_none(),
+        "routine still active after CloseRoutine"
+    );
+    println!("CloseRoutine -> no active routine");
+    Ok(())
+}
