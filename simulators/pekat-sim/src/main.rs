@@ -108,6 +108,8 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Handlers first: a parent may signal as soon as it has read the `listening on` line.
+    let signal = labwire_net::cli::shutdown_signal();
     if let Err(error) = labwire_net::cli::announce_listening(sim.local_addr()) {
         eprintln!("pekat-sim: cannot write to stdout: {error}");
         return ExitCode::FAILURE;
@@ -115,7 +117,7 @@ async fn main() -> ExitCode {
     for project in sim.state().projects() {
         tracing::info!(path = %project.path, port = project.port, "project");
     }
-    labwire_net::cli::shutdown_signal().await;
+    signal.await;
     sim.shutdown().await;
     tracing::info!("stopped");
     ExitCode::SUCCESS
