@@ -362,3 +362,70 @@ async fn clones_queue_their_calls_on_one_connection() {
     }
     assert_eq!(sim.connection_count(), 1);
 }
+
+#[tokio::test]
+async fn a_reply_larger_than_the_client_limit_is_refused_before_it_is_buffered() {
+    let sim = ArkeoSim::builder()
+        .clock(SimClock::manual())
+        .start()
+        .await
+        .unwrap();
+    let arkeo = Client::builder(sim.local_addr())
+        .max_frame_length(1024)
+        .build();
+    arkeo.start_routine("JV").await.unwrap();
+    sim.clock().advance(Duration::from_secs(1));
+    arkeo.start_measurement().await.unwrap();
+    sim.clock().advance(Duration::from_secs(10));
+    let err = arkeo.test_data().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Decode(arkeo_proto::DecodeError::FrameTooLarge { max: 1024, .. })
+        ),
+        "{err:?}"
+    );
+    assert!(err.is_connection_fatal());
+    // The rest of the big reply died with the connection; small calls go on.
+    assert_eq!(arkeo.active_routine().await.unwrap().as_deref(), Some("JV"));
+}
+
+#[tokio::test]
+async fn sequential_round_trips_are_not_stalled_by_nagle() {
+    let sim = sim().await;
+    let arkeo = Client::builder(sim.local_addr()).connect().await.unwrap();
+    let start = std::time::Instant::now();
+    for _ in 0..200 {
+        arkeo.active_routine().await.unwrap();
+    }
+    // A 40 ms delayed-ACK stall per round trip would take 8 s; loopback needs milliseconds.
+    let elapsed = start.elapsed();
+    assert!(
+        elapsed < Duration::from_secs(3),
+        "200 round trips took {elapsed:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_connection_closed_by_the_device_while_idle_is_replaced_transparently() {
+    let sim = sim().await;
+    let arkeo = client(&sim);
+    arkeo.available_routines().await.unwrap();
+    // The device drops the connection after the next request, without answering it.
+    sim.faults().drop_next(1);
+    assert!(
+        arkeo
+            .available_routines()
+            .await
+            .unwrap_err()
+            .is_connection_fatal()
+    );
+    arkeo.available_routines().await.unwrap();
+    // Now close the idle connection from the device side: a restart of the application.
+    let addr = sim.local_addr();
+    sim.shutdown().await;
+    let restarted = ArkeoSim::builder().listen(addr).start().await.unwrap();
+    assert!(eventually(TEST_DEADLINE, || restarted.connection_count() == 0).await);
+    arkeo.available_routines().await.unwrap();
+    assert_eq!(restarted.connection_count(), 1);
+}

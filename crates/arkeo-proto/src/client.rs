@@ -710,8 +710,10 @@ impl Inner {
         // until it is put back after a clean exchange.
         let mut slot = self.connection.lock().await;
         let mut connection = match slot.take() {
-            Some(connection) => connection,
-            None => self.open().await?,
+            // A connection the device closed while idle is replaced before anything is sent
+            // on it, so the request is not lost to a dead socket.
+            Some(connection) if connection.is_idle_and_open() => connection,
+            Some(_) | None => self.open().await?,
         };
         let span = connection.span.clone();
         let response = connection
@@ -741,6 +743,25 @@ impl Inner {
 }
 
 impl Connection {
+    /// Best effort: false when the peer has closed the connection or sent bytes nobody asked
+    /// for (as far as the reactor already knows; no waiting).
+    fn is_idle_and_open(&self) -> bool {
+        let mut probe = [0u8; 1];
+        match self.stream.try_read(&mut probe) {
+            Err(e) => e.kind() == io::ErrorKind::WouldBlock,
+            Ok(0) => {
+                self.span
+                    .in_scope(|| tracing::debug!("closed by the peer while idle; reconnecting"));
+                false
+            }
+            Ok(_) => {
+                self.span
+                    .in_scope(|| tracing::warn!("unsolicited bytes while idle; reconnecting"));
+                false
+            }
+        }
+    }
+
     async fn exchange(
         &mut self,
         frame: &[u8],
