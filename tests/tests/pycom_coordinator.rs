@@ -7,7 +7,7 @@ use std::time::Duration;
 use la4_sim::{BOARDIO_ERROR, BOARDIO_READY, Faults, Fleet, SimConfig, Simulator};
 use labwire_tests::{TEST_DEADLINE, eventually};
 use pycom_proto::coordinator::Error;
-use pycom_proto::{Coordinator, CoordinatorConfig, Event, Identity, Row, Sequence};
+use pycom_proto::{Coordinator, CoordinatorConfig, Event, Identity, Row, Sequence, Slot, Verdict};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::broadcast;
 
@@ -558,4 +558,100 @@ async fn adding_a_node_heartbeats_it_at_once_without_waiting_for_the_interval() 
     assert_eq!(state.stats().requests, 1);
     coordinator.shutdown().await;
     sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_confirmed_sequence_gets_its_own_verdict_not_an_earlier_one() {
+    let (coordinator, sim, _events) = start().await;
+    let node = sim.local_addr();
+    // A hand-written bad row: two BOARDIO_ERROR messages follow its output (uSeq, runSeq).
+    let bad = format!(
+        "echo \"LED_FAN,7\" > {} && boardiocli uSeq && boardiocli runSeq",
+        pycom_proto::sequence::SEQUENCE_FILE
+    );
+    coordinator.send_command(node, bad).await.unwrap();
+    let sequence = Sequence::new([Row::LedFan { on: true }]).unwrap();
+    let report = coordinator
+        .run_sequence_confirmed(node, &sequence, Slot::Normal)
+        .await
+        .unwrap();
+    assert_eq!(report.verdict, Some(Verdict::Ready));
+    assert!(report.is_ready());
+    assert!(sim.state().lights().fans);
+    let stored = coordinator
+        .run_sequence_confirmed(node, &sequence, Slot::Standalone)
+        .await
+        .unwrap();
+    assert!(stored.is_ready());
+    assert_eq!(sim.state().lights().standalone, Some(sequence));
+    coordinator.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_verdict_is_awaited_when_boardio_was_not_reached() {
+    let (coordinator, sim, _events) = start_with(|_| SimConfig {
+        boot_time: Duration::from_secs(3600),
+        ..sim_config()
+    })
+    .await;
+    let sequence = Sequence::new([Row::ModelLight { power: 1 }]).unwrap();
+    let report = coordinator
+        .run_sequence_confirmed(sim.local_addr(), &sequence, Slot::Normal)
+        .await
+        .unwrap();
+    assert_eq!(report.verdict, None);
+    assert_eq!(report.output, "BOARDIO_CLI: boardio is not running\n");
+    coordinator.shutdown().await;
+    sim.shutdown().await;
+}
+
+/// A node of our own (the node library from outside) whose boardio refuses every sequence.
+struct Refusing(pycom_proto::node::EventSender);
+
+impl pycom_proto::node::Handler for Refusing {
+    async fn handle(&self, request: pycom_proto::node::Request) {
+        if let pycom_proto::Body::Cmd { .. } = request.message.body {
+            let to = request.reply_addr();
+            let sender = self.0.clone();
+            tokio::spawn(async move {
+                let output = "BOARDIO_CLI: Sent: \"uSeq\" to FIFO file\n".to_owned();
+                sender
+                    .send(to, pycom_proto::Body::Output { output })
+                    .await
+                    .unwrap();
+                let message = "BOARDIO_ERROR: firmware says no".to_owned();
+                sender
+                    .send(to, pycom_proto::Body::Message { message })
+                    .await
+                    .unwrap();
+            });
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_sequence_reports_boardio_error() {
+    let listener =
+        pycom_proto::node::NodeListener::bind(pycom_proto::node::NodeConfig::new(loopback()))
+            .await
+            .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let me = Identity::new("0badf00d", "refusing", "127.0.0.1", addr.port(), "1", false);
+    let node = listener.serve(std::sync::Arc::new(Refusing(
+        pycom_proto::node::EventSender::new(me),
+    )));
+    let coordinator = Coordinator::start(coordinator_config()).await.unwrap();
+    let sequence = Sequence::new([Row::ModelLight { power: 1 }]).unwrap();
+    let report = coordinator
+        .run_sequence_confirmed(addr, &sequence, Slot::Normal)
+        .await
+        .unwrap();
+    assert_eq!(
+        report.verdict,
+        Some(Verdict::Error("BOARDIO_ERROR: firmware says no".into()))
+    );
+    assert!(!report.is_ready());
+    coordinator.shutdown().await;
+    node.shutdown().await;
 }

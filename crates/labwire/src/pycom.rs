@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
 use clap::{Args, Subcommand};
-use la4_sim::{BOARDIO_ERROR, BOARDIO_READY, SimConfig, Simulator};
+use la4_sim::{SimConfig, Simulator};
 use pycom_proto::coordinator::DEFAULT_HEARTBEAT_INTERVAL;
-use pycom_proto::sequence::SEQUENCE_FILE;
-use pycom_proto::{Coordinator, CoordinatorConfig, Event, Identity, Row, Sequence, Slot};
+use pycom_proto::sequence::{BOARDIO_ERROR, BOARDIO_READY, SEQUENCE_FILE};
+use pycom_proto::{Coordinator, CoordinatorConfig, Event, Identity, Row, Sequence, Slot, Verdict};
 use tokio::sync::broadcast;
 
 /// `labwire pycom`: act as a coordinator towards one LA4 node (or `la4-sim`).
@@ -109,15 +109,20 @@ pub(crate) async fn run(args: PycomArgs) -> anyhow::Result<()> {
                 let Some(sequence) = sequence else {
                     bail!("no sequence");
                 };
-                let output = if standalone {
-                    coordinator.store_standalone_sequence(node, &sequence).await?
+                let slot = if standalone {
+                    Slot::Standalone
                 } else {
-                    coordinator.run_sequence(node, &sequence).await?
+                    Slot::Normal
                 };
-                print!("{output}");
-                let verdict = boardio_verdict(&mut events, node, timeout).await?;
-                println!("{verdict}");
-                ensure!(!verdict.starts_with(BOARDIO_ERROR), "the node refused the sequence");
+                let report = coordinator
+                    .run_sequence_confirmed(node, &sequence, slot)
+                    .await?;
+                print!("{}", report.output);
+                match report.verdict {
+                    Some(Verdict::Ready) => println!("{BOARDIO_READY}"),
+                    Some(Verdict::Error(message)) => bail!("the node refused the sequence: {message}"),
+                    None => bail!("boardio was not reached"),
+                }
             }
             Action::Watch { seconds } => {
                 coordinator.add_node(node);
@@ -189,7 +194,8 @@ async fn wait_for<T>(
     .with_context(|| format!("nothing within {timeout:?}"))?
 }
 
-/// The `BOARDIO_READY` / `BOARDIO_ERROR…` message `node` sends after a sequence command.
+/// The next `BOARDIO_READY` / `BOARDIO_ERROR…` message from `node` (for hand-written commands;
+/// sequences get theirs from `run_sequence_confirmed`).
 async fn boardio_verdict(
     events: &mut broadcast::Receiver<Event>,
     node: SocketAddr,
@@ -309,18 +315,20 @@ async fn walk_through(
         Row::DigitalPolarizer { on: true },
     ])?;
     println!("running: {}", sequence.command(Slot::Normal));
-    let output = coordinator.run_sequence(node, &sequence).await?;
+    let report = coordinator
+        .run_sequence_confirmed(node, &sequence, Slot::Normal)
+        .await?;
     print!(
         "output:  {}",
-        output.replace('\n', "\n         ").trim_end()
+        report.output.replace('\n', "\n         ").trim_end()
     );
     println!();
-    let verdict = boardio_verdict(events, node, step).await?;
-    println!("boardio: {verdict}");
     ensure!(
-        verdict == BOARDIO_READY,
-        "expected {BOARDIO_READY}, got {verdict}"
+        report.is_ready(),
+        "expected {BOARDIO_READY}, got {:?}",
+        report.verdict
     );
+    println!("boardio: {BOARDIO_READY}");
     let lights = sim.state().lights();
     ensure!(
         lights.model_light == 100 && lights.fans && lights.polarizer,
@@ -340,8 +348,10 @@ async fn walk_through(
     let bad = format!(
         "echo \"MODEL_LIGHT,150\" > {SEQUENCE_FILE} && boardiocli uSeq && boardiocli runSeq"
     );
+    // Subscribed now, so that only messages after this command count.
+    let mut after_bad = coordinator.events();
     coordinator.send_command(node, bad).await?;
-    let verdict = boardio_verdict(events, node, step).await?;
+    let verdict = boardio_verdict(&mut after_bad, node, step).await?;
     ensure!(
         verdict.starts_with(BOARDIO_ERROR),
         "a bad row was accepted: {verdict}"

@@ -40,7 +40,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::task::TaskTracker;
 
 use crate::message::{Body, Identity, Message, UnitInfo};
-use crate::sequence::{Sequence, Slot};
+use crate::sequence::{Sequence, Slot, Verdict};
 use crate::transport::{self, DEFAULT_READ_TIMEOUT, DEFAULT_SEND_TIMEOUT, ReceiveError, SendError};
 use crate::wire::Limits;
 
@@ -220,6 +220,23 @@ pub struct NodeStatus {
     pub unit_info: Option<UnitInfo>,
 }
 
+/// What [`Coordinator::run_sequence_confirmed`] learnt about a sequence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SequenceReport {
+    /// The command's output (boardiocli's lines).
+    pub output: String,
+    /// boardio's verdict; `None` when the output shows boardio was not reached.
+    pub verdict: Option<Verdict>,
+}
+
+impl SequenceReport {
+    /// Whether boardio accepted the sequence.
+    pub fn is_ready(&self) -> bool {
+        self.verdict == Some(Verdict::Ready)
+    }
+}
+
 /// A running coordinator. Cheap to clone; every clone drives the same listener and nodes.
 /// The listener and heartbeats stop at [`Coordinator::shutdown`] or when the last clone drops.
 #[derive(Debug, Clone)]
@@ -262,6 +279,8 @@ struct NodeEntry {
     identity: Option<Identity>,
     unit_info: Option<UnitInfo>,
     pending: VecDeque<Pending>,
+    /// Sequences whose output has come, waiting for boardio's verdict, oldest first.
+    verdicts: VecDeque<oneshot::Sender<Verdict>>,
     /// Held while one command is being handed to the node, so commands reach it in queue order.
     send_lock: Arc<tokio::sync::Mutex<()>>,
 }
@@ -277,6 +296,8 @@ enum Reach {
 struct Pending {
     id: u64,
     reply: Option<oneshot::Sender<String>>,
+    /// For a sequence: where boardio's verdict goes, once the output has come.
+    verdict: Option<oneshot::Sender<Verdict>>,
     abandoned_at: Option<Instant>,
 }
 
@@ -290,6 +311,7 @@ impl NodeEntry {
             identity: None,
             unit_info: None,
             pending: VecDeque::new(),
+            verdicts: VecDeque::new(),
             send_lock: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
@@ -463,6 +485,24 @@ impl Coordinator {
         command: impl Into<String>,
         timeout: Duration,
     ) -> Result<String, Error> {
+        self.command(
+            node,
+            command.into(),
+            Instant::now() + timeout,
+            timeout,
+            None,
+        )
+        .await
+    }
+
+    async fn command(
+        &self,
+        node: SocketAddr,
+        command: String,
+        deadline: Instant,
+        timeout: Duration,
+        verdict: Option<oneshot::Sender<Verdict>>,
+    ) -> Result<String, Error> {
         let node = canonical(node);
         let message = Message::cmd(self.inner.identity.clone(), command);
         let inner = &self.inner;
@@ -484,7 +524,6 @@ impl Coordinator {
             id,
             settled: false,
         };
-        let deadline = Instant::now() + timeout;
         let timed_out = || Error::Timeout {
             node,
             after: timeout,
@@ -498,6 +537,7 @@ impl Coordinator {
                 entry.pending.push_back(Pending {
                     id,
                     reply: Some(reply),
+                    verdict,
                     abandoned_at: None,
                 });
             }
@@ -558,6 +598,58 @@ impl Coordinator {
     ) -> Result<String, Error> {
         self.send_command(node, sequence.command(Slot::Standalone))
             .await
+    }
+
+    /// Writes and loads `sequence` into `slot` (and runs it, for [`Slot::Normal`]), then also
+    /// waits for boardio's verdict: the first `BOARDIO_READY` / `BOARDIO_ERROR…` message from the
+    /// node after the command's output. The configured command timeout covers both.
+    ///
+    /// When the output does not show boardiocli sending anything (`Sent:`), boardio was not
+    /// reached (not booted, say) and no verdict is awaited: [`SequenceReport::verdict`] is
+    /// `None`.
+    ///
+    /// # Errors
+    /// As [`Coordinator::send_command`]; [`Error::Timeout`] also when the verdict does not come.
+    ///
+    /// # Cancel safety
+    /// As [`Coordinator::send_command`].
+    pub async fn run_sequence_confirmed(
+        &self,
+        node: SocketAddr,
+        sequence: &Sequence,
+        slot: Slot,
+    ) -> Result<SequenceReport, Error> {
+        let timeout = self.inner.config.command_timeout;
+        let deadline = Instant::now() + timeout;
+        let (verdict, answer) = oneshot::channel();
+        let output = self
+            .command(
+                node,
+                sequence.command(slot),
+                deadline,
+                timeout,
+                Some(verdict),
+            )
+            .await?;
+        if !output.contains("Sent:") {
+            // Dropping the receiver makes the coordinator skip this waiter.
+            return Ok(SequenceReport {
+                output,
+                verdict: None,
+            });
+        }
+        let verdict = tokio::select! {
+            () = self.inner.shutdown.cancelled() => return Err(Error::Shutdown),
+            received = tokio::time::timeout_at(deadline, answer) => match received {
+                Ok(Ok(verdict)) => verdict,
+                Ok(Err(_)) => return Err(Error::Shutdown),
+                Err(_) => return Err(Error::Timeout { node: canonical(node), after: timeout }),
+            },
+        };
+        Ok(SequenceReport {
+            output,
+            verdict: Some(verdict),
+        })
     }
 
     /// Stops the listener and the heartbeats, fails waiting commands with [`Error::Shutdown`],
@@ -722,17 +814,23 @@ impl Inner {
                 }
             }
             Body::Output { output } => {
-                let slot = self
-                    .lock_nodes()
-                    .get_mut(&node)
-                    .and_then(|e| e.next_pending(now, self.config.late_output_grace));
-                match slot {
-                    Some(Pending {
-                        reply: Some(reply), ..
-                    }) => {
+                let reply = {
+                    let mut nodes = self.lock_nodes();
+                    let entry = nodes.get_mut(&node);
+                    entry.and_then(|entry| {
+                        let slot = entry.next_pending(now, self.config.late_output_grace)?;
+                        // The verdict, if awaited, is the next boardio message from now on.
+                        if let (Some(_), Some(verdict)) = (&slot.reply, slot.verdict) {
+                            entry.verdicts.push_back(verdict);
+                        }
+                        Some(slot.reply)
+                    })
+                };
+                match reply {
+                    Some(Some(reply)) => {
                         let _ = reply.send(output.clone());
                     }
-                    Some(_) => tracing::debug!(%node, "late output of an abandoned command"),
+                    Some(None) => tracing::debug!(%node, "late output of an abandoned command"),
                     None => tracing::debug!(%node, "output with no command waiting"),
                 }
                 self.emit(Event::Output {
@@ -741,11 +839,16 @@ impl Inner {
                     output,
                 });
             }
-            Body::Message { message } => self.emit(Event::Message {
-                node,
-                identity,
-                message,
-            }),
+            Body::Message { message } => {
+                if let Some(verdict) = Verdict::from_message(&message) {
+                    self.deliver_verdict(node, verdict);
+                }
+                self.emit(Event::Message {
+                    node,
+                    identity,
+                    message,
+                });
+            }
             Body::UnitInfo(info) => {
                 if let Some(entry) = self.lock_nodes().get_mut(&node) {
                     entry.unit_info = Some(info.clone());
@@ -760,6 +863,21 @@ impl Inner {
                 node,
                 message: Message { identity, body },
             }),
+        }
+    }
+
+    /// Gives `verdict` to the oldest sequence of `node` still waiting for one.
+    fn deliver_verdict(&self, node: SocketAddr, verdict: Verdict) {
+        let mut nodes = self.lock_nodes();
+        let Some(entry) = nodes.get_mut(&node) else {
+            return;
+        };
+        // Waiters whose call has ended (timed out, cancelled, or not expecting a verdict) are
+        // skipped.
+        while let Some(waiter) = entry.verdicts.pop_front() {
+            if waiter.send(verdict.clone()).is_ok() {
+                return;
+            }
         }
     }
 
@@ -848,6 +966,7 @@ mod tests {
         Pending {
             id,
             reply: None,
+            verdict: None,
             abandoned_at,
         }
     }

@@ -22,8 +22,8 @@ pub mod node;
 
 pub use codec::PycomCodec;
 pub use message::{Body, Identity, Message, UnitInfo};
-pub use sequence::{Drive, Row, RowError, Sequence, SequenceError, Slot};
+pub use sequence::{Drive, Row, RowError, Sequence, SequenceError, Slot, Verdict};
 pub use wire::{DecodeError, EncodeError, Limits};
 
 #[cfg(feature = "client")]
-pub use coordinator::{Coordinator, CoordinatorConfig, Event};
+pub use coordinator::{Coordinator, CoordinatorConfig, Event, SequenceReport};

@@ -22,6 +22,33 @@ pub const SEQUENCE_FILE: &str = "/home/rigsters/la4_sequence.csv";
 /// Path of the boot-time (standalone) sequence file that `boardiocli uSeqStandalone` loads.
 pub const STANDALONE_SEQUENCE_FILE: &str = "/home/rigsters/la4_sequence_standalone.csv";
 
+/// The `message` a node sends when boardio accepted (and ran) a sequence.
+pub const BOARDIO_READY: &str = "BOARDIO_READY";
+/// How the `message` a node sends when boardio refused a sequence begins.
+pub const BOARDIO_ERROR: &str = "BOARDIO_ERROR";
+
+/// What boardio reported about a sequence, as a `message` event.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Verdict {
+    /// `BOARDIO_READY`.
+    Ready,
+    /// `BOARDIO_ERROR…`, with the whole message.
+    Error(String),
+}
+
+impl Verdict {
+    /// The verdict a `message` event carries, if it is one.
+    pub fn from_message(message: &str) -> Option<Self> {
+        if message == BOARDIO_READY {
+            Some(Self::Ready)
+        } else if message.starts_with(BOARDIO_ERROR) {
+            Some(Self::Error(message.to_owned()))
+        } else {
+            None
+        }
+    }
+}
+
 /// Highest power, in percent.
 pub const MAX_POWER: u8 = 100;
 /// Highest `ALL_4_CANON` shutter time, in milliseconds.
@@ -497,6 +524,17 @@ mod tests {
             })
         ));
         assert_eq!(Sequence::new(Vec::new()), Err(SequenceError::Empty));
+    }
+
+    #[test]
+    fn verdicts_are_read_from_boardio_messages() {
+        assert_eq!(Verdict::from_message("BOARDIO_READY"), Some(Verdict::Ready));
+        assert_eq!(
+            Verdict::from_message("BOARDIO_ERROR: bad row"),
+            Some(Verdict::Error("BOARDIO_ERROR: bad row".into()))
+        );
+        assert_eq!(Verdict::from_message("Sequence complete"), None);
+        assert_eq!(Verdict::from_message("BOARDIO_READY now"), None);
     }
 
     #[test]

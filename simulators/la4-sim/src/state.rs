@@ -160,10 +160,7 @@ impl LightState {
     }
 }
 
-/// Message a node sends when boardio accepted and ran a sequence.
-pub const BOARDIO_READY: &str = "BOARDIO_READY";
-/// Prefix of the message a node sends when boardio rejected a command.
-pub const BOARDIO_ERROR: &str = "BOARDIO_ERROR";
+pub use pycom_proto::sequence::{BOARDIO_ERROR, BOARDIO_READY};
 
 /// The simulated device: its two files and its lights, driven by command lines.
 #[derive(Debug, Clone, Default)]
