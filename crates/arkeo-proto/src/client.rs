@@ -132,8 +132,10 @@ impl Error {
 }
 
 /// The device refused a request: the ARKEO error object and what was asked.
+///
+/// Displays as `ROUTINE StartMeasurement refused: 4006 No active routine`.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{target} {command} refused: {} {}", .error.code.map(|c| c.to_string()).unwrap_or_default(), .error.message)]
+#[error("{target} {command} refused: {}", describe(error))]
 pub struct DeviceError {
     /// The request's target.
     pub target: Target,
@@ -793,6 +795,15 @@ impl Connection {
                 tracing::trace!(hex = %Hex(new), "received");
             }
         }
+    }
+}
+
+fn describe(error: &ErrorObject) -> String {
+    match (error.code, error.message.is_empty()) {
+        (Some(code), false) => format!("{code} {}", error.message),
+        (Some(code), true) => format!("error {code}"),
+        (None, false) => error.message.clone(),
+        (None, true) => "no error details".to_owned(),
     }
 }
 

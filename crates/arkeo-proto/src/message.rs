@@ -210,23 +210,25 @@ impl Request {
                 ));
             }
         };
-        let request_id = match map.remove("request_id") {
-            None | Some(Value::Null) => None,
-            Some(Value::Number(n)) => Some(n.as_u64().ok_or(DecodeError::InvalidMessage(
-                "`request_id` must be a non-negative integer",
-            ))?),
-            Some(_) => {
-                return Err(DecodeError::InvalidMessage(
-                    "`request_id` must be a non-negative integer",
-                ));
-            }
-        };
+        let request_id = request_id(map.remove("request_id"))?;
         Ok(Self {
             target,
             command,
             parameter,
             request_id,
         })
+    }
+}
+
+/// Reads an optional `request_id`: absent or `null` is `None`, otherwise it must be a
+/// non-negative integer.
+fn request_id(value: Option<Value>) -> Result<Option<u64>, DecodeError> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) if n.as_u64().is_some() => Ok(n.as_u64()),
+        Some(_) => Err(DecodeError::InvalidMessage(
+            "`request_id` must be a non-negative integer",
+        )),
     }
 }
 
@@ -448,17 +450,7 @@ impl Response {
             None | Some(Value::Null) => None,
             Some(e) => Some(ErrorObject::from_value(e)),
         };
-        let request_id = match map.remove("request_id") {
-            None | Some(Value::Null) => None,
-            Some(Value::Number(n)) => Some(n.as_u64().ok_or(DecodeError::InvalidMessage(
-                "`request_id` must be a non-negative integer",
-            ))?),
-            Some(_) => {
-                return Err(DecodeError::InvalidMessage(
-                    "`request_id` must be a non-negative integer",
-                ));
-            }
-        };
+        let request_id = request_id(map.remove("request_id"))?;
         Ok(Self {
             status,
             data,
