@@ -429,3 +429,25 @@ async fn a_connection_closed_by_the_device_while_idle_is_replaced_transparently(
     arkeo.available_routines().await.unwrap();
     assert_eq!(restarted.connection_count(), 1);
 }
+
+#[tokio::test]
+async fn a_burst_of_256_connections_is_served() {
+    let sim = sim().await;
+    let addr = sim.local_addr();
+    let tasks: Vec<_> = (0..256)
+        .map(|_| {
+            tokio::spawn(async move {
+                let arkeo = Client::connect(addr).await?;
+                arkeo.active_routine().await
+            })
+        })
+        .collect();
+    timeout(TEST_DEADLINE * 3, async {
+        for task in tasks {
+            assert_eq!(task.await.unwrap().unwrap(), None);
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(sim.state().requests_handled(), 256);
+}
