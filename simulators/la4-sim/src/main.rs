@@ -72,21 +72,13 @@ async fn main() -> anyhow::Result<()> {
         ..SimConfig::default()
     };
     let fleet = Fleet::start(config, args.nodes).await?;
-    // Poll the signal future once so its handlers are installed before anyone learns the
-    // address: a SIGTERM sent right after the `listening on` line must shut down cleanly.
+    // The handlers are installed by this call, before anyone learns the address: a SIGTERM
+    // sent right after the `listening on` line shuts down cleanly.
     let signal = labwire_net::cli::shutdown_signal();
-    tokio::pin!(signal);
-    let stopped_early = tokio::select! {
-        biased;
-        () = &mut signal => true,
-        () = std::future::ready(()) => false,
-    };
-    if !stopped_early {
-        for addr in fleet.addrs() {
-            labwire_net::cli::announce_listening(addr)?;
-        }
-        signal.await;
+    for addr in fleet.addrs() {
+        labwire_net::cli::announce_listening(addr)?;
     }
+    signal.await;
     fleet.shutdown().await;
     tracing::info!("stopped");
     Ok(())
