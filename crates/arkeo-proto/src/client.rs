@@ -43,6 +43,8 @@ pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Read buffer growth step while waiting for bytes.
 const READ_STEP: usize = 8 * 1024;
+/// Read buffer capacity kept between calls; a larger buffer (after a large reply) is freed.
+const RETAINED_CAPACITY: usize = 256 * 1024;
 
 /// A transport or protocol failure of a call.
 ///
@@ -781,6 +783,10 @@ impl Connection {
         loop {
             let before = self.read_buf.len();
             if let Some(response) = codec.decode(&mut self.read_buf)? {
+                if self.read_buf.capacity() > RETAINED_CAPACITY {
+                    // Do not keep a large reply's buffer for the life of the connection.
+                    self.read_buf = BytesMut::new();
+                }
                 tracing::debug!(request_id = ?response.request_id, status = ?response.status, error = ?response.error, "response");
                 return Ok(response);
             }

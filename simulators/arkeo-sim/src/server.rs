@@ -24,6 +24,9 @@ use crate::{Device, Durations, Faults, SimClock};
 /// arrived (idle time between requests is not limited): 10 s.
 pub const DEFAULT_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Read buffer capacity a connection keeps between requests.
+const RETAINED_CAPACITY: usize = 256 * 1024;
+
 /// Configures an [`ArkeoSim`]; see [`ArkeoSim::builder`].
 #[derive(Debug, Clone)]
 pub struct ArkeoSimBuilder {
@@ -269,6 +272,10 @@ async fn connection_loop(stream: &mut TcpStream, shared: &Shared) -> Result<End,
             match codec.decode(&mut buf) {
                 Ok(Some(payload)) => {
                     deadline = None;
+                    if buf.is_empty() && buf.capacity() > RETAINED_CAPACITY {
+                        // Do not keep a large request's buffer for the life of the connection.
+                        buf = BytesMut::with_capacity(4096);
+                    }
                     break payload;
                 }
                 Ok(None) => {}
