@@ -42,6 +42,9 @@ struct Args {
     /// Run simulated time this many times faster (boot, offline and discovery delays).
     #[arg(long, default_value_t = 1.0)]
     time_scale: f64,
+    /// Listen backlog of each node (large: coordinators open one connection per request).
+    #[arg(long, default_value_t = labwire_net::DEFAULT_BACKLOG)]
+    backlog: u32,
     /// More logging on stderr (-v debug, -vv trace); `RUST_LOG` overrides.
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -69,6 +72,7 @@ async fn main() -> anyhow::Result<()> {
             args.discover
         },
         time_scale: args.time_scale,
+        backlog: args.backlog,
         ..SimConfig::default()
     };
     let fleet = Fleet::start(config, args.nodes).await?;
