@@ -451,3 +451,39 @@ async fn a_burst_of_256_connections_is_served() {
     .unwrap();
     assert_eq!(sim.state().requests_handled(), 256);
 }
+
+#[tokio::test]
+async fn request_ids_are_assigned_in_order_or_kept_when_given() {
+    let sim = sim().await;
+    let arkeo = client(&sim);
+    let first = arkeo
+        .call_response(
+            Request::new(Target::Main, "GetActiveRoutine"),
+            TEST_DEADLINE,
+        )
+        .await
+        .unwrap();
+    let second = arkeo
+        .call_response(
+            Request::new(Target::Main, "GetActiveRoutine"),
+            TEST_DEADLINE,
+        )
+        .await
+        .unwrap();
+    assert_eq!(second.request_id, first.request_id.map(|id| id + 1));
+    let mine = arkeo
+        .call_response(
+            Request::new(Target::Main, "GetActiveRoutine").with_request_id(4242),
+            TEST_DEADLINE,
+        )
+        .await
+        .unwrap();
+    assert_eq!(mine.request_id, Some(4242));
+    // The older command names are answered too.
+    arkeo.start_routine("JV").await.unwrap();
+    let old = arkeo
+        .command(Target::Routine, "GetStatus", json!({}))
+        .await
+        .unwrap();
+    assert_eq!(old["routine_name"], "JV");
+}
