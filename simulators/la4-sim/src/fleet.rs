@@ -54,6 +54,10 @@ impl Fleet {
 
     /// Shuts every node down and waits for all of them.
     pub async fn shutdown(&self) {
+        // Every node starts stopping at once; then each is waited for.
+        for node in &self.nodes {
+            node.begin_shutdown();
+        }
         for node in &self.nodes {
             node.shutdown().await;
         }

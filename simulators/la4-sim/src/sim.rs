@@ -447,6 +447,11 @@ impl Simulator {
         self.state.clone()
     }
 
+    /// Starts shutting down without waiting (see [`Simulator::shutdown`]).
+    pub(crate) fn begin_shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
     /// Stops listening, closes every connection, stops sending events, and waits for it all.
     /// Idempotent.
     pub async fn shutdown(&self) {
