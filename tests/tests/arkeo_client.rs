@@ -487,3 +487,47 @@ async fn request_ids_are_assigned_in_order_or_kept_when_given() {
         .unwrap();
     assert_eq!(old["routine_name"], "JV");
 }
+
+#[tokio::test]
+async fn temperature_mux_and_led_helpers() {
+    let sim = ArkeoSim::builder()
+        .clock(SimClock::manual())
+        .start()
+        .await
+        .unwrap();
+    let arkeo = client(&sim);
+    arkeo.set_temperature_controller(2, 1).await.unwrap();
+    arkeo.set_temperature(40.0).await.unwrap();
+    arkeo.set_temperature_enabled(true).await.unwrap();
+    sim.clock().advance(Duration::from_secs(120));
+    let status = arkeo.tmpctl_status().await.unwrap();
+    assert_eq!(status["address"], 2);
+    assert_eq!(status["temperature"], 40.0);
+
+    let err = arkeo.set_relays(&[true; 16]).await.unwrap_err();
+    assert_eq!(
+        err.device_error().and_then(|e| e.code()),
+        Some(codes::INVALID_STATE)
+    );
+    arkeo.mux_connect().await.unwrap();
+    let mut relays = [false; 16];
+    relays[3] = true;
+    arkeo.set_relays(&relays).await.unwrap();
+    let mux = arkeo.mux_status().await.unwrap();
+    assert!(mux.connected);
+    assert_eq!(mux.relays, relays);
+    let err = arkeo.set_relays(&[true; 4]).await.unwrap_err();
+    assert_eq!(
+        err.device_error().and_then(|e| e.code()),
+        Some(codes::INVALID_ARRAY_SIZE)
+    );
+    arkeo.mux_disconnect().await.unwrap();
+    assert!(!arkeo.mux_status().await.unwrap().connected);
+
+    arkeo.set_led_values(1, &[0.5; 12]).await.unwrap();
+    assert_eq!(
+        arkeo.led_status().await.unwrap()["boards"][0]["values"][7],
+        0.5
+    );
+    assert_eq!(sim.state().with(|d| d.led_values(1)), Some([0.5; 12]));
+}

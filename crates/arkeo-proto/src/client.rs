@@ -30,8 +30,8 @@ use tracing::Instrument;
 use crate::codec::ClientCodec;
 use crate::wire::{DEFAULT_MAX_FRAME_LENGTH, Hex};
 use crate::{
-    DecodeError, EncodeError, ErrorObject, ParamKey, Request, Response, RoutineState, Target,
-    TestStatus,
+    DecodeError, EncodeError, ErrorObject, MuxStatus, ParamKey, Request, Response, RoutineState,
+    Target, TestStatus,
 };
 
 /// Default time a call may take, queueing included: 5 s.
@@ -687,6 +687,137 @@ impl Client {
     /// See [`Client::call`].
     pub async fn routine_command(&self, command: &str, parameter: Value) -> Result<Value, Error> {
         self.command(Target::Routine, command, parameter).await
+    }
+}
+
+/// Temperature controller, MUX and LED helpers.
+impl Client {
+    /// `TMPCTL GetStatus`: the controller's state as the device reports it.
+    ///
+    /// # Errors
+    /// See [`Client::command`].
+    ///
+    /// # Cancel safety
+    /// See [`Client::call`].
+    pub async fn tmpctl_status(&self) -> Result<Value, Error> {
+        self.command(Target::Tmpctl, "GetStatus", Value::Null).await
+    }
+
+    /// `TMPCTL SetController {address, channel}`: selects the controller and channel.
+    ///
+    /// # Errors
+    /// See [`Client::command`].
+    ///
+    /// # Cancel safety
+    /// See [`Client::call`].
+    pub async fn set_temperature_controller(
+        &self,
+        address: i64,
+        channel: i64,
+    ) -> Result<Value, Error> {
+        let parameter = json!({ "address": address, "channel": channel });
+        self.command(Target::Tmpctl, "SetController", parameter)
+            .await
+    }
+
+    /// `TMPCTL SetTemperature {temperature}` (°C).
+    ///
+    /// # Errors
+    /// See [`Client::command`].
+    ///
+    /// # Cancel safety
+    /// See [`Client::call`].
+    pub async fn set_temperature(&self, celsius: f64) -> Result<Value, Error> {
+        self.command(
+            Target::Tmpctl,
+            "SetTemperature",
+            json!({ "temperature": celsius }),
+        )
+        .await
+    }
+
+    /// `TMPCTL SetEnable {enable}`: turns temperature control on or off.
+    ///
+    /// # Errors
+    /// See [`Client::command`].
+    ///
+    /// # Cancel safety
+    /// See [`Client::call`].
+    pub async fn set_temperature_enabled(&self, enable: bool) -> Result<Value, Error> {
+        self.command(Target::Tmpctl, "SetEnable", json!({ "enable": enable }))
+            .await
+    }
+
+    /// `MUX Connect`.
+    ///
+    /// # Errors
+    /// See [`Client::command`].
+    ///
+    /// # Cancel safety
+    /// See [`Client::call`].
+    pub async fn mux_connect(&self) -> Result<Value, Error> {
+        self.command(Target::Mux, "Connect", Value::Null).await
+    }
+
+    /// `MUX Disconnect`.
+    ///
+    /// # Errors
+    /// See [`Client::command`].
+    ///
+    /// # Cancel safety
+    /// See [`Client::call`].
+    pub async fn mux_disconnect(&self) -> Result<Value, Error> {
+        self.command(Target::Mux, "Disconnect", Value::Null).await
+    }
+
+    /// `MUX GetStatus`: connection, firmware and relay states.
+    ///
+    /// # Errors
+    /// See [`Client::command`]; [`Error::UnexpectedData`] when the reply lacks the documented
+    /// fields.
+    ///
+    /// # Cancel safety
+    /// See [`Client::call`].
+    pub async fn mux_status(&self) -> Result<MuxStatus, Error> {
+        let data = self.command(Target::Mux, "GetStatus", Value::Null).await?;
+        MuxStatus::from_value(&data).map_err(|e| unexpected("MUX GetStatus", &e.to_string()))
+    }
+
+    /// `MUX SetStatus {state}`: sets every relay (the list must have one entry per relay,
+    /// otherwise the device answers 1001).
+    ///
+    /// # Errors
+    /// See [`Client::command`].
+    ///
+    /// # Cancel safety
+    /// See [`Client::call`].
+    pub async fn set_relays(&self, states: &[bool]) -> Result<Value, Error> {
+        self.command(Target::Mux, "SetStatus", json!({ "state": states }))
+            .await
+    }
+
+    /// `LED GetStatus`: the boards and their channel values (0..1).
+    ///
+    /// # Errors
+    /// See [`Client::command`].
+    ///
+    /// # Cancel safety
+    /// See [`Client::call`].
+    pub async fn led_status(&self) -> Result<Value, Error> {
+        self.command(Target::Led, "GetStatus", Value::Null).await
+    }
+
+    /// `LED SetValues {address, values}`: one value in 0..1 per channel (12 on current boards;
+    /// another count is refused with 1001).
+    ///
+    /// # Errors
+    /// See [`Client::command`].
+    ///
+    /// # Cancel safety
+    /// See [`Client::call`].
+    pub async fn set_led_values(&self, address: i64, values: &[f64]) -> Result<Value, Error> {
+        let parameter = json!({ "address": address, "values": values });
+        self.command(Target::Led, "SetValues", parameter).await
     }
 }
 

@@ -17,8 +17,8 @@ pub mod client;
 pub use codec::{ClientCodec, FrameCodec, ServerCodec};
 pub use error::{DecodeError, EncodeError};
 pub use message::{
-    ErrorObject, KeyedRequest, ParamKey, Request, Response, RoutineState, Status, Target,
-    TestStatus, codes,
+    ErrorObject, KeyedRequest, MuxStatus, ParamKey, Request, Response, RoutineState, Status,
+    Target, TestStatus, codes,
 };
 pub use wire::DEFAULT_MAX_FRAME_LENGTH;
 

@@ -603,6 +603,51 @@ impl TestStatus {
     }
 }
 
+/// The `data` of `MUX GetStatus`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MuxStatus {
+    /// Whether the application is connected to the MUX hardware.
+    pub connected: bool,
+    /// The firmware version, when reported.
+    pub firmware: Option<String>,
+    /// The relay states (`status`); its length is the number of relays (`nrRelays`).
+    pub relays: Vec<bool>,
+}
+
+impl MuxStatus {
+    /// Reads a MUX status from a response's `data`.
+    ///
+    /// # Errors
+    /// [`DecodeError::InvalidMessage`] when `connected` is not a boolean or `status` is not a
+    /// list of booleans.
+    pub fn from_value(value: &Value) -> Result<Self, DecodeError> {
+        let connected = value
+            .get("connected")
+            .and_then(Value::as_bool)
+            .ok_or(DecodeError::InvalidMessage("`connected` must be a boolean"))?;
+        let relays = value
+            .get("status")
+            .and_then(Value::as_array)
+            .and_then(|states| {
+                states
+                    .iter()
+                    .map(Value::as_bool)
+                    .collect::<Option<Vec<_>>>()
+            })
+            .ok_or(DecodeError::InvalidMessage(
+                "`status` must be a list of booleans",
+            ))?;
+        Ok(Self {
+            connected,
+            firmware: value
+                .get("firmware")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            relays,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
