@@ -274,7 +274,15 @@ async fn an_unanswered_request_times_out() {
     sim.faults().silence_next(1);
     let err = arkeo.available_routines().await.unwrap_err();
     assert!(err.is_timeout(), "{err:?}");
-    arkeo.available_routines().await.unwrap();
+    // The next call (with a generous timeout of its own) reconnects and is answered.
+    let reply = arkeo
+        .call_with_timeout(
+            Request::new(Target::Main, "GetAvailableRoutines"),
+            TEST_DEADLINE,
+        )
+        .await
+        .unwrap();
+    assert!(reply.is_ok());
 }
 
 #[tokio::test]
