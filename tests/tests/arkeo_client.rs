@@ -539,3 +539,30 @@ async fn temperature_mux_and_led_helpers() {
     );
     assert_eq!(sim.state().with(|d| d.led_values(1)), Some([0.5; 12]));
 }
+
+#[tokio::test]
+async fn a_reply_cut_short_or_garbled_fails_the_call_and_the_next_call_reconnects() {
+    let sim = sim().await;
+    let arkeo = client(&sim);
+    sim.faults().truncate_next(1);
+    let err = arkeo.available_routines().await.unwrap_err();
+    assert!(matches!(err, Error::Closed), "{err:?}");
+    assert!(err.is_connection_fatal());
+    arkeo.available_routines().await.unwrap();
+
+    sim.faults().garbage_next(1);
+    let err = arkeo.available_routines().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Decode(
+                arkeo_proto::DecodeError::InvalidJson(_) | arkeo_proto::DecodeError::InvalidUtf8(_)
+            )
+        ),
+        "{err:?}"
+    );
+    assert!(err.is_connection_fatal());
+    arkeo.available_routines().await.unwrap();
+    // The garbled connection is gone once the simulator sees the client's close.
+    assert!(eventually(TEST_DEADLINE, || sim.connection_count() == 1).await);
+}

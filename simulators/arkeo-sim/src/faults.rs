@@ -6,8 +6,9 @@ use std::time::Duration;
 /// What the simulator does wrong, on purpose. Clones share the same settings.
 ///
 /// The counted faults apply to the next `n` requests (from any connection), in this order of
-/// precedence: drop the connection, never answer, answer with a wrong `request_id`. The delay
-/// applies to every reply until cleared.
+/// precedence: drop the connection, never answer, answer with a wrong `request_id`, send half
+/// the reply and close, send a frame of garbage instead of the reply. The delay applies to every
+/// reply until cleared.
 #[derive(Debug, Clone, Default)]
 pub struct Faults {
     inner: Arc<Mutex<State>>,
@@ -19,6 +20,8 @@ struct State {
     drop: usize,
     silence: usize,
     wrong_id: usize,
+    truncate: usize,
+    garbage: usize,
 }
 
 /// What to do with one reply, decided by [`Faults::take`].
@@ -32,6 +35,10 @@ pub(crate) enum Action {
     Silence,
     /// Answer with another `request_id`.
     WrongId,
+    /// Send the first half of the reply frame, then close the connection.
+    Truncate,
+    /// Send a well-framed payload that is not JSON instead of the reply.
+    Garbage,
 }
 
 impl Faults {
@@ -60,6 +67,17 @@ impl Faults {
         self.state().wrong_id = n;
     }
 
+    /// Sends only the first half of the reply frame to the next `n` requests, then closes the
+    /// connection.
+    pub fn truncate_next(&self, n: usize) {
+        self.state().truncate = n;
+    }
+
+    /// Answers the next `n` requests with a correctly framed payload that is not JSON.
+    pub fn garbage_next(&self, n: usize) {
+        self.state().garbage = n;
+    }
+
     /// Removes every fault.
     pub fn clear(&self) {
         *self.state() = State::default();
@@ -77,6 +95,12 @@ impl Faults {
         } else if s.wrong_id > 0 {
             s.wrong_id -= 1;
             Action::WrongId
+        } else if s.truncate > 0 {
+            s.truncate -= 1;
+            Action::Truncate
+        } else if s.garbage > 0 {
+            s.garbage -= 1;
+            Action::Garbage
         } else {
             Action::Reply
         };
@@ -95,6 +119,13 @@ mod tests {
         faults.wrong_request_id_next(1);
         assert_eq!(faults.take().0, Action::Drop);
         assert_eq!(faults.take().0, Action::WrongId);
+        assert_eq!(faults.take().0, Action::Reply);
+        faults.garbage_next(1);
+        faults.truncate_next(1);
+        faults.silence_next(1);
+        assert_eq!(faults.take().0, Action::Silence);
+        assert_eq!(faults.take().0, Action::Truncate);
+        assert_eq!(faults.take().0, Action::Garbage);
         assert_eq!(faults.take().0, Action::Reply);
     }
 

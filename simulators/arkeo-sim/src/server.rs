@@ -326,7 +326,20 @@ async fn connection_loop(stream: &mut TcpStream, shared: &Shared) -> Result<End,
             tokio::time::sleep(delay).await;
         }
         let response = match action {
-            Action::Reply => response,
+            Action::Reply | Action::Truncate => response,
+            Action::Garbage => {
+                out.clear();
+                let garbage = b"\x00garbage, not JSON\xff";
+                if let Err(e) = wire::encode_frame(garbage, shared.max_frame_length, &mut out) {
+                    return Err(format!("cannot encode garbage: {e}"));
+                }
+                stream
+                    .write_all(&out)
+                    .await
+                    .map_err(|e| format!("write failed: {e}"))?;
+                tracing::debug!("fault injection: sent garbage instead of the reply");
+                continue;
+            }
             Action::Drop => return Ok(End::Fault),
             Action::Silence => {
                 tracing::debug!("fault injection: not answering");
@@ -353,6 +366,15 @@ async fn connection_loop(stream: &mut TcpStream, shared: &Shared) -> Result<End,
             if let Err(e) = wire::encode_response(&fallback, shared.max_frame_length, &mut out) {
                 return Err(format!("cannot encode an error reply: {e}"));
             }
+        }
+        if action == Action::Truncate {
+            let half = out.get(..out.len() / 2).unwrap_or_default();
+            tracing::trace!(hex = %Hex(half), "send (truncated)");
+            stream
+                .write_all(half)
+                .await
+                .map_err(|e| format!("write failed: {e}"))?;
+            return Ok(End::Fault);
         }
         tracing::trace!(hex = %Hex(&out), "send");
         stream
