@@ -7,7 +7,10 @@ use std::time::Duration;
 use la4_sim::{BOARDIO_ERROR, BOARDIO_READY, Faults, Fleet, SimConfig, Simulator};
 use labwire_tests::{TEST_DEADLINE, eventually};
 use pycom_proto::coordinator::Error;
-use pycom_proto::{Coordinator, CoordinatorConfig, Event, Identity, Row, Sequence, Slot, Verdict};
+use pycom_proto::transport::send_message;
+use pycom_proto::{
+    Coordinator, CoordinatorConfig, Event, Identity, Limits, Message, Row, Sequence, Slot, Verdict,
+};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::broadcast;
 
@@ -654,4 +657,39 @@ async fn a_refused_sequence_reports_boardio_error() {
     assert!(!report.is_ready());
     coordinator.shutdown().await;
     node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_made_up_nodes_fills_the_table_only_up_to_its_limit() {
+    let mut config = coordinator_config();
+    config.max_nodes = 3;
+    config.manage_discovered = false;
+    let coordinator = Coordinator::start(config).await.unwrap();
+    let mut events = coordinator.events();
+    for port in 7000..7010 {
+        let probe = Message::heartbeat(Identity::new("x", "fake", "127.0.0.1", port, "1", false));
+        send_message(
+            coordinator.local_addr(),
+            &probe,
+            &Limits::default(),
+            TEST_DEADLINE,
+            true,
+        )
+        .await
+        .unwrap();
+    }
+    // The last probe was handled before its connection closed: everything is counted by now.
+    let mut discovered = 0;
+    while let Ok(event) = events.try_recv() {
+        discovered += usize::from(matches!(event, Event::NodeDiscovered { .. }));
+    }
+    assert_eq!(discovered, 3);
+    assert_eq!(coordinator.nodes().len(), 3);
+    assert!(coordinator.nodes().iter().all(|n| !n.managed));
+    // Nodes the application names are always tracked.
+    let sim = Simulator::start(sim_config()).await.unwrap();
+    coordinator.add_node(sim.local_addr());
+    assert_eq!(coordinator.nodes().len(), 4);
+    coordinator.shutdown().await;
+    sim.shutdown().await;
 }

@@ -50,6 +50,8 @@ pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
 pub const DEFAULT_OFFLINE_AFTER: Duration = Duration::from_secs(15);
 /// How long a command waits for its output when no timeout is given.
 pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+/// Nodes tracked on the listener's initiative when no limit is configured.
+pub const DEFAULT_MAX_NODES: usize = 4096;
 /// Events kept for slow [`Coordinator::events`] receivers.
 pub const DEFAULT_EVENT_CAPACITY: usize = 1024;
 
@@ -84,6 +86,11 @@ pub struct CoordinatorConfig {
     /// Start managing (heartbeating) a node that probes this coordinator; `true` by default.
     /// Either way the node is listed and announced once with [`Event::NodeDiscovered`].
     pub manage_discovered: bool,
+    /// Most nodes tracked on the listener's initiative (discovered nodes, senders of events);
+    /// beyond it the events of unknown senders are still published but the senders are not
+    /// tracked. Nodes given to [`Coordinator::add_node`] or sent commands are always tracked.
+    /// [`DEFAULT_MAX_NODES`] by default.
+    pub max_nodes: usize,
 }
 
 impl CoordinatorConfig {
@@ -102,6 +109,7 @@ impl CoordinatorConfig {
             limits: Limits::default(),
             event_capacity: DEFAULT_EVENT_CAPACITY,
             manage_discovered: true,
+            max_nodes: DEFAULT_MAX_NODES,
         }
     }
 }
@@ -791,18 +799,27 @@ impl Inner {
             return;
         }
         let now = Instant::now();
-        let discovered =
-            matches!(message.body, Body::Heartbeat) && !self.lock_nodes().contains_key(&node);
-        if discovered {
-            tracing::debug!(%node, id = %message.identity.id, "node discovered");
-            self.lock_nodes()
-                .insert(node, NodeEntry::new(now, self.config.manage_discovered));
-            self.emit(Event::NodeDiscovered {
-                node,
-                identity: message.identity.clone(),
-            });
+        let (known, room) = {
+            let nodes = self.lock_nodes();
+            (
+                nodes.contains_key(&node),
+                nodes.len() < self.config.max_nodes,
+            )
+        };
+        if known || room {
+            if !known && matches!(message.body, Body::Heartbeat) {
+                tracing::debug!(%node, id = %message.identity.id, "node discovered");
+                self.lock_nodes()
+                    .insert(node, NodeEntry::new(now, self.config.manage_discovered));
+                self.emit(Event::NodeDiscovered {
+                    node,
+                    identity: message.identity.clone(),
+                });
+            }
+            self.contact(node, Some(&message.identity));
+        } else {
+            tracing::debug!(%node, "node table full: sender not tracked");
         }
-        self.contact(node, Some(&message.identity));
         let Message { identity, body } = message;
         match body {
             Body::Heartbeat => {
