@@ -31,6 +31,9 @@ struct Tracked {
     unit_info_sent: bool,
 }
 
+/// Most coordinators a node tracks; requests from further ones are served but not tracked.
+pub const MAX_COORDINATORS: usize = 1024;
+
 /// Which coordinators the node knows, when their `unit_info` is due, and when they go offline.
 #[derive(Debug, Clone)]
 pub struct Coordinators {
@@ -58,6 +61,10 @@ impl Coordinators {
     /// is due to it now (first time both conditions hold).
     pub fn on_request(&mut self, now: Instant, reply_to: SocketAddr, identity: &Identity) -> bool {
         if !identity.coordinator {
+            return false;
+        }
+        if !self.tracked.contains_key(&reply_to) && self.tracked.len() >= MAX_COORDINATORS {
+            // A flood of made-up coordinators must not grow the table without end.
             return false;
         }
         let ready = self.hardware_ready(now);
@@ -287,6 +294,21 @@ mod tests {
         assert!(!c.any_online());
         assert!(!c.on_request(t0 + 200 * MS, addr, &id));
         assert!(c.any_online());
+    }
+
+    #[test]
+    fn the_coordinator_table_is_bounded() {
+        let t0 = Instant::now();
+        let mut c = Coordinators::new(t0, Duration::ZERO, 150 * MS);
+        for port in 0..=u16::try_from(MAX_COORDINATORS).unwrap() {
+            let (addr, id) = coordinator(port);
+            c.on_request(t0, addr, &id);
+        }
+        assert_eq!(c.list().len(), MAX_COORDINATORS);
+        // Known ones are still refreshed.
+        let (addr, id) = coordinator(0);
+        assert!(!c.on_request(t0, addr, &id));
+        assert_eq!(c.list().len(), MAX_COORDINATORS);
     }
 
     #[test]
