@@ -693,3 +693,22 @@ async fn a_flood_of_made_up_nodes_fills_the_table_only_up_to_its_limit() {
     coordinator.shutdown().await;
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_heartbeat_makes_the_coordinator_known_to_the_node() {
+    let (coordinator, sim, _events) = start().await;
+    let node = sim.local_addr();
+    coordinator.heartbeat(node).await.unwrap();
+    let tracked = sim.state().coordinators();
+    assert_eq!(tracked.len(), 1);
+    assert_eq!(tracked[0].identity, *coordinator.identity());
+    assert_eq!(tracked[0].addr, coordinator.local_addr());
+    // Not managed: no further heartbeats follow on their own.
+    assert!(!coordinator.node(node).unwrap().managed);
+    sim.shutdown().await;
+    assert!(matches!(
+        coordinator.heartbeat(node).await,
+        Err(Error::Send(_))
+    ));
+    coordinator.shutdown().await;
+}

@@ -446,7 +446,8 @@ impl Coordinator {
         self.inner.lock_nodes().get(&addr).map(|e| status(addr, e))
     }
 
-    /// Sends one heartbeat to `node` now (managed nodes get one every interval anyway).
+    /// Sends one heartbeat to `node` now (managed nodes get one every interval anyway) and
+    /// resolves once the node has read it (closed the connection), or the send deadline passed.
     ///
     /// # Errors
     /// When it cannot be delivered.
@@ -456,7 +457,7 @@ impl Coordinator {
     pub async fn heartbeat(&self, node: SocketAddr) -> Result<(), Error> {
         let node = canonical(node);
         self.inner
-            .deliver(node, &Message::heartbeat(self.inner.identity.clone()))
+            .deliver_confirmed(node, &Message::heartbeat(self.inner.identity.clone()))
             .await
     }
 
