@@ -40,18 +40,10 @@ async fn main() -> anyhow::Result<()> {
         .start()
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    // Install the SIGTERM handler before announcing: a parent that reads the first line may
-    // signal at once, and an uninstalled handler would mean death by the default action.
-    #[cfg(unix)]
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    // Handlers first: a parent may signal as soon as it has read the `listening on` line.
+    let signal = labwire_net::cli::shutdown_signal();
     labwire_net::cli::announce_listening(sim.local_addr())?;
-    #[cfg(unix)]
-    tokio::select! {
-        () = labwire_net::cli::shutdown_signal() => {}
-        _ = terminate.recv() => tracing::info!("SIGTERM received, shutting down"),
-    }
-    #[cfg(not(unix))]
-    labwire_net::cli::shutdown_signal().await;
+    signal.await;
     sim.shutdown().await;
     tracing::info!("stopped");
     Ok(())

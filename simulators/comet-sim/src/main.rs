@@ -88,19 +88,10 @@ async fn main() -> anyhow::Result<()> {
     labwire_net::cli::init_tracing(args.verbose);
     let config = config(args)?;
     let sim = Simulator::start(config).await.context("cannot start")?;
-    // Poll the signal future once so its SIGINT/SIGTERM handlers are installed before anyone
-    // learns the port: a parent that reads the line and signals at once must not kill us.
+    // Handlers first: a parent may signal as soon as it has read the `listening on` line.
     let signal = labwire_net::cli::shutdown_signal();
-    tokio::pin!(signal);
-    let signalled = tokio::select! {
-        biased;
-        () = &mut signal => true,
-        () = std::future::ready(()) => false,
-    };
     labwire_net::cli::announce_listening(sim.local_addr())?;
-    if !signalled {
-        signal.await;
-    }
+    signal.await;
     sim.shutdown().await;
     Ok(())
 }
