@@ -12,7 +12,6 @@ use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 
 // One module per protocol; each has `demo()` and its own subcommand.
-// (modules are registered here)
 mod arkeo;
 mod comet;
 mod pekat;
@@ -40,6 +39,7 @@ enum Command {
     /// Talk to a PEKAT VISION Projects Manager (or pekat-sim): start, stop, status, switch.
     Pekat(pekat::PekatArgs),
     /// Act as a coordinator towards a Rigsters LA4 node (or la4-sim): info, cmd, sequence, watch.
+    #[command(visible_alias = "la4")]
     Pycom(pycom::PycomArgs),
     /// Talk to a COMET socket server (or comet-sim): send an action and a JSON value.
     Comet(comet::CometArgs),
@@ -52,7 +52,6 @@ type Demo = (&'static str, fn() -> DemoFuture);
 /// Every protocol demo, in the order `labwire demo` runs them. Each starts its own simulator on
 /// a loopback port 0, drives it with the client, checks what came back, and shuts it down.
 const DEMOS: &[Demo] = &[
-    // ("name", || Box::pin(module::demo())),
     ("arkeo", || Box::pin(arkeo::demo())),
     ("pekat", || Box::pin(pekat::demo())),
     ("pycom", || Box::pin(pycom::demo())),
