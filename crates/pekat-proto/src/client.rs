@@ -168,6 +168,30 @@ struct Connection {
     buf: BytesMut,
 }
 
+impl Connection {
+    /// Whether the connection is still open with nothing unread on it, as far as can be told
+    /// without waiting (the last operation on a kept connection is a successful read, so the
+    /// probe really asks the socket).
+    fn is_idle_and_open(&self) -> bool {
+        if !self.buf.is_empty() {
+            tracing::debug!("unread bytes on the kept connection; reconnecting");
+            return false;
+        }
+        let mut probe = [0u8; 1];
+        match self.stream.try_read(&mut probe) {
+            Err(e) => e.kind() == io::ErrorKind::WouldBlock,
+            Ok(0) => {
+                tracing::debug!("kept connection closed by the server; reconnecting");
+                false
+            }
+            Ok(_) => {
+                tracing::warn!("unsolicited bytes on the idle kept connection; reconnecting");
+                false
+            }
+        }
+    }
+}
+
 /// Builds a [`Client`]: `Client::builder(addr).dialect(..).build()`.
 #[derive(Debug, Clone)]
 pub struct ClientBuilder {
@@ -442,7 +466,9 @@ impl Client {
                 Err(_) => return Err(Error::Timeout(timeout)),
             };
             // Taken out while in use: if this future is dropped, the connection goes with it.
-            let reused = kept.take();
+            // One that the server closed, or that holds bytes nobody asked for (a stray or late
+            // answer), is not reused: those bytes would be read as this request's answer.
+            let reused = kept.take().filter(Connection::is_idle_and_open);
             let outcome = match reused {
                 Some(conn) => match self
                     .round_trip(conn, &out, request.id.as_ref(), deadline, timeout)
