@@ -10,12 +10,27 @@ use tracing_subscriber::EnvFilter;
 /// `RUST_LOG` wins when set; otherwise `verbose` picks the level: 0 = info, 1 = debug
 /// (every decoded frame), 2 or more = trace (frames in hex).
 pub fn init_tracing(verbose: u8) {
-    let default = match verbose {
-        0 => "info",
-        1 => "debug",
-        _ => "trace",
-    };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    init_tracing_from(tracing::Level::INFO, verbose);
+}
+
+/// Like [`init_tracing`], starting from `quiet` when `verbose` is 0 (a command-line tool that
+/// prints its own results wants `WARN`); each `-v` is one level more.
+pub fn init_tracing_from(quiet: tracing::Level, verbose: u8) {
+    use tracing::Level;
+    let levels = [
+        Level::ERROR,
+        Level::WARN,
+        Level::INFO,
+        Level::DEBUG,
+        Level::TRACE,
+    ];
+    let start = levels.iter().position(|l| *l == quiet).unwrap_or(2);
+    let level = levels
+        .get(start + usize::from(verbose))
+        .copied()
+        .unwrap_or(Level::TRACE);
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(level.as_str().to_ascii_lowercase()));
     // A second initialisation (tests embedding a binary's main) is harmless: keep the first.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

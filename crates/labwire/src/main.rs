@@ -20,7 +20,8 @@ mod pycom;
 #[derive(Debug, Parser)]
 #[command(name = "labwire", version, about)]
 struct Cli {
-    /// More logging on stderr (-v debug, -vv trace); `RUST_LOG` overrides.
+    /// More logging on stderr (warnings by default; -v info, -vv debug, -vvv trace);
+    /// `RUST_LOG` overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
     #[command(subcommand)]
@@ -61,7 +62,7 @@ const DEMOS: &[Demo] = &[
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    labwire_net::cli::init_tracing(cli.verbose);
+    labwire_net::cli::init_tracing_from(tracing::Level::WARN, cli.verbose);
     match cli.command {
         Command::Demo { only } => demo(&only).await,
         Command::Arkeo(args) => arkeo::run(args).await,
