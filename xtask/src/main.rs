@@ -170,7 +170,12 @@ fn demo(args: &[String]) -> Result {
 }
 
 fn bench(args: &[String]) -> Result {
-    run("bench", cargo().args(["bench", "--workspace"]).args(args))?;
+    run(
+        "bench",
+        cargo()
+            .args(["bench", "--workspace", "--benches", "--all-features"])
+            .args(args),
+    )?;
     report_ratios(&criterion_dir())
 }
 
