@@ -15,6 +15,10 @@ use crate::data;
 pub const LED_CHANNELS: usize = 12;
 /// Number of relays on the MUX.
 pub const MUX_RELAYS: usize = 16;
+/// Largest a routine's settings may grow, serialized as JSON: 1 MiB. `ApplySettings` merges
+/// what clients send into the stored settings; beyond this it is refused with 101, so clients
+/// cannot grow the simulator's memory without bound.
+pub const MAX_SETTINGS_LEN: usize = 1024 * 1024;
 
 /// Routine names the simulated application offers.
 pub const ROUTINES: &[&str] = &[
@@ -388,9 +392,16 @@ impl Device {
                     return Err(wrong_state(format!("Cannot change settings while {state}")));
                 }
                 validate_settings(&routine.name, p)?;
+                let mut merged = routine.settings.clone();
                 for (k, v) in p {
-                    routine.settings.insert(k.clone(), v.clone());
+                    merged.insert(k.clone(), v.clone());
                 }
+                if json_len(&merged) > MAX_SETTINGS_LEN {
+                    return Err(invalid(format!(
+                        "Invalid parameters: the settings would exceed {MAX_SETTINGS_LEN} bytes"
+                    )));
+                }
+                routine.settings = merged;
                 Ok(json!({"applied": true}))
             }
             "GetSettings" | "LoadSettings" => Ok(json!({ "settings": routine.settings })),
@@ -657,6 +668,26 @@ fn custom_command(
             "busy": false,
         })),
         _ => Err(unknown_command(&Target::Routine, command)),
+    }
+}
+
+/// The length of `map` serialized as JSON, without building the text.
+fn json_len(map: &Map<String, Value>) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 = self.0.saturating_add(buf.len());
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing a `Map` into a counter cannot fail; were it to, the map counts as too large.
+    match serde_json::to_writer(&mut count, map) {
+        Ok(()) => count.0,
+        Err(_) => usize::MAX,
     }
 }
 
@@ -1078,6 +1109,49 @@ mod tests {
         assert_eq!(
             code(&mut dev, Target::Routine, "GetRates", json!({}), ready),
             codes::UNKNOWN_COMMAND
+        );
+    }
+
+    #[test]
+    fn settings_sent_by_clients_cannot_grow_the_device_without_bound() {
+        let mut dev = Device::new(Durations::default());
+        ok(
+            &mut dev,
+            Target::Main,
+            "StartRoutine",
+            json!({"routine": "JV"}),
+            Duration::ZERO,
+        );
+        let ready = Duration::from_secs(1);
+        let chunk = "x".repeat(64 * 1024);
+        let mut refused = false;
+        // Each request is small enough; together they would keep growing the stored settings.
+        for i in 0..64 {
+            let settings = json!({ format!("key{i}"): chunk });
+            let response = dev.handle(&req(Target::Routine, "ApplySettings", settings), ready);
+            if response.is_error() {
+                assert_eq!(response.error.unwrap().code, Some(101));
+                refused = true;
+                break;
+            }
+        }
+        assert!(refused, "64 x 64 KiB of settings were all stored");
+        let stored = ok(&mut dev, Target::Routine, "GetSettings", json!({}), ready);
+        assert!(serde_json::to_vec(&stored).unwrap().len() <= MAX_SETTINGS_LEN + 64);
+        // Replacing a value does not count twice.
+        ok(
+            &mut dev,
+            Target::Routine,
+            "ApplySettings",
+            json!({"key0": "small"}),
+            ready,
+        );
+        ok(
+            &mut dev,
+            Target::Routine,
+            "ApplySettings",
+            json!({"key0": chunk}),
+            ready,
         );
     }
 
