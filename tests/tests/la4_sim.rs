@@ -4,10 +4,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use la4_sim::{SimConfig, Simulator};
+use la4_sim::{Fleet, La4Sim, La4SimBuilder, SimClock, SimConfig};
 use labwire_tests::{TEST_DEADLINE, eventually};
-use pycom_proto::transport::send_message;
-use pycom_proto::{Coordinator, CoordinatorConfig, Event, Identity, Limits, Message};
+use pycom_proto::transport::{read_message, send_message};
+use pycom_proto::{Body, Coordinator, CoordinatorConfig, Event, Identity, Limits, Message};
 use tokio::io::AsyncReadExt;
 use tokio::sync::broadcast;
 
@@ -15,12 +15,9 @@ fn loopback() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
 }
 
-fn sim_config() -> SimConfig {
-    SimConfig {
-        listen: loopback(),
-        boot_time: Duration::ZERO,
-        ..SimConfig::default()
-    }
+/// A node on a free loopback port, booted at once.
+fn sim() -> La4SimBuilder {
+    La4Sim::builder().boot_time(Duration::ZERO)
 }
 
 fn coordinator_identity(port: u16) -> Identity {
@@ -32,7 +29,7 @@ const PER_CLIENT: usize = 100;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_short_lived_requests_is_served_completely() {
-    let sim = Simulator::start(sim_config()).await.unwrap();
+    let sim = sim().start().await.unwrap();
     let addr = sim.local_addr();
     let mut clients = Vec::new();
     for client in 0..CLIENTS {
@@ -115,12 +112,11 @@ async fn boardiocli_fails_until_boot_and_time_scale_shortens_boot() {
             .await
             .unwrap();
     // An hour of boot: never over during this test.
-    let slow = Simulator::start(SimConfig {
-        boot_time: Duration::from_secs(3600),
-        ..sim_config()
-    })
-    .await
-    .unwrap();
+    let slow = sim()
+        .boot_time(Duration::from_secs(3600))
+        .start()
+        .await
+        .unwrap();
     let output = coordinator
         .send_command(slow.local_addr(), "boardiocli uSeq")
         .await
@@ -130,13 +126,12 @@ async fn boardiocli_fails_until_boot_and_time_scale_shortens_boot() {
     slow.shutdown().await;
 
     // Ten seconds of boot at 1000x: 10 ms.
-    let fast = Simulator::start(SimConfig {
-        boot_time: Duration::from_secs(10),
-        time_scale: 1000.0,
-        ..sim_config()
-    })
-    .await
-    .unwrap();
+    let fast = sim()
+        .boot_time(Duration::from_secs(10))
+        .time_scale(1000.0)
+        .start()
+        .await
+        .unwrap();
     let state = fast.state();
     assert!(eventually(TEST_DEADLINE, || state.is_booted()).await);
     let output = coordinator
@@ -153,7 +148,7 @@ async fn boardiocli_fails_until_boot_and_time_scale_shortens_boot() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_disconnects_clients_and_stops_listening() {
-    let sim = Simulator::start(sim_config()).await.unwrap();
+    let sim = sim().start().await.unwrap();
     let addr = sim.local_addr();
     let mut idle = labwire_net::connect(addr, TEST_DEADLINE).await.unwrap();
     tokio::time::timeout(TEST_DEADLINE, sim.shutdown())
@@ -169,12 +164,15 @@ async fn shutdown_disconnects_clients_and_stops_listening() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_requests_never_disturb_the_simulator() {
-    let sim = Simulator::start(SimConfig {
+    // The whole-config form of the same API.
+    let sim = La4Sim::start(SimConfig {
+        listen: loopback(),
+        boot_time: Duration::ZERO,
         read_timeout: Duration::from_millis(200),
         limits: Limits {
             max_message_len: 4096,
         },
-        ..sim_config()
+        ..SimConfig::default()
     })
     .await
     .unwrap();
@@ -208,4 +206,132 @@ async fn hostile_requests_never_disturb_the_simulator() {
     assert_eq!(stats.commands, ["echo still here"]);
     coordinator.shutdown().await;
     sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_manual_clock_boot_and_offline_happen_only_when_time_is_advanced() {
+    let coordinator =
+        Coordinator::start(CoordinatorConfig::new(loopback(), coordinator_identity(0)))
+            .await
+            .unwrap();
+    let mut events = coordinator.events();
+    let sim = La4Sim::builder()
+        .boot_time(Duration::from_secs(3))
+        .offline_after(Duration::from_secs(15))
+        .clock(SimClock::manual())
+        .start()
+        .await
+        .unwrap();
+    let node = sim.local_addr();
+    assert_eq!(sim.clock().time_scale(), 0.0);
+    let output = coordinator
+        .send_command(node, "boardiocli runSeq")
+        .await
+        .unwrap();
+    assert_eq!(output, "BOARDIO_CLI: boardio is not running\n");
+    assert!(!sim.state().is_booted());
+    let tracked = sim.state().coordinators();
+    assert!(tracked.len() == 1 && tracked[0].online && !tracked[0].unit_info_sent);
+
+    // Boot finishes when the test says so, and the waiting coordinator gets unit_info.
+    sim.clock().advance(Duration::from_secs(3));
+    assert!(sim.state().is_booted());
+    let (from, info) = tokio::time::timeout(TEST_DEADLINE, async {
+        loop {
+            if let Ok(Event::UnitInfo { node, info, .. }) = events.recv().await {
+                return (node, info);
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(from, node);
+    assert_eq!(info.mcu_type, "RP2040");
+
+    // Fifteen simulated seconds of silence: offline, at once.
+    sim.clock().advance(Duration::from_secs(15));
+    let state = sim.state();
+    assert!(
+        eventually(TEST_DEADLINE, || state
+            .coordinators()
+            .iter()
+            .all(|c| !c.online))
+        .await
+    );
+    coordinator.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_handle_injects_faults_counts_connections_and_stops_by_token() {
+    let sim = sim().start().await.unwrap();
+    let addr = sim.local_addr();
+    let events = labwire_net::bind(loopback(), 16).unwrap();
+    let me = coordinator_identity(events.local_addr().unwrap().port());
+    let command = |line: &str| {
+        let message = Message::cmd(me.clone(), line);
+        async move {
+            send_message(addr, &message, &Limits::default(), TEST_DEADLINE, true)
+                .await
+                .unwrap();
+        }
+    };
+
+    sim.faults().update(|f| f.no_events = true);
+    assert!(sim.state().faults().no_events);
+    command("echo lost").await;
+    // unit_info (first contact) and the output, both held back.
+    let state = sim.state();
+    assert!(eventually(TEST_DEADLINE, || state.stats().events_lost == 2).await);
+    assert_eq!(state.stats().events_sent, 0);
+
+    sim.faults().clear();
+    command("echo back").await;
+    let (mut stream, _) = tokio::time::timeout(TEST_DEADLINE, events.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    let event = read_message(&mut stream, &Limits::default(), TEST_DEADLINE)
+        .await
+        .unwrap();
+    assert_eq!(
+        event.body,
+        Body::Output {
+            output: "back\n".into()
+        }
+    );
+
+    let idle = labwire_net::connect(addr, TEST_DEADLINE).await.unwrap();
+    assert!(eventually(TEST_DEADLINE, || sim.connection_count() == 1).await);
+    sim.shutdown_token().cancel();
+    assert!(eventually(TEST_DEADLINE, || sim.connection_count() == 0).await);
+    tokio::time::timeout(TEST_DEADLINE, sim.shutdown())
+        .await
+        .unwrap();
+    assert!(labwire_net::connect(addr, TEST_DEADLINE).await.is_err());
+    drop(idle);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_from_a_builder_shares_one_clock() {
+    let fleet = Fleet::start(
+        sim()
+            .boot_time(Duration::from_secs(60))
+            .clock(SimClock::manual())
+            .id("000000f0"),
+        3,
+    )
+    .await
+    .unwrap();
+    assert_eq!(fleet.len(), 3);
+    let ids: Vec<_> = fleet
+        .nodes()
+        .iter()
+        .map(|n| n.state().identity().id.clone())
+        .collect();
+    assert_eq!(ids, ["000000f0", "000000f1", "000000f2"]);
+    assert!(fleet.nodes().iter().all(|n| !n.state().is_booted()));
+    fleet.clock().advance(Duration::from_secs(60));
+    assert!(fleet.nodes().iter().all(|n| n.state().is_booted()));
+    fleet.shutdown().await;
 }

@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use la4_sim::{BOARDIO_ERROR, BOARDIO_READY, Faults, Fleet, SimConfig, Simulator};
+use la4_sim::{BOARDIO_ERROR, BOARDIO_READY, Faults, Fleet, La4Sim, La4SimBuilder};
 use labwire_tests::{TEST_DEADLINE, eventually};
 use pycom_proto::coordinator::Error;
 use pycom_proto::transport::send_message;
@@ -31,38 +31,31 @@ fn coordinator_config() -> CoordinatorConfig {
     config
 }
 
-fn sim_config() -> SimConfig {
-    SimConfig {
-        listen: loopback(),
-        boot_time: Duration::ZERO,
-        offline_after: Duration::from_secs(1),
-        discovery_interval: Duration::from_millis(50),
-        ..SimConfig::default()
-    }
+/// A node on a free loopback port, booted at once, with the coordinator's timings scaled down.
+fn sim() -> La4SimBuilder {
+    La4Sim::builder()
+        .boot_time(Duration::ZERO)
+        .offline_after(Duration::from_secs(1))
+        .discovery_interval(Duration::from_millis(50))
 }
 
-async fn start() -> (Coordinator, Simulator, broadcast::Receiver<Event>) {
-    start_with(|_| sim_config()).await
+async fn start() -> (Coordinator, La4Sim, broadcast::Receiver<Event>) {
+    start_with(|_| sim()).await
 }
 
 /// A coordinator, then a simulator configured knowing the coordinator's address.
 async fn start_with(
-    sim: impl FnOnce(SocketAddr) -> SimConfig,
-) -> (Coordinator, Simulator, broadcast::Receiver<Event>) {
+    sim: impl FnOnce(SocketAddr) -> La4SimBuilder,
+) -> (Coordinator, La4Sim, broadcast::Receiver<Event>) {
     let coordinator = Coordinator::start(coordinator_config()).await.unwrap();
     let events = coordinator.events();
-    let sim = Simulator::start(sim(coordinator.local_addr()))
-        .await
-        .unwrap();
+    let sim = sim(coordinator.local_addr()).start().await.unwrap();
     (coordinator, sim, events)
 }
 
 /// A simulator that probes the coordinator for discovery.
-fn probing(coordinator: SocketAddr) -> SimConfig {
-    SimConfig {
-        discovery_targets: vec![coordinator],
-        ..sim_config()
-    }
+fn probing(coordinator: SocketAddr) -> La4SimBuilder {
+    sim().discover(coordinator)
 }
 
 /// The next event `pick` accepts, skipping others; fails the test after the deadline.
@@ -127,11 +120,8 @@ async fn heartbeats_bring_unit_info_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unit_info_waits_until_boardio_has_booted() {
-    let (coordinator, sim, mut events) = start_with(|_| SimConfig {
-        boot_time: Duration::from_millis(400),
-        ..sim_config()
-    })
-    .await;
+    let (coordinator, sim, mut events) =
+        start_with(|_| sim().boot_time(Duration::from_millis(400))).await;
     let state = sim.state();
     coordinator.add_node(sim.local_addr());
     assert!(eventually(TEST_DEADLINE, || !state.coordinators().is_empty()).await);
@@ -326,7 +316,7 @@ async fn the_simulator_stops_probing_once_a_coordinator_is_online() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fleet_of_100_nodes_is_managed_and_commanded() {
-    let fleet = Fleet::start(sim_config(), 100).await.unwrap();
+    let fleet = Fleet::start(sim(), 100).await.unwrap();
     let coordinator = Coordinator::start(coordinator_config()).await.unwrap();
     let mut events = coordinator.events();
     for addr in fleet.addrs() {
@@ -378,7 +368,7 @@ async fn hostile_peers_never_disturb_the_listener() {
     let coordinator = Coordinator::start(config).await.unwrap();
     let mut events = coordinator.events();
     let listener = coordinator.local_addr();
-    let sim = Simulator::start(sim_config()).await.unwrap();
+    let sim = sim().start().await.unwrap();
 
     // A peer that connects and never sends nor closes.
     let idle = labwire_net::connect(listener, TEST_DEADLINE).await.unwrap();
@@ -440,10 +430,7 @@ async fn unknown_event_types_are_kept() {
 async fn no_events_means_a_timeout_and_unreachable_nodes_fail_fast() {
     let (coordinator, sim, _events) = start().await;
     let node = sim.local_addr();
-    sim.state().set_faults(Faults {
-        no_events: true,
-        ..Faults::default()
-    });
+    sim.faults().update(|f| f.no_events = true);
     let err = coordinator
         .send_command_timeout(node, "echo lost", Duration::from_millis(200))
         .await
@@ -484,7 +471,7 @@ async fn a_late_output_is_not_taken_for_the_next_commands_answer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_events_are_rejected_and_the_command_times_out() {
     let (coordinator, sim, mut events) = start().await;
-    sim.state().set_faults(Faults {
+    sim.faults().set(Faults {
         garbage_events: true,
         ..Faults::default()
     });
@@ -550,7 +537,7 @@ async fn adding_a_node_heartbeats_it_at_once_without_waiting_for_the_interval() 
     config.heartbeat_interval = Duration::from_secs(3600);
     let coordinator = Coordinator::start(config).await.unwrap();
     let mut events = coordinator.events();
-    let sim = Simulator::start(sim_config()).await.unwrap();
+    let sim = sim().start().await.unwrap();
     // The first heartbeat round is an hour away.
     let state = sim.state();
     coordinator.add_node(sim.local_addr());
@@ -593,11 +580,8 @@ async fn a_confirmed_sequence_gets_its_own_verdict_not_an_earlier_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_verdict_is_awaited_when_boardio_was_not_reached() {
-    let (coordinator, sim, _events) = start_with(|_| SimConfig {
-        boot_time: Duration::from_secs(3600),
-        ..sim_config()
-    })
-    .await;
+    let (coordinator, sim, _events) =
+        start_with(|_| sim().boot_time(Duration::from_secs(3600))).await;
     let sequence = Sequence::new([Row::ModelLight { power: 1 }]).unwrap();
     let report = coordinator
         .run_sequence_confirmed(sim.local_addr(), &sequence, Slot::Normal)
@@ -687,7 +671,7 @@ async fn a_flood_of_made_up_nodes_fills_the_table_only_up_to_its_limit() {
     assert_eq!(coordinator.nodes().len(), 3);
     assert!(coordinator.nodes().iter().all(|n| !n.managed));
     // Nodes the application names are always tracked.
-    let sim = Simulator::start(sim_config()).await.unwrap();
+    let sim = sim().start().await.unwrap();
     coordinator.add_node(sim.local_addr());
     assert_eq!(coordinator.nodes().len(), 4);
     coordinator.shutdown().await;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
 use clap::{Args, Subcommand};
-use la4_sim::{SimConfig, Simulator};
+use la4_sim::La4Sim;
 use pycom_proto::coordinator::DEFAULT_HEARTBEAT_INTERVAL;
 use pycom_proto::sequence::{BOARDIO_ERROR, BOARDIO_READY, SEQUENCE_FILE};
 use pycom_proto::{Coordinator, CoordinatorConfig, Event, Identity, Row, Sequence, Slot, Verdict};
@@ -262,13 +262,11 @@ pub(crate) async fn demo() -> anyhow::Result<()> {
         coordinator.local_addr()
     );
 
-    let sim = Simulator::start(SimConfig {
-        listen: "127.0.0.1:0".parse()?,
-        discovery_targets: vec![coordinator.local_addr()],
-        time_scale: 25.0,
-        ..SimConfig::default()
-    })
-    .await?;
+    let sim = La4Sim::builder()
+        .discover(coordinator.local_addr())
+        .time_scale(25.0)
+        .start()
+        .await?;
     let node = sim.local_addr();
     println!("LA4 simulator listening on {node}, booting, probing for a coordinator");
     let result = walk_through(&coordinator, &mut events, &sim, node).await;
@@ -280,7 +278,7 @@ pub(crate) async fn demo() -> anyhow::Result<()> {
 async fn walk_through(
     coordinator: &Coordinator,
     events: &mut broadcast::Receiver<Event>,
-    sim: &Simulator,
+    sim: &La4Sim,
     node: SocketAddr,
 ) -> anyhow::Result<()> {
     let step = Duration::from_secs(5);

@@ -3,60 +3,87 @@
 use std::io;
 use std::net::SocketAddr;
 
-use crate::sim::{SimConfig, Simulator};
+use crate::clock::SimClock;
+use crate::sim::{La4Sim, La4SimBuilder, SimConfig};
 
-/// A group of simulated nodes started from one configuration.
+/// A group of simulated nodes started from one configuration, on one shared [`SimClock`].
 #[derive(Debug)]
 pub struct Fleet {
-    nodes: Vec<Simulator>,
+    nodes: Vec<La4Sim>,
+    clock: SimClock,
 }
 
 impl Fleet {
-    /// Starts `count` nodes from `base`. With one node, that node is `base` exactly; otherwise
-    /// node `i` listens on the base port + `i` (or on a port
-    /// of its own choosing when the base port is 0), has the id `base.id` + `i` (as 8 hex digits
-    /// when the base id is hex, otherwise with `-i` appended), the name `base.name-i`, and a MAC
-    /// address of its own.
+    /// Starts `count` nodes from `base`: a [`La4SimBuilder`] (e.g. `La4Sim::builder()...`) or a
+    /// [`SimConfig`]. With one node, that node is `base` exactly; otherwise node `i` listens on
+    /// the base port + `i` (or on a port of its own choosing when the base port is 0), has the
+    /// id `base.id` + `i` (as 8 hex digits when the base id is hex, otherwise with `-i`
+    /// appended), the name `base.name-i`, and a MAC address of its own. Every node runs on the
+    /// same clock: the builder's, or a new one at the configured time scale.
     ///
     /// # Errors
     /// When a node cannot bind its address (already started nodes are shut down) or the ports
     /// run past 65535.
-    pub async fn start(base: SimConfig, count: usize) -> io::Result<Self> {
+    pub async fn start(base: impl Into<La4SimBuilder>, count: usize) -> io::Result<Self> {
+        let base: La4SimBuilder = base.into();
+        let clock = base
+            .clock_ref()
+            .cloned()
+            .unwrap_or_else(|| SimClock::scaled(base.config().time_scale));
         let mut nodes = Vec::with_capacity(count);
         for index in 0..count {
             // A fleet of one is just the node as configured.
             let config = if count == 1 {
-                Ok(base.clone())
+                Ok(base.config().clone())
             } else {
-                member(&base, index)
+                member(base.config(), index)
             };
             let config = match config {
                 Ok(config) => config,
                 Err(error) => return Err(abort(nodes, error).await),
             };
-            match Simulator::start(config).await {
+            match La4SimBuilder::from(config)
+                .clock(clock.clone())
+                .start()
+                .await
+            {
                 Ok(node) => nodes.push(node),
                 Err(error) => return Err(abort(nodes, error).await),
             }
         }
-        Ok(Self { nodes })
+        Ok(Self { nodes, clock })
     }
 
     /// The nodes, in start order.
-    pub fn nodes(&self) -> &[Simulator] {
+    pub fn nodes(&self) -> &[La4Sim] {
         &self.nodes
+    }
+
+    /// How many nodes there are.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether the fleet has no node at all (started with a count of 0).
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
     }
 
     /// Every node's address, in start order.
     pub fn addrs(&self) -> Vec<SocketAddr> {
-        self.nodes.iter().map(Simulator::local_addr).collect()
+        self.nodes.iter().map(La4Sim::local_addr).collect()
+    }
+
+    /// The clock every node runs on.
+    pub fn clock(&self) -> &SimClock {
+        &self.clock
     }
 
     /// Shuts every node down and waits for all of them.
     pub async fn shutdown(&self) {
         // Every node starts stopping at once; then each is waited for.
         for node in &self.nodes {
-            node.begin_shutdown();
+            node.shutdown_token().cancel();
         }
         for node in &self.nodes {
             node.shutdown().await;
@@ -64,7 +91,10 @@ impl Fleet {
     }
 }
 
-async fn abort(nodes: Vec<Simulator>, error: io::Error) -> io::Error {
+async fn abort(nodes: Vec<La4Sim>, error: io::Error) -> io::Error {
+    for node in &nodes {
+        node.shutdown_token().cancel();
+    }
     for node in &nodes {
         node.shutdown().await;
     }

@@ -5,11 +5,13 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+mod clock;
 pub mod fleet;
 pub mod shell;
 pub mod sim;
 pub mod state;
 
+pub use clock::SimClock;
 pub use fleet::Fleet;
-pub use sim::{Faults, SimConfig, SimState, Simulator, Stats};
+pub use sim::{Faults, La4Sim, La4SimBuilder, SharedFaults, SimConfig, SimState, Stats};
 pub use state::{BOARDIO_ERROR, BOARDIO_READY, CoordinatorStatus, LightState};

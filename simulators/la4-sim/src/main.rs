@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
-use la4_sim::{Fleet, SimConfig};
+use la4_sim::{Fleet, La4Sim};
 
 /// Simulated Rigsters LightArray4 (LA4) pycom node. Never executes commands: it interprets the
 /// documented shell idioms against a simulated device.
@@ -59,23 +59,22 @@ async fn main() -> anyhow::Result<()> {
         args.time_scale.is_finite() && args.time_scale > 0.0,
         "--time-scale must be a positive number"
     );
-    let config = SimConfig {
-        listen: args.listen,
-        id: args.id,
-        name: args.name,
-        boot_time: Duration::from_millis(args.boot_ms),
-        offline_after: Duration::from_millis(args.offline_ms),
-        discovery_interval: Duration::from_millis(args.discovery_ms),
-        discovery_targets: if args.no_discovery {
-            Vec::new()
-        } else {
-            args.discover
-        },
-        time_scale: args.time_scale,
-        backlog: args.backlog,
-        ..SimConfig::default()
+    let discovery_targets = if args.no_discovery {
+        Vec::new()
+    } else {
+        args.discover
     };
-    let fleet = Fleet::start(config, args.nodes).await?;
+    let node = La4Sim::builder()
+        .listen(args.listen)
+        .backlog(args.backlog)
+        .id(args.id)
+        .name(args.name)
+        .boot_time(Duration::from_millis(args.boot_ms))
+        .offline_after(Duration::from_millis(args.offline_ms))
+        .discovery_interval(Duration::from_millis(args.discovery_ms))
+        .discovery_targets(discovery_targets)
+        .time_scale(args.time_scale);
+    let fleet = Fleet::start(node, args.nodes).await?;
     // The handlers are installed by this call, before anyone learns the address: a SIGTERM
     // sent right after the `listening on` line shuts down cleanly.
     let signal = labwire_net::cli::shutdown_signal();

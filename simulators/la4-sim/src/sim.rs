@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::task::TaskTracker;
 
+use crate::clock::SimClock;
 use crate::shell::Files;
 use crate::state::{CoordinatorStatus, Coordinators, Device, LightState};
 
@@ -22,8 +23,8 @@ pub const NODE_VERSION: &str = "0.14.0";
 /// How many of the latest commands [`Stats::commands`] keeps.
 pub const MAX_RECORDED_COMMANDS: usize = 1024;
 
-/// Faults the simulator injects on demand; change them at any time with
-/// [`SimState::set_faults`].
+/// Faults the simulator injects on demand: set them from the start with
+/// [`La4SimBuilder::faults`], change them at any time with [`La4Sim::faults`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Faults {
     /// Send no events at all (commands are still run).
@@ -37,10 +38,48 @@ pub struct Faults {
 /// Bytes sent instead of an event when [`Faults::garbage_events`] is on: not UTF-8, not JSON.
 pub const GARBAGE: &[u8] = b"\xff\xfe{\"type_\": \"output\", garbage";
 
-/// How a simulated node runs. Public fields; start from [`SimConfig::default`].
+/// The faults in effect on a running node, shared with it: what is set here applies to the
+/// events it sends from then on. Clones share the same settings.
+#[derive(Debug, Clone, Default)]
+pub struct SharedFaults {
+    inner: Arc<Mutex<Faults>>,
+}
+
+impl SharedFaults {
+    fn new(faults: Faults) -> Self {
+        Self {
+            inner: Arc::new(Mutex::new(faults)),
+        }
+    }
+
+    /// The faults in effect.
+    pub fn get(&self) -> Faults {
+        lock(&self.inner).clone()
+    }
+
+    /// Replaces the faults in effect.
+    pub fn set(&self, faults: Faults) {
+        *lock(&self.inner) = faults;
+    }
+
+    /// Changes the faults in effect in place, e.g. `faults.update(|f| f.no_events = true)`.
+    pub fn update(&self, change: impl FnOnce(&mut Faults)) {
+        change(&mut lock(&self.inner));
+    }
+
+    /// Removes every fault.
+    pub fn clear(&self) {
+        self.set(Faults::default());
+    }
+}
+
+/// How a simulated node runs. Public fields; start from [`SimConfig::default`] (the device's
+/// defaults, as the binary uses them) and pass it to [`La4Sim::start`], or use the chainable
+/// [`La4Sim::builder`] (which listens on a free loopback port by default).
 #[derive(Debug, Clone)]
 pub struct SimConfig {
-    /// Where the node listens; `127.0.0.1:5000` by default, port 0 picks one.
+    /// Where the node listens; `127.0.0.1:5000` (the device's port) by default, port 0 picks
+    /// one.
     pub listen: SocketAddr,
     /// Listen backlog (large: coordinators open one connection per request).
     pub backlog: u32,
@@ -52,17 +91,20 @@ pub struct SimConfig {
     pub name: String,
     /// The `ip` it reports; the listen IP when `None`.
     pub ip: Option<String>,
-    /// Time until boardio has finished initialising (hardware info available).
+    /// Simulated time until boardio has finished initialising (hardware info available).
     pub boot_time: Duration,
-    /// A coordinator not heard from for this long is offline (15 s on the device).
+    /// A coordinator not heard from for this long (simulated time) is offline (15 s on the
+    /// device).
     pub offline_after: Duration,
-    /// With no coordinator online, probe [`SimConfig::discovery_targets`] this often.
+    /// With no coordinator online, probe [`SimConfig::discovery_targets`] this often
+    /// (simulated time).
     pub discovery_interval: Duration,
     /// Where to probe for a coordinator (the node's subnet scan). Empty by default, so an
     /// embedded simulator sends nothing unasked; the binary probes `127.0.0.1:5001`.
     pub discovery_targets: Vec<SocketAddr>,
-    /// Simulated time runs this many times faster: the three durations above are divided by
-    /// it. `1.0` by default.
+    /// Simulated time runs this many times faster than real time, so the three durations
+    /// above pass that much sooner. `1.0` by default; `0.0` stops the clock, so that only
+    /// [`SimClock::advance`] (through [`La4Sim::clock`]) moves it.
     pub time_scale: f64,
     /// What `unit_info` reports.
     pub unit_info: UnitInfo,
@@ -106,17 +148,6 @@ impl Default for SimConfig {
     }
 }
 
-impl SimConfig {
-    fn scaled(&self, duration: Duration) -> Duration {
-        let scale = if self.time_scale.is_finite() && self.time_scale > 0.0 {
-            self.time_scale
-        } else {
-            1.0
-        };
-        duration.div_f64(scale)
-    }
-}
-
 /// Counters and records tests can read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -144,9 +175,10 @@ struct Shared {
     unit_info: UnitInfo,
     events: EventSender,
     send_timeout: Duration,
+    clock: SimClock,
     coordinators: Mutex<Coordinators>,
     device: Mutex<Device>,
-    faults: Mutex<Faults>,
+    faults: SharedFaults,
     stats: Mutex<Stats>,
     outbox: mpsc::Sender<Job>,
 }
@@ -154,11 +186,6 @@ struct Shared {
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // The state stays usable even if a test thread panicked while holding it.
     mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn now() -> std::time::Instant {
-    // tokio's clock, so that tests with paused time drive the simulator too.
-    tokio::time::Instant::now().into_std()
 }
 
 /// Read and change a running simulator's state. Cheap to clone.
@@ -198,7 +225,8 @@ impl SimState {
 
     /// Whether boardio has finished booting.
     pub fn is_booted(&self) -> bool {
-        lock(&self.shared.coordinators).hardware_ready(now())
+        let now = self.shared.clock.instant();
+        lock(&self.shared.coordinators).hardware_ready(now)
     }
 
     /// Counters and records so far.
@@ -206,14 +234,14 @@ impl SimState {
         lock(&self.shared.stats).clone()
     }
 
-    /// The faults in effect.
+    /// The faults in effect (a snapshot; [`La4Sim::faults`] gives the shared handle).
     pub fn faults(&self) -> Faults {
-        lock(&self.shared.faults).clone()
+        self.shared.faults.get()
     }
 
     /// Replaces the faults in effect (applies to events sent from now on).
     pub fn set_faults(&self, faults: Faults) {
-        *lock(&self.shared.faults) = faults;
+        self.shared.faults.set(faults);
     }
 }
 
@@ -221,7 +249,8 @@ impl Handler for Shared {
     async fn handle(&self, request: Request) {
         let to = request.reply_addr();
         let Request { message, peer } = request;
-        let unit_info_due = lock(&self.coordinators).on_request(now(), to, &message.identity);
+        let now = self.clock.instant();
+        let unit_info_due = lock(&self.coordinators).on_request(now, to, &message.identity);
         lock(&self.stats).requests += 1;
         if unit_info_due {
             // A full queue means a flood: the request connection waits (backpressure).
@@ -254,7 +283,8 @@ impl Shared {
             let (to, bodies) = match job {
                 Job::UnitInfo { to } => (to, vec![Body::UnitInfo(self.unit_info.clone())]),
                 Job::Command { to, command } => {
-                    let booted = lock(&self.coordinators).hardware_ready(now());
+                    let now = self.clock.instant();
+                    let booted = lock(&self.coordinators).hardware_ready(now);
                     let result = lock(&self.device).run(&command, booted);
                     let mut bodies = vec![Body::Output {
                         output: result.output,
@@ -275,7 +305,7 @@ impl Shared {
     }
 
     async fn deliver(&self, to: SocketAddr, body: Body) {
-        let faults = lock(&self.faults).clone();
+        let faults = self.faults.get();
         if faults.no_events {
             lock(&self.stats).events_lost += 1;
             return;
@@ -304,18 +334,30 @@ impl Shared {
         }
     }
 
+    /// Goes over the coordinators every `tick` (real time) or as soon as the clock is advanced
+    /// by hand: boot finished, coordinators gone offline, discovery probes due.
     async fn run_clock(
         self: Arc<Self>,
         tick: Duration,
         discovery_interval: Duration,
         targets: Vec<SocketAddr>,
     ) {
-        let mut next_probe = now();
+        let clock = self.clock.clone();
+        let mut next_probe = clock.instant();
         // At most one scan at a time; dropping the set (at shutdown) aborts it.
         let mut scan = JoinSet::new();
+        let notify = clock.advanced_by_hand();
+        let mut advanced = std::pin::pin!(notify.notified());
+        advanced.as_mut().enable();
         loop {
-            tokio::time::sleep(tick).await;
-            let now = now();
+            tokio::select! {
+                () = tokio::time::sleep(tick) => {}
+                () = advanced.as_mut() => {}
+            }
+            // Armed again before this round, so an advance while it runs is not missed.
+            advanced.set(notify.notified());
+            advanced.as_mut().enable();
+            let now = clock.instant();
             let (due, offline) = lock(&self.coordinators).poll(now);
             for addr in offline {
                 tracing::info!(coordinator = %addr, "coordinator offline");
@@ -342,26 +384,174 @@ impl Shared {
     }
 }
 
-/// A running simulated node.
-#[derive(Debug)]
-pub struct Simulator {
-    state: SimState,
-    server: ServerHandle,
-    shutdown: CancellationToken,
-    tasks: TaskTracker,
+/// Configures a [`La4Sim`]; see [`La4Sim::builder`]. Every setter has the meaning of the
+/// [`SimConfig`] field of the same name.
+#[derive(Debug, Clone)]
+pub struct La4SimBuilder {
+    config: SimConfig,
+    clock: Option<SimClock>,
 }
 
-impl Simulator {
-    /// Binds `config.listen` and starts the node: it boots, answers requests, tracks
+impl From<SimConfig> for La4SimBuilder {
+    fn from(config: SimConfig) -> Self {
+        Self {
+            config,
+            clock: None,
+        }
+    }
+}
+
+impl La4SimBuilder {
+    /// Address to listen on (default `127.0.0.1:0`: loopback, any free port).
+    #[must_use]
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.config.listen = addr;
+        self
+    }
+
+    /// Listen backlog ([`labwire_net::DEFAULT_BACKLOG`] by default).
+    #[must_use]
+    pub fn backlog(mut self, backlog: u32) -> Self {
+        self.config.backlog = backlog;
+        self
+    }
+
+    /// Connections served at once; more wait in the backlog.
+    #[must_use]
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.config.max_connections = max;
+        self
+    }
+
+    /// The node's `id` (`81639cd4` by default).
+    #[must_use]
+    pub fn id(mut self, id: impl Into<String>) -> Self {
+        self.config.id = id.into();
+        self
+    }
+
+    /// The node's `name` (`rigsters-controller` by default).
+    #[must_use]
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.config.name = name.into();
+        self
+    }
+
+    /// The `ip` the node reports (the listen IP by default).
+    #[must_use]
+    pub fn ip(mut self, ip: impl Into<String>) -> Self {
+        self.config.ip = Some(ip.into());
+        self
+    }
+
+    /// What `unit_info` reports.
+    #[must_use]
+    pub fn unit_info(mut self, unit_info: UnitInfo) -> Self {
+        self.config.unit_info = unit_info;
+        self
+    }
+
+    /// Simulated time until boardio has booted (3 s by default; zero: booted at once).
+    #[must_use]
+    pub fn boot_time(mut self, boot_time: Duration) -> Self {
+        self.config.boot_time = boot_time;
+        self
+    }
+
+    /// Simulated silence after which a coordinator is offline (15 s by default).
+    #[must_use]
+    pub fn offline_after(mut self, offline_after: Duration) -> Self {
+        self.config.offline_after = offline_after;
+        self
+    }
+
+    /// Simulated time between discovery scans (5 s by default).
+    #[must_use]
+    pub fn discovery_interval(mut self, interval: Duration) -> Self {
+        self.config.discovery_interval = interval;
+        self
+    }
+
+    /// Where to probe for a coordinator when none is online (replaces the list; empty by
+    /// default, so the node sends nothing unasked).
+    #[must_use]
+    pub fn discovery_targets(mut self, targets: impl IntoIterator<Item = SocketAddr>) -> Self {
+        self.config.discovery_targets = targets.into_iter().collect();
+        self
+    }
+
+    /// Adds one address to probe for a coordinator.
+    #[must_use]
+    pub fn discover(mut self, target: SocketAddr) -> Self {
+        self.config.discovery_targets.push(target);
+        self
+    }
+
+    /// Runs simulated time `scale` times faster than real time (1.0 by default; 0.0 stops
+    /// it). Replaces a clock set with [`La4SimBuilder::clock`].
+    #[must_use]
+    pub fn time_scale(mut self, scale: f64) -> Self {
+        self.config.time_scale = scale;
+        self.clock = None;
+        self
+    }
+
+    /// Uses `clock`, e.g. [`SimClock::manual`] for tests that step time themselves, or one
+    /// clock shared by several nodes. Overrides [`La4SimBuilder::time_scale`].
+    #[must_use]
+    pub fn clock(mut self, clock: SimClock) -> Self {
+        self.config.time_scale = clock.time_scale();
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Size limit for requests and events.
+    #[must_use]
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.config.limits = limits;
+        self
+    }
+
+    /// Deadline for a coordinator to deliver a request.
+    #[must_use]
+    pub fn read_timeout(mut self, timeout: Duration) -> Self {
+        self.config.read_timeout = timeout;
+        self
+    }
+
+    /// Deadline for delivering one event.
+    #[must_use]
+    pub fn send_timeout(mut self, timeout: Duration) -> Self {
+        self.config.send_timeout = timeout;
+        self
+    }
+
+    /// Faults in effect from the start (change them later with [`La4Sim::faults`]).
+    #[must_use]
+    pub fn faults(mut self, faults: Faults) -> Self {
+        self.config.faults = faults;
+        self
+    }
+
+    /// The configuration so far.
+    pub fn config(&self) -> &SimConfig {
+        &self.config
+    }
+
+    /// The clock set with [`La4SimBuilder::clock`], if any.
+    pub(crate) fn clock_ref(&self) -> Option<&SimClock> {
+        self.clock.as_ref()
+    }
+
+    /// Binds the listen address and starts the node: it boots, answers requests, tracks
     /// coordinators and, with none online, probes for one.
     ///
     /// # Errors
     /// When the address cannot be bound.
-    pub async fn start(config: SimConfig) -> io::Result<Self> {
+    pub async fn start(self) -> io::Result<La4Sim> {
+        let Self { config, clock } = self;
+        let clock = clock.unwrap_or_else(|| SimClock::scaled(config.time_scale));
         let shutdown = CancellationToken::new();
-        let boot_time = config.scaled(config.boot_time);
-        let offline_after = config.scaled(config.offline_after);
-        let discovery_interval = config.scaled(config.discovery_interval);
         let (outbox, jobs) = mpsc::channel(1024);
         let mut server = ServerConfig::new(config.listen);
         server.backlog = config.backlog;
@@ -385,6 +575,8 @@ impl Simulator {
             NODE_VERSION,
             false,
         );
+        let coordinators =
+            Coordinators::new(clock.instant(), config.boot_time, config.offline_after);
         let shared = Arc::new(Shared {
             events: EventSender::new(identity.clone())
                 .with_limits(config.limits)
@@ -392,21 +584,29 @@ impl Simulator {
             send_timeout: config.send_timeout,
             identity,
             unit_info: config.unit_info.clone(),
-            coordinators: Mutex::new(Coordinators::new(now(), boot_time, offline_after)),
+            clock: clock.clone(),
+            coordinators: Mutex::new(coordinators),
             device: Mutex::new(Device::default()),
-            faults: Mutex::new(config.faults.clone()),
+            faults: SharedFaults::new(config.faults.clone()),
             stats: Mutex::new(Stats::default()),
             outbox,
         });
         let server = listener.serve_with_token(Arc::clone(&shared), shutdown.child_token());
         let tasks = TaskTracker::new();
-        let tick = [boot_time, offline_after, discovery_interval]
-            .into_iter()
-            .filter(|d| !d.is_zero())
-            .min()
-            .unwrap_or(Duration::from_millis(100))
-            .div_f64(8.0)
-            .clamp(Duration::from_millis(1), Duration::from_millis(100));
+        // Often enough to notice each of the three delays within an eighth of it. On a stopped
+        // clock time moves only by hand, and each advance wakes the loop at once.
+        let tick = [
+            config.boot_time,
+            config.offline_after,
+            config.discovery_interval,
+        ]
+        .into_iter()
+        .filter(|d| !d.is_zero())
+        .filter_map(|d| clock.real(d))
+        .min()
+        .unwrap_or(Duration::from_millis(100))
+        .div_f64(8.0)
+        .clamp(Duration::from_millis(1), Duration::from_millis(100));
         let token = shutdown.clone();
         let outbox_task = Arc::clone(&shared).run_outbox(jobs);
         tasks.spawn(async move {
@@ -416,25 +616,55 @@ impl Simulator {
             }
         });
         let token = shutdown.clone();
-        let clock = Arc::clone(&shared).run_clock(
+        let clock_task = Arc::clone(&shared).run_clock(
             tick,
-            discovery_interval,
+            config.discovery_interval,
             config.discovery_targets.clone(),
         );
         tasks.spawn(async move {
             tokio::select! {
                 () = token.cancelled() => {}
-                () = clock => {}
+                () = clock_task => {}
             }
         });
         tasks.close();
         tracing::debug!(addr = %server.local_addr(), id = %shared.identity.id, "LA4 node simulator started");
-        Ok(Self {
+        Ok(La4Sim {
             state: SimState { shared },
             server,
             shutdown,
             tasks,
         })
+    }
+}
+
+/// A running simulated node. Dropping it stops the node without waiting; [`La4Sim::shutdown`]
+/// also waits until every connection is closed and no event is being sent.
+#[derive(Debug)]
+pub struct La4Sim {
+    state: SimState,
+    server: ServerHandle,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl La4Sim {
+    /// A builder with the defaults of [`SimConfig::default`], except that it listens on
+    /// `127.0.0.1:0` (loopback, any free port).
+    pub fn builder() -> La4SimBuilder {
+        La4SimBuilder::from(SimConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            ..SimConfig::default()
+        })
+    }
+
+    /// Starts a node configured by `config` (the same as
+    /// `La4SimBuilder::from(config).start()`).
+    ///
+    /// # Errors
+    /// When the address cannot be bound.
+    pub async fn start(config: SimConfig) -> io::Result<Self> {
+        La4SimBuilder::from(config).start().await
     }
 
     /// The address the node listens on.
@@ -443,13 +673,28 @@ impl Simulator {
     }
 
     /// The node's state, for tests to read and change.
-    pub fn state(&self) -> SimState {
-        self.state.clone()
+    pub fn state(&self) -> &SimState {
+        &self.state
     }
 
-    /// Starts shutting down without waiting (see [`Simulator::shutdown`]).
-    pub(crate) fn begin_shutdown(&self) {
-        self.shutdown.cancel();
+    /// The simulated clock (advance it by hand when it is stopped).
+    pub fn clock(&self) -> &SimClock {
+        &self.state.shared.clock
+    }
+
+    /// Fault injection: what is set here applies to events sent from then on.
+    pub fn faults(&self) -> &SharedFaults {
+        &self.state.shared.faults
+    }
+
+    /// Connections being served right now (coordinators open one per request).
+    pub fn connection_count(&self) -> usize {
+        self.server.connection_count()
+    }
+
+    /// The token that stops this node when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
     }
 
     /// Stops listening, closes every connection, stops sending events, and waits for it all.
@@ -461,7 +706,7 @@ impl Simulator {
     }
 }
 
-impl Drop for Simulator {
+impl Drop for La4Sim {
     fn drop(&mut self) {
         self.shutdown.cancel();
     }
