@@ -21,7 +21,8 @@ use crate::faults::Action;
 use crate::{Device, Durations, Faults, SimClock};
 
 /// How long a connection may take to deliver the rest of a frame once its first byte has
-/// arrived (idle time between requests is not limited): 10 s.
+/// arrived, and to take a whole reply: 10 s. Idle time between requests is not limited; idle
+/// connections are bounded by the connection limit instead.
 pub const DEFAULT_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Read buffer capacity a connection keeps between requests.
@@ -333,10 +334,7 @@ async fn connection_loop(stream: &mut TcpStream, shared: &Shared) -> Result<End,
                 if let Err(e) = wire::encode_frame(garbage, shared.max_frame_length, &mut out) {
                     return Err(format!("cannot encode garbage: {e}"));
                 }
-                stream
-                    .write_all(&out)
-                    .await
-                    .map_err(|e| format!("write failed: {e}"))?;
+                write(stream, &out, shared.frame_timeout).await?;
                 tracing::debug!("fault injection: sent garbage instead of the reply");
                 continue;
             }
@@ -370,17 +368,24 @@ async fn connection_loop(stream: &mut TcpStream, shared: &Shared) -> Result<End,
         if action == Action::Truncate {
             let half = out.get(..out.len() / 2).unwrap_or_default();
             tracing::trace!(hex = %Hex(half), "send (truncated)");
-            stream
-                .write_all(half)
-                .await
-                .map_err(|e| format!("write failed: {e}"))?;
+            write(stream, half, shared.frame_timeout).await?;
             return Ok(End::Fault);
         }
         tracing::trace!(hex = %Hex(&out), "send");
-        stream
-            .write_all(&out)
-            .await
-            .map_err(|e| format!("write failed: {e}"))?;
+        write(stream, &out, shared.frame_timeout).await?;
+    }
+}
+
+/// Writes one reply, which the client must take within `timeout`: one that sends requests but
+/// never reads the replies would otherwise hold its connection (and task) forever.
+async fn write(stream: &mut TcpStream, bytes: &[u8], timeout: Duration) -> Result<(), String> {
+    match tokio::time::timeout(timeout, stream.write_all(bytes)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("write failed: {e}")),
+        Err(_) => Err(format!(
+            "reply of {} bytes not taken by the client within {timeout:?}",
+            bytes.len()
+        )),
     }
 }
 
