@@ -13,10 +13,12 @@
 //! - [`is_truthy`] is Python's truthiness for a decoded JSON value, which decides how COMET
 //!   dispatches.
 //!
-//! Known differences from Python, none of which the golden vectors exercise: objects are written
-//! in `serde_json`'s map order (sorted by key; insertion order, as Python, if the application
-//! enables `serde_json`'s `preserve_order` feature); integers beyond the 64-bit range are read
-//! as floats (Python keeps them exact); `NaN` read from the wire is falsy here (it is `null`)
+//! Objects keep their keys in the order they were read or inserted, as Python's dicts do (this
+//! crate enables `serde_json`'s `preserve_order` feature), so a value read and written back
+//! comes out byte for byte the same.
+//!
+//! Known differences from Python, none of which the golden vectors exercise: integers beyond
+//! the 64-bit range are read as floats (Python keeps them exact); `NaN` read from the wire is falsy here (it is `null`)
 //! while Python holds it truthy.
 
 use std::fmt::Write as _;
@@ -280,8 +282,23 @@ mod tests {
         let text = String::from_utf8(to_vec(&value).unwrap()).unwrap();
         assert_eq!(
             text,
-            r#"{"e": {}, "k": "välue", "l": [], "n": [1, 2.5, null, true]}"#
+            r#"{"k": "välue", "n": [1, 2.5, null, true], "e": {}, "l": []}"#
         );
+    }
+
+    #[test]
+    fn object_keys_keep_their_order_through_read_and_write() {
+        // Python dicts keep insertion order; sorted keys would reorder every one of these.
+        let texts = [
+            r#"{"b": 1, "a": 2}"#,
+            r#"{"zeta": {"y": [{"d": 1, "c": 2}], "x": null}, "alpha": "é", "mid": 0.5}"#,
+            r#"{"é": 1, "e": 2, "Z": 3, "a": NaN}"#,
+        ];
+        for text in texts {
+            let value = from_slice(text.as_bytes()).unwrap();
+            let written = String::from_utf8(to_vec(&value).unwrap()).unwrap();
+            assert_eq!(written, text.replace("NaN", "null"));
+        }
     }
 
     #[test]

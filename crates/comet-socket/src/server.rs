@@ -6,13 +6,17 @@
 //! connections concurrently (a slow handler stalls nobody else), bounds every connection with a
 //! deadline, and shuts down cleanly.
 //!
-//! A handler that panics ends its own connection without an answer; other connections go on.
+//! A handler that panics counts as one that raised: the panic is logged (warn) and the message
+//! passes to the next handler, as COMET does with a handler's exception.
 
+use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::io;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -36,7 +40,8 @@ pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
 /// Answers messages. Register handlers with [`CometServerBuilder::handler`].
 ///
 /// Return a truthy value to answer, a falsy one (`null`, `false`, `0`, `""`, `[]`, `{}`) to
-/// let the next handler try, or an error (logged, then the next handler tries).
+/// let the next handler try, or an error (logged, then the next handler tries). A handler that
+/// panics is treated like one that returned an error.
 ///
 /// For closures see [`handler_fn`] and [`async_handler_fn`]; for state, implement it:
 ///
@@ -84,6 +89,57 @@ impl<H: Handler> DynHandler for H {
     ) -> BoxFuture<'a, Result<Value, HandlerError>> {
         Box::pin(self.handle(action, value))
     }
+}
+
+/// Why a handler call panicked, for the log.
+fn panic_message(payload: &(dyn Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a non-string panic payload")
+}
+
+/// Polls a handler's future, turning a panic inside it into an `Err` with the panic payload.
+struct CatchPanic<'a>(Option<BoxFuture<'a, Result<Value, HandlerError>>>);
+
+impl Future for CatchPanic<'_> {
+    type Output = Result<Result<Value, HandlerError>, Box<dyn Any + Send>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // The boxed future is `Unpin`, so is this wrapper.
+        let slot = &mut self.get_mut().0;
+        let Some(future) = slot.as_mut() else {
+            // Polled again after completing: stay pending rather than panic.
+            return Poll::Pending;
+        };
+        // Unwind safety: after a panic the future is dropped and never polled again; what the
+        // handler itself shares is its own business, as with any panic in a task.
+        match catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(result)) => {
+                *slot = None;
+                Poll::Ready(Ok(result))
+            }
+            Err(payload) => {
+                // Dropping a panicked future may panic again; contain that too.
+                let future = slot.take();
+                let _ = catch_unwind(AssertUnwindSafe(move || drop(future)));
+                Poll::Ready(Err(payload))
+            }
+        }
+    }
+}
+
+/// Runs one handler on one message; a panic, whether while creating the future or while
+/// polling it, comes back as `Err` with the panic payload.
+async fn call_handler(
+    handler: &dyn DynHandler,
+    action: &str,
+    value: &Value,
+) -> Result<Result<Value, HandlerError>, Box<dyn Any + Send>> {
+    let future = catch_unwind(AssertUnwindSafe(|| handler.handle_dyn(action, value)))?;
+    CatchPanic(Some(future)).await
 }
 
 /// A [`Handler`] made from a plain function; see [`handler_fn`].
@@ -292,17 +348,21 @@ impl CometServer {
         self.inner.deadline
     }
 
-    /// Runs the handler chain for `request`: the first truthy result, or `null`.
+    /// Runs the handler chain for `request`: the first truthy result, or `null`. A handler that
+    /// fails or panics passes the request to the next one.
     pub async fn dispatch(&self, request: &Request) -> Value {
         for (index, handler) in self.inner.handlers.iter().enumerate() {
-            match handler.handle_dyn(&request.action, &request.value).await {
-                Ok(result) if is_truthy(&result) => {
+            match call_handler(&**handler, &request.action, &request.value).await {
+                Ok(Ok(result)) if is_truthy(&result) => {
                     tracing::trace!(index, "handler answered");
                     return result;
                 }
-                Ok(_) => tracing::trace!(index, "handler passed"),
-                Err(error) => {
+                Ok(Ok(_)) => tracing::trace!(index, "handler passed"),
+                Ok(Err(error)) => {
                     tracing::debug!(index, action = %request.action, error = %report(&*error), "handler failed, trying the next");
+                }
+                Err(payload) => {
+                    tracing::warn!(index, action = %request.action, panic = panic_message(&*payload), "handler panicked, trying the next");
                 }
             }
         }
@@ -445,6 +505,59 @@ mod tests {
             let result = server.dispatch(&Request::new(action, json!("x"))).await;
             assert_eq!(result, json!("last"), "{action}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_passes_the_message_to_the_next_like_an_error() {
+        let server = CometServer::builder()
+            // Panics while the handler is called (a synchronous closure).
+            .handler(handler_fn(|action, _| {
+                assert_ne!(action, "SYNC", "sync handler panicked");
+                Ok(Value::Null)
+            }))
+            // Panics while its future is polled, after a suspension point.
+            .handler(async_handler_fn(|action: String, _| async move {
+                tokio::task::yield_now().await;
+                assert_ne!(action, "ASYNC", "async handler panicked");
+                Ok(Value::Null)
+            }))
+            // Panics with a non-string payload.
+            .handler(handler_fn(|action, _| {
+                if action == "ANY" {
+                    std::panic::panic_any(42_u8);
+                }
+                Ok(Value::Null)
+            }))
+            .handler(handler_fn(|action, _| Ok(json!(format!("next: {action}")))))
+            .build();
+        for action in ["SYNC", "ASYNC", "ANY", "OTHER"] {
+            let result = server.dispatch(&Request::new(action, json!(1))).await;
+            assert_eq!(result, json!(format!("next: {action}")));
+        }
+    }
+
+    #[tokio::test]
+    async fn when_the_only_handler_panics_the_answer_is_null() {
+        let server = CometServer::builder()
+            .handler(handler_fn(|_, _| -> Result<Value, HandlerError> {
+                panic!("always")
+            }))
+            .build();
+        let answer = server
+            .answer(&Request::new("X", json!(1)).to_frame().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            Response::from_frame(&answer).unwrap(),
+            Response::new(Value::Null)
+        );
+    }
+
+    #[test]
+    fn panic_payloads_are_described() {
+        assert_eq!(panic_message(&"text"), "text");
+        assert_eq!(panic_message(&String::from("owned")), "owned");
+        assert_eq!(panic_message(&1_u8), "a non-string panic payload");
     }
 
     #[tokio::test]

@@ -215,3 +215,58 @@ async fn labwire_wait(mut condition: impl FnMut() -> bool) -> bool {
     }
     condition()
 }
+
+#[tokio::test]
+async fn a_panicking_handler_is_skipped_like_a_raising_one_over_a_socket() {
+    let server = CometServer::builder()
+        .handler(handler_fn(|action, _| {
+            assert_ne!(action, "BOOM", "handler panicked on purpose");
+            Ok(Value::Null)
+        }))
+        .handler(handler_fn(|action, value| {
+            Ok(if action == "BOOM" {
+                json!({"second": value.clone()})
+            } else {
+                Value::Null
+            })
+        }))
+        .build();
+    let handle = start(server).await;
+    let client = Client::new(handle.local_addr().to_string());
+    for _ in 0..3 {
+        let answer = tokio::time::timeout(DEADLINE, client.send("BOOM", &json!(7)))
+            .await
+            .expect("answered in time")
+            .unwrap();
+        assert_eq!(answer, json!({"second": 7}));
+    }
+    handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_echo_keeps_object_keys_in_the_order_sent_byte_for_byte() {
+    let handle = start(echo()).await;
+    let content = r#"{"action": "ECHO", "value": {"b": 1, "a": 2, "z": {"y": [{"d": 1, "c": 2}], "x": "é"}}}"#;
+    let request = comet_socket::wire::encode_to_bytes(
+        &Frame::json(content.as_bytes().to_vec()),
+        &comet_socket::Limits::default(),
+    )
+    .unwrap();
+    let mut stream = tokio::net::TcpStream::connect(handle.local_addr())
+        .await
+        .unwrap();
+    stream.write_all(&request).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(DEADLINE, stream.read_to_end(&mut answer))
+        .await
+        .expect("answered in time")
+        .unwrap();
+    let (frame, _) = comet_socket::wire::decode(&answer, &comet_socket::Limits::default())
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        std::str::from_utf8(&frame.content).unwrap(),
+        r#"{"result": {"b": 1, "a": 2, "z": {"y": [{"d": 1, "c": 2}], "x": "é"}}}"#
+    );
+    handle.shutdown().await;
+}
