@@ -3,14 +3,14 @@
 
 use std::time::Duration;
 
-use comet_sim::{Fault, SimConfig, Simulator};
+use comet_sim::{CometSim, Fault};
 use comet_socket::server::{CometServer, ServerConfig, handler_fn};
 use comet_socket::{Client, Limits};
 use labwire_tests::{TEST_DEADLINE, eventually};
 use serde_json::{Value, json};
 
-async fn sim() -> (Simulator, Client) {
-    let sim = Simulator::start(SimConfig::loopback()).await.unwrap();
+async fn sim() -> (CometSim, Client) {
+    let sim = CometSim::builder().start().await.unwrap();
     let client = Client::new(sim.local_addr().to_string());
     (sim, client)
 }
@@ -101,7 +101,7 @@ async fn a_burst_of_concurrent_clients_is_served_by_a_comet_socket_server() {
 #[tokio::test]
 async fn a_stalled_connection_does_not_block_the_others() {
     let (sim, client) = sim().await;
-    sim.state().push_fault(Fault::NoReply);
+    sim.faults().push(Fault::NoReply);
     let stalled = tokio::spawn({
         let client = client.clone();
         async move { client.send("ECHO", &json!("first")).await }

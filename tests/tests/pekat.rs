@@ -9,7 +9,7 @@ use pekat_proto::{
     Client, ClientConfig, Command, Dialect, Error, ProjectState, Reply, Request, RequestId,
     Response,
 };
-use pekat_sim::{ProjectSpec, SimConfig, Simulator};
+use pekat_sim::{PekatSim, ProjectSpec, SimConfig};
 use tokio::time::timeout;
 
 const A: &str = r"C:\Users\pekat\PekatVisionProjects\Test Project 1";
@@ -18,14 +18,16 @@ const B: &str = r"C:\Users\pekat\PekatVisionProjects\Test Project 2";
 const C: &str = r"C:\Users\pekat\PekatVisionProjects\Test Project 3";
 const MISSING: &str = r"C:\Users\pekat\PekatVisionProjects\Nope";
 
-async fn sim(dialect: Dialect, start: Duration, stop: Duration) -> Simulator {
-    let config = SimConfig::loopback()
-        .with_dialect(dialect)
-        .with_delays(start, stop);
-    Simulator::start(config).await.unwrap()
+async fn sim(dialect: Dialect, start: Duration, stop: Duration) -> PekatSim {
+    PekatSim::builder()
+        .dialect(dialect)
+        .delays(start, stop)
+        .start()
+        .await
+        .unwrap()
 }
 
-fn client(sim: &Simulator, dialect: Dialect) -> Client {
+fn client(sim: &PekatSim, dialect: Dialect) -> Client {
     Client::builder(sim.local_addr().to_string())
         .dialect(dialect)
         .answer_timeout(Duration::from_secs(5))
@@ -156,8 +158,8 @@ async fn request_ids_are_echoed_and_checked_in_3_19() {
     client.start(A).await.unwrap();
 
     // An answer echoing another id means the connection is out of step.
-    sim.state()
-        .update_faults(|f| f.garbage = Some(b"999999.suc:running".to_vec()));
+    sim.faults()
+        .update(|f| f.garbage = Some(b"999999.suc:running".to_vec()));
     config.keep_connection = true;
     let kept = Client::new(sim.local_addr().to_string(), config);
     let err = kept.status(A).await.unwrap_err();
@@ -172,10 +174,10 @@ async fn no_answer_times_out_and_the_next_call_works() {
         .answer_timeout(Duration::from_millis(200))
         .keep_connection(true)
         .build();
-    sim.state().update_faults(|f| f.no_answer = true);
+    sim.faults().update(|f| f.no_answer = true);
     let err = client.status(A).await.unwrap_err();
     assert!(err.is_timeout() && err.is_no_answer(), "{err:?}");
-    sim.state().update_faults(|f| f.no_answer = false);
+    sim.faults().update(|f| f.no_answer = false);
     // The timed-out connection was dropped: no stale answer can be read now.
     assert_eq!(client.status(A).await.unwrap(), ProjectState::Stopped);
     sim.shutdown().await;
@@ -197,8 +199,7 @@ async fn connecting_to_a_closed_port_is_a_connect_error() {
 #[tokio::test]
 async fn a_server_closing_without_answer_is_reported_as_closed() {
     let sim = sim(Dialect::V3_18, Duration::ZERO, Duration::ZERO).await;
-    sim.state()
-        .update_faults(|f| f.close_instead_of_answer = true);
+    sim.faults().update(|f| f.close_instead_of_answer = true);
     let err = client(&sim, Dialect::V3_18).status(A).await.unwrap_err();
     assert!(matches!(err, Error::Closed), "{err:?}");
     sim.shutdown().await;
@@ -207,8 +208,8 @@ async fn a_server_closing_without_answer_is_reported_as_closed() {
 #[tokio::test]
 async fn unexpected_answers_are_kept_as_text() {
     let sim = sim(Dialect::V3_18, Duration::ZERO, Duration::ZERO).await;
-    sim.state()
-        .update_faults(|f| f.garbage = Some(b"license expired".to_vec()));
+    sim.faults()
+        .update(|f| f.garbage = Some(b"license expired".to_vec()));
     let err = client(&sim, Dialect::V3_18).start(A).await.unwrap_err();
     assert_eq!(
         err.refusal(),
@@ -223,8 +224,8 @@ async fn silent_start_and_stop_are_tolerated_by_the_waiting_helpers() {
         let mut config = SimConfig::loopback()
             .with_dialect(dialect)
             .with_delays(Duration::from_millis(100), Duration::from_millis(100));
-        config.silent_start_stop = true;
-        let sim = Simulator::start(config).await.unwrap();
+        config.faults.silent_start_stop = true;
+        let sim = PekatSim::start(config).await.unwrap();
         let client = Client::builder(sim.local_addr().to_string())
             .dialect(dialect)
             .answer_timeout(Duration::from_millis(300))
@@ -307,7 +308,7 @@ async fn a_kept_connection_carries_several_requests() {
 async fn a_kept_connection_is_replaced_when_the_server_closes_after_each_answer() {
     let mut config = SimConfig::loopback().with_delays(Duration::ZERO, Duration::ZERO);
     config.one_request_per_connection = true;
-    let sim = Simulator::start(config).await.unwrap();
+    let sim = PekatSim::start(config).await.unwrap();
     let client = Client::builder(sim.local_addr().to_string())
         .keep_connection(true)
         .answer_timeout(Duration::from_secs(5))
@@ -360,7 +361,7 @@ async fn concurrent_clients_in_a_burst_are_all_answered() {
 async fn custom_projects_and_case_insensitive_paths() {
     let mut config = SimConfig::loopback().with_delays(Duration::ZERO, Duration::ZERO);
     config.projects = vec![ProjectSpec::new(r"D:\Lines\Line 1", 9000)];
-    let sim = Simulator::start(config).await.unwrap();
+    let sim = PekatSim::start(config).await.unwrap();
     let client = client(&sim, Dialect::V3_18);
     client.start(r"d:/lines/LINE 1").await.unwrap();
     assert_eq!(

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
-use comet_sim::{Fault, SimConfig, Simulator};
+use comet_sim::{CometSim, Fault};
 use comet_socket::Client;
 use comet_socket::config::{Endpoint, SocketConnection};
 use serde_json::{Value, json};
@@ -98,16 +98,17 @@ fn address_from_config(path: &Path, client: Option<&str>) -> anyhow::Result<Stri
 }
 
 pub(crate) async fn demo() -> anyhow::Result<()> {
-    let mut config = SimConfig::loopback();
-    config.status = "measuring an IV curve".into();
-    let sim = Simulator::start(config).await?;
+    let sim = CometSim::builder()
+        .status("measuring an IV curve")
+        .start()
+        .await?;
     let result = drive(&sim).await;
     sim.shutdown().await;
     println!("comet-sim stopped");
     result
 }
 
-async fn drive(sim: &Simulator) -> anyhow::Result<()> {
+async fn drive(sim: &CometSim) -> anyhow::Result<()> {
     let addr = sim.local_addr().to_string();
     println!("comet-sim listening on {addr}");
     let client = Client::builder(addr.clone())
@@ -150,7 +151,7 @@ async fn drive(sim: &Simulator) -> anyhow::Result<()> {
         other => bail!("a falsy value was not refused: {other:?}"),
     }
 
-    sim.state().push_fault(Fault::NoReply);
+    sim.faults().push(Fault::NoReply);
     let impatient = Client::builder(addr)
         .answer_timeout(Duration::from_millis(300))
         .build();

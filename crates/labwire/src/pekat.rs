@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail, ensure};
 use clap::{Args, Subcommand};
 use pekat_proto::{Client, ClientConfig, Dialect, Error, ProjectState, Response};
-use pekat_sim::{SimConfig, Simulator, demo_projects};
+use pekat_sim::{PekatSim, demo_projects};
 
 /// `labwire pekat`: talk to a Projects Manager's TCP server (or `pekat-sim`).
 #[derive(Debug, Args)]
@@ -132,12 +132,11 @@ pub(crate) async fn demo() -> anyhow::Result<()> {
     let delay = Duration::from_millis(150);
 
     // 3.18: plain answers, one connection per request.
-    let sim = Simulator::start(
-        SimConfig::loopback()
-            .with_dialect(Dialect::V3_18)
-            .with_delays(delay, delay),
-    )
-    .await?;
+    let sim = PekatSim::builder()
+        .dialect(Dialect::V3_18)
+        .delays(delay, delay)
+        .start()
+        .await?;
     println!("pekat-sim (dialect 3.18) listening on {}", sim.local_addr());
     let client = Client::builder(sim.local_addr().to_string())
         .dialect(Dialect::V3_18)
@@ -162,11 +161,12 @@ pub(crate) async fn demo() -> anyhow::Result<()> {
     sim.shutdown().await;
 
     // 3.19: ids echoed, and a server that does not answer start/stop at all.
-    let mut config = SimConfig::loopback()
-        .with_dialect(Dialect::V3_19)
-        .with_delays(delay, delay);
-    config.silent_start_stop = true;
-    let sim = Simulator::start(config).await?;
+    let sim = PekatSim::builder()
+        .dialect(Dialect::V3_19)
+        .delays(delay, delay)
+        .silent_start_stop(true)
+        .start()
+        .await?;
     println!(
         "pekat-sim (dialect 3.19, silent start/stop) listening on {}",
         sim.local_addr()

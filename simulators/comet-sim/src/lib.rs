@@ -39,14 +39,18 @@ pub const GARBAGE: &[u8] = b"\xff\xfe this is not a COMET frame \x00\x01\x02";
 /// At most this many bytes are discarded while a connection is held without an answer.
 const HOLD_BYTES: usize = 1024 * 1024;
 
-/// How a [`Simulator`] starts. Public fields; start from [`SimConfig::default`] or
-/// [`SimConfig::loopback`].
+/// How a [`CometSim`] starts, for those who prefer a struct to [`CometSim::builder`]'s setters.
+/// Public fields; start from [`SimConfig::default`] or [`SimConfig::loopback`], then
+/// [`CometSim::start`] or `CometSim::builder().config(config)`.
 #[derive(Debug, Clone)]
 pub struct SimConfig {
     /// Address to listen on ([`DEFAULT_LISTEN`]; port 0 picks a free port).
     pub listen: SocketAddr,
     /// Listen backlog (`labwire_net::DEFAULT_BACKLOG`).
     pub backlog: u32,
+    /// Connections served at once (`labwire_net::DEFAULT_MAX_CONNECTIONS`); more wait in the
+    /// backlog.
+    pub max_connections: usize,
     /// Reproduce COMET's quirks where that is safe (see the crate docs).
     pub fidelity: bool,
     /// Simulated seconds per real second for simulated delays: 10.0 makes a 5 s delay take
@@ -62,6 +66,9 @@ pub struct SimConfig {
     pub status: String,
     /// Frame size limits.
     pub limits: Limits,
+    /// A fault applied to every connection from the start (none by default); see
+    /// [`Faults::set`].
+    pub fault: Option<Fault>,
 }
 
 impl Default for SimConfig {
@@ -69,6 +76,7 @@ impl Default for SimConfig {
         Self {
             listen: DEFAULT_LISTEN,
             backlog: labwire_net::DEFAULT_BACKLOG,
+            max_connections: labwire_net::DEFAULT_MAX_CONNECTIONS,
             fidelity: false,
             time_scale: 1.0,
             connection_deadline: comet_socket::server::DEFAULT_CONNECTION_DEADLINE,
@@ -76,6 +84,7 @@ impl Default for SimConfig {
             answers: BTreeMap::new(),
             status: "idle".to_owned(),
             limits: Limits::default(),
+            fault: None,
         }
     }
 }
@@ -90,8 +99,7 @@ impl SimConfig {
     }
 }
 
-/// A fault to inject into the next connection(s); see [`SimState::push_fault`] and
-/// [`SimState::set_fault`].
+/// A fault to inject into the next connection(s); see [`Faults::push`] and [`Faults::set`].
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Fault {
@@ -177,6 +185,7 @@ impl SimState {
             inner: Arc::new(Mutex::new(StateInner {
                 answers: config.answers.clone(),
                 status: config.status.clone(),
+                fault: config.fault.clone(),
                 ..StateInner::default()
             })),
         }
@@ -213,33 +222,6 @@ impl SimState {
         self.lock().status.clone()
     }
 
-    /// Applies `fault` to every connection from now on (`None` clears it). One-shot faults
-    /// from [`SimState::push_fault`] go first.
-    pub fn set_fault(&self, fault: Option<Fault>) {
-        self.lock().fault = fault;
-    }
-
-    /// Applies `fault` to one upcoming connection (queued in order).
-    pub fn push_fault(&self, fault: Fault) {
-        self.lock().once.push_back(fault);
-    }
-
-    /// Clears the persistent fault and the queued ones.
-    pub fn clear_faults(&self) {
-        let mut inner = self.lock();
-        inner.fault = None;
-        inner.once.clear();
-    }
-
-    fn next_fault(&self) -> Option<Fault> {
-        let mut inner = self.lock();
-        let fault = inner.once.pop_front().or_else(|| inner.fault.clone());
-        if fault.is_some() {
-            inner.counters.faults += 1;
-        }
-        fault
-    }
-
     /// The valid requests received, oldest first (the last [`LOG_CAPACITY`]).
     pub fn received(&self) -> Vec<Received> {
         self.lock().received.iter().cloned().collect()
@@ -257,6 +239,56 @@ impl SimState {
 
     fn count(&self, update: impl FnOnce(&mut Counters)) {
         update(&mut self.lock().counters);
+    }
+}
+
+/// Fault injection, shared by every connection: what the simulator does wrong, on purpose.
+/// Clones share the same settings; [`CometSim::faults`] hands one out.
+///
+/// One-shot faults ([`Faults::push`]) apply to the next connections, one each, in order; the
+/// persistent one ([`Faults::set`]) to every connection after them until cleared.
+#[derive(Debug, Clone)]
+pub struct Faults {
+    state: SimState,
+}
+
+impl Faults {
+    /// Applies `fault` to every connection from now on (`None` clears it). One-shot faults
+    /// from [`Faults::push`] go first.
+    pub fn set(&self, fault: Option<Fault>) {
+        self.state.lock().fault = fault;
+    }
+
+    /// Applies `fault` to one upcoming connection (queued in order).
+    pub fn push(&self, fault: Fault) {
+        self.state.lock().once.push_back(fault);
+    }
+
+    /// The persistent fault in force.
+    pub fn persistent(&self) -> Option<Fault> {
+        self.state.lock().fault.clone()
+    }
+
+    /// One-shot faults still queued.
+    pub fn queued(&self) -> usize {
+        self.state.lock().once.len()
+    }
+
+    /// Clears the persistent fault and the queued ones.
+    pub fn clear(&self) {
+        let mut inner = self.state.lock();
+        inner.fault = None;
+        inner.once.clear();
+    }
+
+    /// The fault for the connection being served, if any (counted).
+    fn next(&self) -> Option<Fault> {
+        let mut inner = self.state.lock();
+        let fault = inner.once.pop_front().or_else(|| inner.fault.clone());
+        if fault.is_some() {
+            inner.counters.faults += 1;
+        }
+        fault
     }
 }
 
@@ -368,6 +400,7 @@ impl Handler for TelegramBot {
 struct Shared {
     server: CometServer,
     state: SimState,
+    faults: Faults,
     clock: SimClock,
     fidelity: bool,
     /// In fidelity mode requests are handled one at a time, as COMET's single thread does.
@@ -376,32 +409,130 @@ struct Shared {
     deadline: Duration,
 }
 
-/// A running simulated COMET endpoint.
-#[derive(Debug)]
-pub struct Simulator {
-    handle: ServerHandle,
-    state: SimState,
-    clock: SimClock,
+/// Configures a [`CometSim`]; see [`CometSim::builder`]. Every setter changes one field of the
+/// [`SimConfig`] it holds.
+#[derive(Debug, Clone)]
+pub struct CometSimBuilder {
+    config: SimConfig,
+    shutdown: Option<CancellationToken>,
 }
 
-impl Simulator {
-    /// Binds `config.listen` and starts serving.
-    ///
-    /// # Errors
-    /// Binding failed.
-    pub async fn start(config: SimConfig) -> io::Result<Self> {
-        Self::start_with_token(config, CancellationToken::new()).await
+impl CometSimBuilder {
+    /// Replaces the whole configuration (keeps a token given with
+    /// [`CometSimBuilder::stop_on`]).
+    #[must_use]
+    pub fn config(mut self, config: SimConfig) -> Self {
+        self.config = config;
+        self
     }
 
-    /// Like [`Simulator::start`], stopping also when `shutdown` is cancelled.
+    /// Address to listen on (default `127.0.0.1:0`: loopback, any free port).
+    #[must_use]
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.config.listen = addr;
+        self
+    }
+
+    /// Listen backlog ([`labwire_net::DEFAULT_BACKLOG`] by default).
+    #[must_use]
+    pub fn backlog(mut self, backlog: u32) -> Self {
+        self.config.backlog = backlog;
+        self
+    }
+
+    /// Connections served at once; more wait in the backlog.
+    #[must_use]
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.config.max_connections = max;
+        self
+    }
+
+    /// COMET-fidelity mode (see the crate docs); off by default.
+    #[must_use]
+    pub fn fidelity(mut self, on: bool) -> Self {
+        self.config.fidelity = on;
+        self
+    }
+
+    /// Runs simulated time `speed` times faster than real time (default 1.0); see
+    /// [`SimConfig::time_scale`].
+    #[must_use]
+    pub fn speed(mut self, speed: f64) -> Self {
+        self.config.time_scale = speed;
+        self
+    }
+
+    /// Real time one connection may take from accept to close.
+    #[must_use]
+    pub fn connection_deadline(mut self, deadline: Duration) -> Self {
+        self.config.connection_deadline = deadline;
+        self
+    }
+
+    /// The action the Telegram-bot handler answers ([`DEFAULT_TELEGRAM_ACTION`]).
+    #[must_use]
+    pub fn telegram_action(mut self, action: impl Into<String>) -> Self {
+        self.config.telegram_action = action.into();
+        self
+    }
+
+    /// Answers `action` with `value`, before the built-in handlers (adds to the answers).
+    #[must_use]
+    pub fn answer(mut self, action: impl Into<String>, value: Value) -> Self {
+        self.config.answers.insert(action.into(), value);
+        self
+    }
+
+    /// Replaces every fixed answer.
+    #[must_use]
+    pub fn answers(mut self, answers: BTreeMap<String, Value>) -> Self {
+        self.config.answers = answers;
+        self
+    }
+
+    /// The text the Telegram bot reports for `status` (`idle`).
+    #[must_use]
+    pub fn status(mut self, status: impl Into<String>) -> Self {
+        self.config.status = status.into();
+        self
+    }
+
+    /// Frame size limits.
+    #[must_use]
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.config.limits = limits;
+        self
+    }
+
+    /// A fault applied to every connection from the start; see [`Faults::set`].
+    #[must_use]
+    pub fn fault(mut self, fault: Fault) -> Self {
+        self.config.fault = Some(fault);
+        self
+    }
+
+    /// Stops the simulator also when `token` is cancelled (e.g. a parent's shutdown).
+    #[must_use]
+    pub fn stop_on(mut self, token: CancellationToken) -> Self {
+        self.shutdown = Some(token);
+        self
+    }
+
+    /// The configuration so far.
+    pub fn current_config(&self) -> &SimConfig {
+        &self.config
+    }
+
+    /// Binds and starts serving.
     ///
     /// # Errors
-    /// Binding failed.
-    pub async fn start_with_token(
-        config: SimConfig,
-        shutdown: CancellationToken,
-    ) -> io::Result<Self> {
+    /// When the address cannot be bound.
+    pub async fn start(self) -> io::Result<CometSim> {
+        let config = self.config;
         let state = SimState::new(&config);
+        let faults = Faults {
+            state: state.clone(),
+        };
         let clock = SimClock::new(config.time_scale);
         let server = CometServer::builder()
             .handler(FixedAnswers(state.clone()))
@@ -416,6 +547,7 @@ impl Simulator {
         let shared = Arc::new(Shared {
             server,
             state: state.clone(),
+            faults: faults.clone(),
             clock,
             fidelity: config.fidelity,
             serial: tokio::sync::Mutex::new(()),
@@ -424,17 +556,50 @@ impl Simulator {
         });
         let mut net = ServerConfig::new(config.listen);
         net.backlog = config.backlog;
+        net.max_connections = config.max_connections;
         let listener = labwire_net::Server::bind(net).await?;
+        let shutdown = self.shutdown.unwrap_or_default();
         let handle = listener.serve_with_token(shutdown, move |stream, _peer, _token| {
             let shared = shared.clone();
             async move { shared.serve(stream).await }
         });
         tracing::info!(addr = %handle.local_addr(), fidelity = config.fidelity, "COMET simulator started");
-        Ok(Self {
+        Ok(CometSim {
             handle,
             state,
+            faults,
             clock,
         })
+    }
+}
+
+/// A running simulated COMET endpoint. Dropping it stops the server without waiting;
+/// [`CometSim::shutdown`] also waits until every client is disconnected.
+#[derive(Debug)]
+pub struct CometSim {
+    handle: ServerHandle,
+    state: SimState,
+    faults: Faults,
+    clock: SimClock,
+}
+
+impl CometSim {
+    /// A builder with the defaults of [`SimConfig::loopback`]: `127.0.0.1` port 0, real-time
+    /// clock, no fixed answers, no faults.
+    pub fn builder() -> CometSimBuilder {
+        CometSimBuilder {
+            config: SimConfig::loopback(),
+            shutdown: None,
+        }
+    }
+
+    /// Starts a simulator configured by `config`; the same as
+    /// `CometSim::builder().config(config).start()`.
+    ///
+    /// # Errors
+    /// When the address cannot be bound.
+    pub async fn start(config: SimConfig) -> io::Result<Self> {
+        Self::builder().config(config).start().await
     }
 
     /// The bound address.
@@ -442,14 +607,19 @@ impl Simulator {
         self.handle.local_addr()
     }
 
-    /// The shared state: read what arrived, set answers, inject faults.
+    /// The shared state: read what arrived, set answers.
     pub fn state(&self) -> &SimState {
         &self.state
     }
 
     /// The simulated clock.
-    pub fn clock(&self) -> SimClock {
-        self.clock
+    pub fn clock(&self) -> &SimClock {
+        &self.clock
+    }
+
+    /// Fault injection.
+    pub fn faults(&self) -> &Faults {
+        &self.faults
     }
 
     /// Connections open right now.
@@ -457,15 +627,15 @@ impl Simulator {
         self.handle.connection_count()
     }
 
-    /// The token that stops the simulator when cancelled.
-    pub fn shutdown_token(&self) -> CancellationToken {
-        self.handle.shutdown_token()
-    }
-
     /// Stops accepting, closes every connection and waits for them to end. Idempotent.
     pub async fn shutdown(&self) {
         self.handle.shutdown().await;
         tracing::info!("COMET simulator stopped");
+    }
+
+    /// The token that stops the simulator when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.handle.shutdown_token()
     }
 }
 
@@ -495,7 +665,7 @@ impl Shared {
             hold(stream).await;
             return Ok(());
         }
-        let fault = self.state.next_fault();
+        let fault = self.faults.next();
         if fault == Some(Fault::NoReply) {
             tracing::debug!("fault: no reply");
             hold(stream).await;
@@ -610,12 +780,17 @@ mod tests {
     #[test]
     fn one_shot_faults_go_before_the_persistent_one() {
         let state = SimState::new(&SimConfig::default());
-        state.set_fault(Some(Fault::Garbage));
-        state.push_fault(Fault::NoReply);
-        assert_eq!(state.next_fault(), Some(Fault::NoReply));
-        assert_eq!(state.next_fault(), Some(Fault::Garbage));
-        state.clear_faults();
-        assert_eq!(state.next_fault(), None);
+        let faults = Faults {
+            state: state.clone(),
+        };
+        faults.set(Some(Fault::Garbage));
+        faults.push(Fault::NoReply);
+        assert_eq!(faults.queued(), 1);
+        assert_eq!(faults.next(), Some(Fault::NoReply));
+        assert_eq!(faults.next(), Some(Fault::Garbage));
+        assert_eq!(faults.persistent(), Some(Fault::Garbage));
+        faults.clear();
+        assert_eq!(faults.next(), None);
         assert_eq!(state.counters().faults, 2);
     }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
-use comet_sim::{SimConfig, Simulator};
+use comet_sim::{CometSim, SimConfig};
 use comet_socket::config::SocketConnection;
 use serde_json::Value;
 
@@ -87,7 +87,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     labwire_net::cli::init_tracing(args.verbose);
     let config = config(args)?;
-    let sim = Simulator::start(config).await.context("cannot start")?;
+    let sim = CometSim::start(config).await.context("cannot start")?;
     // Handlers first: a parent may signal as soon as it has read the `listening on` line.
     let signal = labwire_net::cli::shutdown_signal();
     labwire_net::cli::announce_listening(sim.local_addr())?;

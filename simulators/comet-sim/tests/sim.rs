@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use comet_sim::{Fault, SimConfig, Simulator};
+use comet_sim::{CometSim, Fault, SimConfig};
 use comet_socket::client::Error;
 use comet_socket::{Client, DecodeError, Frame};
 use serde_json::{Value, json};
@@ -10,8 +10,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
-async fn start(config: SimConfig) -> (Simulator, Client) {
-    let sim = Simulator::start(config).await.unwrap();
+async fn start(config: SimConfig) -> (CometSim, Client) {
+    let sim = CometSim::start(config).await.unwrap();
     let client = Client::builder(sim.local_addr().to_string())
         .answer_timeout(Duration::from_secs(5))
         .build();
@@ -19,7 +19,7 @@ async fn start(config: SimConfig) -> (Simulator, Client) {
 }
 
 /// Writes `frame` on a raw connection and returns every byte the simulator sends back.
-async fn raw_exchange(sim: &Simulator, frame: &Frame) -> Vec<u8> {
+async fn raw_exchange(sim: &CometSim, frame: &Frame) -> Vec<u8> {
     let mut stream = tokio::net::TcpStream::connect(sim.local_addr())
         .await
         .unwrap();
@@ -143,7 +143,7 @@ async fn no_reply_fault_makes_the_client_time_out() {
     let client = Client::builder(sim.local_addr().to_string())
         .answer_timeout(Duration::from_millis(200))
         .build();
-    sim.state().push_fault(Fault::NoReply);
+    sim.faults().push(Fault::NoReply);
     let err = client.send("ECHO", &json!(1)).await.unwrap_err();
     assert!(err.is_timeout(), "{err}");
     // One-shot: the next call is answered.
@@ -154,8 +154,8 @@ async fn no_reply_fault_makes_the_client_time_out() {
 #[tokio::test]
 async fn close_mid_frame_and_garbage_faults_are_reported_as_such() {
     let (sim, client) = start(SimConfig::loopback()).await;
-    sim.state().push_fault(Fault::CloseMidFrame);
-    sim.state().push_fault(Fault::Garbage);
+    sim.faults().push(Fault::CloseMidFrame);
+    sim.faults().push(Fault::Garbage);
     let err = client.send("ECHO", &json!("x")).await.unwrap_err();
     assert!(
         matches!(err, Error::NoAnswer { received, .. } if received > 0),
@@ -179,15 +179,15 @@ async fn close_mid_frame_and_garbage_faults_are_reported_as_such() {
 #[tokio::test]
 async fn device_error_fault_answers_the_error_string() {
     let (sim, client) = start(SimConfig::loopback()).await;
-    sim.state()
-        .set_fault(Some(Fault::DeviceError("Error: SMU not connected".into())));
+    sim.faults()
+        .set(Some(Fault::DeviceError("Error: SMU not connected".into())));
     for _ in 0..2 {
         assert_eq!(
             client.send("ECHO", &json!(1)).await.unwrap(),
             json!("Error: SMU not connected")
         );
     }
-    sim.state().clear_faults();
+    sim.faults().clear();
     assert_eq!(client.send("ECHO", &json!(1)).await.unwrap(), json!(1));
     sim.shutdown().await;
 }
@@ -195,11 +195,9 @@ async fn device_error_fault_answers_the_error_string() {
 // Real time: paused tokio time would jump past the client's timeout while real sockets work.
 #[tokio::test]
 async fn delays_run_on_the_scaled_clock() {
-    let mut config = SimConfig::loopback();
-    config.time_scale = 100.0;
-    let (sim, client) = start(config).await;
-    sim.state()
-        .push_fault(Fault::Delay(Duration::from_secs(30)));
+    let (sim, client) = start(CometSim::builder().speed(100.0).current_config().clone()).await;
+    assert_eq!(sim.clock().scale(), 100.0);
+    sim.faults().push(Fault::Delay(Duration::from_secs(30)));
     let started = std::time::Instant::now();
     assert_eq!(client.send("ECHO", &json!(1)).await.unwrap(), json!(1));
     // 30 simulated seconds at 100x: 0.3 real seconds, far below the 5 s answer timeout.
@@ -214,7 +212,7 @@ async fn delays_run_on_the_scaled_clock() {
 #[tokio::test]
 async fn shutdown_disconnects_held_clients() {
     let (sim, _) = start(SimConfig::loopback()).await;
-    sim.state().set_fault(Some(Fault::NoReply));
+    sim.faults().set(Some(Fault::NoReply));
     let mut stream = tokio::net::TcpStream::connect(sim.local_addr())
         .await
         .unwrap();
@@ -272,7 +270,7 @@ async fn prompt_request_overtakes_a_delayed_one(fidelity: bool) -> bool {
     let mut config = SimConfig::loopback();
     config.fidelity = fidelity;
     let (sim, client) = start(config).await;
-    sim.state().push_fault(Fault::Delay(Duration::from_secs(1)));
+    sim.faults().push(Fault::Delay(Duration::from_secs(1)));
     let delayed = tokio::spawn({
         let client = client.clone();
         async move { client.send("ECHO", &json!("delayed")).await }
@@ -303,4 +301,107 @@ async fn prompt_request_overtakes_a_delayed_one(fidelity: bool) -> bool {
 async fn requests_run_concurrently_unless_in_fidelity_mode() {
     assert!(prompt_request_overtakes_a_delayed_one(false).await);
     assert!(!prompt_request_overtakes_a_delayed_one(true).await);
+}
+
+#[tokio::test]
+async fn echo_returns_object_keys_in_the_order_sent_byte_for_byte() {
+    let (sim, _) = start(SimConfig::loopback()).await;
+    let content = r#"{"action": "ECHO", "value": {"b": 1, "a": 2, "z": [{"y": null, "x": "é"}]}}"#;
+    let answer = raw_exchange(&sim, &Frame::json(content.as_bytes().to_vec())).await;
+    let (frame, _) = comet_socket::wire::decode(&answer, &Default::default())
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        std::str::from_utf8(&frame.content).unwrap(),
+        r#"{"result": {"b": 1, "a": 2, "z": [{"y": null, "x": "é"}]}}"#
+    );
+    // What the state recorded keeps the order too.
+    let received = sim.state().received();
+    let keys: Vec<&String> = received[0].value.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["b", "a", "z"]);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_builder_sets_answers_status_and_a_fault_from_the_start() {
+    let sim = CometSim::builder()
+        .answer("Status", json!({"state": "idle"}))
+        .status("measuring")
+        .telegram_action("Bot")
+        .fault(Fault::DeviceError("Error: SMU not connected".into()))
+        .backlog(64)
+        .max_connections(8)
+        .start()
+        .await
+        .unwrap();
+    assert!(sim.local_addr().ip().is_loopback());
+    assert_eq!(sim.clock().scale(), 1.0);
+    let client = Client::builder(sim.local_addr().to_string())
+        .answer_timeout(Duration::from_secs(5))
+        .build();
+    assert_eq!(
+        client.send("ECHO", &json!(1)).await.unwrap(),
+        json!("Error: SMU not connected")
+    );
+    assert_eq!(
+        sim.faults().persistent(),
+        Some(Fault::DeviceError("Error: SMU not connected".into()))
+    );
+    sim.faults().clear();
+    assert_eq!(
+        client.send("Status", &json!(1)).await.unwrap(),
+        json!({"state": "idle"})
+    );
+    assert_eq!(
+        client.send("Bot", &json!({"7": "status"})).await.unwrap(),
+        json!({"7": "Status: measuring"})
+    );
+    assert_eq!(sim.state().counters().faults, 1);
+    sim.shutdown().await;
+    assert_eq!(sim.connection_count(), 0);
+}
+
+#[tokio::test]
+async fn a_config_struct_and_the_builder_start_the_same_simulator() {
+    let mut config = SimConfig::loopback();
+    config.answers.insert("A".into(), json!("from config"));
+    let sim = CometSim::builder()
+        .config(config)
+        .answer("B", json!("from builder"))
+        .start()
+        .await
+        .unwrap();
+    let client = Client::new(sim.local_addr().to_string());
+    assert_eq!(
+        client.send("A", &json!(1)).await.unwrap(),
+        json!("from config")
+    );
+    assert_eq!(
+        client.send("B", &json!(1)).await.unwrap(),
+        json!("from builder")
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn cancelling_the_parent_token_or_the_shutdown_token_stops_the_simulator() {
+    let parent = comet_socket::server::CancellationToken::new();
+    let sim = CometSim::builder()
+        .stop_on(parent.clone())
+        .start()
+        .await
+        .unwrap();
+    let client = Client::builder(sim.local_addr().to_string())
+        .connect_timeout(Duration::from_secs(2))
+        .answer_timeout(Duration::from_secs(2))
+        .build();
+    assert_eq!(client.send("ECHO", &json!(1)).await.unwrap(), json!(1));
+    parent.cancel();
+    tokio::time::timeout(DEADLINE, sim.shutdown_token().cancelled())
+        .await
+        .expect("the simulator's token follows its parent");
+    tokio::time::timeout(DEADLINE, sim.shutdown())
+        .await
+        .unwrap();
+    assert!(client.send("ECHO", &json!(1)).await.is_err());
 }

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use pekat_proto::{DEFAULT_MAX_REQUEST_LEN, Dialect};
 
+use crate::FaultSettings;
+
 /// The port a real Projects Manager's TCP server usually listens on.
 pub const DEFAULT_PORT: u16 = 7002;
 
@@ -118,8 +120,10 @@ pub fn demo_projects() -> Vec<ProjectSpec> {
     ]
 }
 
-/// How a simulator behaves. Public fields; start from [`SimConfig::default`] (or
-/// [`SimConfig::loopback`] in tests).
+/// How a simulator behaves, for those who prefer a struct to
+/// [`PekatSim::builder`](crate::PekatSim::builder)'s setters. Public fields; start from
+/// [`SimConfig::default`] (or [`SimConfig::loopback`] in tests), then
+/// [`PekatSim::start`](crate::PekatSim::start).
 #[derive(Debug, Clone)]
 pub struct SimConfig {
     /// Address to listen on (default `127.0.0.1:7002`; port 0 picks a free port).
@@ -135,9 +139,10 @@ pub struct SimConfig {
     /// How much faster than real time simulated time runs (default 1.0; 10.0 makes a 1 s start
     /// take 100 ms). Values that are not finite and positive count as 1.0.
     pub time_scale: f64,
-    /// Send no answer at all to `start` and `stop` (the state still changes), as reported for
-    /// some 3.19 servers.
-    pub silent_start_stop: bool,
+    /// Faults switched on from the start (none by default); e.g. `silent_start_stop`: no answer
+    /// at all to `start` and `stop`, as reported for some 3.19 servers. Change them while the
+    /// simulator runs with [`PekatSim::faults`](crate::PekatSim::faults).
+    pub faults: FaultSettings,
     /// Close each connection after one answer (default: serve several requests per connection).
     pub one_request_per_connection: bool,
     /// Close a connection that sends nothing for this long (default 60 s).
@@ -168,7 +173,7 @@ impl Default for SimConfig {
             start_delay: Duration::from_secs(1),
             stop_delay: Duration::from_millis(500),
             time_scale: 1.0,
-            silent_start_stop: false,
+            faults: FaultSettings::default(),
             one_request_per_connection: false,
             idle_timeout: Duration::from_secs(60),
             request_timeout: Duration::from_secs(2),

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use labwire_net::{Server, ServerConfig, ServerHandle};
-use pekat_proto::{Command, ProjectState};
+use pekat_proto::{Command, Dialect, ProjectState};
 use tokio::time::Instant;
 
 pub use config::{
@@ -24,12 +24,13 @@ pub use config::{
 };
 pub use state::{Manager, Outcome, ProjectInfo};
 
-/// Faults a test can switch on at any time; they apply to requests that arrive afterwards.
+/// Which faults are switched on; read and changed through [`Faults`]. They apply to requests
+/// that arrive afterwards.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct Faults {
-    /// Answer nothing to `start` and `stop` (the state still changes). Starts as
-    /// [`SimConfig::silent_start_stop`].
+pub struct FaultSettings {
+    /// Answer nothing to `start` and `stop` (the state still changes), as reported for some
+    /// 3.19 servers.
     pub silent_start_stop: bool,
     /// Answer nothing at all (requests are still carried out); the connection stays open.
     pub no_answer: bool,
@@ -41,17 +42,62 @@ pub struct Faults {
     pub answer_delay: Duration,
 }
 
-/// Converts between real time and simulated time (real time multiplied by the scale).
+/// Fault injection, shared by every connection: what the simulator does wrong, on purpose.
+/// Clones share the same settings; [`PekatSim::faults`] hands one out.
+///
+/// ```no_run
+/// # async fn run(sim: pekat_sim::PekatSim) {
+/// sim.faults().update(|f| f.no_answer = true);
+/// // ... the client times out ...
+/// sim.faults().clear();
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Faults {
+    shared: Arc<Shared>,
+}
+
+impl Faults {
+    fn lock(&self) -> MutexGuard<'_, FaultSettings> {
+        // Plain settings: a panic elsewhere cannot leave them inconsistent.
+        self.shared.faults.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The faults in force.
+    pub fn get(&self) -> FaultSettings {
+        self.lock().clone()
+    }
+
+    /// Replaces every fault setting.
+    pub fn set(&self, settings: FaultSettings) {
+        *self.lock() = settings;
+    }
+
+    /// Changes some settings: `sim.faults().update(|f| f.no_answer = true)`.
+    pub fn update(&self, change: impl FnOnce(&mut FaultSettings)) {
+        change(&mut self.lock());
+    }
+
+    /// Switches every fault off.
+    pub fn clear(&self) {
+        self.set(FaultSettings::default());
+    }
+}
+
+/// The simulator's clock: simulated time is real time since the start multiplied by the speed
+/// ([`SimConfig::time_scale`]). Start and stop delays are in simulated time.
 #[derive(Debug, Clone, Copy)]
-struct Clock {
+pub struct SimClock {
     origin: Instant,
     scale: f64,
 }
 
-impl Clock {
-    fn new(scale: f64) -> Self {
-        let scale = if scale.is_finite() && scale > 0.0 {
-            scale
+impl SimClock {
+    /// A clock starting now and running `speed` times faster than real time (values that are
+    /// not finite and positive count as 1.0).
+    pub(crate) fn scaled(speed: f64) -> Self {
+        let scale = if speed.is_finite() && speed > 0.0 {
+            speed
         } else {
             1.0
         };
@@ -61,14 +107,19 @@ impl Clock {
         }
     }
 
-    /// Simulated time now.
-    fn now(&self) -> Duration {
+    /// The speed factor.
+    pub fn speed(&self) -> f64 {
+        self.scale
+    }
+
+    /// Simulated time since the clock started.
+    pub fn now(&self) -> Duration {
         Duration::try_from_secs_f64(self.origin.elapsed().as_secs_f64() * self.scale)
             .unwrap_or(Duration::MAX)
     }
 
     /// The real instant at which simulated time reaches `at`.
-    fn real(&self, at: Duration) -> Instant {
+    pub(crate) fn real(&self, at: Duration) -> Instant {
         let real = Duration::try_from_secs_f64(at.as_secs_f64() / self.scale).unwrap_or(FAR_AWAY);
         self.origin
             .checked_add(real)
@@ -91,8 +142,8 @@ pub(crate) fn after(duration: Duration) -> Instant {
 #[derive(Debug)]
 struct Shared {
     manager: Mutex<Manager>,
-    faults: Mutex<Faults>,
-    clock: Clock,
+    faults: Mutex<FaultSettings>,
+    clock: SimClock,
     requests: AtomicU64,
     connections: AtomicU64,
 }
@@ -104,7 +155,7 @@ impl Shared {
         self.manager.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn faults(&self) -> Faults {
+    fn faults(&self) -> FaultSettings {
         self.faults
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -113,7 +164,7 @@ impl Shared {
 }
 
 /// A handle on the simulated Projects Manager's state, for tests and tools: read and change
-/// projects, inject faults, read counters. Cheap to clone.
+/// projects, read counters. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct SimState {
     shared: Arc<Shared>,
@@ -169,16 +220,6 @@ impl SimState {
         self.shared.manager().handle(command, path, now)
     }
 
-    /// The faults in force.
-    pub fn faults(&self) -> Faults {
-        self.shared.faults()
-    }
-
-    /// Changes the faults: `sim.state().update_faults(|f| f.no_answer = true)`.
-    pub fn update_faults(&self, change: impl FnOnce(&mut Faults)) {
-        change(&mut self.shared.faults.lock().unwrap_or_else(|e| e.into_inner()));
-    }
-
     /// Requests received so far (understood or not).
     pub fn requests_received(&self) -> u64 {
         self.shared.requests.load(Ordering::Relaxed)
@@ -190,34 +231,148 @@ impl SimState {
     }
 }
 
-/// A running simulator: a PEKAT Projects Manager TCP server on a real socket.
-///
-/// Dropping it stops the server; [`Simulator::shutdown`] also waits until every connection is
-/// closed.
-#[derive(Debug)]
-pub struct Simulator {
-    handle: ServerHandle,
-    state: SimState,
-    config: Arc<SimConfig>,
+/// Configures a [`PekatSim`]; see [`PekatSim::builder`]. Every setter changes one field of the
+/// [`SimConfig`] it holds.
+#[derive(Debug, Clone)]
+pub struct PekatSimBuilder {
+    config: SimConfig,
 }
 
-impl Simulator {
-    /// Binds `config.listen` and starts serving.
+impl PekatSimBuilder {
+    /// Replaces the whole configuration.
+    #[must_use]
+    pub fn config(mut self, config: SimConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Address to listen on (default `127.0.0.1:0`: loopback, any free port).
+    #[must_use]
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.config.listen = addr;
+        self
+    }
+
+    /// Listen backlog ([`labwire_net::DEFAULT_BACKLOG`] by default).
+    #[must_use]
+    pub fn backlog(mut self, backlog: u32) -> Self {
+        self.config.backlog = backlog;
+        self
+    }
+
+    /// Connections served at once; more wait in the backlog.
+    #[must_use]
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.config.max_connections = max;
+        self
+    }
+
+    /// The dialect spoken (3.18 by default).
+    #[must_use]
+    pub fn dialect(mut self, dialect: Dialect) -> Self {
+        self.config.dialect = dialect;
+        self
+    }
+
+    /// Replaces the projects (default [`demo_projects`]).
+    #[must_use]
+    pub fn projects(mut self, projects: impl IntoIterator<Item = ProjectSpec>) -> Self {
+        self.config.projects = projects.into_iter().collect();
+        self
+    }
+
+    /// Adds a project.
+    #[must_use]
+    pub fn project(mut self, path: impl Into<String>, port: u16) -> Self {
+        self.config.projects.push(ProjectSpec::new(path, port));
+        self
+    }
+
+    /// Simulated time from `start` to `running` and from `stop` to `stopped`.
+    #[must_use]
+    pub fn delays(mut self, start: Duration, stop: Duration) -> Self {
+        self.config.start_delay = start;
+        self.config.stop_delay = stop;
+        self
+    }
+
+    /// Runs simulated time `speed` times faster than real time (default 1.0); see
+    /// [`SimConfig::time_scale`].
+    #[must_use]
+    pub fn speed(mut self, speed: f64) -> Self {
+        self.config.time_scale = speed;
+        self
+    }
+
+    /// Faults switched on from the start; see [`Faults`].
+    #[must_use]
+    pub fn faults(mut self, faults: FaultSettings) -> Self {
+        self.config.faults = faults;
+        self
+    }
+
+    /// Sends no answer to `start` and `stop` from the start (the state still changes).
+    #[must_use]
+    pub fn silent_start_stop(mut self, silent: bool) -> Self {
+        self.config.faults.silent_start_stop = silent;
+        self
+    }
+
+    /// Closes each connection after one answer (off by default).
+    #[must_use]
+    pub fn one_request_per_connection(mut self, on: bool) -> Self {
+        self.config.one_request_per_connection = on;
+        self
+    }
+
+    /// Closes a connection that sends nothing for this long (60 s).
+    #[must_use]
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.config.idle_timeout = timeout;
+        self
+    }
+
+    /// Deadline for the rest of a request once its first byte arrived (2 s); see
+    /// [`SimConfig::request_timeout`].
+    #[must_use]
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.config.request_timeout = timeout;
+        self
+    }
+
+    /// See [`SimConfig::quiet_period`] (3 ms).
+    #[must_use]
+    pub fn quiet_period(mut self, quiet: Duration) -> Self {
+        self.config.quiet_period = quiet;
+        self
+    }
+
+    /// Largest request accepted ([`pekat_proto::DEFAULT_MAX_REQUEST_LEN`]).
+    #[must_use]
+    pub fn max_request_len(mut self, max: usize) -> Self {
+        self.config.max_request_len = max;
+        self
+    }
+
+    /// The configuration so far.
+    pub fn current_config(&self) -> &SimConfig {
+        &self.config
+    }
+
+    /// Binds and starts serving.
     ///
     /// # Errors
     /// When the address cannot be bound.
-    pub async fn start(config: SimConfig) -> io::Result<Self> {
+    pub async fn start(self) -> io::Result<PekatSim> {
+        let config = self.config;
         let mut manager = Manager::new(config.start_delay, config.stop_delay);
         for project in &config.projects {
             manager.add_project(project.path.clone(), project.port);
         }
         let shared = Arc::new(Shared {
             manager: Mutex::new(manager),
-            faults: Mutex::new(Faults {
-                silent_start_stop: config.silent_start_stop,
-                ..Faults::default()
-            }),
-            clock: Clock::new(config.time_scale),
+            faults: Mutex::new(config.faults.clone()),
+            clock: SimClock::scaled(config.time_scale),
             requests: AtomicU64::new(0),
             connections: AtomicU64::new(0),
         });
@@ -241,11 +396,45 @@ impl Simulator {
             projects = config.projects.len(),
             "PEKAT simulator listening"
         );
-        Ok(Self {
+        Ok(PekatSim {
             handle,
-            state: SimState { shared },
+            state: SimState {
+                shared: Arc::clone(&shared),
+            },
+            faults: Faults { shared },
             config,
         })
+    }
+}
+
+/// A running simulator: a PEKAT Projects Manager TCP server on a real socket.
+///
+/// Dropping it stops the server without waiting; [`PekatSim::shutdown`] also waits until every
+/// connection is closed.
+#[derive(Debug)]
+pub struct PekatSim {
+    handle: ServerHandle,
+    state: SimState,
+    faults: Faults,
+    config: Arc<SimConfig>,
+}
+
+impl PekatSim {
+    /// A builder with the defaults of [`SimConfig::loopback`]: `127.0.0.1` port 0, dialect
+    /// 3.18, the [`demo_projects`], real-time clock, no faults.
+    pub fn builder() -> PekatSimBuilder {
+        PekatSimBuilder {
+            config: SimConfig::loopback(),
+        }
+    }
+
+    /// Starts a simulator configured by `config`; the same as
+    /// `PekatSim::builder().config(config).start()`.
+    ///
+    /// # Errors
+    /// When the address cannot be bound.
+    pub async fn start(config: SimConfig) -> io::Result<Self> {
+        Self::builder().config(config).start().await
     }
 
     /// The address the simulator listens on.
@@ -253,9 +442,19 @@ impl Simulator {
         self.handle.local_addr()
     }
 
-    /// The state handle (projects, faults, counters).
-    pub fn state(&self) -> SimState {
-        self.state.clone()
+    /// The state handle (projects, counters); clone it to keep one.
+    pub fn state(&self) -> &SimState {
+        &self.state
+    }
+
+    /// The simulated clock.
+    pub fn clock(&self) -> &SimClock {
+        &self.state.shared.clock
+    }
+
+    /// Fault injection.
+    pub fn faults(&self) -> &Faults {
+        &self.faults
     }
 
     /// The configuration the simulator was started with.
@@ -268,7 +467,7 @@ impl Simulator {
         self.handle.connection_count()
     }
 
-    /// Stops accepting, closes every connection, and waits until all are closed.
+    /// Stops accepting, closes every connection, and waits until all are closed. Idempotent.
     pub async fn shutdown(&self) {
         self.handle.shutdown().await;
     }
@@ -295,7 +494,7 @@ mod tests {
             -1.0,
             f64::NAN,
         ] {
-            let clock = Clock::new(scale);
+            let clock = SimClock::scaled(scale);
             let now = clock.now();
             let _ = clock.real(now);
             let _ = clock.real(Duration::MAX);

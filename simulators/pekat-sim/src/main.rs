@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use pekat_proto::Dialect;
-use pekat_sim::{DEFAULT_PORT, ProjectSpec, SimConfig, Simulator, parse_projects_file};
+use pekat_sim::{DEFAULT_PORT, PekatSim, ProjectSpec, SimConfig, parse_projects_file};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -70,7 +70,7 @@ fn config(args: Args) -> Result<SimConfig, String> {
             .extend(parse_projects_file(&text).map_err(|e| format!("{}: {e}", file.display()))?);
     }
     let defaults = SimConfig::default();
-    Ok(SimConfig {
+    let mut config = SimConfig {
         listen: args.listen,
         dialect: args.dialect,
         projects: if projects.is_empty() {
@@ -81,13 +81,14 @@ fn config(args: Args) -> Result<SimConfig, String> {
         start_delay: Duration::from_millis(args.start_delay_ms),
         stop_delay: Duration::from_millis(args.stop_delay_ms),
         time_scale: args.time_scale,
-        silent_start_stop: args.silent_start_stop,
         one_request_per_connection: args.one_request_per_connection,
         idle_timeout: Duration::from_millis(args.idle_timeout_ms),
         quiet_period: Duration::from_millis(args.quiet_ms),
         backlog: args.backlog,
         ..defaults
-    })
+    };
+    config.faults.silent_start_stop = args.silent_start_stop;
+    Ok(config)
 }
 
 #[tokio::main]
@@ -101,7 +102,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let sim = match Simulator::start(config).await {
+    let sim = match PekatSim::start(config).await {
         Ok(sim) => sim,
         Err(error) => {
             eprintln!("pekat-sim: cannot listen: {error}");

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use pekat_proto::{Dialect, ProjectState};
-use pekat_sim::{ProjectSpec, SimConfig, Simulator};
+use pekat_sim::{FaultSettings, PekatSim, ProjectSpec, SimConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
@@ -22,7 +22,7 @@ fn config(dialect: Dialect) -> SimConfig {
     config
 }
 
-async fn connect(sim: &Simulator) -> TcpStream {
+async fn connect(sim: &PekatSim) -> TcpStream {
     timeout(LIMIT, TcpStream::connect(sim.local_addr()))
         .await
         .unwrap()
@@ -55,7 +55,7 @@ async fn closed(stream: &mut TcpStream) -> bool {
 
 #[tokio::test]
 async fn bad_input_gets_the_3_18_error_answer_and_the_connection_goes_on() {
-    let sim = Simulator::start(config(Dialect::V3_18)).await.unwrap();
+    let sim = PekatSim::start(config(Dialect::V3_18)).await.unwrap();
     let mut s = connect(&sim).await;
     assert_eq!(
         ask(&mut s, b"\x00\x01\x02\xff junk").await,
@@ -78,7 +78,7 @@ async fn bad_input_gets_the_3_18_error_answer_and_the_connection_goes_on() {
 
 #[tokio::test]
 async fn bad_input_gets_the_3_19_error_answer_with_the_id_echoed() {
-    let sim = Simulator::start(config(Dialect::V3_19)).await.unwrap();
+    let sim = PekatSim::start(config(Dialect::V3_19)).await.unwrap();
     let mut s = connect(&sim).await;
     assert_eq!(ask(&mut s, b"5.launch|x").await, "5.err:invalid-command");
     assert_eq!(ask(&mut s, b"start:C:\\x").await, "err:invalid-command");
@@ -99,7 +99,7 @@ async fn bad_input_gets_the_3_19_error_answer_with_the_id_echoed() {
 async fn an_endless_request_is_refused_and_closed_without_disturbing_others() {
     let mut config = config(Dialect::V3_18);
     config.max_request_len = 4096;
-    let sim = Simulator::start(config).await.unwrap();
+    let sim = PekatSim::start(config).await.unwrap();
     let mut other = connect(&sim).await;
     let mut flood = connect(&sim).await;
     let chunk = vec![b'a'; 1024];
@@ -130,7 +130,7 @@ async fn an_endless_request_is_refused_and_closed_without_disturbing_others() {
 async fn a_request_split_inside_its_path_is_read_whole_within_the_quiet_period() {
     let mut config = config(Dialect::V3_18);
     config.quiet_period = Duration::from_millis(300);
-    let sim = Simulator::start(config).await.unwrap();
+    let sim = PekatSim::start(config).await.unwrap();
     let mut s = connect(&sim).await;
     s.write_all(br"status:C:\Projects\Li").await.unwrap();
     s.write_all(b"ne A").await.unwrap();
@@ -142,7 +142,7 @@ async fn a_request_split_inside_its_path_is_read_whole_within_the_quiet_period()
 async fn a_request_split_before_its_separator_waits_for_the_rest() {
     let mut config = config(Dialect::V3_19);
     config.quiet_period = Duration::ZERO;
-    let sim = Simulator::start(config).await.unwrap();
+    let sim = PekatSim::start(config).await.unwrap();
     let mut s = connect(&sim).await;
     s.write_all(b"12.sta").await.unwrap();
     s.flush().await.unwrap();
@@ -156,7 +156,7 @@ async fn a_request_split_before_its_separator_waits_for_the_rest() {
 async fn a_request_that_stops_half_way_is_answered_after_the_request_timeout() {
     let mut config = config(Dialect::V3_18);
     config.request_timeout = Duration::from_millis(100);
-    let sim = Simulator::start(config).await.unwrap();
+    let sim = PekatSim::start(config).await.unwrap();
     let mut s = connect(&sim).await;
     assert_eq!(ask(&mut s, b"sta").await, "Unknown command");
     sim.shutdown().await;
@@ -164,7 +164,7 @@ async fn a_request_that_stops_half_way_is_answered_after_the_request_timeout() {
 
 #[tokio::test]
 async fn a_request_cut_short_by_eof_is_answered_then_closed() {
-    let sim = Simulator::start(config(Dialect::V3_18)).await.unwrap();
+    let sim = PekatSim::start(config(Dialect::V3_18)).await.unwrap();
     let mut s = connect(&sim).await;
     s.write_all(format!("status:{A}").as_bytes()).await.unwrap();
     s.shutdown().await.unwrap();
@@ -180,7 +180,7 @@ async fn a_request_cut_short_by_eof_is_answered_then_closed() {
 async fn idle_connections_are_closed() {
     let mut config = config(Dialect::V3_18);
     config.idle_timeout = Duration::from_millis(100);
-    let sim = Simulator::start(config).await.unwrap();
+    let sim = PekatSim::start(config).await.unwrap();
     let mut s = connect(&sim).await;
     assert!(closed(&mut s).await);
     sim.shutdown().await;
@@ -190,7 +190,7 @@ async fn idle_connections_are_closed() {
 async fn one_request_per_connection_mode_closes_after_the_answer() {
     let mut config = config(Dialect::V3_18);
     config.one_request_per_connection = true;
-    let sim = Simulator::start(config).await.unwrap();
+    let sim = PekatSim::start(config).await.unwrap();
     let mut s = connect(&sim).await;
     assert_eq!(ask(&mut s, format!("start:{A}").as_bytes()).await, "done");
     assert!(closed(&mut s).await);
@@ -200,15 +200,16 @@ async fn one_request_per_connection_mode_closes_after_the_answer() {
 
 #[tokio::test]
 async fn faults_close_or_garble_the_answer() {
-    let sim = Simulator::start(config(Dialect::V3_18)).await.unwrap();
+    let sim = PekatSim::start(config(Dialect::V3_18)).await.unwrap();
     let state = sim.state();
-    state.update_faults(|f| f.garbage = Some(b"\xff\xfe".to_vec()));
+    let faults = sim.faults();
+    faults.update(|f| f.garbage = Some(b"\xff\xfe".to_vec()));
     let mut s = connect(&sim).await;
     assert_eq!(
         ask(&mut s, format!("status:{A}").as_bytes()).await,
         "\u{fffd}\u{fffd}"
     );
-    state.update_faults(|f| {
+    faults.update(|f| {
         f.garbage = None;
         f.close_instead_of_answer = true;
     });
@@ -221,7 +222,7 @@ async fn faults_close_or_garble_the_answer() {
 
 #[tokio::test]
 async fn shutdown_disconnects_connected_clients() {
-    let sim = Simulator::start(config(Dialect::V3_18)).await.unwrap();
+    let sim = PekatSim::start(config(Dialect::V3_18)).await.unwrap();
     let mut s = connect(&sim).await;
     assert_eq!(
         ask(&mut s, format!("status:{A}").as_bytes()).await,
@@ -233,9 +234,14 @@ async fn shutdown_disconnects_connected_clients() {
 
 #[tokio::test]
 async fn a_scaled_clock_makes_simulated_delays_pass_faster() {
-    let mut config = config(Dialect::V3_18).with_delays(Duration::from_secs(20), Duration::ZERO);
-    config.time_scale = 100.0;
-    let sim = Simulator::start(config).await.unwrap();
+    let sim = PekatSim::builder()
+        .config(config(Dialect::V3_18))
+        .delays(Duration::from_secs(20), Duration::ZERO)
+        .speed(100.0)
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(sim.clock().speed(), 100.0);
     let mut s = connect(&sim).await;
     let started = std::time::Instant::now();
     // 20 simulated seconds at 100x: about 200 ms of real time.
@@ -250,7 +256,7 @@ async fn a_scaled_clock_makes_simulated_delays_pass_faster() {
 #[tokio::test]
 async fn status_during_a_start_reports_starting_to_other_connections() {
     let config = config(Dialect::V3_19).with_delays(Duration::from_millis(300), Duration::ZERO);
-    let sim = Simulator::start(config).await.unwrap();
+    let sim = PekatSim::start(config).await.unwrap();
     let mut starter = connect(&sim).await;
     starter
         .write_all(format!("1.start|{A}").as_bytes())
@@ -287,7 +293,7 @@ async fn wait_for(mut condition: impl FnMut() -> bool) -> bool {
 async fn a_request_ending_in_a_lone_carriage_return_is_answered_promptly() {
     let mut config = config(Dialect::V3_18);
     config.request_timeout = Duration::from_secs(30);
-    let sim = Simulator::start(config).await.unwrap();
+    let sim = PekatSim::start(config).await.unwrap();
     let mut s = connect(&sim).await;
     let started = std::time::Instant::now();
     assert_eq!(
@@ -302,7 +308,7 @@ async fn a_request_ending_in_a_lone_carriage_return_is_answered_promptly() {
 #[tokio::test]
 async fn a_client_that_leaves_during_a_slow_start_frees_its_connection() {
     let config = config(Dialect::V3_18).with_delays(Duration::from_secs(3600), Duration::ZERO);
-    let sim = Simulator::start(config).await.unwrap();
+    let sim = PekatSim::start(config).await.unwrap();
     let mut s = connect(&sim).await;
     s.write_all(format!("start:{A}").as_bytes()).await.unwrap();
     let state = sim.state();
@@ -318,7 +324,7 @@ async fn a_client_that_leaves_during_a_slow_start_frees_its_connection() {
 #[tokio::test]
 async fn a_slow_start_is_answered_after_a_half_close() {
     let config = config(Dialect::V3_18).with_delays(Duration::from_millis(100), Duration::ZERO);
-    let sim = Simulator::start(config).await.unwrap();
+    let sim = PekatSim::start(config).await.unwrap();
     let mut s = connect(&sim).await;
     s.write_all(format!("start:{A}").as_bytes()).await.unwrap();
     s.shutdown().await.unwrap();
@@ -329,4 +335,82 @@ async fn a_slow_start_is_answered_after_a_half_close() {
         .unwrap();
     assert_eq!(got, "done");
     sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_builder_configures_dialect_projects_and_faults_from_the_start() {
+    let mut faults = FaultSettings::default();
+    faults.garbage = Some(b"license expired".to_vec());
+    let sim = PekatSim::builder()
+        .dialect(Dialect::V3_19)
+        .projects([ProjectSpec::new(A, 8000)])
+        .project(r"D:\Other", 8100)
+        .delays(Duration::ZERO, Duration::ZERO)
+        .faults(faults.clone())
+        .one_request_per_connection(true)
+        .backlog(64)
+        .max_connections(4)
+        .start()
+        .await
+        .unwrap();
+    assert!(sim.local_addr().ip().is_loopback());
+    assert_eq!(sim.config().dialect, Dialect::V3_19);
+    assert_eq!(sim.state().projects().len(), 2);
+    assert_eq!(sim.faults().get(), faults);
+    let mut s = connect(&sim).await;
+    assert_eq!(
+        ask(&mut s, format!("7.status|{A}").as_bytes()).await,
+        "license expired"
+    );
+    assert!(closed(&mut s).await, "one request per connection");
+    sim.faults().clear();
+    let mut s = connect(&sim).await;
+    assert_eq!(ask(&mut s, br"8.status|D:\Other").await, "8.suc:stopped");
+    sim.shutdown().await;
+    assert_eq!(sim.connection_count(), 0);
+}
+
+#[tokio::test]
+async fn a_config_struct_starts_the_same_simulator_as_the_builder() {
+    let mut config = config(Dialect::V3_18);
+    config.faults.silent_start_stop = true;
+    let sim = PekatSim::builder().config(config).start().await.unwrap();
+    assert!(sim.faults().get().silent_start_stop);
+    assert_eq!(sim.clock().speed(), 1.0);
+    let mut s = connect(&sim).await;
+    s.write_all(format!("start:{A}").as_bytes()).await.unwrap();
+    // No answer to start, but the state changed; status still answers.
+    let state = sim.state().clone();
+    assert!(eventually(|| state.project_state(A) == Some(ProjectState::Running)).await);
+    assert_eq!(
+        ask(&mut s, format!("status:{A}").as_bytes()).await,
+        "running"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn cancelling_the_shutdown_token_stops_the_simulator() {
+    let sim = PekatSim::builder().start().await.unwrap();
+    let mut s = connect(&sim).await;
+    assert_eq!(
+        ask(&mut s, format!("status:{A}").as_bytes()).await,
+        "not-found"
+    );
+    sim.shutdown_token().cancel();
+    assert!(closed(&mut s).await);
+    timeout(LIMIT, sim.shutdown()).await.unwrap();
+    assert!(TcpStream::connect(sim.local_addr()).await.is_err());
+}
+
+/// Waits until `condition` holds, up to [`LIMIT`].
+async fn eventually(condition: impl Fn() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    while tokio::time::Instant::now() < deadline {
+        if condition() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    condition()
 }
