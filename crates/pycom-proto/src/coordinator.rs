@@ -324,6 +324,25 @@ impl NodeEntry {
         }
     }
 
+    /// Queues a sequence waiting for boardio's verdict, first forgetting waiters whose call has
+    /// ended (otherwise a node that never reports a verdict would grow the queue with every
+    /// sequence).
+    fn await_verdict(&mut self, waiter: oneshot::Sender<Verdict>) {
+        self.verdicts.retain(|w| !w.is_closed());
+        self.verdicts.push_back(waiter);
+    }
+
+    /// Queues a command waiting for its output, first forgetting abandoned commands whose grace
+    /// period is over (otherwise a node that never answers would grow the queue with every
+    /// command). They would be skipped anyway once at the front, so the order is unchanged.
+    fn await_output(&mut self, pending: Pending, now: Instant, grace: Duration) {
+        self.pending.retain(|p| {
+            p.abandoned_at
+                .is_none_or(|at| now.saturating_duration_since(at) < grace)
+        });
+        self.pending.push_back(pending);
+    }
+
     /// Removes the answer slot the next output belongs to, skipping abandoned commands whose
     /// grace period is over.
     fn next_pending(&mut self, now: Instant, grace: Duration) -> Option<Pending> {
@@ -543,12 +562,13 @@ impl Coordinator {
                 return Err(timed_out());
             };
             if let Some(entry) = inner.lock_nodes().get_mut(&node) {
-                entry.pending.push_back(Pending {
+                let pending = Pending {
                     id,
                     reply: Some(reply),
                     verdict,
                     abandoned_at: None,
-                });
+                };
+                entry.await_output(pending, Instant::now(), inner.config.late_output_grace);
             }
             match tokio::time::timeout_at(deadline, inner.deliver_confirmed(node, &message)).await {
                 Ok(Ok(())) => {}
@@ -839,7 +859,7 @@ impl Inner {
                         let slot = entry.next_pending(now, self.config.late_output_grace)?;
                         // The verdict, if awaited, is the next boardio message from now on.
                         if let (Some(_), Some(verdict)) = (&slot.reply, slot.verdict) {
-                            entry.verdicts.push_back(verdict);
+                            entry.await_verdict(verdict);
                         }
                         Some(slot.reply)
                     })
@@ -987,6 +1007,59 @@ mod tests {
             verdict: None,
             abandoned_at,
         }
+    }
+
+    /// A node that reads every request and never sends anything back.
+    async fn silent_node() -> SocketAddr {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut sink = Vec::new();
+                let _ = stream.read_to_end(&mut sink).await;
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn commands_to_a_node_that_never_answers_do_not_pile_up() {
+        let node = silent_node().await;
+        let me = Identity::new("c", "coordinator", "127.0.0.1", 0, "0", true);
+        let mut config = CoordinatorConfig::new("127.0.0.1:0".parse().unwrap(), me);
+        config.late_output_grace = Duration::from_millis(1);
+        let coordinator = Coordinator::start(config).await.unwrap();
+        for i in 0..8 {
+            let sent = coordinator
+                .send_command_timeout(node, format!("echo {i}"), Duration::from_millis(30))
+                .await;
+            assert!(matches!(sent, Err(Error::Timeout { .. })), "{sent:?}");
+        }
+        let waiting = coordinator
+            .inner
+            .lock_nodes()
+            .get(&node)
+            .unwrap()
+            .pending
+            .len();
+        // The last two may still be within their grace period; the others are forgotten.
+        assert!(waiting <= 2, "{waiting} commands still queued");
+        coordinator.shutdown().await;
+    }
+
+    #[test]
+    fn verdict_waiters_whose_call_ended_are_not_kept() {
+        let mut entry = NodeEntry::new(Instant::now(), true);
+        for _ in 0..8 {
+            let (waiter, call) = oneshot::channel::<Verdict>();
+            drop(call);
+            entry.await_verdict(waiter);
+        }
+        assert!(entry.verdicts.len() <= 1, "{}", entry.verdicts.len());
+        let (waiter, _call) = oneshot::channel::<Verdict>();
+        entry.await_verdict(waiter);
+        assert_eq!(entry.verdicts.len(), 1);
     }
 
     #[tokio::test(start_paused = true)]
