@@ -523,7 +523,7 @@ impl Client {
     where
         F: FnMut(&TestStatus) -> bool,
     {
-        let deadline = Instant::now() + timeout;
+        let deadline = deadline_after(timeout);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -933,6 +933,14 @@ impl Connection {
             }
         }
     }
+}
+
+/// `timeout` from now; a duration too large to represent (`Duration::MAX` for "no limit") is
+/// capped at a century instead of overflowing.
+fn deadline_after(timeout: Duration) -> Instant {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    let now = Instant::now();
+    now.checked_add(timeout.min(CENTURY)).unwrap_or(now)
 }
 
 fn describe(error: &ErrorObject) -> String {

@@ -516,7 +516,7 @@ impl Coordinator {
         self.command(
             node,
             command.into(),
-            Instant::now() + timeout,
+            transport::deadline_after(timeout),
             timeout,
             None,
         )
@@ -649,7 +649,7 @@ impl Coordinator {
         slot: Slot,
     ) -> Result<SequenceReport, Error> {
         let timeout = self.inner.config.command_timeout;
-        let deadline = Instant::now() + timeout;
+        let deadline = transport::deadline_after(timeout);
         let (verdict, answer) = oneshot::channel();
         let output = self
             .command(
@@ -956,7 +956,7 @@ async fn heartbeat_loop(inner: std::sync::Weak<Inner>, shutdown: CancellationTok
         None => return,
     };
     // No round at start: nodes get their first heartbeat when added.
-    let mut ticks = tokio::time::interval_at(Instant::now() + period, period);
+    let mut ticks = tokio::time::interval_at(transport::deadline_after(period), period);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -1045,6 +1045,42 @@ mod tests {
             .len();
         // The last two may still be within their grace period; the others are forgotten.
         assert!(waiting <= 2, "{waiting} commands still queued");
+        coordinator.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn timeouts_without_a_limit_do_not_overflow() {
+        let closed = {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            listener.local_addr().unwrap()
+        };
+        let me = Identity::new("c", "coordinator", "127.0.0.1", 0, "0", true);
+        let mut config = CoordinatorConfig::new("127.0.0.1:0".parse().unwrap(), me);
+        // `Duration::MAX` for "no limit".
+        config.send_timeout = Duration::MAX;
+        config.command_timeout = Duration::MAX;
+        config.heartbeat_interval = Duration::MAX;
+        let coordinator = Coordinator::start(config).await.unwrap();
+        let limit = Duration::from_secs(10);
+        let sent = tokio::time::timeout(
+            limit,
+            coordinator.send_command_timeout(closed, "true", Duration::MAX),
+        )
+        .await
+        .unwrap();
+        assert!(matches!(sent, Err(Error::Send(_))), "{sent:?}");
+        let sequence = Sequence::new([crate::Row::LedFan { on: true }]).unwrap();
+        let confirmed = tokio::time::timeout(
+            limit,
+            coordinator.run_sequence_confirmed(closed, &sequence, Slot::Normal),
+        )
+        .await
+        .unwrap();
+        assert!(matches!(confirmed, Err(Error::Send(_))), "{confirmed:?}");
+        assert!(matches!(
+            coordinator.heartbeat(closed).await,
+            Err(Error::Send(_))
+        ));
         coordinator.shutdown().await;
     }
 

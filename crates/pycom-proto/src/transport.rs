@@ -150,7 +150,7 @@ pub async fn send_bytes(
     timeout: Duration,
     await_close: bool,
 ) -> Result<(), SendError> {
-    let deadline = Instant::now() + timeout;
+    let deadline = deadline_after(timeout);
     tracing::trace!(%addr, len = bytes.len(), bytes = %hex(bytes), "sending");
     let mut stream = labwire_net::connect(addr, timeout)
         .await
@@ -276,6 +276,14 @@ impl Drop for Turn {
             last.remove(&self.ip);
         }
     }
+}
+
+/// `timeout` from now; a duration too large to represent (`Duration::MAX` for "no limit") is
+/// capped at a century instead of overflowing.
+pub(crate) fn deadline_after(timeout: Duration) -> Instant {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    let now = Instant::now();
+    now.checked_add(timeout.min(CENTURY)).unwrap_or(now)
 }
 
 /// Lower-case hex of `bytes`, for trace logs.

@@ -292,7 +292,7 @@ async fn connection_loop(stream: &mut TcpStream, shared: &Shared) -> Result<End,
                 stream.read_buf(&mut buf).await
             } else {
                 // A frame has begun: it must be complete by its deadline.
-                let until = *deadline.get_or_insert_with(|| Instant::now() + shared.frame_timeout);
+                let until = *deadline.get_or_insert_with(|| deadline_after(shared.frame_timeout));
                 match tokio::time::timeout_at(until, stream.read_buf(&mut buf)).await {
                     Ok(read) => read,
                     Err(_) => {
@@ -374,6 +374,14 @@ async fn connection_loop(stream: &mut TcpStream, shared: &Shared) -> Result<End,
         tracing::trace!(hex = %Hex(&out), "send");
         write(stream, &out, shared.frame_timeout).await?;
     }
+}
+
+/// `timeout` from now; a duration too large to represent (`Duration::MAX` for "no limit") is
+/// capped at a century instead of overflowing.
+fn deadline_after(timeout: Duration) -> Instant {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    let now = Instant::now();
+    now.checked_add(timeout.min(CENTURY)).unwrap_or(now)
 }
 
 /// Writes one reply, which the client must take within `timeout`: one that sends requests but
