@@ -8,10 +8,10 @@
 //!
 //! While a call is in flight its future *owns* the connection (it is taken out of the shared
 //! slot). The connection goes back only after a clean exchange whose reply carries the
-//! expected `request_id`. A timeout, an I/O or decode error, a mismatched `request_id`, or a
-//! cancelled call (its future dropped) drops the connection instead, and the next call
-//! reconnects. A reply that arrives late therefore dies with its connection and can never be
-//! handed to a later call.
+//! expected `request_id` and nothing after it. A timeout, an I/O or decode error, a mismatched
+//! `request_id`, bytes beyond the reply, or a cancelled call (its future dropped) drops the
+//! connection instead, and the next call reconnects. A reply that arrives late therefore dies
+//! with its connection and can never be handed to a later call.
 
 use std::io;
 use std::sync::Arc;
@@ -869,6 +869,17 @@ impl Inner {
                     received,
                 })
             }
+            _ if !connection.read_buf.is_empty() => {
+                // More bytes than the reply: the start of a frame nobody asked for, whose rest
+                // would arrive in front of the next reply. The connection is out of step.
+                span.in_scope(|| {
+                    tracing::warn!(
+                        extra = connection.read_buf.len(),
+                        "bytes after the reply; dropping the connection"
+                    )
+                });
+                Ok(response)
+            }
             _ => {
                 *slot = Some(connection);
                 Ok(response)
@@ -914,7 +925,7 @@ impl Connection {
         loop {
             let before = self.read_buf.len();
             if let Some(response) = codec.decode(&mut self.read_buf)? {
-                if self.read_buf.capacity() > RETAINED_CAPACITY {
+                if self.read_buf.is_empty() && self.read_buf.capacity() > RETAINED_CAPACITY {
                     // Do not keep a large reply's buffer for the life of the connection.
                     self.read_buf = BytesMut::new();
                 }

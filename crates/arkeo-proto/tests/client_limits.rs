@@ -25,3 +25,86 @@ async fn waiting_without_a_time_limit_is_allowed() {
     assert_eq!(status.routine_status, RoutineState::Ready);
     sim.shutdown().await;
 }
+
+mod unsolicited {
+    use super::*;
+    use arkeo_proto::{Request, Response, ServerCodec};
+    use bytes::BytesMut;
+    use serde_json::json;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio_util::codec::{Decoder, Encoder};
+
+    /// The next request on `stream`, or `None` at EOF or reset.
+    async fn next_request(stream: &mut TcpStream, buf: &mut BytesMut) -> Option<Request> {
+        loop {
+            if let Ok(Some(request)) = ServerCodec::new().decode(buf) {
+                return Some(request);
+            }
+            match stream.read_buf(buf).await {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    fn frame(response: &Response) -> BytesMut {
+        let mut out = BytesMut::new();
+        ServerCodec::new().encode(response, &mut out).unwrap();
+        out
+    }
+
+    /// A device that sends, after a reply, the start of a frame nobody asked for: the rest of
+    /// that frame would come in front of the next reply. The connection is out of step and
+    /// must not be used for the next call.
+    #[tokio::test]
+    async fn bytes_left_after_a_reply_are_not_the_start_of_the_next_one() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let device = tokio::spawn(async move {
+            let (mut first, _) = listener.accept().await.unwrap();
+            let mut buf = BytesMut::new();
+            let request = next_request(&mut first, &mut buf).await.unwrap();
+            let stray = frame(&Response::ok(json!("stray"), None));
+            let (stray_head, stray_tail) = stray.split_at(2);
+            let mut out = frame(&Response::ok(json!("first"), request.request_id));
+            out.extend_from_slice(stray_head);
+            first.write_all(&out).await.unwrap();
+            match next_request(&mut first, &mut buf).await {
+                Some(request) => {
+                    // The same connection: the stray frame's rest, then the reply.
+                    let mut out = BytesMut::from(stray_tail);
+                    out.extend_from_slice(&frame(&Response::ok(
+                        json!("second"),
+                        request.request_id,
+                    )));
+                    first.write_all(&out).await.unwrap();
+                    let _ = next_request(&mut first, &mut buf).await;
+                }
+                None => {
+                    let (mut second, _) = listener.accept().await.unwrap();
+                    let mut buf = BytesMut::new();
+                    let request = next_request(&mut second, &mut buf).await.unwrap();
+                    let reply = frame(&Response::ok(json!("second"), request.request_id));
+                    second.write_all(&reply).await.unwrap();
+                    let _ = next_request(&mut second, &mut buf).await;
+                }
+            }
+        });
+        let arkeo = Client::builder(addr)
+            .timeout(Duration::from_secs(2))
+            .build();
+        let first = arkeo
+            .command(arkeo_proto::Target::Main, "A", serde_json::Value::Null)
+            .await
+            .unwrap();
+        assert_eq!(first, json!("first"));
+        let second = arkeo
+            .command(arkeo_proto::Target::Main, "B", serde_json::Value::Null)
+            .await
+            .unwrap();
+        assert_eq!(second, json!("second"));
+        drop(arkeo);
+        timeout(DEADLINE, device).await.unwrap().unwrap();
+    }
+}
