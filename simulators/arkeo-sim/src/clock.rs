@@ -47,15 +47,18 @@ impl SimClock {
         self.inner.speed
     }
 
-    /// Simulated time since the clock was created.
+    /// Simulated time since the clock was created (saturating at `Duration::MAX`, however
+    /// absurd the speed or the advances).
     pub fn now(&self) -> Duration {
-        let real = self.inner.origin.elapsed().mul_f64(self.inner.speed);
-        real + *self.advanced()
+        let scaled = self.inner.origin.elapsed().as_secs_f64() * self.inner.speed;
+        let real = Duration::try_from_secs_f64(scaled).unwrap_or(Duration::MAX);
+        real.saturating_add(*self.advanced())
     }
 
-    /// Moves simulated time forward by `by`.
+    /// Moves simulated time forward by `by` (saturating).
     pub fn advance(&self, by: Duration) {
-        *self.advanced() += by;
+        let mut advanced = self.advanced();
+        *advanced = advanced.saturating_add(by);
     }
 
     fn advanced(&self) -> std::sync::MutexGuard<'_, Duration> {
@@ -77,6 +80,23 @@ mod tests {
         assert_eq!(clock.now(), Duration::ZERO);
         clock.advance(Duration::from_secs(3));
         assert_eq!(clock.clone().now(), Duration::from_secs(3));
+    }
+
+    #[test]
+    fn an_absurd_speed_saturates_instead_of_panicking() {
+        let clock = SimClock::scaled(1e300);
+        let start = Instant::now();
+        // The first real nanosecond is already past what a Duration can hold.
+        while clock.now() == Duration::ZERO {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "clock does not run"
+            );
+            std::hint::spin_loop();
+        }
+        assert_eq!(clock.now(), Duration::MAX);
+        clock.advance(Duration::MAX);
+        assert_eq!(clock.now(), Duration::MAX);
     }
 
     #[test]
