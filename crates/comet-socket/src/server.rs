@@ -7,7 +7,9 @@
 //! deadline, and shuts down cleanly.
 //!
 //! A handler that panics counts as one that raised: the panic is logged (warn) and the message
-//! passes to the next handler, as COMET does with a handler's exception.
+//! passes to the next handler, as COMET does with a handler's exception. (The process's panic
+//! hook still sees the panic; the default one prints it to stderr.) This needs the default
+//! `panic = "unwind"`; with `panic = "abort"` a panicking handler ends the process.
 
 use std::any::Any;
 use std::fmt;

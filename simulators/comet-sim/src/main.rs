@@ -32,8 +32,8 @@ struct Args {
     /// The Telegram bot's action name.
     #[arg(long, default_value = comet_sim::DEFAULT_TELEGRAM_ACTION)]
     telegram_action: String,
-    /// Simulated seconds per real second for injected delays.
-    #[arg(long, default_value_t = 1.0)]
+    /// Simulated seconds per real second for injected delays. (`--speed`, as arkeo-sim, is the same).
+    #[arg(long, visible_alias = "speed", default_value_t = 1.0)]
     time_scale: f64,
     /// Seconds one connection may take from accept to close.
     #[arg(long, default_value_t = 30.0)]

@@ -58,6 +58,8 @@ async fn binary_announces_its_port_answers_and_exits_cleanly_on_sigterm() {
     let (child, addr) = spawn(&[
         "--listen",
         "127.0.0.1:0",
+        "--speed",
+        "10",
         "--answer",
         "Status={\"ok\": true}",
     ]);

@@ -38,8 +38,8 @@ struct Args {
     /// Simulated milliseconds from `stop` to `stopped`.
     #[arg(long, default_value_t = 500)]
     stop_delay_ms: u64,
-    /// Simulated time runs this many times faster than real time.
-    #[arg(long, default_value_t = 1.0)]
+    /// Simulated time runs this many times faster than real time. (`--speed`, as arkeo-sim, is the same).
+    #[arg(long, visible_alias = "speed", default_value_t = 1.0)]
     time_scale: f64,
     /// Send no answer to start/stop (as reported for some 3.19 servers).
     #[arg(long)]

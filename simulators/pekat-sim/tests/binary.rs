@@ -89,6 +89,8 @@ fn binary_takes_projects_and_dialect_from_flags_and_a_file() {
     let file = dir.join("projects.txt");
     std::fs::write(&file, "# test\nD:\\Lines\\B=9001\n").unwrap();
     let (guard, addr) = spawn(&[
+        "--speed",
+        "10",
         "--dialect",
         "3.19",
         "--project",
