@@ -118,6 +118,27 @@ proptest! {
     }
 
     #[test]
+    fn an_object_read_and_written_back_keeps_its_key_order_byte_for_byte(
+        entries in prop::collection::btree_map(".{0,6}", json_value(), 0..8)
+            .prop_map(|entries| entries.into_iter().collect::<Vec<(String, Value)>>())
+            .prop_shuffle(),
+    ) {
+        // Unique keys in a shuffled (not sorted) order, written as Python would.
+        let mut text = String::from("{");
+        for (i, (key, value)) in entries.iter().enumerate() {
+            if i > 0 {
+                text.push_str(", ");
+            }
+            text.push_str(&String::from_utf8(json::to_vec(key).unwrap()).unwrap());
+            text.push_str(": ");
+            text.push_str(&String::from_utf8(json::to_vec(value).unwrap()).unwrap());
+        }
+        text.push('}');
+        let written = json::to_vec(&json::from_slice(text.as_bytes()).unwrap()).unwrap();
+        prop_assert_eq!(String::from_utf8(written).unwrap(), text);
+    }
+
+    #[test]
     fn python_rendering_never_panics(value in json_value()) {
         let _ = pyrepr::python_str(&value);
         let _ = pyrepr::python_repr(&value);
