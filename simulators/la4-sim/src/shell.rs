@@ -4,8 +4,9 @@
 //! Supported, with the semantics of `sh` (dash):
 //! - words with `"double"` quotes (backslash escapes only `$`, `` ` ``, `"`, `\` and newline
 //!   inside them), `'single'` quotes and unquoted backslash escapes;
-//! - simple commands joined by `&&` (run the next only if the previous succeeded) and `;`
-//!   (run the next anyway); a trailing `;` is allowed;
+//! - simple commands joined by `&&` (run the next only if the previous succeeded) and `;` or a
+//!   newline (run the next anyway); a trailing `;`, blank lines and a newline after `&&` are
+//!   allowed;
 //! - output redirection `> FILE` on any command;
 //! - programs: `echo` (dash's, which turns `\n` into a newline), `cat`, `boardiocli`.
 //!
@@ -13,8 +14,21 @@
 //! subset (`|`, `||`, `&`, `<`, `>>`, `(`, `)`, `$…`, backquotes, `#` comments, here-documents)
 //! are rejected as a syntax error before anything runs, since interpreting them half-way could
 //! only mislead.
+//!
+//! Memory stays bounded whatever the input: each sequence file holds at most [`MAX_FILE_LEN`]
+//! bytes (a write past it fails like a full disk, `No space left on device`), and stdout and
+//! stderr keep at most [`MAX_OUTPUT_LEN`] bytes each (the rest is dropped). Work is linear in
+//! the length of the line plus the bytes kept.
 
 use pycom_proto::sequence::{SEQUENCE_FILE, STANDALONE_SEQUENCE_FILE};
+
+/// Most bytes a sequence file holds (the default pycom message size limit: any sequence a
+/// request can carry fits).
+pub const MAX_FILE_LEN: usize = pycom_proto::wire::DEFAULT_MAX_MESSAGE_LEN;
+
+/// Most bytes of stdout, and of stderr, one command line produces; more is dropped. An `output`
+/// event larger than this could not be sent under the default message size limit anyway.
+pub const MAX_OUTPUT_LEN: usize = pycom_proto::wire::DEFAULT_MAX_MESSAGE_LEN;
 
 /// How a command is joined to the one before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +61,7 @@ enum Token {
     Word(String),
     And,
     Semi,
+    Newline,
     Redirect,
 }
 
@@ -59,10 +74,16 @@ fn tokenize(line: &str) -> Result<Vec<Token>, SyntaxError> {
     let mut word: Option<String> = None;
     while let Some(c) = chars.next() {
         match c {
-            ' ' | '\t' | '\n' => {
+            ' ' | '\t' => {
                 if let Some(w) = word.take() {
                     tokens.push(Token::Word(w));
                 }
+            }
+            '\n' => {
+                if let Some(w) = word.take() {
+                    tokens.push(Token::Word(w));
+                }
+                tokens.push(Token::Newline);
             }
             ';' | '&' | '>' => {
                 if let Some(w) = word.take() {
@@ -153,8 +174,20 @@ pub fn parse(line: &str) -> Result<Script, SyntaxError> {
                 Some(Token::And) => return Err(end("&&")),
                 Some(Token::Semi) => return Err(end(";")),
                 Some(Token::Redirect) => return Err(end(">")),
-                None => return Err(SyntaxError("newline unexpected".into())),
+                Some(Token::Newline) | None => {
+                    return Err(SyntaxError("newline unexpected".into()));
+                }
             },
+            // A newline ends a command like `;`; blank lines, and a newline after `&&` or `;`,
+            // are nothing.
+            Token::Newline if current.words.is_empty() && current.redirect.is_none() => {}
+            Token::Newline => {
+                if current.words.is_empty() {
+                    return Err(SyntaxError("redirection without a command".into()));
+                }
+                script.push((connector, std::mem::take(&mut current)));
+                connector = Connector::Always;
+            }
             Token::And | Token::Semi => {
                 if current.words.is_empty() {
                     // A redirection alone is a valid (empty) command in sh; keep it simple and
@@ -167,9 +200,6 @@ pub fn parse(line: &str) -> Result<Script, SyntaxError> {
                 } else {
                     Connector::Always
                 };
-                if token == Token::And && tokens.peek().is_none() {
-                    return Err(SyntaxError("end of file unexpected".into()));
-                }
             }
         }
     }
@@ -177,6 +207,9 @@ pub fn parse(line: &str) -> Result<Script, SyntaxError> {
         script.push((connector, current));
     } else if current.redirect.is_some() {
         return Err(SyntaxError("redirection without a command".into()));
+    } else if connector == Connector::IfSuccess {
+        // `&&` with no command after it.
+        return Err(SyntaxError("end of file unexpected".into()));
     }
     Ok(script)
 }
@@ -243,9 +276,9 @@ impl BoardioCommand {
 /// What running a command line did.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Outcome {
-    /// Everything written to stdout.
+    /// Everything written to stdout (at most [`MAX_OUTPUT_LEN`] bytes).
     pub stdout: String,
-    /// Everything written to stderr.
+    /// Everything written to stderr (at most [`MAX_OUTPUT_LEN`] bytes).
     pub stderr: String,
     /// Exit status of the last command run (0 = success).
     pub status: i32,
@@ -254,6 +287,10 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    fn error(&mut self, message: &str) {
+        append_bounded(&mut self.stderr, message, MAX_OUTPUT_LEN);
+    }
+
     /// What a node reports in its `output` event: stdout on success, stderr on failure.
     pub fn output(&self) -> &str {
         if self.status == 0 {
@@ -271,7 +308,7 @@ pub fn run(line: &str, files: &mut Files, boardio_running: bool) -> Outcome {
     let script = match parse(line) {
         Ok(script) => script,
         Err(error) => {
-            outcome.stderr = format!("sh: 1: {error}\n");
+            outcome.error(&format!("sh: 1: {error}\n"));
             outcome.status = 2;
             return outcome;
         }
@@ -291,72 +328,126 @@ fn run_simple(
     boardio_running: bool,
     outcome: &mut Outcome,
 ) -> i32 {
-    // sh opens the redirection target before running the program.
-    if let Some(target) = &command.redirect
-        && files.slot(target).is_none()
-    {
-        outcome.stderr.push_str(&format!(
-            "sh: 1: cannot create {target}: Permission denied\n"
-        ));
-        return 2;
-    }
-    let mut stdout = String::new();
-    let status = match command.words.split_first() {
-        None => 0,
-        Some((program, args)) => match program.as_str() {
-            "echo" => {
-                stdout = echo(args);
-                0
+    // sh opens (creates or truncates) the redirection target before running the program.
+    if let Some(target) = &command.redirect {
+        match files.slot(target) {
+            Some(slot) => *slot = Some(String::new()),
+            None => {
+                outcome.error(&format!(
+                    "sh: 1: cannot create {target}: Permission denied\n"
+                ));
+                return 2;
             }
-            "cat" => {
-                let mut status = 0;
-                for path in args {
-                    match files.read(path) {
-                        Some(text) => stdout.push_str(text),
-                        None => {
-                            outcome
-                                .stderr
-                                .push_str(&format!("cat: {path}: No such file or directory\n"));
-                            status = 1;
+        }
+    }
+    // Where the program's stdout goes: a fresh file (sh truncates it on opening), or what is
+    // left of the command line's stdout.
+    let room = if command.redirect.is_some() {
+        MAX_FILE_LEN
+    } else {
+        MAX_OUTPUT_LEN.saturating_sub(outcome.stdout.len())
+    };
+    let mut stdout = Bounded::new(room);
+    let (program, status) = match command.words.split_first() {
+        None => ("sh", 0),
+        Some((program, args)) => {
+            let status = match program.as_str() {
+                "echo" => {
+                    stdout.push(&echo(args));
+                    0
+                }
+                "cat" => {
+                    let mut status = 0;
+                    for path in args {
+                        match files.read(path) {
+                            Some(text) => stdout.push(text),
+                            None => {
+                                outcome.error(&format!("cat: {path}: No such file or directory\n"));
+                                status = 1;
+                            }
                         }
                     }
+                    status
                 }
-                status
-            }
-            "boardiocli" => boardiocli(args, boardio_running, &mut stdout, outcome),
-            other => {
-                outcome
-                    .stderr
-                    .push_str(&format!("sh: 1: {other}: not found\n"));
-                127
-            }
-        },
+                "boardiocli" => boardiocli(args, boardio_running, &mut stdout, outcome),
+                other => {
+                    outcome.error(&format!("sh: 1: {other}: not found\n"));
+                    127
+                }
+            };
+            (program.as_str(), status)
+        }
     };
     match command.redirect.as_deref().and_then(|t| files.slot(t)) {
-        Some(slot) => *slot = Some(stdout),
-        None => outcome.stdout.push_str(&stdout),
+        Some(slot) => {
+            *slot = Some(stdout.text);
+            if stdout.overflowed {
+                // The simulated disk is full: what fitted stays, the program fails.
+                outcome.error(&format!(
+                    "{program}: write error: No space left on device\n"
+                ));
+                return 1;
+            }
+        }
+        // Output past MAX_OUTPUT_LEN is dropped; the program does not notice.
+        None => outcome.stdout.push_str(&stdout.text),
     }
     status
 }
 
-fn boardiocli(args: &[String], running: bool, stdout: &mut String, outcome: &mut Outcome) -> i32 {
+/// A program's stdout, kept up to a number of bytes.
+struct Bounded {
+    text: String,
+    room: usize,
+    overflowed: bool,
+}
+
+impl Bounded {
+    fn new(room: usize) -> Self {
+        Self {
+            text: String::new(),
+            room,
+            overflowed: false,
+        }
+    }
+
+    fn push(&mut self, text: &str) {
+        if !append_bounded(&mut self.text, text, self.room) {
+            self.overflowed = true;
+        }
+    }
+}
+
+/// Appends as much of `text` to `out` as fits within `cap` bytes in all (cut at a character
+/// boundary); returns whether all of it fitted.
+fn append_bounded(out: &mut String, text: &str, cap: usize) -> bool {
+    let room = cap.saturating_sub(out.len());
+    if text.len() <= room {
+        out.push_str(text);
+        return true;
+    }
+    let end = (0..=room)
+        .rev()
+        .find(|&end| text.is_char_boundary(end))
+        .unwrap_or(0);
+    out.push_str(text.get(..end).unwrap_or_default());
+    false
+}
+
+fn boardiocli(args: &[String], running: bool, stdout: &mut Bounded, outcome: &mut Outcome) -> i32 {
     let command = match args {
         [word] => BoardioCommand::parse(word),
         _ => None,
     };
     let Some(command) = command else {
-        outcome
-            .stderr
-            .push_str("BOARDIO_CLI: usage: boardiocli uSeq|uSeqStandalone|runSeq\n");
+        outcome.error("BOARDIO_CLI: usage: boardiocli uSeq|uSeqStandalone|runSeq\n");
         return 1;
     };
     if !running {
-        outcome
-            .stderr
-            .push_str("BOARDIO_CLI: boardio is not running\n");
+        outcome.error("BOARDIO_CLI: boardio is not running\n");
         return 1;
     }
-    stdout.push_str(&format!(
+    stdout.push(&format!(
         "BOARDIO_CLI: Sent: \"{}\" to FIFO file\n",
         command.as_str()
     ));
@@ -541,6 +632,76 @@ mod tests {
             [vec!["echo", "a\"b", r"c\d", "e f", r"g\nh", "", "x#y"]]
         );
         assert_eq!(echo(&["a\\nb".into(), "c\\cd".into()]), "a\nb c");
+    }
+
+    #[test]
+    fn a_newline_ends_a_command_like_a_semicolon() {
+        let mut files = Files::default();
+        let outcome = run("echo a\n\nnope && echo skipped\necho b", &mut files, true);
+        assert_eq!(outcome.stdout, "a\nb\n");
+        assert_eq!(outcome.stderr, "sh: 1: nope: not found\n");
+        assert_eq!(
+            run("echo a &&\n  echo b\n", &mut files, true).stdout,
+            "a\nb\n"
+        );
+        assert_eq!(run("echo a;\necho b", &mut files, true).stdout, "a\nb\n");
+        // Quoted, it is part of the word.
+        assert_eq!(run("echo 'a\nb'", &mut files, true).stdout, "a\nb\n");
+        for bad in ["echo a &&\n", "echo a >\n/x", "echo a\n;echo b"] {
+            assert_eq!(run(bad, &mut files, true).status, 2, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_redirection_target_is_emptied_before_the_program_runs() {
+        let mut files = Files {
+            sequence: Some("LED_FAN,1\n".into()),
+            standalone: None,
+        };
+        let outcome = run(
+            &format!("cat {SEQUENCE_FILE} > {SEQUENCE_FILE}"),
+            &mut files,
+            true,
+        );
+        assert_eq!(outcome.status, 0);
+        assert_eq!(files.sequence.as_deref(), Some(""));
+    }
+
+    #[test]
+    fn files_and_output_stay_bounded_however_they_are_multiplied() {
+        // Each round doubles a file's contents; forty rounds would be terabytes.
+        let a = SEQUENCE_FILE;
+        let b = STANDALONE_SEQUENCE_FILE;
+        let mut line = format!("echo {} > {a}", "x".repeat(1000));
+        for _ in 0..20 {
+            line.push_str(&format!("; cat {a} {a} > {b}; cat {b} {b} > {a}"));
+        }
+        let mut files = Files::default();
+        let outcome = run(&line, &mut files, true);
+        assert!(files.sequence.as_ref().unwrap().len() <= MAX_FILE_LEN);
+        assert!(files.standalone.as_ref().unwrap().len() <= MAX_FILE_LEN);
+        assert!(
+            outcome
+                .stderr
+                .contains("cat: write error: No space left on device\n")
+        );
+        assert_eq!(outcome.status, 1);
+        // Reading the full file many times over: stdout is cut, not grown without end.
+        let many = format!("cat{}", format!(" {a}").repeat(100));
+        let outcome = run(&many, &mut files, true);
+        assert_eq!(outcome.status, 0);
+        assert_eq!(outcome.stdout.len(), MAX_OUTPUT_LEN);
+        let missing = format!("cat{}", " /nope".repeat(100_000));
+        assert!(run(&missing, &mut files, true).stderr.len() <= MAX_OUTPUT_LEN);
+    }
+
+    #[test]
+    fn output_is_cut_at_a_character_boundary() {
+        let mut out = String::from("ab");
+        assert!(!append_bounded(&mut out, "cé", 4));
+        assert_eq!(out, "abc");
+        assert!(append_bounded(&mut out, "d", 4));
+        assert_eq!(out, "abcd");
     }
 
     #[test]

@@ -23,6 +23,10 @@ pub const NODE_VERSION: &str = "0.14.0";
 /// How many of the latest commands [`Stats::commands`] keeps.
 pub const MAX_RECORDED_COMMANDS: usize = 1024;
 
+/// How many bytes of the latest commands [`Stats::commands`] keeps at most (older ones go
+/// first), so that large commands cannot pile up.
+pub const MAX_RECORDED_COMMAND_BYTES: usize = 1024 * 1024;
+
 /// Faults the simulator injects on demand: set them from the start with
 /// [`La4SimBuilder::faults`], change them at any time with [`La4Sim::faults`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -153,7 +157,8 @@ impl Default for SimConfig {
 pub struct Stats {
     /// Valid requests received.
     pub requests: u64,
-    /// The latest commands received (at most [`MAX_RECORDED_COMMANDS`]), oldest first.
+    /// The latest commands received (at most [`MAX_RECORDED_COMMANDS`] of them, and
+    /// [`MAX_RECORDED_COMMAND_BYTES`] in all), oldest first.
     pub commands: Vec<String>,
     /// Events delivered.
     pub events_sent: u64,
@@ -259,13 +264,7 @@ impl Handler for Shared {
         match message.body {
             Body::Cmd { command } => {
                 tracing::debug!(%peer, %command, "command");
-                {
-                    let mut stats = lock(&self.stats);
-                    if stats.commands.len() >= MAX_RECORDED_COMMANDS {
-                        stats.commands.remove(0);
-                    }
-                    stats.commands.push(command.clone());
-                }
+                record(&mut lock(&self.stats).commands, &command);
                 let _ = self.outbox.send(Job::Command { to, command }).await;
             }
             Body::Heartbeat => {
@@ -274,6 +273,23 @@ impl Handler for Shared {
             other => tracing::debug!(%peer, type_ = ?other.type_name(), "ignored request"),
         }
     }
+}
+
+/// Keeps `command` as the latest of `commands`, dropping the oldest beyond the bounds.
+fn record(commands: &mut Vec<String>, command: &str) {
+    commands.push(command.to_owned());
+    let mut bytes: usize = commands.iter().map(String::len).sum();
+    let mut excess = 0;
+    for old in commands.iter() {
+        if commands.len() - excess <= MAX_RECORDED_COMMANDS
+            && (bytes <= MAX_RECORDED_COMMAND_BYTES || commands.len() - excess == 1)
+        {
+            break;
+        }
+        bytes -= old.len();
+        excess += 1;
+    }
+    commands.drain(..excess);
 }
 
 impl Shared {
@@ -709,5 +725,30 @@ impl La4Sim {
 impl Drop for La4Sim {
     fn drop(&mut self) {
         self.shutdown.cancel();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recorded_commands_are_bounded_in_number_and_bytes() {
+        let mut commands = Vec::new();
+        for i in 0..MAX_RECORDED_COMMANDS + 5 {
+            record(&mut commands, &i.to_string());
+        }
+        assert_eq!(commands.len(), MAX_RECORDED_COMMANDS);
+        assert_eq!(commands[0], "5");
+        let big = "x".repeat(MAX_RECORDED_COMMAND_BYTES / 2);
+        record(&mut commands, &big);
+        record(&mut commands, &big);
+        assert_eq!(commands.len(), 2, "only the two large ones fit");
+        record(&mut commands, "echo");
+        assert_eq!(commands, [big.clone(), "echo".to_owned()]);
+        // One command larger than the whole budget is still kept (alone).
+        let huge = "y".repeat(MAX_RECORDED_COMMAND_BYTES + 1);
+        record(&mut commands, &huge);
+        assert_eq!(commands, [huge]);
     }
 }
