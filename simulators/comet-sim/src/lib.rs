@@ -292,32 +292,45 @@ impl Faults {
     }
 }
 
-/// Simulated time: delays are given in simulated time and pass `scale` times faster.
+/// The simulator's clock: delays are given in simulated time, which runs `speed` times faster
+/// than real time.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SimClock {
-    scale: f64,
+    origin: std::time::Instant,
+    speed: f64,
 }
 
 impl SimClock {
-    /// A clock running `scale` times faster than real time (1.0 for non-positive or
-    /// non-finite values).
-    pub fn new(scale: f64) -> Self {
-        let scale = if scale.is_finite() && scale > 0.0 {
-            scale
+    /// A clock starting now and running `speed` times faster than real time (1.0 for
+    /// non-positive or non-finite values).
+    pub fn new(speed: f64) -> Self {
+        let speed = if speed.is_finite() && speed > 0.0 {
+            speed
         } else {
             1.0
         };
-        Self { scale }
+        Self {
+            origin: std::time::Instant::now(),
+            speed,
+        }
     }
 
-    /// The scale in force.
-    pub fn scale(&self) -> f64 {
-        self.scale
+    /// The speed factor.
+    pub fn speed(&self) -> f64 {
+        self.speed
+    }
+
+    /// Simulated time since the clock started (since the simulator started, for
+    /// [`CometSim::clock`]).
+    pub fn now(&self) -> Duration {
+        // `mul_f64` would panic on overflow (a huge speed); saturate instead.
+        Duration::try_from_secs_f64(self.origin.elapsed().as_secs_f64() * self.speed)
+            .unwrap_or(Duration::MAX)
     }
 
     /// The real duration of a `simulated` one.
     pub fn real(&self, simulated: Duration) -> Duration {
-        Duration::try_from_secs_f64(simulated.as_secs_f64() / self.scale).unwrap_or(Duration::MAX)
+        Duration::try_from_secs_f64(simulated.as_secs_f64() / self.speed).unwrap_or(Duration::MAX)
     }
 
     /// Sleeps for `simulated` time.
@@ -773,8 +786,13 @@ mod tests {
             clock.real(Duration::from_secs(5)),
             Duration::from_millis(500)
         );
-        assert_eq!(SimClock::new(0.0).scale(), 1.0);
-        assert_eq!(SimClock::new(f64::NAN).scale(), 1.0);
+        assert_eq!(SimClock::new(0.0).speed(), 1.0);
+        assert_eq!(SimClock::new(f64::NAN).speed(), 1.0);
+        // A huge speed saturates instead of overflowing.
+        let fast = SimClock::new(f64::MAX);
+        let now = fast.now();
+        assert!(now == Duration::ZERO || now == Duration::MAX, "{now:?}");
+        assert_eq!(fast.real(Duration::MAX), Duration::ZERO);
     }
 
     #[test]

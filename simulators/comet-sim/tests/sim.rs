@@ -196,7 +196,7 @@ async fn device_error_fault_answers_the_error_string() {
 #[tokio::test]
 async fn delays_run_on_the_scaled_clock() {
     let (sim, client) = start(CometSim::builder().speed(100.0).current_config().clone()).await;
-    assert_eq!(sim.clock().scale(), 100.0);
+    assert_eq!(sim.clock().speed(), 100.0);
     sim.faults().push(Fault::Delay(Duration::from_secs(30)));
     let started = std::time::Instant::now();
     assert_eq!(client.send("ECHO", &json!(1)).await.unwrap(), json!(1));
@@ -335,7 +335,7 @@ async fn the_builder_sets_answers_status_and_a_fault_from_the_start() {
         .await
         .unwrap();
     assert!(sim.local_addr().ip().is_loopback());
-    assert_eq!(sim.clock().scale(), 1.0);
+    assert_eq!(sim.clock().speed(), 1.0);
     let client = Client::builder(sim.local_addr().to_string())
         .answer_timeout(Duration::from_secs(5))
         .build();
