@@ -128,7 +128,7 @@ async fn boardiocli_fails_until_boot_and_time_scale_shortens_boot() {
     // Ten seconds of boot at 1000x: 10 ms.
     let fast = sim()
         .boot_time(Duration::from_secs(10))
-        .time_scale(1000.0)
+        .speed(1000.0)
         .start()
         .await
         .unwrap();
@@ -223,7 +223,7 @@ async fn on_a_manual_clock_boot_and_offline_happen_only_when_time_is_advanced() 
         .await
         .unwrap();
     let node = sim.local_addr();
-    assert_eq!(sim.clock().time_scale(), 0.0);
+    assert_eq!(sim.clock().speed(), 0.0);
     let output = coordinator
         .send_command(node, "boardiocli runSeq")
         .await

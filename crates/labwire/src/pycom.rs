@@ -264,7 +264,7 @@ pub(crate) async fn demo() -> anyhow::Result<()> {
 
     let sim = La4Sim::builder()
         .discover(coordinator.local_addr())
-        .time_scale(25.0)
+        .speed(25.0)
         .start()
         .await?;
     let node = sim.local_addr();

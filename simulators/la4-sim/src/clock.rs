@@ -54,14 +54,17 @@ impl SimClock {
         Self::scaled(0.0)
     }
 
-    /// The scale factor (0 for a manual clock).
-    pub fn time_scale(&self) -> f64 {
+    /// The speed factor: how many times faster than real time it runs (0 for a manual
+    /// clock). The same as [`SimConfig::time_scale`](crate::SimConfig::time_scale).
+    pub fn speed(&self) -> f64 {
         self.inner.scale
     }
 
     /// Simulated time since the clock was created.
     pub fn now(&self) -> Duration {
-        let real = self.inner.origin.elapsed().mul_f64(self.inner.scale);
+        // `mul_f64` would panic on overflow (a huge scale): saturate instead.
+        let real = self.inner.origin.elapsed().as_secs_f64() * self.inner.scale;
+        let real = Duration::try_from_secs_f64(real).unwrap_or(Duration::MAX);
         real.saturating_add(*self.advanced())
     }
 
@@ -83,10 +86,14 @@ impl SimClock {
         })
     }
 
-    /// The current simulated time as an instant: the clock's origin plus [`SimClock::now`].
+    /// The current simulated time as an instant: the clock's origin plus [`SimClock::now`]
+    /// (which stops counting after a century, so that the sum always exists).
     pub(crate) fn instant(&self) -> std::time::Instant {
+        const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
         let origin = self.inner.origin.into_std();
-        origin.checked_add(self.now()).unwrap_or(origin)
+        origin
+            .checked_add(self.now().min(CENTURY))
+            .unwrap_or(origin)
     }
 
     /// Notified (`notify_waiters`) each time the clock is advanced by hand.
@@ -140,8 +147,23 @@ mod tests {
     #[test]
     fn bad_scales_stop_the_clock() {
         for scale in [0.0, -1.0, f64::NAN, f64::INFINITY] {
-            assert_eq!(SimClock::scaled(scale).time_scale(), 0.0, "{scale}");
+            assert_eq!(SimClock::scaled(scale).speed(), 0.0, "{scale}");
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_huge_scale_saturates_instead_of_panicking() {
+        let clock = SimClock::scaled(f64::MAX);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(clock.now(), Duration::MAX);
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(clock.now(), Duration::MAX);
+        let _ = clock.instant();
+        assert_eq!(clock.real(Duration::from_secs(1)), Some(Duration::ZERO));
+        assert_eq!(
+            SimClock::scaled(f64::MIN_POSITIVE).real(Duration::from_secs(1)),
+            Some(Duration::MAX)
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -40,7 +40,7 @@ struct Args {
     #[arg(long, default_value_t = 5_000)]
     discovery_ms: u64,
     /// Run simulated time this many times faster (boot, offline and discovery delays).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, visible_alias = "speed", default_value_t = 1.0)]
     time_scale: f64,
     /// Listen backlog of each node (large: coordinators open one connection per request).
     #[arg(long, default_value_t = labwire_net::DEFAULT_BACKLOG)]
@@ -73,7 +73,7 @@ async fn main() -> anyhow::Result<()> {
         .offline_after(Duration::from_millis(args.offline_ms))
         .discovery_interval(Duration::from_millis(args.discovery_ms))
         .discovery_targets(discovery_targets)
-        .time_scale(args.time_scale);
+        .speed(args.time_scale);
     let fleet = Fleet::start(node, args.nodes).await?;
     // The handlers are installed by this call, before anyone learns the address: a SIGTERM
     // sent right after the `listening on` line shuts down cleanly.

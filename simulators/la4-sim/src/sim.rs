@@ -503,20 +503,26 @@ impl La4SimBuilder {
         self
     }
 
-    /// Runs simulated time `scale` times faster than real time (1.0 by default; 0.0 stops
+    /// Runs simulated time `speed` times faster than real time (1.0 by default; 0.0 stops
     /// it). Replaces a clock set with [`La4SimBuilder::clock`].
     #[must_use]
-    pub fn time_scale(mut self, scale: f64) -> Self {
-        self.config.time_scale = scale;
+    pub fn speed(mut self, speed: f64) -> Self {
+        self.config.time_scale = speed;
         self.clock = None;
         self
+    }
+
+    /// The same as [`La4SimBuilder::speed`], named after [`SimConfig::time_scale`].
+    #[must_use]
+    pub fn time_scale(self, scale: f64) -> Self {
+        self.speed(scale)
     }
 
     /// Uses `clock`, e.g. [`SimClock::manual`] for tests that step time themselves, or one
     /// clock shared by several nodes. Overrides [`La4SimBuilder::time_scale`].
     #[must_use]
     pub fn clock(mut self, clock: SimClock) -> Self {
-        self.config.time_scale = clock.time_scale();
+        self.config.time_scale = clock.speed();
         self.clock = Some(clock);
         self
     }
