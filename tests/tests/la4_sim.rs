@@ -334,4 +334,19 @@ async fn a_fleet_from_a_builder_shares_one_clock() {
     fleet.clock().advance(Duration::from_secs(60));
     assert!(fleet.nodes().iter().all(|n| n.state().is_booted()));
     fleet.shutdown().await;
+
+    // From a whole config too; a fleet of one is that node exactly.
+    let one = Fleet::start(
+        SimConfig {
+            listen: loopback(),
+            ..SimConfig::default()
+        },
+        1,
+    )
+    .await
+    .unwrap();
+    assert_eq!(one.len(), 1);
+    assert_eq!(one.nodes()[0].state().identity().id, "81639cd4");
+    assert_eq!(one.clock().speed(), 1.0);
+    one.shutdown().await;
 }
