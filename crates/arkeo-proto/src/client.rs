@@ -174,6 +174,10 @@ impl Reply {
     ///
     /// # Errors
     /// The [`DeviceError`] of a refused request.
+    #[allow(
+        clippy::result_large_err,
+        reason = "a refusal is rare and is the value the caller asked for; boxing it would only add an allocation"
+    )]
     pub fn into_result(self) -> Result<Value, DeviceError> {
         match self {
             Self::Ok(data) => Ok(data),
