@@ -145,7 +145,9 @@ pub struct SimConfig {
     pub faults: FaultSettings,
     /// Close each connection after one answer (default: serve several requests per connection).
     pub one_request_per_connection: bool,
-    /// Close a connection that sends nothing for this long (default 60 s).
+    /// Close a connection that sends nothing for this long, or that does not take an answer
+    /// (a client that sends but never reads, once the socket buffers are full) for this long
+    /// (default 60 s).
     pub idle_timeout: Duration,
     /// Deadline for the rest of a request once its first byte arrived (default 2 s): a request
     /// still incomplete then is answered as it is (the dialect's error answer).

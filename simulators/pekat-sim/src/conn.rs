@@ -138,7 +138,9 @@ pub(crate) async fn serve(mut stream: TcpStream, shared: Arc<Shared>, config: Ar
                     max = config.max_request_len,
                     "request too large; answering the error and closing"
                 );
-                let _ = send(&mut stream, &Reply::new(Response::UnknownCommand), dialect).await;
+                let error_answer = Reply::new(Response::UnknownCommand);
+                let sending = send(&mut stream, &error_answer, dialect);
+                let _ = timeout(config.idle_timeout, sending).await;
                 return;
             }
         };
@@ -185,18 +187,34 @@ pub(crate) async fn serve(mut stream: TcpStream, shared: Arc<Shared>, config: Ar
                 tracing::debug!("client left before its answer");
                 return;
             }
-            let written = if faults.close_instead_of_answer {
+            if faults.close_instead_of_answer {
                 tracing::debug!("closing instead of answering (fault)");
                 return;
-            } else if let Some(garbage) = &faults.garbage {
-                tracing::debug!(hex = %Hex(garbage), "sending garbage instead of the answer (fault)");
-                stream.write_all(garbage).await
-            } else {
-                send(&mut stream, &reply, dialect).await
+            }
+            // A client that sends but never reads would otherwise hold this task forever once
+            // the socket buffers are full.
+            let write = async {
+                if let Some(garbage) = &faults.garbage {
+                    tracing::debug!(
+                        len = garbage.len(),
+                        "sending garbage instead of the answer (fault)"
+                    );
+                    tracing::trace!(hex = %Hex(garbage), "garbage bytes");
+                    stream.write_all(garbage).await
+                } else {
+                    send(&mut stream, &reply, dialect).await
+                }
             };
-            if let Err(error) = written {
-                tracing::debug!(%error, "write failed");
-                return;
+            match timeout(config.idle_timeout, write).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    tracing::debug!(%error, "write failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(idle = ?config.idle_timeout, "answer not taken; closing");
+                    return;
+                }
             }
         }
         if eof || config.one_request_per_connection {

@@ -325,7 +325,8 @@ impl PekatSimBuilder {
         self
     }
 
-    /// Closes a connection that sends nothing for this long (60 s).
+    /// Closes a connection that sends nothing, or does not take its answer, for this long
+    /// (60 s); see [`SimConfig::idle_timeout`].
     #[must_use]
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.config.idle_timeout = timeout;

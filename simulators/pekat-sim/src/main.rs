@@ -47,7 +47,7 @@ struct Args {
     /// Close each connection after its first answer.
     #[arg(long)]
     one_request_per_connection: bool,
-    /// Close connections idle for this many milliseconds.
+    /// Close connections idle (or not taking their answer) for this many milliseconds.
     #[arg(long, default_value_t = 60_000)]
     idle_timeout_ms: u64,
     /// Milliseconds to wait for more bytes of a request that looks complete.

@@ -414,3 +414,44 @@ async fn eventually(condition: impl Fn() -> bool) -> bool {
     }
     condition()
 }
+
+#[tokio::test]
+async fn a_client_that_never_takes_its_answer_is_disconnected_after_the_idle_timeout() {
+    let mut config = config(Dialect::V3_18);
+    config.idle_timeout = Duration::from_millis(200);
+    // An answer far larger than the socket buffers: the write cannot complete while the client
+    // does not read.
+    config.faults.garbage = Some(vec![b'x'; 32 << 20]);
+    let sim = PekatSim::start(config).await.unwrap();
+    let mut s = connect(&sim).await;
+    s.write_all(format!("status:{A}").as_bytes()).await.unwrap();
+    assert!(wait_for(|| sim.state().requests_received() == 1).await);
+    assert!(
+        wait_for(|| sim.connection_count() == 0).await,
+        "the connection is still held"
+    );
+    drop(s);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_answer_delay_fault_holds_each_answer_back() {
+    let mut config = config(Dialect::V3_18);
+    config.faults.answer_delay = Duration::from_millis(200);
+    let sim = PekatSim::start(config).await.unwrap();
+    let mut s = connect(&sim).await;
+    let started = std::time::Instant::now();
+    assert_eq!(
+        ask(&mut s, format!("status:{A}").as_bytes()).await,
+        "stopped"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    sim.faults().clear();
+    let started = std::time::Instant::now();
+    assert_eq!(
+        ask(&mut s, format!("status:{A}").as_bytes()).await,
+        "stopped"
+    );
+    assert!(started.elapsed() < Duration::from_millis(200));
+    sim.shutdown().await;
+}
