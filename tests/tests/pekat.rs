@@ -197,6 +197,41 @@ async fn connecting_to_a_closed_port_is_a_connect_error() {
 }
 
 #[tokio::test]
+async fn a_server_that_does_not_accept_is_a_connect_timeout() {
+    // A listener that never accepts, with a full accept queue: the kernel drops further SYNs,
+    // so connecting hangs until the client's connect timeout.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut queued = Vec::new();
+    for _ in 0..16 {
+        match timeout(
+            Duration::from_millis(200),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
+            Ok(Ok(stream)) => queued.push(stream),
+            _ => break,
+        }
+    }
+    let client = Client::builder(addr.to_string())
+        .connect_timeout(Duration::from_millis(200))
+        .answer_timeout(Duration::from_secs(5))
+        .build();
+    let started = tokio::time::Instant::now();
+    let err = timeout(TEST_DEADLINE, client.status(A))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(err, Error::Connect { .. }), "{err:?}");
+    assert!(err.is_timeout(), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    drop(queued);
+}
+
+#[tokio::test]
 async fn a_server_closing_without_answer_is_reported_as_closed() {
     let sim = sim(Dialect::V3_18, Duration::ZERO, Duration::ZERO).await;
     sim.faults().update(|f| f.close_instead_of_answer = true);
