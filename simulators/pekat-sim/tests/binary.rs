@@ -121,3 +121,35 @@ fn binary_rejects_a_malformed_project_flag() {
     assert!(!output.status.success());
     assert!(output.stdout.is_empty());
 }
+
+#[test]
+fn binary_flags_for_delays_faults_and_connections_take_effect_with_a_custom_backlog() {
+    let (guard, addr) = spawn(&[
+        "--backlog",
+        "4096",
+        "--start-delay-ms",
+        "0",
+        "--stop-delay-ms",
+        "0",
+        "--silent-start-stop",
+        "--one-request-per-connection",
+        "--idle-timeout-ms",
+        "5000",
+        "--quiet-ms",
+        "0",
+    ]);
+    let project = r"C:\Users\pekat\PekatVisionProjects\Test Project 2";
+    // Silent start: no answer, and the connection is closed after the one request.
+    assert_eq!(ask(addr, format!("start:{project}").as_bytes()), "");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while ask(addr, format!("status:{project}").as_bytes()) != "running" {
+        assert!(
+            Instant::now() < deadline,
+            "the silent start never completed"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(ask(addr, format!("stop:{project}").as_bytes()), "");
+    assert_eq!(ask(addr, format!("switch:{project}").as_bytes()), "success");
+    assert!(terminate_and_wait(guard).success());
+}
