@@ -123,3 +123,46 @@ async fn main() -> ExitCode {
     tracing::info!("stopped");
     ExitCode::SUCCESS
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let config = config(Args::parse_from(["pekat-sim"])).unwrap();
+        assert_eq!(config.listen, SocketAddr::from(([127, 0, 0, 1], 7002)));
+        assert_eq!(config.dialect, Dialect::V3_18);
+        assert_eq!(config.projects, pekat_sim::demo_projects());
+        assert_eq!(config.start_delay, Duration::from_secs(1));
+        assert_eq!(config.stop_delay, Duration::from_millis(500));
+        assert_eq!(config.backlog, labwire_net::DEFAULT_BACKLOG);
+        assert!(!config.faults.silent_start_stop);
+        assert!(!config.one_request_per_connection);
+    }
+
+    #[test]
+    fn project_flags_repeat_and_replace_the_demo_projects() {
+        let args = Args::parse_from([
+            "pekat-sim",
+            "--project",
+            r"C:\Lines\A B=9000",
+            "--project",
+            r"D:\x=y=9001",
+            "--dialect",
+            "3.19",
+            "--start-delay-ms",
+            "250",
+        ]);
+        let config = config(args).unwrap();
+        assert_eq!(
+            config.projects,
+            vec![
+                ProjectSpec::new(r"C:\Lines\A B", 9000),
+                ProjectSpec::new(r"D:\x=y", 9001)
+            ]
+        );
+        assert_eq!(config.dialect, Dialect::V3_19);
+        assert_eq!(config.start_delay, Duration::from_millis(250));
+    }
+}
