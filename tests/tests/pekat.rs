@@ -323,6 +323,39 @@ async fn waiting_helpers_report_refusals_and_their_deadline() {
 }
 
 #[tokio::test]
+async fn the_waiting_helpers_keep_one_deadline_when_nothing_answers() {
+    let sim = sim(Dialect::V3_19, Duration::ZERO, Duration::ZERO).await;
+    sim.faults().update(|f| f.no_answer = true);
+    // Grace and answer timeout far beyond the deadline: the deadline alone must end the wait.
+    let client = Client::builder(sim.local_addr().to_string())
+        .dialect(Dialect::V3_19)
+        .answer_timeout(Duration::from_secs(60))
+        .no_answer_grace(Duration::from_secs(60))
+        .poll_interval(Duration::from_millis(10))
+        .build();
+    for target in [ProjectState::Running, ProjectState::Stopped] {
+        let within = Duration::from_millis(300);
+        let started = tokio::time::Instant::now();
+        let waiting = async {
+            if target == ProjectState::Running {
+                client.start_and_wait(A, within).await
+            } else {
+                client.stop_and_wait(A, within).await
+            }
+        };
+        let err = timeout(TEST_DEADLINE, waiting).await.unwrap().unwrap_err();
+        let took = started.elapsed();
+        assert!(
+            matches!(err, Error::WaitTimedOut { target: t, last: None, .. } if t == target),
+            "{err:?}"
+        );
+        assert!(took >= Duration::from_millis(300), "took {took:?}");
+        assert!(took < Duration::from_secs(3), "took {took:?}");
+    }
+    sim.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_kept_connection_carries_several_requests() {
     let sim = sim(Dialect::V3_19, Duration::ZERO, Duration::ZERO).await;
     let client = Client::builder(sim.local_addr().to_string())
