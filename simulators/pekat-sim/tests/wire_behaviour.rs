@@ -85,6 +85,13 @@ async fn bad_input_gets_the_3_19_error_answer_with_the_id_echoed() {
     assert_eq!(ask(&mut s, b"bad id.start|x").await, "err:invalid-command");
     assert_eq!(ask(&mut s, b"6.start|\xff").await, "6.err:invalid-command");
     assert_eq!(
+        ask(&mut s, b"\x00\x01\x02\xff junk").await,
+        "err:invalid-command"
+    );
+    assert_eq!(ask(&mut s, b"\r\n").await, "err:invalid-command");
+    // A path with a colon in 3.19: the separator is `|`, the colon is part of the path.
+    assert_eq!(ask(&mut s, br"8.start|C:\x").await, "8.err:not-found");
+    assert_eq!(
         ask(&mut s, br"7.start|C:\v1.2\dotted.project").await,
         "7.suc:done"
     );
