@@ -88,7 +88,7 @@ fn parse_entry(text: &str, line: usize) -> Result<ProjectSpec, ProjectSpecError>
 
 /// Parses a projects file: one `PATH=PORT` a line, split on the last `=`; blank lines and lines
 /// starting with `#` are ignored; spaces around path and port are trimmed (spaces *inside* the
-/// path are kept).
+/// path are kept); a leading UTF-8 byte order mark is ignored.
 ///
 /// ```text
 /// # PEKAT projects
@@ -99,6 +99,8 @@ fn parse_entry(text: &str, line: usize) -> Result<ProjectSpec, ProjectSpecError>
 /// # Errors
 /// The first malformed line.
 pub fn parse_projects_file(text: &str) -> Result<Vec<ProjectSpec>, ProjectSpecError> {
+    // A UTF-8 byte order mark (Windows editors write one) is not part of the first line.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     text.lines()
         .enumerate()
         .filter(|(_, line)| {
@@ -238,6 +240,19 @@ mod tests {
                 Err(ProjectSpecError::BadPort { .. })
             ));
         }
+    }
+
+    #[test]
+    fn a_byte_order_mark_at_the_start_of_a_projects_file_is_ignored() {
+        // Windows editors often save UTF-8 with a BOM; it is not part of the first path.
+        assert_eq!(
+            parse_projects_file("\u{feff}C:\\A=8000\r\n").unwrap(),
+            vec![ProjectSpec::new(r"C:\A", 8000)]
+        );
+        assert_eq!(
+            parse_projects_file("\u{feff}# comment\nC:\\B=8001").unwrap(),
+            vec![ProjectSpec::new(r"C:\B", 8001)]
+        );
     }
 
     #[test]
