@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use labwire_tests::{TEST_DEADLINE, eventually};
 use pekat_proto::{
-    Client, ClientConfig, Command, Dialect, Error, ProjectState, Reply, Request, RequestId,
-    Response,
+    Client, ClientConfig, Command, DecodeError, Dialect, Error, ProjectState, Reply, Request,
+    RequestId, Response,
 };
 use pekat_sim::{PekatSim, ProjectSpec, SimConfig};
 use tokio::time::timeout;
@@ -250,6 +250,29 @@ async fn unexpected_answers_are_kept_as_text() {
         err.refusal(),
         Some(&Response::Other("license expired".into()))
     );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn oversized_or_non_utf8_answers_are_typed_decode_errors() {
+    let sim = sim(Dialect::V3_18, Duration::ZERO, Duration::ZERO).await;
+    let client = client(&sim, Dialect::V3_18);
+    // The real server's answers fit the vendor client's single recv(64).
+    sim.faults().update(|f| f.garbage = Some(vec![b'x'; 65]));
+    let err = client.status(A).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Decode(DecodeError::TooLarge { max: 64, .. })),
+        "{err:?}"
+    );
+    sim.faults()
+        .update(|f| f.garbage = Some(b"\xff\xfe".to_vec()));
+    let err = client.status(A).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Decode(DecodeError::InvalidUtf8)),
+        "{err:?}"
+    );
+    sim.faults().clear();
+    assert_eq!(client.status(A).await.unwrap(), ProjectState::Stopped);
     sim.shutdown().await;
 }
 
