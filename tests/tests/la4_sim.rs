@@ -177,7 +177,7 @@ async fn hostile_requests_never_disturb_the_simulator() {
     .await
     .unwrap();
     let addr = sim.local_addr();
-    let idle = labwire_net::connect(addr, TEST_DEADLINE).await.unwrap();
+    let mut idle = labwire_net::connect(addr, TEST_DEADLINE).await.unwrap();
     let huge = vec![b'{'; 100_000];
     let bodies: [&[u8]; 4] = [
         b"\xff\xfe not utf-8",
@@ -190,7 +190,12 @@ async fn hostile_requests_never_disturb_the_simulator() {
         let _ = tokio::io::AsyncWriteExt::write_all(&mut stream, body).await;
         let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
     }
-    drop(idle);
+    // A peer that never finishes its request is closed at the read deadline.
+    let mut buf = [0u8; 8];
+    let read = tokio::time::timeout(TEST_DEADLINE, idle.read(&mut buf))
+        .await
+        .expect("the idle connection outlived the read deadline");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
     // Nothing above was a request; a real one is still answered.
     let coordinator =
         Coordinator::start(CoordinatorConfig::new(loopback(), coordinator_identity(0)))
@@ -349,4 +354,67 @@ async fn a_fleet_from_a_builder_shares_one_clock() {
     assert_eq!(one.nodes()[0].state().identity().id, "81639cd4");
     assert_eq!(one.clock().speed(), 1.0);
     one.shutdown().await;
+}
+
+/// The next connection to `listener`, read as one message.
+async fn accept_message(listener: &tokio::net::TcpListener) -> Message {
+    let (mut stream, _) = tokio::time::timeout(TEST_DEADLINE, listener.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    read_message(&mut stream, &Limits::default(), TEST_DEADLINE)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probing_stops_while_a_coordinator_is_online_and_resumes_once_it_is_offline() {
+    // A bare listener plays the coordinator, so that nothing heartbeats on its own.
+    let listener = labwire_net::bind(loopback(), 16).unwrap();
+    let sim = sim()
+        .offline_after(Duration::from_secs(15))
+        .discovery_interval(Duration::from_secs(5))
+        .clock(SimClock::manual())
+        .discover(listener.local_addr().unwrap())
+        .start()
+        .await
+        .unwrap();
+    let node = sim.local_addr();
+    let state = sim.state();
+
+    // No coordinator yet: the node probes with its own base message.
+    let probe = accept_message(&listener).await;
+    assert_eq!(probe.body, Body::Heartbeat);
+    assert!(!probe.identity.coordinator);
+    assert_eq!(probe.identity.port, node.port());
+    // Counted once its send has finished, which may be just after we read it.
+    assert!(eventually(TEST_DEADLINE, || state.stats().probes_sent == 1).await);
+
+    // A coordinator makes itself known; booted already, the node sends it unit_info.
+    let me = coordinator_identity(listener.local_addr().unwrap().port());
+    send_message(
+        node,
+        &Message::heartbeat(me),
+        &Limits::default(),
+        TEST_DEADLINE,
+        true,
+    )
+    .await
+    .unwrap();
+    let info = accept_message(&listener).await;
+    assert!(matches!(info.body, Body::UnitInfo(_)), "{info:?}");
+
+    // Two probe intervals pass with the coordinator online: no scan.
+    sim.clock().advance(Duration::from_secs(5));
+    sim.clock().advance(Duration::from_secs(5));
+    assert_eq!(state.stats().probes_sent, 1);
+
+    // Fifteen seconds of silence in all: offline, and the node scans again at once.
+    sim.clock().advance(Duration::from_secs(5));
+    let again = accept_message(&listener).await;
+    assert_eq!(again.body, Body::Heartbeat);
+    assert!(!again.identity.coordinator);
+    assert!(state.coordinators().iter().all(|c| !c.online));
+    assert!(eventually(TEST_DEADLINE, || state.stats().probes_sent == 2).await);
+    sim.shutdown().await;
 }

@@ -1085,6 +1085,17 @@ mod tests {
     }
 
     #[test]
+    fn defaults_are_the_vendors_intervals_and_a_burst_ready_listener() {
+        let me = Identity::new("c", "coordinator", "127.0.0.1", 0, "0", true);
+        let config = CoordinatorConfig::new("127.0.0.1:0".parse().unwrap(), me);
+        assert_eq!(config.heartbeat_interval, Duration::from_secs(5));
+        assert_eq!(config.offline_after, Duration::from_secs(15));
+        // Well above tokio's 128, which collapses under bursts of short-lived connections.
+        assert!(config.server.backlog >= 1024, "{}", config.server.backlog);
+        assert!(config.server.nodelay);
+    }
+
+    #[test]
     fn verdict_waiters_whose_call_ended_are_not_kept() {
         let mut entry = NodeEntry::new(Instant::now(), true);
         for _ in 0..8 {

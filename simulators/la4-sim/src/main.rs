@@ -86,3 +86,27 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!("stopped");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn the_flags_are_consistent() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn by_default_it_listens_and_probes_on_loopback_only() {
+        let args = Args::try_parse_from(["la4-sim"]).unwrap();
+        assert_eq!(args.listen, SocketAddr::from(([127, 0, 0, 1], 5000)));
+        assert!(!args.discover.is_empty());
+        assert!(args.discover.iter().all(|a| a.ip().is_loopback()));
+        assert_eq!(args.offline_ms, 15_000);
+        assert!(
+            Args::try_parse_from(["la4-sim", "--discover", "127.0.0.1:1", "--no-discovery"])
+                .is_err()
+        );
+    }
+}

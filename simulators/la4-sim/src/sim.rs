@@ -739,6 +739,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn defaults_are_the_devices() {
+        let config = SimConfig::default();
+        assert_eq!(config.listen, SocketAddr::from(([127, 0, 0, 1], 5000)));
+        assert_eq!(config.offline_after, Duration::from_secs(15));
+        assert!(config.backlog >= 1024, "{}", config.backlog);
+        // An embedded node sends nothing unasked; the binary probes loopback only.
+        assert!(config.discovery_targets.is_empty());
+        assert_eq!(config.unit_info.unit_type, "light_array");
+        let builder = La4Sim::builder();
+        assert!(builder.config().listen.ip().is_loopback());
+        assert_eq!(builder.config().listen.port(), 0);
+    }
+
+    #[test]
     fn recorded_commands_are_bounded_in_number_and_bytes() {
         let mut commands = Vec::new();
         for i in 0..MAX_RECORDED_COMMANDS + 5 {

@@ -280,6 +280,10 @@ mod tests {
         id.coordinator = false;
         assert!(!c.on_request(t0, addr, &id));
         assert!(c.list().is_empty());
+        // Saying `coordinator: true` later is what makes it one: unit_info then.
+        id.coordinator = true;
+        assert!(c.on_request(t0 + MS, addr, &id));
+        assert_eq!(c.list().len(), 1);
     }
 
     #[test]
