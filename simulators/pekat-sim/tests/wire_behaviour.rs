@@ -462,3 +462,47 @@ async fn the_answer_delay_fault_holds_each_answer_back() {
     assert!(started.elapsed() < Duration::from_millis(200));
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_state_handle_changes_projects_ports_and_delays_while_serving() {
+    let sim = PekatSim::start(config(Dialect::V3_18)).await.unwrap();
+    let state = sim.state();
+    let mut s = connect(&sim).await;
+    let new = r"E:\Added Later";
+    assert_eq!(
+        ask(&mut s, format!("status:{new}").as_bytes()).await,
+        "not-found"
+    );
+    state.add_project(new, 8500);
+    assert_eq!(
+        ask(&mut s, format!("status:{new}").as_bytes()).await,
+        "stopped"
+    );
+    state.occupy_port(8500);
+    assert_eq!(
+        ask(&mut s, format!("start:{new}").as_bytes()).await,
+        "error:port"
+    );
+    state.release_port(8500);
+    // Delays changed at run time apply to the next transition.
+    state.set_delays(Duration::from_secs(3600), Duration::ZERO);
+    let outcome = state.handle(pekat_proto::Command::Start, new);
+    assert!(
+        matches!(
+            outcome,
+            pekat_sim::Outcome::At(at, pekat_proto::Response::Done) if at >= Duration::from_secs(3600)
+        ),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        ask(&mut s, format!("status:{new}").as_bytes()).await,
+        "starting"
+    );
+    assert!(state.remove_project(new));
+    assert!(!state.remove_project(new));
+    assert_eq!(
+        ask(&mut s, format!("status:{new}").as_bytes()).await,
+        "not-found"
+    );
+    sim.shutdown().await;
+}
