@@ -19,7 +19,15 @@ fn send_example() -> PathBuf {
     if !path.exists() {
         // Only this test target was built (`cargo test --test example_send`): build the example.
         let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "comet-socket", "--example", "send"])
+            .args([
+                "build",
+                "-p",
+                "comet-socket",
+                "--features",
+                "client",
+                "--example",
+                "send",
+            ])
             .status()
             .unwrap();
         assert!(status.success());
