@@ -172,6 +172,67 @@ fn hex_preview(bytes: &[u8], max: usize) -> String {
 mod tests {
     use super::*;
 
+    /// Records every `poll_write` call; accepts all bytes offered.
+    #[derive(Default)]
+    struct WriteRecorder {
+        writes: Vec<Vec<u8>>,
+    }
+
+    impl AsyncWrite for WriteRecorder {
+        fn poll_write(
+            self: std::pin::Pin<&mut Self>,
+            _cx: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<io::Result<usize>> {
+            self.get_mut().writes.push(buf.to_vec());
+            std::task::Poll::Ready(Ok(buf.len()))
+        }
+
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            _cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_frame_goes_out_in_one_write_call() {
+        let frame = Frame::json(&br#"{"result": "a reasonably long answer of some bytes"}"#[..]);
+        let mut writer = WriteRecorder::default();
+        write_frame(&mut writer, &frame, &Limits::default())
+            .await
+            .unwrap();
+        let expected = wire::encode_to_bytes(&frame, &Limits::default()).unwrap();
+        assert_eq!(writer.writes, vec![expected.to_vec()]);
+    }
+
+    #[tokio::test]
+    async fn read_frame_returns_as_soon_as_the_content_is_complete() {
+        let bytes =
+            wire::encode_to_bytes(&Frame::json(&b"{\"result\": 1}"[..]), &Limits::default())
+                .unwrap();
+        // The writing half stays open: an answer must not wait for the end of the stream.
+        let (mut near, mut far) = tokio::io::duplex(1024);
+        far.write_all(&bytes).await.unwrap();
+        let frame = tokio::time::timeout(
+            Duration::from_secs(10),
+            read_frame(&mut near, &Limits::default()),
+        )
+        .await
+        .expect("read_frame waited for EOF")
+        .unwrap();
+        assert_eq!(&frame.content[..], b"{\"result\": 1}");
+        drop(far);
+    }
+
     #[test]
     fn hex_preview_cuts_long_input() {
         assert_eq!(hex_preview(&[0, 0xab], 8), "00ab");

@@ -270,3 +270,63 @@ async fn an_echo_keeps_object_keys_in_the_order_sent_byte_for_byte() {
     );
     handle.shutdown().await;
 }
+
+/// Sends `bytes` on a fresh connection and returns what came back before the server closed
+/// (a reset, from closing with our bytes unread, counts as nothing back).
+async fn raw_answer(addr: std::net::SocketAddr, bytes: &[u8]) -> Vec<u8> {
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.write_all(bytes).await?;
+        let mut answer = Vec::new();
+        match stream.read_to_end(&mut answer).await {
+            Ok(_) => Ok(answer),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Ok(answer),
+            Err(e) => Err(e),
+        }
+    };
+    tokio::time::timeout(DEADLINE, exchange)
+        .await
+        .expect("the server closed in time")
+        .unwrap()
+}
+
+#[tokio::test]
+async fn malformed_headers_are_closed_without_an_answer_and_the_server_keeps_serving() {
+    let handle = start(echo()).await;
+    let framed = |header: &str, content: &[u8]| {
+        let mut bytes = u16::try_from(header.len()).unwrap().to_be_bytes().to_vec();
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.extend_from_slice(content);
+        bytes
+    };
+    let content = br#"{"action": "ECHO", "value": 1}"#;
+    let cases: [(&str, Vec<u8>); 5] = [
+        (
+            "missing content-encoding",
+            framed(
+                r#"{"byteorder": "little", "content-type": "text/json", "content-length": 30}"#,
+                content,
+            ),
+        ),
+        ("header not JSON", framed("{not json", content)),
+        ("header not an object", framed("[1, 2]", content)),
+        // The prefix claims 65535 header bytes: over the limit after 2 bytes.
+        ("header over the limit", vec![0xff, 0xff, b'{']),
+        (
+            "content over the limit",
+            framed(
+                r#"{"byteorder": "little", "content-type": "text/json", "content-encoding": "utf-8", "content-length": 99999999999}"#,
+                content,
+            ),
+        ),
+    ];
+    for (name, bytes) in cases {
+        assert_eq!(raw_answer(handle.local_addr(), &bytes).await, b"", "{name}");
+    }
+    let client = Client::new(handle.local_addr().to_string());
+    assert_eq!(
+        client.send("ECHO", &json!("still here")).await.unwrap(),
+        json!("still here")
+    );
+    handle.shutdown().await;
+}
