@@ -95,3 +95,71 @@ async fn main() -> anyhow::Result<()> {
     sim.shutdown().await;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> anyhow::Result<SimConfig> {
+        config(Args::try_parse_from(
+            std::iter::once("comet-sim").chain(args.iter().copied()),
+        )?)
+    }
+
+    #[test]
+    fn without_flags_it_listens_on_comets_default_address() {
+        let config = parse(&[]).unwrap();
+        assert_eq!(config.listen, comet_sim::DEFAULT_LISTEN);
+        assert_eq!(config.listen.to_string(), "127.0.0.1:65432");
+        assert_eq!(config.backlog, labwire_net::DEFAULT_BACKLOG);
+        assert!(!config.fidelity);
+    }
+
+    #[test]
+    fn flags_set_every_field_they_name() {
+        let config = parse(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--fidelity",
+            "--answer",
+            "Status={\"state\": \"idle\"}",
+            "--answer",
+            "Count=3",
+            "--status",
+            "measuring",
+            "--telegram-action",
+            "Bot",
+            "--speed",
+            "10",
+            "--deadline",
+            "2.5",
+            "--backlog",
+            "64",
+        ])
+        .unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:0");
+        assert!(config.fidelity);
+        assert_eq!(
+            config.answers["Status"],
+            serde_json::json!({"state": "idle"})
+        );
+        assert_eq!(config.answers["Count"], serde_json::json!(3));
+        assert_eq!(config.status, "measuring");
+        assert_eq!(config.telegram_action, "Bot");
+        assert!((config.time_scale - 10.0).abs() < f64::EPSILON);
+        assert_eq!(config.connection_deadline, Duration::from_millis(2500));
+        assert_eq!(config.backlog, 64);
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_a_clear_message() {
+        for (args, needle) in [
+            (&["--answer", "Status={"][..], "not JSON"),
+            (&["--deadline", "0"][..], "--deadline"),
+            (&["--deadline=-1"][..], "--deadline"),
+        ] {
+            let error = parse(args).unwrap_err();
+            assert!(format!("{error:#}").contains(needle), "{args:?}: {error:#}");
+        }
+    }
+}
