@@ -416,6 +416,32 @@ mod tests {
     }
 
     #[test]
+    fn deep_nesting_up_to_the_size_limit_is_an_error_not_a_stack_overflow() {
+        let limits = Limits::default();
+        let base = r#"{"id":"a","name":"b","ip":"c","port":1,"version":"v","coordinator":false,"type_":"x","deep":"#;
+        let nested = |open: &str, close: &str| {
+            // As deep as fits.
+            let depth = (limits.max_message_len - base.len() - 1) / (open.len() + close.len());
+            let mut text = String::from(base);
+            text.push_str(&open.repeat(depth));
+            text.push_str(&close.repeat(depth));
+            text.push('}');
+            text
+        };
+        for text in [nested("[", "]"), nested("{\"k\":", "}")] {
+            assert!(text.len() <= limits.max_message_len);
+            assert!(matches!(
+                decode(text.as_bytes(), &limits),
+                Err(DecodeError::InvalidJson(_))
+            ));
+        }
+        // A top-level array goes through the kind check without building anything.
+        let depth = limits.max_message_len / 2;
+        let array = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        assert!(decode(array.as_bytes(), &limits).is_err());
+    }
+
+    #[test]
     fn size_limit_applies_to_decode_and_encode() {
         let limits = Limits {
             max_message_len: 64,
