@@ -61,11 +61,9 @@ async fn client_against_sim_covers_echo_telegram_fixed_answers_and_refusals() {
     );
     let err = client.send("ECHO", &json!({})).await.unwrap_err();
     assert!(err.is_refused());
-    assert_eq!(
-        sim.state().counters().requests,
-        4,
-        "the refused call never left"
-    );
+    let counters = sim.state().counters();
+    assert_eq!(counters.requests, 4, "the refused call never left");
+    assert_eq!(counters.connections, 4, "one fresh connection per message");
     sim.shutdown().await;
 }
 
@@ -74,6 +72,7 @@ async fn a_burst_of_concurrent_clients_is_served_by_the_sim() {
     let (sim, client) = sim().await;
     burst(&client, "ECHO", |i| json!([i, "x"]), |i| json!([i, "x"])).await;
     assert_eq!(sim.state().counters().requests, 400);
+    assert_eq!(sim.state().counters().connections, 400);
     assert!(eventually(TEST_DEADLINE, || sim.connection_count() == 0).await);
     sim.shutdown().await;
 }
