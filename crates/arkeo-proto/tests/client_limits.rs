@@ -108,3 +108,106 @@ mod unsolicited {
         timeout(DEADLINE, device).await.unwrap().unwrap();
     }
 }
+
+mod sequencing {
+    use super::*;
+    use arkeo_proto::{Error, Response, ServerCodec};
+    use bytes::BytesMut;
+    use serde_json::json;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+    use tokio_util::codec::{Decoder, Encoder};
+
+    /// The device forbids pipelining: while a request is unanswered, a client must not send
+    /// the next one, however many clones call at once. The fake device reads one request,
+    /// checks that nothing more arrives before it answers, and only then replies.
+    #[tokio::test]
+    async fn concurrent_calls_from_clones_are_never_pipelined() {
+        const CALLS: usize = 6;
+        /// Long enough for a pipelined request (already written to loopback) to arrive.
+        const WINDOW: Duration = Duration::from_millis(30);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let device = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut buf = BytesMut::new();
+            for _ in 0..CALLS {
+                let request = loop {
+                    if let Some(request) = ServerCodec::new().decode(&mut buf).unwrap() {
+                        break request;
+                    }
+                    assert_ne!(stream.read_buf(&mut buf).await.unwrap(), 0, "client left");
+                };
+                assert!(buf.is_empty(), "a second request came with the first");
+                let early = timeout(WINDOW, stream.read_buf(&mut buf)).await;
+                assert!(
+                    early.is_err(),
+                    "the next request arrived before this one was answered"
+                );
+                let mut out = BytesMut::new();
+                let reply = Response::ok(json!(request.command), request.request_id);
+                ServerCodec::new().encode(&reply, &mut out).unwrap();
+                stream.write_all(&out).await.unwrap();
+            }
+        });
+        let arkeo = Client::builder(addr).timeout(DEADLINE).build();
+        let calls: Vec<_> = (0..CALLS)
+            .map(|n| {
+                let arkeo = arkeo.clone();
+                tokio::spawn(async move {
+                    let command = format!("Call{n}");
+                    let data = arkeo
+                        .command(arkeo_proto::Target::Main, &command, serde_json::Value::Null)
+                        .await
+                        .unwrap();
+                    assert_eq!(data, json!(command), "a call got another call's reply");
+                })
+            })
+            .collect();
+        timeout(DEADLINE, async {
+            for call in calls {
+                call.await.unwrap();
+            }
+            device.await.unwrap();
+        })
+        .await
+        .unwrap();
+    }
+
+    /// A listener that never accepts, with the smallest backlog: once its queue is full the
+    /// kernel drops further connection attempts, so a connect hangs until the client's
+    /// connect timeout ends it.
+    #[tokio::test]
+    async fn a_connect_that_hangs_ends_at_the_connect_timeout() {
+        const CONNECT_TIMEOUT: Duration = Duration::from_millis(200);
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(1).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut queued = Vec::new();
+        let err = timeout(DEADLINE, async {
+            loop {
+                let started = tokio::time::Instant::now();
+                match Client::builder(addr)
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .connect()
+                    .await
+                {
+                    // Fills the listener's queue; kept open so that it stays full.
+                    Ok(client) => {
+                        assert!(queued.len() < 64, "the backlog never filled up");
+                        queued.push(client);
+                    }
+                    Err(err) => break (err, started.elapsed()),
+                }
+            }
+        })
+        .await
+        .unwrap();
+        let (err, took) = err;
+        assert!(matches!(err, Error::Connect { .. }), "{err:?}");
+        assert!(err.is_timeout() && err.is_connection_fatal(), "{err:?}");
+        assert!(took >= CONNECT_TIMEOUT, "gave up after {took:?}");
+        drop(listener);
+    }
+}
