@@ -1113,6 +1113,137 @@ mod tests {
     }
 
     #[test]
+    fn tcspc_custom_commands() {
+        let mut dev = Device::new(Durations::default());
+        ok(
+            &mut dev,
+            Target::Main,
+            "StartRoutine",
+            json!({"routine": "TCSPC"}),
+            Duration::ZERO,
+        );
+        assert_eq!(
+            code(&mut dev, Target::Routine, "GetRates", json!({}), MS),
+            codes::INVALID_STATE,
+            "custom commands wait for the routine to be ready"
+        );
+        let ready = Duration::from_secs(1);
+        let cmds = ok(
+            &mut dev,
+            Target::Routine,
+            "GetCustomCommands",
+            json!({}),
+            ready,
+        );
+        assert_eq!(cmds["CustomCommands"], json!(["GetRates", "SetLaser"]));
+        let rates = ok(&mut dev, Target::Routine, "GetRates", json!({}), ready);
+        assert!(rates["sync_rate"].as_f64().unwrap() > rates["count_rate"].as_f64().unwrap());
+        ok(
+            &mut dev,
+            Target::Routine,
+            "SetLaser",
+            json!({"port_id": 1, "laser": true}),
+            ready,
+        );
+        assert_eq!(
+            code(
+                &mut dev,
+                Target::Routine,
+                "SetLaser",
+                json!({"port_id": 1, "laser": "on"}),
+                ready
+            ),
+            101
+        );
+        assert_eq!(
+            code(&mut dev, Target::Routine, "SetWavelength", json!({}), ready),
+            codes::UNKNOWN_COMMAND
+        );
+    }
+
+    #[test]
+    fn ipce_custom_commands() {
+        let mut dev = Device::new(Durations::default());
+        ok(
+            &mut dev,
+            Target::Main,
+            "StartRoutine",
+            json!({"routine": "IPCE"}),
+            Duration::ZERO,
+        );
+        let ready = Duration::from_secs(1);
+        let cmds = ok(
+            &mut dev,
+            Target::Routine,
+            "GetCustomCommands",
+            json!({}),
+            ready,
+        );
+        assert_eq!(
+            cmds["CustomCommands"],
+            json!([
+                "SetShutter",
+                "SetWavelength",
+                "StartCalibration",
+                "GetChopperFrequency",
+                "GetMonochromatorStatus"
+            ])
+        );
+        ok(
+            &mut dev,
+            Target::Routine,
+            "SetShutter",
+            json!({"open": true}),
+            ready,
+        );
+        ok(
+            &mut dev,
+            Target::Routine,
+            "SetWavelength",
+            json!({"wavelength": 633.0}),
+            ready,
+        );
+        assert_eq!(
+            code(
+                &mut dev,
+                Target::Routine,
+                "SetWavelength",
+                json!({"wavelength": 5.0}),
+                ready
+            ),
+            101
+        );
+        let mono = ok(
+            &mut dev,
+            Target::Routine,
+            "GetMonochromatorStatus",
+            json!({}),
+            ready,
+        );
+        assert_eq!(mono["wavelength"], 633.0);
+        assert_eq!(mono["shutter_open"], true);
+        let chopper = ok(
+            &mut dev,
+            Target::Routine,
+            "GetChopperFrequency",
+            json!({}),
+            ready,
+        );
+        assert!(chopper["frequency"].as_f64().unwrap() > 0.0);
+        ok(
+            &mut dev,
+            Target::Routine,
+            "StartCalibration",
+            json!({}),
+            ready,
+        );
+        assert_eq!(
+            code(&mut dev, Target::Routine, "AcquireSingle", json!({}), ready),
+            codes::UNKNOWN_COMMAND
+        );
+    }
+
+    #[test]
     fn settings_sent_by_clients_cannot_grow_the_device_without_bound() {
         let mut dev = Device::new(Durations::default());
         ok(

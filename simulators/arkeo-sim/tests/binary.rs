@@ -87,6 +87,21 @@ async fn binary_announces_its_port_serves_requests_and_exits_cleanly_on_sigterm(
 }
 
 #[test]
+fn binary_exits_cleanly_on_sigint_too() {
+    let (mut guard, addr) = spawn();
+    // Ctrl-C in a terminal; the process must still be serving until then.
+    let probe = std::net::TcpStream::connect(addr).unwrap();
+    let status = Command::new("kill")
+        .args(["-INT", &guard.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = wait_for_exit(&mut guard);
+    assert!(exit.success(), "exit status {exit:?}");
+    drop(probe);
+}
+
+#[test]
 fn binary_refuses_an_address_it_cannot_bind() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap();
@@ -98,4 +113,22 @@ fn binary_refuses_an_address_it_cannot_bind() {
         .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("cannot listen"));
+}
+
+#[test]
+fn binary_help_lists_its_flags_and_the_default_address() {
+    let output = Command::new(env!("CARGO_BIN_EXE_arkeo-sim"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    for flag in ["--listen", "--speed", "--backlog", "--verbose"] {
+        assert!(help.contains(flag), "{flag} missing from:\n{help}");
+    }
+    assert!(
+        help.contains(&format!("[default: {}]", arkeo_sim::DEFAULT_LISTEN)),
+        "{help}"
+    );
+    assert_eq!(arkeo_sim::DEFAULT_LISTEN, "127.0.0.1:6360");
 }
