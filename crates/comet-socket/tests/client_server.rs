@@ -113,6 +113,38 @@ async fn connecting_to_a_closed_port_is_a_connect_error() {
     assert!(!err.is_timeout());
 }
 
+/// A listener that never accepts, with the smallest backlog: once its queue is full the kernel
+/// drops further connection attempts, so a connect hangs until the connect timeout ends it.
+#[tokio::test]
+async fn the_client_gives_up_after_its_connect_timeout() {
+    const CONNECT_TIMEOUT: Duration = Duration::from_millis(200);
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Fill the queue; the connections are kept open so that it stays full.
+    let mut queued = Vec::new();
+    while let Ok(Ok(stream)) =
+        tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr)).await
+    {
+        assert!(queued.len() < 64, "the backlog never filled up");
+        queued.push(stream);
+    }
+    let client = Client::builder(addr.to_string())
+        .connect_timeout(CONNECT_TIMEOUT)
+        .answer_timeout(DEADLINE)
+        .build();
+    let started = tokio::time::Instant::now();
+    let err = tokio::time::timeout(DEADLINE, client.send("ECHO", &json!(1)))
+        .await
+        .expect("the connect timeout ended the call")
+        .unwrap_err();
+    assert!(matches!(err, Error::Connect { .. }), "{err:?}");
+    assert!(err.is_timeout(), "{err:?}");
+    assert!(started.elapsed() >= CONNECT_TIMEOUT);
+    drop(listener);
+}
+
 #[tokio::test]
 async fn the_server_closes_a_connection_that_stalls_past_its_deadline() {
     let handle = start(
