@@ -100,6 +100,31 @@ fn encode_requests(requests: &[Request], key: ParamKey) -> BytesMut {
     buf
 }
 
+/// Feeds `stream` to `codec` in the pieces that `cuts` mark, decoding all it can after each;
+/// returns the items and what was left undecoded.
+fn decode_in_chunks<D>(
+    mut codec: D,
+    stream: &[u8],
+    cuts: &[prop::sample::Index],
+) -> (Vec<D::Item>, BytesMut)
+where
+    D: Decoder<Error = DecodeError>,
+{
+    let mut points: Vec<usize> = cuts.iter().map(|i| i.index(stream.len() + 1)).collect();
+    points.push(0);
+    points.push(stream.len());
+    points.sort_unstable();
+    let mut buf = BytesMut::new();
+    let mut out = Vec::new();
+    for pair in points.windows(2) {
+        buf.extend_from_slice(&stream[pair[0]..pair[1]]);
+        while let Some(item) = codec.decode(&mut buf).unwrap() {
+            out.push(item);
+        }
+    }
+    (out, buf)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -130,24 +155,37 @@ proptest! {
     }
 
     #[test]
+    fn every_strict_prefix_of_a_response_frame_needs_more(r in response()) {
+        let mut frame = BytesMut::new();
+        ServerCodec::new().encode(&r, &mut frame).unwrap();
+        for cut in 0..frame.len() {
+            let mut partial = BytesMut::from(&frame[..cut]);
+            prop_assert!(ClientCodec::new().decode(&mut partial).unwrap().is_none());
+            prop_assert_eq!(&partial[..], &frame[..cut], "a prefix must not be consumed");
+        }
+    }
+
+    #[test]
+    fn any_chunking_of_responses_yields_the_same_responses(
+        responses in prop::collection::vec(response(), 1..4),
+        cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..8),
+    ) {
+        let mut stream = BytesMut::new();
+        for r in &responses {
+            ServerCodec::new().encode(r, &mut stream).unwrap();
+        }
+        let (out, buf) = decode_in_chunks(ClientCodec::new(), &stream, &cuts);
+        prop_assert_eq!(out, responses);
+        prop_assert!(buf.is_empty());
+    }
+
+    #[test]
     fn any_chunking_yields_the_same_frames(
         requests in prop::collection::vec(request(), 1..5),
         cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..8),
     ) {
         let stream = encode_requests(&requests, ParamKey::Parameter);
-        let mut points: Vec<usize> = cuts.iter().map(|i| i.index(stream.len() + 1)).collect();
-        points.push(0);
-        points.push(stream.len());
-        points.sort_unstable();
-        let mut codec = ServerCodec::new();
-        let mut buf = BytesMut::new();
-        let mut out = Vec::new();
-        for pair in points.windows(2) {
-            buf.extend_from_slice(&stream[pair[0]..pair[1]]);
-            while let Some(r) = codec.decode(&mut buf).unwrap() {
-                out.push(r);
-            }
-        }
+        let (out, buf) = decode_in_chunks(ServerCodec::new(), &stream, &cuts);
         prop_assert_eq!(out, requests);
         prop_assert!(buf.is_empty());
     }
