@@ -566,3 +566,43 @@ async fn a_reply_cut_short_or_garbled_fails_the_call_and_the_next_call_reconnect
     // The garbled connection is gone once the simulator sees the client's close.
     assert!(eventually(TEST_DEADLINE, || sim.connection_count() == 1).await);
 }
+
+#[tokio::test]
+async fn settings_custom_commands_and_stop_measurement_helpers() {
+    let sim = ArkeoSim::builder()
+        .clock(SimClock::manual())
+        .start()
+        .await
+        .unwrap();
+    let arkeo = client(&sim);
+    arkeo.start_routine("Luminescence").await.unwrap();
+    sim.clock().advance(Durations::default().initializing);
+    let commands = arkeo.custom_commands().await.unwrap();
+    assert!(
+        commands.contains(&"AcquireSingle".to_owned()),
+        "{commands:?}"
+    );
+    arkeo
+        .apply_settings(json!({"integration_time": 250}))
+        .await
+        .unwrap();
+    assert_eq!(
+        arkeo.settings().await.unwrap()["settings"]["integration_time"],
+        250
+    );
+    let single = arkeo
+        .routine_command("AcquireSingle", json!({}))
+        .await
+        .unwrap();
+    assert_eq!(single["spectrum"].as_array().unwrap().len(), 3);
+
+    arkeo.start_measurement().await.unwrap();
+    sim.clock().advance(Durations::default().starting);
+    assert_eq!(
+        arkeo.test_status().await.unwrap().routine_status,
+        RoutineState::Running
+    );
+    assert_eq!(arkeo.stop_measurement().await.unwrap()["stopped"], true);
+    assert_eq!(sim.state().routine_state(), Some(RoutineState::Ready));
+    sim.shutdown().await;
+}
