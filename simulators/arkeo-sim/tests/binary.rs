@@ -20,10 +20,16 @@ impl Drop for Guard {
 }
 
 fn spawn() -> (Guard, SocketAddr) {
+    spawn_with(&[], Stdio::null())
+}
+
+fn spawn_with(extra: &[&str], stderr: Stdio) -> (Guard, SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_arkeo-sim"))
         .args(["--listen", "127.0.0.1:0", "--speed", "20"])
+        .args(extra)
+        .env_remove("RUST_LOG")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
@@ -131,4 +137,32 @@ fn binary_help_lists_its_flags_and_the_default_address() {
         "{help}"
     );
     assert_eq!(arkeo_sim::DEFAULT_LISTEN, "127.0.0.1:6360");
+}
+
+#[tokio::test]
+async fn binary_logs_every_frame_decoded_with_v_and_in_hex_with_vv() {
+    let (mut guard, addr) = spawn_with(&["-vv"], Stdio::piped());
+    let stderr = guard.0.stderr.take().unwrap();
+    let log = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut text);
+        text
+    });
+    let arkeo = Client::connect(addr).await.unwrap();
+    arkeo.available_routines().await.unwrap();
+    drop(arkeo);
+    let status = Command::new("kill")
+        .args(["-TERM", &guard.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::task::spawn_blocking(move || wait_for_exit(&mut guard))
+        .await
+        .unwrap();
+    assert!(exit.success(), "exit status {exit:?}");
+    // The pipe closes when the process exits, so the reader ends.
+    let log = log.join().unwrap();
+    // Debug: the decoded request; trace: its bytes in hex (`{"target"` starts the payload).
+    assert!(log.contains("GetAvailableRoutines"), "{log}");
+    assert!(log.contains("7b22746172676574"), "{log}");
 }
