@@ -376,12 +376,16 @@ impl Device {
                 Ok(json!({"routine_status": "Starting", "started": true, "progress": 0}))
             }
             "StopMeasurement" => {
-                // The vendor documents that stopping with no measurement running is not an error.
-                let stopped = matches!(state, RoutineState::Starting | RoutineState::Running);
-                if stopped {
-                    routine.enter(RoutineState::Ready, now);
+                // Only a measurement that is starting or running can be stopped (the project's
+                // protocol reference); anything else is the wrong-state error, like
+                // StartMeasurement outside Ready.
+                if !matches!(state, RoutineState::Starting | RoutineState::Running) {
+                    return Err(wrong_state(format!(
+                        "No measurement to stop: the routine is {state}"
+                    )));
                 }
-                Ok(json!({"routine_status": routine.state.as_str(), "stopped": stopped}))
+                routine.enter(RoutineState::Ready, now);
+                Ok(json!({"routine_status": routine.state.as_str(), "stopped": true}))
             }
             "CloseRoutine" => {
                 self.routine = None;
@@ -819,7 +823,7 @@ mod tests {
     }
 
     #[test]
-    fn start_measurement_needs_ready_and_stop_needs_nothing() {
+    fn start_measurement_needs_ready_and_stop_needs_a_measurement() {
         let mut dev = Device::new(Durations::default());
         ok(
             &mut dev,
@@ -832,8 +836,10 @@ mod tests {
             code(&mut dev, Target::Routine, "StartMeasurement", json!({}), MS),
             codes::INVALID_STATE
         );
-        let s = ok(&mut dev, Target::Routine, "StopMeasurement", json!({}), MS);
-        assert_eq!(s["stopped"], false);
+        assert_eq!(
+            code(&mut dev, Target::Routine, "StopMeasurement", json!({}), MS),
+            codes::INVALID_STATE
+        );
         let ready = Durations::default().initializing;
         ok(
             &mut dev,
