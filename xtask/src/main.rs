@@ -170,7 +170,7 @@ fn bench(args: &[String]) -> Result {
     run(
         "bench",
         cargo()
-            .args(["bench", "--workspace", "--benches", "--all-features"])
+            .args(["bench", "--workspace", "--bench", "*", "--all-features"])
             .args(args),
     )?;
     report_ratios(&criterion_dir())
