@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use la4_sim::{Fleet, La4Sim, La4SimBuilder, SimClock, SimConfig};
+use la4_sim::{Fleet, La4Sim, La4SimBuilder, MAX_QUEUED_EVENTS, SimClock, SimConfig};
 use labwire_tests::{TEST_DEADLINE, eventually};
 use pycom_proto::transport::{read_message, send_message};
 use pycom_proto::{Body, Coordinator, CoordinatorConfig, Event, Identity, Limits, Message};
@@ -417,4 +417,146 @@ async fn probing_stops_while_a_coordinator_is_online_and_resumes_once_it_is_offl
     assert!(state.coordinators().iter().all(|c| !c.online));
     assert!(eventually(TEST_DEADLINE, || state.stats().probes_sent == 2).await);
     sim.shutdown().await;
+}
+
+/// A listener on loopback that never accepts, its backlog filled with our own idle
+/// connections: the kernel then drops further connection attempts, so connecting to it hangs
+/// until the connector gives up. Keep both the listener and the connections alive.
+async fn never_answering_listener() -> (tokio::net::TcpListener, Vec<tokio::net::TcpStream>) {
+    let listener = labwire_net::bind(loopback(), 1).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut queued = Vec::new();
+    tokio::time::timeout(TEST_DEADLINE, async {
+        while let Ok(stream) = labwire_net::connect(addr, Duration::from_millis(200)).await {
+            assert!(queued.len() < 64, "the backlog never filled up");
+            queued.push(stream);
+        }
+    })
+    .await
+    .unwrap();
+    (listener, queued)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coordinator_that_never_answers_does_not_hold_up_another_coordinators_events() {
+    // Far beyond TEST_DEADLINE: if B's events waited behind A's, B would see nothing in time.
+    const SEND_TIMEOUT: Duration = Duration::from_secs(120);
+    let (stuck, _queued) = never_answering_listener().await;
+    let sim = sim().send_timeout(SEND_TIMEOUT).start().await.unwrap();
+    let node = sim.local_addr();
+    let request = |message: Message| async move {
+        send_message(node, &message, &Limits::default(), TEST_DEADLINE, true)
+            .await
+            .unwrap();
+    };
+
+    // Coordinator A advertises the port that never answers; its unit_info hangs in connect and
+    // its outputs queue up behind it.
+    let a = coordinator_identity(stuck.local_addr().unwrap().port());
+    for i in 0..3 {
+        request(Message::cmd(a.clone(), format!("echo a{i}"))).await;
+    }
+    // Coordinator B, healthy, gets its unit_info and then its outputs in command order.
+    let healthy = labwire_net::bind(loopback(), 16).unwrap();
+    let b = coordinator_identity(healthy.local_addr().unwrap().port());
+    for i in 0..3 {
+        request(Message::cmd(b.clone(), format!("echo b{i}"))).await;
+    }
+    let info = accept_message(&healthy).await;
+    assert!(matches!(info.body, Body::UnitInfo(_)), "{info:?}");
+    for i in 0..3 {
+        let event = accept_message(&healthy).await;
+        assert_eq!(
+            event.body,
+            Body::Output {
+                output: format!("b{i}\n")
+            }
+        );
+    }
+    let state = sim.state();
+    assert!(eventually(TEST_DEADLINE, || state.stats().events_sent == 4).await);
+    // A's first event is still on its way: nothing of A's was delivered or given up.
+    assert_eq!(state.stats().events_lost, 0);
+    // All six commands ran.
+    assert_eq!(state.stats().commands.len(), 6);
+
+    // Shutdown does not wait for A's hanging delivery.
+    tokio::time::timeout(TEST_DEADLINE, sim.shutdown())
+        .await
+        .unwrap();
+    drop(stuck);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_discovery_target_that_never_answers_does_not_hold_up_the_others() {
+    const SEND_TIMEOUT: Duration = Duration::from_secs(120);
+    let (stuck, _queued) = never_answering_listener().await;
+    let healthy = labwire_net::bind(loopback(), 16).unwrap();
+    let sim = sim()
+        .send_timeout(SEND_TIMEOUT)
+        .discovery_interval(Duration::from_secs(5))
+        .clock(SimClock::manual())
+        // The stuck one first: a scan that went target by target would wait on it.
+        .discover(stuck.local_addr().unwrap())
+        .discover(healthy.local_addr().unwrap())
+        .start()
+        .await
+        .unwrap();
+    let probe = accept_message(&healthy).await;
+    assert_eq!(probe.body, Body::Heartbeat);
+    let state = sim.state();
+    assert!(eventually(TEST_DEADLINE, || state.stats().probes_sent == 1).await);
+
+    // The next scan probes the healthy target again but not the stuck one, whose first probe
+    // is still on its way.
+    sim.clock().advance(Duration::from_secs(5));
+    let again = accept_message(&healthy).await;
+    assert_eq!(again.body, Body::Heartbeat);
+    assert!(eventually(TEST_DEADLINE, || state.stats().probes_sent == 2).await);
+    tokio::time::timeout(TEST_DEADLINE, sim.shutdown())
+        .await
+        .unwrap();
+    drop(stuck);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_beyond_a_stuck_coordinators_queue_are_dropped_and_counted() {
+    let (stuck, _queued) = never_answering_listener().await;
+    let sim = sim()
+        .send_timeout(Duration::from_secs(120))
+        .start()
+        .await
+        .unwrap();
+    let node = sim.local_addr();
+    let a = coordinator_identity(stuck.local_addr().unwrap().port());
+    // unit_info and one output per command: at most one of them on its way (hanging), at most
+    // MAX_QUEUED_EVENTS waiting, so two or three are dropped.
+    let commands = MAX_QUEUED_EVENTS + 2;
+    tokio::time::timeout(TEST_DEADLINE, async {
+        for _ in 0..commands {
+            let message = Message::cmd(a.clone(), "echo a");
+            send_message(node, &message, &Limits::default(), TEST_DEADLINE, true)
+                .await
+                .unwrap();
+        }
+    })
+    .await
+    .unwrap();
+    let stats = sim.state().stats();
+    assert_eq!(stats.requests, commands as u64);
+    assert!((2..=3).contains(&stats.events_lost), "{stats:?}");
+    assert_eq!(stats.events_sent, 0);
+
+    // Another coordinator is served all the same.
+    let coordinator =
+        Coordinator::start(CoordinatorConfig::new(loopback(), coordinator_identity(0)))
+            .await
+            .unwrap();
+    let output = coordinator.send_command(node, "echo b").await.unwrap();
+    assert_eq!(output, "b\n");
+    coordinator.shutdown().await;
+    tokio::time::timeout(TEST_DEADLINE, sim.shutdown())
+        .await
+        .unwrap();
+    drop(stuck);
 }

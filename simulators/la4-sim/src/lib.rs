@@ -7,11 +7,15 @@
 
 mod clock;
 pub mod fleet;
+mod outbox;
 pub mod shell;
 pub mod sim;
 pub mod state;
 
 pub use clock::SimClock;
 pub use fleet::Fleet;
-pub use sim::{Faults, La4Sim, La4SimBuilder, SharedFaults, SimConfig, SimState, Stats};
+pub use sim::{
+    Faults, La4Sim, La4SimBuilder, MAX_EVENT_DESTINATIONS, MAX_QUEUED_EVENTS, SharedFaults,
+    SimConfig, SimState, Stats,
+};
 pub use state::{BOARDIO_ERROR, BOARDIO_READY, CoordinatorStatus, LightState};

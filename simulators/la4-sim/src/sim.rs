@@ -9,11 +9,10 @@ use labwire_net::{CancellationToken, ServerConfig, ServerHandle};
 use pycom_proto::node::{self, EventSender, Handler, NodeConfig, NodeListener, Request};
 use pycom_proto::transport::{self, DEFAULT_READ_TIMEOUT, DEFAULT_SEND_TIMEOUT};
 use pycom_proto::{Body, Identity, Limits, UnitInfo};
-use tokio::sync::mpsc;
-use tokio::task::JoinSet;
 use tokio_util::task::TaskTracker;
 
 use crate::clock::SimClock;
+use crate::outbox::{Deliver, Dropped, Outbox};
 use crate::shell::Files;
 use crate::state::{CoordinatorStatus, Coordinators, Device, LightState};
 
@@ -26,6 +25,15 @@ pub const MAX_RECORDED_COMMANDS: usize = 1024;
 /// How many bytes of the latest commands [`Stats::commands`] keeps at most (older ones go
 /// first), so that large commands cannot pile up.
 pub const MAX_RECORDED_COMMAND_BYTES: usize = 1024 * 1024;
+
+/// Events (and discovery probes) waiting for one destination at most; more are dropped, with a
+/// warning, and counted in [`Stats::events_lost`]. Each destination has its own queue, so a
+/// coordinator that does not answer holds up only its own events.
+pub const MAX_QUEUED_EVENTS: usize = 1024;
+
+/// Destinations with events on their way at once (one queue and task each, ended after a second
+/// without events); events for more are dropped, with a warning.
+pub const MAX_EVENT_DESTINATIONS: usize = 1024;
 
 /// Faults the simulator injects on demand: set them from the start with
 /// [`La4SimBuilder::faults`], change them at any time with [`La4Sim::faults`].
@@ -162,7 +170,8 @@ pub struct Stats {
     pub commands: Vec<String>,
     /// Events delivered.
     pub events_sent: u64,
-    /// Events not delivered (faults or unreachable coordinator).
+    /// Events not delivered (faults, unreachable coordinator, or dropped because the
+    /// destination's queue was full or too many destinations were busy).
     pub events_lost: u64,
     /// Coordinators a `unit_info` was delivered to, in order.
     pub unit_info_sent_to: Vec<SocketAddr>,
@@ -170,9 +179,12 @@ pub struct Stats {
     pub probes_sent: u64,
 }
 
-enum Job {
-    Command { to: SocketAddr, command: String },
-    UnitInfo { to: SocketAddr },
+/// What is queued for a destination.
+enum Outgoing {
+    /// An event, under the faults in effect when it is sent.
+    Event(Body),
+    /// A discovery probe: the node's own base message, never faulty.
+    Probe,
 }
 
 struct Shared {
@@ -185,8 +197,13 @@ struct Shared {
     device: Mutex<Device>,
     faults: SharedFaults,
     stats: Mutex<Stats>,
-    outbox: mpsc::Sender<Job>,
+    outbox: Outbox<Outgoing>,
+    /// When events were last dropped with a warning (at most one warning a second).
+    last_drop_warning: Mutex<Option<tokio::time::Instant>>,
 }
+
+/// The request handler: a handle on the shared state, which the outbox's tasks need too.
+struct Node(Arc<Shared>);
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // The state stays usable even if a test thread panicked while holding it.
@@ -250,22 +267,35 @@ impl SimState {
     }
 }
 
-impl Handler for Shared {
+impl Handler for Node {
     async fn handle(&self, request: Request) {
+        let shared = &self.0;
         let to = request.reply_addr();
         let Request { message, peer } = request;
-        let now = self.clock.instant();
-        let unit_info_due = lock(&self.coordinators).on_request(now, to, &message.identity);
-        lock(&self.stats).requests += 1;
+        let now = shared.clock.instant();
+        let unit_info_due = lock(&shared.coordinators).on_request(now, to, &message.identity);
+        lock(&shared.stats).requests += 1;
         if unit_info_due {
-            // A full queue means a flood: the request connection waits (backpressure).
-            let _ = self.outbox.send(Job::UnitInfo { to }).await;
+            shared.send(to, vec![Body::UnitInfo(shared.unit_info.clone())]);
         }
         match message.body {
             Body::Cmd { command } => {
                 tracing::debug!(%peer, %command, "command");
-                record(&mut lock(&self.stats).commands, &command);
-                let _ = self.outbox.send(Job::Command { to, command }).await;
+                record(&mut lock(&shared.stats).commands, &command);
+                // Run as it arrives (one peer's requests are handled in order); only the
+                // events wait in the destination's queue.
+                let booted = lock(&shared.coordinators).hardware_ready(now);
+                let result = lock(&shared.device).run(&command, booted);
+                let mut bodies = vec![Body::Output {
+                    output: result.output,
+                }];
+                bodies.extend(
+                    result
+                        .messages
+                        .into_iter()
+                        .map(|message| Body::Message { message }),
+                );
+                shared.send(to, bodies);
             }
             Body::Heartbeat => {
                 tracing::debug!(%peer, coordinator = message.identity.coordinator, "heartbeat")
@@ -292,35 +322,54 @@ fn record(commands: &mut Vec<String>, command: &str) {
     commands.drain(..excess);
 }
 
-impl Shared {
-    /// Sends events one at a time, so that a coordinator gets them in the order commands came.
-    async fn run_outbox(self: Arc<Self>, mut jobs: mpsc::Receiver<Job>) {
-        while let Some(job) = jobs.recv().await {
-            let (to, bodies) = match job {
-                Job::UnitInfo { to } => (to, vec![Body::UnitInfo(self.unit_info.clone())]),
-                Job::Command { to, command } => {
-                    let now = self.clock.instant();
-                    let booted = lock(&self.coordinators).hardware_ready(now);
-                    let result = lock(&self.device).run(&command, booted);
-                    let mut bodies = vec![Body::Output {
-                        output: result.output,
-                    }];
-                    bodies.extend(
-                        result
-                            .messages
-                            .into_iter()
-                            .map(|message| Body::Message { message }),
-                    );
-                    (to, bodies)
-                }
-            };
-            for body in bodies {
-                self.deliver(to, body).await;
+impl Deliver for Shared {
+    type Item = Outgoing;
+
+    async fn deliver(&self, to: SocketAddr, item: Outgoing) {
+        match item {
+            Outgoing::Event(body) => self.send_event(to, body).await,
+            Outgoing::Probe => {
+                // A probe is the node's own base message, `coordinator: false`.
+                let sent = self.events.send(to, Body::Heartbeat).await;
+                tracing::debug!(target = %to, ok = sent.is_ok(), "discovery probe");
+                lock(&self.stats).probes_sent += 1;
             }
         }
     }
+}
 
-    async fn deliver(&self, to: SocketAddr, body: Body) {
+impl Shared {
+    /// Queues `bodies` for `to`, in order after the events already queued for it; drops them
+    /// all (counted as lost) when its queue is full or too many destinations are busy.
+    fn send(self: &Arc<Self>, to: SocketAddr, bodies: Vec<Body>) {
+        let count = bodies.len() as u64;
+        let events = bodies.into_iter().map(Outgoing::Event).collect();
+        let Err(dropped) = self.outbox.push(self, to, events) else {
+            return;
+        };
+        lock(&self.stats).events_lost += count;
+        if dropped == Dropped::ShutDown {
+            tracing::debug!(%to, count, "shutting down: events dropped");
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        let warn = {
+            let mut last = lock(&self.last_drop_warning);
+            let due = last.is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1));
+            if due {
+                *last = Some(now);
+            }
+            due
+        };
+        let lost = lock(&self.stats).events_lost;
+        if warn {
+            tracing::warn!(%to, count, ?dropped, lost, "events dropped");
+        } else {
+            tracing::debug!(%to, count, ?dropped, lost, "events dropped");
+        }
+    }
+
+    async fn send_event(&self, to: SocketAddr, body: Body) {
         let faults = self.faults.get();
         if faults.no_events {
             lock(&self.stats).events_lost += 1;
@@ -360,8 +409,6 @@ impl Shared {
     ) {
         let clock = self.clock.clone();
         let mut next_probe = clock.instant();
-        // At most one scan at a time; dropping the set (at shutdown) aborts it.
-        let mut scan = JoinSet::new();
         let notify = clock.advanced_by_hand();
         let mut advanced = std::pin::pin!(notify.notified());
         advanced.as_mut().enable();
@@ -379,22 +426,18 @@ impl Shared {
                 tracing::info!(coordinator = %addr, "coordinator offline");
             }
             for to in due {
-                let _ = self.outbox.send(Job::UnitInfo { to }).await;
+                self.send(to, vec![Body::UnitInfo(self.unit_info.clone())]);
             }
-            while scan.try_join_next().is_some() {}
             let scanning = !targets.is_empty() && !lock(&self.coordinators).any_online();
-            if scanning && now >= next_probe && scan.is_empty() {
+            if scanning && now >= next_probe {
                 next_probe = now + discovery_interval;
-                let shared = Arc::clone(&self);
-                let targets = targets.clone();
-                scan.spawn(async move {
-                    for target in targets {
-                        // A probe is the node's own base message, `coordinator: false`.
-                        let sent = shared.events.send(target, Body::Heartbeat).await;
-                        tracing::debug!(%target, ok = sent.is_ok(), "discovery probe");
-                        lock(&shared.stats).probes_sent += 1;
+                for &target in &targets {
+                    // At most one probe on its way per target: a target that does not answer
+                    // is skipped until its probe has timed out.
+                    if let Err(dropped) = self.outbox.push_if_idle(&self, target, Outgoing::Probe) {
+                        tracing::debug!(%target, ?dropped, "discovery probe skipped");
                     }
-                });
+                }
             }
         }
     }
@@ -574,7 +617,7 @@ impl La4SimBuilder {
         let Self { config, clock } = self;
         let clock = clock.unwrap_or_else(|| SimClock::scaled(config.time_scale));
         let shutdown = CancellationToken::new();
-        let (outbox, jobs) = mpsc::channel(1024);
+        let tasks = TaskTracker::new();
         let mut server = ServerConfig::new(config.listen);
         server.backlog = config.backlog;
         server.max_connections = config.max_connections;
@@ -611,10 +654,16 @@ impl La4SimBuilder {
             device: Mutex::new(Device::default()),
             faults: SharedFaults::new(config.faults.clone()),
             stats: Mutex::new(Stats::default()),
-            outbox,
+            outbox: Outbox::new(
+                MAX_QUEUED_EVENTS,
+                MAX_EVENT_DESTINATIONS,
+                shutdown.clone(),
+                tasks.clone(),
+            ),
+            last_drop_warning: Mutex::new(None),
         });
-        let server = listener.serve_with_token(Arc::clone(&shared), shutdown.child_token());
-        let tasks = TaskTracker::new();
+        let server =
+            listener.serve_with_token(Arc::new(Node(Arc::clone(&shared))), shutdown.child_token());
         // Often enough to notice each of the three delays within an eighth of it. On a stopped
         // clock time moves only by hand, and each advance wakes the loop at once.
         let tick = [
@@ -629,14 +678,6 @@ impl La4SimBuilder {
         .unwrap_or(Duration::from_millis(100))
         .div_f64(8.0)
         .clamp(Duration::from_millis(1), Duration::from_millis(100));
-        let token = shutdown.clone();
-        let outbox_task = Arc::clone(&shared).run_outbox(jobs);
-        tasks.spawn(async move {
-            tokio::select! {
-                () = token.cancelled() => {}
-                () = outbox_task => {}
-            }
-        });
         let token = shutdown.clone();
         let clock_task = Arc::clone(&shared).run_clock(
             tick,
