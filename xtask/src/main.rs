@@ -1,7 +1,8 @@
 //! `cargo xtask <task>`: the project's automation, with no dependencies beyond std.
 //!
 //! - `ci`    — everything CI checks: fmt, clippy (all targets, warnings denied), tests, docs
-//!   (warnings denied), the lean feature set of each protocol crate, and the fuzz targets build.
+//!   (warnings denied), the lean feature set of each protocol crate, and the fuzz targets: built,
+//!   and every committed seed replayed.
 //! - `demo`  — start every simulator and drive every protocol (`labwire demo`).
 //! - `bench` — criterion benchmarks (`cargo bench`), arguments passed through.
 //! - `fuzz`  — run the cargo-fuzz targets for a while each (installs cargo-fuzz if missing).
@@ -29,6 +30,7 @@ fn main() -> ExitCode {
         "demo" => demo(rest),
         "bench" => bench(rest),
         "fuzz" => fuzz(rest),
+        "fuzz-seeds" => fuzz_regressions(),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())
@@ -45,11 +47,12 @@ fn main() -> ExitCode {
 }
 
 const USAGE: &str = "usage: cargo xtask <task>
-  ci [--no-fuzz-build]      fmt, clippy, tests, docs, lean features, fuzz build
+  ci [--no-fuzz-build]      fmt, clippy, tests, docs, lean features, fuzz seeds replayed
   demo [PROTOCOL...]        start the simulators and drive every protocol
   bench [ARGS...]           criterion benchmarks (args go to `cargo bench`), then ratios
                             against each group's `baseline` benchmark
-  fuzz [TARGET] [SECONDS]   run cargo-fuzz targets (default: all, 30 s each)";
+  fuzz [TARGET] [SECONDS]   run cargo-fuzz targets (default: all, 30 s each)
+  fuzz-seeds                build the fuzz targets and replay every committed seed";
 
 type Result = std::result::Result<(), String>;
 
@@ -106,13 +109,8 @@ fn ci(args: &[String]) -> Result {
             .args(["doc", "--workspace", "--no-deps", "--all-features"])
             .env("RUSTDOCFLAGS", "-D warnings"),
     )?;
-    if fuzz_build && root().join("fuzz/Cargo.toml").exists() {
-        // The fuzz targets are their own workspace; a plain build proves they still compile
-        // against the current APIs without needing cargo-fuzz or a nightly toolchain.
-        run(
-            "fuzz targets build",
-            cargo().args(["build", "--manifest-path", "fuzz/Cargo.toml", "--bins"]),
-        )?;
+    if fuzz_build {
+        fuzz_regressions()?;
     }
     eprintln!("\nci: all checks passed");
     Ok(())
@@ -153,6 +151,58 @@ fn lean_features() -> Result {
             ));
         }
         eprintln!("    {krate}: no tokio runtime or networking without default features");
+    }
+    Ok(())
+}
+
+/// Builds the fuzz targets (their own workspace: a plain build needs neither cargo-fuzz nor a
+/// nightly toolchain) and replays every committed seed through its target, so an input that once
+/// crashed a decoder stays a regression test.
+fn fuzz_regressions() -> Result {
+    let target_dir = env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("fuzz/target"));
+    run(
+        "fuzz targets build",
+        cargo()
+            .args(["build", "--manifest-path", "fuzz/Cargo.toml", "--bins"])
+            .arg("--target-dir")
+            .arg(&target_dir),
+    )?;
+    let seeds_root = root().join("fuzz/seeds");
+    let mut targets: Vec<PathBuf> = std::fs::read_dir(&seeds_root)
+        .map_err(|e| format!("{}: {e}", seeds_root.display()))?
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.is_dir())
+        .collect();
+    targets.sort();
+    for seeds in targets {
+        let Some(name) = seeds.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+            continue;
+        };
+        let binary = target_dir.join("debug").join(&name);
+        if !binary.exists() {
+            return Err(format!("seeds for {name} but no fuzz target of that name"));
+        }
+        let mut inputs: Vec<PathBuf> = std::fs::read_dir(&seeds)
+            .map_err(|e| format!("{}: {e}", seeds.display()))?
+            .flatten()
+            .map(|entry| entry.path())
+            .filter(|path| path.is_file())
+            .collect();
+        inputs.sort();
+        // libFuzzer runs each file given as an argument once and exits non-zero on a crash;
+        // its per-input chatter is shown only when something failed.
+        eprintln!("\n==> fuzz seeds: {name} ({} inputs)", inputs.len());
+        let out = Command::new(&binary)
+            .args(&inputs)
+            .output()
+            .map_err(|e| format!("{}: {e}", binary.display()))?;
+        if !out.status.success() {
+            eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+            return Err(format!("fuzz target {name} failed on a committed seed"));
+        }
     }
     Ok(())
 }
