@@ -5,15 +5,14 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
-mod clock;
 mod data;
 pub mod device;
 mod faults;
 mod server;
 
-pub use clock::SimClock;
 pub use device::{Device, Durations, Routine};
 pub use faults::Faults;
+pub use labwire_simkit::SimClock;
 pub use server::{ArkeoSim, ArkeoSimBuilder, DEFAULT_FRAME_TIMEOUT, SimState};
 
 /// The address the binary listens on by default (the ARKEO application's port on loopback).

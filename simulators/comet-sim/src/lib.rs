@@ -22,6 +22,11 @@ use serde_json::{Map, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// The simulator's clock: delays are given in simulated time, which runs `speed` times faster
+/// than real time ([`SimConfig::time_scale`]; [`SimClock::new`] runs it in real time for a
+/// speed that is not finite and positive).
+pub use labwire_simkit::SimClock;
+
 /// COMET's default port.
 pub const DEFAULT_PORT: u16 = 65432;
 /// Where the simulator listens unless told otherwise: COMET's default, `127.0.0.1:65432`.
@@ -292,53 +297,6 @@ impl Faults {
     }
 }
 
-/// The simulator's clock: delays are given in simulated time, which runs `speed` times faster
-/// than real time.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct SimClock {
-    origin: std::time::Instant,
-    speed: f64,
-}
-
-impl SimClock {
-    /// A clock starting now and running `speed` times faster than real time (1.0 for
-    /// non-positive or non-finite values).
-    pub fn new(speed: f64) -> Self {
-        let speed = if speed.is_finite() && speed > 0.0 {
-            speed
-        } else {
-            1.0
-        };
-        Self {
-            origin: std::time::Instant::now(),
-            speed,
-        }
-    }
-
-    /// The speed factor.
-    pub fn speed(&self) -> f64 {
-        self.speed
-    }
-
-    /// Simulated time since the clock started (since the simulator started, for
-    /// [`CometSim::clock`]).
-    pub fn now(&self) -> Duration {
-        // `mul_f64` would panic on overflow (a huge speed); saturate instead.
-        Duration::try_from_secs_f64(self.origin.elapsed().as_secs_f64() * self.speed)
-            .unwrap_or(Duration::MAX)
-    }
-
-    /// The real duration of a `simulated` one.
-    pub fn real(&self, simulated: Duration) -> Duration {
-        Duration::try_from_secs_f64(simulated.as_secs_f64() / self.speed).unwrap_or(Duration::MAX)
-    }
-
-    /// Sleeps for `simulated` time.
-    pub async fn sleep(&self, simulated: Duration) {
-        tokio::time::sleep(self.real(simulated)).await;
-    }
-}
-
 /// Fixed answers from the state.
 struct FixedAnswers(SimState);
 
@@ -561,7 +519,7 @@ impl CometSimBuilder {
             server,
             state: state.clone(),
             faults: faults.clone(),
-            clock,
+            clock: clock.clone(),
             fidelity: config.fidelity,
             serial: tokio::sync::Mutex::new(()),
             limits: config.limits,
@@ -778,22 +736,6 @@ async fn hold(stream: &mut TcpStream) {
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn the_clock_scales_simulated_time() {
-        let clock = SimClock::new(10.0);
-        assert_eq!(
-            clock.real(Duration::from_secs(5)),
-            Duration::from_millis(500)
-        );
-        assert_eq!(SimClock::new(0.0).speed(), 1.0);
-        assert_eq!(SimClock::new(f64::NAN).speed(), 1.0);
-        // A huge speed saturates instead of overflowing.
-        let fast = SimClock::new(f64::MAX);
-        let now = fast.now();
-        assert!(now == Duration::ZERO || now == Duration::MAX, "{now:?}");
-        assert_eq!(fast.real(Duration::MAX), Duration::ZERO);
-    }
 
     #[test]
     fn one_shot_faults_go_before_the_persistent_one() {

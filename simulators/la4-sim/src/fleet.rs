@@ -3,7 +3,7 @@
 use std::io;
 use std::net::SocketAddr;
 
-use crate::clock::SimClock;
+use crate::SimClock;
 use crate::sim::{La4Sim, La4SimBuilder, SimConfig};
 
 /// A group of simulated nodes started from one configuration, on one shared [`SimClock`].

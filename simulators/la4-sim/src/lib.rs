@@ -5,15 +5,14 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
-mod clock;
 pub mod fleet;
 mod outbox;
 pub mod shell;
 pub mod sim;
 pub mod state;
 
-pub use clock::SimClock;
 pub use fleet::Fleet;
+pub use labwire_simkit::SimClock;
 pub use sim::{
     Faults, La4Sim, La4SimBuilder, MAX_EVENT_DESTINATIONS, MAX_QUEUED_EVENTS, SharedFaults,
     SimConfig, SimState, Stats,

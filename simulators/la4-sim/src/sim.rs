@@ -11,7 +11,7 @@ use pycom_proto::transport::{self, DEFAULT_READ_TIMEOUT, DEFAULT_SEND_TIMEOUT};
 use pycom_proto::{Body, Identity, Limits, UnitInfo};
 use tokio_util::task::TaskTracker;
 
-use crate::clock::SimClock;
+use crate::SimClock;
 use crate::outbox::{Deliver, Dropped, Outbox};
 use crate::shell::Files;
 use crate::state::{CoordinatorStatus, Coordinators, Device, LightState};

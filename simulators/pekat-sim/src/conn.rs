@@ -172,7 +172,8 @@ pub(crate) async fn serve(mut stream: TcpStream, shared: Arc<Shared>, config: Ar
             tracing::debug!(?reply, "not answering (fault)");
         } else {
             // The real server answers start/stop/switch once the transition is complete.
-            let mut answer_time = answer_at.map_or_else(Instant::now, |at| shared.clock.real(at));
+            let mut answer_time =
+                answer_at.map_or_else(Instant::now, |at| crate::real_instant(&shared.clock, at));
             if !faults.answer_delay.is_zero() {
                 answer_time = answer_time.max(crate::after(faults.answer_delay));
             }

@@ -19,6 +19,10 @@ use labwire_net::{Server, ServerConfig, ServerHandle};
 use pekat_proto::{Command, Dialect, ProjectState};
 use tokio::time::Instant;
 
+/// The simulator's clock: simulated time is real time since the start multiplied by the speed
+/// ([`SimConfig::time_scale`]). Start and stop delays are in simulated time.
+pub use labwire_simkit::SimClock;
+
 pub use config::{
     DEFAULT_PORT, ProjectSpec, ProjectSpecError, SimConfig, demo_projects, parse_projects_file,
 };
@@ -84,47 +88,11 @@ impl Faults {
     }
 }
 
-/// The simulator's clock: simulated time is real time since the start multiplied by the speed
-/// ([`SimConfig::time_scale`]). Start and stop delays are in simulated time.
-#[derive(Debug, Clone, Copy)]
-pub struct SimClock {
-    origin: Instant,
-    scale: f64,
-}
-
-impl SimClock {
-    /// A clock starting now and running `speed` times faster than real time (values that are
-    /// not finite and positive count as 1.0).
-    pub(crate) fn scaled(speed: f64) -> Self {
-        let scale = if speed.is_finite() && speed > 0.0 {
-            speed
-        } else {
-            1.0
-        };
-        Self {
-            origin: Instant::now(),
-            scale,
-        }
-    }
-
-    /// The speed factor.
-    pub fn speed(&self) -> f64 {
-        self.scale
-    }
-
-    /// Simulated time since the clock started.
-    pub fn now(&self) -> Duration {
-        Duration::try_from_secs_f64(self.origin.elapsed().as_secs_f64() * self.scale)
-            .unwrap_or(Duration::MAX)
-    }
-
-    /// The real instant at which simulated time reaches `at`.
-    pub(crate) fn real(&self, at: Duration) -> Instant {
-        let real = Duration::try_from_secs_f64(at.as_secs_f64() / self.scale).unwrap_or(FAR_AWAY);
-        self.origin
-            .checked_add(real)
-            .unwrap_or_else(|| after(FAR_AWAY))
-    }
+/// The real instant at which simulated time on `clock` reaches `at` (far away on a stopped
+/// clock, which only advances move).
+pub(crate) fn real_instant(clock: &SimClock, at: Duration) -> Instant {
+    let wait = at.saturating_sub(clock.now());
+    after(clock.real(wait).unwrap_or(FAR_AWAY))
 }
 
 /// Stands in for "never" where an instant is needed.
@@ -373,7 +341,7 @@ impl PekatSimBuilder {
         let shared = Arc::new(Shared {
             manager: Mutex::new(manager),
             faults: Mutex::new(config.faults.clone()),
-            clock: SimClock::scaled(config.time_scale),
+            clock: SimClock::new(config.time_scale),
             requests: AtomicU64::new(0),
             connections: AtomicU64::new(0),
         });
@@ -495,10 +463,11 @@ mod tests {
             -1.0,
             f64::NAN,
         ] {
-            let clock = SimClock::scaled(scale);
-            let now = clock.now();
-            let _ = clock.real(now);
-            let _ = clock.real(Duration::MAX);
+            for clock in [SimClock::new(scale), SimClock::scaled(scale)] {
+                let now = clock.now();
+                let _ = real_instant(&clock, now);
+                let _ = real_instant(&clock, Duration::MAX);
+            }
         }
         let _ = after(Duration::MAX);
         let mut manager = Manager::new(Duration::MAX, Duration::MAX);
