@@ -1,74 +1,29 @@
 //! The `arkeo-sim` program: first stdout line, a real exchange, clean exit on SIGTERM.
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::io::BufReader;
+use std::process::{Command, Stdio};
 
 use arkeo_proto::Client;
+use labwire_simkit::bin_test::SimProcess;
 
-const DEADLINE: Duration = Duration::from_secs(10);
-
-/// Kills the child if the test fails before it exits on its own.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn() -> (Guard, SocketAddr) {
+fn spawn() -> SimProcess {
     spawn_with(&[], Stdio::null())
 }
 
-fn spawn_with(extra: &[&str], stderr: Stdio) -> (Guard, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_arkeo-sim"))
+fn spawn_with(extra: &[&str], stderr: Stdio) -> SimProcess {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_arkeo-sim"));
+    command
         .args(["--listen", "127.0.0.1:0", "--speed", "20"])
         .args(extra)
         .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(stderr)
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let guard = Guard(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx
-        .recv_timeout(DEADLINE)
-        .expect("no first line from arkeo-sim");
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .parse()
-        .unwrap();
-    (guard, addr)
-}
-
-fn wait_for_exit(guard: &mut Guard) -> std::process::ExitStatus {
-    let start = std::time::Instant::now();
-    loop {
-        if let Some(status) = guard.0.try_wait().unwrap() {
-            return status;
-        }
-        assert!(
-            start.elapsed() < DEADLINE,
-            "arkeo-sim did not exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+        .stderr(stderr);
+    SimProcess::spawn_command(command).unwrap()
 }
 
 #[tokio::test]
 async fn binary_announces_its_port_serves_requests_and_exits_cleanly_on_sigterm() {
-    let (mut guard, addr) = spawn();
+    let sim = spawn();
+    let addr = sim.addr();
     assert!(addr.ip().is_loopback());
     assert_ne!(addr.port(), 0);
 
@@ -80,13 +35,9 @@ async fn binary_announces_its_port_serves_requests_and_exits_cleanly_on_sigterm(
     );
 
     // A connected client must not keep the process alive.
-    let status = Command::new("kill")
-        .args(["-TERM", &guard.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = tokio::task::spawn_blocking(move || wait_for_exit(&mut guard))
+    let exit = tokio::task::spawn_blocking(move || sim.terminate())
         .await
+        .unwrap()
         .unwrap();
     assert!(exit.success(), "exit status {exit:?}");
     assert!(arkeo.available_routines().await.is_err());
@@ -94,15 +45,11 @@ async fn binary_announces_its_port_serves_requests_and_exits_cleanly_on_sigterm(
 
 #[test]
 fn binary_exits_cleanly_on_sigint_too() {
-    let (mut guard, addr) = spawn();
+    let mut sim = spawn();
     // Ctrl-C in a terminal; the process must still be serving until then.
-    let probe = std::net::TcpStream::connect(addr).unwrap();
-    let status = Command::new("kill")
-        .args(["-INT", &guard.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = wait_for_exit(&mut guard);
+    let probe = std::net::TcpStream::connect(sim.addr()).unwrap();
+    sim.signal("INT").unwrap();
+    let exit = sim.wait().unwrap();
     assert!(exit.success(), "exit status {exit:?}");
     drop(probe);
 }
@@ -141,8 +88,9 @@ fn binary_help_lists_its_flags_and_the_default_address() {
 
 #[tokio::test]
 async fn binary_logs_every_frame_decoded_with_v_and_in_hex_with_vv() {
-    let (mut guard, addr) = spawn_with(&["-vv"], Stdio::piped());
-    let stderr = guard.0.stderr.take().unwrap();
+    let mut sim = spawn_with(&["-vv"], Stdio::piped());
+    let addr = sim.addr();
+    let stderr = sim.child_mut().stderr.take().unwrap();
     let log = std::thread::spawn(move || {
         let mut text = String::new();
         let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut text);
@@ -151,13 +99,9 @@ async fn binary_logs_every_frame_decoded_with_v_and_in_hex_with_vv() {
     let arkeo = Client::connect(addr).await.unwrap();
     arkeo.available_routines().await.unwrap();
     drop(arkeo);
-    let status = Command::new("kill")
-        .args(["-TERM", &guard.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = tokio::task::spawn_blocking(move || wait_for_exit(&mut guard))
+    let exit = tokio::task::spawn_blocking(move || sim.terminate())
         .await
+        .unwrap()
         .unwrap();
     assert!(exit.success(), "exit status {exit:?}");
     // The pipe closes when the process exits, so the reader ends.

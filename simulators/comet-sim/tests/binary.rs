@@ -1,56 +1,24 @@
 //! The `comet-sim` binary: start, announce the port, answer, stop cleanly on SIGTERM.
 
-use std::io::{BufRead, BufReader, Write as _};
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::io::Write as _;
+use std::process::{Command, ExitStatus};
 
 use comet_socket::Client;
+use labwire_simkit::bin_test::SimProcess;
 use serde_json::json;
 
-/// Kills the child if a test fails before stopping it.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+fn spawn(args: &[&str]) -> (SimProcess, String) {
+    let sim = SimProcess::spawn(env!("CARGO_BIN_EXE_comet-sim"), args).unwrap();
+    let addr = sim.addr().to_string();
+    (sim, addr)
 }
 
-fn spawn(args: &[&str]) -> (Child, String) {
-    let mut child = Child(
-        Command::new(env!("CARGO_BIN_EXE_comet-sim"))
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let stdout = child.0.stdout.take().unwrap();
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("first line was {line:?}"))
-        .to_owned();
-    (child, addr)
-}
-
-fn sigterm_and_wait(mut child: Child) -> std::process::ExitStatus {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(status) = child.0.try_wait().unwrap() {
-            return status;
-        }
-        assert!(std::time::Instant::now() < deadline, "exited after SIGTERM");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+/// SIGTERM, then the exit status (off the runtime's threads: it blocks until the exit).
+async fn terminate(sim: SimProcess) -> ExitStatus {
+    tokio::task::spawn_blocking(move || sim.terminate())
+        .await
+        .unwrap()
+        .unwrap()
 }
 
 #[tokio::test]
@@ -79,9 +47,7 @@ async fn binary_announces_its_port_answers_and_exits_cleanly_on_sigterm() {
             .unwrap(),
         json!({"7": "pong"})
     );
-    let status = tokio::task::spawn_blocking(move || sigterm_and_wait(child))
-        .await
-        .unwrap();
+    let status = terminate(child).await;
     assert!(status.success(), "{status:?}");
 }
 
@@ -98,9 +64,7 @@ async fn binary_listens_on_the_host_of_a_comet_config_file() {
     assert!(addr.starts_with("127.0.0.1:"));
     let client = Client::new(addr);
     assert_eq!(client.send("ECHO", &json!(3)).await.unwrap(), json!(3));
-    let status = tokio::task::spawn_blocking(move || sigterm_and_wait(child))
-        .await
-        .unwrap();
+    let status = terminate(child).await;
     assert!(status.success(), "{status:?}");
     let _ = std::fs::remove_file(&file.0);
 }

@@ -1,13 +1,10 @@
 //! The `la4-sim` binary: starts, announces its address, answers, and exits cleanly on SIGTERM.
 
-use std::net::SocketAddr;
-use std::process::Stdio;
 use std::time::Duration;
 
+use labwire_simkit::bin_test::SimProcess;
 use pycom_proto::transport::{read_message, send_message};
 use pycom_proto::{Body, Identity, Limits, Message};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -23,32 +20,22 @@ async fn next_event(listener: &tokio::net::TcpListener) -> Message {
 
 #[tokio::test]
 async fn binary_announces_answers_and_stops_on_sigterm() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_la4-sim"))
-        .args([
+    let sim = SimProcess::spawn(
+        env!("CARGO_BIN_EXE_la4-sim"),
+        &[
             "--listen",
             "127.0.0.1:0",
             "--boot-ms",
             "0",
             "--no-discovery",
-        ])
-        .args(["--id", "0000abcd", "--name", "bench-node"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let first = tokio::time::timeout(DEADLINE, lines.next_line())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    let addr: SocketAddr = first
-        .strip_prefix("listening on ")
-        .expect("first line announces the address")
-        .parse()
-        .unwrap();
+            "--id",
+            "0000abcd",
+            "--name",
+            "bench-node",
+        ],
+    )
+    .unwrap();
+    let addr = sim.addr();
     assert!(addr.ip().is_loopback());
 
     let events = labwire_net::bind("127.0.0.1:0".parse().unwrap(), 16).unwrap();
@@ -84,50 +71,26 @@ async fn binary_announces_answers_and_stops_on_sigterm() {
         }
     );
 
-    let pid = child.id().unwrap().to_string();
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let status = tokio::time::timeout(DEADLINE, child.wait())
+    let status = tokio::task::spawn_blocking(move || sim.terminate())
         .await
         .unwrap()
         .unwrap();
     assert!(status.success(), "exit status {status}");
 }
 
-#[tokio::test]
-async fn fleet_mode_announces_every_node() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_la4-sim"))
-        .args(["--listen", "127.0.0.1:0", "--nodes", "3", "--no-discovery"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut addrs = Vec::new();
-    for _ in 0..3 {
-        let line = tokio::time::timeout(DEADLINE, lines.next_line())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        let addr: SocketAddr = line.strip_prefix("listening on ").unwrap().parse().unwrap();
-        addrs.push(addr);
+#[test]
+fn fleet_mode_announces_every_node() {
+    let mut sim = SimProcess::spawn(
+        env!("CARGO_BIN_EXE_la4-sim"),
+        &["--listen", "127.0.0.1:0", "--nodes", "3", "--no-discovery"],
+    )
+    .unwrap();
+    let mut addrs = vec![sim.addr()];
+    for _ in 1..3 {
+        addrs.push(sim.next_addr().unwrap());
     }
     addrs.sort();
     addrs.dedup();
     assert_eq!(addrs.len(), 3);
-    let pid = child.id().unwrap().to_string();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    let status = tokio::time::timeout(DEADLINE, child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(status.success());
+    assert!(sim.terminate().unwrap().success());
 }

@@ -204,9 +204,9 @@ mod tests {
 
     #[test]
     fn reads_the_announced_address_and_stops_the_process_with_sigterm() {
-        let mut sim = sh("echo 'listening on 127.0.0.1:4321'; \
-             echo 'listening on 127.0.0.1:4322'; \
-             trap 'exit 0' TERM; while :; do sleep 0.05; done")
+        // The trap is set before the announcement, so SIGTERM cannot come too early.
+        let mut sim = sh("trap 'exit 0' TERM; echo 'listening on 127.0.0.1:4321'; \
+             echo 'listening on 127.0.0.1:4322'; while :; do sleep 0.05; done")
         .unwrap();
         assert_eq!(sim.addr(), "127.0.0.1:4321".parse().unwrap());
         assert_eq!(sim.next_addr().unwrap(), "127.0.0.1:4322".parse().unwrap());

@@ -1,39 +1,18 @@
 //! The `pekat-sim` binary: first line, a real exchange, clean exit on SIGTERM.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
-/// Kills the child if a test fails before it exits.
-struct Guard(Child);
+use labwire_simkit::bin_test::SimProcess;
 
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(args: &[&str]) -> (Guard, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pekat-sim"))
-        .args(["--listen", "127.0.0.1:0"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let guard = Guard(child);
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .parse()
-        .unwrap();
-    (guard, addr)
+fn spawn(args: &[&str]) -> (SimProcess, SocketAddr) {
+    let mut all = vec!["--listen", "127.0.0.1:0"];
+    all.extend_from_slice(args);
+    let sim = SimProcess::spawn(env!("CARGO_BIN_EXE_pekat-sim"), &all).unwrap();
+    let addr = sim.addr();
+    (sim, addr)
 }
 
 fn ask(addr: SocketAddr, request: &[u8]) -> String {
@@ -47,21 +26,8 @@ fn ask(addr: SocketAddr, request: &[u8]) -> String {
     String::from_utf8_lossy(&answer[..n]).into_owned()
 }
 
-fn terminate_and_wait(mut guard: Guard) -> std::process::ExitStatus {
-    let pid = guard.0.id().to_string();
-    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    assert!(killed.success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(status) = guard.0.try_wait().unwrap() {
-            return status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "pekat-sim did not exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+fn terminate_and_wait(sim: SimProcess) -> ExitStatus {
+    sim.terminate().unwrap()
 }
 
 #[test]
