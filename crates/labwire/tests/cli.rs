@@ -1,7 +1,6 @@
 //! The `labwire` binary against in-process simulators on loopback: each subcommand talks to its
 //! device over a real socket and prints what the device answered.
 
-use std::net::SocketAddr;
 use std::process::Output;
 use std::time::Duration;
 
@@ -9,10 +8,6 @@ use tokio::process::Command;
 
 /// Bound for one run of the binary; each of these finishes in well under a second.
 const RUN_DEADLINE: Duration = Duration::from_secs(30);
-
-fn loopback() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 0))
-}
 
 async fn labwire(args: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_labwire"));
@@ -31,11 +26,21 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// Asserts the run succeeded; returns what it printed on stdout.
+fn succeeded(out: &Output) -> String {
+    assert!(out.status.success(), "{}", stderr(out));
+    stdout(out)
+}
+
+/// Asserts the run failed; returns everything it printed.
+fn failed(out: &Output) -> String {
+    assert!(!out.status.success(), "{}", stdout(out));
+    format!("{}{}", stdout(out), stderr(out))
+}
+
 #[tokio::test]
 async fn demo_rejects_an_unknown_protocol_name_and_lists_the_known_ones() {
-    let out = labwire(&["demo", "modbus"]).await;
-    assert!(!out.status.success());
-    let err = stderr(&out);
+    let err = failed(&labwire(&["demo", "modbus"]).await);
     assert!(err.contains("no demo named \"modbus\""), "{err}");
     for name in ["arkeo", "pekat", "pycom", "comet"] {
         assert!(err.contains(name), "{err}");
@@ -44,15 +49,10 @@ async fn demo_rejects_an_unknown_protocol_name_and_lists_the_known_ones() {
 
 #[tokio::test]
 async fn arkeo_routines_lists_what_the_device_offers() {
-    let sim = arkeo_sim::ArkeoSim::builder()
-        .listen(loopback())
-        .start()
-        .await
-        .unwrap();
+    let sim = arkeo_sim::ArkeoSim::builder().start().await.unwrap();
     let addr = sim.local_addr().to_string();
     let out = labwire(&["arkeo", "--addr", &addr, "routines"]).await;
-    assert!(out.status.success(), "{}", stderr(&out));
-    let text = stdout(&out);
+    let text = succeeded(&out);
     assert!(text.contains("Luminescence"), "{text}");
     assert!(sim.state().requests_handled() >= 1);
     sim.shutdown().await;
@@ -60,35 +60,26 @@ async fn arkeo_routines_lists_what_the_device_offers() {
 
 #[tokio::test]
 async fn arkeo_send_reports_the_device_error_and_fails() {
-    let sim = arkeo_sim::ArkeoSim::builder()
-        .listen(loopback())
-        .start()
-        .await
-        .unwrap();
+    let sim = arkeo_sim::ArkeoSim::builder().start().await.unwrap();
     let addr = sim.local_addr().to_string();
     // No routine is active: the device refuses ROUTINE commands with error 4006.
     let out = labwire(&["arkeo", "--addr", &addr, "send", "ROUTINE", "GetTestStatus"]).await;
-    assert!(!out.status.success());
-    let all = format!("{}{}", stdout(&out), stderr(&out));
+    let all = failed(&out);
     assert!(all.contains("4006"), "{all}");
     sim.shutdown().await;
 }
 
 #[tokio::test]
 async fn pekat_status_then_start_changes_the_simulated_project() {
-    let sim = pekat_sim::PekatSim::builder()
-        .listen(loopback())
-        .start()
-        .await
-        .unwrap();
+    let sim = pekat_sim::PekatSim::builder().start().await.unwrap();
     let addr = sim.local_addr().to_string();
     let project = &pekat_sim::demo_projects()[0].path;
     let out = labwire(&["pekat", "--addr", &addr, "status", project]).await;
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("stopped"), "{}", stdout(&out));
+    let text = succeeded(&out);
+    assert!(text.contains("stopped"), "{text}");
 
     let out = labwire(&["pekat", "--addr", &addr, "start", project, "--wait", "10"]).await;
-    assert!(out.status.success(), "{}", stderr(&out));
+    succeeded(&out);
     assert_eq!(
         sim.state().project_state(project),
         Some(pekat_proto::ProjectState::Running)
@@ -98,15 +89,10 @@ async fn pekat_status_then_start_changes_the_simulated_project() {
 
 #[tokio::test]
 async fn pekat_unknown_project_is_reported_as_not_found() {
-    let sim = pekat_sim::PekatSim::builder()
-        .listen(loopback())
-        .start()
-        .await
-        .unwrap();
+    let sim = pekat_sim::PekatSim::builder().start().await.unwrap();
     let addr = sim.local_addr().to_string();
     let out = labwire(&["pekat", "--addr", &addr, "start", r"C:\nowhere"]).await;
-    assert!(!out.status.success());
-    let all = format!("{}{}", stdout(&out), stderr(&out));
+    let all = failed(&out);
     assert!(
         all.contains("not-found") || all.contains("not found"),
         "{all}"
@@ -116,11 +102,7 @@ async fn pekat_unknown_project_is_reported_as_not_found() {
 
 #[tokio::test]
 async fn comet_send_prints_the_echoed_result_as_json() {
-    let sim = comet_sim::CometSim::builder()
-        .listen(loopback())
-        .start()
-        .await
-        .unwrap();
+    let sim = comet_sim::CometSim::builder().start().await.unwrap();
     let addr = sim.local_addr().to_string();
     let out = labwire(&[
         "comet",
@@ -131,23 +113,18 @@ async fn comet_send_prints_the_echoed_result_as_json() {
         r#"{"b": 1, "a": [true, null]}"#,
     ])
     .await;
-    assert!(out.status.success(), "{}", stderr(&out));
-    let printed: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    let printed: serde_json::Value = serde_json::from_str(succeeded(&out).trim()).unwrap();
     assert_eq!(printed, serde_json::json!({"b": 1, "a": [true, null]}));
     sim.shutdown().await;
 }
 
 #[tokio::test]
 async fn comet_send_refuses_a_falsy_value_without_connecting() {
-    let sim = comet_sim::CometSim::builder()
-        .listen(loopback())
-        .start()
-        .await
-        .unwrap();
+    let sim = comet_sim::CometSim::builder().start().await.unwrap();
     let addr = sim.local_addr().to_string();
     let out = labwire(&["comet", "--addr", &addr, "send", "ECHO", "{}"]).await;
-    assert!(!out.status.success());
-    assert!(stderr(&out).contains("falsy"), "{}", stderr(&out));
+    let all = failed(&out);
+    assert!(all.contains("falsy"), "{all}");
     assert_eq!(sim.state().counters().requests, 0);
     sim.shutdown().await;
 }
@@ -155,7 +132,6 @@ async fn comet_send_refuses_a_falsy_value_without_connecting() {
 #[tokio::test]
 async fn pycom_cmd_runs_a_command_on_the_simulated_node_and_prints_its_output() {
     let sim = la4_sim::La4Sim::builder()
-        .listen(loopback())
         .boot_time(Duration::ZERO)
         .start()
         .await
@@ -175,7 +151,7 @@ async fn pycom_cmd_runs_a_command_on_the_simulated_node_and_prints_its_output() 
         "reboot",
     ])
     .await;
-    let all = format!("{}{}", stdout(&out), stderr(&out));
+    let all = succeeded(&out);
     // The simulator never runs anything: an unknown program answers like sh.
     assert!(all.contains("sh: 1: reboot: not found"), "{all}");
     sim.shutdown().await;
