@@ -29,6 +29,24 @@ async fn connect(sim: &PekatSim) -> TcpStream {
         .unwrap()
 }
 
+/// Starts a simulator with `config` and connects one raw client to it.
+async fn start_and_connect(config: SimConfig) -> (PekatSim, TcpStream) {
+    let sim = PekatSim::start(config).await.unwrap();
+    let stream = connect(&sim).await;
+    (sim, stream)
+}
+
+/// Half-closes the client side, then reads everything the simulator sends until it closes.
+async fn rest_after_half_close(stream: &mut TcpStream) -> String {
+    stream.shutdown().await.unwrap();
+    let mut got = String::new();
+    timeout(LIMIT, stream.read_to_string(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    got
+}
+
 /// Reads one answer (the simulator writes each in one write; loopback delivers it whole).
 async fn answer(stream: &mut TcpStream) -> String {
     let mut buf = [0u8; 128];
@@ -55,8 +73,7 @@ async fn closed(stream: &mut TcpStream) -> bool {
 
 #[tokio::test]
 async fn bad_input_gets_the_3_18_error_answer_and_the_connection_goes_on() {
-    let sim = PekatSim::start(config(Dialect::V3_18)).await.unwrap();
-    let mut s = connect(&sim).await;
+    let (sim, mut s) = start_and_connect(config(Dialect::V3_18)).await;
     assert_eq!(
         ask(&mut s, b"\x00\x01\x02\xff junk").await,
         "Unknown command"
@@ -78,8 +95,7 @@ async fn bad_input_gets_the_3_18_error_answer_and_the_connection_goes_on() {
 
 #[tokio::test]
 async fn bad_input_gets_the_3_19_error_answer_with_the_id_echoed() {
-    let sim = PekatSim::start(config(Dialect::V3_19)).await.unwrap();
-    let mut s = connect(&sim).await;
+    let (sim, mut s) = start_and_connect(config(Dialect::V3_19)).await;
     assert_eq!(ask(&mut s, b"5.launch|x").await, "5.err:invalid-command");
     assert_eq!(ask(&mut s, b"start:C:\\x").await, "err:invalid-command");
     assert_eq!(ask(&mut s, b"bad id.start|x").await, "err:invalid-command");
@@ -137,8 +153,7 @@ async fn an_endless_request_is_refused_and_closed_without_disturbing_others() {
 async fn a_request_split_inside_its_path_is_read_whole_within_the_quiet_period() {
     let mut config = config(Dialect::V3_18);
     config.quiet_period = Duration::from_millis(300);
-    let sim = PekatSim::start(config).await.unwrap();
-    let mut s = connect(&sim).await;
+    let (sim, mut s) = start_and_connect(config).await;
     s.write_all(br"status:C:\Projects\Li").await.unwrap();
     s.write_all(b"ne A").await.unwrap();
     assert_eq!(answer(&mut s).await, "stopped");
@@ -149,8 +164,7 @@ async fn a_request_split_inside_its_path_is_read_whole_within_the_quiet_period()
 async fn a_request_split_before_its_separator_waits_for_the_rest() {
     let mut config = config(Dialect::V3_19);
     config.quiet_period = Duration::ZERO;
-    let sim = PekatSim::start(config).await.unwrap();
-    let mut s = connect(&sim).await;
+    let (sim, mut s) = start_and_connect(config).await;
     s.write_all(b"12.sta").await.unwrap();
     s.flush().await.unwrap();
     tokio::task::yield_now().await;
@@ -163,32 +177,23 @@ async fn a_request_split_before_its_separator_waits_for_the_rest() {
 async fn a_request_that_stops_half_way_is_answered_after_the_request_timeout() {
     let mut config = config(Dialect::V3_18);
     config.request_timeout = Duration::from_millis(100);
-    let sim = PekatSim::start(config).await.unwrap();
-    let mut s = connect(&sim).await;
+    let (sim, mut s) = start_and_connect(config).await;
     assert_eq!(ask(&mut s, b"sta").await, "Unknown command");
     sim.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_request_cut_short_by_eof_is_answered_then_closed() {
-    let sim = PekatSim::start(config(Dialect::V3_18)).await.unwrap();
-    let mut s = connect(&sim).await;
+    let (_sim, mut s) = start_and_connect(config(Dialect::V3_18)).await;
     s.write_all(format!("status:{A}").as_bytes()).await.unwrap();
-    s.shutdown().await.unwrap();
-    let mut got = String::new();
-    timeout(LIMIT, s.read_to_string(&mut got))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(got, "stopped");
+    assert_eq!(rest_after_half_close(&mut s).await, "stopped");
 }
 
 #[tokio::test]
 async fn idle_connections_are_closed() {
     let mut config = config(Dialect::V3_18);
     config.idle_timeout = Duration::from_millis(100);
-    let sim = PekatSim::start(config).await.unwrap();
-    let mut s = connect(&sim).await;
+    let (sim, mut s) = start_and_connect(config).await;
     assert!(closed(&mut s).await);
     sim.shutdown().await;
 }
@@ -197,8 +202,7 @@ async fn idle_connections_are_closed() {
 async fn one_request_per_connection_mode_closes_after_the_answer() {
     let mut config = config(Dialect::V3_18);
     config.one_request_per_connection = true;
-    let sim = PekatSim::start(config).await.unwrap();
-    let mut s = connect(&sim).await;
+    let (sim, mut s) = start_and_connect(config).await;
     assert_eq!(ask(&mut s, format!("start:{A}").as_bytes()).await, "done");
     assert!(closed(&mut s).await);
     assert_eq!(sim.state().project_state(A), Some(ProjectState::Running));
@@ -229,8 +233,7 @@ async fn faults_close_or_garble_the_answer() {
 
 #[tokio::test]
 async fn shutdown_disconnects_connected_clients() {
-    let sim = PekatSim::start(config(Dialect::V3_18)).await.unwrap();
-    let mut s = connect(&sim).await;
+    let (sim, mut s) = start_and_connect(config(Dialect::V3_18)).await;
     assert_eq!(
         ask(&mut s, format!("status:{A}").as_bytes()).await,
         "stopped"
@@ -300,8 +303,7 @@ async fn wait_for(mut condition: impl FnMut() -> bool) -> bool {
 async fn a_request_ending_in_a_lone_carriage_return_is_answered_promptly() {
     let mut config = config(Dialect::V3_18);
     config.request_timeout = Duration::from_secs(30);
-    let sim = PekatSim::start(config).await.unwrap();
-    let mut s = connect(&sim).await;
+    let (sim, mut s) = start_and_connect(config).await;
     let started = std::time::Instant::now();
     assert_eq!(
         ask(&mut s, format!("status:{A}\r").as_bytes()).await,
@@ -315,8 +317,7 @@ async fn a_request_ending_in_a_lone_carriage_return_is_answered_promptly() {
 #[tokio::test]
 async fn a_client_that_leaves_during_a_slow_start_frees_its_connection() {
     let config = config(Dialect::V3_18).with_delays(Duration::from_secs(3600), Duration::ZERO);
-    let sim = PekatSim::start(config).await.unwrap();
-    let mut s = connect(&sim).await;
+    let (sim, mut s) = start_and_connect(config).await;
     s.write_all(format!("start:{A}").as_bytes()).await.unwrap();
     let state = sim.state();
     assert!(wait_for(|| state.project_state(A) == Some(ProjectState::Starting)).await);
@@ -331,16 +332,9 @@ async fn a_client_that_leaves_during_a_slow_start_frees_its_connection() {
 #[tokio::test]
 async fn a_slow_start_is_answered_after_a_half_close() {
     let config = config(Dialect::V3_18).with_delays(Duration::from_millis(100), Duration::ZERO);
-    let sim = PekatSim::start(config).await.unwrap();
-    let mut s = connect(&sim).await;
+    let (sim, mut s) = start_and_connect(config).await;
     s.write_all(format!("start:{A}").as_bytes()).await.unwrap();
-    s.shutdown().await.unwrap();
-    let mut got = String::new();
-    timeout(LIMIT, s.read_to_string(&mut got))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(got, "done");
+    assert_eq!(rest_after_half_close(&mut s).await, "done");
     sim.shutdown().await;
 }
 
@@ -388,7 +382,7 @@ async fn a_config_struct_starts_the_same_simulator_as_the_builder() {
     s.write_all(format!("start:{A}").as_bytes()).await.unwrap();
     // No answer to start, but the state changed; status still answers.
     let state = sim.state().clone();
-    assert!(eventually(|| state.project_state(A) == Some(ProjectState::Running)).await);
+    assert!(wait_for(|| state.project_state(A) == Some(ProjectState::Running)).await);
     assert_eq!(
         ask(&mut s, format!("status:{A}").as_bytes()).await,
         "running"
@@ -410,18 +404,6 @@ async fn cancelling_the_shutdown_token_stops_the_simulator() {
     assert!(TcpStream::connect(sim.local_addr()).await.is_err());
 }
 
-/// Waits until `condition` holds, up to [`LIMIT`].
-async fn eventually(condition: impl Fn() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + LIMIT;
-    while tokio::time::Instant::now() < deadline {
-        if condition() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    condition()
-}
-
 #[tokio::test]
 async fn a_client_that_never_takes_its_answer_is_disconnected_after_the_idle_timeout() {
     let mut config = config(Dialect::V3_18);
@@ -429,8 +411,7 @@ async fn a_client_that_never_takes_its_answer_is_disconnected_after_the_idle_tim
     // An answer far larger than the socket buffers: the write cannot complete while the client
     // does not read.
     config.faults.garbage = Some(vec![b'x'; 32 << 20]);
-    let sim = PekatSim::start(config).await.unwrap();
-    let mut s = connect(&sim).await;
+    let (sim, mut s) = start_and_connect(config).await;
     s.write_all(format!("status:{A}").as_bytes()).await.unwrap();
     assert!(wait_for(|| sim.state().requests_received() == 1).await);
     assert!(
@@ -445,8 +426,7 @@ async fn a_client_that_never_takes_its_answer_is_disconnected_after_the_idle_tim
 async fn the_answer_delay_fault_holds_each_answer_back() {
     let mut config = config(Dialect::V3_18);
     config.faults.answer_delay = Duration::from_millis(200);
-    let sim = PekatSim::start(config).await.unwrap();
-    let mut s = connect(&sim).await;
+    let (sim, mut s) = start_and_connect(config).await;
     let started = std::time::Instant::now();
     assert_eq!(
         ask(&mut s, format!("status:{A}").as_bytes()).await,
