@@ -36,6 +36,25 @@ fn client(sim: &PekatSim, dialect: Dialect) -> Client {
         .build()
 }
 
+/// Runs `transition` (a start or stop of A) in its own task: while it runs, the simulator and
+/// the client's status both report `during`; then the transition succeeds.
+async fn passes_through(
+    client: &Client,
+    sim: &PekatSim,
+    during: ProjectState,
+    transition: impl Future<Output = Result<(), Error>> + Send + 'static,
+) {
+    let task = tokio::spawn(transition);
+    let state = sim.state();
+    assert!(eventually(TEST_DEADLINE, || state.project_state(A) == Some(during)).await);
+    assert_eq!(client.status(A).await.unwrap(), during);
+    timeout(TEST_DEADLINE, task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
+
 async fn every_command_and_transition(dialect: Dialect) {
     let delay = Duration::from_millis(150);
     let sim = sim(dialect, delay, delay).await;
@@ -45,21 +64,11 @@ async fn every_command_and_transition(dialect: Dialect) {
     assert_eq!(client.status(A).await.unwrap(), ProjectState::Stopped);
 
     // start answers `done` once running; meanwhile another client sees `starting`.
-    let starting = tokio::spawn({
+    let starting = {
         let client = client.clone();
         async move { client.start(A).await }
-    });
-    assert!(
-        eventually(TEST_DEADLINE, || state.project_state(A)
-            == Some(ProjectState::Starting))
-        .await
-    );
-    assert_eq!(client.status(A).await.unwrap(), ProjectState::Starting);
-    timeout(TEST_DEADLINE, starting)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    };
+    passes_through(&client, &sim, ProjectState::Starting, starting).await;
     assert_eq!(client.status(A).await.unwrap(), ProjectState::Running);
     // Starting a running project is done at once.
     client.start(A).await.unwrap();
@@ -69,21 +78,11 @@ async fn every_command_and_transition(dialect: Dialect) {
     assert_eq!(err.refusal(), Some(&Response::PortInUse));
 
     // stop: stopping, then stopped.
-    let stopping = tokio::spawn({
+    let stopping = {
         let client = client.clone();
         async move { client.stop(A).await }
-    });
-    assert!(
-        eventually(TEST_DEADLINE, || state.project_state(A)
-            == Some(ProjectState::Stopping))
-        .await
-    );
-    assert_eq!(client.status(A).await.unwrap(), ProjectState::Stopping);
-    timeout(TEST_DEADLINE, stopping)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    };
+    passes_through(&client, &sim, ProjectState::Stopping, stopping).await;
     assert_eq!(client.status(A).await.unwrap(), ProjectState::Stopped);
 
     // switch stops every other project and starts the target.
