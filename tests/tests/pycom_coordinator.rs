@@ -80,6 +80,17 @@ async fn next<T>(
     .expect("expected event did not arrive in time")
 }
 
+/// Sends a shell command to `node` and returns its output; fails the test on any error.
+async fn run(coordinator: &Coordinator, node: SocketAddr, command: impl Into<String>) -> String {
+    coordinator.send_command(node, command).await.unwrap()
+}
+
+/// Shuts down the coordinator, then the simulator.
+async fn shut_down(coordinator: &Coordinator, sim: &La4Sim) {
+    coordinator.shutdown().await;
+    sim.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeats_bring_unit_info_exactly_once() {
     let (coordinator, sim, mut events) = start().await;
@@ -114,8 +125,7 @@ async fn heartbeats_bring_unit_info_exactly_once() {
     assert_eq!(tracked.len(), 1);
     assert_eq!(tracked[0].addr.port(), coordinator.local_addr().port());
     assert!(tracked[0].online && tracked[0].unit_info_sent);
-    coordinator.shutdown().await;
-    sim.shutdown().await;
+    shut_down(&coordinator, &sim).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -133,8 +143,7 @@ async fn unit_info_waits_until_boardio_has_booted() {
     assert!(state.is_booted());
     // The simulator records the delivery once its write is done, which may be just after.
     assert!(eventually(TEST_DEADLINE, || state.stats().unit_info_sent_to.len() == 1).await);
-    coordinator.shutdown().await;
-    sim.shutdown().await;
+    shut_down(&coordinator, &sim).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -163,16 +172,14 @@ async fn a_sequence_returns_its_output_then_boardio_ready_and_sets_the_lights() 
     assert!(lights.fans);
     assert_eq!(lights.last_run, Some(sequence.clone()));
     // The file reads back as the rows, one per line.
-    let cat = coordinator
-        .send_command(
-            node,
-            format!("cat {}", pycom_proto::sequence::SEQUENCE_FILE),
-        )
-        .await
-        .unwrap();
+    let cat = run(
+        &coordinator,
+        node,
+        format!("cat {}", pycom_proto::sequence::SEQUENCE_FILE),
+    )
+    .await;
     assert_eq!(cat, sequence.to_csv());
-    coordinator.shutdown().await;
-    sim.shutdown().await;
+    shut_down(&coordinator, &sim).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -183,7 +190,7 @@ async fn a_bad_row_written_by_hand_gets_boardio_error() {
         "echo \"MODEL_LIGHT,100\\nALL_4_CANON,50,200\" > {} && boardiocli uSeq && boardiocli runSeq",
         pycom_proto::sequence::SEQUENCE_FILE
     );
-    let output = coordinator.send_command(node, command).await.unwrap();
+    let output = run(&coordinator, node, command).await;
     assert!(output.starts_with("BOARDIO_CLI: Sent: \"uSeq\""));
     let message = next(&mut events, |e| match e {
         Event::Message { message, .. } => Some(message),
@@ -193,20 +200,15 @@ async fn a_bad_row_written_by_hand_gets_boardio_error() {
     assert!(message.starts_with(BOARDIO_ERROR), "{message}");
     assert!(message.contains("shutter_ms"), "{message}");
     assert_eq!(sim.state().lights().model_light, 0);
-    coordinator.shutdown().await;
-    sim.shutdown().await;
+    shut_down(&coordinator, &sim).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anything_else_answers_like_sh_and_runs_nothing() {
     let (coordinator, sim, _events) = start().await;
-    let output = coordinator
-        .send_command(sim.local_addr(), "rm -rf / && echo gone")
-        .await
-        .unwrap();
+    let output = run(&coordinator, sim.local_addr(), "rm -rf / && echo gone").await;
     assert_eq!(output, "sh: 1: rm: not found\n");
-    coordinator.shutdown().await;
-    sim.shutdown().await;
+    shut_down(&coordinator, &sim).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -226,8 +228,7 @@ async fn concurrent_commands_to_one_node_each_get_their_own_output() {
         assert_eq!(output.unwrap(), format!("{i}\n"));
     }
     assert_eq!(sim.state().stats().commands.len(), 20);
-    coordinator.shutdown().await;
-    sim.shutdown().await;
+    shut_down(&coordinator, &sim).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -292,8 +293,7 @@ async fn a_probing_node_is_discovered_and_managed() {
             .any(|c| c.online))
         .await
     );
-    coordinator.shutdown().await;
-    sim.shutdown().await;
+    shut_down(&coordinator, &sim).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -310,8 +310,7 @@ async fn the_simulator_stops_probing_once_a_coordinator_is_online() {
     let requests = state.stats().requests;
     assert!(eventually(TEST_DEADLINE, || state.stats().requests >= requests + 10).await);
     assert!(state.stats().probes_sent <= probes + 1);
-    coordinator.shutdown().await;
-    sim.shutdown().await;
+    shut_down(&coordinator, &sim).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -396,13 +395,9 @@ async fn hostile_peers_never_disturb_the_listener() {
     }
     drop(idle);
     // Everything still works.
-    let output = coordinator
-        .send_command(sim.local_addr(), "echo ok")
-        .await
-        .unwrap();
+    let output = run(&coordinator, sim.local_addr(), "echo ok").await;
     assert_eq!(output, "ok\n");
-    coordinator.shutdown().await;
-    sim.shutdown().await;
+    shut_down(&coordinator, &sim).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -462,10 +457,9 @@ async fn a_late_output_is_not_taken_for_the_next_commands_answer() {
     assert!(err.is_timeout());
     state.set_faults(Faults::default());
     // "one" arrives late and is consumed by the abandoned command, not by this one.
-    let output = coordinator.send_command(node, "echo two").await.unwrap();
+    let output = run(&coordinator, node, "echo two").await;
     assert_eq!(output, "two\n");
-    coordinator.shutdown().await;
-    sim.shutdown().await;
+    shut_down(&coordinator, &sim).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -484,8 +478,7 @@ async fn garbage_events_are_rejected_and_the_command_times_out() {
         matches!(e, Event::Rejected { .. }).then_some(())
     })
     .await;
-    coordinator.shutdown().await;
-    sim.shutdown().await;
+    shut_down(&coordinator, &sim).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -546,8 +539,7 @@ async fn adding_a_node_heartbeats_it_at_once_without_waiting_for_the_interval() 
     })
     .await;
     assert_eq!(state.stats().requests, 1);
-    coordinator.shutdown().await;
-    sim.shutdown().await;
+    shut_down(&coordinator, &sim).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -559,7 +551,7 @@ async fn a_confirmed_sequence_gets_its_own_verdict_not_an_earlier_one() {
         "echo \"LED_FAN,7\" > {} && boardiocli uSeq && boardiocli runSeq",
         pycom_proto::sequence::SEQUENCE_FILE
     );
-    coordinator.send_command(node, bad).await.unwrap();
+    run(&coordinator, node, bad).await;
     let sequence = Sequence::new([Row::LedFan { on: true }]).unwrap();
     let report = coordinator
         .run_sequence_confirmed(node, &sequence, Slot::Normal)
@@ -574,8 +566,7 @@ async fn a_confirmed_sequence_gets_its_own_verdict_not_an_earlier_one() {
         .unwrap();
     assert!(stored.is_ready());
     assert_eq!(sim.state().lights().standalone, Some(sequence));
-    coordinator.shutdown().await;
-    sim.shutdown().await;
+    shut_down(&coordinator, &sim).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -589,8 +580,7 @@ async fn no_verdict_is_awaited_when_boardio_was_not_reached() {
         .unwrap();
     assert_eq!(report.verdict, None);
     assert_eq!(report.output, "BOARDIO_CLI: boardio is not running\n");
-    coordinator.shutdown().await;
-    sim.shutdown().await;
+    shut_down(&coordinator, &sim).await;
 }
 
 /// A node of our own (the node library from outside) whose boardio refuses every sequence.
@@ -674,8 +664,7 @@ async fn a_flood_of_made_up_nodes_fills_the_table_only_up_to_its_limit() {
     let sim = sim().start().await.unwrap();
     coordinator.add_node(sim.local_addr());
     assert_eq!(coordinator.nodes().len(), 4);
-    coordinator.shutdown().await;
-    sim.shutdown().await;
+    shut_down(&coordinator, &sim).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
