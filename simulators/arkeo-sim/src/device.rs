@@ -758,18 +758,35 @@ mod tests {
         ok(device, Target::Routine, "GetTestStatus", json!({}), now)
     }
 
+    /// `Main.StartRoutine` for `routine` at `now`, asserting it succeeds.
+    fn start_routine(device: &mut Device, routine: &str, now: Duration) -> Value {
+        ok(
+            device,
+            Target::Main,
+            "StartRoutine",
+            json!({ "routine": routine }),
+            now,
+        )
+    }
+
+    /// A device with default durations on which `routine` was started at time zero.
+    fn device_running(routine: &str) -> Device {
+        let mut device = Device::new(Durations::default());
+        start_routine(&mut device, routine, Duration::ZERO);
+        device
+    }
+
+    /// The routine's `GetCustomCommands` list at `now`.
+    fn custom_commands(device: &mut Device, now: Duration) -> Value {
+        ok(device, Target::Routine, "GetCustomCommands", json!({}), now)["CustomCommands"].take()
+    }
+
     #[test]
     fn routine_goes_initializing_ready_starting_running_ready_with_data() {
         let d = Durations::default();
         let mut dev = Device::new(d);
         let t0 = Duration::ZERO;
-        ok(
-            &mut dev,
-            Target::Main,
-            "StartRoutine",
-            json!({"routine": "JV"}),
-            t0,
-        );
+        start_routine(&mut dev, "JV", t0);
         assert_eq!(status(&mut dev, t0)["routine_status"], "Initializing");
         let t1 = d.initializing;
         assert_eq!(status(&mut dev, t1)["routine_status"], "Ready");
@@ -794,14 +811,7 @@ mod tests {
 
     #[test]
     fn a_late_poll_catches_up_through_every_phase() {
-        let mut dev = Device::new(Durations::default());
-        ok(
-            &mut dev,
-            Target::Main,
-            "StartRoutine",
-            json!({"routine": "TPR"}),
-            Duration::ZERO,
-        );
+        let mut dev = device_running("TPR");
         let s = status(&mut dev, Duration::from_secs(60));
         assert_eq!(s["routine_status"], "Ready");
     }
@@ -824,14 +834,7 @@ mod tests {
 
     #[test]
     fn start_measurement_needs_ready_and_stop_needs_a_measurement() {
-        let mut dev = Device::new(Durations::default());
-        ok(
-            &mut dev,
-            Target::Main,
-            "StartRoutine",
-            json!({"routine": "MPPT"}),
-            Duration::ZERO,
-        );
+        let mut dev = device_running("MPPT");
         assert_eq!(
             code(&mut dev, Target::Routine, "StartMeasurement", json!({}), MS),
             codes::INVALID_STATE
@@ -876,13 +879,7 @@ mod tests {
             code(&mut dev, Target::Main, "StartRoutine", json!({}), MS),
             101
         );
-        ok(
-            &mut dev,
-            Target::Main,
-            "StartRoutine",
-            json!({"routine": "luminescence"}),
-            MS,
-        );
+        start_routine(&mut dev, "luminescence", MS);
         let active = ok(&mut dev, Target::Main, "GetActiveRoutine", json!({}), MS);
         assert_eq!(active["routine"], "Luminescence");
         assert_eq!(
@@ -904,14 +901,7 @@ mod tests {
 
     #[test]
     fn error_state_reports_its_message_until_cleared() {
-        let mut dev = Device::new(Durations::default());
-        ok(
-            &mut dev,
-            Target::Main,
-            "StartRoutine",
-            json!({"routine": "JV"}),
-            Duration::ZERO,
-        );
+        let mut dev = device_running("JV");
         assert!(dev.fail_routine("SMU compliance", Duration::from_secs(1)));
         let s = status(&mut dev, Duration::from_secs(2));
         assert_eq!(s["routine_status"], "Error");
@@ -1052,28 +1042,10 @@ mod tests {
 
     #[test]
     fn luminescence_custom_commands_and_settings_validation() {
-        let mut dev = Device::new(Durations::default());
-        ok(
-            &mut dev,
-            Target::Main,
-            "StartRoutine",
-            json!({"routine": "Luminescence"}),
-            Duration::ZERO,
-        );
+        let mut dev = device_running("Luminescence");
         let ready = Duration::from_secs(1);
-        let cmds = ok(
-            &mut dev,
-            Target::Routine,
-            "GetCustomCommands",
-            json!({}),
-            ready,
-        );
-        assert!(
-            cmds["CustomCommands"]
-                .as_array()
-                .unwrap()
-                .contains(&json!("AcquireSingle"))
-        );
+        let cmds = custom_commands(&mut dev, ready);
+        assert!(cmds.as_array().unwrap().contains(&json!("AcquireSingle")));
         ok(
             &mut dev,
             Target::Routine,
@@ -1120,28 +1092,15 @@ mod tests {
 
     #[test]
     fn tcspc_custom_commands() {
-        let mut dev = Device::new(Durations::default());
-        ok(
-            &mut dev,
-            Target::Main,
-            "StartRoutine",
-            json!({"routine": "TCSPC"}),
-            Duration::ZERO,
-        );
+        let mut dev = device_running("TCSPC");
         assert_eq!(
             code(&mut dev, Target::Routine, "GetRates", json!({}), MS),
             codes::INVALID_STATE,
             "custom commands wait for the routine to be ready"
         );
         let ready = Duration::from_secs(1);
-        let cmds = ok(
-            &mut dev,
-            Target::Routine,
-            "GetCustomCommands",
-            json!({}),
-            ready,
-        );
-        assert_eq!(cmds["CustomCommands"], json!(["GetRates", "SetLaser"]));
+        let cmds = custom_commands(&mut dev, ready);
+        assert_eq!(cmds, json!(["GetRates", "SetLaser"]));
         let rates = ok(&mut dev, Target::Routine, "GetRates", json!({}), ready);
         assert!(rates["sync_rate"].as_f64().unwrap() > rates["count_rate"].as_f64().unwrap());
         ok(
@@ -1169,24 +1128,11 @@ mod tests {
 
     #[test]
     fn ipce_custom_commands() {
-        let mut dev = Device::new(Durations::default());
-        ok(
-            &mut dev,
-            Target::Main,
-            "StartRoutine",
-            json!({"routine": "IPCE"}),
-            Duration::ZERO,
-        );
+        let mut dev = device_running("IPCE");
         let ready = Duration::from_secs(1);
-        let cmds = ok(
-            &mut dev,
-            Target::Routine,
-            "GetCustomCommands",
-            json!({}),
-            ready,
-        );
+        let cmds = custom_commands(&mut dev, ready);
         assert_eq!(
-            cmds["CustomCommands"],
+            cmds,
             json!([
                 "SetShutter",
                 "SetWavelength",
@@ -1251,14 +1197,7 @@ mod tests {
 
     #[test]
     fn settings_sent_by_clients_cannot_grow_the_device_without_bound() {
-        let mut dev = Device::new(Durations::default());
-        ok(
-            &mut dev,
-            Target::Main,
-            "StartRoutine",
-            json!({"routine": "JV"}),
-            Duration::ZERO,
-        );
+        let mut dev = device_running("JV");
         let ready = Duration::from_secs(1);
         let chunk = "x".repeat(64 * 1024);
         let mut refused = false;
