@@ -24,6 +24,33 @@ fn coordinator_identity(port: u16) -> Identity {
     Identity::new("7756f193", "burst", "127.0.0.1", port, "0.1.0", true)
 }
 
+/// A coordinator on a free loopback port.
+async fn coordinator() -> Coordinator {
+    Coordinator::start(CoordinatorConfig::new(loopback(), coordinator_identity(0)))
+        .await
+        .unwrap()
+}
+
+/// Sends `message` to `node` as a request and waits for the node to close the connection once
+/// it has read it; fails the test on any error.
+async fn request(node: SocketAddr, message: Message) {
+    send_message(node, &message, &Limits::default(), TEST_DEADLINE, true)
+        .await
+        .unwrap();
+}
+
+/// Sends a shell command to `node` and returns its output; fails the test on any error.
+async fn run(coordinator: &Coordinator, node: SocketAddr, command: impl Into<String>) -> String {
+    coordinator.send_command(node, command).await.unwrap()
+}
+
+/// Shuts the simulator down, failing the test if that takes longer than the deadline.
+async fn shut_down_in_time(sim: &La4Sim) {
+    tokio::time::timeout(TEST_DEADLINE, sim.shutdown())
+        .await
+        .unwrap();
+}
+
 const CLIENTS: usize = 8;
 const PER_CLIENT: usize = 100;
 
@@ -37,9 +64,7 @@ async fn a_burst_of_short_lived_requests_is_served_completely() {
             // Each client advertises its own (unused) port: a coordinator of its own.
             let heartbeat = Message::heartbeat(coordinator_identity(40_000 + client as u16));
             for _ in 0..PER_CLIENT {
-                send_message(addr, &heartbeat, &Limits::default(), TEST_DEADLINE, true)
-                    .await
-                    .unwrap();
+                request(addr, heartbeat.clone()).await;
             }
         }));
     }
@@ -61,10 +86,7 @@ async fn a_burst_of_short_lived_requests_is_served_completely() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_coordinators_listener_takes_a_burst_of_events() {
-    let coordinator =
-        Coordinator::start(CoordinatorConfig::new(loopback(), coordinator_identity(0)))
-            .await
-            .unwrap();
+    let coordinator = coordinator().await;
     let mut events = coordinator.events();
     let listener = coordinator.local_addr();
     let mut senders = Vec::new();
@@ -107,20 +129,14 @@ async fn the_coordinators_listener_takes_a_burst_of_events() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn boardiocli_fails_until_boot_and_time_scale_shortens_boot() {
-    let coordinator =
-        Coordinator::start(CoordinatorConfig::new(loopback(), coordinator_identity(0)))
-            .await
-            .unwrap();
+    let coordinator = coordinator().await;
     // An hour of boot: never over during this test.
     let slow = sim()
         .boot_time(Duration::from_secs(3600))
         .start()
         .await
         .unwrap();
-    let output = coordinator
-        .send_command(slow.local_addr(), "boardiocli uSeq")
-        .await
-        .unwrap();
+    let output = run(&coordinator, slow.local_addr(), "boardiocli uSeq").await;
     assert_eq!(output, "BOARDIO_CLI: boardio is not running\n");
     assert!(!slow.state().is_booted());
     slow.shutdown().await;
@@ -134,13 +150,12 @@ async fn boardiocli_fails_until_boot_and_time_scale_shortens_boot() {
         .unwrap();
     let state = fast.state();
     assert!(eventually(TEST_DEADLINE, || state.is_booted()).await);
-    let output = coordinator
-        .send_command(
-            fast.local_addr(),
-            "echo 'LED_FAN,1' > /home/rigsters/la4_sequence.csv && boardiocli uSeq",
-        )
-        .await
-        .unwrap();
+    let output = run(
+        &coordinator,
+        fast.local_addr(),
+        "echo 'LED_FAN,1' > /home/rigsters/la4_sequence.csv && boardiocli uSeq",
+    )
+    .await;
     assert_eq!(output, "BOARDIO_CLI: Sent: \"uSeq\" to FIFO file\n");
     fast.shutdown().await;
     coordinator.shutdown().await;
@@ -151,9 +166,7 @@ async fn shutdown_disconnects_clients_and_stops_listening() {
     let sim = sim().start().await.unwrap();
     let addr = sim.local_addr();
     let mut idle = labwire_net::connect(addr, TEST_DEADLINE).await.unwrap();
-    tokio::time::timeout(TEST_DEADLINE, sim.shutdown())
-        .await
-        .unwrap();
+    shut_down_in_time(&sim).await;
     let mut buf = [0u8; 8];
     let read = tokio::time::timeout(TEST_DEADLINE, idle.read(&mut buf))
         .await
@@ -197,14 +210,8 @@ async fn hostile_requests_never_disturb_the_simulator() {
         .expect("the idle connection outlived the read deadline");
     assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
     // Nothing above was a request; a real one is still answered.
-    let coordinator =
-        Coordinator::start(CoordinatorConfig::new(loopback(), coordinator_identity(0)))
-            .await
-            .unwrap();
-    let output = coordinator
-        .send_command(addr, "echo still here")
-        .await
-        .unwrap();
+    let coordinator = coordinator().await;
+    let output = run(&coordinator, addr, "echo still here").await;
     assert_eq!(output, "still here\n");
     let stats = sim.state().stats();
     assert_eq!(stats.requests, 1);
@@ -215,10 +222,7 @@ async fn hostile_requests_never_disturb_the_simulator() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_a_manual_clock_boot_and_offline_happen_only_when_time_is_advanced() {
-    let coordinator =
-        Coordinator::start(CoordinatorConfig::new(loopback(), coordinator_identity(0)))
-            .await
-            .unwrap();
+    let coordinator = coordinator().await;
     let mut events = coordinator.events();
     let sim = La4Sim::builder()
         .boot_time(Duration::from_secs(3))
@@ -229,10 +233,7 @@ async fn on_a_manual_clock_boot_and_offline_happen_only_when_time_is_advanced() 
         .unwrap();
     let node = sim.local_addr();
     assert_eq!(sim.clock().speed(), 0.0);
-    let output = coordinator
-        .send_command(node, "boardiocli runSeq")
-        .await
-        .unwrap();
+    let output = run(&coordinator, node, "boardiocli runSeq").await;
     assert_eq!(output, "BOARDIO_CLI: boardio is not running\n");
     assert!(!sim.state().is_booted());
     let tracked = sim.state().coordinators();
@@ -275,11 +276,7 @@ async fn the_handle_injects_faults_counts_connections_and_stops_by_token() {
     let me = coordinator_identity(events.local_addr().unwrap().port());
     let command = |line: &str| {
         let message = Message::cmd(me.clone(), line);
-        async move {
-            send_message(addr, &message, &Limits::default(), TEST_DEADLINE, true)
-                .await
-                .unwrap();
-        }
+        request(addr, message)
     };
 
     sim.faults().update(|f| f.no_events = true);
@@ -310,9 +307,7 @@ async fn the_handle_injects_faults_counts_connections_and_stops_by_token() {
     assert!(eventually(TEST_DEADLINE, || sim.connection_count() == 1).await);
     sim.shutdown_token().cancel();
     assert!(eventually(TEST_DEADLINE, || sim.connection_count() == 0).await);
-    tokio::time::timeout(TEST_DEADLINE, sim.shutdown())
-        .await
-        .unwrap();
+    shut_down_in_time(&sim).await;
     assert!(labwire_net::connect(addr, TEST_DEADLINE).await.is_err());
     drop(idle);
 }
@@ -392,15 +387,7 @@ async fn probing_stops_while_a_coordinator_is_online_and_resumes_once_it_is_offl
 
     // A coordinator makes itself known; booted already, the node sends it unit_info.
     let me = coordinator_identity(listener.local_addr().unwrap().port());
-    send_message(
-        node,
-        &Message::heartbeat(me),
-        &Limits::default(),
-        TEST_DEADLINE,
-        true,
-    )
-    .await
-    .unwrap();
+    request(node, Message::heartbeat(me)).await;
     let info = accept_message(&listener).await;
     assert!(matches!(info.body, Body::UnitInfo(_)), "{info:?}");
 
@@ -444,11 +431,7 @@ async fn a_coordinator_that_never_answers_does_not_hold_up_another_coordinators_
     let (stuck, _queued) = never_answering_listener().await;
     let sim = sim().send_timeout(SEND_TIMEOUT).start().await.unwrap();
     let node = sim.local_addr();
-    let request = |message: Message| async move {
-        send_message(node, &message, &Limits::default(), TEST_DEADLINE, true)
-            .await
-            .unwrap();
-    };
+    let request = |message: Message| request(node, message);
 
     // Coordinator A advertises the port that never answers; its unit_info hangs in connect and
     // its outputs queue up behind it.
@@ -481,9 +464,7 @@ async fn a_coordinator_that_never_answers_does_not_hold_up_another_coordinators_
     assert_eq!(state.stats().commands.len(), 6);
 
     // Shutdown does not wait for A's hanging delivery.
-    tokio::time::timeout(TEST_DEADLINE, sim.shutdown())
-        .await
-        .unwrap();
+    shut_down_in_time(&sim).await;
     drop(stuck);
 }
 
@@ -513,9 +494,7 @@ async fn a_discovery_target_that_never_answers_does_not_hold_up_the_others() {
     let again = accept_message(&healthy).await;
     assert_eq!(again.body, Body::Heartbeat);
     assert!(eventually(TEST_DEADLINE, || state.stats().probes_sent == 2).await);
-    tokio::time::timeout(TEST_DEADLINE, sim.shutdown())
-        .await
-        .unwrap();
+    shut_down_in_time(&sim).await;
     drop(stuck);
 }
 
@@ -534,10 +513,7 @@ async fn events_beyond_a_stuck_coordinators_queue_are_dropped_and_counted() {
     let commands = MAX_QUEUED_EVENTS + 2;
     tokio::time::timeout(TEST_DEADLINE, async {
         for _ in 0..commands {
-            let message = Message::cmd(a.clone(), "echo a");
-            send_message(node, &message, &Limits::default(), TEST_DEADLINE, true)
-                .await
-                .unwrap();
+            request(node, Message::cmd(a.clone(), "echo a")).await;
         }
     })
     .await
@@ -548,15 +524,10 @@ async fn events_beyond_a_stuck_coordinators_queue_are_dropped_and_counted() {
     assert_eq!(stats.events_sent, 0);
 
     // Another coordinator is served all the same.
-    let coordinator =
-        Coordinator::start(CoordinatorConfig::new(loopback(), coordinator_identity(0)))
-            .await
-            .unwrap();
-    let output = coordinator.send_command(node, "echo b").await.unwrap();
+    let coordinator = coordinator().await;
+    let output = run(&coordinator, node, "echo b").await;
     assert_eq!(output, "b\n");
     coordinator.shutdown().await;
-    tokio::time::timeout(TEST_DEADLINE, sim.shutdown())
-        .await
-        .unwrap();
+    shut_down_in_time(&sim).await;
     drop(stuck);
 }
