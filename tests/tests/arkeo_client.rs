@@ -27,6 +27,29 @@ async fn sim() -> ArkeoSim {
         .unwrap()
 }
 
+/// A simulator whose clock moves only when the test advances it.
+async fn manual_sim() -> ArkeoSim {
+    ArkeoSim::builder()
+        .clock(SimClock::manual())
+        .start()
+        .await
+        .unwrap()
+}
+
+/// The device's error code behind a client error, if the device refused the request.
+fn device_code(err: &Error) -> Option<i64> {
+    err.device_error().and_then(|e| e.code())
+}
+
+/// After a fault injected for one request: that call fails and drops the connection, the
+/// next call reconnects and is answered. Returns the failed call's error.
+async fn fails_fatally_then_recovers(arkeo: &Client) -> Error {
+    let err = arkeo.available_routines().await.unwrap_err();
+    assert!(err.is_connection_fatal(), "{err:?}");
+    arkeo.available_routines().await.unwrap();
+    err
+}
+
 fn client(sim: &ArkeoSim) -> Client {
     Client::builder(sim.local_addr())
         .timeout(Duration::from_secs(5))
@@ -77,11 +100,7 @@ async fn vendor_workflow_start_wait_apply_measure_poll_fetch_close() {
 
 #[tokio::test]
 async fn manual_clock_steps_the_routine_deterministically() {
-    let sim = ArkeoSim::builder()
-        .clock(SimClock::manual())
-        .start()
-        .await
-        .unwrap();
+    let sim = manual_sim().await;
     let arkeo = client(&sim);
     arkeo.start_routine("Luminescence").await.unwrap();
     assert_eq!(
@@ -135,18 +154,12 @@ async fn device_errors_are_typed_values_not_transport_errors() {
     assert!(!err.is_connection_fatal());
 
     let err = arkeo.start_routine("Nonexistent").await.unwrap_err();
-    assert_eq!(
-        err.device_error().and_then(|e| e.code()),
-        Some(codes::UNKNOWN_ROUTINE)
-    );
+    assert_eq!(device_code(&err), Some(codes::UNKNOWN_ROUTINE));
     let err = arkeo
         .command(Target::Other("SPECTRO".into()), "GetStatus", json!({}))
         .await
         .unwrap_err();
-    assert_eq!(
-        err.device_error().and_then(|e| e.code()),
-        Some(codes::UNKNOWN_TARGET)
-    );
+    assert_eq!(device_code(&err), Some(codes::UNKNOWN_TARGET));
     let err = arkeo
         .command(
             Target::Tmpctl,
@@ -155,10 +168,7 @@ async fn device_errors_are_typed_values_not_transport_errors() {
         )
         .await
         .unwrap_err();
-    assert_eq!(
-        err.device_error().and_then(|e| e.code()),
-        Some(codes::INVALID_PARAMETERS)
-    );
+    assert_eq!(device_code(&err), Some(codes::INVALID_PARAMETERS));
     // The same connection served all of it.
     assert_eq!(sim.connection_count(), 1);
 }
@@ -190,11 +200,7 @@ async fn a_routine_failure_ends_wait_until_with_its_status() {
 
 #[tokio::test]
 async fn wait_until_gives_up_at_its_deadline() {
-    let sim = ArkeoSim::builder()
-        .clock(SimClock::manual())
-        .start()
-        .await
-        .unwrap();
+    let sim = manual_sim().await;
     let arkeo = client(&sim);
     arkeo.start_routine("JV").await.unwrap();
     let err = arkeo
@@ -248,10 +254,8 @@ async fn mismatched_request_id_fails_the_call_and_the_next_one_reconnects() {
     let arkeo = client(&sim);
     arkeo.available_routines().await.unwrap();
     sim.faults().wrong_request_id_next(1);
-    let err = arkeo.available_routines().await.unwrap_err();
+    let err = fails_fatally_then_recovers(&arkeo).await;
     assert!(matches!(err, Error::RequestIdMismatch { .. }), "{err:?}");
-    assert!(err.is_connection_fatal());
-    arkeo.available_routines().await.unwrap();
 }
 
 #[tokio::test]
@@ -259,10 +263,8 @@ async fn a_dropped_connection_is_reported_and_the_next_call_reconnects() {
     let sim = sim().await;
     let arkeo = client(&sim);
     sim.faults().drop_next(1);
-    let err = arkeo.available_routines().await.unwrap_err();
+    let err = fails_fatally_then_recovers(&arkeo).await;
     assert!(matches!(err, Error::Closed | Error::Io(_)), "{err:?}");
-    assert!(err.is_connection_fatal());
-    arkeo.available_routines().await.unwrap();
 }
 
 #[tokio::test]
@@ -373,11 +375,7 @@ async fn clones_queue_their_calls_on_one_connection() {
 
 #[tokio::test]
 async fn a_reply_larger_than_the_client_limit_is_refused_before_it_is_buffered() {
-    let sim = ArkeoSim::builder()
-        .clock(SimClock::manual())
-        .start()
-        .await
-        .unwrap();
+    let sim = manual_sim().await;
     let arkeo = Client::builder(sim.local_addr())
         .max_frame_length(1024)
         .build();
@@ -421,14 +419,7 @@ async fn a_connection_closed_by_the_device_while_idle_is_replaced_transparently(
     arkeo.available_routines().await.unwrap();
     // The device drops the connection after the next request, without answering it.
     sim.faults().drop_next(1);
-    assert!(
-        arkeo
-            .available_routines()
-            .await
-            .unwrap_err()
-            .is_connection_fatal()
-    );
-    arkeo.available_routines().await.unwrap();
+    fails_fatally_then_recovers(&arkeo).await;
     // Now close the idle connection from the device side: a restart of the application.
     let addr = sim.local_addr();
     sim.shutdown().await;
@@ -498,11 +489,7 @@ async fn request_ids_are_assigned_in_order_or_kept_when_given() {
 
 #[tokio::test]
 async fn temperature_mux_and_led_helpers() {
-    let sim = ArkeoSim::builder()
-        .clock(SimClock::manual())
-        .start()
-        .await
-        .unwrap();
+    let sim = manual_sim().await;
     let arkeo = client(&sim);
     arkeo.set_temperature_controller(2, 1).await.unwrap();
     arkeo.set_temperature(40.0).await.unwrap();
@@ -513,10 +500,7 @@ async fn temperature_mux_and_led_helpers() {
     assert_eq!(status["temperature"], 40.0);
 
     let err = arkeo.set_relays(&[true; 16]).await.unwrap_err();
-    assert_eq!(
-        err.device_error().and_then(|e| e.code()),
-        Some(codes::INVALID_STATE)
-    );
+    assert_eq!(device_code(&err), Some(codes::INVALID_STATE));
     arkeo.mux_connect().await.unwrap();
     let mut relays = [false; 16];
     relays[3] = true;
@@ -525,10 +509,7 @@ async fn temperature_mux_and_led_helpers() {
     assert!(mux.connected);
     assert_eq!(mux.relays, relays);
     let err = arkeo.set_relays(&[true; 4]).await.unwrap_err();
-    assert_eq!(
-        err.device_error().and_then(|e| e.code()),
-        Some(codes::INVALID_ARRAY_SIZE)
-    );
+    assert_eq!(device_code(&err), Some(codes::INVALID_ARRAY_SIZE));
     arkeo.mux_disconnect().await.unwrap();
     assert!(!arkeo.mux_status().await.unwrap().connected);
 
@@ -545,13 +526,11 @@ async fn a_reply_cut_short_or_garbled_fails_the_call_and_the_next_call_reconnect
     let sim = sim().await;
     let arkeo = client(&sim);
     sim.faults().truncate_next(1);
-    let err = arkeo.available_routines().await.unwrap_err();
+    let err = fails_fatally_then_recovers(&arkeo).await;
     assert!(matches!(err, Error::Closed), "{err:?}");
-    assert!(err.is_connection_fatal());
-    arkeo.available_routines().await.unwrap();
 
     sim.faults().garbage_next(1);
-    let err = arkeo.available_routines().await.unwrap_err();
+    let err = fails_fatally_then_recovers(&arkeo).await;
     assert!(
         matches!(
             err,
@@ -561,19 +540,13 @@ async fn a_reply_cut_short_or_garbled_fails_the_call_and_the_next_call_reconnect
         ),
         "{err:?}"
     );
-    assert!(err.is_connection_fatal());
-    arkeo.available_routines().await.unwrap();
     // The garbled connection is gone once the simulator sees the client's close.
     assert!(eventually(TEST_DEADLINE, || sim.connection_count() == 1).await);
 }
 
 #[tokio::test]
 async fn settings_custom_commands_and_stop_measurement_helpers() {
-    let sim = ArkeoSim::builder()
-        .clock(SimClock::manual())
-        .start()
-        .await
-        .unwrap();
+    let sim = manual_sim().await;
     let arkeo = client(&sim);
     arkeo.start_routine("Luminescence").await.unwrap();
     sim.clock().advance(Durations::default().initializing);
