@@ -225,6 +225,16 @@ mod tests {
         delivered: Mutex<Vec<(SocketAddr, u32)>>,
     }
 
+    impl Recorder {
+        /// A recorder whose deliveries to `to` never finish.
+        fn stuck_on(to: SocketAddr) -> Self {
+            Self {
+                stuck: Some(to),
+                ..Self::default()
+            }
+        }
+    }
+
     impl Deliver for Recorder {
         type Item = u32;
 
@@ -257,6 +267,16 @@ mod tests {
         (outbox, recorder, shutdown, tasks)
     }
 
+    /// Shuts the outbox down and waits (up to a second) until every task has ended, even one
+    /// stuck in a delivery.
+    async fn stop(shutdown: &CancellationToken, tasks: &TaskTracker) {
+        shutdown.cancel();
+        tasks.close();
+        tokio::time::timeout(Duration::from_secs(1), tasks.wait())
+            .await
+            .unwrap();
+    }
+
     /// Lets every task run until it waits on time.
     async fn settle() {
         for _ in 0..16 {
@@ -267,14 +287,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_stuck_destination_holds_up_only_its_own_items_which_stay_in_order() {
         let stuck = addr(1);
-        let (outbox, recorder, shutdown, tasks) = outbox(
-            Recorder {
-                stuck: Some(stuck),
-                ..Recorder::default()
-            },
-            8,
-            8,
-        );
+        let (outbox, recorder, shutdown, tasks) = outbox(Recorder::stuck_on(stuck), 8, 8);
         outbox.push(&recorder, stuck, vec![1, 2]).unwrap();
         outbox.push(&recorder, addr(2), vec![1, 2]).unwrap();
         outbox.push(&recorder, addr(3), vec![1]).unwrap();
@@ -293,22 +306,13 @@ mod tests {
             .map(|(_, item)| *item)
             .collect();
         assert_eq!(to_2, [1, 2, 3]);
-        shutdown.cancel();
-        tasks.close();
-        tasks.wait().await;
+        stop(&shutdown, &tasks).await;
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_full_queue_drops_whole_batches_and_the_number_of_destinations_is_capped() {
         let stuck = addr(1);
-        let (outbox, recorder, shutdown, tasks) = outbox(
-            Recorder {
-                stuck: Some(stuck),
-                ..Recorder::default()
-            },
-            3,
-            2,
-        );
+        let (outbox, recorder, shutdown, tasks) = outbox(Recorder::stuck_on(stuck), 3, 2);
         outbox.push(&recorder, stuck, vec![1]).unwrap();
         settle().await; // 1 is being delivered (forever), the queue is empty again
         outbox.push(&recorder, stuck, vec![2, 3]).unwrap();
@@ -331,9 +335,7 @@ mod tests {
             Err(Dropped::TooManyDestinations)
         );
         assert_eq!(outbox.destinations(), 2);
-        shutdown.cancel();
-        tasks.close();
-        tasks.wait().await;
+        stop(&shutdown, &tasks).await;
     }
 
     #[tokio::test(start_paused = true)]
@@ -358,22 +360,13 @@ mod tests {
             *lock(&recorder.delivered),
             [(addr(2), 1), (addr(2), 2), (addr(3), 1), (addr(2), 3)]
         );
-        shutdown.cancel();
-        tasks.close();
-        tasks.wait().await;
+        stop(&shutdown, &tasks).await;
     }
 
     #[tokio::test(start_paused = true)]
     async fn push_if_idle_skips_a_busy_destination() {
         let stuck = addr(1);
-        let (outbox, recorder, shutdown, tasks) = outbox(
-            Recorder {
-                stuck: Some(stuck),
-                ..Recorder::default()
-            },
-            4,
-            4,
-        );
+        let (outbox, recorder, shutdown, tasks) = outbox(Recorder::stuck_on(stuck), 4, 4);
         outbox.push_if_idle(&recorder, stuck, 1).unwrap();
         settle().await;
         assert_eq!(outbox.push_if_idle(&recorder, stuck, 2), Err(Dropped::Busy));
@@ -382,30 +375,17 @@ mod tests {
             outbox.push_if_idle(&recorder, addr(2), 2),
             Err(Dropped::Busy)
         );
-        shutdown.cancel();
-        tasks.close();
-        tasks.wait().await;
+        stop(&shutdown, &tasks).await;
     }
 
     #[tokio::test(start_paused = true)]
     async fn shutdown_stops_every_task_even_a_stuck_one_and_refuses_more() {
         let stuck = addr(1);
-        let (outbox, recorder, shutdown, tasks) = outbox(
-            Recorder {
-                stuck: Some(stuck),
-                ..Recorder::default()
-            },
-            4,
-            4,
-        );
+        let (outbox, recorder, shutdown, tasks) = outbox(Recorder::stuck_on(stuck), 4, 4);
         outbox.push(&recorder, stuck, vec![1, 2]).unwrap();
         outbox.push(&recorder, addr(2), vec![1]).unwrap();
         settle().await;
-        shutdown.cancel();
-        tasks.close();
-        tokio::time::timeout(Duration::from_secs(1), tasks.wait())
-            .await
-            .unwrap();
+        stop(&shutdown, &tasks).await;
         assert_eq!(
             outbox.push(&recorder, addr(2), vec![2]),
             Err(Dropped::ShutDown)
