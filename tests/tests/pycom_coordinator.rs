@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use la4_sim::{BOARDIO_ERROR, BOARDIO_READY, Faults, Fleet, La4Sim, La4SimBuilder};
+use la4_sim::{BOARDIO_ERROR, BOARDIO_READY, Faults, Fleet, La4Sim, La4SimBuilder, SimState};
 use labwire_tests::{TEST_DEADLINE, eventually};
 use pycom_proto::coordinator::Error;
 use pycom_proto::transport::send_message;
@@ -83,6 +83,14 @@ async fn next<T>(
 /// Sends a shell command to `node` and returns its output; fails the test on any error.
 async fn run(coordinator: &Coordinator, node: SocketAddr, command: impl Into<String>) -> String {
     coordinator.send_command(node, command).await.unwrap()
+}
+
+/// Waits until the node sees at least one coordinator online (`true`), or none (`false`).
+async fn sees_a_coordinator_online(state: &SimState, online: bool) -> bool {
+    eventually(TEST_DEADLINE, || {
+        state.coordinators().iter().any(|c| c.online) == online
+    })
+    .await
 }
 
 /// Shuts down the coordinator, then the simulator.
@@ -241,22 +249,10 @@ async fn a_silent_node_goes_offline_and_the_node_drops_a_silent_coordinator() {
     })
     .await;
     let state = sim.state();
-    assert!(
-        eventually(TEST_DEADLINE, || state
-            .coordinators()
-            .iter()
-            .any(|c| c.online))
-        .await
-    );
+    assert!(sees_a_coordinator_online(state, true).await);
     // The coordinator stops heartbeating: the node marks it offline after its delay.
     coordinator.remove_node(node);
-    assert!(
-        eventually(TEST_DEADLINE, || state
-            .coordinators()
-            .iter()
-            .all(|c| !c.online))
-        .await
-    );
+    assert!(sees_a_coordinator_online(state, false).await);
     // The node disappears: the coordinator reports it offline after its delay.
     coordinator.add_node(node);
     sim.shutdown().await;
@@ -286,13 +282,7 @@ async fn a_probing_node_is_discovered_and_managed() {
     .await;
     assert!(coordinator.node(node).unwrap().managed);
     let state = sim.state();
-    assert!(
-        eventually(TEST_DEADLINE, || state
-            .coordinators()
-            .iter()
-            .any(|c| c.online))
-        .await
-    );
+    assert!(sees_a_coordinator_online(state, true).await);
     shut_down(&coordinator, &sim).await;
 }
 
