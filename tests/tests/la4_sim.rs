@@ -44,6 +44,21 @@ async fn run(coordinator: &Coordinator, node: SocketAddr, command: impl Into<Str
     coordinator.send_command(node, command).await.unwrap()
 }
 
+/// Shuts down the coordinator, then the simulator.
+async fn shut_down(coordinator: &Coordinator, sim: &La4Sim) {
+    coordinator.shutdown().await;
+    sim.shutdown().await;
+}
+
+/// One read from a connection the simulator should have closed: `Ok(0)` or an error once it
+/// has; fails the test if the connection is still open at the deadline.
+async fn read_within_deadline(idle: &mut tokio::net::TcpStream) -> std::io::Result<usize> {
+    let mut buf = [0u8; 8];
+    tokio::time::timeout(TEST_DEADLINE, idle.read(&mut buf))
+        .await
+        .expect("the connection outlived the deadline")
+}
+
 /// Shuts the simulator down, failing the test if that takes longer than the deadline.
 async fn shut_down_in_time(sim: &La4Sim) {
     tokio::time::timeout(TEST_DEADLINE, sim.shutdown())
@@ -167,10 +182,7 @@ async fn shutdown_disconnects_clients_and_stops_listening() {
     let addr = sim.local_addr();
     let mut idle = labwire_net::connect(addr, TEST_DEADLINE).await.unwrap();
     shut_down_in_time(&sim).await;
-    let mut buf = [0u8; 8];
-    let read = tokio::time::timeout(TEST_DEADLINE, idle.read(&mut buf))
-        .await
-        .unwrap();
+    let read = read_within_deadline(&mut idle).await;
     assert!(matches!(read, Ok(0) | Err(_)), "connection still open");
     assert!(labwire_net::connect(addr, TEST_DEADLINE).await.is_err());
 }
@@ -204,10 +216,7 @@ async fn hostile_requests_never_disturb_the_simulator() {
         let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
     }
     // A peer that never finishes its request is closed at the read deadline.
-    let mut buf = [0u8; 8];
-    let read = tokio::time::timeout(TEST_DEADLINE, idle.read(&mut buf))
-        .await
-        .expect("the idle connection outlived the read deadline");
+    let read = read_within_deadline(&mut idle).await;
     assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
     // Nothing above was a request; a real one is still answered.
     let coordinator = coordinator().await;
@@ -216,8 +225,7 @@ async fn hostile_requests_never_disturb_the_simulator() {
     let stats = sim.state().stats();
     assert_eq!(stats.requests, 1);
     assert_eq!(stats.commands, ["echo still here"]);
-    coordinator.shutdown().await;
-    sim.shutdown().await;
+    shut_down(&coordinator, &sim).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -264,8 +272,7 @@ async fn on_a_manual_clock_boot_and_offline_happen_only_when_time_is_advanced() 
             .all(|c| !c.online))
         .await
     );
-    coordinator.shutdown().await;
-    sim.shutdown().await;
+    shut_down(&coordinator, &sim).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
