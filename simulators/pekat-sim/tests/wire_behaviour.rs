@@ -62,6 +62,13 @@ async fn ask(stream: &mut TcpStream, request: &[u8]) -> String {
     answer(stream).await
 }
 
+/// Like [`ask`], also returning how long the answer took in real time.
+async fn timed_ask(stream: &mut TcpStream, request: &[u8]) -> (String, Duration) {
+    let started = std::time::Instant::now();
+    let answer = ask(stream, request).await;
+    (answer, started.elapsed())
+}
+
 /// Whether the peer has closed: `read` returns 0 (or a reset) within the limit.
 async fn closed(stream: &mut TcpStream) -> bool {
     let mut buf = [0u8; 64];
@@ -253,10 +260,9 @@ async fn a_scaled_clock_makes_simulated_delays_pass_faster() {
         .unwrap();
     assert_eq!(sim.clock().speed(), 100.0);
     let mut s = connect(&sim).await;
-    let started = std::time::Instant::now();
     // 20 simulated seconds at 100x: about 200 ms of real time.
-    assert_eq!(ask(&mut s, format!("start:{A}").as_bytes()).await, "done");
-    let took = started.elapsed();
+    let (answer, took) = timed_ask(&mut s, format!("start:{A}").as_bytes()).await;
+    assert_eq!(answer, "done");
     assert!(took >= Duration::from_millis(150), "took {took:?}");
     assert!(took < Duration::from_secs(4), "took {took:?}");
     assert_eq!(sim.state().project_state(A), Some(ProjectState::Running));
@@ -304,13 +310,10 @@ async fn a_request_ending_in_a_lone_carriage_return_is_answered_promptly() {
     let mut config = config(Dialect::V3_18);
     config.request_timeout = Duration::from_secs(30);
     let (sim, mut s) = start_and_connect(config).await;
-    let started = std::time::Instant::now();
-    assert_eq!(
-        ask(&mut s, format!("status:{A}\r").as_bytes()).await,
-        "stopped"
-    );
+    let (answer, took) = timed_ask(&mut s, format!("status:{A}\r").as_bytes()).await;
+    assert_eq!(answer, "stopped");
     // Long before the request deadline: only the quiet period was waited.
-    assert!(started.elapsed() < Duration::from_secs(4));
+    assert!(took < Duration::from_secs(4));
     sim.shutdown().await;
 }
 
@@ -427,27 +430,20 @@ async fn the_answer_delay_fault_holds_each_answer_back() {
     let mut config = config(Dialect::V3_18);
     config.faults.answer_delay = Duration::from_millis(200);
     let (sim, mut s) = start_and_connect(config).await;
-    let started = std::time::Instant::now();
-    assert_eq!(
-        ask(&mut s, format!("status:{A}").as_bytes()).await,
-        "stopped"
-    );
-    assert!(started.elapsed() >= Duration::from_millis(200));
+    let (answer, took) = timed_ask(&mut s, format!("status:{A}").as_bytes()).await;
+    assert_eq!(answer, "stopped");
+    assert!(took >= Duration::from_millis(200));
     sim.faults().clear();
-    let started = std::time::Instant::now();
-    assert_eq!(
-        ask(&mut s, format!("status:{A}").as_bytes()).await,
-        "stopped"
-    );
-    assert!(started.elapsed() < Duration::from_millis(200));
+    let (answer, took) = timed_ask(&mut s, format!("status:{A}").as_bytes()).await;
+    assert_eq!(answer, "stopped");
+    assert!(took < Duration::from_millis(200));
     sim.shutdown().await;
 }
 
 #[tokio::test]
 async fn the_state_handle_changes_projects_ports_and_delays_while_serving() {
-    let sim = PekatSim::start(config(Dialect::V3_18)).await.unwrap();
+    let (sim, mut s) = start_and_connect(config(Dialect::V3_18)).await;
     let state = sim.state();
-    let mut s = connect(&sim).await;
     let new = r"E:\Added Later";
     assert_eq!(
         ask(&mut s, format!("status:{new}").as_bytes()).await,
