@@ -43,12 +43,20 @@ async fn start() -> (Coordinator, La4Sim, broadcast::Receiver<Event>) {
     start_with(|_| sim()).await
 }
 
+/// A coordinator started with `config`, and its event stream.
+async fn coordinator_with_events(
+    config: CoordinatorConfig,
+) -> (Coordinator, broadcast::Receiver<Event>) {
+    let coordinator = Coordinator::start(config).await.unwrap();
+    let events = coordinator.events();
+    (coordinator, events)
+}
+
 /// A coordinator, then a simulator configured knowing the coordinator's address.
 async fn start_with(
     sim: impl FnOnce(SocketAddr) -> La4SimBuilder,
 ) -> (Coordinator, La4Sim, broadcast::Receiver<Event>) {
-    let coordinator = Coordinator::start(coordinator_config()).await.unwrap();
-    let events = coordinator.events();
+    let (coordinator, events) = coordinator_with_events(coordinator_config()).await;
     let sim = sim(coordinator.local_addr()).start().await.unwrap();
     (coordinator, sim, events)
 }
@@ -306,8 +314,7 @@ async fn the_simulator_stops_probing_once_a_coordinator_is_online() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fleet_of_100_nodes_is_managed_and_commanded() {
     let fleet = Fleet::start(sim(), 100).await.unwrap();
-    let coordinator = Coordinator::start(coordinator_config()).await.unwrap();
-    let mut events = coordinator.events();
+    let (coordinator, mut events) = coordinator_with_events(coordinator_config()).await;
     for addr in fleet.addrs() {
         coordinator.add_node(addr);
     }
@@ -354,8 +361,7 @@ async fn hostile_peers_never_disturb_the_listener() {
     let mut config = coordinator_config();
     config.read_timeout = Duration::from_millis(200);
     config.limits.max_message_len = 4096;
-    let coordinator = Coordinator::start(config).await.unwrap();
-    let mut events = coordinator.events();
+    let (coordinator, mut events) = coordinator_with_events(config).await;
     let listener = coordinator.local_addr();
     let sim = sim().start().await.unwrap();
 
@@ -392,8 +398,7 @@ async fn hostile_peers_never_disturb_the_listener() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_event_types_are_kept() {
-    let coordinator = Coordinator::start(coordinator_config()).await.unwrap();
-    let mut events = coordinator.events();
+    let (coordinator, mut events) = coordinator_with_events(coordinator_config()).await;
     let mut stream = labwire_net::connect(coordinator.local_addr(), TEST_DEADLINE)
         .await
         .unwrap();
@@ -475,8 +480,7 @@ async fn garbage_events_are_rejected_and_the_command_times_out() {
 async fn events_from_one_node_are_handled_in_the_order_their_connections_arrived() {
     let mut config = coordinator_config();
     config.read_timeout = Duration::from_millis(300);
-    let coordinator = Coordinator::start(config).await.unwrap();
-    let mut events = coordinator.events();
+    let (coordinator, mut events) = coordinator_with_events(config).await;
     let listener = coordinator.local_addr();
     let node = Identity::new("n", "node", "127.0.0.1", 5999, "0.14.0", false);
     let bytes = |text: &str| {
@@ -518,8 +522,7 @@ async fn events_from_one_node_are_handled_in_the_order_their_connections_arrived
 async fn adding_a_node_heartbeats_it_at_once_without_waiting_for_the_interval() {
     let mut config = coordinator_config();
     config.heartbeat_interval = Duration::from_secs(3600);
-    let coordinator = Coordinator::start(config).await.unwrap();
-    let mut events = coordinator.events();
+    let (coordinator, mut events) = coordinator_with_events(config).await;
     let sim = sim().start().await.unwrap();
     // The first heartbeat round is an hour away.
     let state = sim.state();
@@ -628,8 +631,7 @@ async fn a_flood_of_made_up_nodes_fills_the_table_only_up_to_its_limit() {
     let mut config = coordinator_config();
     config.max_nodes = 3;
     config.manage_discovered = false;
-    let coordinator = Coordinator::start(config).await.unwrap();
-    let mut events = coordinator.events();
+    let (coordinator, mut events) = coordinator_with_events(config).await;
     for port in 7000..7010 {
         let probe = Message::heartbeat(Identity::new("x", "fake", "127.0.0.1", port, "1", false));
         send_message(
