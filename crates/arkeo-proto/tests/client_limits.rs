@@ -3,11 +3,36 @@
 
 use std::time::Duration;
 
-use arkeo_proto::{Client, RoutineState};
+use arkeo_proto::{Client, Request, Response, RoutineState, ServerCodec};
 use arkeo_sim::ArkeoSim;
+use bytes::BytesMut;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
+use tokio_util::codec::{Decoder, Encoder};
 
 const DEADLINE: Duration = Duration::from_secs(10);
+
+/// The next request a fake device reads on `stream`, or `None` at EOF or reset.
+async fn next_request(stream: &mut TcpStream, buf: &mut BytesMut) -> Option<Request> {
+    loop {
+        if let Some(request) = ServerCodec::new().decode(buf).unwrap() {
+            return Some(request);
+        }
+        match stream.read_buf(buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// The frame a fake device writes for `response`.
+fn frame(response: &Response) -> BytesMut {
+    let mut out = BytesMut::new();
+    ServerCodec::new().encode(response, &mut out).unwrap();
+    out
+}
 
 #[tokio::test]
 async fn waiting_without_a_time_limit_is_allowed() {
@@ -28,31 +53,6 @@ async fn waiting_without_a_time_limit_is_allowed() {
 
 mod unsolicited {
     use super::*;
-    use arkeo_proto::{Request, Response, ServerCodec};
-    use bytes::BytesMut;
-    use serde_json::json;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::{TcpListener, TcpStream};
-    use tokio_util::codec::{Decoder, Encoder};
-
-    /// The next request on `stream`, or `None` at EOF or reset.
-    async fn next_request(stream: &mut TcpStream, buf: &mut BytesMut) -> Option<Request> {
-        loop {
-            if let Ok(Some(request)) = ServerCodec::new().decode(buf) {
-                return Some(request);
-            }
-            match stream.read_buf(buf).await {
-                Ok(0) | Err(_) => return None,
-                Ok(_) => {}
-            }
-        }
-    }
-
-    fn frame(response: &Response) -> BytesMut {
-        let mut out = BytesMut::new();
-        ServerCodec::new().encode(response, &mut out).unwrap();
-        out
-    }
 
     /// A device that sends, after a reply, the start of a frame nobody asked for: the rest of
     /// that frame would come in front of the next reply. The connection is out of step and
@@ -111,12 +111,7 @@ mod unsolicited {
 
 mod sequencing {
     use super::*;
-    use arkeo_proto::{Error, Response, ServerCodec};
-    use bytes::BytesMut;
-    use serde_json::json;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpListener;
-    use tokio_util::codec::{Decoder, Encoder};
+    use arkeo_proto::Error;
 
     /// The device forbids pipelining: while a request is unanswered, a client must not send
     /// the next one, however many clones call at once. The fake device reads one request,
@@ -132,11 +127,8 @@ mod sequencing {
             let (mut stream, _) = listener.accept().await.unwrap();
             let mut buf = BytesMut::new();
             for _ in 0..CALLS {
-                let request = loop {
-                    if let Some(request) = ServerCodec::new().decode(&mut buf).unwrap() {
-                        break request;
-                    }
-                    assert_ne!(stream.read_buf(&mut buf).await.unwrap(), 0, "client left");
+                let Some(request) = next_request(&mut stream, &mut buf).await else {
+                    panic!("client left");
                 };
                 assert!(buf.is_empty(), "a second request came with the first");
                 let early = timeout(WINDOW, stream.read_buf(&mut buf)).await;
@@ -144,10 +136,8 @@ mod sequencing {
                     early.is_err(),
                     "the next request arrived before this one was answered"
                 );
-                let mut out = BytesMut::new();
                 let reply = Response::ok(json!(request.command), request.request_id);
-                ServerCodec::new().encode(&reply, &mut out).unwrap();
-                stream.write_all(&out).await.unwrap();
+                stream.write_all(&frame(&reply)).await.unwrap();
             }
         });
         let arkeo = Client::builder(addr).timeout(DEADLINE).build();
