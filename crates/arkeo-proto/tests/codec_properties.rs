@@ -100,6 +100,32 @@ fn encode_requests(requests: &[Request], key: ParamKey) -> BytesMut {
     buf
 }
 
+/// The frames `ServerCodec` writes for `responses`, one after another.
+fn encode_responses(responses: &[Response]) -> BytesMut {
+    let mut buf = BytesMut::new();
+    for r in responses {
+        ServerCodec::new().encode(r, &mut buf).unwrap();
+    }
+    buf
+}
+
+/// Every strict prefix of `frame` decodes, with a fresh codec from `new_codec`, to "need
+/// more" and is left unconsumed.
+fn every_strict_prefix_needs_more<D>(
+    new_codec: impl Fn() -> D,
+    frame: &[u8],
+) -> Result<(), TestCaseError>
+where
+    D: Decoder<Error = DecodeError>,
+{
+    for cut in 0..frame.len() {
+        let mut partial = BytesMut::from(&frame[..cut]);
+        prop_assert!(new_codec().decode(&mut partial).unwrap().is_none());
+        prop_assert_eq!(&partial[..], &frame[..cut], "a prefix must not be consumed");
+    }
+    Ok(())
+}
+
 /// Feeds `stream` to `codec` in the pieces that `cuts` mark, decoding all it can after each;
 /// returns the items and what was left undecoded.
 fn decode_in_chunks<D>(
@@ -138,8 +164,7 @@ proptest! {
 
     #[test]
     fn response_round_trips(r in response()) {
-        let mut buf = BytesMut::new();
-        ServerCodec::new().encode(&r, &mut buf).unwrap();
+        let mut buf = encode_responses(std::slice::from_ref(&r));
         let decoded = ClientCodec::new().decode(&mut buf).unwrap().unwrap();
         prop_assert_eq!(decoded, r);
     }
@@ -147,22 +172,13 @@ proptest! {
     #[test]
     fn every_strict_prefix_of_a_frame_needs_more(r in request()) {
         let frame = encode_requests(std::slice::from_ref(&r), ParamKey::Parameter);
-        for cut in 0..frame.len() {
-            let mut partial = BytesMut::from(&frame[..cut]);
-            prop_assert!(ServerCodec::new().decode(&mut partial).unwrap().is_none());
-            prop_assert_eq!(&partial[..], &frame[..cut], "a prefix must not be consumed");
-        }
+        every_strict_prefix_needs_more(ServerCodec::new, &frame)?;
     }
 
     #[test]
     fn every_strict_prefix_of_a_response_frame_needs_more(r in response()) {
-        let mut frame = BytesMut::new();
-        ServerCodec::new().encode(&r, &mut frame).unwrap();
-        for cut in 0..frame.len() {
-            let mut partial = BytesMut::from(&frame[..cut]);
-            prop_assert!(ClientCodec::new().decode(&mut partial).unwrap().is_none());
-            prop_assert_eq!(&partial[..], &frame[..cut], "a prefix must not be consumed");
-        }
+        let frame = encode_responses(std::slice::from_ref(&r));
+        every_strict_prefix_needs_more(ClientCodec::new, &frame)?;
     }
 
     #[test]
@@ -170,10 +186,7 @@ proptest! {
         responses in prop::collection::vec(response(), 1..4),
         cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..8),
     ) {
-        let mut stream = BytesMut::new();
-        for r in &responses {
-            ServerCodec::new().encode(r, &mut stream).unwrap();
-        }
+        let stream = encode_responses(&responses);
         let (out, buf) = decode_in_chunks(ClientCodec::new(), &stream, &cuts);
         prop_assert_eq!(out, responses);
         prop_assert!(buf.is_empty());
