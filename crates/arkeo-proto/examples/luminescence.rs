@@ -1,8 +1,8 @@
 //! A photoluminescence measurement, the way the vendor documents it.
 //!
 //! ```sh
-//! cargo run -p arkeo-proto --features client --example luminescence   # against an in-process arkeo-sim
-//! cargo run -p arkeo-proto --features client --example luminescence -- 192.168.1.20:6360 # a device
+//! cargo run -p arkeo-proto --example luminescence   # against an in-process arkeo-sim
+//! cargo run -p arkeo-proto --example luminescence -- 192.168.1.20:6360 # a device
 //! ```
 
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! Sends one message to a COMET server and prints the answer's `result` as JSON.
 //!
 //! ```text
-//! cargo run -p comet-socket --features client --example send -- [--timeout SECONDS] HOST:PORT ACTION VALUE_JSON
+//! cargo run -p comet-socket --example send -- [--timeout SECONDS] HOST:PORT ACTION VALUE_JSON
 //! ```
 //!
 //! Exit codes: 0 answered; 2 bad usage or VALUE_JSON is not JSON; 3 the client refuses the

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run -p pekat-sim &            # listening on 127.0.0.1:7002
-//! cargo run -p pekat-proto --features client --example pekat_client -- 127.0.0.1:7002 'C:\Users\pekat\PekatVisionProjects\Test Project 1'
+//! cargo run -p pekat-proto --example pekat_client -- 127.0.0.1:7002 'C:\Users\pekat\PekatVisionProjects\Test Project 1'
 //! ```
 //! A third argument `3.19` selects the newer dialect.
 

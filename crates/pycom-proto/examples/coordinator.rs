@@ -2,7 +2,7 @@
 //!
 //! ```sh
 //! # against a simulator (in another terminal: cargo run -p la4-sim -- --listen 127.0.0.1:5000)
-//! cargo run -p pycom-proto --features client --example coordinator -- 127.0.0.1:5000 127.0.0.1:5001
+//! cargo run -p pycom-proto --example coordinator -- 127.0.0.1:5000 127.0.0.1:5001
 //! ```
 //! Arguments: the node's address (default `127.0.0.1:5000`) and the address to listen on for
 //! events (default `127.0.0.1:5001`; on a real network, an address the node can reach).
