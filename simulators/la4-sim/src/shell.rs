@@ -535,6 +535,18 @@ mod tests {
     }
 
     #[test]
+    fn echo_without_redirection_answers_a_resync_marker_on_stdout() {
+        // Coordinators send such markers to re-synchronise after a lost output.
+        let mut files = Files::default();
+        let outcome = run("echo labwire-sync-0000002a", &mut files, false);
+        assert_eq!(outcome.status, 0);
+        assert_eq!(outcome.output(), "labwire-sync-0000002a\n");
+        assert!(outcome.stderr.is_empty());
+        assert!(outcome.boardio.is_empty());
+        assert_eq!(files, Files::default());
+    }
+
+    #[test]
     fn unknown_programs_answer_like_sh() {
         let outcome = run("rm -rf /", &mut Files::default(), true);
         assert_eq!(outcome.status, 127);

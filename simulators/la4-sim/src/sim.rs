@@ -8,13 +8,13 @@ use std::time::Duration;
 use labwire_net::{CancellationToken, ServerConfig, ServerHandle};
 use pycom_proto::node::{self, EventSender, Handler, NodeConfig, NodeListener, Request};
 use pycom_proto::transport::{self, DEFAULT_READ_TIMEOUT, DEFAULT_SEND_TIMEOUT};
-use pycom_proto::{Body, Identity, Limits, UnitInfo};
+use pycom_proto::{Body, Identity, Limits, Sequence, UnitInfo};
 use tokio_util::task::TaskTracker;
 
 use crate::SimClock;
 use crate::outbox::{Deliver, Dropped, Outbox};
 use crate::shell::Files;
-use crate::state::{CoordinatorStatus, Coordinators, Device, LightState};
+use crate::state::{BoardioBehaviour, CoordinatorStatus, Coordinators, Device, LightState};
 
 /// Version a simulated node reports (the one in the vendor's examples).
 pub const NODE_VERSION: &str = "0.14.0";
@@ -37,6 +37,9 @@ pub const MAX_EVENT_DESTINATIONS: usize = 1024;
 
 /// Faults the simulator injects on demand: set them from the start with
 /// [`La4SimBuilder::faults`], change them at any time with [`La4Sim::faults`].
+///
+/// `no_events`, `event_delay`, `garbage_events` and `drop_outputs` act on each event as it is
+/// sent; the others on each command as it is run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Faults {
     /// Send no events at all (commands are still run).
@@ -45,6 +48,29 @@ pub struct Faults {
     pub event_delay: Duration,
     /// Send bytes that are not a message instead of each event.
     pub garbage_events: bool,
+    /// Do not send the next this many `output` events (counted in [`Stats::events_lost`]);
+    /// it counts down as each is dropped, to 0. `message` and `unit_info` events still go.
+    pub drop_outputs: u32,
+    /// Queue a command's `message` events (boardio's verdicts) before its `output` event
+    /// instead of after it.
+    pub message_before_output: bool,
+    /// boardio also reports `BOARDIO_READY` when `uSeq` loads a valid sequence (it is silent
+    /// then otherwise), so the vendor's `… && boardiocli uSeq && boardiocli runSeq` yields two
+    /// verdicts: `uSeq`'s, then `runSeq`'s.
+    pub verdict_for_useq: bool,
+    /// Every `runSeq` reports `BOARDIO_ERROR: <this text>` and leaves the lights as they are,
+    /// like a device fault (e.g. `LED driver overheated`).
+    pub run_seq_error: Option<String>,
+}
+
+impl Faults {
+    /// How boardio answers under these faults.
+    fn boardio(&self) -> BoardioBehaviour {
+        BoardioBehaviour {
+            verdict_for_useq: self.verdict_for_useq,
+            run_seq_error: self.run_seq_error.clone(),
+        }
+    }
 }
 
 /// Bytes sent instead of an event when [`Faults::garbage_events`] is on: not UTF-8, not JSON.
@@ -83,6 +109,18 @@ impl SharedFaults {
     pub fn clear(&self) {
         self.set(Faults::default());
     }
+
+    /// The faults for one event about to be sent, or `None` when it is to be dropped: an
+    /// `output` while [`Faults::drop_outputs`] is above 0, which this counts down (under the
+    /// lock, so that two events sent at once never take the same count).
+    fn for_event(&self, body: &Body) -> Option<Faults> {
+        let mut faults = lock(&self.inner);
+        if matches!(body, Body::Output { .. }) && faults.drop_outputs > 0 {
+            faults.drop_outputs -= 1;
+            return None;
+        }
+        Some(faults.clone())
+    }
 }
 
 /// How a simulated node runs. Public fields; start from [`SimConfig::default`] (the device's
@@ -120,6 +158,10 @@ pub struct SimConfig {
     pub time_scale: f64,
     /// What `unit_info` reports.
     pub unit_info: UnitInfo,
+    /// The standalone (boot-time) sequence stored at power-on, as if a coordinator had sent
+    /// `uSeqStandalone` before: it is in the standalone sequence file and runs when boardio
+    /// finishes booting (no event: nobody asked). `None` by default.
+    pub standalone_sequence: Option<Sequence>,
     /// Size limit for requests and events.
     pub limits: Limits,
     /// Deadline for a coordinator to deliver a request.
@@ -152,6 +194,7 @@ impl Default for SimConfig {
                 mcu_type: "RP2040".into(),
                 mac_address: "dc:a6:32:1b:4e:f0".into(),
             },
+            standalone_sequence: None,
             limits: Limits::default(),
             read_timeout: DEFAULT_READ_TIMEOUT,
             send_timeout: DEFAULT_SEND_TIMEOUT,
@@ -230,14 +273,39 @@ impl SimState {
         &self.shared.identity
     }
 
-    /// The lights as the last sequence left them.
+    /// The lights as the last sequence left them (the boot-time one once boot has finished).
     pub fn lights(&self) -> LightState {
-        lock(&self.shared.device).lights.clone()
+        self.shared
+            .device(self.shared.clock.instant())
+            .0
+            .lights
+            .clone()
     }
 
     /// The two sequence files.
     pub fn files(&self) -> Files {
-        lock(&self.shared.device).files.clone()
+        self.shared
+            .device(self.shared.clock.instant())
+            .0
+            .files
+            .clone()
+    }
+
+    /// Reboots the node, as a power cycle would: the lights go back to their power-on state,
+    /// boardio boots again ([`SimConfig::boot_time`] from now, simulated time), and at the end
+    /// of the boot the stored standalone sequence (the last one `uSeqStandalone` stored, or
+    /// [`SimConfig::standalone_sequence`]) runs again. The files stay. The coordinators stay
+    /// tracked, and `unit_info` is not sent again to those that had it (a real node forgets
+    /// them; the simulator keeps it simple).
+    pub fn reboot(&self) {
+        let now = self.shared.clock.instant();
+        // Both locks at once, in the order `Shared::device` takes them: nobody sees the
+        // device rebooted with the old boot deadline, or the other way round.
+        let mut coordinators = lock(&self.shared.coordinators);
+        let mut device = lock(&self.shared.device);
+        coordinators.reboot(now);
+        device.reboot();
+        tracing::info!("rebooting");
     }
 
     /// The coordinators the node tracks.
@@ -273,6 +341,8 @@ impl Handler for Node {
         let to = request.reply_addr();
         let Request { message, peer } = request;
         let now = shared.clock.instant();
+        // Commands run under the faults in effect when they arrive.
+        let faults = shared.faults.get();
         let unit_info_due = lock(&shared.coordinators).on_request(now, to, &message.identity);
         lock(&shared.stats).requests += 1;
         if unit_info_due {
@@ -284,17 +354,23 @@ impl Handler for Node {
                 record(&mut lock(&shared.stats).commands, &command);
                 // Run as it arrives (one peer's requests are handled in order); only the
                 // events wait in the destination's queue.
-                let booted = lock(&shared.coordinators).hardware_ready(now);
-                let result = lock(&shared.device).run(&command, booted);
-                let mut bodies = vec![Body::Output {
+                let result = {
+                    let (mut device, booted) = shared.device(now);
+                    device.boardio = faults.boardio();
+                    device.run(&command, booted)
+                };
+                let output = Body::Output {
                     output: result.output,
-                }];
-                bodies.extend(
-                    result
-                        .messages
-                        .into_iter()
-                        .map(|message| Body::Message { message }),
-                );
+                };
+                let messages = result
+                    .messages
+                    .into_iter()
+                    .map(|message| Body::Message { message });
+                let bodies = if faults.message_before_output {
+                    messages.chain([output]).collect()
+                } else {
+                    std::iter::once(output).chain(messages).collect()
+                };
                 shared.send(to, bodies);
             }
             Body::Heartbeat => {
@@ -303,6 +379,17 @@ impl Handler for Node {
             other => tracing::debug!(%peer, type_ = ?other.type_name(), "ignored request"),
         }
     }
+}
+
+/// A device just powered on, with `standalone` stored (and in its file), boardio booting.
+fn power_on(standalone: Option<&Sequence>) -> Device {
+    let mut device = Device::default();
+    if let Some(sequence) = standalone {
+        device.files.standalone = Some(sequence.to_csv());
+        device.lights.standalone = Some(sequence.clone());
+    }
+    device.reboot();
+    device
 }
 
 /// Keeps `command` as the latest of `commands`, dropping the oldest beyond the bounds.
@@ -339,6 +426,21 @@ impl Deliver for Shared {
 }
 
 impl Shared {
+    /// The device, and whether boardio has booted by `now`. A boot that has finished is
+    /// completed first (the stored standalone sequence runs), whoever looks first: the clock
+    /// loop, a command, or a test reading the lights.
+    fn device(&self, now: std::time::Instant) -> (MutexGuard<'_, Device>, bool) {
+        // Always the coordinators' lock before the device's (as `SimState::reboot` does).
+        let coordinators = lock(&self.coordinators);
+        let booted = coordinators.hardware_ready(now);
+        let mut device = lock(&self.device);
+        drop(coordinators);
+        if booted && device.finish_boot() {
+            tracing::info!("boardio booted: standalone sequence run");
+        }
+        (device, booted)
+    }
+
     /// Queues `bodies` for `to`, in order after the events already queued for it; drops them
     /// all (counted as lost) when its queue is full or too many destinations are busy.
     fn send(self: &Arc<Self>, to: SocketAddr, bodies: Vec<Body>) {
@@ -370,7 +472,11 @@ impl Shared {
     }
 
     async fn send_event(&self, to: SocketAddr, body: Body) {
-        let faults = self.faults.get();
+        let Some(faults) = self.faults.for_event(&body) else {
+            tracing::debug!(%to, "fault: output dropped");
+            lock(&self.stats).events_lost += 1;
+            return;
+        };
         if faults.no_events {
             lock(&self.stats).events_lost += 1;
             return;
@@ -400,7 +506,8 @@ impl Shared {
     }
 
     /// Goes over the coordinators every `tick` (real time) or as soon as the clock is advanced
-    /// by hand: boot finished, coordinators gone offline, discovery probes due.
+    /// by hand: boot finished (the standalone sequence runs), coordinators gone offline,
+    /// discovery probes due.
     async fn run_clock(
         self: Arc<Self>,
         tick: Duration,
@@ -421,6 +528,7 @@ impl Shared {
             advanced.set(notify.notified());
             advanced.as_mut().enable();
             let now = clock.instant();
+            drop(self.device(now));
             let (due, offline) = lock(&self.coordinators).poll(now);
             for addr in offline {
                 tracing::info!(coordinator = %addr, "coordinator offline");
@@ -570,6 +678,14 @@ impl La4SimBuilder {
         self
     }
 
+    /// The standalone sequence stored at power-on, run when boardio finishes booting (none by
+    /// default).
+    #[must_use]
+    pub fn standalone_sequence(mut self, sequence: Sequence) -> Self {
+        self.config.standalone_sequence = Some(sequence);
+        self
+    }
+
     /// Size limit for requests and events.
     #[must_use]
     pub fn limits(mut self, limits: Limits) -> Self {
@@ -651,7 +767,7 @@ impl La4SimBuilder {
             unit_info: config.unit_info.clone(),
             clock: clock.clone(),
             coordinators: Mutex::new(coordinators),
-            device: Mutex::new(Device::default()),
+            device: Mutex::new(power_on(config.standalone_sequence.as_ref())),
             faults: SharedFaults::new(config.faults.clone()),
             stats: Mutex::new(Stats::default()),
             outbox: Outbox::new(
@@ -791,6 +907,85 @@ mod tests {
         let builder = La4Sim::builder();
         assert!(builder.config().listen.ip().is_loopback());
         assert_eq!(builder.config().listen.port(), 0);
+    }
+
+    fn output(text: &str) -> Body {
+        Body::Output {
+            output: text.into(),
+        }
+    }
+
+    #[test]
+    fn drop_outputs_counts_down_once_per_output_and_spares_other_events() {
+        let faults = SharedFaults::new(Faults {
+            drop_outputs: 2,
+            ..Faults::default()
+        });
+        let message = Body::Message {
+            message: crate::BOARDIO_READY.into(),
+        };
+        assert!(faults.for_event(&message).is_some());
+        assert!(faults.for_event(&output("a")).is_none());
+        assert_eq!(faults.get().drop_outputs, 1);
+        assert!(faults.for_event(&message).is_some());
+        assert!(faults.for_event(&output("b")).is_none());
+        let after = faults.for_event(&output("c")).unwrap();
+        assert_eq!(after.drop_outputs, 0);
+        assert_eq!(faults.get().drop_outputs, 0);
+    }
+
+    #[test]
+    fn drop_outputs_is_never_taken_twice_by_events_sent_at_once() {
+        const DROPS: u32 = 500;
+        let faults = SharedFaults::new(Faults {
+            drop_outputs: DROPS,
+            ..Faults::default()
+        });
+        let dropped: u32 = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..8)
+                .map(|_| {
+                    let faults = faults.clone();
+                    scope.spawn(move || {
+                        (0..100)
+                            .map(|_| u32::from(faults.for_event(&output("x")).is_none()))
+                            .sum::<u32>()
+                    })
+                })
+                .collect();
+            workers.into_iter().map(|w| w.join().unwrap()).sum()
+        });
+        assert_eq!(dropped, DROPS);
+        assert_eq!(faults.get().drop_outputs, 0);
+    }
+
+    #[test]
+    fn faults_set_how_boardio_answers() {
+        let faults = Faults {
+            verdict_for_useq: true,
+            run_seq_error: Some("LED driver overheated".into()),
+            ..Faults::default()
+        };
+        assert_eq!(
+            faults.boardio(),
+            BoardioBehaviour {
+                verdict_for_useq: true,
+                run_seq_error: Some("LED driver overheated".into()),
+            }
+        );
+        assert_eq!(Faults::default().boardio(), BoardioBehaviour::default());
+    }
+
+    #[test]
+    fn a_configured_standalone_sequence_is_in_its_file_and_runs_at_the_end_of_boot() {
+        let sequence = Sequence::parse_csv("LED_FAN,1\nMODEL_LIGHT,10\n").unwrap();
+        let mut device = power_on(Some(&sequence));
+        assert_eq!(device.files.standalone, Some(sequence.to_csv()));
+        assert_eq!(device.lights.standalone, Some(sequence.clone()));
+        assert!(!device.lights.fans, "not before boot has finished");
+        assert!(device.finish_boot());
+        assert_eq!(device.lights.last_run, Some(sequence));
+        assert!(device.lights.fans);
+        assert!(!power_on(None).finish_boot());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The node's state, without sockets or clocks: every method takes `now`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -10,7 +10,8 @@ use pycom_proto::sequence::{Row, SEQUENCE_FILE, STANDALONE_SEQUENCE_FILE, Sequen
 use crate::shell::{self, BoardioCommand, Files};
 
 /// A coordinator as the node tracks it: keyed by the IP it connects from and the port it
-/// advertises.
+/// advertises. One that comes back from another port is tracked anew, but `unit_info` follows
+/// its `id`: it is not sent again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CoordinatorStatus {
     /// Where events for it go.
@@ -19,7 +20,8 @@ pub struct CoordinatorStatus {
     pub identity: Identity,
     /// Heard from within the offline delay.
     pub online: bool,
-    /// `unit_info` has been sent to it (once, ever).
+    /// `unit_info` has been sent to it, or to a coordinator with the same `id` from another
+    /// address (once per `id`, ever).
     pub unit_info_sent: bool,
 }
 
@@ -35,11 +37,18 @@ struct Tracked {
 pub const MAX_COORDINATORS: usize = 1024;
 
 /// Which coordinators the node knows, when their `unit_info` is due, and when they go offline.
+///
+/// `unit_info` goes once per coordinator `id` (the protocol: not re-sent on reconnection), so a
+/// coordinator restarted on a new port does not get it twice. Both the table and the set of
+/// served ids hold at most [`MAX_COORDINATORS`] entries.
 #[derive(Debug, Clone)]
 pub struct Coordinators {
     ready_at: Instant,
+    boot_time: Duration,
     offline_after: Duration,
-    tracked: HashMap<SocketAddr, Tracked>,
+    tracked: BTreeMap<SocketAddr, Tracked>,
+    /// The ids `unit_info` went to.
+    served_ids: HashSet<String>,
 }
 
 impl Coordinators {
@@ -47,9 +56,18 @@ impl Coordinators {
     pub fn new(started: Instant, boot_time: Duration, offline_after: Duration) -> Self {
         Self {
             ready_at: started + boot_time,
+            boot_time,
             offline_after,
-            tracked: HashMap::new(),
+            tracked: BTreeMap::new(),
+            served_ids: HashSet::new(),
         }
+    }
+
+    /// The node reboots at `now`: boardio is ready `boot_time` later again. The coordinators
+    /// stay tracked, with their `unit_info` sent or not as before (a real node would forget
+    /// them; keeping them keeps the simulator simple and `unit_info` once per coordinator).
+    pub fn reboot(&mut self, now: Instant) {
+        self.ready_at = now + self.boot_time;
     }
 
     /// Whether boardio has finished initialising.
@@ -77,11 +95,11 @@ impl Coordinators {
         tracked.identity = identity.clone();
         tracked.last_heard = now;
         tracked.online = true;
-        if ready && !tracked.unit_info_sent {
+        if self.served_ids.contains(&identity.id) {
+            // It had it under another address (a coordinator restarted on a new port).
             tracked.unit_info_sent = true;
-            return true;
         }
-        false
+        ready && unit_info_due(tracked, &mut self.served_ids)
     }
 
     /// Advances time: returns the coordinators `unit_info` is now due to (boot just finished)
@@ -90,6 +108,7 @@ impl Coordinators {
         let ready = self.hardware_ready(now);
         let mut due = Vec::new();
         let mut offline = Vec::new();
+        // In address order, so that of two addresses with one id the lower gets `unit_info`.
         for (addr, tracked) in &mut self.tracked {
             if tracked.online
                 && now.saturating_duration_since(tracked.last_heard) >= self.offline_after
@@ -99,13 +118,10 @@ impl Coordinators {
             }
             // Only a coordinator seen online since boot finished gets it now; one that went
             // silent before boot gets it when it comes back.
-            if ready && tracked.online && !tracked.unit_info_sent {
-                tracked.unit_info_sent = true;
+            if ready && tracked.online && unit_info_due(tracked, &mut self.served_ids) {
                 due.push(*addr);
             }
         }
-        due.sort();
-        offline.sort();
         (due, offline)
     }
 
@@ -116,8 +132,7 @@ impl Coordinators {
 
     /// Every tracked coordinator, in address order.
     pub fn list(&self) -> Vec<CoordinatorStatus> {
-        let mut list: Vec<_> = self
-            .tracked
+        self.tracked
             .iter()
             .map(|(addr, t)| CoordinatorStatus {
                 addr: *addr,
@@ -125,10 +140,26 @@ impl Coordinators {
                 online: t.online,
                 unit_info_sent: t.unit_info_sent,
             })
-            .collect();
-        list.sort_by_key(|c| c.addr);
-        list
+            .collect()
     }
+}
+
+/// Whether `unit_info` is due to `tracked` now that it may have it: not if it, or its `id`
+/// under another address, already had it. Marks it (and its id) as served.
+fn unit_info_due(tracked: &mut Tracked, served_ids: &mut HashSet<String>) -> bool {
+    if tracked.unit_info_sent {
+        return false;
+    }
+    tracked.unit_info_sent = true;
+    if served_ids.contains(&tracked.identity.id) {
+        return false;
+    }
+    // Only tracked coordinators are served, each once, so this bound is never reached; it
+    // keeps the set bounded on its own all the same.
+    if served_ids.len() < MAX_COORDINATORS {
+        served_ids.insert(tracked.identity.id.clone());
+    }
+    true
 }
 
 /// The simulated lights, as the last sequence run left them.
@@ -142,17 +173,28 @@ pub struct LightState {
     pub polarizer: bool,
     /// The last flash-array row run (`ALL_4_*` / `OLAT_4_*`), if any.
     pub array: Option<Row>,
-    /// The sequence loaded with `uSeq`, ready for `runSeq`.
+    /// The sequence loaded with `uSeq` or `uSeqStandalone` (or at boot), ready for `runSeq`.
     pub loaded: Option<Sequence>,
     /// The last sequence run.
     pub last_run: Option<Sequence>,
-    /// The boot-time sequence loaded with `uSeqStandalone`.
+    /// The boot-time sequence stored with `uSeqStandalone` (or present at power-on); it runs
+    /// at the end of every boot and survives reboots.
     pub standalone: Option<Sequence>,
-    /// Sequences run since start.
+    /// Sequences run since the simulator started, reboots included (the boot-time runs too).
     pub runs: u64,
 }
 
 impl LightState {
+    /// Back to the power-on state: everything off, nothing loaded, no last run; the stored
+    /// standalone sequence and the run count stay.
+    fn power_on(&mut self) {
+        *self = Self {
+            standalone: self.standalone.take(),
+            runs: self.runs,
+            ..Self::default()
+        };
+    }
+
     fn apply(&mut self, sequence: &Sequence) {
         for row in sequence.rows() {
             match *row {
@@ -169,13 +211,34 @@ impl LightState {
 
 pub use pycom_proto::sequence::{BOARDIO_ERROR, BOARDIO_READY};
 
+/// How the simulated boardio daemon departs from its plain behaviour, to test how a
+/// coordinator copes (the simulator sets it from [`crate::Faults`] before each command).
+/// The default is the plain behaviour.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BoardioBehaviour {
+    /// `uSeq` reports `BOARDIO_READY` when it loads a valid sequence (it is silent otherwise),
+    /// so the vendor idiom yields two verdicts: `uSeq`'s, then `runSeq`'s.
+    pub verdict_for_useq: bool,
+    /// Every `runSeq` reports `BOARDIO_ERROR: <this text>` and leaves the lights alone (a
+    /// device fault, e.g. `LED driver overheated`).
+    pub run_seq_error: Option<String>,
+}
+
 /// The simulated device: its two files and its lights, driven by command lines.
+///
+/// [`Device::default`] has booted, with nothing stored; [`Device::reboot`] powers it on again
+/// (also how a node starts), after which [`Device::finish_boot`], or the first command run
+/// with boardio booted, runs the stored standalone sequence.
 #[derive(Debug, Clone, Default)]
 pub struct Device {
     /// The sequence files.
     pub files: Files,
     /// The lights.
     pub lights: LightState,
+    /// How boardio answers.
+    pub boardio: BoardioBehaviour,
+    /// Rebooted, and the end of that boot not yet seen.
+    booting: bool,
 }
 
 /// What a command produced: the `output` event's text, then `message` events.
@@ -188,13 +251,18 @@ pub struct CommandResult {
 }
 
 impl Device {
-    /// Runs `command` (never on the host) with boardio running when `booted`.
+    /// Runs `command` (never on the host) with boardio running when `booted`. A boot that has
+    /// just finished is completed first ([`Device::finish_boot`]), so the command acts on the
+    /// lights the boot-time sequence left.
     pub fn run(&mut self, command: &str, booted: bool) -> CommandResult {
+        if booted {
+            self.finish_boot();
+        }
         let outcome = shell::run(command, &mut self.files, booted);
         let messages = outcome
             .boardio
             .iter()
-            .filter_map(|c| self.boardio(*c))
+            .filter_map(|c| self.daemon(*c))
             .collect();
         CommandResult {
             output: outcome.output().to_owned(),
@@ -202,8 +270,31 @@ impl Device {
         }
     }
 
+    /// Powers the device off and on: the lights go back to their power-on state (everything
+    /// off, nothing loaded); the files and the stored standalone sequence stay. boardio boots
+    /// again; call [`Device::finish_boot`] once it has.
+    pub fn reboot(&mut self) {
+        self.lights.power_on();
+        self.booting = true;
+    }
+
+    /// boardio has finished booting: it loads the stored standalone sequence and runs it,
+    /// once per boot, with no message (nobody asked). Returns whether a sequence ran; nothing
+    /// happens unless [`Device::reboot`] came since the last boot finished.
+    pub fn finish_boot(&mut self) -> bool {
+        if !std::mem::take(&mut self.booting) {
+            return false;
+        }
+        let Some(sequence) = self.lights.standalone.clone() else {
+            return false;
+        };
+        self.lights.apply(&sequence);
+        self.lights.loaded = Some(sequence);
+        true
+    }
+
     /// The boardio daemon handling one FIFO command; returns the message it reports, if any.
-    fn boardio(&mut self, command: BoardioCommand) -> Option<String> {
+    fn daemon(&mut self, command: BoardioCommand) -> Option<String> {
         let error = |what: String| Some(format!("{BOARDIO_ERROR}: {what}"));
         let load = |file: Option<&str>, path: &str| match file {
             None => Err(format!("{path} does not exist")),
@@ -213,7 +304,9 @@ impl Device {
             BoardioCommand::USeq => match load(self.files.sequence.as_deref(), SEQUENCE_FILE) {
                 Ok(sequence) => {
                     self.lights.loaded = Some(sequence);
-                    None
+                    self.boardio
+                        .verdict_for_useq
+                        .then(|| BOARDIO_READY.to_owned())
                 }
                 Err(what) => {
                     self.lights.loaded = None;
@@ -223,19 +316,27 @@ impl Device {
             BoardioCommand::USeqStandalone => {
                 match load(self.files.standalone.as_deref(), STANDALONE_SEQUENCE_FILE) {
                     Ok(sequence) => {
-                        self.lights.standalone = Some(sequence);
+                        // Stored for every boot, and loaded: the vendor's idiom runs it at
+                        // once with `&& boardiocli runSeq`.
+                        self.lights.standalone = Some(sequence.clone());
+                        self.lights.loaded = Some(sequence);
                         Some(BOARDIO_READY.to_owned())
                     }
                     Err(what) => error(what),
                 }
             }
-            BoardioCommand::RunSeq => match self.lights.loaded.clone() {
-                Some(sequence) => {
-                    self.lights.apply(&sequence);
-                    Some(BOARDIO_READY.to_owned())
+            BoardioCommand::RunSeq => {
+                if let Some(fault) = &self.boardio.run_seq_error {
+                    return error(fault.clone());
                 }
-                None => error("no sequence loaded".to_owned()),
-            },
+                match self.lights.loaded.clone() {
+                    Some(sequence) => {
+                        self.lights.apply(&sequence);
+                        Some(BOARDIO_READY.to_owned())
+                    }
+                    None => error("no sequence loaded".to_owned()),
+                }
+            }
         }
     }
 }
@@ -246,9 +347,35 @@ mod tests {
 
     const MS: Duration = Duration::from_millis(1);
 
+    /// A coordinator listening on `port`, with an id of its own.
     fn coordinator(port: u16) -> (SocketAddr, Identity) {
-        let identity = Identity::new("c", "coord", "127.0.0.1", port, "1", true);
+        let identity = Identity::new(format!("{port:08x}"), "coord", "127.0.0.1", port, "1", true);
         (SocketAddr::from(([127, 0, 0, 1], port)), identity)
+    }
+
+    /// The coordinator `id` restarted, now listening on `port`.
+    fn restarted(id: &Identity, port: u16) -> (SocketAddr, Identity) {
+        let mut identity = id.clone();
+        identity.port = port;
+        (SocketAddr::from(([127, 0, 0, 1], port)), identity)
+    }
+
+    fn sequence(rows: impl Into<Vec<Row>>) -> Sequence {
+        Sequence::new(rows).unwrap()
+    }
+
+    /// The vendor's standalone idiom, written out (not built by `Sequence::command`).
+    fn standalone_idiom(csv: &str, then_run: bool) -> String {
+        let run = if then_run {
+            " && boardiocli runSeq"
+        } else {
+            ""
+        };
+        format!("echo \"{csv}\" > {STANDALONE_SEQUENCE_FILE} && boardiocli uSeqStandalone{run}")
+    }
+
+    fn normal_idiom(csv: &str) -> String {
+        format!("echo \"{csv}\" > {SEQUENCE_FILE} && boardiocli uSeq && boardiocli runSeq")
     }
 
     #[test]
@@ -309,10 +436,61 @@ mod tests {
             c.on_request(t0, addr, &id);
         }
         assert_eq!(c.list().len(), MAX_COORDINATORS);
+        assert_eq!(c.served_ids.len(), MAX_COORDINATORS);
         // Known ones are still refreshed.
         let (addr, id) = coordinator(0);
         assert!(!c.on_request(t0, addr, &id));
         assert_eq!(c.list().len(), MAX_COORDINATORS);
+        assert_eq!(c.served_ids.len(), MAX_COORDINATORS);
+    }
+
+    #[test]
+    fn unit_info_is_not_resent_to_a_coordinator_reconnecting_from_a_new_port_with_the_same_id() {
+        let t0 = Instant::now();
+        let mut c = Coordinators::new(t0, Duration::ZERO, 150 * MS);
+        let (old, id) = coordinator(9000);
+        assert!(c.on_request(t0, old, &id));
+        let (new, id) = restarted(&id, 9100);
+        assert!(!c.on_request(t0 + MS, new, &id));
+        assert_eq!(c.poll(t0 + 2 * MS).0, vec![]);
+        let listed = c.list();
+        assert_eq!(listed.len(), 2, "both addresses are tracked");
+        assert!(listed.iter().all(|s| s.unit_info_sent), "{listed:?}");
+        // A coordinator with another id still gets its own.
+        let (other, other_id) = coordinator(9200);
+        assert!(c.on_request(t0 + 3 * MS, other, &other_id));
+    }
+
+    #[test]
+    fn two_addresses_with_one_id_waiting_for_boot_get_one_unit_info() {
+        let t0 = Instant::now();
+        let mut c = Coordinators::new(t0, 100 * MS, 1000 * MS);
+        let (first, id) = coordinator(9000);
+        let (second, id2) = restarted(&id, 9001);
+        assert!(!c.on_request(t0, first, &id));
+        assert!(!c.on_request(t0 + MS, second, &id2));
+        assert_eq!(c.poll(t0 + 100 * MS).0, vec![first]);
+        assert_eq!(c.poll(t0 + 200 * MS).0, vec![]);
+        assert!(c.list().iter().all(|s| s.unit_info_sent));
+    }
+
+    #[test]
+    fn reboot_delays_hardware_ready_by_boot_time_and_keeps_coordinators_served() {
+        let t0 = Instant::now();
+        let mut c = Coordinators::new(t0, 100 * MS, 10_000 * MS);
+        let (addr, id) = coordinator(9000);
+        assert!(!c.on_request(t0, addr, &id));
+        assert_eq!(c.poll(t0 + 100 * MS).0, vec![addr]);
+        c.reboot(t0 + 500 * MS);
+        assert!(!c.hardware_ready(t0 + 599 * MS));
+        assert!(c.hardware_ready(t0 + 600 * MS));
+        assert_eq!(
+            c.poll(t0 + 600 * MS).0,
+            vec![],
+            "not re-sent after a reboot"
+        );
+        assert_eq!(c.list().len(), 1);
+        assert!(!c.on_request(t0 + 700 * MS, addr, &id));
     }
 
     #[test]
@@ -361,12 +539,135 @@ mod tests {
     }
 
     #[test]
-    fn standalone_sequence_is_stored_not_run() {
+    fn standalone_sequence_alone_is_stored_and_loaded_not_run() {
         let mut device = Device::default();
-        let sequence = Sequence::new([Row::LedFan { on: true }]).unwrap();
-        let result = device.run(&sequence.command(pycom_proto::Slot::Standalone), true);
+        let result = device.run(&standalone_idiom("LED_FAN,1", false), true);
         assert_eq!(result.messages, [BOARDIO_READY]);
-        assert_eq!(device.lights.standalone, Some(sequence));
+        let fan = sequence([Row::LedFan { on: true }]);
+        assert_eq!(device.lights.standalone, Some(fan.clone()));
+        assert_eq!(device.lights.loaded, Some(fan));
         assert!(!device.lights.fans);
+        assert_eq!(device.lights.runs, 0);
+    }
+
+    #[test]
+    fn the_vendor_standalone_idiom_stores_the_sequence_and_runs_it_at_once() {
+        let mut device = Device::default();
+        let result = device.run(&standalone_idiom("LED_FAN,1\\nMODEL_LIGHT,30", true), true);
+        assert_eq!(
+            result.output,
+            "BOARDIO_CLI: Sent: \"uSeqStandalone\" to FIFO file\n\
+             BOARDIO_CLI: Sent: \"runSeq\" to FIFO file\n"
+        );
+        assert_eq!(result.messages, [BOARDIO_READY, BOARDIO_READY]);
+        let stored = sequence([Row::LedFan { on: true }, Row::ModelLight { power: 30 }]);
+        assert_eq!(device.lights.standalone, Some(stored.clone()));
+        assert_eq!(device.lights.last_run, Some(stored));
+        assert!(device.lights.fans);
+        assert_eq!(device.lights.model_light, 30);
+    }
+
+    #[test]
+    fn verdict_for_useq_reports_ready_for_useq_then_the_run_verdict() {
+        let mut device = Device::default();
+        device.boardio.verdict_for_useq = true;
+        let result = device.run(&normal_idiom("MODEL_LIGHT,100"), true);
+        assert_eq!(result.messages, [BOARDIO_READY, BOARDIO_READY]);
+        assert_eq!(device.lights.model_light, 100);
+        // uSeq alone: one verdict.
+        let result = device.run("boardiocli uSeq", true);
+        assert_eq!(result.messages, [BOARDIO_READY]);
+        // A bad file: uSeq's error, as without the fault, then runSeq's.
+        let result = device.run(&normal_idiom("MODEL_LIGHT,101"), true);
+        assert_eq!(result.messages.len(), 2, "{result:?}");
+        assert!(result.messages.iter().all(|m| m.starts_with(BOARDIO_ERROR)));
+        // Without the fault, uSeq is silent on success.
+        device.boardio.verdict_for_useq = false;
+        let result = device.run(&normal_idiom("MODEL_LIGHT,100"), true);
+        assert_eq!(result.messages, [BOARDIO_READY]);
+    }
+
+    #[test]
+    fn run_seq_error_reports_the_fault_for_every_run_and_leaves_the_lights() {
+        let mut device = Device::default();
+        device.boardio.run_seq_error = Some("LED driver overheated".into());
+        let result = device.run(&normal_idiom("MODEL_LIGHT,100\\nLED_FAN,1"), true);
+        assert_eq!(result.messages, ["BOARDIO_ERROR: LED driver overheated"]);
+        assert_eq!(
+            device.run("boardiocli runSeq", true).messages,
+            result.messages
+        );
+        assert_eq!(device.lights.model_light, 0);
+        assert!(!device.lights.fans);
+        assert_eq!(device.lights.runs, 0);
+        assert!(device.lights.loaded.is_some(), "uSeq still loads");
+        // Fault cleared: the loaded sequence runs.
+        device.boardio.run_seq_error = None;
+        assert_eq!(
+            device.run("boardiocli runSeq", true).messages,
+            [BOARDIO_READY]
+        );
+        assert_eq!(device.lights.model_light, 100);
+    }
+
+    #[test]
+    fn reboot_turns_the_lights_off_and_the_end_of_boot_runs_the_stored_standalone_sequence() {
+        let mut device = Device::default();
+        device.run(&standalone_idiom("DIGITAL_POLARIZER,1", false), true);
+        device.run(&normal_idiom("MODEL_LIGHT,70\\nLED_FAN,1"), true);
+        assert_eq!(device.lights.runs, 1);
+        let files = device.files.clone();
+        device.reboot();
+        let stored = sequence([Row::DigitalPolarizer { on: true }]);
+        assert_eq!(
+            device.lights,
+            LightState {
+                standalone: Some(stored.clone()),
+                runs: 1,
+                ..LightState::default()
+            }
+        );
+        assert_eq!(device.files, files, "the files survive a reboot");
+        // While boardio boots, nothing reaches it.
+        let result = device.run("boardiocli runSeq", false);
+        assert_eq!(result.output, "BOARDIO_CLI: boardio is not running\n");
+        assert!(result.messages.is_empty());
+        assert!(!device.lights.polarizer);
+        // The end of the boot runs the stored sequence once, and leaves it loaded.
+        assert!(device.finish_boot());
+        assert!(device.lights.polarizer);
+        assert_eq!(device.lights.model_light, 0);
+        assert_eq!(device.lights.last_run, Some(stored.clone()));
+        assert_eq!(device.lights.loaded, Some(stored));
+        assert_eq!(device.lights.runs, 2);
+        assert!(!device.finish_boot());
+        assert_eq!(device.lights.runs, 2);
+    }
+
+    #[test]
+    fn a_command_after_the_boot_finished_finds_the_standalone_sequence_already_run() {
+        let mut device = Device::default();
+        device.lights.standalone = Some(sequence([Row::LedFan { on: true }]));
+        device.reboot();
+        let result = device.run(&normal_idiom("MODEL_LIGHT,20"), true);
+        assert_eq!(result.messages, [BOARDIO_READY]);
+        assert!(device.lights.fans, "the boot-time sequence ran first");
+        assert_eq!(device.lights.model_light, 20);
+        assert_eq!(device.lights.runs, 2);
+        assert!(!device.finish_boot(), "that boot is over");
+    }
+
+    #[test]
+    fn a_boot_without_a_stored_standalone_sequence_leaves_the_lights_off() {
+        let mut device = Device::default();
+        device.run(&normal_idiom("MODEL_LIGHT,70"), true);
+        device.reboot();
+        assert!(!device.finish_boot());
+        assert_eq!(device.lights.model_light, 0);
+        assert_eq!(device.lights.loaded, None);
+        assert_eq!(
+            device.run("boardiocli runSeq", true).messages,
+            ["BOARDIO_ERROR: no sequence loaded"]
+        );
     }
 }

@@ -52,8 +52,17 @@ proptest! {
                     expected.push(vec!["boardiocli".into(), "uSeq".into()]);
                     expected.push(vec!["boardiocli".into(), "runSeq".into()]);
                 }
-                Slot::Standalone => expected.push(vec!["boardiocli".into(), "uSeqStandalone".into()]),
+                Slot::Standalone => {
+                    expected.push(vec!["boardiocli".into(), "uSeqStandalone".into()]);
+                    // The vendor's full idiom also runs it at once; storing alone is valid too.
+                    if script.len() == 3 {
+                        expected.push(vec!["boardiocli".into(), "runSeq".into()]);
+                    }
+                }
             }
+            let runs = expected.last().is_some_and(|w| w[1] == "runSeq");
+            // One verdict per daemon command that reports one: uSeq is silent on success.
+            let verdicts = if slot == Slot::Normal { 1 } else { expected.len() - 1 };
             let words: Vec<Vec<String>> = script.iter().map(|(_, c)| c.words.clone()).collect();
             prop_assert_eq!(words, expected);
             prop_assert_eq!(script[0].0, Connector::Always);
@@ -63,17 +72,17 @@ proptest! {
             // Run it: the file holds the rows, boardio accepts them.
             let mut device = Device::default();
             let result = device.run(&command, true);
-            prop_assert_eq!(result.messages, vec![BOARDIO_READY.to_owned()]);
+            prop_assert_eq!(result.messages, vec![BOARDIO_READY.to_owned(); verdicts]);
             let written = match slot {
                 Slot::Normal => device.files.sequence.clone(),
                 Slot::Standalone => device.files.standalone.clone(),
             };
             prop_assert_eq!(written, Some(sequence.to_csv()));
-            if slot == Slot::Normal {
-                prop_assert_eq!(device.lights.last_run.as_ref(), Some(&sequence));
-            } else {
+            if slot == Slot::Standalone {
                 prop_assert_eq!(device.lights.standalone.as_ref(), Some(&sequence));
             }
+            let last_run = runs.then_some(&sequence);
+            prop_assert_eq!(device.lights.last_run.as_ref(), last_run);
         }
     }
 
