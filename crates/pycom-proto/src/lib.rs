@@ -26,4 +26,4 @@ pub use sequence::{Drive, Row, RowError, Sequence, SequenceError, Slot, Verdict}
 pub use wire::{DecodeError, EncodeError, Limits};
 
 #[cfg(feature = "client")]
-pub use coordinator::{Coordinator, CoordinatorConfig, Event, SequenceReport};
+pub use coordinator::{Coordinator, CoordinatorConfig, Event, NodeTable, SequenceReport};

@@ -342,8 +342,9 @@ pub enum Slot {
     /// The normal sequence: written, loaded with `boardiocli uSeq`, run with `boardiocli runSeq`.
     #[default]
     Normal,
-    /// The boot-time sequence: written and loaded with `boardiocli uSeqStandalone`; it runs when
-    /// the node boots.
+    /// The boot-time sequence: written, loaded with `boardiocli uSeqStandalone` and run at once
+    /// with `boardiocli runSeq`, as the vendor's idiom does; the node also runs it whenever it
+    /// boots. ([`Sequence::store_standalone_command`] stores it without running it now.)
     Standalone,
 }
 
@@ -432,15 +433,28 @@ impl Sequence {
         out
     }
 
-    /// The shell command that writes and loads this sequence into `slot`: for
-    /// [`Slot::Normal`] `echo "…" > la4_sequence.csv && boardiocli uSeq && boardiocli runSeq`,
-    /// for [`Slot::Standalone`] `echo "…" > la4_sequence_standalone.csv && boardiocli uSeqStandalone`.
+    /// The vendor's shell idiom that writes this sequence into `slot`, loads it and runs it:
+    /// for [`Slot::Normal`]
+    /// `echo "…" > la4_sequence.csv && boardiocli uSeq && boardiocli runSeq`, for
+    /// [`Slot::Standalone`]
+    /// `echo "…" > la4_sequence_standalone.csv && boardiocli uSeqStandalone && boardiocli runSeq`.
     pub fn command(&self, slot: Slot) -> String {
         let echo = format!("echo \"{}\" > {}", self.echo_argument(), slot.file());
         match slot {
             Slot::Normal => format!("{echo} && boardiocli uSeq && boardiocli runSeq"),
-            Slot::Standalone => format!("{echo} && boardiocli uSeqStandalone"),
+            Slot::Standalone => format!("{echo} && boardiocli uSeqStandalone && boardiocli runSeq"),
         }
+    }
+
+    /// Stores this sequence as the boot-time sequence without running it now:
+    /// `echo "…" > la4_sequence_standalone.csv && boardiocli uSeqStandalone`. The node runs it
+    /// at its next boot.
+    pub fn store_standalone_command(&self) -> String {
+        format!(
+            "echo \"{}\" > {} && boardiocli uSeqStandalone",
+            self.echo_argument(),
+            Slot::Standalone.file()
+        )
     }
 }
 
@@ -466,6 +480,10 @@ mod tests {
         );
         assert_eq!(
             sequence.command(Slot::Standalone),
+            r#"echo "MODEL_LIGHT,100\nLED_FAN,1" > /home/rigsters/la4_sequence_standalone.csv && boardiocli uSeqStandalone && boardiocli runSeq"#
+        );
+        assert_eq!(
+            sequence.store_standalone_command(),
             r#"echo "MODEL_LIGHT,100\nLED_FAN,1" > /home/rigsters/la4_sequence_standalone.csv && boardiocli uSeqStandalone"#
         );
     }

@@ -116,9 +116,18 @@ pub fn check_len(len: usize, limits: &Limits) -> Result<(), DecodeError> {
     }
 }
 
+/// What an informational field reads as when a message lacks it (or it is `null`).
+pub const UNKNOWN: &str = "unknown";
+
 /// Decodes everything a connection carried (the bytes up to EOF) into one message.
 ///
 /// Whitespace around the object is allowed; anything else after it is [`DecodeError::InvalidJson`].
+///
+/// Lenient where the protocol allows: the informational fields `name`, `ip`, `version` and
+/// every `unit_info` detail never make a message unusable. A missing (or `null`) one reads as
+/// [`UNKNOWN`]; one of another JSON type is kept as its JSON text (`"version": 14` reads as
+/// `"14"`). `id`, `port`, `coordinator`, `type_` and the body's own field (`command`,
+/// `output`, `message`) must be present and typed as documented.
 /// Fields besides the base fields and those of the message's `type_` are ignored, except for an
 /// unknown `type_`, whose fields are all kept.
 ///
@@ -144,10 +153,10 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Message, DecodeError> {
     };
     let identity = Identity {
         id: take_string(&mut object, "id")?,
-        name: take_string(&mut object, "name")?,
-        ip: take_string(&mut object, "ip")?,
+        name: take_text(&mut object, "name"),
+        ip: take_text(&mut object, "ip"),
         port: take_port(&mut object)?,
-        version: take_string(&mut object, "version")?,
+        version: take_text(&mut object, "version"),
         coordinator: match object.remove("coordinator") {
             Some(Value::Bool(b)) => b,
             Some(_) => return Err(invalid("coordinator", "a boolean")),
@@ -175,12 +184,12 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Message, DecodeError> {
             message: take_string(&mut object, "message")?,
         },
         Some("unit_info") => Body::UnitInfo(UnitInfo {
-            wiringpi_version: take_string(&mut object, "wiringpi_version")?,
-            boardio_version: take_string(&mut object, "boardio_version")?,
-            firmware_version: take_string(&mut object, "firmware_version")?,
-            unit_type: take_string(&mut object, "unit_type")?,
-            mcu_type: take_string(&mut object, "mcu_type")?,
-            mac_address: take_string(&mut object, "mac_address")?,
+            wiringpi_version: take_text(&mut object, "wiringpi_version"),
+            boardio_version: take_text(&mut object, "boardio_version"),
+            firmware_version: take_text(&mut object, "firmware_version"),
+            unit_type: take_text(&mut object, "unit_type"),
+            mcu_type: take_text(&mut object, "mcu_type"),
+            mac_address: take_text(&mut object, "mac_address"),
         }),
         Some(_) => Body::Unknown {
             type_: type_.unwrap_or_default(),
@@ -234,6 +243,21 @@ fn take_string(object: &mut RawObject, field: &'static str) -> Result<String, De
         Some(Value::String(s)) => Ok(s),
         Some(_) => Err(invalid(field, "a string")),
         None => Err(DecodeError::MissingField { field }),
+    }
+}
+
+/// An informational text field, leniently: see [`decode`].
+fn take_text(object: &mut RawObject, field: &'static str) -> String {
+    match object.remove(field) {
+        Some(Value::String(s)) => s,
+        None | Some(Value::Null) => {
+            tracing::debug!(field, "informational field missing: read as unknown");
+            UNKNOWN.to_owned()
+        }
+        Some(other) => {
+            tracing::debug!(field, "informational field is not a string: kept as JSON text");
+            other.to_string()
+        }
     }
 }
 
@@ -413,6 +437,32 @@ mod tests {
             ),
             Err(DecodeError::InvalidField { field: "type_", .. })
         ));
+    }
+
+    #[test]
+    fn informational_fields_are_read_leniently() {
+        let text = r#"{"id":"n1","port":5000,"coordinator":false,"version":14,"ip":null,
+            "type_":"unit_info","wiringpi_version":2.61,"boardio_version":"1.3.0",
+            "unit_type":"light_array","mcu_type":["RP2040"],"mac_address":"dc:a6:32:1b:4e:f0"}"#;
+        let message = decode_str(text).unwrap();
+        assert_eq!(message.identity.name, UNKNOWN);
+        assert_eq!(message.identity.ip, UNKNOWN);
+        assert_eq!(message.identity.version, "14");
+        let Body::UnitInfo(info) = message.body else {
+            panic!("not unit_info")
+        };
+        assert_eq!(info.wiringpi_version, "2.61");
+        assert_eq!(info.firmware_version, UNKNOWN);
+        assert_eq!(info.mcu_type, r#"["RP2040"]"#);
+        assert_eq!(info.unit_type, "light_array");
+    }
+
+    #[test]
+    fn an_output_from_a_node_with_odd_informational_fields_is_still_an_output() {
+        let text = r#"{"id":"n1","port":5000,"coordinator":false,"name":7,"type_":"output","output":"ok\n"}"#;
+        let message = decode_str(text).unwrap();
+        assert_eq!(message.identity.name, "7");
+        assert_eq!(message.body, Body::Output { output: "ok\n".into() });
     }
 
     #[test]

@@ -1,0 +1,104 @@
+//! How a coordinator runs: [`CoordinatorConfig`] and its defaults.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use labwire_net::ServerConfig;
+
+use crate::message::Identity;
+use crate::transport::{DEFAULT_READ_TIMEOUT, DEFAULT_SEND_TIMEOUT};
+use crate::wire::Limits;
+
+/// How often a heartbeat goes to each managed node, as the vendor asks.
+pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
+/// Silence after which a node counts as offline, as the node itself does for coordinators.
+pub const DEFAULT_OFFLINE_AFTER: Duration = Duration::from_secs(15);
+/// How long a command waits for its output when no timeout is given.
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+/// Nodes tracked on the listener's initiative when no limit is configured.
+pub const DEFAULT_MAX_NODES: usize = 4096;
+/// Events kept for slow [`Coordinator::events`](super::Coordinator::events) receivers.
+pub const DEFAULT_EVENT_CAPACITY: usize = 1024;
+/// How long a re-synchronisation marker's output is awaited before another is tried.
+pub const DEFAULT_RESYNC_TIMEOUT: Duration = Duration::from_secs(10);
+/// After boardio's first `READY` for a command, how long further verdicts are awaited when
+/// fewer came than boardio commands were sent.
+pub const DEFAULT_VERDICT_SETTLE: Duration = Duration::from_millis(250);
+/// After a plain command's output shows boardio was reached, how long its verdicts are awaited
+/// before the next command to the node goes anyway.
+pub const DEFAULT_VERDICT_WAIT: Duration = Duration::from_secs(2);
+
+/// How a coordinator runs. Public fields; start from [`CoordinatorConfig::new`].
+#[derive(Debug, Clone)]
+pub struct CoordinatorConfig {
+    /// The event listener: address (port 0 picks one), backlog, connection limit, `TCP_NODELAY`.
+    pub server: ServerConfig,
+    /// The identity sent in every request. `coordinator` is forced to `true`; `port` is replaced
+    /// by the listener's bound port unless [`CoordinatorConfig::advertise_port`] is set.
+    pub identity: Identity,
+    /// The port to advertise instead of the bound one (behind port forwarding).
+    pub advertise_port: Option<u16>,
+    /// Heartbeat period, 5 s by default.
+    pub heartbeat_interval: Duration,
+    /// A node not heard from (no event, no delivered request) for this long is offline; 15 s by
+    /// default. Checked at every heartbeat round.
+    pub offline_after: Duration,
+    /// Default deadline for a command's output (and its verdict, for a confirmed sequence),
+    /// counted from the call: waiting for its turn, handing it over, the output.
+    pub command_timeout: Duration,
+    /// After a command ended without its output, the node is re-synchronised with a marker
+    /// command (`echo labwire-sync-…`) before the next command goes; this is how long the
+    /// marker's output is awaited before another marker is tried (see the
+    /// [module docs](super#correlation)).
+    pub resync_timeout: Duration,
+    /// After boardio's first `READY` for a command, how long further verdicts of the same
+    /// command are awaited when fewer came than boardio commands were sent (a node may report
+    /// `uSeq` as well as `runSeq`; an `ERROR` after the `READY` must not be missed).
+    pub verdict_settle: Duration,
+    /// After a plain command's output shows boardio was reached, how long its verdicts are
+    /// awaited (so that they are not taken for the next sequence's) before the next command to
+    /// the same node goes anyway.
+    pub verdict_wait: Duration,
+    /// Deadline for connecting to a node and handing it one request.
+    pub send_timeout: Duration,
+    /// Deadline for a peer to deliver one event.
+    pub read_timeout: Duration,
+    /// Size limit for requests and events.
+    pub limits: Limits,
+    /// Capacity of the event stream.
+    pub event_capacity: usize,
+    /// Start managing (heartbeating) a node that probes this coordinator; `true` by default.
+    /// Either way the node is listed and announced once with
+    /// [`Event::NodeDiscovered`](super::Event::NodeDiscovered).
+    pub manage_discovered: bool,
+    /// Most nodes tracked on the listener's initiative (discovered nodes, senders of events);
+    /// beyond it the events of unknown senders are still published but the senders are not
+    /// tracked. Nodes given to [`Coordinator::add_node`](super::Coordinator::add_node) or sent
+    /// commands are always tracked.
+    /// [`DEFAULT_MAX_NODES`] by default.
+    pub max_nodes: usize,
+}
+
+impl CoordinatorConfig {
+    /// Defaults for a coordinator listening for events on `listen` as `identity`.
+    pub fn new(listen: SocketAddr, identity: Identity) -> Self {
+        Self {
+            server: ServerConfig::new(listen),
+            identity,
+            advertise_port: None,
+            heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
+            offline_after: DEFAULT_OFFLINE_AFTER,
+            command_timeout: DEFAULT_COMMAND_TIMEOUT,
+            resync_timeout: DEFAULT_RESYNC_TIMEOUT,
+            verdict_settle: DEFAULT_VERDICT_SETTLE,
+            verdict_wait: DEFAULT_VERDICT_WAIT,
+            send_timeout: DEFAULT_SEND_TIMEOUT,
+            read_timeout: DEFAULT_READ_TIMEOUT,
+            limits: Limits::default(),
+            event_capacity: DEFAULT_EVENT_CAPACITY,
+            manage_discovered: true,
+            max_nodes: DEFAULT_MAX_NODES,
+        }
+    }
+}
+

@@ -1,0 +1,335 @@
+//! The coordinator (feature `client`): the PC side that manages LA4 nodes.
+//!
+//! A [`Coordinator`] listens for events on its advertised port, sends a heartbeat to every
+//! managed node every [`CoordinatorConfig::heartbeat_interval`], sends commands and sequences
+//! and answers each with the node's `output` event (and boardio's verdict, for a confirmed
+//! sequence), and publishes everything it hears as a stream of [`Event`]s.
+//!
+//! Every rule lives in the sans-IO [`NodeTable`] (node reachability, heartbeats due, each
+//! node's command queue, output and verdict matching, re-synchronisation), driven by method
+//! calls that take `now` and answer with [`Effect`]s. The `Coordinator` is its tokio shell:
+//! the listener, the request hand-overs and one timer. Another runtime, or a test, can drive
+//! the table directly.
+//!
+//! # Correlation
+//! An `output` event names no command, and a boardio verdict (`BOARDIO_READY` /
+//! `BOARDIO_ERROR…`) is a separate `message` event whose order relative to the output is not
+//! documented. So, per node (the IP events come from and the `port` in them):
+//! - **One command at a time.** The next command is handed over only when the current one is
+//!   finished: its output has come and, when the output shows boardiocli sent something to
+//!   boardio (`Sent:` lines), boardio's verdicts too (or [`CoordinatorConfig::verdict_wait`]
+//!   passed). So an output, and a verdict, belong to the command in flight.
+//! - **Re-synchronisation.** A command that ends without its output (timeout, a dropped call,
+//!   a hand-over that failed part-way) may still be answered later, and pycom does not say
+//!   which command an output is for. Before the next command goes, the coordinator sends a
+//!   marker command, `echo labwire-sync-<16 hex digits>` (the node runs it in `sh`; its output
+//!   is the token and a newline), and discards every output until that token comes back
+//!   ([`Event::Resync`] announces it). The late output of an abandoned command is thus never
+//!   given to another command: one lost output costs one command, not every later one. An
+//!   output that arrives while no command is waiting (a duplicate, say) also triggers a
+//!   marker before the next command. A marker whose output does not come within
+//!   [`CoordinatorConfig::resync_timeout`] is followed by another when a command is waiting
+//!   (a late output of an earlier marker is recognised and discarded).
+//! - **Verdicts in any order.** A verdict that arrives before the output is kept for the
+//!   command in flight. A sequence's verdict is its first `ERROR` if any came (a `READY` that
+//!   a node sends for loading the file never hides an `ERROR` for running it), else `READY`
+//!   once as many `READY`s came as boardio commands were sent, or
+//!   [`CoordinatorConfig::verdict_settle`] after the first `READY` when fewer come (nodes
+//!   differ in whether loading is reported).
+//!
+//! What it cannot see: pycom gives outputs no id, so an event duplicated by the network *after*
+//! the next command was handed over, or a verdict that comes after its command's wait ended,
+//! cannot be told from the next command's. Events from one IP are handled in the order their
+//! connections were accepted (they are still read in parallel), so a short event cannot
+//! overtake a longer one the node sent before it; a peer that stalls delays the events behind
+//! it by at most the read deadline.
+//!
+//! # Events and lag
+//! [`Coordinator::events`] is a `tokio::sync::broadcast` receiver with room for
+//! [`CoordinatorConfig::event_capacity`] events. A receiver that falls further behind gets
+//! `RecvError::Lagged(n)` and misses the `n` oldest events; nobody else is slowed down, and
+//! command results are not affected (they do not travel through the stream).
+
+mod config;
+mod pipeline;
+mod shell;
+mod table;
+mod types;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use labwire_net::Server;
+use tokio::sync::broadcast;
+use tracing::Instrument as _;
+
+pub use config::{
+    CoordinatorConfig, DEFAULT_COMMAND_TIMEOUT, DEFAULT_EVENT_CAPACITY,
+    DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_MAX_NODES, DEFAULT_OFFLINE_AFTER, DEFAULT_RESYNC_TIMEOUT,
+    DEFAULT_VERDICT_SETTLE, DEFAULT_VERDICT_WAIT,
+};
+pub use pipeline::{Delivery, Expect, MARKER_PREFIX, PipelineTimings, marker_token};
+pub use table::{CommandId, Effect, Failure, NodeTable, Reply, RequestId, TableConfig};
+pub use types::{Error, Event, NodeStatus, SequenceReport};
+
+use crate::message::Identity;
+use crate::sequence::{Sequence, Slot};
+use shell::Inner;
+
+/// A running coordinator. Cheap to clone; every clone drives the same listener and nodes.
+/// The listener and heartbeats stop at [`Coordinator::shutdown`] or when the last clone drops.
+#[derive(Debug, Clone)]
+pub struct Coordinator {
+    inner: Arc<Inner>,
+    _owner: Arc<Owner>,
+}
+
+/// Stops the background work when the last [`Coordinator`] clone is dropped.
+#[derive(Debug)]
+struct Owner {
+    shutdown: labwire_net::CancellationToken,
+}
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl Coordinator {
+    /// Binds the event listener and starts the heartbeats.
+    ///
+    /// # Errors
+    /// When the listen address cannot be bound.
+    pub async fn start(config: CoordinatorConfig) -> io::Result<Self> {
+        let server = Server::bind(config.server.clone()).await?;
+        let bound = server.local_addr()?;
+        let mut identity = config.identity.clone();
+        identity.coordinator = true;
+        identity.port = config.advertise_port.unwrap_or(bound.port());
+        let inner = Inner::start(config, identity, server);
+        tracing::debug!(listen = %bound, port = inner.identity.port, "coordinator started");
+        Ok(Self {
+            _owner: Arc::new(Owner {
+                shutdown: inner.shutdown.clone(),
+            }),
+            inner,
+        })
+    }
+
+    /// The address the event listener is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        match self.inner.listener() {
+            Some(listener) => listener.local_addr(),
+            None => SocketAddr::from(([0, 0, 0, 0], self.inner.identity.port)),
+        }
+    }
+
+    /// The identity sent with every request (with the advertised port).
+    pub fn identity(&self) -> &Identity {
+        &self.inner.identity
+    }
+
+    /// A receiver of every event from now on (see the module docs on lag).
+    pub fn events(&self) -> broadcast::Receiver<Event> {
+        self.inner.events.subscribe()
+    }
+
+    /// Starts managing the node at `addr`: it gets a heartbeat now and at every interval.
+    pub fn add_node(&self, addr: SocketAddr) {
+        self.inner
+            .change_table(|table, now| table.add_node(addr, now));
+    }
+
+    /// Stops managing the node at `addr` (no more heartbeats; it will consider this coordinator
+    /// offline after its own delay). Commands to it go on.
+    pub fn remove_node(&self, addr: SocketAddr) {
+        self.inner.change_table(|table, _| table.remove_node(addr));
+    }
+
+    /// What is known about every node heard from or managed, in address order.
+    pub fn nodes(&self) -> Vec<NodeStatus> {
+        self.inner.with_table(NodeTable::nodes)
+    }
+
+    /// What is known about the node at `addr`.
+    pub fn node(&self, addr: SocketAddr) -> Option<NodeStatus> {
+        self.inner.with_table(|table| table.node(addr))
+    }
+
+    /// Sends one heartbeat to `node` now (managed nodes get one every interval anyway) and
+    /// resolves once the node has read it (closed the connection), or the send deadline passed.
+    ///
+    /// # Errors
+    /// When it cannot be delivered.
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn heartbeat(&self, node: SocketAddr) -> Result<(), Error> {
+        self.inner.heartbeat(table::canonical(node)).await
+    }
+
+    /// Sends `command` to `node` and resolves with the node's `output` event, within the
+    /// configured command timeout (see [`Coordinator::send_command_timeout`]).
+    ///
+    /// # Errors
+    /// [`Error::Send`] when the node cannot be reached, [`Error::Timeout`] when no output comes.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a dropped call is treated like a timed-out one (its output, if it comes,
+    /// is given to no command; the node is re-synchronised first).
+    pub async fn send_command(
+        &self,
+        node: SocketAddr,
+        command: impl Into<String>,
+    ) -> Result<String, Error> {
+        self.send_command_timeout(node, command, self.inner.config.command_timeout)
+            .await
+    }
+
+    /// [`Coordinator::send_command`] with its own deadline. The deadline covers the whole call:
+    /// waiting for earlier commands to the same node, handing this one over, and its output.
+    ///
+    /// # Errors
+    /// As [`Coordinator::send_command`].
+    ///
+    /// # Cancel safety
+    /// As [`Coordinator::send_command`].
+    pub async fn send_command_timeout(
+        &self,
+        node: SocketAddr,
+        command: impl Into<String>,
+        timeout: Duration,
+    ) -> Result<String, Error> {
+        let reply = self
+            .call(node, command.into(), Expect::Output, timeout)
+            .await?;
+        Ok(reply.output)
+    }
+
+    /// Writes `sequence` to the node's normal sequence file, loads and runs it; resolves with
+    /// the command's output. The node reports the result as a message event (`BOARDIO_READY` or
+    /// `BOARDIO_ERROR`) on [`Coordinator::events`]; [`Coordinator::run_sequence_confirmed`]
+    /// waits for it.
+    ///
+    /// # Errors
+    /// As [`Coordinator::send_command`].
+    ///
+    /// # Cancel safety
+    /// As [`Coordinator::send_command`].
+    pub async fn run_sequence(
+        &self,
+        node: SocketAddr,
+        sequence: &Sequence,
+    ) -> Result<String, Error> {
+        self.send_command(node, sequence.command(Slot::Normal))
+            .await
+    }
+
+    /// Writes `sequence` to the node's boot-time (standalone) sequence file, loads it and runs
+    /// it at once, with the vendor's idiom (see [`Slot::Standalone`]); the node also runs it at
+    /// every boot.
+    ///
+    /// # Errors
+    /// As [`Coordinator::send_command`].
+    ///
+    /// # Cancel safety
+    /// As [`Coordinator::send_command`].
+    pub async fn store_standalone_sequence(
+        &self,
+        node: SocketAddr,
+        sequence: &Sequence,
+    ) -> Result<String, Error> {
+        self.send_command(node, sequence.command(Slot::Standalone))
+            .await
+    }
+
+    /// Writes, loads and runs `sequence` from `slot`, then also waits for boardio's verdict
+    /// (see the module docs: whatever order the output and the verdicts come in, an `ERROR`
+    /// wins). The configured command timeout covers both.
+    ///
+    /// When the output does not show boardiocli sending anything (`Sent:`), boardio was not
+    /// reached (not booted, say) and no verdict is awaited: [`SequenceReport::verdict`] is
+    /// `None`.
+    ///
+    /// # Errors
+    /// As [`Coordinator::send_command`]; [`Error::Timeout`] also when the verdict does not come.
+    ///
+    /// # Cancel safety
+    /// As [`Coordinator::send_command`].
+    pub async fn run_sequence_confirmed(
+        &self,
+        node: SocketAddr,
+        sequence: &Sequence,
+        slot: Slot,
+    ) -> Result<SequenceReport, Error> {
+        let timeout = self.inner.config.command_timeout;
+        let reply = self
+            .call(node, sequence.command(slot), Expect::Verdict, timeout)
+            .await?;
+        Ok(SequenceReport {
+            output: reply.output,
+            verdict: reply.verdict,
+        })
+    }
+
+    async fn call(
+        &self,
+        node: SocketAddr,
+        command: String,
+        expect: Expect,
+        timeout: Duration,
+    ) -> Result<Reply, Error> {
+        if self.inner.shutdown.is_cancelled() {
+            return Err(Error::Shutdown);
+        }
+        let span = tracing::debug_span!("pycom_command", %node, command = tracing::field::Empty);
+        let (id, answer) = span.in_scope(|| self.inner.submit(node, command, expect, timeout));
+        span.record("command", id.0);
+        let mut guard = CallGuard {
+            inner: &self.inner,
+            node,
+            id,
+            done: false,
+        };
+        let answer = async {
+            tokio::select! {
+                () = self.inner.shutdown.cancelled() => Err(Error::Shutdown),
+                // The sender only vanishes when the coordinator is gone.
+                answer = answer => answer.unwrap_or(Err(Error::Shutdown)),
+            }
+        }
+        .instrument(span.clone())
+        .await;
+        guard.done = true;
+        match &answer {
+            Ok(_) => span.in_scope(|| tracing::debug!("answered")),
+            Err(error) => span.in_scope(|| tracing::debug!(%error, "failed")),
+        }
+        answer
+    }
+
+    /// Stops the listener and the heartbeats, fails waiting commands with [`Error::Shutdown`],
+    /// and waits until every connection is closed. Idempotent.
+    pub async fn shutdown(&self) {
+        self.inner.shutdown().await;
+    }
+}
+
+/// Tells the table when a call is dropped before its answer came.
+struct CallGuard<'a> {
+    inner: &'a Arc<Inner>,
+    node: SocketAddr,
+    id: CommandId,
+    done: bool,
+}
+
+impl Drop for CallGuard<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.inner.cancel(self.node, self.id);
+        }
+    }
+}

@@ -1,0 +1,525 @@
+//! One node's command pipeline: which request goes next, which command an `output` belongs to,
+//! which sequence a boardio verdict belongs to, and re-synchronisation after a loss. Sans-IO:
+//! every method takes `now`; what must happen is pushed to an [`Out`] list.
+//!
+//! The rules (see the module docs of [`crate::coordinator`] for why):
+//! - one command at a time: the next one is handed over only when the current one is finished
+//!   (its output came, and boardio's verdicts if its output shows boardio was reached);
+//! - an output belongs to the command in flight, and only while the pipeline is in step;
+//! - after a command ends without its output (timeout, cancelled, maybe delivered), the
+//!   pipeline is out of step: it sends a marker command (`echo <token>`) and discards every
+//!   output until that token comes back. An output that arrives while no command is in flight
+//!   (a duplicate, or a late one) puts it out of step too;
+//! - a verdict belongs to the command in flight whatever the order of the output and message
+//!   events; an `ERROR` wins over any `READY`.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use super::table::{CommandId, Failure, Reply};
+use crate::sequence::Verdict;
+
+/// How marker commands' tokens begin; the rest is 16 hex digits. Only letters, digits and `-`:
+/// nothing in it is special to `sh`.
+pub const MARKER_PREFIX: &str = "labwire-sync-";
+
+/// Marker tokens remembered after their marker timed out, so that their late output is still
+/// recognised (and discarded) once the pipeline is back in step.
+const REMEMBERED_TOKENS: usize = 8;
+
+/// What a command waits for besides its output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// The output alone: the call completes when it arrives.
+    Output,
+    /// The output and boardio's verdict on the sequence it loaded.
+    Verdict,
+}
+
+/// Timings the pipeline needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PipelineTimings {
+    /// How long a marker's output is awaited before another marker is tried.
+    pub resync_timeout: Duration,
+    /// After the first `READY`, how long further verdicts of the same command are awaited when
+    /// fewer came than boardio commands were sent.
+    pub verdict_settle: Duration,
+    /// After an output that shows boardio was reached, how long its verdicts are awaited
+    /// before the next command is handed over anyway.
+    pub verdict_wait: Duration,
+}
+
+/// What the pipeline asks its owner to do.
+#[derive(Debug)]
+pub(super) enum Out {
+    /// Hand this command line to the node (the next request in the node's order).
+    Send {
+        /// The request's number in this pipeline, given back to [`Pipeline::on_sent`].
+        request: u64,
+        /// The shell command line.
+        command: String,
+        /// The command it carries; `None` for a marker.
+        id: Option<CommandId>,
+    },
+    /// A command is finished.
+    Complete(CommandId, Result<Reply, Failure>),
+    /// The pipeline fell out of step and is re-synchronising (for logs and events).
+    Resync {
+        /// The marker's token.
+        token: String,
+    },
+    /// An output that was not given to any command.
+    Discarded {
+        /// Why.
+        why: &'static str,
+    },
+}
+
+#[derive(Debug)]
+struct Queued {
+    id: CommandId,
+    command: String,
+    expect: Expect,
+    deadline: Instant,
+}
+
+/// The command handed to the node and not finished yet.
+#[derive(Debug)]
+struct Current {
+    /// `None` once the call has been answered (its verdicts are still being drained).
+    id: Option<CommandId>,
+    expect: Expect,
+    deadline: Instant,
+    output: Option<String>,
+    verdicts: Vec<Verdict>,
+    /// When enough `READY`s are assumed to have come (set at the first one).
+    settle_at: Option<Instant>,
+    /// When the next command goes even though boardio's verdicts did not come.
+    drain_until: Option<Instant>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Sync {
+    InStep,
+    /// Out of step; a marker goes before the next command (at once when `eager`).
+    Needed { eager: bool },
+    /// A marker is on its way; outputs are discarded until its token comes back.
+    Waiting { token: String, deadline: Instant },
+}
+
+/// One node's queue, command in flight and synchronisation state.
+#[derive(Debug)]
+pub(super) struct Pipeline {
+    queue: VecDeque<Queued>,
+    current: Option<Current>,
+    /// The request being handed over (commands and markers go one at a time, in order).
+    in_transit: Option<u64>,
+    next_request: u64,
+    sync: Sync,
+    stale_tokens: VecDeque<String>,
+    /// Seed of this pipeline's marker tokens (unique per node and coordinator).
+    token_seed: u64,
+    next_token: u64,
+}
+
+impl Pipeline {
+    /// An empty pipeline; `token_seed` makes its marker tokens unique.
+    pub(super) fn new(token_seed: u64) -> Self {
+        Self {
+            queue: VecDeque::new(),
+            current: None,
+            in_transit: None,
+            next_request: 0,
+            sync: Sync::InStep,
+            stale_tokens: VecDeque::new(),
+            token_seed,
+            next_token: 0,
+        }
+    }
+
+    /// Whether a command (or marker) is in flight or being handed over.
+    pub(super) fn busy(&self) -> bool {
+        self.current.is_some() || self.in_transit.is_some()
+    }
+
+    /// Whether outputs are currently matched to commands (no re-synchronisation pending).
+    pub(super) fn in_step(&self) -> bool {
+        self.sync == Sync::InStep
+    }
+
+    /// Commands waiting for their turn.
+    pub(super) fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Queues a command; it is handed over when its turn comes.
+    pub(super) fn submit(
+        &mut self,
+        id: CommandId,
+        command: String,
+        expect: Expect,
+        deadline: Instant,
+        now: Instant,
+        timings: &PipelineTimings,
+        out: &mut Vec<Out>,
+    ) {
+        self.queue.push_back(Queued {
+            id,
+            command,
+            expect,
+            deadline,
+        });
+        self.pump(now, timings, out);
+    }
+
+    /// The call for `id` ended on the caller's side (dropped): treated like a timeout.
+    pub(super) fn cancel(&mut self, id: CommandId, timings: &PipelineTimings, now: Instant, out: &mut Vec<Out>) {
+        if let Some(index) = self.queue.iter().position(|q| q.id == id) {
+            self.queue.remove(index);
+            return;
+        }
+        if self.current.as_ref().is_some_and(|c| c.id == Some(id)) {
+            self.abandon_current(Failure::Cancelled, out);
+            self.pump(now, timings, out);
+        }
+    }
+
+    /// The outcome of handing over request `request`.
+    pub(super) fn on_sent(
+        &mut self,
+        request: u64,
+        delivery: Delivery,
+        now: Instant,
+        timings: &PipelineTimings,
+        out: &mut Vec<Out>,
+    ) {
+        if self.in_transit != Some(request) {
+            return;
+        }
+        self.in_transit = None;
+        match delivery {
+            Delivery::Delivered => {}
+            // The node may have part of it: answer the caller now, and re-synchronise in case
+            // an output comes after all.
+            Delivery::Unknown => {
+                if self.current.as_ref().is_some_and(|c| c.output.is_none()) {
+                    self.abandon_current(Failure::NotDelivered, out);
+                }
+            }
+            Delivery::NotDelivered => {
+                if let Some(current) = self.current.take() {
+                    // The node never saw the command: nothing of it can come back.
+                    if let Some(id) = current.id {
+                        out.push(Out::Complete(id, Err(Failure::NotDelivered)));
+                    }
+                } else if let Sync::Waiting { token, .. } = &self.sync {
+                    // The marker never reached the node: another goes when one is needed.
+                    tracing::debug!(token, "marker not delivered");
+                    self.sync = Sync::Needed { eager: false };
+                }
+            }
+        }
+        self.pump(now, timings, out);
+    }
+
+    /// An `output` event from the node.
+    pub(super) fn on_output(
+        &mut self,
+        output: &str,
+        now: Instant,
+        timings: &PipelineTimings,
+        out: &mut Vec<Out>,
+    ) {
+        if let Some(token) = marker_token(output) {
+            if matches!(&self.sync, Sync::Waiting { token: t, .. } if t == token) {
+                tracing::debug!(token, "back in step");
+                self.sync = Sync::InStep;
+                self.stale_tokens.clear();
+                self.pump(now, timings, out);
+                return;
+            }
+            if let Some(index) = self.stale_tokens.iter().position(|t| t == token) {
+                self.stale_tokens.remove(index);
+                out.push(Out::Discarded {
+                    why: "the output of an earlier marker",
+                });
+                return;
+            }
+        }
+        if self.sync != Sync::InStep {
+            out.push(Out::Discarded {
+                why: "out of step: waiting for a marker's output",
+            });
+            return;
+        }
+        match self.current.as_mut() {
+            Some(current) if current.output.is_none() => {
+                current.output = Some(output.to_owned());
+                if current.expect == Expect::Output {
+                    current.drain_until = Some(now + timings.verdict_wait);
+                }
+                self.settle(now, timings, out);
+            }
+            _ => {
+                // A duplicate, or the late output of a command that ended: outputs can no
+                // longer be trusted to follow the command order.
+                out.push(Out::Discarded {
+                    why: "no command was waiting for an output",
+                });
+                self.sync = Sync::Needed { eager: false };
+                self.pump(now, timings, out);
+            }
+        }
+    }
+
+    /// A `BOARDIO_*` verdict message from the node.
+    pub(super) fn on_verdict(
+        &mut self,
+        verdict: Verdict,
+        now: Instant,
+        timings: &PipelineTimings,
+        out: &mut Vec<Out>,
+    ) -> bool {
+        let Some(current) = self.current.as_mut() else {
+            return false;
+        };
+        current.verdicts.push(verdict);
+        self.settle(now, timings, out);
+        true
+    }
+
+    /// Deadlines that passed by `now`.
+    pub(super) fn handle_timeout(&mut self, now: Instant, timings: &PipelineTimings, out: &mut Vec<Out>) {
+        let mut index = 0;
+        while index < self.queue.len() {
+            if self.queue.get(index).is_some_and(|q| q.deadline <= now) {
+                if let Some(expired) = self.queue.remove(index) {
+                    out.push(Out::Complete(expired.id, Err(Failure::Timeout)));
+                }
+            } else {
+                index += 1;
+            }
+        }
+        if let Sync::Waiting { token, deadline } = &self.sync
+            && *deadline <= now
+        {
+            tracing::debug!(token, "marker output did not come");
+            let token = token.clone();
+            self.remember_token(token);
+            self.sync = Sync::Needed { eager: false };
+        }
+        if let Some(current) = &self.current {
+            let expired = current.id.is_some() && current.deadline <= now;
+            let drained = current.drain_until.is_some_and(|t| t <= now)
+                || current.settle_at.is_some_and(|t| t <= now);
+            if expired {
+                self.abandon_current(Failure::Timeout, out);
+            } else if drained {
+                self.finish(out);
+            }
+        }
+        self.pump(now, timings, out);
+    }
+
+    /// The earliest deadline, if any.
+    pub(super) fn next_deadline(&self) -> Option<Instant> {
+        let queued = self.queue.iter().map(|q| q.deadline).min();
+        let marker = match &self.sync {
+            Sync::Waiting { deadline, .. } => Some(*deadline),
+            _ => None,
+        };
+        let current = self.current.as_ref().and_then(|c| {
+            let call = c.id.map(|_| c.deadline);
+            [call, c.drain_until, c.settle_at].into_iter().flatten().min()
+        });
+        [queued, marker, current].into_iter().flatten().min()
+    }
+
+    /// Fails every command with `failure` and forgets everything (coordinator shutting down).
+    pub(super) fn fail_all(&mut self, failure: Failure, out: &mut Vec<Out>) {
+        for queued in self.queue.drain(..) {
+            out.push(Out::Complete(queued.id, Err(failure)));
+        }
+        if let Some(id) = self.current.take().and_then(|c| c.id) {
+            out.push(Out::Complete(id, Err(failure)));
+        }
+    }
+
+    /// Answers and ends the current command as far as what came allows.
+    fn settle(&mut self, now: Instant, timings: &PipelineTimings, out: &mut Vec<Out>) {
+        let Some(current) = self.current.as_mut() else {
+            return;
+        };
+        let Some(output) = &current.output else {
+            return;
+        };
+        if current.expect == Expect::Output
+            && let Some(id) = current.id.take()
+        {
+            // A plain command is answered at its output; its verdicts (if boardio was reached)
+            // are still drained before the next command goes, so that they are not taken for
+            // the next sequence's.
+            let reply = Reply {
+                output: output.clone(),
+                verdict: None,
+            };
+            out.push(Out::Complete(id, Ok(reply)));
+        }
+        let expected = boardio_commands(output);
+        let error = current
+            .verdicts
+            .iter()
+            .any(|v| matches!(v, Verdict::Error(_)));
+        let ready = current
+            .verdicts
+            .iter()
+            .filter(|v| **v == Verdict::Ready)
+            .count();
+        if expected == 0 || error || ready >= expected {
+            self.finish(out);
+            self.pump(now, timings, out);
+        } else if ready > 0 && current.settle_at.is_none() {
+            current.settle_at = Some(now + timings.verdict_settle);
+        }
+    }
+
+    /// Ends the current command with what it has; the next command may go.
+    fn finish(&mut self, out: &mut Vec<Out>) {
+        let Some(current) = self.current.take() else {
+            return;
+        };
+        let Some(id) = current.id else {
+            return;
+        };
+        match current.output {
+            Some(output) => {
+                let verdict = verdict_of(&output, &current.verdicts);
+                out.push(Out::Complete(id, Ok(Reply { output, verdict })));
+            }
+            None => out.push(Out::Complete(id, Err(Failure::Timeout))),
+        }
+    }
+
+    /// The current command's call ended before the command finished: answer it, and
+    /// re-synchronise if its output may still come.
+    fn abandon_current(&mut self, failure: Failure, out: &mut Vec<Out>) {
+        let Some(current) = self.current.take() else {
+            return;
+        };
+        if let Some(id) = current.id {
+            out.push(Out::Complete(id, Err(failure)));
+        }
+        if current.output.is_none() {
+            self.sync = Sync::Needed { eager: true };
+        }
+    }
+
+    /// Hands over the next request if the node is free for one.
+    fn pump(&mut self, now: Instant, timings: &PipelineTimings, out: &mut Vec<Out>) {
+        if self.in_transit.is_some() || self.current.is_some() {
+            return;
+        }
+        match self.sync {
+            Sync::Waiting { .. } => {}
+            Sync::Needed { eager } => {
+                if eager || !self.queue.is_empty() {
+                    let token = format!(
+                        "{MARKER_PREFIX}{:08x}{:08x}",
+                        self.token_seed as u32, self.next_token as u32
+                    );
+                    self.next_token = self.next_token.wrapping_add(1);
+                    let request = self.take_request();
+                    out.push(Out::Resync {
+                        token: token.clone(),
+                    });
+                    out.push(Out::Send {
+                        request,
+                        command: format!("echo {token}"),
+                        id: None,
+                    });
+                    self.sync = Sync::Waiting {
+                        token,
+                        deadline: now + timings.resync_timeout,
+                    };
+                }
+            }
+            Sync::InStep => {
+                // Commands whose deadline passed while queued are answered by handle_timeout.
+                let Some(next) = self.queue.pop_front() else {
+                    return;
+                };
+                let request = self.take_request();
+                out.push(Out::Send {
+                    request,
+                    command: next.command,
+                    id: Some(next.id),
+                });
+                self.current = Some(Current {
+                    id: Some(next.id),
+                    expect: next.expect,
+                    deadline: next.deadline,
+                    output: None,
+                    verdicts: Vec::new(),
+                    settle_at: None,
+                    drain_until: None,
+                });
+            }
+        }
+    }
+
+    fn take_request(&mut self) -> u64 {
+        let request = self.next_request;
+        self.next_request = self.next_request.wrapping_add(1);
+        self.in_transit = Some(request);
+        request
+    }
+
+    fn remember_token(&mut self, token: String) {
+        if self.stale_tokens.len() == REMEMBERED_TOKENS {
+            self.stale_tokens.pop_front();
+        }
+        self.stale_tokens.push_back(token);
+    }
+
+}
+
+/// How a request hand-over ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// The node read it (closed the connection), or at least it was written whole.
+    Delivered,
+    /// It certainly never reached the node (the connection could not be made).
+    NotDelivered,
+    /// Writing failed or timed out part-way: the node may or may not have it.
+    Unknown,
+}
+
+/// The token of a marker command's output (`<token>\n`), if it is one.
+pub fn marker_token(output: &str) -> Option<&str> {
+    let token = output.strip_suffix('\n').unwrap_or(output);
+    let token = token.strip_suffix('\r').unwrap_or(token);
+    token
+        .strip_prefix(MARKER_PREFIX)
+        .filter(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(|_| token)
+}
+
+/// How many boardio commands an output shows were sent (`BOARDIO_CLI: Sent: "…"` lines): each
+/// can be answered by a verdict.
+pub(super) fn boardio_commands(output: &str) -> usize {
+    output.lines().filter(|line| line.contains("Sent:")).count()
+}
+
+/// A sequence's verdict from what came: the first `ERROR` if any (a `READY` for loading never
+/// hides an `ERROR` for running), else `READY` if any; `None` when boardio was not reached or
+/// nothing came.
+pub(super) fn verdict_of(output: &str, verdicts: &[Verdict]) -> Option<Verdict> {
+    if boardio_commands(output) == 0 {
+        return None;
+    }
+    verdicts
+        .iter()
+        .find(|v| matches!(v, Verdict::Error(_)))
+        .or_else(|| verdicts.first())
+        .cloned()
+}

@@ -1,0 +1,324 @@
+//! The async shell around the [`NodeTable`]: the event listener, request hand-overs, the one
+//! timer, and the callers waiting for their commands. The only place of the coordinator that
+//! reads the clock or touches a socket.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use labwire_net::{CancellationToken, Server, ServerHandle};
+use tokio::sync::{Notify, broadcast, oneshot};
+use tokio_util::task::TaskTracker;
+
+use super::config::CoordinatorConfig;
+use super::pipeline::{Delivery, Expect};
+use super::table::{CommandId, Effect, Failure, NodeTable, Reply, RequestId, TableConfig};
+use super::types::{Error, Event};
+use crate::message::{Identity, Message};
+use crate::transport::{self, ReceiveError, SendError};
+
+/// What a waiting caller gets.
+pub(super) type Answer = Result<Reply, Error>;
+
+/// A caller waiting for its command.
+pub(super) struct Waiter {
+    node: SocketAddr,
+    timeout: Duration,
+    reply: oneshot::Sender<Answer>,
+}
+
+/// The table and the callers, under one lock so that a command's answer can never be produced
+/// before its caller is registered.
+pub(super) struct State {
+    table: NodeTable,
+    waiters: HashMap<CommandId, Waiter>,
+    /// Why the latest command hand-over to a node failed (one is in transit per node at most).
+    send_errors: HashMap<SocketAddr, SendError>,
+}
+
+pub(super) struct Inner {
+    pub(super) config: CoordinatorConfig,
+    pub(super) identity: Identity,
+    state: Mutex<State>,
+    pub(super) events: broadcast::Sender<Event>,
+    /// Wakes the timer: the table's next deadline may have moved.
+    wake: Notify,
+    pub(super) shutdown: CancellationToken,
+    pub(super) tasks: TaskTracker,
+    runtime: tokio::runtime::Handle,
+    listener: std::sync::OnceLock<ServerHandle>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Coordinator")
+            .field("identity", &self.identity)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The clock, read here only.
+fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+impl Inner {
+    /// Binds nothing: `server` is already bound. Starts the listener and the timer.
+    pub(super) fn start(
+        config: CoordinatorConfig,
+        identity: Identity,
+        server: Server,
+    ) -> Arc<Self> {
+        let table_config = TableConfig {
+            heartbeat_interval: config.heartbeat_interval,
+            offline_after: config.offline_after,
+            timings: super::pipeline::PipelineTimings {
+                resync_timeout: config.resync_timeout,
+                verdict_settle: config.verdict_settle,
+                verdict_wait: config.verdict_wait,
+            },
+            manage_discovered: config.manage_discovered,
+            max_nodes: config.max_nodes,
+        };
+        let (events, _) = broadcast::channel(config.event_capacity.max(1));
+        let inner = Arc::new(Self {
+            state: Mutex::new(State {
+                table: NodeTable::new(table_config, identity.clone(), now()),
+                waiters: HashMap::new(),
+                send_errors: HashMap::new(),
+            }),
+            config,
+            identity,
+            events,
+            wake: Notify::new(),
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            runtime: tokio::runtime::Handle::current(),
+            listener: std::sync::OnceLock::new(),
+        });
+        let weak = Arc::downgrade(&inner);
+        let listener = transport::serve_messages(
+            server,
+            inner.shutdown.child_token(),
+            inner.config.limits,
+            inner.config.read_timeout,
+            move |peer, received| {
+                if let Some(inner) = weak.upgrade() {
+                    inner.on_received(peer, received);
+                }
+                std::future::ready(())
+            },
+        );
+        let _ = inner.listener.set(listener);
+        inner.spawn(timer(Arc::downgrade(&inner), inner.shutdown.clone()));
+        inner
+    }
+
+    pub(super) fn listener(&self) -> Option<&ServerHandle> {
+        self.listener.get()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the table in a state worse than stopping
+        // every coordinator call would.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        // Through the handle: callable from a `Drop` outside the runtime's context too.
+        self.runtime.spawn(self.tasks.track_future(task));
+    }
+
+    /// Runs `change` on the table at the current time, then carries out what it asked for.
+    pub(super) fn run<T>(
+        self: &Arc<Self>,
+        change: impl FnOnce(&mut State, std::time::Instant) -> T,
+    ) -> T {
+        let mut sends = Vec::new();
+        let mut publish = Vec::new();
+        let mut answers = Vec::new();
+        let value = {
+            let mut state = self.lock();
+            let value = change(&mut state, now());
+            let State {
+                table,
+                waiters,
+                send_errors,
+            } = &mut *state;
+            while let Some(effect) = table.poll_effect() {
+                match effect {
+                    Effect::Send { request, message } => sends.push((request, message)),
+                    Effect::Publish(event) => publish.push(event),
+                    Effect::Complete { command, result } => {
+                        if let Some(waiter) = waiters.remove(&command) {
+                            let answer = result.map_err(|failure| {
+                                self.error(failure, &waiter, send_errors.remove(&waiter.node))
+                            });
+                            answers.push((waiter.reply, answer));
+                        }
+                    }
+                }
+            }
+            value
+        };
+        self.wake.notify_one();
+        for event in publish {
+            // No receiver is not an error: nobody is listening right now.
+            let _ = self.events.send(event);
+        }
+        for (request, message) in sends {
+            self.spawn_send(request, message);
+        }
+        for (reply, answer) in answers {
+            // The caller may have gone: nothing to tell then.
+            let _ = reply.send(answer);
+        }
+        value
+    }
+
+    fn error(&self, failure: Failure, waiter: &Waiter, sent: Option<SendError>) -> Error {
+        match failure {
+            Failure::Timeout | Failure::Cancelled => Error::Timeout {
+                node: waiter.node,
+                after: waiter.timeout,
+            },
+            Failure::NotDelivered => Error::Send(sent.unwrap_or(SendError::TimedOut {
+                addr: waiter.node,
+                after: self.config.send_timeout,
+            })),
+            Failure::Shutdown => Error::Shutdown,
+        }
+    }
+
+    /// Queues a command and registers its caller; the answer comes on the returned receiver.
+    pub(super) fn submit(
+        self: &Arc<Self>,
+        node: SocketAddr,
+        command: String,
+        expect: Expect,
+        timeout: Duration,
+    ) -> (CommandId, oneshot::Receiver<Answer>) {
+        let deadline = transport::deadline_after(timeout).into_std();
+        let (reply, answer) = oneshot::channel();
+        let message = command;
+        let id = self.run(move |state, now| {
+            let id = state.table.submit(node, message, expect, deadline, now);
+            state.waiters.insert(
+                id,
+                Waiter {
+                    node: super::table::canonical(node),
+                    timeout,
+                    reply,
+                },
+            );
+            id
+        });
+        (id, answer)
+    }
+
+    /// The caller of `command` stopped waiting.
+    pub(super) fn cancel(self: &Arc<Self>, node: SocketAddr, command: CommandId) {
+        self.run(|state, now| {
+            if state.waiters.remove(&command).is_some() {
+                state.table.cancel(node, command, now);
+            }
+        });
+    }
+
+    fn spawn_send(self: &Arc<Self>, request: RequestId, message: Message) {
+        let inner = Arc::clone(self);
+        let node = request.node();
+        // Commands wait until the node has read the request (closed the connection), so that
+        // the next one cannot overtake it; heartbeats need not.
+        let confirm = !request.is_heartbeat();
+        self.spawn(async move {
+            let limits = inner.config.limits;
+            let timeout = inner.config.send_timeout;
+            let sent = tokio::select! {
+                () = inner.shutdown.cancelled() => return,
+                sent = transport::send_message(node, &message, &limits, timeout, confirm) => sent,
+            };
+            let delivery = match &sent {
+                Ok(()) => Delivery::Delivered,
+                Err(SendError::Connect { .. } | SendError::Encode(_)) => Delivery::NotDelivered,
+                Err(_) => Delivery::Unknown,
+            };
+            inner.run(move |state, now| {
+                if let Err(error) = sent {
+                    tracing::debug!(%node, %error, "request not delivered");
+                    if !request.is_heartbeat() {
+                        state.send_errors.insert(node, error);
+                    }
+                }
+                state.table.on_sent(request, delivery, now);
+            });
+        });
+    }
+
+    fn on_received(self: &Arc<Self>, peer: SocketAddr, received: Result<Message, ReceiveError>) {
+        match received {
+            Ok(message) => self.run(|state, now| state.table.on_message(peer, message, now)),
+            Err(error) => {
+                tracing::debug!(%peer, %error, "rejected event");
+                let _ = self.events.send(Event::Rejected {
+                    peer,
+                    error: Arc::new(error),
+                });
+            }
+        }
+    }
+
+    /// Hands one heartbeat to `node` now and waits until the node has read it.
+    pub(super) async fn heartbeat(self: &Arc<Self>, node: SocketAddr) -> Result<(), Error> {
+        let message = Message::heartbeat(self.identity.clone());
+        let limits = self.config.limits;
+        transport::send_message(node, &message, &limits, self.config.send_timeout, true).await?;
+        self.run(|state, now| state.table.reached(node, now));
+        Ok(())
+    }
+
+    /// Fails every waiting command and stops the timer and the listener.
+    pub(super) async fn shutdown(self: &Arc<Self>) {
+        self.run(|state, _| state.table.shutdown());
+        self.shutdown.cancel();
+        if let Some(listener) = self.listener() {
+            listener.shutdown().await;
+        }
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+
+    pub(super) fn with_table<T>(&self, read: impl FnOnce(&NodeTable) -> T) -> T {
+        read(&self.lock().table)
+    }
+
+    pub(super) fn change_table(self: &Arc<Self>, change: impl FnOnce(&mut NodeTable, std::time::Instant)) {
+        self.run(|state, now| change(&mut state.table, now));
+    }
+}
+
+/// Calls the table's [`NodeTable::handle_timeout`] whenever its next deadline passes.
+async fn timer(inner: Weak<Inner>, shutdown: CancellationToken) {
+    loop {
+        let (next, wake) = {
+            let Some(strong) = inner.upgrade() else {
+                return;
+            };
+            let next = strong.with_table(NodeTable::poll_timeout);
+            (next, Arc::clone(&strong))
+        };
+        let sleep = async {
+            match next {
+                Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = wake.wake.notified() => continue,
+            () = sleep => {}
+        }
+        wake.run(|state, now| state.table.handle_timeout(now));
+    }
+}
