@@ -448,7 +448,11 @@ async fn a_coordinator_that_never_answers_does_not_hold_up_another_coordinators_
     }
     // Coordinator B, healthy, gets its unit_info and then its outputs in command order.
     let healthy = labwire_net::bind(loopback(), 16).unwrap();
-    let b = coordinator_identity(healthy.local_addr().unwrap().port());
+    // Another application: unit_info goes once per coordinator id.
+    let b = Identity {
+        id: "0b0b0b0b".into(),
+        ..coordinator_identity(healthy.local_addr().unwrap().port())
+    };
     for i in 0..3 {
         request(Message::cmd(b.clone(), format!("echo b{i}"))).await;
     }

@@ -255,7 +255,10 @@ fn take_text(object: &mut RawObject, field: &'static str) -> String {
             UNKNOWN.to_owned()
         }
         Some(other) => {
-            tracing::debug!(field, "informational field is not a string: kept as JSON text");
+            tracing::debug!(
+                field,
+                "informational field is not a string: kept as JSON text"
+            );
             other.to_string()
         }
     }
@@ -462,7 +465,12 @@ mod tests {
         let text = r#"{"id":"n1","port":5000,"coordinator":false,"name":7,"type_":"output","output":"ok\n"}"#;
         let message = decode_str(text).unwrap();
         assert_eq!(message.identity.name, "7");
-        assert_eq!(message.body, Body::Output { output: "ok\n".into() });
+        assert_eq!(
+            message.body,
+            Body::Output {
+                output: "ok\n".into()
+            }
+        );
     }
 
     #[test]

@@ -72,7 +72,14 @@ struct World {
 }
 
 fn node_identity() -> Identity {
-    Identity::new("81639cd4", "rigsters-controller", "127.0.0.1", NODE.port(), "0.14.0", false)
+    Identity::new(
+        "81639cd4",
+        "rigsters-controller",
+        "127.0.0.1",
+        NODE.port(),
+        "0.14.0",
+        false,
+    )
 }
 
 impl World {
@@ -276,7 +283,9 @@ impl World {
     }
 
     fn pending(&self) -> bool {
-        self.commands.keys().any(|id| !self.results.contains_key(id))
+        self.commands
+            .keys()
+            .any(|id| !self.results.contains_key(id))
             || self.table.node(NODE).is_some_and(|n| n.busy)
     }
 
@@ -341,7 +350,10 @@ fn a_ready_for_loading_never_hides_an_error_for_running() {
     w.node_reads(Delivery::Delivered);
     w.deliver_next(); // output
     w.deliver_next(); // READY (uSeq)
-    assert!(!w.results.contains_key(&id), "decided before runSeq's verdict");
+    assert!(
+        !w.results.contains_key(&id),
+        "decided before runSeq's verdict"
+    );
     w.deliver_next(); // ERROR (runSeq)
     assert_eq!(
         w.result(id).as_ref().unwrap().verdict,
@@ -368,7 +380,10 @@ fn the_verdicts_of_a_plain_command_are_not_taken_for_the_next_sequences() {
     w.node_reads(Delivery::Delivered);
     w.deliver_next(); // output: the plain command is answered at once
     assert!(w.result(plain).is_ok());
-    assert!(w.inbox.is_empty(), "the sequence went before boardio's verdict");
+    assert!(
+        w.inbox.is_empty(),
+        "the sequence went before boardio's verdict"
+    );
     w.settle();
     assert_eq!(
         w.result(confirmed).as_ref().unwrap().verdict,
@@ -413,6 +428,27 @@ fn a_command_that_never_reached_the_node_needs_no_resync() {
     assert_eq!(w.result(id), &Err(Failure::NotDelivered));
     assert!(w.table.node(NODE).unwrap().in_step);
     assert_eq!(w.resyncs, 0);
+}
+
+#[test]
+fn a_node_gone_while_out_of_step_fails_each_command_once_without_retrying() {
+    let mut w = World::new(false);
+    let lost = w.submit(Kind::Echo, 100 * MS);
+    w.node_reads(Delivery::Delivered);
+    w.net.clear();
+    w.advance(100 * MS);
+    assert_eq!(w.result(lost), &Err(Failure::Timeout));
+    // The eager marker finds the node gone.
+    w.node_reads(Delivery::NotDelivered);
+    let next = w.submit(Kind::Echo, 5000 * MS);
+    let after = w.submit(Kind::Echo, 5000 * MS);
+    // One marker for `next`, which fails with it; then one for `after`.
+    w.node_reads(Delivery::NotDelivered);
+    assert_eq!(w.result(next), &Err(Failure::NotDelivered));
+    assert!(!w.results.contains_key(&after));
+    w.node_reads(Delivery::NotDelivered);
+    assert_eq!(w.result(after), &Err(Failure::NotDelivered));
+    assert!(w.inbox.is_empty(), "nothing more is tried");
 }
 
 #[test]

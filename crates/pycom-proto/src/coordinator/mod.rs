@@ -66,9 +66,9 @@ use tokio::sync::broadcast;
 use tracing::Instrument as _;
 
 pub use config::{
-    CoordinatorConfig, DEFAULT_COMMAND_TIMEOUT, DEFAULT_EVENT_CAPACITY,
-    DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_MAX_NODES, DEFAULT_OFFLINE_AFTER, DEFAULT_RESYNC_TIMEOUT,
-    DEFAULT_VERDICT_SETTLE, DEFAULT_VERDICT_WAIT,
+    CoordinatorConfig, DEFAULT_COMMAND_TIMEOUT, DEFAULT_EVENT_CAPACITY, DEFAULT_HEARTBEAT_INTERVAL,
+    DEFAULT_MAX_NODES, DEFAULT_OFFLINE_AFTER, DEFAULT_RESYNC_TIMEOUT, DEFAULT_VERDICT_SETTLE,
+    DEFAULT_VERDICT_WAIT,
 };
 pub use pipeline::{Delivery, Expect, MARKER_PREFIX, PipelineTimings, marker_token};
 pub use table::{CommandId, Effect, Failure, NodeTable, Reply, RequestId, TableConfig};

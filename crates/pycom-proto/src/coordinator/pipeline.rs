@@ -23,10 +23,6 @@ use crate::sequence::Verdict;
 /// nothing in it is special to `sh`.
 pub const MARKER_PREFIX: &str = "labwire-sync-";
 
-/// Marker tokens remembered after their marker timed out, so that their late output is still
-/// recognised (and discarded) once the pipeline is back in step.
-const REMEMBERED_TOKENS: usize = 8;
-
 /// What a command waits for besides its output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expect {
@@ -102,9 +98,14 @@ struct Current {
 enum Sync {
     InStep,
     /// Out of step; a marker goes before the next command (at once when `eager`).
-    Needed { eager: bool },
+    Needed {
+        eager: bool,
+    },
     /// A marker is on its way; outputs are discarded until its token comes back.
-    Waiting { token: String, deadline: Instant },
+    Waiting {
+        token: String,
+        deadline: Instant,
+    },
 }
 
 /// One node's queue, command in flight and synchronisation state.
@@ -116,7 +117,6 @@ pub(super) struct Pipeline {
     in_transit: Option<u64>,
     next_request: u64,
     sync: Sync,
-    stale_tokens: VecDeque<String>,
     /// Seed of this pipeline's marker tokens (unique per node and coordinator).
     token_seed: u64,
     next_token: u64,
@@ -131,7 +131,6 @@ impl Pipeline {
             in_transit: None,
             next_request: 0,
             sync: Sync::InStep,
-            stale_tokens: VecDeque::new(),
             token_seed,
             next_token: 0,
         }
@@ -163,17 +162,34 @@ impl Pipeline {
         timings: &PipelineTimings,
         out: &mut Vec<Out>,
     ) {
+        let first = self.queue.is_empty();
         self.queue.push_back(Queued {
             id,
             command,
             expect,
             deadline,
         });
+        if first
+            && self.in_transit.is_none()
+            && let Sync::Waiting { token, .. } = &self.sync
+        {
+            // The marker in flight went before anyone waited; the first command to wait gets a
+            // fresh one, so that a node gone meanwhile fails it at once (a late output of the
+            // earlier marker is still recognised).
+            tracing::debug!(token, "a command waits: marker sent again");
+            self.sync = Sync::Needed { eager: false };
+        }
         self.pump(now, timings, out);
     }
 
     /// The call for `id` ended on the caller's side (dropped): treated like a timeout.
-    pub(super) fn cancel(&mut self, id: CommandId, timings: &PipelineTimings, now: Instant, out: &mut Vec<Out>) {
+    pub(super) fn cancel(
+        &mut self,
+        id: CommandId,
+        timings: &PipelineTimings,
+        now: Instant,
+        out: &mut Vec<Out>,
+    ) {
         if let Some(index) = self.queue.iter().position(|q| q.id == id) {
             self.queue.remove(index);
             return;
@@ -213,9 +229,14 @@ impl Pipeline {
                         out.push(Out::Complete(id, Err(Failure::NotDelivered)));
                     }
                 } else if let Sync::Waiting { token, .. } = &self.sync {
-                    // The marker never reached the node: another goes when one is needed.
+                    // The marker never reached the node, so the command it was sent for cannot
+                    // either: that command fails now (rather than the node being hammered until
+                    // its deadline); the next one tries another marker.
                     tracing::debug!(token, "marker not delivered");
                     self.sync = Sync::Needed { eager: false };
+                    if let Some(waiting) = self.queue.pop_front() {
+                        out.push(Out::Complete(waiting.id, Err(Failure::NotDelivered)));
+                    }
                 }
             }
         }
@@ -230,21 +251,20 @@ impl Pipeline {
         timings: &PipelineTimings,
         out: &mut Vec<Out>,
     ) {
-        if let Some(token) = marker_token(output) {
+        if let Some(token) = marker_token(output)
+            && self.is_mine(token)
+        {
             if matches!(&self.sync, Sync::Waiting { token: t, .. } if t == token) {
                 tracing::debug!(token, "back in step");
                 self.sync = Sync::InStep;
-                self.stale_tokens.clear();
                 self.pump(now, timings, out);
-                return;
-            }
-            if let Some(index) = self.stale_tokens.iter().position(|t| t == token) {
-                self.stale_tokens.remove(index);
+            } else {
+                // An earlier marker's output (late, or duplicated): never a command's answer.
                 out.push(Out::Discarded {
                     why: "the output of an earlier marker",
                 });
-                return;
             }
+            return;
         }
         if self.sync != Sync::InStep {
             out.push(Out::Discarded {
@@ -255,9 +275,7 @@ impl Pipeline {
         match self.current.as_mut() {
             Some(current) if current.output.is_none() => {
                 current.output = Some(output.to_owned());
-                if current.expect == Expect::Output {
-                    current.drain_until = Some(now + timings.verdict_wait);
-                }
+                current.drain_until = Some(now + timings.verdict_wait);
                 self.settle(now, timings, out);
             }
             _ => {
@@ -289,7 +307,12 @@ impl Pipeline {
     }
 
     /// Deadlines that passed by `now`.
-    pub(super) fn handle_timeout(&mut self, now: Instant, timings: &PipelineTimings, out: &mut Vec<Out>) {
+    pub(super) fn handle_timeout(
+        &mut self,
+        now: Instant,
+        timings: &PipelineTimings,
+        out: &mut Vec<Out>,
+    ) {
         let mut index = 0;
         while index < self.queue.len() {
             if self.queue.get(index).is_some_and(|q| q.deadline <= now) {
@@ -304,18 +327,18 @@ impl Pipeline {
             && *deadline <= now
         {
             tracing::debug!(token, "marker output did not come");
-            let token = token.clone();
-            self.remember_token(token);
             self.sync = Sync::Needed { eager: false };
         }
         if let Some(current) = &self.current {
+            let settled = current.settle_at.is_some_and(|t| t <= now);
+            // The wait for verdicts bounds the drain of an answered command; a call still
+            // waiting for its verdict has its own deadline.
+            let drained = current.id.is_none() && current.drain_until.is_some_and(|t| t <= now);
             let expired = current.id.is_some() && current.deadline <= now;
-            let drained = current.drain_until.is_some_and(|t| t <= now)
-                || current.settle_at.is_some_and(|t| t <= now);
-            if expired {
-                self.abandon_current(Failure::Timeout, out);
-            } else if drained {
+            if settled || drained {
                 self.finish(out);
+            } else if expired {
+                self.abandon_current(Failure::Timeout, out);
             }
         }
         self.pump(now, timings, out);
@@ -330,7 +353,10 @@ impl Pipeline {
         };
         let current = self.current.as_ref().and_then(|c| {
             let call = c.id.map(|_| c.deadline);
-            [call, c.drain_until, c.settle_at].into_iter().flatten().min()
+            [call, c.drain_until, c.settle_at]
+                .into_iter()
+                .flatten()
+                .min()
         });
         [queued, marker, current].into_iter().flatten().min()
     }
@@ -345,7 +371,12 @@ impl Pipeline {
         }
     }
 
-    /// Answers and ends the current command as far as what came allows.
+    /// Answers the current command, and ends it, as far as what came allows.
+    ///
+    /// The call is answered as soon as its answer is known (a plain command at its output, a
+    /// sequence at its first `ERROR` or once every boardio command reported `READY`); the
+    /// pipeline moves on only once every verdict the output announces has come (or the settle
+    /// or verdict wait passed), so that none is taken for the next command's.
     fn settle(&mut self, now: Instant, timings: &PipelineTimings, out: &mut Vec<Out>) {
         let Some(current) = self.current.as_mut() else {
             return;
@@ -353,18 +384,6 @@ impl Pipeline {
         let Some(output) = &current.output else {
             return;
         };
-        if current.expect == Expect::Output
-            && let Some(id) = current.id.take()
-        {
-            // A plain command is answered at its output; its verdicts (if boardio was reached)
-            // are still drained before the next command goes, so that they are not taken for
-            // the next sequence's.
-            let reply = Reply {
-                output: output.clone(),
-                verdict: None,
-            };
-            out.push(Out::Complete(id, Ok(reply)));
-        }
         let expected = boardio_commands(output);
         let error = current
             .verdicts
@@ -375,10 +394,28 @@ impl Pipeline {
             .iter()
             .filter(|v| **v == Verdict::Ready)
             .count();
-        if expected == 0 || error || ready >= expected {
-            self.finish(out);
+        if let Some(id) = current.id {
+            let answer = match current.expect {
+                Expect::Output => Some(None),
+                Expect::Verdict if expected == 0 || error || ready >= expected => {
+                    Some(verdict_of(output, &current.verdicts))
+                }
+                Expect::Verdict => None,
+            };
+            if let Some(verdict) = answer {
+                let reply = Reply {
+                    output: output.clone(),
+                    verdict,
+                };
+                out.push(Out::Complete(id, Ok(reply)));
+                current.id = None;
+            }
+        }
+        let got = current.verdicts.len();
+        if got >= expected {
+            self.current = None;
             self.pump(now, timings, out);
-        } else if ready > 0 && current.settle_at.is_none() {
+        } else if got > 0 && current.settle_at.is_none() {
             current.settle_at = Some(now + timings.verdict_settle);
         }
     }
@@ -423,10 +460,7 @@ impl Pipeline {
             Sync::Waiting { .. } => {}
             Sync::Needed { eager } => {
                 if eager || !self.queue.is_empty() {
-                    let token = format!(
-                        "{MARKER_PREFIX}{:08x}{:08x}",
-                        self.token_seed as u32, self.next_token as u32
-                    );
+                    let token = format!("{}{:08x}", self.token_stem(), self.next_token as u32);
                     self.next_token = self.next_token.wrapping_add(1);
                     let request = self.take_request();
                     out.push(Out::Resync {
@@ -474,13 +508,15 @@ impl Pipeline {
         request
     }
 
-    fn remember_token(&mut self, token: String) {
-        if self.stale_tokens.len() == REMEMBERED_TOKENS {
-            self.stale_tokens.pop_front();
-        }
-        self.stale_tokens.push_back(token);
+    /// The first half of this pipeline's marker tokens: `labwire-sync-` and the seed.
+    fn token_stem(&self) -> String {
+        format!("{MARKER_PREFIX}{:08x}", self.token_seed as u32)
     }
 
+    /// Whether `token` is one of this pipeline's markers (any of them, earlier ones included).
+    fn is_mine(&self, token: &str) -> bool {
+        token.starts_with(&self.token_stem())
+    }
 }
 
 /// How a request hand-over ended.

@@ -293,7 +293,10 @@ impl Inner {
         read(&self.lock().table)
     }
 
-    pub(super) fn change_table(self: &Arc<Self>, change: impl FnOnce(&mut NodeTable, std::time::Instant)) {
+    pub(super) fn change_table(
+        self: &Arc<Self>,
+        change: impl FnOnce(&mut NodeTable, std::time::Instant),
+    ) {
         self.run(|state, now| change(&mut state.table, now));
     }
 }

@@ -167,7 +167,10 @@ impl NodeTable {
         if self.shut_down {
             return None;
         }
-        let nodes = self.nodes.values().filter_map(|n| n.pipeline.next_deadline());
+        let nodes = self
+            .nodes
+            .values()
+            .filter_map(|n| n.pipeline.next_deadline());
         nodes.chain([self.next_round]).min()
     }
 
@@ -252,7 +255,9 @@ impl NodeTable {
         let timings = self.config.timings;
         let mut out = Vec::new();
         if let Some(entry) = self.nodes.get_mut(&node) {
-            entry.pipeline.on_sent(seq, delivery, now, &timings, &mut out);
+            entry
+                .pipeline
+                .on_sent(seq, delivery, now, &timings, &mut out);
         }
         self.apply(node, out);
     }
@@ -428,8 +433,7 @@ impl NodeTable {
                 }
                 Out::Complete(command, result) => {
                     tracing::debug!(%node, ?command, ok = result.is_ok(), "command finished");
-                    self.effects
-                        .push_back(Effect::Complete { command, result });
+                    self.effects.push_back(Effect::Complete { command, result });
                 }
                 Out::Resync { token } => {
                     tracing::debug!(%node, %token, "out of step: re-synchronising");

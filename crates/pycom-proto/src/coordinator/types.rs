@@ -153,5 +153,3 @@ impl SequenceReport {
         self.verdict == Some(Verdict::Ready)
     }
 }
-
-
