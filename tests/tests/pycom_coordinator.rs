@@ -677,3 +677,143 @@ async fn a_single_heartbeat_makes_the_coordinator_known_to_the_node() {
     ));
     coordinator.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_output_costs_one_command_and_the_next_ten_get_their_own() {
+    let (coordinator, sim, mut events) = start().await;
+    let node = sim.local_addr();
+    sim.faults().update(|f| f.drop_outputs = 1);
+    let err = coordinator
+        .send_command_timeout(node, "echo lost", Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Timeout { .. }), "{err}");
+    for i in 0..10 {
+        assert_eq!(
+            run(&coordinator, node, format!("echo n{i}")).await,
+            format!("n{i}\n")
+        );
+    }
+    next(&mut events, |e| {
+        matches!(e, Event::Resync { .. }).then_some(())
+    })
+    .await;
+    // One marker went between the lost command and the next ones.
+    let commands = sim.state().stats().commands;
+    let markers: Vec<&String> = commands
+        .iter()
+        .filter(|c| c.starts_with("echo labwire-sync-"))
+        .collect();
+    assert_eq!(markers.len(), 1, "{commands:?}");
+    assert_eq!(commands[1], *markers[0]);
+    assert!(coordinator.node(node).unwrap().in_step);
+    shut_down(&coordinator, &sim).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verdict_that_overtakes_the_output_still_confirms_the_sequence() {
+    let (coordinator, sim, _events) = start().await;
+    sim.faults().update(|f| f.message_before_output = true);
+    let sequence = Sequence::new([Row::LedFan { on: true }]).unwrap();
+    let report = coordinator
+        .run_sequence_confirmed(sim.local_addr(), &sequence, Slot::Normal)
+        .await
+        .unwrap();
+    assert_eq!(report.verdict, Some(Verdict::Ready));
+    assert!(
+        report.output.contains("Sent: \"runSeq\""),
+        "{}",
+        report.output
+    );
+    assert!(sim.state().lights().fans);
+    shut_down(&coordinator, &sim).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ready_for_loading_never_hides_an_error_for_running() {
+    let (coordinator, sim, _events) = start().await;
+    let node = sim.local_addr();
+    sim.faults().update(|f| {
+        f.verdict_for_useq = true;
+        f.run_seq_error = Some("LED driver overheated".into());
+    });
+    let sequence = Sequence::new([Row::ModelLight { power: 60 }]).unwrap();
+    for _ in 0..3 {
+        let report = coordinator
+            .run_sequence_confirmed(node, &sequence, Slot::Normal)
+            .await
+            .unwrap();
+        assert_eq!(
+            report.verdict,
+            Some(Verdict::Error(format!(
+                "{BOARDIO_ERROR}: LED driver overheated"
+            )))
+        );
+    }
+    // Two READYs for two boardio commands: READY, at once.
+    sim.faults().update(|f| f.run_seq_error = None);
+    let report = coordinator
+        .run_sequence_confirmed(node, &sequence, Slot::Normal)
+        .await
+        .unwrap();
+    assert!(report.is_ready(), "{report:?}");
+    assert_eq!(sim.state().lights().model_light, 60);
+    shut_down(&coordinator, &sim).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_standalone_idiom_stores_and_runs_the_sequence() {
+    let (coordinator, sim, _events) = start().await;
+    let sequence = Sequence::new([Row::DigitalPolarizer { on: true }]).unwrap();
+    let output = coordinator
+        .store_standalone_sequence(sim.local_addr(), &sequence)
+        .await
+        .unwrap();
+    assert!(output.contains("Sent: \"uSeqStandalone\""), "{output}");
+    assert!(output.contains("Sent: \"runSeq\""), "{output}");
+    let state = sim.state();
+    assert_eq!(state.lights().standalone, Some(sequence));
+    assert!(state.lights().polarizer);
+    // And again at every boot.
+    state.reboot();
+    assert!(eventually(TEST_DEADLINE, || state.lights().polarizer).await);
+    shut_down(&coordinator, &sim).await;
+}
+
+/// A node of our own (listening on the port it holds) whose events carry informational fields
+/// of the wrong type or none.
+struct Sloppy(u16);
+
+impl pycom_proto::node::Handler for Sloppy {
+    async fn handle(&self, request: pycom_proto::node::Request) {
+        if let pycom_proto::Body::Cmd { .. } = request.message.body {
+            let to = request.reply_addr();
+            let raw = format!(
+                r#"{{"id":"5107b0a7","port":{},"coordinator":false,"version":14,"ip":null,"type_":"output","output":"ok\n"}}"#,
+                self.0
+            );
+            tokio::spawn(async move {
+                pycom_proto::transport::send_bytes(to, raw.as_bytes(), TEST_DEADLINE, false)
+                    .await
+                    .unwrap();
+            });
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_with_odd_informational_fields_still_answers_the_command() {
+    let listener =
+        pycom_proto::node::NodeListener::bind(pycom_proto::node::NodeConfig::new(loopback()))
+            .await
+            .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let node = listener.serve(std::sync::Arc::new(Sloppy(addr.port())));
+    let coordinator = Coordinator::start(coordinator_config()).await.unwrap();
+    assert_eq!(run(&coordinator, addr, "true").await, "ok\n");
+    let identity = coordinator.node(addr).unwrap().identity.unwrap();
+    assert_eq!(identity.version, "14");
+    assert_eq!(identity.name, pycom_proto::wire::UNKNOWN);
+    coordinator.shutdown().await;
+    node.shutdown().await;
+}

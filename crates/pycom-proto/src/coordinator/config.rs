@@ -19,8 +19,10 @@ pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_NODES: usize = 4096;
 /// Events kept for slow [`Coordinator::events`](super::Coordinator::events) receivers.
 pub const DEFAULT_EVENT_CAPACITY: usize = 1024;
-/// How long a re-synchronisation marker's output is awaited before another is tried.
-pub const DEFAULT_RESYNC_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a re-synchronisation marker's output is awaited before another is tried (an
+/// `echo` answers within milliseconds; a node that went away meanwhile is then noticed by the
+/// next marker's connection).
+pub const DEFAULT_RESYNC_TIMEOUT: Duration = Duration::from_secs(2);
 /// After boardio's first `READY` for a command, how long further verdicts are awaited when
 /// fewer came than boardio commands were sent.
 pub const DEFAULT_VERDICT_SETTLE: Duration = Duration::from_millis(250);
@@ -99,5 +101,49 @@ impl CoordinatorConfig {
             manage_discovered: true,
             max_nodes: DEFAULT_MAX_NODES,
         }
+    }
+}
+
+/// Timings the pipeline needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PipelineTimings {
+    /// How long a marker's output is awaited before another marker is tried.
+    pub resync_timeout: Duration,
+    /// After the first `READY`, how long further verdicts of the same command are awaited when
+    /// fewer came than boardio commands were sent.
+    pub verdict_settle: Duration,
+    /// After an output that shows boardio was reached, how long its verdicts are awaited
+    /// before the next command is handed over anyway.
+    pub verdict_wait: Duration,
+}
+
+/// The table's settings (the coordinator's, less those of its sockets).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TableConfig {
+    /// Period of heartbeat rounds.
+    pub heartbeat_interval: Duration,
+    /// Silence after which a managed node is offline.
+    pub offline_after: Duration,
+    /// Marker, settle and verdict timings.
+    pub timings: PipelineTimings,
+    /// Manage (heartbeat) nodes that probe the coordinator.
+    pub manage_discovered: bool,
+    /// Most nodes tracked on the listener's initiative.
+    pub max_nodes: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_vendors_intervals_and_a_burst_ready_listener() {
+        let me = Identity::new("c", "coordinator", "127.0.0.1", 0, "0", true);
+        let config = CoordinatorConfig::new("127.0.0.1:0".parse().unwrap(), me);
+        assert_eq!(config.heartbeat_interval, Duration::from_secs(5));
+        assert_eq!(config.offline_after, Duration::from_secs(15));
+        // Well above tokio's 128, which collapses under bursts of short-lived connections.
+        assert!(config.server.backlog >= 1024, "{}", config.server.backlog);
+        assert!(config.server.nodelay);
     }
 }

@@ -51,6 +51,8 @@
 //! command results are not affected (they do not travel through the stream).
 
 mod config;
+mod effects;
+mod matching;
 mod pipeline;
 mod shell;
 mod table;
@@ -68,10 +70,11 @@ use tracing::Instrument as _;
 pub use config::{
     CoordinatorConfig, DEFAULT_COMMAND_TIMEOUT, DEFAULT_EVENT_CAPACITY, DEFAULT_HEARTBEAT_INTERVAL,
     DEFAULT_MAX_NODES, DEFAULT_OFFLINE_AFTER, DEFAULT_RESYNC_TIMEOUT, DEFAULT_VERDICT_SETTLE,
-    DEFAULT_VERDICT_WAIT,
+    DEFAULT_VERDICT_WAIT, PipelineTimings, TableConfig,
 };
-pub use pipeline::{Delivery, Expect, MARKER_PREFIX, PipelineTimings, marker_token};
-pub use table::{CommandId, Effect, Failure, NodeTable, Reply, RequestId, TableConfig};
+pub use effects::{CommandId, Delivery, Effect, Expect, Failure, Reply, RequestId};
+pub use matching::{MARKER_PREFIX, marker_token};
+pub use table::NodeTable;
 pub use types::{Error, Event, NodeStatus, SequenceReport};
 
 use crate::message::Identity;
@@ -331,5 +334,63 @@ impl Drop for CallGuard<'_> {
         if !self.done {
             self.inner.cancel(self.node, self.id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sequence::Row;
+
+    #[tokio::test]
+    async fn timeouts_without_a_limit_do_not_overflow() {
+        let closed = {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            listener.local_addr().unwrap()
+        };
+        let me = Identity::new("c", "coordinator", "127.0.0.1", 0, "0", true);
+        let mut config = CoordinatorConfig::new("127.0.0.1:0".parse().unwrap(), me);
+        // `Duration::MAX` for "no limit", everywhere.
+        config.send_timeout = Duration::MAX;
+        config.command_timeout = Duration::MAX;
+        config.heartbeat_interval = Duration::MAX;
+        config.offline_after = Duration::MAX;
+        config.resync_timeout = Duration::MAX;
+        config.verdict_settle = Duration::MAX;
+        config.verdict_wait = Duration::MAX;
+        let coordinator = Coordinator::start(config).await.unwrap();
+        let limit = Duration::from_secs(10);
+        let sent = tokio::time::timeout(
+            limit,
+            coordinator.send_command_timeout(closed, "true", Duration::MAX),
+        )
+        .await
+        .unwrap();
+        assert!(matches!(sent, Err(Error::Send(_))), "{sent:?}");
+        let sequence = Sequence::new([Row::LedFan { on: true }]).unwrap();
+        let confirmed = tokio::time::timeout(
+            limit,
+            coordinator.run_sequence_confirmed(closed, &sequence, Slot::Normal),
+        )
+        .await
+        .unwrap();
+        assert!(matches!(confirmed, Err(Error::Send(_))), "{confirmed:?}");
+        assert!(matches!(
+            coordinator.heartbeat(closed).await,
+            Err(Error::Send(_))
+        ));
+        coordinator.add_node(closed);
+        coordinator.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn calls_after_shutdown_fail_at_once() {
+        let me = Identity::new("c", "coordinator", "127.0.0.1", 0, "0", true);
+        let config = CoordinatorConfig::new("127.0.0.1:0".parse().unwrap(), me);
+        let coordinator = Coordinator::start(config).await.unwrap();
+        coordinator.shutdown().await;
+        let node = "127.0.0.1:9".parse().unwrap();
+        let sent = coordinator.send_command(node, "true").await;
+        assert!(matches!(sent, Err(Error::Shutdown)), "{sent:?}");
     }
 }

@@ -11,9 +11,9 @@ use labwire_net::{CancellationToken, Server, ServerHandle};
 use tokio::sync::{Notify, broadcast, oneshot};
 use tokio_util::task::TaskTracker;
 
-use super::config::CoordinatorConfig;
-use super::pipeline::{Delivery, Expect};
-use super::table::{CommandId, Effect, Failure, NodeTable, Reply, RequestId, TableConfig};
+use super::config::{CoordinatorConfig, PipelineTimings, TableConfig};
+use super::effects::{CommandId, Delivery, Effect, Expect, Failure, Reply, RequestId};
+use super::table::NodeTable;
 use super::types::{Error, Event};
 use crate::message::{Identity, Message};
 use crate::transport::{self, ReceiveError, SendError};
@@ -73,7 +73,7 @@ impl Inner {
         let table_config = TableConfig {
             heartbeat_interval: config.heartbeat_interval,
             offline_after: config.offline_after,
-            timings: super::pipeline::PipelineTimings {
+            timings: PipelineTimings {
                 resync_timeout: config.resync_timeout,
                 verdict_settle: config.verdict_settle,
                 verdict_wait: config.verdict_wait,

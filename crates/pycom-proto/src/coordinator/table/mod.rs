@@ -12,96 +12,14 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::pipeline::{Delivery, Expect, Out, Pipeline, PipelineTimings};
+use super::config::TableConfig;
+use super::effects::{CommandId, Delivery, Effect, Expect, Failure, RequestId};
+use super::pipeline::{Out, Pipeline, Queued, later};
 use super::types::{Event, NodeStatus};
 use crate::message::{Body, Identity, Message, UnitInfo};
 use crate::sequence::Verdict;
 
-/// A command submitted to the table, answered by one [`Effect::Complete`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct CommandId(pub u64);
-
-/// One request the table asked to hand to a node; its outcome goes back to
-/// [`NodeTable::on_sent`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct RequestId {
-    node: SocketAddr,
-    /// `None` for a heartbeat (not part of the node's command order).
-    seq: Option<u64>,
-}
-
-impl RequestId {
-    /// The node the request goes to.
-    pub fn node(&self) -> SocketAddr {
-        self.node
-    }
-
-    /// Whether it is a heartbeat (outside the node's command order: nothing waits for it).
-    pub fn is_heartbeat(&self) -> bool {
-        self.seq.is_none()
-    }
-}
-
-/// What a finished command got.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
-    /// The `output` event's text.
-    pub output: String,
-    /// boardio's verdict, for a command submitted with [`Expect::Verdict`] whose output shows
-    /// boardio was reached.
-    pub verdict: Option<Verdict>,
-}
-
-/// Why a command finished without a reply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Failure {
-    /// Its deadline passed (queued, being handed over, or waiting for output or verdict).
-    Timeout,
-    /// It could not be handed to the node (the shell knows the transport error).
-    NotDelivered,
-    /// The caller gave up ([`NodeTable::cancel`]).
-    Cancelled,
-    /// The table was shut down.
-    Shutdown,
-}
-
-/// What the table asks its shell to do.
-#[derive(Debug)]
-pub enum Effect {
-    /// Hand `message` to `node` (connect, write, close) and report with
-    /// [`NodeTable::on_sent`]. Requests of one node's command order are asked for one at a
-    /// time; heartbeats may go alongside.
-    Send {
-        /// Identifies the request in [`NodeTable::on_sent`].
-        request: RequestId,
-        /// The message.
-        message: Message,
-    },
-    /// Answer a command.
-    Complete {
-        /// The command.
-        command: CommandId,
-        /// What it got.
-        result: Result<Reply, Failure>,
-    },
-    /// Publish an event to the coordinator's subscribers.
-    Publish(Event),
-}
-
-/// The table's settings (the coordinator's, less those of its sockets).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct TableConfig {
-    /// Period of heartbeat rounds.
-    pub heartbeat_interval: Duration,
-    /// Silence after which a managed node is offline.
-    pub offline_after: Duration,
-    /// Marker, settle and verdict timings.
-    pub timings: PipelineTimings,
-    /// Manage (heartbeat) nodes that probe the coordinator.
-    pub manage_discovered: bool,
-    /// Most nodes tracked on the listener's initiative.
-    pub max_nodes: usize,
-}
+mod reach;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Reach {
@@ -123,7 +41,7 @@ struct Node {
 }
 
 /// The coordinator's state machine: node reachability, heartbeats, each node's command queue,
-/// output and verdict matching, re-synchronisation. See the [module docs](self).
+/// output and verdict matching, re-synchronisation. See the [module docs](crate::coordinator).
 #[derive(Debug)]
 pub struct NodeTable {
     config: TableConfig,
@@ -141,7 +59,7 @@ impl NodeTable {
     /// port), started at `now`.
     pub fn new(config: TableConfig, identity: Identity, now: Instant) -> Self {
         Self {
-            next_round: now + config.heartbeat_interval.max(Duration::from_millis(1)),
+            next_round: later(now, config.heartbeat_interval.max(Duration::from_millis(1))),
             config,
             identity,
             nodes: HashMap::new(),
@@ -225,9 +143,15 @@ impl NodeTable {
         let node = canonical(node);
         let timings = self.config.timings;
         let mut out = Vec::new();
+        let queued = Queued {
+            id,
+            command,
+            expect,
+            deadline,
+        };
         self.entry(node, now)
             .pipeline
-            .submit(id, command, expect, deadline, now, &timings, &mut out);
+            .submit(queued, now, &timings, &mut out);
         self.apply(node, out);
         id
     }
@@ -364,7 +288,7 @@ impl NodeTable {
         if now >= self.next_round {
             let period = self.config.heartbeat_interval.max(Duration::from_millis(1));
             // Missed rounds are not made up for: the next is a period after this one.
-            self.next_round = now.checked_add(period).unwrap_or(now);
+            self.next_round = later(now, period);
             self.heartbeat_round(now);
         }
     }
@@ -441,47 +365,6 @@ impl NodeTable {
                 }
                 Out::Discarded { why } => tracing::debug!(%node, why, "output discarded"),
             }
-        }
-    }
-
-    /// Records that `node` was heard from (or reached); announces it if it was not online.
-    fn contact(&mut self, node: SocketAddr, identity: Option<&Identity>, now: Instant) {
-        let entry = self.entry(node, now);
-        entry.last_contact = Some(now);
-        if let Some(identity) = identity {
-            entry.identity = Some(identity.clone());
-        }
-        if std::mem::replace(&mut entry.reach, Reach::Online) != Reach::Online {
-            tracing::debug!(%node, "node online");
-            self.publish(Event::NodeOnline { node });
-        }
-    }
-
-    /// Heartbeats every managed node, and marks offline those silent for too long.
-    fn heartbeat_round(&mut self, now: Instant) {
-        let mut targets = Vec::new();
-        let mut went_offline = Vec::new();
-        for (addr, node) in &mut self.nodes {
-            if !node.managed {
-                continue;
-            }
-            targets.push(*addr);
-            let heard = node.last_contact.unwrap_or(node.since);
-            if node.reach != Reach::Offline
-                && now.saturating_duration_since(heard) >= self.config.offline_after
-            {
-                node.reach = Reach::Offline;
-                went_offline.push(*addr);
-            }
-        }
-        went_offline.sort();
-        targets.sort();
-        for node in went_offline {
-            tracing::debug!(%node, "node offline");
-            self.publish(Event::NodeOffline { node });
-        }
-        for node in targets {
-            self.heartbeat(node);
         }
     }
 }

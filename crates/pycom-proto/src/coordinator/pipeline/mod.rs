@@ -16,34 +16,12 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use super::table::{CommandId, Failure, Reply};
+use super::config::PipelineTimings;
+use super::effects::{CommandId, Delivery, Expect, Failure, Reply};
+use super::matching::{MARKER_PREFIX, marker_token};
 use crate::sequence::Verdict;
 
-/// How marker commands' tokens begin; the rest is 16 hex digits. Only letters, digits and `-`:
-/// nothing in it is special to `sh`.
-pub const MARKER_PREFIX: &str = "labwire-sync-";
-
-/// What a command waits for besides its output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Expect {
-    /// The output alone: the call completes when it arrives.
-    Output,
-    /// The output and boardio's verdict on the sequence it loaded.
-    Verdict,
-}
-
-/// Timings the pipeline needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PipelineTimings {
-    /// How long a marker's output is awaited before another marker is tried.
-    pub resync_timeout: Duration,
-    /// After the first `READY`, how long further verdicts of the same command are awaited when
-    /// fewer came than boardio commands were sent.
-    pub verdict_settle: Duration,
-    /// After an output that shows boardio was reached, how long its verdicts are awaited
-    /// before the next command is handed over anyway.
-    pub verdict_wait: Duration,
-}
+mod settle;
 
 /// What the pipeline asks its owner to do.
 #[derive(Debug)]
@@ -71,12 +49,13 @@ pub(super) enum Out {
     },
 }
 
+/// A command waiting for its turn.
 #[derive(Debug)]
-struct Queued {
-    id: CommandId,
-    command: String,
-    expect: Expect,
-    deadline: Instant,
+pub(super) struct Queued {
+    pub(super) id: CommandId,
+    pub(super) command: String,
+    pub(super) expect: Expect,
+    pub(super) deadline: Instant,
 }
 
 /// The command handed to the node and not finished yet.
@@ -154,21 +133,13 @@ impl Pipeline {
     /// Queues a command; it is handed over when its turn comes.
     pub(super) fn submit(
         &mut self,
-        id: CommandId,
-        command: String,
-        expect: Expect,
-        deadline: Instant,
+        command: Queued,
         now: Instant,
         timings: &PipelineTimings,
         out: &mut Vec<Out>,
     ) {
         let first = self.queue.is_empty();
-        self.queue.push_back(Queued {
-            id,
-            command,
-            expect,
-            deadline,
-        });
+        self.queue.push_back(command);
         if first
             && self.in_transit.is_none()
             && let Sync::Waiting { token, .. } = &self.sync
@@ -275,7 +246,7 @@ impl Pipeline {
         match self.current.as_mut() {
             Some(current) if current.output.is_none() => {
                 current.output = Some(output.to_owned());
-                current.drain_until = Some(now + timings.verdict_wait);
+                current.drain_until = Some(later(now, timings.verdict_wait));
                 self.settle(now, timings, out);
             }
             _ => {
@@ -371,86 +342,6 @@ impl Pipeline {
         }
     }
 
-    /// Answers the current command, and ends it, as far as what came allows.
-    ///
-    /// The call is answered as soon as its answer is known (a plain command at its output, a
-    /// sequence at its first `ERROR` or once every boardio command reported `READY`); the
-    /// pipeline moves on only once every verdict the output announces has come (or the settle
-    /// or verdict wait passed), so that none is taken for the next command's.
-    fn settle(&mut self, now: Instant, timings: &PipelineTimings, out: &mut Vec<Out>) {
-        let Some(current) = self.current.as_mut() else {
-            return;
-        };
-        let Some(output) = &current.output else {
-            return;
-        };
-        let expected = boardio_commands(output);
-        let error = current
-            .verdicts
-            .iter()
-            .any(|v| matches!(v, Verdict::Error(_)));
-        let ready = current
-            .verdicts
-            .iter()
-            .filter(|v| **v == Verdict::Ready)
-            .count();
-        if let Some(id) = current.id {
-            let answer = match current.expect {
-                Expect::Output => Some(None),
-                Expect::Verdict if expected == 0 || error || ready >= expected => {
-                    Some(verdict_of(output, &current.verdicts))
-                }
-                Expect::Verdict => None,
-            };
-            if let Some(verdict) = answer {
-                let reply = Reply {
-                    output: output.clone(),
-                    verdict,
-                };
-                out.push(Out::Complete(id, Ok(reply)));
-                current.id = None;
-            }
-        }
-        let got = current.verdicts.len();
-        if got >= expected {
-            self.current = None;
-            self.pump(now, timings, out);
-        } else if got > 0 && current.settle_at.is_none() {
-            current.settle_at = Some(now + timings.verdict_settle);
-        }
-    }
-
-    /// Ends the current command with what it has; the next command may go.
-    fn finish(&mut self, out: &mut Vec<Out>) {
-        let Some(current) = self.current.take() else {
-            return;
-        };
-        let Some(id) = current.id else {
-            return;
-        };
-        match current.output {
-            Some(output) => {
-                let verdict = verdict_of(&output, &current.verdicts);
-                out.push(Out::Complete(id, Ok(Reply { output, verdict })));
-            }
-            None => out.push(Out::Complete(id, Err(Failure::Timeout))),
-        }
-    }
-
-    /// The current command's call ended before the command finished: answer it, and
-    /// re-synchronise if its output may still come.
-    fn abandon_current(&mut self, failure: Failure, out: &mut Vec<Out>) {
-        let Some(current) = self.current.take() else {
-            return;
-        };
-        if let Some(id) = current.id {
-            out.push(Out::Complete(id, Err(failure)));
-        }
-        if current.output.is_none() {
-            self.sync = Sync::Needed { eager: true };
-        }
-    }
-
     /// Hands over the next request if the node is free for one.
     fn pump(&mut self, now: Instant, timings: &PipelineTimings, out: &mut Vec<Out>) {
         if self.in_transit.is_some() || self.current.is_some() {
@@ -473,7 +364,7 @@ impl Pipeline {
                     });
                     self.sync = Sync::Waiting {
                         token,
-                        deadline: now + timings.resync_timeout,
+                        deadline: later(now, timings.resync_timeout),
                     };
                 }
             }
@@ -519,43 +410,9 @@ impl Pipeline {
     }
 }
 
-/// How a request hand-over ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Delivery {
-    /// The node read it (closed the connection), or at least it was written whole.
-    Delivered,
-    /// It certainly never reached the node (the connection could not be made).
-    NotDelivered,
-    /// Writing failed or timed out part-way: the node may or may not have it.
-    Unknown,
-}
-
-/// The token of a marker command's output (`<token>\n`), if it is one.
-pub fn marker_token(output: &str) -> Option<&str> {
-    let token = output.strip_suffix('\n').unwrap_or(output);
-    let token = token.strip_suffix('\r').unwrap_or(token);
-    token
-        .strip_prefix(MARKER_PREFIX)
-        .filter(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_hexdigit()))
-        .map(|_| token)
-}
-
-/// How many boardio commands an output shows were sent (`BOARDIO_CLI: Sent: "…"` lines): each
-/// can be answered by a verdict.
-pub(super) fn boardio_commands(output: &str) -> usize {
-    output.lines().filter(|line| line.contains("Sent:")).count()
-}
-
-/// A sequence's verdict from what came: the first `ERROR` if any (a `READY` for loading never
-/// hides an `ERROR` for running), else `READY` if any; `None` when boardio was not reached or
-/// nothing came.
-pub(super) fn verdict_of(output: &str, verdicts: &[Verdict]) -> Option<Verdict> {
-    if boardio_commands(output) == 0 {
-        return None;
-    }
-    verdicts
-        .iter()
-        .find(|v| matches!(v, Verdict::Error(_)))
-        .or_else(|| verdicts.first())
-        .cloned()
+/// `after` from `now`; a duration too large to represent (`Duration::MAX` for "never") is
+/// capped at a century instead of overflowing.
+pub(super) fn later(now: Instant, after: Duration) -> Instant {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    now.checked_add(after.min(CENTURY)).unwrap_or(now)
 }
