@@ -44,7 +44,8 @@ enum Action {
         /// Rows such as MODEL_LIGHT,100 LED_FAN,1 (validated before anything is sent).
         #[arg(required = true)]
         rows: Vec<String>,
-        /// Store it as the boot-time (standalone) sequence instead of running it.
+        /// Store it as the boot-time (standalone) sequence (run now and at every boot, as the
+        /// vendor's idiom does).
         #[arg(long)]
         standalone: bool,
     },

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use pycom_proto::{Coordinator, CoordinatorConfig, Event, Identity, Row, Sequence};
+use pycom_proto::{Coordinator, CoordinatorConfig, Event, Identity, Row, Sequence, Slot};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -52,18 +52,12 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let sequence = Sequence::new([Row::ModelLight { power: 100 }, Row::LedFan { on: true }])?;
-    let output = coordinator.run_sequence(node, &sequence).await?;
-    print!("output:\n{output}");
-    let status = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            if let Ok(Event::Message { message, .. }) = events.recv().await {
-                return message;
-            }
-        }
-    })
-    .await
-    .context("no BOARDIO message within 10 s")?;
-    println!("boardio: {status}");
+    // Waits for the output and boardio's verdict, in whatever order the node sends them.
+    let report = coordinator
+        .run_sequence_confirmed(node, &sequence, Slot::Normal)
+        .await?;
+    print!("output:\n{}", report.output);
+    println!("boardio: {:?}", report.verdict);
 
     coordinator.shutdown().await;
     Ok(())

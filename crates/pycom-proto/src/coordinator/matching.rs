@@ -7,6 +7,12 @@ use crate::sequence::Verdict;
 /// nothing in it is special to `sh`.
 pub const MARKER_PREFIX: &str = "labwire-sync-";
 
+/// The first half of the marker tokens of one node's pipeline: `labwire-sync-` and its seed.
+/// Every output starting with it is one of that pipeline's markers, earlier ones included.
+pub(super) fn token_stem(seed: u64) -> String {
+    format!("{MARKER_PREFIX}{:08x}", seed as u32)
+}
+
 /// The token of a marker command's output (`<token>\n`), if it is one.
 pub fn marker_token(output: &str) -> Option<&str> {
     let token = output.strip_suffix('\n').unwrap_or(output);

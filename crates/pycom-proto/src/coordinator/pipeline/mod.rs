@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use super::config::PipelineTimings;
 use super::effects::{CommandId, Delivery, Expect, Failure, Reply};
-use super::matching::{MARKER_PREFIX, marker_token};
+use super::matching::{marker_token, token_stem};
 use crate::sequence::Verdict;
 
 mod settle;
@@ -223,7 +223,7 @@ impl Pipeline {
         out: &mut Vec<Out>,
     ) {
         if let Some(token) = marker_token(output)
-            && self.is_mine(token)
+            && token.starts_with(&token_stem(self.token_seed))
         {
             if matches!(&self.sync, Sync::Waiting { token: t, .. } if t == token) {
                 tracing::debug!(token, "back in step");
@@ -351,7 +351,11 @@ impl Pipeline {
             Sync::Waiting { .. } => {}
             Sync::Needed { eager } => {
                 if eager || !self.queue.is_empty() {
-                    let token = format!("{}{:08x}", self.token_stem(), self.next_token as u32);
+                    let token = format!(
+                        "{}{:08x}",
+                        token_stem(self.token_seed),
+                        self.next_token as u32
+                    );
                     self.next_token = self.next_token.wrapping_add(1);
                     let request = self.take_request();
                     out.push(Out::Resync {
@@ -397,16 +401,6 @@ impl Pipeline {
         self.next_request = self.next_request.wrapping_add(1);
         self.in_transit = Some(request);
         request
-    }
-
-    /// The first half of this pipeline's marker tokens: `labwire-sync-` and the seed.
-    fn token_stem(&self) -> String {
-        format!("{MARKER_PREFIX}{:08x}", self.token_seed as u32)
-    }
-
-    /// Whether `token` is one of this pipeline's markers (any of them, earlier ones included).
-    fn is_mine(&self, token: &str) -> bool {
-        token.starts_with(&self.token_stem())
     }
 }
 
