@@ -8,6 +8,7 @@
 mod connect;
 mod listener;
 mod server;
+pub mod service;
 
 #[cfg(feature = "cli")]
 pub mod cli;
@@ -15,4 +16,5 @@ pub mod cli;
 pub use connect::connect;
 pub use listener::{DEFAULT_BACKLOG, bind};
 pub use server::{DEFAULT_MAX_CONNECTIONS, Server, ServerConfig, ServerHandle};
+pub use service::{Exchange, PlannedService, Service};
 pub use tokio_util::sync::CancellationToken;

@@ -1,0 +1,580 @@
+//! The device side, written once: a [`Service`] answers typed requests; [`serve`] owns accept,
+//! framing through a tokio-util codec, size limits (the codec's), read and write deadlines, the
+//! connection cap and graceful shutdown.
+//!
+//! Every labwire protocol crate's `server` feature is this loop with the protocol's codec, and
+//! every simulator is a `Service` (wrapped in the simulator kit's fault layer). A user's own
+//! device emulator or gateway is one too.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
+use tokio_util::codec::{Decoder, Encoder};
+use tokio_util::sync::CancellationToken;
+
+use crate::server::{Server, ServerHandle};
+
+/// A device: answers one request at a time for each connection.
+///
+/// `call` may be called concurrently for different connections; a device with one state (as a
+/// real instrument has) keeps it behind a lock or in an actor.
+pub trait Service: Send + Sync + 'static {
+    /// What a client sends, as the codec decodes it.
+    type Request: Send + 'static;
+    /// What is sent back, as the codec encodes it.
+    type Response: Send + 'static;
+
+    /// Answers `request` from `peer`.
+    fn call(
+        &self,
+        peer: SocketAddr,
+        request: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send;
+}
+
+impl<S: Service> Service for Arc<S> {
+    type Request = S::Request;
+    type Response = S::Response;
+
+    fn call(
+        &self,
+        peer: SocketAddr,
+        request: Self::Request,
+    ) -> impl Future<Output = Self::Response> + Send {
+        S::call(self, peer, request)
+    }
+}
+
+/// How one answer is sent (see [`PlannedService`]). [`Plan::default`] sends it at once.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Wait this long before acting.
+    pub delay: Duration,
+    /// What to send.
+    pub action: Action,
+}
+
+/// What is done instead of (or with) an answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Action {
+    /// Send the answer.
+    #[default]
+    Reply,
+    /// Send nothing for this request; the connection stays open.
+    NoReply,
+    /// Close the connection instead of answering.
+    Close,
+    /// Send the first half of the answer's bytes, then close.
+    Truncate,
+    /// Send these bytes instead of the answer; the connection stays open.
+    Garbage(Bytes),
+}
+
+/// A service that also says how each answer is to be sent: the seam through which a simulator
+/// injects faults without its device knowing (the simulator kit's fault layer is one). Every
+/// [`Service`] is one that always sends its answer.
+pub trait PlannedService: Send + Sync + 'static {
+    /// What a client sends, as the codec decodes it.
+    type Request: Send + 'static;
+    /// What is sent back, as the codec encodes it.
+    type Response: Send + 'static;
+
+    /// Answers `request` from `peer`, and says how.
+    fn call(
+        &self,
+        peer: SocketAddr,
+        request: Self::Request,
+    ) -> impl Future<Output = (Self::Response, Plan)> + Send;
+}
+
+impl<S: Service> PlannedService for S {
+    type Request = S::Request;
+    type Response = S::Response;
+
+    async fn call(&self, peer: SocketAddr, request: Self::Request) -> (Self::Response, Plan) {
+        (Service::call(self, peer, request).await, Plan::default())
+    }
+}
+
+/// How connections are served. Public fields; start from [`Exchange::new`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exchange {
+    /// One request and its answer per connection (then close), or many in sequence.
+    pub once: bool,
+    /// Once a request's first byte has arrived, the whole request must arrive within this.
+    pub read_timeout: Duration,
+    /// A connection with no request begun for this long is closed (`None`: never).
+    pub idle_timeout: Option<Duration>,
+    /// An answer must be taken by the client within this.
+    pub write_timeout: Duration,
+    /// For protocols without a delimiter: when the codec needs more bytes but none arrive for
+    /// this long, the codec's `decode_eof` is asked for a request made of what it has (the
+    /// connection stays open). `None`: wait for more bytes (bounded by `read_timeout`).
+    pub quiet_period: Option<Duration>,
+}
+
+impl Exchange {
+    /// Many requests per connection; 10 s to finish a request or take an answer; no idle limit.
+    pub fn new() -> Self {
+        Self {
+            once: false,
+            read_timeout: Duration::from_secs(10),
+            idle_timeout: None,
+            write_timeout: Duration::from_secs(10),
+            quiet_period: None,
+        }
+    }
+}
+
+impl Default for Exchange {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Why a connection ended (for logs and tests).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectionEnd {
+    /// The client closed between requests (or after its one exchange).
+    #[error("closed by the client")]
+    Closed,
+    /// The one exchange of a `once` connection is done.
+    #[error("exchange done")]
+    Done,
+    /// A fault plan closed it.
+    #[error("closed by an injected fault")]
+    Fault,
+    /// No request began within the idle timeout.
+    #[error("idle for {0:?}")]
+    Idle(Duration),
+    /// A request did not finish within the read timeout.
+    #[error("request not finished within {0:?}")]
+    ReadTimeout(Duration),
+    /// The client did not take an answer within the write timeout.
+    #[error("answer not taken within {0:?}")]
+    WriteTimeout(Duration),
+    /// The client closed in the middle of a request.
+    #[error("closed in the middle of a request ({0} bytes)")]
+    Truncated(usize),
+    /// The bytes could not be decoded (the stream cannot be resynchronised).
+    #[error("undecodable request: {0}")]
+    Decode(String),
+    /// The answer could not be encoded.
+    #[error("cannot encode the answer: {0}")]
+    Encode(String),
+    /// Reading or writing failed.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Serves `service` on `server` with a fresh codec per connection from `codec`, until
+/// `shutdown` is cancelled (or the returned handle is shut down).
+pub fn serve<S, C, F>(
+    server: Server,
+    shutdown: CancellationToken,
+    service: S,
+    codec: F,
+    exchange: Exchange,
+) -> ServerHandle
+where
+    S: PlannedService,
+    F: Fn() -> C + Send + Sync + 'static,
+    C: Decoder<Item = S::Request> + Encoder<S::Response> + Send + 'static,
+    <C as Decoder>::Error: std::fmt::Display,
+    <C as Encoder<S::Response>>::Error: std::fmt::Display,
+{
+    let shared = Arc::new((service, codec));
+    server.serve_with_token(shutdown, move |mut stream, peer, _token| {
+        let shared = Arc::clone(&shared);
+        async move {
+            let (service, codec) = &*shared;
+            let end = serve_connection(&mut stream, peer, service, codec(), &exchange).await;
+            match end {
+                ConnectionEnd::Closed | ConnectionEnd::Done => tracing::trace!(%end),
+                end => tracing::debug!(%end, "connection ended"),
+            }
+        }
+    })
+}
+
+/// Serves one connection (any transport): requests in, answers out, until it ends.
+pub async fn serve_connection<T, S, C>(
+    stream: &mut T,
+    peer: SocketAddr,
+    service: &S,
+    mut codec: C,
+    exchange: &Exchange,
+) -> ConnectionEnd
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+    S: PlannedService,
+    C: Decoder<Item = S::Request> + Encoder<S::Response>,
+    <C as Decoder>::Error: std::fmt::Display,
+    <C as Encoder<S::Response>>::Error: std::fmt::Display,
+{
+    // Nothing is reserved before the first byte: an idle connection costs no buffer.
+    let mut buf = BytesMut::new();
+    let mut out = BytesMut::new();
+    loop {
+        let request = match read_request(stream, &mut codec, &mut buf, exchange).await {
+            Ok(Some(request)) => request,
+            Ok(None) => return ConnectionEnd::Closed,
+            Err(end) => return end,
+        };
+        let (response, plan) = PlannedService::call(service, peer, request).await;
+        if !plan.delay.is_zero() {
+            tokio::time::sleep(plan.delay).await;
+        }
+        out.clear();
+        if let Err(error) = codec.encode(response, &mut out) {
+            return ConnectionEnd::Encode(error.to_string());
+        }
+        let bytes: &[u8] = match &plan.action {
+            Action::Reply => &out,
+            Action::NoReply => &[],
+            Action::Close => return ConnectionEnd::Fault,
+            Action::Truncate => out.get(..out.len() / 2).unwrap_or_default(),
+            Action::Garbage(garbage) => garbage,
+        };
+        if !bytes.is_empty() {
+            match tokio::time::timeout(exchange.write_timeout, stream.write_all(bytes)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => return ConnectionEnd::Io(error),
+                Err(_) => return ConnectionEnd::WriteTimeout(exchange.write_timeout),
+            }
+        }
+        if plan.action == Action::Truncate {
+            return ConnectionEnd::Fault;
+        }
+        if exchange.once {
+            // Tell the client we are done; it may still be writing.
+            let _ = stream.shutdown().await;
+            return ConnectionEnd::Done;
+        }
+        if buf.is_empty() && buf.capacity() > RETAINED_CAPACITY {
+            // Do not keep a large request's buffer for the life of the connection.
+            buf = BytesMut::new();
+        }
+    }
+}
+
+/// Buffer capacity kept between requests; a larger one (after a large request) is released.
+const RETAINED_CAPACITY: usize = 64 * 1024;
+
+/// Bytes asked of the socket per read.
+const READ_CHUNK: usize = 4096;
+
+/// Reads until the codec yields a request (`Ok(Some)`), the client closes between requests
+/// (`Ok(None)`), or the connection must end.
+async fn read_request<T, C>(
+    stream: &mut T,
+    codec: &mut C,
+    buf: &mut BytesMut,
+    exchange: &Exchange,
+) -> Result<Option<C::Item>, ConnectionEnd>
+where
+    T: AsyncRead + Unpin,
+    C: Decoder,
+    C::Error: std::fmt::Display,
+{
+    // Set when a request's first byte is seen, so a client trickling bytes cannot extend it.
+    let mut deadline: Option<Instant> = None;
+    loop {
+        match codec.decode(buf) {
+            Ok(Some(request)) => return Ok(Some(request)),
+            Ok(None) => {}
+            Err(error) => return Err(ConnectionEnd::Decode(error.to_string())),
+        }
+        let idle = buf.is_empty();
+        buf.reserve(READ_CHUNK);
+        let read = stream.read_buf(buf);
+        let n = if idle {
+            match exchange.idle_timeout {
+                None => read.await,
+                Some(idle) => match tokio::time::timeout(idle, read).await {
+                    Ok(n) => n,
+                    Err(_) => return Err(ConnectionEnd::Idle(idle)),
+                },
+            }
+        } else {
+            let until = *deadline.get_or_insert_with(|| deadline_after(exchange.read_timeout));
+            let quiet = exchange.quiet_period.map(|q| deadline_after(q).min(until));
+            match tokio::time::timeout_at(quiet.unwrap_or(until), read).await {
+                Ok(n) => n,
+                Err(_) if quiet.is_some_and(|q| q < until) => {
+                    // The client paused: what it sent is the whole request.
+                    return match codec.decode_eof(buf) {
+                        Ok(Some(request)) => Ok(Some(request)),
+                        Ok(None) => continue,
+                        Err(error) => Err(ConnectionEnd::Decode(error.to_string())),
+                    };
+                }
+                Err(_) => return Err(ConnectionEnd::ReadTimeout(exchange.read_timeout)),
+            }
+        };
+        match n {
+            Ok(0) => {
+                // End of stream: what is buffered may still be a whole request (EOF framing).
+                return match codec.decode_eof(buf) {
+                    Ok(Some(request)) => Ok(Some(request)),
+                    Ok(None) if buf.is_empty() => Ok(None),
+                    Ok(None) => Err(ConnectionEnd::Truncated(buf.len())),
+                    Err(error) => Err(ConnectionEnd::Decode(error.to_string())),
+                };
+            }
+            Ok(_) => {}
+            Err(error) => return Err(ConnectionEnd::Io(error)),
+        }
+    }
+}
+
+/// `timeout` from now, capped at a century (`Duration::MAX` means "no limit").
+fn deadline_after(timeout: Duration) -> Instant {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    let now = Instant::now();
+    now.checked_add(timeout.min(CENTURY)).unwrap_or(now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    use tokio_util::codec::LinesCodec;
+
+    /// Answers each line with it in upper case.
+    struct Shout;
+
+    impl Service for Shout {
+        type Request = String;
+        type Response = String;
+
+        async fn call(&self, _peer: SocketAddr, request: String) -> String {
+            request.to_uppercase()
+        }
+    }
+
+    /// [`Shout`] with plans taken in order, then plain replies.
+    #[derive(Default)]
+    struct Script(Mutex<Vec<Plan>>);
+
+    impl PlannedService for Script {
+        type Request = String;
+        type Response = String;
+
+        async fn call(&self, peer: SocketAddr, request: String) -> (String, Plan) {
+            let plan = {
+                let mut plans = self.0.lock().unwrap();
+                if plans.is_empty() {
+                    Plan::default()
+                } else {
+                    plans.remove(0)
+                }
+            };
+            (Service::call(&Shout, peer, request).await, plan)
+        }
+    }
+
+    async fn start(exchange: Exchange, plans: Vec<Plan>) -> ServerHandle {
+        let server = Server::bind(crate::ServerConfig::new("127.0.0.1:0".parse().unwrap()))
+            .await
+            .unwrap();
+        serve(
+            server,
+            CancellationToken::new(),
+            Script(Mutex::new(plans)),
+            LinesCodec::new,
+            exchange,
+        )
+    }
+
+    async fn connect(handle: &ServerHandle) -> BufReader<tokio::net::TcpStream> {
+        BufReader::new(
+            crate::connect(handle.local_addr(), Duration::from_secs(5))
+                .await
+                .unwrap(),
+        )
+    }
+
+    async fn ask(client: &mut BufReader<tokio::net::TcpStream>, line: &str) -> String {
+        client
+            .get_mut()
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        tokio::time::timeout(Duration::from_secs(5), client.read_line(&mut answer))
+            .await
+            .unwrap()
+            .unwrap();
+        answer
+    }
+
+    async fn read_to_end(client: &mut BufReader<tokio::net::TcpStream>) -> Vec<u8> {
+        let mut rest = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut rest))
+            .await
+            .unwrap()
+            .unwrap();
+        rest
+    }
+
+    #[tokio::test]
+    async fn many_requests_on_one_connection_each_get_their_answer() {
+        let handle = start(Exchange::new(), vec![]).await;
+        let mut client = connect(&handle).await;
+        for word in ["one", "two", "three"] {
+            assert_eq!(
+                ask(&mut client, word).await,
+                format!("{}\n", word.to_uppercase())
+            );
+        }
+        handle.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_once_connection_is_closed_after_its_exchange() {
+        let exchange = Exchange {
+            once: true,
+            ..Exchange::new()
+        };
+        let handle = start(exchange, vec![]).await;
+        let mut client = connect(&handle).await;
+        assert_eq!(ask(&mut client, "hi").await, "HI\n");
+        assert!(read_to_end(&mut client).await.is_empty());
+        handle.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn plans_withhold_replace_cut_or_close_an_answer() {
+        let plans = vec![
+            Plan {
+                action: Action::NoReply,
+                ..Plan::default()
+            },
+            Plan {
+                action: Action::Garbage(Bytes::from_static(b"??\n")),
+                ..Plan::default()
+            },
+            Plan {
+                action: Action::Truncate,
+                ..Plan::default()
+            },
+        ];
+        let handle = start(Exchange::new(), plans).await;
+        let mut client = connect(&handle).await;
+        // The first request gets nothing; the second's answer is garbage.
+        client.get_mut().write_all(b"first\n").await.unwrap();
+        assert_eq!(ask(&mut client, "second").await, "??\n");
+        client.get_mut().write_all(b"abcdef\n").await.unwrap();
+        assert_eq!(read_to_end(&mut client).await, b"ABC");
+        let plans = vec![Plan {
+            action: Action::Close,
+            ..Plan::default()
+        }];
+        let handle = start(Exchange::new(), plans).await;
+        let mut client = connect(&handle).await;
+        client.get_mut().write_all(b"x\n").await.unwrap();
+        assert!(read_to_end(&mut client).await.is_empty());
+        handle.shutdown().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_planned_delay_holds_the_answer() {
+        let plans = vec![Plan {
+            delay: Duration::from_secs(3),
+            ..Plan::default()
+        }];
+        let handle = start(Exchange::new(), plans).await;
+        let mut client = connect(&handle).await;
+        let started = Instant::now();
+        assert_eq!(ask(&mut client, "late").await, "LATE\n");
+        assert!(started.elapsed() >= Duration::from_secs(3));
+        handle.shutdown().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_trickled_request_and_an_idle_client_are_cut_off() {
+        let exchange = Exchange {
+            read_timeout: Duration::from_secs(2),
+            idle_timeout: Some(Duration::from_secs(30)),
+            ..Exchange::new()
+        };
+        let handle = start(exchange, vec![]).await;
+        let mut client = connect(&handle).await;
+        let started = Instant::now();
+        for byte in b"slowly" {
+            if client.get_mut().write_all(&[*byte]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        assert!(read_to_end(&mut client).await.is_empty());
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let mut idle = connect(&handle).await;
+        let started = Instant::now();
+        let mut rest = Vec::new();
+        tokio::time::timeout(Duration::from_secs(60), idle.read_to_end(&mut rest))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(rest.is_empty());
+        assert!(started.elapsed() >= Duration::from_secs(30));
+        handle.shutdown().await;
+    }
+
+    /// One request per connection, ended by the client's EOF.
+    struct UntilEof;
+
+    impl Decoder for UntilEof {
+        type Item = String;
+        type Error = std::io::Error;
+
+        fn decode(&mut self, _buf: &mut BytesMut) -> Result<Option<String>, std::io::Error> {
+            Ok(None)
+        }
+
+        fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<String>, std::io::Error> {
+            if buf.is_empty() {
+                return Ok(None);
+            }
+            let text = String::from_utf8_lossy(&buf.split()).into_owned();
+            Ok(Some(text))
+        }
+    }
+
+    impl Encoder<String> for UntilEof {
+        type Error = std::io::Error;
+
+        fn encode(&mut self, item: String, out: &mut BytesMut) -> Result<(), std::io::Error> {
+            out.extend_from_slice(item.as_bytes());
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_framed_by_eof_is_answered() {
+        let server = Server::bind(crate::ServerConfig::new("127.0.0.1:0".parse().unwrap()))
+            .await
+            .unwrap();
+        let handle = serve(
+            server,
+            CancellationToken::new(),
+            Shout,
+            || UntilEof,
+            Exchange::new(),
+        );
+        let mut client = connect(&handle).await;
+        client.get_mut().write_all(b"whole message").await.unwrap();
+        client.get_mut().shutdown().await.unwrap();
+        assert_eq!(read_to_end(&mut client).await, b"WHOLE MESSAGE");
+        handle.shutdown().await;
+    }
+}
