@@ -7,6 +7,18 @@
 
 #[cfg(feature = "bin-test")]
 pub mod bin_test;
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod clock;
+pub mod faults;
+pub mod handle;
+pub mod host;
+pub mod layer;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use clock::SimClock;
+pub use faults::{Fault, Faults, NoDeviceFault};
+pub use handle::SimHandle;
+pub use host::HostConfig;
+pub use layer::{Device, Faulty, Requests};

@@ -1,0 +1,213 @@
+//! What every simulator binary shares (feature `cli`): the host flags, logging, and the
+//! announce-then-wait-for-a-signal life cycle.
+//!
+//! ```
+//! use clap::Parser;
+//! use labwire_simkit::cli::HostArgs;
+//!
+//! #[derive(Parser)]
+//! struct Args {
+//!     #[command(flatten)]
+//!     host: HostArgs,
+//!     /// The device's own flags follow.
+//!     #[arg(long)]
+//!     fidelity: bool,
+//! }
+//!
+//! let args = Args::parse_from(["sim", "--listen", "127.0.0.1:0", "--speed", "10", "-v"]);
+//! let mut host = labwire_simkit::HostConfig::new("127.0.0.1:5000".parse().unwrap());
+//! args.host.apply(&mut host);
+//! assert_eq!(host.listen.port(), 0);
+//! assert_eq!(host.time_scale, 10.0);
+//! ```
+
+use std::future::Future;
+use std::io::IsTerminal as _;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tracing_subscriber::EnvFilter;
+
+use crate::HostConfig;
+
+/// How log lines are written on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event (colour only on a terminal).
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The flags every simulator binary takes, the same everywhere. Flatten it into the binary's
+/// own `clap` arguments.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct HostArgs {
+    /// Address to listen on [default: the simulator's device address].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Listen backlog [default: 1024].
+    #[arg(long, value_name = "N")]
+    pub backlog: Option<u32>,
+    /// Connections served at once; more wait in the backlog [default: 1024].
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Simulated time runs this many times faster than real time; 0 stops it.
+    #[arg(
+        long,
+        visible_alias = "speed",
+        value_name = "SCALE",
+        default_value_t = 1.0
+    )]
+    pub time_scale: f64,
+    /// More logging on stderr (-v debug, -vv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// How log lines are written.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+impl HostArgs {
+    /// Writes the flags given into `host` (a flag not given keeps the simulator's default).
+    pub fn apply(&self, host: &mut HostConfig) {
+        if let Some(listen) = self.listen {
+            host.listen = listen;
+        }
+        if let Some(backlog) = self.backlog {
+            host.backlog = backlog;
+        }
+        if let Some(max) = self.max_connections {
+            host.max_connections = max;
+        }
+        host.time_scale = self.time_scale;
+        host.clock = None;
+    }
+
+    /// Starts logging as the flags say.
+    pub fn init_logging(&self) {
+        init_logging(self.verbose, self.log_format);
+    }
+}
+
+/// Sends `tracing` output to stderr (stdout carries the `listening on` line): `RUST_LOG` wins
+/// when set, else `verbose` picks the level (0 info, 1 debug, 2+ trace). No colour codes unless
+/// stderr is a terminal.
+pub fn init_logging(verbose: u8, format: LogFormat) {
+    let level = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    // A second initialisation (tests embedding a binary's main) is harmless: keep the first.
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// The life cycle of a simulator binary once its simulator runs: installs the SIGINT/SIGTERM
+/// handlers, prints `listening on <addr>` for each address (first lines on stdout), waits for a
+/// signal, then runs `shutdown`.
+///
+/// # Errors
+/// When stdout is closed.
+pub async fn run_until_signal<F>(addrs: &[SocketAddr], shutdown: F) -> std::io::Result<()>
+where
+    F: Future<Output = ()>,
+{
+    // Handlers first: a parent may signal as soon as it has read the `listening on` line.
+    let signal = labwire_net::cli::shutdown_signal();
+    for addr in addrs {
+        labwire_net::cli::announce_listening(*addr)?;
+    }
+    signal.await;
+    shutdown.await;
+    Ok(())
+}
+
+/// Parses a duration flag: seconds as a decimal number (`1.5`), or with a unit (`250ms`,
+/// `1.5s`). Negative, non-finite and absurdly large values are refused.
+///
+/// # Errors
+/// A message for `clap` naming what is wrong.
+pub fn duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, scale) = if let Some(ms) = text.strip_suffix("ms") {
+        (ms, 1e-3)
+    } else if let Some(s) = text.strip_suffix('s') {
+        (s, 1.0)
+    } else {
+        (text, 1.0)
+    };
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (e.g. 1.5, 1.5s or 250ms)"))?;
+    Duration::try_from_secs_f64(value * scale)
+        .map_err(|_| format!("{text:?} is not a duration of zero or more seconds"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Args {
+        #[command(flatten)]
+        host: HostArgs,
+    }
+
+    #[test]
+    fn flags_not_given_keep_the_simulators_defaults() {
+        let args = Args::parse_from(["sim"]);
+        let mut host = HostConfig::new("127.0.0.1:5000".parse().unwrap());
+        host.backlog = 7;
+        args.host.apply(&mut host);
+        assert_eq!(host.listen.port(), 5000);
+        assert_eq!(host.backlog, 7);
+        assert_eq!(host.time_scale, 1.0);
+        assert_eq!(args.host.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn every_host_flag_is_accepted() {
+        let args = Args::parse_from([
+            "sim",
+            "--listen",
+            "127.0.0.1:0",
+            "--backlog",
+            "64",
+            "--max-connections",
+            "3",
+            "--time-scale",
+            "0",
+            "-vv",
+            "--log-format",
+            "json",
+        ]);
+        let mut host = HostConfig::loopback();
+        args.host.apply(&mut host);
+        assert_eq!((host.backlog, host.max_connections), (64, 3));
+        assert!(host.clock().now().is_zero());
+        assert_eq!(args.host.verbose, 2);
+        assert_eq!(args.host.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn durations_read_seconds_or_milliseconds() {
+        assert_eq!(duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(duration("250ms"), Ok(Duration::from_millis(250)));
+        for bad in ["-1", "soon", "NaN", "1e300"] {
+            assert!(duration(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! One handle for every running simulator: its address, state, clock, faults, counters and
+//! shutdown.
+
+use std::net::SocketAddr;
+
+use labwire_net::{CancellationToken, ServerHandle};
+use tokio_util::task::TaskTracker;
+
+use crate::SimClock;
+use crate::faults::{Faults, NoDeviceFault};
+use crate::layer::Requests;
+
+/// A running simulator with state `S` and device faults `P`. Dropping it stops the simulator
+/// without waiting; [`SimHandle::shutdown`] also waits until every connection is closed and
+/// every background task has ended. Each simulator's own type (`ArkeoSim`, …) dereferences to
+/// it.
+#[derive(Debug)]
+pub struct SimHandle<S, P = NoDeviceFault> {
+    server: ServerHandle,
+    state: S,
+    clock: SimClock,
+    faults: Faults<P>,
+    requests: Requests,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl<S, P: Clone> SimHandle<S, P> {
+    /// Assembles a handle. `shutdown` must stop `server` and every task in `tasks` (make the
+    /// server's token a child of it).
+    pub fn new(
+        server: ServerHandle,
+        state: S,
+        clock: SimClock,
+        faults: Faults<P>,
+        requests: Requests,
+        shutdown: CancellationToken,
+        tasks: TaskTracker,
+    ) -> Self {
+        tasks.close();
+        Self {
+            server,
+            state,
+            clock,
+            faults,
+            requests,
+            shutdown,
+            tasks,
+        }
+    }
+
+    /// The address the simulator listens on (with the real port when it was asked for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+
+    /// The device's state, for tests to read and change directly.
+    pub fn state(&self) -> &S {
+        &self.state
+    }
+
+    /// The simulated clock (advance it by hand when its time scale is 0).
+    pub fn clock(&self) -> &SimClock {
+        &self.clock
+    }
+
+    /// Fault injection: what is queued or set here applies to the requests answered from now on.
+    pub fn faults(&self) -> &Faults<P> {
+        &self.faults
+    }
+
+    /// Requests received so far (valid or not).
+    pub fn requests(&self) -> u64 {
+        self.requests.get()
+    }
+
+    /// Connections being served right now.
+    pub fn connection_count(&self) -> usize {
+        self.server.connection_count()
+    }
+
+    /// The token that stops the simulator when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stops listening, closes every connection, stops the background tasks, and waits for it
+    /// all. Idempotent.
+    pub async fn shutdown(&self) {
+        self.shutdown.cancel();
+        self.server.shutdown().await;
+        self.tasks.wait().await;
+    }
+}
+
+impl<S, P> Drop for SimHandle<S, P> {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}

@@ -1,0 +1,193 @@
+//! The host settings every simulator shares: where it listens, how many connections it serves,
+//! and how fast its simulated time runs.
+
+use std::io;
+use std::net::SocketAddr;
+
+use labwire_net::{DEFAULT_BACKLOG, DEFAULT_MAX_CONNECTIONS, Server, ServerConfig};
+
+use crate::SimClock;
+
+/// Where and how a simulator listens, and its clock. Public fields; every simulator builder
+/// has the same setters for them ([`host_setters!`](crate::host_setters)).
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// Address to listen on; port 0 picks a free one. Builders default to `127.0.0.1:0`.
+    pub listen: SocketAddr,
+    /// Listen backlog ([`DEFAULT_BACKLOG`]).
+    pub backlog: u32,
+    /// Connections served at once ([`DEFAULT_MAX_CONNECTIONS`]); more wait in the backlog.
+    pub max_connections: usize,
+    /// Simulated time runs this many times faster than real time; `0.0` stops it, so that only
+    /// [`SimClock::advance`] moves it. The same meaning in every simulator.
+    pub time_scale: f64,
+    /// A clock to use instead of one made from `time_scale` (e.g. one shared by several
+    /// simulators, or [`SimClock::manual`]).
+    pub clock: Option<SimClock>,
+}
+
+impl HostConfig {
+    /// Listens on `listen`, with the default backlog, connection limit and real time.
+    pub fn new(listen: SocketAddr) -> Self {
+        Self {
+            listen,
+            backlog: DEFAULT_BACKLOG,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            time_scale: 1.0,
+            clock: None,
+        }
+    }
+
+    /// Loopback, any free port: what tests want.
+    pub fn loopback() -> Self {
+        Self::new(SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// The simulator's clock: the one given, or one running at `time_scale`
+    /// ([`SimClock::scaled`]: `0.0` stops it).
+    pub fn clock(&self) -> SimClock {
+        self.clock
+            .clone()
+            .unwrap_or_else(|| SimClock::scaled(self.time_scale))
+    }
+
+    /// The listener settings.
+    pub fn server_config(&self) -> ServerConfig {
+        let mut server = ServerConfig::new(self.listen);
+        server.backlog = self.backlog;
+        server.max_connections = self.max_connections;
+        server
+    }
+
+    /// Binds the listener.
+    ///
+    /// # Errors
+    /// When the address cannot be bound.
+    pub async fn bind(&self) -> io::Result<Server> {
+        Server::bind(self.server_config()).await
+    }
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        Self::loopback()
+    }
+}
+
+/// Writes the shared host setters (`listen`, `backlog`, `max_connections`, `time_scale`, its
+/// alias `speed`, `clock`, `host`) into a simulator builder that has a `host: HostConfig`
+/// field, so that every simulator's builder offers them, the same, from one definition.
+#[macro_export]
+macro_rules! host_setters {
+    () => {
+        /// Address to listen on (`127.0.0.1:0` by default: loopback, any free port).
+        #[must_use]
+        pub fn listen(mut self, addr: ::std::net::SocketAddr) -> Self {
+            self.host.listen = addr;
+            self
+        }
+
+        /// Listen backlog.
+        #[must_use]
+        pub fn backlog(mut self, backlog: u32) -> Self {
+            self.host.backlog = backlog;
+            self
+        }
+
+        /// Connections served at once; more wait in the backlog.
+        #[must_use]
+        pub fn max_connections(mut self, max: usize) -> Self {
+            self.host.max_connections = max;
+            self
+        }
+
+        /// Runs simulated time `scale` times faster than real time (1.0 by default; 0.0 stops
+        /// it, so that only the clock's `advance` moves it). Replaces a clock set with `clock`.
+        #[must_use]
+        pub fn time_scale(mut self, scale: f64) -> Self {
+            self.host.time_scale = scale;
+            self.host.clock = None;
+            self
+        }
+
+        /// The same as `time_scale`.
+        #[must_use]
+        pub fn speed(self, speed: f64) -> Self {
+            self.time_scale(speed)
+        }
+
+        /// Uses `clock` (e.g. `SimClock::manual()` for tests that step time themselves, or one
+        /// clock shared by several simulators). Overrides `time_scale`.
+        #[must_use]
+        pub fn clock(mut self, clock: $crate::SimClock) -> Self {
+            self.host.time_scale = clock.speed();
+            self.host.clock = Some(clock);
+            self
+        }
+
+        /// Replaces every host setting at once.
+        #[must_use]
+        pub fn host(mut self, host: $crate::HostConfig) -> Self {
+            self.host = host;
+            self
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    struct Builder {
+        host: HostConfig,
+    }
+
+    // A private builder: the generated setters are public items nobody outside can reach.
+    #[allow(unreachable_pub, dead_code)]
+    impl Builder {
+        crate::host_setters!();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_time_scale_of_zero_stops_the_clock_and_one_runs_it_in_real_time() {
+        let stopped = Builder {
+            host: HostConfig::loopback(),
+        }
+        .time_scale(0.0)
+        .host
+        .clock();
+        let real = Builder {
+            host: HostConfig::loopback(),
+        }
+        .speed(1.0)
+        .host
+        .clock();
+        let fast = HostConfig {
+            time_scale: 10.0,
+            ..HostConfig::loopback()
+        }
+        .clock();
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(stopped.now(), Duration::ZERO);
+        assert_eq!(real.now(), Duration::from_secs(2));
+        assert_eq!(fast.now(), Duration::from_secs(20));
+    }
+
+    #[test]
+    fn setters_fill_the_host_config() {
+        let clock = SimClock::manual();
+        let built = Builder {
+            host: HostConfig::loopback(),
+        }
+        .listen("127.0.0.2:7".parse().unwrap())
+        .backlog(7)
+        .max_connections(3)
+        .clock(clock.clone());
+        assert_eq!(built.host.listen.to_string(), "127.0.0.2:7");
+        assert_eq!(built.host.backlog, 7);
+        assert_eq!(built.host.max_connections, 3);
+        assert!(built.host.clock().is_manual());
+        assert_eq!(built.host.server_config().backlog, 7);
+    }
+}
