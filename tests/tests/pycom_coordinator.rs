@@ -579,8 +579,11 @@ async fn no_verdict_is_awaited_when_boardio_was_not_reached() {
 /// A node of our own (the node library from outside) whose boardio refuses every sequence.
 struct Refusing(pycom_proto::node::EventSender);
 
-impl pycom_proto::node::Handler for Refusing {
-    async fn handle(&self, request: pycom_proto::node::Request) {
+impl pycom_proto::node::Service for Refusing {
+    type Request = pycom_proto::node::Request;
+    type Response = ();
+
+    async fn call(&self, _peer: SocketAddr, request: pycom_proto::node::Request) {
         if let pycom_proto::Body::Cmd { .. } = request.message.body {
             let to = request.reply_addr();
             let sender = self.0.clone();
@@ -608,9 +611,7 @@ async fn a_refused_sequence_reports_boardio_error() {
             .unwrap();
     let addr = listener.local_addr().unwrap();
     let me = Identity::new("0badf00d", "refusing", "127.0.0.1", addr.port(), "1", false);
-    let node = listener.serve(std::sync::Arc::new(Refusing(
-        pycom_proto::node::EventSender::new(me),
-    )));
+    let node = listener.serve(Refusing(pycom_proto::node::EventSender::new(me)));
     let coordinator = Coordinator::start(coordinator_config()).await.unwrap();
     let sequence = Sequence::new([Row::ModelLight { power: 1 }]).unwrap();
     let report = coordinator
@@ -784,8 +785,11 @@ async fn the_standalone_idiom_stores_and_runs_the_sequence() {
 /// of the wrong type or none.
 struct Sloppy(u16);
 
-impl pycom_proto::node::Handler for Sloppy {
-    async fn handle(&self, request: pycom_proto::node::Request) {
+impl pycom_proto::node::Service for Sloppy {
+    type Request = pycom_proto::node::Request;
+    type Response = ();
+
+    async fn call(&self, _peer: SocketAddr, request: pycom_proto::node::Request) {
         if let pycom_proto::Body::Cmd { .. } = request.message.body {
             let to = request.reply_addr();
             let raw = format!(
@@ -808,7 +812,7 @@ async fn an_event_with_odd_informational_fields_still_answers_the_command() {
             .await
             .unwrap();
     let addr = listener.local_addr().unwrap();
-    let node = listener.serve(std::sync::Arc::new(Sloppy(addr.port())));
+    let node = listener.serve(Sloppy(addr.port()));
     let coordinator = Coordinator::start(coordinator_config()).await.unwrap();
     assert_eq!(run(&coordinator, addr, "true").await, "ok\n");
     let identity = coordinator.node(addr).unwrap().identity.unwrap();

@@ -1,25 +1,31 @@
-//! The node side (feature `server`): receive requests with your own [`Handler`], send events
+//! The node side (feature `server`): receive requests with your own [`Service`], send events
 //! back with an [`EventSender`].
 //!
 //! A pycom node never answers on the request connection. It reads the request, closes the
 //! connection, and later opens a new connection to the IP it observed and the port the request
-//! advertised ([`Request::reply_addr`]) for each event.
+//! advertised ([`Request::reply_addr`]) for each event. So a node is a [`Service`] whose
+//! `Request` is a [`Request`] and whose `Response` is `()`, served by the same loop as every
+//! labwire server ([`labwire_net::service::serve`], one exchange per connection, through
+//! [`PycomCodec`](crate::PycomCodec)).
 //!
 //! ```no_run
-//! use std::sync::Arc;
-//! use pycom_proto::node::{self, EventSender, Handler, NodeConfig, Request};
+//! use std::net::SocketAddr;
+//! use pycom_proto::node::{self, EventSender, NodeConfig, Request, Service};
 //! use pycom_proto::{Body, Identity};
 //!
 //! struct Echo(EventSender);
 //!
-//! impl Handler for Echo {
-//!     async fn handle(&self, request: Request) {
+//! impl Service for Echo {
+//!     type Request = Request;
+//!     type Response = ();
+//!
+//!     async fn call(&self, _peer: SocketAddr, request: Request) {
 //!         if let Body::Cmd { command } = &request.message.body {
 //!             let sender = self.0.clone();
 //!             let to = request.reply_addr();
 //!             let output = Body::Output { output: format!("you said: {command}\n") };
 //!             // Slow work goes to its own task: the request connection closes when
-//!             // `handle` returns, and coordinators wait for that close.
+//!             // `call` returns, and coordinators wait for that close.
 //!             tokio::spawn(async move { sender.send(to, output).await });
 //!         }
 //!     }
@@ -29,7 +35,7 @@
 //! let me = Identity::new("81639cd4", "my-node", "127.0.0.1", 5000, "0.1.0", false);
 //! let handle = node::serve(
 //!     NodeConfig::new("127.0.0.1:5000".parse().unwrap()),
-//!     Arc::new(Echo(EventSender::new(me))),
+//!     Echo(EventSender::new(me)),
 //! )
 //! .await?;
 //! println!("listening on {}", handle.local_addr());
@@ -38,17 +44,21 @@
 //! # }
 //! ```
 
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::BytesMut;
+pub use labwire_net::Service;
+use labwire_net::service::Exchange;
 use labwire_net::{CancellationToken, Server, ServerConfig, ServerHandle};
+use tokio_util::codec::{Decoder, Encoder};
 
+use crate::codec::PycomCodec;
 use crate::message::{Body, Identity, Message};
-use crate::transport::{self, DEFAULT_READ_TIMEOUT, DEFAULT_SEND_TIMEOUT, ReceiveError, SendError};
-use crate::wire::Limits;
+use crate::transport::{self, DEFAULT_READ_TIMEOUT, DEFAULT_SEND_TIMEOUT, SendError};
+use crate::wire::{DecodeError, Limits};
 
 /// Default port a pycom node listens on.
 pub const DEFAULT_NODE_PORT: u16 = 5000;
@@ -93,45 +103,38 @@ impl Request {
     }
 }
 
-/// Your node logic.
-pub trait Handler: Send + Sync + 'static {
-    /// Called with each valid message received. The request connection stays open until this
-    /// returns, and a coordinator waits for it to close before it sends its next command to the
-    /// node; so queue slow work (keeping the order) instead of doing it here.
-    fn handle(&self, request: Request) -> impl Future<Output = ()> + Send;
-
-    /// Called for a connection that did not carry a valid message (logged at debug level by
-    /// default). The connection is closed afterwards; nothing else is affected.
-    fn rejected(&self, peer: SocketAddr, error: &ReceiveError) {
-        tracing::debug!(%peer, %error, "rejected request");
-    }
-}
-
-/// Binds `config.server.addr` and serves requests with `handler` until the returned handle is
-/// shut down (or dropped). Requests are read in parallel; those from one IP are handed to the
-/// handler in the order their connections were accepted.
+/// Binds `config.server.addr` and serves requests with `service` until the returned handle is
+/// shut down (or dropped). Each connection carries one request; requests are handled as they
+/// arrive, in parallel (a coordinator waits for the close of one command's connection before it
+/// sends the next, which keeps its commands in order).
 ///
 /// Use [`NodeListener::bind`] instead to learn the bound port (for the node's identity) before
 /// serving.
 ///
 /// # Errors
 /// When the address cannot be bound.
-pub async fn serve<H: Handler>(config: NodeConfig, handler: Arc<H>) -> io::Result<ServerHandle> {
-    Ok(NodeListener::bind(config).await?.serve(handler))
+pub async fn serve<S>(config: NodeConfig, service: S) -> io::Result<ServerHandle>
+where
+    S: Service<Request = Request, Response = ()>,
+{
+    Ok(NodeListener::bind(config).await?.serve(service))
 }
 
 /// Like [`serve`], stopping also when `shutdown` is cancelled.
 ///
 /// # Errors
 /// When the address cannot be bound.
-pub async fn serve_with_token<H: Handler>(
+pub async fn serve_until<S>(
     config: NodeConfig,
-    handler: Arc<H>,
+    service: S,
     shutdown: CancellationToken,
-) -> io::Result<ServerHandle> {
+) -> io::Result<ServerHandle>
+where
+    S: Service<Request = Request, Response = ()>,
+{
     Ok(NodeListener::bind(config)
         .await?
-        .serve_with_token(handler, shutdown))
+        .serve_until(service, shutdown))
 }
 
 /// A bound node listener, not serving yet: learn its address, then [`NodeListener::serve`].
@@ -163,32 +166,75 @@ impl NodeListener {
         self.server.local_addr()
     }
 
-    /// Starts serving requests with `handler` (see [`serve`]).
-    pub fn serve<H: Handler>(self, handler: Arc<H>) -> ServerHandle {
-        self.serve_with_token(handler, CancellationToken::new())
+    /// Starts serving requests with `service` (see [`serve`]).
+    pub fn serve<S>(self, service: S) -> ServerHandle
+    where
+        S: Service<Request = Request, Response = ()>,
+    {
+        self.serve_until(service, CancellationToken::new())
     }
 
     /// Like [`NodeListener::serve`], stopping also when `shutdown` is cancelled.
-    pub fn serve_with_token<H: Handler>(
-        self,
-        handler: Arc<H>,
-        shutdown: CancellationToken,
-    ) -> ServerHandle {
-        transport::serve_messages(
+    pub fn serve_until<S>(self, service: S, shutdown: CancellationToken) -> ServerHandle
+    where
+        S: Service<Request = Request, Response = ()>,
+    {
+        let exchange = Exchange {
+            once: true,
+            read_timeout: self.read_timeout,
+            // A connection that sends nothing is a probe or a stalled peer: it gets the same
+            // deadline as one that sends slowly.
+            idle_timeout: Some(self.read_timeout),
+            ..Exchange::new()
+        };
+        let limits = self.limits;
+        labwire_net::service::serve(
             self.server,
             shutdown,
-            self.limits,
-            self.read_timeout,
-            move |peer, received| {
-                let handler = Arc::clone(&handler);
-                async move {
-                    match received {
-                        Ok(message) => handler.handle(Request { message, peer }).await,
-                        Err(error) => handler.rejected(peer, &error),
-                    }
-                }
-            },
+            WithPeer(service),
+            move || NodeCodec(PycomCodec::with_limits(limits)),
+            exchange,
         )
+    }
+}
+
+/// The node's service as the serve loop calls it: with the message alone.
+struct WithPeer<S>(S);
+
+impl<S> Service for WithPeer<S>
+where
+    S: Service<Request = Request, Response = ()>,
+{
+    type Request = Message;
+    type Response = ();
+
+    async fn call(&self, peer: SocketAddr, message: Message) {
+        tracing::debug!(%peer, type_ = ?message.body.type_name(), "request");
+        self.0.call(peer, Request { message, peer }).await;
+    }
+}
+
+/// Requests in through [`PycomCodec`]; nothing out (a node answers with events, elsewhere).
+struct NodeCodec(PycomCodec);
+
+impl Decoder for NodeCodec {
+    type Item = Message;
+    type Error = DecodeError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Message>, DecodeError> {
+        self.0.decode(src)
+    }
+
+    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Message>, DecodeError> {
+        self.0.decode_eof(src)
+    }
+}
+
+impl Encoder<()> for NodeCodec {
+    type Error = DecodeError;
+
+    fn encode(&mut self, (): (), _dst: &mut BytesMut) -> Result<(), DecodeError> {
+        Ok(())
     }
 }
 
@@ -254,8 +300,11 @@ mod tests {
 
     struct Forward(mpsc::UnboundedSender<Request>);
 
-    impl Handler for Forward {
-        async fn handle(&self, request: Request) {
+    impl Service for Forward {
+        type Request = Request;
+        type Response = ();
+
+        async fn call(&self, _peer: SocketAddr, request: Request) {
             let _ = self.0.send(request);
         }
     }
@@ -272,12 +321,9 @@ mod tests {
     #[tokio::test]
     async fn serves_requests_and_events_reach_the_reply_address() {
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let handle = serve(
-            NodeConfig::new("127.0.0.1:0".parse().unwrap()),
-            Arc::new(Forward(tx)),
-        )
-        .await
-        .unwrap();
+        let handle = serve(NodeConfig::new("127.0.0.1:0".parse().unwrap()), Forward(tx))
+            .await
+            .unwrap();
         let coordinator = Identity::new("c", "coord", "127.0.0.1", 1, "v", true);
         transport::send_message(
             handle.local_addr(),
@@ -298,41 +344,32 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn requests_from_one_ip_are_handled_in_arrival_order() {
+    async fn a_stalled_connection_does_not_hold_up_the_next_request_from_the_same_ip() {
         use tokio::io::AsyncWriteExt;
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let handle = serve(
-            NodeConfig::new("127.0.0.1:0".parse().unwrap()),
-            Arc::new(Forward(tx)),
-        )
-        .await
-        .unwrap();
+        let handle = serve(NodeConfig::new("127.0.0.1:0".parse().unwrap()), Forward(tx))
+            .await
+            .unwrap();
         let addr = handle.local_addr();
         let me = Identity::new("c", "coord", "127.0.0.1", 1, "v", true);
         let encode = |command: &str| {
             crate::wire::encode(&Message::cmd(me.clone(), command), &Limits::default()).unwrap()
         };
-        let (first, second) = (encode("first"), encode("second"));
         let timeout = Duration::from_secs(5);
-        let mut slow = labwire_net::connect(addr, timeout).await.unwrap();
-        slow.write_all(&first[..5]).await.unwrap();
+        let mut stalled = labwire_net::connect(addr, timeout).await.unwrap();
+        stalled
+            .write_all(&encode("never finished")[..5])
+            .await
+            .unwrap();
         let mut quick = labwire_net::connect(addr, timeout).await.unwrap();
-        quick.write_all(&second).await.unwrap();
+        quick.write_all(&encode("second")).await.unwrap();
         quick.shutdown().await.unwrap();
-        slow.write_all(&first[5..]).await.unwrap();
-        slow.shutdown().await.unwrap();
-        for expected in ["first", "second"] {
-            let request = tokio::time::timeout(timeout, rx.recv())
-                .await
-                .unwrap()
-                .unwrap();
-            assert_eq!(
-                request.message.body,
-                Body::Cmd {
-                    command: expected.into()
-                }
-            );
-        }
+        let request = tokio::time::timeout(timeout, rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(request.message, Message::cmd(me.clone(), "second"));
+        drop(stalled);
         handle.shutdown().await;
     }
 }

@@ -3,19 +3,17 @@
 //! Both roles use the same two steps: the receiver reads to EOF ([`read_message`]); the sender
 //! connects, writes the encoded message in one write, shuts its side down ([`send_message`]).
 
-use std::collections::HashMap;
-use std::future::Future;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use labwire_net::{CancellationToken, Server, ServerHandle};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use bytes::BytesMut;
+use tokio_util::codec::Decoder as _;
+
+use crate::codec::PycomCodec;
 use crate::message::Message;
 use crate::wire::{self, DecodeError, EncodeError, Limits};
 
@@ -99,19 +97,30 @@ pub async fn read_message<R>(
 where
     R: AsyncRead + Unpin,
 {
-    let mut buf = Vec::with_capacity(limits.max_message_len.min(4096));
+    // The production path is the fuzzed codec: every chunk is checked against the limit as it
+    // arrives, and the message is decoded at EOF.
+    let mut codec = PycomCodec::with_limits(*limits);
+    let mut buf = BytesMut::with_capacity(limits.max_message_len.min(4096));
     // One byte over the limit is enough to know the peer went over it.
     let cap = u64::try_from(limits.max_message_len)
         .unwrap_or(u64::MAX)
         .saturating_add(1);
     let mut limited = reader.take(cap);
-    match tokio::time::timeout(timeout, limited.read_to_end(&mut buf)).await {
+    let read = async {
+        loop {
+            if limited.read_buf(&mut buf).await? == 0 {
+                return Ok::<_, DecodeError>(());
+            }
+            codec.decode(&mut buf)?;
+        }
+    };
+    match tokio::time::timeout(timeout, read).await {
         Err(_) => return Err(ReceiveError::TimedOut(timeout)),
-        Ok(Err(error)) => return Err(DecodeError::Io(error).into()),
-        Ok(Ok(_)) => {}
+        Ok(Err(error)) => return Err(error.into()),
+        Ok(Ok(())) => {}
     }
     tracing::trace!(len = buf.len(), bytes = %hex(&buf), "received");
-    let message = wire::decode(&buf, limits)?;
+    let message = codec.decode_eof(&mut buf)?.ok_or(DecodeError::Empty)?;
     tracing::debug!(?message, "received message");
     Ok(message)
 }
@@ -181,101 +190,6 @@ pub async fn send_bytes(
         }
     }
     Ok(())
-}
-
-/// Serves one message per connection on `server`: reads each (connections in parallel, under
-/// the size limit and deadline), hands it to `handle` — for one peer IP, in the order the
-/// connections were accepted — and closes the connection once `handle` has finished.
-pub(crate) fn serve_messages<F, Fut>(
-    server: Server,
-    shutdown: CancellationToken,
-    limits: Limits,
-    read_timeout: Duration,
-    handle: F,
-) -> ServerHandle
-where
-    F: Fn(SocketAddr, Result<Message, ReceiveError>) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let order = Arc::new(ArrivalOrder::default());
-    let handle = Arc::new(handle);
-    server.serve_with_token(shutdown, move |mut stream, peer, _| {
-        let handle = Arc::clone(&handle);
-        // Called in accept order: this is where the turn is taken.
-        let mut turn = ArrivalOrder::arrive(&order, peer.ip());
-        async move {
-            let received = read_message(&mut stream, &limits, read_timeout).await;
-            turn.wait_for_previous().await;
-            handle(peer, received).await;
-            // Closed only once handled, for senders that wait for the close.
-            drop(stream);
-            drop(turn);
-        }
-    })
-}
-
-/// Keeps the messages of one peer IP in the order their connections were accepted.
-///
-/// A peer sends messages one connection after another, but connection tasks run in parallel, so
-/// a short second message could be read before a longer first one. Reading stays parallel; only
-/// handling waits for the previous connection from the same IP to be handled (or to end). A
-/// peer that stalls delays the events behind it by at most the read deadline.
-#[derive(Debug, Default)]
-struct ArrivalOrder {
-    /// Per IP, the turn of the latest accepted connection, signalled when it is done.
-    last: Mutex<HashMap<IpAddr, (u64, oneshot::Receiver<()>)>>,
-    next: AtomicU64,
-}
-
-struct Turn {
-    order: Arc<ArrivalOrder>,
-    ip: IpAddr,
-    id: u64,
-    previous: Option<oneshot::Receiver<()>>,
-    /// Dropped (signalling the next connection) when this turn ends, however it ends.
-    _done: oneshot::Sender<()>,
-}
-
-impl ArrivalOrder {
-    /// Takes the next turn for `ip`; call it in accept order.
-    fn arrive(order: &Arc<Self>, ip: IpAddr) -> Turn {
-        let id = order.next.fetch_add(1, Ordering::Relaxed);
-        let (done, next_waits) = oneshot::channel();
-        let previous = order
-            .lock()
-            .insert(ip, (id, next_waits))
-            .map(|(_, previous)| previous);
-        Turn {
-            order: Arc::clone(order),
-            ip,
-            id,
-            previous,
-            _done: done,
-        }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, HashMap<IpAddr, (u64, oneshot::Receiver<()>)>> {
-        self.last.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-impl Turn {
-    /// Waits until the previous connection from the same IP has been handled (or has ended).
-    async fn wait_for_previous(&mut self) {
-        if let Some(previous) = self.previous.take() {
-            // An error only means the previous connection ended without a signal: go on.
-            let _ = previous.await;
-        }
-    }
-}
-
-impl Drop for Turn {
-    fn drop(&mut self) {
-        let mut last = self.order.lock();
-        if last.get(&self.ip).is_some_and(|(id, _)| *id == self.id) {
-            last.remove(&self.ip);
-        }
-    }
 }
 
 /// `timeout` from now; a duration too large to represent (`Duration::MAX` for "no limit") is

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use labwire_net::{CancellationToken, ServerConfig, ServerHandle};
-use pycom_proto::node::{self, EventSender, Handler, NodeConfig, NodeListener, Request};
+use pycom_proto::node::{self, EventSender, NodeConfig, NodeListener, Request, Service};
 use pycom_proto::transport::{self, DEFAULT_READ_TIMEOUT, DEFAULT_SEND_TIMEOUT};
 use pycom_proto::{Body, Identity, Limits, Sequence, UnitInfo};
 use tokio_util::task::TaskTracker;
@@ -335,8 +335,11 @@ impl SimState {
     }
 }
 
-impl Handler for Node {
-    async fn handle(&self, request: Request) {
+impl Service for Node {
+    type Request = Request;
+    type Response = ();
+
+    async fn call(&self, _peer: SocketAddr, request: Request) {
         let shared = &self.0;
         let to = request.reply_addr();
         let Request { message, peer } = request;
@@ -778,8 +781,7 @@ impl La4SimBuilder {
             ),
             last_drop_warning: Mutex::new(None),
         });
-        let server =
-            listener.serve_with_token(Arc::new(Node(Arc::clone(&shared))), shutdown.child_token());
+        let server = listener.serve_until(Node(Arc::clone(&shared)), shutdown.child_token());
         // Often enough to notice each of the three delays within an eighth of it. On a stopped
         // clock time moves only by hand, and each advance wakes the loop at once.
         let tick = [

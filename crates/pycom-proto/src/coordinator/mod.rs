@@ -52,6 +52,7 @@
 
 mod config;
 mod effects;
+mod listener;
 mod matching;
 mod pipeline;
 mod shell;

@@ -98,7 +98,7 @@ impl Inner {
             listener: std::sync::OnceLock::new(),
         });
         let weak = Arc::downgrade(&inner);
-        let listener = transport::serve_messages(
+        let listener = super::listener::serve_messages(
             server,
             inner.shutdown.child_token(),
             inner.config.limits,
