@@ -28,7 +28,7 @@ use tokio_util::codec::{Decoder, Encoder};
 use tracing::Instrument;
 
 use crate::codec::ClientCodec;
-use crate::wire::{DEFAULT_MAX_FRAME_LENGTH, Hex};
+use crate::wire::{DEFAULT_MAX_FRAME_LENGTH, Hex, Limits};
 use crate::{
     DecodeError, EncodeError, ErrorObject, MuxStatus, ParamKey, Request, Response, RoutineState,
     Target, TestStatus,
@@ -249,6 +249,13 @@ impl ClientBuilder {
     #[must_use]
     pub fn max_frame_length(mut self, max: usize) -> Self {
         self.max_frame_length = max;
+        self
+    }
+
+    /// Frame limits for requests sent and replies accepted ([`Limits::default`]).
+    #[must_use]
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.max_frame_length = limits.max_frame_length;
         self
     }
 

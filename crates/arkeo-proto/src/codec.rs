@@ -2,20 +2,25 @@
 //!
 //! - [`FrameCodec`]: raw payloads ([`Bytes`]) both ways.
 //! - [`ClientCodec`]: encodes [`Request`]s, decodes [`Response`]s.
-//! - [`ServerCodec`]: decodes [`Request`]s, encodes [`Response`]s.
+//! - [`ServerCodec`]: decodes requests (a [`Request`], or a [`BadRequest`] to answer),
+//!   encodes [`Response`]s.
 //!
-//! Every decoder checks the length prefix against `max_frame_length` before reserving any
-//! memory, and grows its buffer in steps of at most [`RESERVE_STEP`] as bytes actually arrive,
-//! so a header that claims 4 GiB costs nothing. Payload errors (bad UTF-8, bad JSON, not a
-//! message) consume their frame and leave the stream in step ([`DecodeError::is_fatal`] is
-//! false); a driver that keeps calling `decode` continues with the next frame. Note that
-//! tokio-util's `Framed` stops after the first error of any kind.
+//! Every codec takes its bounds from [`Limits`] (`::new()` for the defaults,
+//! `::with_limits(limits)`). Every decoder checks the length prefix against `max_frame_length`
+//! before reserving any memory, and grows its buffer in steps of at most [`RESERVE_STEP`] as
+//! bytes actually arrive, so a header that claims 4 GiB costs nothing. Payload errors (bad
+//! UTF-8, bad JSON, not a message) consume their frame and leave the stream in step
+//! ([`DecodeError::is_fatal`] is false): [`ClientCodec`] returns them as errors, and a driver
+//! that keeps calling `decode` continues with the next frame (note that tokio-util's `Framed`
+//! stops after the first error of any kind); [`ServerCodec`] returns them as items
+//! (`Err(BadRequest)`), because a device answers a bad request and carries on, so its only
+//! error is the fatal [`DecodeError::FrameTooLarge`].
 
 use bytes::{Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
-use crate::wire::{self, DEFAULT_MAX_FRAME_LENGTH, HEADER_LEN};
-use crate::{DecodeError, EncodeError, ParamKey, Request, Response};
+use crate::wire::{self, DEFAULT_MAX_FRAME_LENGTH, HEADER_LEN, Limits};
+use crate::{BadRequest, DecodeError, EncodeError, ParamKey, Request, Response};
 
 /// Largest amount a decoder reserves at once while a frame is still arriving.
 pub const RESERVE_STEP: usize = 64 * 1024;
@@ -40,6 +45,13 @@ impl FrameCodec {
         }
     }
 
+    /// A codec with `limits`.
+    pub fn with_limits(limits: Limits) -> Self {
+        Self {
+            max_frame_length: limits.max_frame_length,
+        }
+    }
+
     /// Sets the largest payload accepted and produced.
     #[must_use]
     pub fn max_frame_length(mut self, max: usize) -> Self {
@@ -50,6 +62,13 @@ impl FrameCodec {
     /// The largest payload accepted and produced.
     pub fn get_max_frame_length(&self) -> usize {
         self.max_frame_length
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_frame_length: self.max_frame_length,
+        }
     }
 }
 
@@ -102,6 +121,19 @@ impl ClientCodec {
         Self::default()
     }
 
+    /// A codec with `limits` that writes `parameter`.
+    pub fn with_limits(limits: Limits) -> Self {
+        Self {
+            frames: FrameCodec::with_limits(limits),
+            key: ParamKey::default(),
+        }
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> Limits {
+        self.frames.limits()
+    }
+
     /// Sets the largest payload accepted and produced.
     #[must_use]
     pub fn max_frame_length(mut self, max: usize) -> Self {
@@ -145,7 +177,12 @@ impl Encoder<Request> for ClientCodec {
     }
 }
 
-/// The device side: reads [`Request`]s, writes [`Response`]s.
+/// The device side: reads requests, writes [`Response`]s.
+///
+/// Each frame decodes to `Ok(request)`, or to `Err(BadRequest)` when its payload is not a
+/// request: the device answers that with [`BadRequest::response`] (the error reply the
+/// simulator and [`server`](crate::server) send) and goes on with the next frame. The only
+/// decode error is the fatal [`DecodeError::FrameTooLarge`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ServerCodec {
     frames: FrameCodec,
@@ -157,6 +194,18 @@ impl ServerCodec {
         Self::default()
     }
 
+    /// A codec with `limits`.
+    pub fn with_limits(limits: Limits) -> Self {
+        Self {
+            frames: FrameCodec::with_limits(limits),
+        }
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> Limits {
+        self.frames.limits()
+    }
+
     /// Sets the largest payload accepted and produced.
     #[must_use]
     pub fn max_frame_length(mut self, max: usize) -> Self {
@@ -166,14 +215,17 @@ impl ServerCodec {
 }
 
 impl Decoder for ServerCodec {
-    type Item = Request;
+    type Item = Result<Request, BadRequest>;
     type Error = DecodeError;
 
-    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Request>, DecodeError> {
-        match self.frames.decode(src)? {
-            Some(payload) => wire::decode_request(&payload).map(Some),
-            None => Ok(None),
-        }
+    fn decode(
+        &mut self,
+        src: &mut BytesMut,
+    ) -> Result<Option<Result<Request, BadRequest>>, DecodeError> {
+        Ok(self
+            .frames
+            .decode(src)?
+            .map(|payload| wire::decode_incoming(&payload)))
     }
 }
 
@@ -225,19 +277,66 @@ mod tests {
 
     #[test]
     fn a_bad_payload_consumes_its_frame_and_the_next_frame_decodes() {
-        let mut codec = ServerCodec::new();
+        let mut codec = ClientCodec::new();
         let mut buf = BytesMut::new();
         FrameCodec::new()
             .encode(&b"not json"[..], &mut buf)
             .unwrap();
-        ClientCodec::new()
-            .encode(&Request::new(Target::Main, "GetActiveRoutine"), &mut buf)
+        ServerCodec::new()
+            .encode(Response::ok(serde_json::json!(1), Some(2)), &mut buf)
             .unwrap();
         let err = codec.decode(&mut buf).unwrap_err();
         assert!(!err.is_fatal());
         let next = codec.decode(&mut buf).unwrap().unwrap();
+        assert_eq!(next.request_id, Some(2));
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn the_server_codec_yields_a_bad_request_as_an_item_with_its_error_reply() {
+        let mut codec = ServerCodec::new();
+        let mut buf = BytesMut::new();
+        let mut frames = FrameCodec::new();
+        frames.encode(&b"not json"[..], &mut buf).unwrap();
+        frames.encode(&b"\"\xff\""[..], &mut buf).unwrap();
+        frames
+            .encode(&br#"{"target":"MAIN","request_id":5}"#[..], &mut buf)
+            .unwrap();
+        frames.encode(&b"[1,2,3]"[..], &mut buf).unwrap();
+        ClientCodec::new()
+            .encode(&Request::new(Target::Main, "GetActiveRoutine"), &mut buf)
+            .unwrap();
+        let mut replies = Vec::new();
+        for _ in 0..4 {
+            let bad = codec.decode(&mut buf).unwrap().unwrap().unwrap_err();
+            let reply = bad.response();
+            replies.push((reply.error.unwrap().code, reply.request_id));
+        }
+        use crate::codes::{INVALID_JSON, INVALID_REQUEST};
+        assert_eq!(
+            replies,
+            [
+                (Some(INVALID_JSON), None),
+                (Some(INVALID_JSON), None),
+                (Some(INVALID_REQUEST), Some(5)),
+                (Some(INVALID_REQUEST), None),
+            ]
+        );
+        let next = codec.decode(&mut buf).unwrap().unwrap().unwrap();
         assert_eq!(next.command, "GetActiveRoutine");
         assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn with_limits_sets_the_frame_limit_of_every_codec() {
+        let limits = Limits {
+            max_frame_length: 8,
+        };
+        let mut buf = BytesMut::from(&[0, 0, 0, 9][..]);
+        assert!(ServerCodec::with_limits(limits).decode(&mut buf).is_err());
+        assert!(ClientCodec::with_limits(limits).decode(&mut buf).is_err());
+        assert_eq!(FrameCodec::with_limits(limits).limits(), limits);
+        assert_eq!(ServerCodec::new().limits(), Limits::default());
     }
 
     #[test]
@@ -250,7 +349,8 @@ mod tests {
             .param_key(ParamKey::Params)
             .encode(&request, &mut buf)
             .unwrap();
-        assert_eq!(ServerCodec::new().decode(&mut buf).unwrap(), Some(request));
+        let decoded = ServerCodec::new().decode(&mut buf).unwrap().unwrap();
+        assert_eq!(decoded.ok(), Some(request));
         let response = Response::error(101, "Invalid parameters", Some(5));
         ServerCodec::new().encode(&response, &mut buf).unwrap();
         assert_eq!(ClientCodec::new().decode(&mut buf).unwrap(), Some(response));

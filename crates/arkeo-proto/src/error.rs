@@ -58,3 +58,36 @@ pub enum EncodeError {
     #[error("I/O error: {0}")]
     Io(#[from] io::Error),
 }
+
+/// A readable request frame whose payload is not a request, as the device side decodes it
+/// ([`ServerCodec`](crate::ServerCodec)): the stream is still in step, and the device answers it
+/// with [`BadRequest::response`] instead of closing the connection.
+#[derive(Debug, thiserror::Error)]
+#[error("bad request: {error}")]
+pub struct BadRequest {
+    /// What is wrong with the payload: [`DecodeError::InvalidUtf8`],
+    /// [`DecodeError::InvalidJson`] or [`DecodeError::InvalidMessage`].
+    pub error: DecodeError,
+    /// The payload's `request_id`, when it is JSON with an integer one: the error reply
+    /// echoes it.
+    pub request_id: Option<u64>,
+}
+
+impl BadRequest {
+    /// The error reply the device sends: code [`INVALID_JSON`](crate::codes::INVALID_JSON)
+    /// (100) for a payload that is not UTF-8 JSON, [`INVALID_REQUEST`](crate::codes::INVALID_REQUEST)
+    /// (102) for JSON that is not a request (no `target` or `command`, a bad `request_id`,
+    /// not an object).
+    pub fn response(&self) -> crate::Response {
+        use crate::codes::{INVALID_JSON, INVALID_REQUEST};
+        let (code, message) = match &self.error {
+            DecodeError::InvalidUtf8(_) => (
+                INVALID_JSON,
+                "Invalid JSON: payload is not UTF-8".to_owned(),
+            ),
+            error @ DecodeError::InvalidJson(_) => (INVALID_JSON, format!("Invalid JSON: {error}")),
+            other => (INVALID_REQUEST, format!("Invalid request: {other}")),
+        };
+        crate::Response::error(code, message, self.request_id)
+    }
+}

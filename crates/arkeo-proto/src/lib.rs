@@ -13,17 +13,21 @@ pub mod wire;
 
 #[cfg(feature = "client")]
 pub mod client;
+#[cfg(feature = "server")]
+pub mod server;
 
 pub use codec::{ClientCodec, FrameCodec, ServerCodec};
-pub use error::{DecodeError, EncodeError};
+pub use error::{BadRequest, DecodeError, EncodeError};
 pub use message::{
     ErrorObject, KeyedRequest, MuxStatus, ParamKey, Request, Response, RoutineState, Status,
     Target, TestStatus, codes,
 };
-pub use wire::DEFAULT_MAX_FRAME_LENGTH;
+pub use wire::{DEFAULT_MAX_FRAME_LENGTH, Limits};
 
 #[cfg(feature = "client")]
 pub use client::{Client, ClientBuilder, DeviceError, Error, Reply};
+#[cfg(feature = "server")]
+pub use server::{ServerBuilder, Service};
 
 /// The JSON library whose [`serde_json::Value`] this crate's messages carry.
 pub use serde_json;

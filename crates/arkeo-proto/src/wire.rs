@@ -7,7 +7,7 @@ use bytes::{BufMut, BytesMut};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::{DecodeError, EncodeError, ParamKey, Request, Response};
+use crate::{BadRequest, DecodeError, EncodeError, ParamKey, Request, Response};
 
 /// Length of the frame header (the u32 length prefix).
 pub const HEADER_LEN: usize = 4;
@@ -16,6 +16,23 @@ pub const HEADER_LEN: usize = 4;
 /// (a JV scan or a spectrum with tens of thousands of points), small enough that a corrupt or
 /// hostile header cannot make a peer allocate gigabytes.
 pub const DEFAULT_MAX_FRAME_LENGTH: usize = 16 * 1024 * 1024;
+
+/// The bounds every decoder and encoder enforces. Public fields; start from
+/// [`Limits::default`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest payload accepted and produced ([`DEFAULT_MAX_FRAME_LENGTH`]); checked against
+    /// the length prefix before anything is reserved.
+    pub max_frame_length: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_frame_length: DEFAULT_MAX_FRAME_LENGTH,
+        }
+    }
+}
 
 /// Finds the first frame in `buf`.
 ///
@@ -75,6 +92,21 @@ pub fn parse_payload(payload: &[u8]) -> Result<Value, DecodeError> {
 /// [`DecodeError::InvalidMessage`]).
 pub fn decode_request(payload: &[u8]) -> Result<Request, DecodeError> {
     Request::from_value(parse_payload(payload)?)
+}
+
+/// Decodes a request payload on the device side, where a payload that is not a request is
+/// answered rather than fatal: the error comes with the payload's `request_id` when it could
+/// be read, for the error reply ([`BadRequest::response`]) to echo.
+///
+/// # Errors
+/// [`BadRequest`] with any payload error.
+pub fn decode_incoming(payload: &[u8]) -> Result<Request, BadRequest> {
+    let value = parse_payload(payload).map_err(|error| BadRequest {
+        error,
+        request_id: None,
+    })?;
+    let request_id = value.get("request_id").and_then(Value::as_u64);
+    Request::from_value(value).map_err(|error| BadRequest { error, request_id })
 }
 
 /// Decodes a response payload.

@@ -158,7 +158,8 @@ proptest! {
     fn request_round_trips_with_either_parameter_key(r in request(), params in any::<bool>()) {
         let key = if params { ParamKey::Params } else { ParamKey::Parameter };
         let mut buf = encode_requests(std::slice::from_ref(&r), key);
-        prop_assert_eq!(ServerCodec::new().decode(&mut buf).unwrap(), Some(r));
+        let decoded = ServerCodec::new().decode(&mut buf).unwrap().unwrap();
+        prop_assert_eq!(decoded.ok(), Some(r));
         prop_assert!(buf.is_empty());
     }
 
@@ -199,7 +200,8 @@ proptest! {
     ) {
         let stream = encode_requests(&requests, ParamKey::Parameter);
         let (out, buf) = decode_in_chunks(ServerCodec::new(), &stream, &cuts);
-        prop_assert_eq!(out, requests);
+        let out: Vec<_> = out.into_iter().map(Result::ok).collect();
+        prop_assert_eq!(out, requests.into_iter().map(Some).collect::<Vec<_>>());
         prop_assert!(buf.is_empty());
     }
 
@@ -228,11 +230,22 @@ proptest! {
     }
 
     #[test]
-    fn arbitrary_frames_with_valid_headers_never_panic(payload in prop::collection::vec(any::<u8>(), 0..200)) {
+    fn arbitrary_frames_with_valid_headers_are_requests_or_answered(payload in prop::collection::vec(any::<u8>(), 0..200)) {
         let mut buf = BytesMut::new();
         FrameCodec::new().encode(&payload[..], &mut buf).unwrap();
         match ServerCodec::new().decode(&mut buf) {
-            Ok(Some(_)) | Err(DecodeError::InvalidUtf8(_) | DecodeError::InvalidJson(_) | DecodeError::InvalidMessage(_)) => {}
+            Ok(Some(Ok(_))) => {}
+            Ok(Some(Err(bad))) => {
+                prop_assert!(matches!(
+                    bad.error,
+                    DecodeError::InvalidUtf8(_) | DecodeError::InvalidJson(_) | DecodeError::InvalidMessage(_)
+                ));
+                // The error reply is itself a response any client decodes.
+                let reply = encode_responses(&[bad.response()]);
+                let decoded = ClientCodec::new().decode(&mut reply.clone()).unwrap().unwrap();
+                prop_assert!(decoded.is_error());
+                prop_assert_eq!(decoded.request_id, bad.request_id);
+            }
             other => prop_assert!(false, "unexpected {:?}", other),
         }
         prop_assert!(buf.is_empty());

@@ -1,8 +1,9 @@
-//! A photoluminescence measurement, the way the vendor documents it.
+//! A photoluminescence measurement with `arkeo-proto`'s client, the way the vendor documents
+//! it.
 //!
 //! ```sh
-//! cargo run -p arkeo-proto --example luminescence   # against an in-process arkeo-sim
-//! cargo run -p arkeo-proto --example luminescence -- 192.168.1.20:6360 # a device
+//! cargo run -p arkeo-sim --example luminescence   # against an in-process arkeo-sim
+//! cargo run -p arkeo-sim --example luminescence -- 192.168.1.20:6360 # a device
 //! ```
 
 use std::time::Duration;
