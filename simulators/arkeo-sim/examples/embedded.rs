@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use arkeo_proto::{Client, RoutineState};
-use arkeo_sim::{ArkeoSim, Durations, SimClock};
+use arkeo_sim::{ArkeoSim, Durations, Fault, SimClock};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -49,7 +49,7 @@ async fn main() -> anyhow::Result<()> {
 
     // Fault injection: the next request is never answered, so the call times out and the
     // client reconnects for the one after.
-    sim.faults().silence_next(1);
+    sim.faults().push(Fault::NoReply);
     match arkeo.active_routine().await {
         Err(err) if err.is_timeout() => println!("silenced request: {err}"),
         other => anyhow::bail!("expected a timeout, got {other:?}"),

@@ -7,13 +7,11 @@
 
 mod data;
 pub mod device;
-mod faults;
 mod server;
 
 pub use device::{Device, Durations, Routine};
-pub use faults::Faults;
-pub use labwire_simkit::SimClock;
-pub use server::{ArkeoSim, ArkeoSimBuilder, DEFAULT_FRAME_TIMEOUT, SimState};
+pub use labwire_simkit::{Fault, Faults, SimClock, SimHandle};
+pub use server::{ArkeoFault, ArkeoSim, ArkeoSimBuilder, DEFAULT_FRAME_TIMEOUT, SimState};
 
 /// The address the binary listens on by default (the ARKEO application's port on loopback).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:6360";

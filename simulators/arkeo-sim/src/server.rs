@@ -1,64 +1,57 @@
-//! The network surface: one listener, one task per connection, one shared [`Device`].
+//! The network surface: the shared [`Device`] as a `labwire_simkit::Device`, served through
+//! arkeo-proto's [`ServerCodec`] and the simulator kit's fault layer (`Faulty`).
 
 use std::io;
 use std::net::SocketAddr;
+use std::ops::Deref;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use arkeo_proto::wire::{self, Hex};
 use arkeo_proto::{
-    DEFAULT_MAX_FRAME_LENGTH, DecodeError, FrameCodec, Request, Response, RoutineState, codes, json,
+    BadRequest, DecodeError, EncodeError, Limits, Request, Response, RoutineState, ServerCodec,
+    codes, json,
 };
-use bytes::BytesMut;
-use labwire_net::{CancellationToken, Server, ServerConfig, ServerHandle};
-use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::time::Instant;
-use tokio_util::codec::Decoder;
+use bytes::{Bytes, BytesMut};
+use labwire_net::CancellationToken;
+use labwire_net::service::Exchange;
+use labwire_simkit::{Faults, Faulty, HostConfig, Requests, SimClock, SimHandle};
+use tokio_util::codec::{Decoder, Encoder};
+use tokio_util::task::TaskTracker;
 
-use crate::faults::Action;
-use crate::{Device, Durations, Faults, SimClock};
+use crate::{Device, Durations};
 
 /// How long a connection may take to deliver the rest of a frame once its first byte has
 /// arrived, and to take a whole reply: 10 s. Idle time between requests is not limited; idle
 /// connections are bounded by the connection limit instead.
 pub const DEFAULT_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Read buffer capacity a connection keeps between requests.
-const RETAINED_CAPACITY: usize = 256 * 1024;
+/// The simulator's own faults, besides the kit's (`Fault::Delay`, `NoReply`, `Close`,
+/// `Truncate`, `Garbage`): `Fault::Device(ArkeoFault::..)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ArkeoFault {
+    /// The answer carries a `request_id` other than the request's (the client must see the
+    /// connection as out of step).
+    WrongRequestId,
+}
 
-/// Configures an [`ArkeoSim`]; see [`ArkeoSim::builder`].
+/// A well-framed payload that is not JSON: what `Fault::Garbage` sends instead of an answer.
+const GARBAGE: &[u8] = b"\x00\x00\x00\x13\x00garbage, not JSON\xff";
+
+/// Configures an [`ArkeoSim`]; see [`ArkeoSim::builder`]. The host settings (`listen`,
+/// `backlog`, `max_connections`, `time_scale`/`speed`, `clock`, `host`) are the simulator
+/// kit's, the same in every labwire simulator.
 #[derive(Debug, Clone)]
 pub struct ArkeoSimBuilder {
-    server: ServerConfig,
+    host: HostConfig,
     durations: Durations,
-    clock: SimClock,
-    max_frame_length: usize,
+    limits: Limits,
     frame_timeout: Duration,
 }
 
 impl ArkeoSimBuilder {
-    /// Address to listen on (default `127.0.0.1:0`: loopback, any free port).
-    #[must_use]
-    pub fn listen(mut self, addr: SocketAddr) -> Self {
-        self.server.addr = addr;
-        self
-    }
-
-    /// Listen backlog ([`labwire_net::DEFAULT_BACKLOG`] by default).
-    #[must_use]
-    pub fn backlog(mut self, backlog: u32) -> Self {
-        self.server.backlog = backlog;
-        self
-    }
-
-    /// Connections served at once; more wait in the backlog.
-    #[must_use]
-    pub fn max_connections(mut self, max: usize) -> Self {
-        self.server.max_connections = max;
-        self
-    }
+    labwire_simkit::host_setters!();
 
     /// Routine phase durations in simulated time.
     #[must_use]
@@ -67,28 +60,21 @@ impl ArkeoSimBuilder {
         self
     }
 
-    /// Runs simulated time `speed` times faster than real time (default 1.0).
-    #[must_use]
-    pub fn speed(mut self, speed: f64) -> Self {
-        self.clock = SimClock::scaled(speed);
-        self
-    }
-
-    /// Uses `clock` (e.g. [`SimClock::manual`] for tests that step time themselves).
-    #[must_use]
-    pub fn clock(mut self, clock: SimClock) -> Self {
-        self.clock = clock;
-        self
-    }
-
-    /// Largest frame accepted and sent ([`DEFAULT_MAX_FRAME_LENGTH`]).
+    /// Largest frame accepted and sent ([`arkeo_proto::DEFAULT_MAX_FRAME_LENGTH`]).
     #[must_use]
     pub fn max_frame_length(mut self, max: usize) -> Self {
-        self.max_frame_length = max;
+        self.limits.max_frame_length = max;
         self
     }
 
-    /// See [`DEFAULT_FRAME_TIMEOUT`].
+    /// Frame limits, all at once.
+    #[must_use]
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// See [`DEFAULT_FRAME_TIMEOUT`] (`Duration::MAX`: no limit).
     #[must_use]
     pub fn frame_timeout(mut self, timeout: Duration) -> Self {
         self.frame_timeout = timeout;
@@ -100,89 +86,70 @@ impl ArkeoSimBuilder {
     /// # Errors
     /// When the address cannot be bound.
     pub async fn start(self) -> io::Result<ArkeoSim> {
+        let clock = self.host.clock();
         let state = SimState {
             device: Arc::new(Mutex::new(Device::new(self.durations))),
-            clock: self.clock,
+            clock: clock.clone(),
         };
-        let faults = Faults::default();
-        let shared = Arc::new(Shared {
-            state: state.clone(),
-            faults: faults.clone(),
-            max_frame_length: self.max_frame_length,
-            frame_timeout: self.frame_timeout,
-        });
-        let server = Server::bind(self.server).await?;
-        let handle = server.serve(move |stream, peer, token| {
-            serve_connection(stream, peer, shared.clone(), token)
-        });
+        let (faults, requests) = (Faults::new(), Requests::default());
+        let service = Faulty::new(
+            Served(state.clone()),
+            faults.clone(),
+            Bytes::from_static(GARBAGE),
+            requests.clone(),
+        );
+        let exchange = Exchange {
+            read_timeout: self.frame_timeout,
+            write_timeout: self.frame_timeout,
+            ..Exchange::new()
+        };
+        let server = self.host.bind().await?;
+        let shutdown = CancellationToken::new();
+        let limits = self.limits;
+        let handle = labwire_net::service::serve(
+            server,
+            shutdown.child_token(),
+            service,
+            move || SimCodec(ServerCodec::with_limits(limits)),
+            exchange,
+        );
         tracing::debug!(addr = %handle.local_addr(), "arkeo-sim listening");
-        Ok(ArkeoSim {
-            handle,
-            state,
-            faults,
-        })
+        let tasks = TaskTracker::new();
+        Ok(ArkeoSim(SimHandle::new(
+            handle, state, clock, faults, requests, shutdown, tasks,
+        )))
     }
 }
 
-/// A running simulator. Dropping it stops the server without waiting; [`ArkeoSim::shutdown`]
-/// also waits until every client is disconnected.
+/// A running simulator: the simulator kit's [`SimHandle`] (address, [`SimState`], clock,
+/// faults, request and connection counts, shutdown), which it dereferences to. Dropping it
+/// stops the server without waiting; `shutdown()` also waits until every client is
+/// disconnected.
 #[derive(Debug)]
-pub struct ArkeoSim {
-    handle: ServerHandle,
-    state: SimState,
-    faults: Faults,
-}
+pub struct ArkeoSim(SimHandle<SimState, ArkeoFault>);
 
 impl ArkeoSim {
     /// A builder with the defaults: loopback port 0, real-time clock, default durations.
     pub fn builder() -> ArkeoSimBuilder {
-        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
         ArkeoSimBuilder {
-            server: ServerConfig::new(loopback),
+            host: HostConfig::loopback(),
             durations: Durations::default(),
-            clock: SimClock::scaled(1.0),
-            max_frame_length: DEFAULT_MAX_FRAME_LENGTH,
+            limits: Limits::default(),
             frame_timeout: DEFAULT_FRAME_TIMEOUT,
         }
     }
+}
 
-    /// The bound address.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.handle.local_addr()
-    }
+impl Deref for ArkeoSim {
+    type Target = SimHandle<SimState, ArkeoFault>;
 
-    /// The device state shared by every connection.
-    pub fn state(&self) -> &SimState {
-        &self.state
-    }
-
-    /// The simulated clock.
-    pub fn clock(&self) -> &SimClock {
-        &self.state.clock
-    }
-
-    /// Fault injection.
-    pub fn faults(&self) -> &Faults {
-        &self.faults
-    }
-
-    /// Clients connected right now.
-    pub fn connection_count(&self) -> usize {
-        self.handle.connection_count()
-    }
-
-    /// Stops accepting, disconnects every client, and waits until all are gone. Idempotent.
-    pub async fn shutdown(&self) {
-        self.handle.shutdown().await;
-    }
-
-    /// The token that stops this simulator when cancelled.
-    pub fn shutdown_token(&self) -> CancellationToken {
-        self.handle.shutdown_token()
+    fn deref(&self) -> &Self::Target {
+        &self.0
     }
 }
 
-/// Direct access to the simulated device, for tests and embedding. Clones share the device.
+/// Direct access to the simulated device, for tests and embedding. Clones share the device,
+/// which is the one every connection talks to.
 #[derive(Debug, Clone)]
 pub struct SimState {
     device: Arc<Mutex<Device>>,
@@ -226,229 +193,107 @@ impl SimState {
         self.device().fail_routine(message, now)
     }
 
-    /// Requests handled so far, over all connections.
+    /// Requests handled so far, over all connections (well-formed ones; the handle's
+    /// `requests()` counts every frame).
     pub fn requests_handled(&self) -> u64 {
         self.device().requests_handled()
     }
 }
 
+/// The device as the network serves it.
+struct Served(SimState);
+
+/// An answer and how to write it.
 #[derive(Debug)]
-struct Shared {
-    state: SimState,
-    faults: Faults,
-    max_frame_length: usize,
-    frame_timeout: Duration,
+struct Reply {
+    response: Response,
+    /// Measurement data: non-finite numbers go out as bare `NaN`/`Infinity`, as the vendor
+    /// writes them.
+    bare_non_finite: bool,
 }
 
-/// Why a connection ended, for the log.
-enum End {
-    Closed,
-    Fault,
-}
+impl labwire_simkit::Device for Served {
+    type Request = Result<Request, BadRequest>;
+    type Response = Reply;
+    type Fault = ArkeoFault;
 
-async fn serve_connection(
-    mut stream: TcpStream,
-    peer: SocketAddr,
-    shared: Arc<Shared>,
-    _token: CancellationToken,
-) {
-    // The listener already runs this future inside a `connection` span with the peer; server
-    // shutdown drops this future, which closes the socket.
-    match connection_loop(&mut stream, &shared).await {
-        Ok(End::Closed) => tracing::debug!(%peer, "client closed the connection"),
-        Ok(End::Fault) => tracing::debug!(%peer, "connection dropped by fault injection"),
-        Err(reason) => tracing::warn!(%peer, "{reason}; closing the connection"),
+    async fn call(
+        &self,
+        _peer: SocketAddr,
+        request: Result<Request, BadRequest>,
+        fault: Option<ArkeoFault>,
+    ) -> Reply {
+        let mut reply = match request {
+            Ok(request) => {
+                tracing::debug!(
+                    target_ = %request.target,
+                    command = %request.command,
+                    request_id = ?request.request_id,
+                    parameter = %serde_json::Value::Object(request.parameter.clone()),
+                    "request"
+                );
+                let response = self.0.handle(&request);
+                tracing::debug!(status = ?response.status, error = ?response.error, "response");
+                Reply {
+                    bare_non_finite: request.command == "GetTestData" && !response.is_error(),
+                    response,
+                }
+            }
+            Err(bad) => {
+                tracing::debug!("{bad}");
+                Reply {
+                    response: bad.response(),
+                    bare_non_finite: false,
+                }
+            }
+        };
+        if fault == Some(ArkeoFault::WrongRequestId) {
+            let id = reply.response.request_id;
+            reply.response.request_id = Some(id.map_or(u64::MAX, |id| id.wrapping_add(1000)));
+        }
+        reply
     }
 }
 
-async fn connection_loop(stream: &mut TcpStream, shared: &Shared) -> Result<End, String> {
-    let mut codec = FrameCodec::new().max_frame_length(shared.max_frame_length);
-    let mut buf = BytesMut::with_capacity(4096);
-    let mut out = BytesMut::with_capacity(4096);
-    // When the frame being received must be complete. Set when its first byte is seen, so a
-    // client trickling one byte at a time cannot extend it.
-    let mut deadline: Option<Instant> = None;
-    loop {
-        let payload = loop {
-            match codec.decode(&mut buf) {
-                Ok(Some(payload)) => {
-                    deadline = None;
-                    if buf.is_empty() && buf.capacity() > RETAINED_CAPACITY {
-                        // Do not keep a large request's buffer for the life of the connection.
-                        buf = BytesMut::with_capacity(4096);
-                    }
-                    break payload;
-                }
-                Ok(None) => {}
-                // Only the length prefix can fail here: the stream cannot be resynchronised.
-                Err(e) => return Err(format!("unreadable frame: {e}")),
-            }
-            if buf.capacity() == buf.len() {
-                buf.reserve(4096);
-            }
-            let before = buf.len();
-            let n = if buf.is_empty() {
-                // Idle between requests: no limit.
-                stream.read_buf(&mut buf).await
-            } else {
-                // A frame has begun: it must be complete by its deadline.
-                let until = *deadline.get_or_insert_with(|| deadline_after(shared.frame_timeout));
-                match tokio::time::timeout_at(until, stream.read_buf(&mut buf)).await {
-                    Ok(read) => read,
-                    Err(_) => {
-                        return Err(format!(
-                            "incomplete frame ({} bytes) not finished within {:?}",
-                            buf.len(),
-                            shared.frame_timeout
-                        ));
-                    }
-                }
-            };
-            match n {
-                Ok(0) if buf.is_empty() => return Ok(End::Closed),
-                Ok(0) => {
-                    return Err(format!(
-                        "connection closed in the middle of a frame ({} bytes)",
-                        buf.len()
-                    ));
-                }
-                Ok(_) => {
-                    if let Some(new) = buf.get(before..) {
-                        tracing::trace!(hex = %Hex(new), "received");
-                    }
-                }
-                Err(e) => return Err(format!("read failed: {e}")),
-            }
-        };
+/// arkeo-proto's server codec, writing measurement data with bare non-finite numbers, an
+/// answer too large for the limit as an error reply, and every frame at `trace` in hex.
+struct SimCodec(ServerCodec);
 
-        let (response, non_finite) = respond(&payload, &shared.state);
-        let (action, delay) = shared.faults.take();
-        if let Some(delay) = delay {
-            tokio::time::sleep(delay).await;
+impl Decoder for SimCodec {
+    type Item = Result<Request, BadRequest>;
+    type Error = DecodeError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Self::Item>, DecodeError> {
+        if let Ok(Some((_, used))) = wire::split_frame(src, self.0.limits().max_frame_length) {
+            tracing::trace!(hex = %Hex(src.get(..used).unwrap_or_default()), "received");
         }
-        let response = match action {
-            Action::Reply | Action::Truncate => response,
-            Action::Garbage => {
-                out.clear();
-                let garbage = b"\x00garbage, not JSON\xff";
-                if let Err(e) = wire::encode_frame(garbage, shared.max_frame_length, &mut out) {
-                    return Err(format!("cannot encode garbage: {e}"));
-                }
-                write(stream, &out, shared.frame_timeout).await?;
-                tracing::debug!("fault injection: sent garbage instead of the reply");
-                continue;
-            }
-            Action::Drop => return Ok(End::Fault),
-            Action::Silence => {
-                tracing::debug!("fault injection: not answering");
-                continue;
-            }
-            Action::WrongId => Response {
-                request_id: Some(
-                    response
-                        .request_id
-                        .map_or(u64::MAX, |id| id.wrapping_add(1000)),
-                ),
-                ..response
-            },
+        self.0.decode(src)
+    }
+}
+
+impl Encoder<Reply> for SimCodec {
+    type Error = EncodeError;
+
+    fn encode(&mut self, reply: Reply, dst: &mut BytesMut) -> Result<(), EncodeError> {
+        let start = dst.len();
+        let max = self.0.limits().max_frame_length;
+        let encoded = if reply.bare_non_finite {
+            json::to_vec_non_finite(&reply.response)
+                .map_err(EncodeError::from)
+                .and_then(|payload| wire::encode_frame(&payload, max, dst))
+        } else {
+            self.0.encode(&reply.response, dst)
         };
-        out.clear();
-        if let Err(e) = encode(&response, non_finite, shared.max_frame_length, &mut out) {
+        if let Err(e) = encoded {
             tracing::error!("cannot encode the reply: {e}");
             let fallback = Response::error(
                 codes::INVALID_STATE,
                 format!("reply too large: {e}"),
-                response.request_id,
+                reply.response.request_id,
             );
-            out.clear();
-            if let Err(e) = wire::encode_response(&fallback, shared.max_frame_length, &mut out) {
-                return Err(format!("cannot encode an error reply: {e}"));
-            }
+            self.0.encode(fallback, dst)?;
         }
-        if action == Action::Truncate {
-            let half = out.get(..out.len() / 2).unwrap_or_default();
-            tracing::trace!(hex = %Hex(half), "send (truncated)");
-            write(stream, half, shared.frame_timeout).await?;
-            return Ok(End::Fault);
-        }
-        tracing::trace!(hex = %Hex(&out), "send");
-        write(stream, &out, shared.frame_timeout).await?;
-    }
-}
-
-/// `timeout` from now; a duration too large to represent (`Duration::MAX` for "no limit") is
-/// capped at a century instead of overflowing.
-fn deadline_after(timeout: Duration) -> Instant {
-    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
-    let now = Instant::now();
-    now.checked_add(timeout.min(CENTURY)).unwrap_or(now)
-}
-
-/// Writes one reply, which the client must take within `timeout`: one that sends requests but
-/// never reads the replies would otherwise hold its connection (and task) forever.
-async fn write(stream: &mut TcpStream, bytes: &[u8], timeout: Duration) -> Result<(), String> {
-    match tokio::time::timeout(timeout, stream.write_all(bytes)).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(format!("write failed: {e}")),
-        Err(_) => Err(format!(
-            "reply of {} bytes not taken by the client within {timeout:?}",
-            bytes.len()
-        )),
-    }
-}
-
-/// Turns one payload into a response; the flag says whether to write non-finite numbers as
-/// bare tokens (measurement data, as the vendor does).
-fn respond(payload: &[u8], state: &SimState) -> (Response, bool) {
-    let value = match wire::parse_payload(payload) {
-        Ok(value) => value,
-        Err(e) => {
-            tracing::debug!(payload = %String::from_utf8_lossy(payload), "bad payload: {e}");
-            let message = match e {
-                DecodeError::InvalidUtf8(_) => "Invalid JSON: payload is not UTF-8".to_owned(),
-                other => format!("Invalid JSON: {other}"),
-            };
-            return (Response::error(codes::INVALID_JSON, message, None), false);
-        }
-    };
-    let request_id = value.get("request_id").and_then(Value::as_u64);
-    let request = match Request::from_value(value) {
-        Ok(request) => request,
-        Err(e) => {
-            tracing::debug!("bad request: {e}");
-            return (
-                Response::error(
-                    codes::INVALID_REQUEST,
-                    format!("Invalid request: {e}"),
-                    request_id,
-                ),
-                false,
-            );
-        }
-    };
-    tracing::debug!(
-        target_ = %request.target,
-        command = %request.command,
-        request_id = ?request.request_id,
-        parameter = %serde_json::Value::Object(request.parameter.clone()),
-        "request"
-    );
-    let response = state.handle(&request);
-    tracing::debug!(status = ?response.status, error = ?response.error, "response");
-    let non_finite = request.command == "GetTestData" && !response.is_error();
-    (response, non_finite)
-}
-
-fn encode(
-    response: &Response,
-    non_finite: bool,
-    max: usize,
-    out: &mut BytesMut,
-) -> Result<(), arkeo_proto::EncodeError> {
-    if non_finite {
-        let payload = json::to_vec_non_finite(response)?;
-        wire::encode_frame(&payload, max, out)
-    } else {
-        wire::encode_response(response, max, out)
+        tracing::trace!(hex = %Hex(dst.get(start..).unwrap_or_default()), "send");
+        Ok(())
     }
 }
