@@ -69,6 +69,19 @@ fn binary_refuses_an_address_it_cannot_bind() {
 }
 
 #[test]
+fn binary_refuses_a_negative_time_scale_with_status_2() {
+    let output = Command::new(env!("CARGO_BIN_EXE_arkeo-sim"))
+        .args(["--listen", "127.0.0.1:0", "--speed=-1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--time-scale"));
+    assert!(output.stdout.is_empty());
+}
+
+#[test]
 fn binary_help_lists_its_flags_and_the_default_address() {
     let output = Command::new(env!("CARGO_BIN_EXE_arkeo-sim"))
         .arg("--help")
@@ -76,7 +89,15 @@ fn binary_help_lists_its_flags_and_the_default_address() {
         .unwrap();
     assert!(output.status.success());
     let help = String::from_utf8_lossy(&output.stdout);
-    for flag in ["--listen", "--speed", "--backlog", "--verbose"] {
+    for flag in [
+        "--listen",
+        "--speed",
+        "--time-scale",
+        "--backlog",
+        "--max-connections",
+        "--verbose",
+        "--log-format",
+    ] {
         assert!(help.contains(flag), "{flag} missing from:\n{help}");
     }
     assert!(

@@ -136,3 +136,35 @@ async fn every_frame_is_counted_and_a_time_scale_of_zero_stops_the_routine() {
     assert_eq!(sim.state().routine_state(), Some(RoutineState::Ready));
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_answer_too_large_for_the_limit_becomes_an_error_reply() {
+    let sim = ArkeoSim::builder()
+        .time_scale(0.0)
+        .max_frame_length(1024)
+        .start()
+        .await
+        .unwrap();
+    sim.state()
+        .handle(&Request::new(Target::Main, "StartRoutine").param("routine", "JV"));
+    sim.clock().advance(Duration::from_secs(1));
+    sim.state()
+        .handle(&Request::new(Target::Routine, "StartMeasurement"));
+    sim.clock().advance(Duration::from_secs(10));
+    let mut s = connect(&sim).await;
+    let mut frame = BytesMut::new();
+    ClientCodec::new()
+        .encode(
+            Request::new(Target::Routine, "GetTestData").with_request_id(9),
+            &mut frame,
+        )
+        .unwrap();
+    s.write_all(&frame).await.unwrap();
+    let refused = response(&mut s).await;
+    assert_eq!(
+        refused.error.and_then(|e| e.code),
+        Some(arkeo_proto::codes::INVALID_STATE)
+    );
+    assert_eq!(refused.request_id, Some(9));
+    sim.shutdown().await;
+}
