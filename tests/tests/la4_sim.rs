@@ -4,7 +4,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use la4_sim::{Fleet, La4Sim, La4SimBuilder, MAX_QUEUED_EVENTS, SimClock, SimConfig};
+use la4_sim::{
+    Fault, Fleet, HostConfig, La4Sim, La4SimBuilder, MAX_QUEUED_EVENTS, SimClock, SimConfig,
+};
 use labwire_tests::{TEST_DEADLINE, eventually};
 use pycom_proto::transport::{read_message, send_message};
 use pycom_proto::{Body, Coordinator, CoordinatorConfig, Event, Identity, Limits, Message};
@@ -89,13 +91,12 @@ async fn a_burst_of_short_lived_requests_is_served_completely() {
             .unwrap()
             .unwrap();
     }
-    let state = sim.state();
     assert!(
-        eventually(TEST_DEADLINE, || state.stats().requests
+        eventually(TEST_DEADLINE, || sim.requests()
             == (CLIENTS * PER_CLIENT) as u64)
         .await
     );
-    assert_eq!(state.coordinators().len(), CLIENTS);
+    assert_eq!(sim.state().coordinators().len(), CLIENTS);
     sim.shutdown().await;
 }
 
@@ -191,7 +192,7 @@ async fn shutdown_disconnects_clients_and_stops_listening() {
 async fn hostile_requests_never_disturb_the_simulator() {
     // The whole-config form of the same API.
     let sim = La4Sim::start(SimConfig {
-        listen: loopback(),
+        host: HostConfig::loopback(),
         boot_time: Duration::ZERO,
         read_timeout: Duration::from_millis(200),
         limits: Limits {
@@ -222,9 +223,8 @@ async fn hostile_requests_never_disturb_the_simulator() {
     let coordinator = coordinator().await;
     let output = run(&coordinator, addr, "echo still here").await;
     assert_eq!(output, "still here\n");
-    let stats = sim.state().stats();
-    assert_eq!(stats.requests, 1);
-    assert_eq!(stats.commands, ["echo still here"]);
+    assert_eq!(sim.requests(), 1);
+    assert_eq!(sim.state().stats().commands, ["echo still here"]);
     shut_down(&coordinator, &sim).await;
 }
 
@@ -286,23 +286,19 @@ async fn the_handle_injects_faults_counts_connections_and_stops_by_token() {
         request(addr, message)
     };
 
-    sim.faults().update(|f| f.no_events = true);
-    assert!(sim.state().faults().no_events);
+    sim.faults().set(Some(Fault::NoReply));
+    assert_eq!(sim.faults().standing(), Some(Fault::NoReply));
     command("echo lost").await;
-    // unit_info (first contact) and the output, both held back.
+    // The command's output is held back; unit_info (first contact) is no answer to it and goes.
     let state = sim.state();
-    assert!(eventually(TEST_DEADLINE, || state.stats().events_lost == 2).await);
-    assert_eq!(state.stats().events_sent, 0);
+    assert!(eventually(TEST_DEADLINE, || state.stats().events_lost == 1).await);
+    let info = accept_message(&events).await;
+    assert!(matches!(info.body, Body::UnitInfo(_)), "{info:?}");
+    assert!(eventually(TEST_DEADLINE, || state.stats().events_sent == 1).await);
 
     sim.faults().clear();
     command("echo back").await;
-    let (mut stream, _) = tokio::time::timeout(TEST_DEADLINE, events.accept())
-        .await
-        .unwrap()
-        .unwrap();
-    let event = read_message(&mut stream, &Limits::default(), TEST_DEADLINE)
-        .await
-        .unwrap();
+    let event = accept_message(&events).await;
     assert_eq!(
         event.body,
         Body::Output {
@@ -345,7 +341,7 @@ async fn a_fleet_from_a_builder_shares_one_clock() {
     // From a whole config too; a fleet of one is that node exactly.
     let one = Fleet::start(
         SimConfig {
-            listen: loopback(),
+            host: HostConfig::loopback(),
             ..SimConfig::default()
         },
         1,
@@ -529,8 +525,8 @@ async fn events_beyond_a_stuck_coordinators_queue_are_dropped_and_counted() {
     })
     .await
     .unwrap();
+    assert_eq!(sim.requests(), commands as u64);
     let stats = sim.state().stats();
-    assert_eq!(stats.requests, commands as u64);
     assert!((2..=3).contains(&stats.events_lost), "{stats:?}");
     assert_eq!(stats.events_sent, 0);
 

@@ -4,7 +4,9 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use la4_sim::{BOARDIO_ERROR, BOARDIO_READY, Faults, Fleet, La4Sim, La4SimBuilder, SimState};
+use la4_sim::{
+    BOARDIO_ERROR, BOARDIO_READY, Fault, Fleet, La4Fault, La4Sim, La4SimBuilder, SimState,
+};
 use labwire_tests::{TEST_DEADLINE, eventually};
 use pycom_proto::coordinator::Error;
 use pycom_proto::transport::send_message;
@@ -125,8 +127,8 @@ async fn heartbeats_bring_unit_info_exactly_once() {
     );
     // Many more heartbeats later, still exactly one.
     let state = sim.state();
-    let seen = state.stats().requests;
-    assert!(eventually(TEST_DEADLINE, || state.stats().requests >= seen + 6).await);
+    let seen = sim.requests();
+    assert!(eventually(TEST_DEADLINE, || sim.requests() >= seen + 6).await);
     assert_eq!(
         state.stats().unit_info_sent_to,
         vec![coordinator.local_addr()]
@@ -305,8 +307,8 @@ async fn the_simulator_stops_probing_once_a_coordinator_is_online() {
     let probes = state.stats().probes_sent;
     // Ten more heartbeats (ten probe intervals) and no new scan: at most the one that may have
     // been under way when the first heartbeat arrived is still counted.
-    let requests = state.stats().requests;
-    assert!(eventually(TEST_DEADLINE, || state.stats().requests >= requests + 10).await);
+    let requests = sim.requests();
+    assert!(eventually(TEST_DEADLINE, || sim.requests() >= requests + 10).await);
     assert!(state.stats().probes_sent <= probes + 1);
     shut_down(&coordinator, &sim).await;
 }
@@ -420,7 +422,7 @@ async fn unknown_event_types_are_kept() {
 async fn no_events_means_a_timeout_and_unreachable_nodes_fail_fast() {
     let (coordinator, sim, _events) = start().await;
     let node = sim.local_addr();
-    sim.faults().update(|f| f.no_events = true);
+    sim.faults().set(Some(Fault::NoReply));
     let err = coordinator
         .send_command_timeout(node, "echo lost", Duration::from_millis(200))
         .await
@@ -440,17 +442,13 @@ async fn no_events_means_a_timeout_and_unreachable_nodes_fail_fast() {
 async fn a_late_output_is_not_taken_for_the_next_commands_answer() {
     let (coordinator, sim, _events) = start().await;
     let node = sim.local_addr();
-    let state = sim.state();
-    state.set_faults(Faults {
-        event_delay: Duration::from_millis(400),
-        ..Faults::default()
-    });
+    // This command's events only.
+    sim.faults().push(Fault::Delay(Duration::from_millis(400)));
     let err = coordinator
         .send_command_timeout(node, "echo one", Duration::from_millis(100))
         .await
         .unwrap_err();
     assert!(err.is_timeout());
-    state.set_faults(Faults::default());
     // "one" arrives late and is consumed by the abandoned command, not by this one.
     let output = run(&coordinator, node, "echo two").await;
     assert_eq!(output, "two\n");
@@ -460,10 +458,7 @@ async fn a_late_output_is_not_taken_for_the_next_commands_answer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_events_are_rejected_and_the_command_times_out() {
     let (coordinator, sim, mut events) = start().await;
-    sim.faults().set(Faults {
-        garbage_events: true,
-        ..Faults::default()
-    });
+    sim.faults().set(Some(Fault::Garbage));
     let err = coordinator
         .send_command_timeout(sim.local_addr(), "echo x", Duration::from_millis(300))
         .await
@@ -525,13 +520,12 @@ async fn adding_a_node_heartbeats_it_at_once_without_waiting_for_the_interval() 
     let (coordinator, mut events) = coordinator_with_events(config).await;
     let sim = sim().start().await.unwrap();
     // The first heartbeat round is an hour away.
-    let state = sim.state();
     coordinator.add_node(sim.local_addr());
     next(&mut events, |e| {
         matches!(e, Event::UnitInfo { .. }).then_some(())
     })
     .await;
-    assert_eq!(state.stats().requests, 1);
+    assert_eq!(sim.requests(), 1);
     shut_down(&coordinator, &sim).await;
 }
 
@@ -683,7 +677,7 @@ async fn a_single_heartbeat_makes_the_coordinator_known_to_the_node() {
 async fn a_dropped_output_costs_one_command_and_the_next_ten_get_their_own() {
     let (coordinator, sim, mut events) = start().await;
     let node = sim.local_addr();
-    sim.faults().update(|f| f.drop_outputs = 1);
+    sim.faults().push(Fault::Device(La4Fault::DropOutput));
     let err = coordinator
         .send_command_timeout(node, "echo lost", Duration::from_millis(300))
         .await
@@ -714,7 +708,8 @@ async fn a_dropped_output_costs_one_command_and_the_next_ten_get_their_own() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_verdict_that_overtakes_the_output_still_confirms_the_sequence() {
     let (coordinator, sim, _events) = start().await;
-    sim.faults().update(|f| f.message_before_output = true);
+    sim.faults()
+        .set(Some(Fault::Device(La4Fault::MessageBeforeOutput)));
     let sequence = Sequence::new([Row::LedFan { on: true }]).unwrap();
     let report = coordinator
         .run_sequence_confirmed(sim.local_addr(), &sequence, Slot::Normal)
@@ -734,10 +729,11 @@ async fn a_verdict_that_overtakes_the_output_still_confirms_the_sequence() {
 async fn a_ready_for_loading_never_hides_an_error_for_running() {
     let (coordinator, sim, _events) = start().await;
     let node = sim.local_addr();
-    sim.faults().update(|f| {
-        f.verdict_for_useq = true;
-        f.run_seq_error = Some("LED driver overheated".into());
-    });
+    // A variant of the device (two verdicts: `uSeq`'s, then `runSeq`'s) under a standing fault.
+    sim.state().set_reports_load(true);
+    sim.faults().set(Some(Fault::Device(La4Fault::RunSeqError(
+        "LED driver overheated".into(),
+    ))));
     let sequence = Sequence::new([Row::ModelLight { power: 60 }]).unwrap();
     for _ in 0..3 {
         let report = coordinator
@@ -752,7 +748,7 @@ async fn a_ready_for_loading_never_hides_an_error_for_running() {
         );
     }
     // Two READYs for two boardio commands: READY, at once.
-    sim.faults().update(|f| f.run_seq_error = None);
+    sim.faults().clear();
     let report = coordinator
         .run_sequence_confirmed(node, &sequence, Slot::Normal)
         .await

@@ -19,34 +19,29 @@ impl Fleet {
     /// the base port + `i` (or on a port of its own choosing when the base port is 0), has the
     /// id `base.id` + `i` (as 8 hex digits when the base id is hex, otherwise with `-i`
     /// appended), the name `base.name-i`, and a MAC address of its own. Every node runs on the
-    /// same clock: the builder's, or a new one at the configured time scale.
+    /// same clock: the builder's, or a new one at the configured time scale. Each node has
+    /// faults of its own ([`La4Sim`]'s `faults()`).
     ///
     /// # Errors
     /// When a node cannot bind its address (already started nodes are shut down) or the ports
     /// run past 65535.
     pub async fn start(base: impl Into<La4SimBuilder>, count: usize) -> io::Result<Self> {
-        let base: La4SimBuilder = base.into();
-        let clock = base
-            .clock_ref()
-            .cloned()
-            .unwrap_or_else(|| SimClock::scaled(base.config().time_scale));
+        let mut base = base.into().config();
+        let clock = base.host.clock();
+        base.host.clock = Some(clock.clone());
         let mut nodes = Vec::with_capacity(count);
         for index in 0..count {
             // A fleet of one is just the node as configured.
             let config = if count == 1 {
-                Ok(base.config().clone())
+                Ok(base.clone())
             } else {
-                member(base.config(), index)
+                member(&base, index)
             };
             let config = match config {
                 Ok(config) => config,
                 Err(error) => return Err(abort(nodes, error).await),
             };
-            match La4SimBuilder::from(config)
-                .clock(clock.clone())
-                .start()
-                .await
-            {
+            match La4Sim::start(config).await {
                 Ok(node) => nodes.push(node),
                 Err(error) => return Err(abort(nodes, error).await),
             }
@@ -71,7 +66,7 @@ impl Fleet {
 
     /// Every node's address, in start order.
     pub fn addrs(&self) -> Vec<SocketAddr> {
-        self.nodes.iter().map(La4Sim::local_addr).collect()
+        self.nodes.iter().map(|node| node.local_addr()).collect()
     }
 
     /// The clock every node runs on.
@@ -103,14 +98,14 @@ async fn abort(nodes: Vec<La4Sim>, error: io::Error) -> io::Error {
 
 fn member(base: &SimConfig, index: usize) -> io::Result<SimConfig> {
     let mut config = base.clone();
-    if base.listen.port() != 0 {
+    if base.host.listen.port() != 0 {
         let port = u16::try_from(index)
             .ok()
-            .and_then(|i| base.listen.port().checked_add(i))
+            .and_then(|i| base.host.listen.port().checked_add(i))
             .ok_or_else(|| {
                 io::Error::new(io::ErrorKind::InvalidInput, "fleet ports run past 65535")
             })?;
-        config.listen.set_port(port);
+        config.host.listen.set_port(port);
     }
     let offset = u32::try_from(index).unwrap_or(u32::MAX);
     config.id = match u32::from_str_radix(&base.id, 16) {
@@ -130,18 +125,18 @@ mod tests {
     #[test]
     fn members_get_their_own_port_id_name_and_mac() {
         let mut base = SimConfig {
-            listen: "127.0.0.1:6000".parse().unwrap(),
+            host: crate::HostConfig::new("127.0.0.1:6000".parse().unwrap()),
             id: "000000ff".into(),
             ..SimConfig::default()
         };
         let third = member(&base, 2).unwrap();
-        assert_eq!(third.listen.port(), 6002);
+        assert_eq!(third.host.listen.port(), 6002);
         assert_eq!(third.id, "00000101");
         assert_eq!(third.name, "rigsters-controller-2");
         assert_eq!(third.unit_info.mac_address, "02:1a:00:00:00:02");
         base.id = "node".into();
         assert_eq!(member(&base, 1).unwrap().id, "node-1");
-        base.listen.set_port(65535);
+        base.host.listen.set_port(65535);
         assert!(member(&base, 1).is_err());
     }
 }

@@ -5,16 +5,17 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+mod faults;
 pub mod fleet;
 mod outbox;
 pub mod shell;
 pub mod sim;
 pub mod state;
 
+pub use faults::{GARBAGE, La4Fault};
 pub use fleet::Fleet;
-pub use labwire_simkit::SimClock;
+pub use labwire_simkit::{Fault, Faults, HostConfig, SimClock, SimHandle};
 pub use sim::{
-    Faults, La4Sim, La4SimBuilder, MAX_EVENT_DESTINATIONS, MAX_QUEUED_EVENTS, SharedFaults,
-    SimConfig, SimState, Stats,
+    La4Sim, La4SimBuilder, MAX_EVENT_DESTINATIONS, MAX_QUEUED_EVENTS, SimConfig, SimState, Stats,
 };
 pub use state::{BOARDIO_ERROR, BOARDIO_READY, CoordinatorStatus, LightState};

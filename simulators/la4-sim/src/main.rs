@@ -4,16 +4,18 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
-use la4_sim::{Fleet, La4Sim};
+use la4_sim::{Fleet, La4Sim, La4SimBuilder, SimConfig};
+use labwire_simkit::cli::{self, HostArgs};
 
 /// Simulated Rigsters LightArray4 (LA4) pycom node. Never executes commands: it interprets the
 /// documented shell idioms against a simulated device.
 #[derive(Debug, Parser)]
 #[command(name = "la4-sim", version, about)]
 struct Args {
-    /// Address to listen on (port 0 picks a free port).
-    #[arg(long, default_value = "127.0.0.1:5000")]
-    listen: SocketAddr,
+    /// --listen (default 127.0.0.1:5000), --backlog, --max-connections, --time-scale / --speed
+    /// (the boot, offline and discovery delays), -v, --log-format.
+    #[command(flatten)]
+    host: HostArgs,
     /// Time until boardio has booted and hardware info is available, in milliseconds.
     #[arg(long, default_value_t = 3000)]
     boot_ms: u64,
@@ -39,50 +41,41 @@ struct Args {
     /// Time between discovery probes, in milliseconds.
     #[arg(long, default_value_t = 5_000)]
     discovery_ms: u64,
-    /// Run simulated time this many times faster (boot, offline and discovery delays).
-    #[arg(long, visible_alias = "speed", default_value_t = 1.0)]
-    time_scale: f64,
-    /// Listen backlog of each node (large: coordinators open one connection per request).
-    #[arg(long, default_value_t = labwire_net::DEFAULT_BACKLOG)]
-    backlog: u32,
-    /// More logging on stderr (-v debug, -vv trace); `RUST_LOG` overrides.
-    #[arg(short, long, action = clap::ArgAction::Count)]
-    verbose: u8,
+}
+
+impl Args {
+    /// The node the flags describe (each node of a fleet is made from it).
+    fn node(self) -> La4SimBuilder {
+        let mut host = SimConfig::default().host;
+        self.host.apply(&mut host);
+        let discovery_targets = if self.no_discovery {
+            Vec::new()
+        } else {
+            self.discover
+        };
+        La4Sim::builder()
+            .host(host)
+            .id(self.id)
+            .name(self.name)
+            .boot_time(Duration::from_millis(self.boot_ms))
+            .offline_after(Duration::from_millis(self.offline_ms))
+            .discovery_interval(Duration::from_millis(self.discovery_ms))
+            .discovery_targets(discovery_targets)
+    }
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    labwire_net::cli::init_tracing(args.verbose);
+    args.host.init_logging();
     anyhow::ensure!(args.nodes >= 1, "--nodes must be at least 1");
     anyhow::ensure!(
-        args.time_scale.is_finite() && args.time_scale > 0.0,
-        "--time-scale must be a positive number"
+        args.host.time_scale.is_finite() && args.host.time_scale >= 0.0,
+        "--time-scale must be a number, 0 or more"
     );
-    let discovery_targets = if args.no_discovery {
-        Vec::new()
-    } else {
-        args.discover
-    };
-    let node = La4Sim::builder()
-        .listen(args.listen)
-        .backlog(args.backlog)
-        .id(args.id)
-        .name(args.name)
-        .boot_time(Duration::from_millis(args.boot_ms))
-        .offline_after(Duration::from_millis(args.offline_ms))
-        .discovery_interval(Duration::from_millis(args.discovery_ms))
-        .discovery_targets(discovery_targets)
-        .speed(args.time_scale);
-    let fleet = Fleet::start(node, args.nodes).await?;
-    // The handlers are installed by this call, before anyone learns the address: a SIGTERM
-    // sent right after the `listening on` line shuts down cleanly.
-    let signal = labwire_net::cli::shutdown_signal();
-    for addr in fleet.addrs() {
-        labwire_net::cli::announce_listening(addr)?;
-    }
-    signal.await;
-    fleet.shutdown().await;
+    let nodes = args.nodes;
+    let fleet = Fleet::start(args.node(), nodes).await?;
+    cli::run_until_signal(&fleet.addrs(), fleet.shutdown()).await?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -100,13 +93,33 @@ mod tests {
     #[test]
     fn by_default_it_listens_and_probes_on_loopback_only() {
         let args = Args::try_parse_from(["la4-sim"]).unwrap();
-        assert_eq!(args.listen, SocketAddr::from(([127, 0, 0, 1], 5000)));
         assert!(!args.discover.is_empty());
         assert!(args.discover.iter().all(|a| a.ip().is_loopback()));
-        assert_eq!(args.offline_ms, 15_000);
+        let config = args.node().config();
+        assert_eq!(config.host.listen, SocketAddr::from(([127, 0, 0, 1], 5000)));
+        assert_eq!(config.host.time_scale, 1.0);
+        assert_eq!(config.offline_after, Duration::from_secs(15));
         assert!(
             Args::try_parse_from(["la4-sim", "--discover", "127.0.0.1:1", "--no-discovery"])
                 .is_err()
+        );
+        // The shared host flags reach the node.
+        let args = [
+            "--listen",
+            "127.0.0.1:0",
+            "--speed",
+            "20",
+            "--max-connections",
+            "5",
+        ];
+        let config = Args::try_parse_from(["la4-sim"].into_iter().chain(args))
+            .unwrap()
+            .node()
+            .config();
+        assert_eq!(config.host.listen.port(), 0);
+        assert_eq!(
+            (config.host.time_scale, config.host.max_connections),
+            (20.0, 5)
         );
     }
 }

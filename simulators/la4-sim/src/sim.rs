@@ -2,19 +2,22 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::ops::Deref;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use labwire_net::{CancellationToken, ServerConfig, ServerHandle};
+use labwire_net::CancellationToken;
+use labwire_simkit::{Faults, HostConfig, Requests, SimHandle};
 use pycom_proto::node::{self, EventSender, NodeConfig, NodeListener, Request, Service};
 use pycom_proto::transport::{self, DEFAULT_READ_TIMEOUT, DEFAULT_SEND_TIMEOUT};
-use pycom_proto::{Body, Identity, Limits, Sequence, UnitInfo};
+use pycom_proto::{Body, Identity, Limits, Sequence, UnitInfo, wire};
 use tokio_util::task::TaskTracker;
 
 use crate::SimClock;
+use crate::faults::{self, Event, GARBAGE, La4Fault, Spoil};
 use crate::outbox::{Deliver, Dropped, Outbox};
 use crate::shell::Files;
-use crate::state::{BoardioBehaviour, CoordinatorStatus, Coordinators, Device, LightState};
+use crate::state::{CoordinatorStatus, Coordinators, Device, LightState};
 
 /// Version a simulated node reports (the one in the vendor's examples).
 pub const NODE_VERSION: &str = "0.14.0";
@@ -35,106 +38,16 @@ pub const MAX_QUEUED_EVENTS: usize = 1024;
 /// without events); events for more are dropped, with a warning.
 pub const MAX_EVENT_DESTINATIONS: usize = 1024;
 
-/// Faults the simulator injects on demand: set them from the start with
-/// [`La4SimBuilder::faults`], change them at any time with [`La4Sim::faults`].
-///
-/// `no_events`, `event_delay`, `garbage_events` and `drop_outputs` act on each event as it is
-/// sent; the others on each command as it is run.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Faults {
-    /// Send no events at all (commands are still run).
-    pub no_events: bool,
-    /// Wait this long (real time, not scaled) before sending each event.
-    pub event_delay: Duration,
-    /// Send bytes that are not a message instead of each event.
-    pub garbage_events: bool,
-    /// Do not send the next this many `output` events (counted in [`Stats::events_lost`]);
-    /// it counts down as each is dropped, to 0. `message` and `unit_info` events still go.
-    pub drop_outputs: u32,
-    /// Queue a command's `message` events (boardio's verdicts) before its `output` event
-    /// instead of after it.
-    pub message_before_output: bool,
-    /// boardio also reports `BOARDIO_READY` when `uSeq` loads a valid sequence (it is silent
-    /// then otherwise), so the vendor's `… && boardiocli uSeq && boardiocli runSeq` yields two
-    /// verdicts: `uSeq`'s, then `runSeq`'s.
-    pub verdict_for_useq: bool,
-    /// Every `runSeq` reports `BOARDIO_ERROR: <this text>` and leaves the lights as they are,
-    /// like a device fault (e.g. `LED driver overheated`).
-    pub run_seq_error: Option<String>,
-}
-
-impl Faults {
-    /// How boardio answers under these faults.
-    fn boardio(&self) -> BoardioBehaviour {
-        BoardioBehaviour {
-            verdict_for_useq: self.verdict_for_useq,
-            run_seq_error: self.run_seq_error.clone(),
-        }
-    }
-}
-
-/// Bytes sent instead of an event when [`Faults::garbage_events`] is on: not UTF-8, not JSON.
-pub const GARBAGE: &[u8] = b"\xff\xfe{\"type_\": \"output\", garbage";
-
-/// The faults in effect on a running node, shared with it: what is set here applies to the
-/// events it sends from then on. Clones share the same settings.
-#[derive(Debug, Clone, Default)]
-pub struct SharedFaults {
-    inner: Arc<Mutex<Faults>>,
-}
-
-impl SharedFaults {
-    fn new(faults: Faults) -> Self {
-        Self {
-            inner: Arc::new(Mutex::new(faults)),
-        }
-    }
-
-    /// The faults in effect.
-    pub fn get(&self) -> Faults {
-        lock(&self.inner).clone()
-    }
-
-    /// Replaces the faults in effect.
-    pub fn set(&self, faults: Faults) {
-        *lock(&self.inner) = faults;
-    }
-
-    /// Changes the faults in effect in place, e.g. `faults.update(|f| f.no_events = true)`.
-    pub fn update(&self, change: impl FnOnce(&mut Faults)) {
-        change(&mut lock(&self.inner));
-    }
-
-    /// Removes every fault.
-    pub fn clear(&self) {
-        self.set(Faults::default());
-    }
-
-    /// The faults for one event about to be sent, or `None` when it is to be dropped: an
-    /// `output` while [`Faults::drop_outputs`] is above 0, which this counts down (under the
-    /// lock, so that two events sent at once never take the same count).
-    fn for_event(&self, body: &Body) -> Option<Faults> {
-        let mut faults = lock(&self.inner);
-        if matches!(body, Body::Output { .. }) && faults.drop_outputs > 0 {
-            faults.drop_outputs -= 1;
-            return None;
-        }
-        Some(faults.clone())
-    }
-}
-
 /// How a simulated node runs. Public fields; start from [`SimConfig::default`] (the device's
 /// defaults, as the binary uses them) and pass it to [`La4Sim::start`], or use the chainable
 /// [`La4Sim::builder`] (which listens on a free loopback port by default).
 #[derive(Debug, Clone)]
 pub struct SimConfig {
-    /// Where the node listens; `127.0.0.1:5000` (the device's port) by default, port 0 picks
-    /// one.
-    pub listen: SocketAddr,
-    /// Listen backlog (large: coordinators open one connection per request).
-    pub backlog: u32,
-    /// Connections served at once.
-    pub max_connections: usize,
+    /// Where the node listens (`127.0.0.1:5000`, the device's port, by default; port 0 picks
+    /// one), its listen backlog and connection limit, and how fast its simulated time runs:
+    /// `boot_time`, `offline_after` and `discovery_interval` pass `time_scale` times sooner
+    /// (0 stops the clock, so that only [`SimClock::advance`] moves it).
+    pub host: HostConfig,
     /// The node's `id`.
     pub id: String,
     /// The node's `name`.
@@ -152,32 +65,28 @@ pub struct SimConfig {
     /// Where to probe for a coordinator (the node's subnet scan). Empty by default, so an
     /// embedded simulator sends nothing unasked; the binary probes `127.0.0.1:5001`.
     pub discovery_targets: Vec<SocketAddr>,
-    /// Simulated time runs this many times faster than real time, so the three durations
-    /// above pass that much sooner. `1.0` by default; `0.0` stops the clock, so that only
-    /// [`SimClock::advance`] (through [`La4Sim::clock`]) moves it.
-    pub time_scale: f64,
     /// What `unit_info` reports.
     pub unit_info: UnitInfo,
     /// The standalone (boot-time) sequence stored at power-on, as if a coordinator had sent
     /// `uSeqStandalone` before: it is in the standalone sequence file and runs when boardio
     /// finishes booting (no event: nobody asked). `None` by default.
     pub standalone_sequence: Option<Sequence>,
+    /// boardio also reports `BOARDIO_READY` when `uSeq` loads a valid sequence (it is silent
+    /// then otherwise), so the vendor's `… && boardiocli uSeq && boardiocli runSeq` yields two
+    /// verdicts: `uSeq`'s, then `runSeq`'s. A variant of the device, `false` by default.
+    pub reports_load: bool,
     /// Size limit for requests and events.
     pub limits: Limits,
     /// Deadline for a coordinator to deliver a request.
     pub read_timeout: Duration,
     /// Deadline for delivering one event.
     pub send_timeout: Duration,
-    /// Faults from the start.
-    pub faults: Faults,
 }
 
 impl Default for SimConfig {
     fn default() -> Self {
         Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], node::DEFAULT_NODE_PORT)),
-            backlog: labwire_net::DEFAULT_BACKLOG,
-            max_connections: labwire_net::DEFAULT_MAX_CONNECTIONS,
+            host: HostConfig::new(SocketAddr::from(([127, 0, 0, 1], node::DEFAULT_NODE_PORT))),
             id: "81639cd4".into(),
             name: "rigsters-controller".into(),
             ip: None,
@@ -185,7 +94,6 @@ impl Default for SimConfig {
             offline_after: Duration::from_secs(15),
             discovery_interval: Duration::from_secs(5),
             discovery_targets: Vec::new(),
-            time_scale: 1.0,
             unit_info: UnitInfo {
                 wiringpi_version: "2.61".into(),
                 boardio_version: "1.3.0".into(),
@@ -195,10 +103,10 @@ impl Default for SimConfig {
                 mac_address: "dc:a6:32:1b:4e:f0".into(),
             },
             standalone_sequence: None,
+            reports_load: false,
             limits: Limits::default(),
             read_timeout: DEFAULT_READ_TIMEOUT,
             send_timeout: DEFAULT_SEND_TIMEOUT,
-            faults: Faults::default(),
         }
     }
 }
@@ -206,12 +114,11 @@ impl Default for SimConfig {
 /// Counters and records tests can read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// Valid requests received.
-    pub requests: u64,
     /// The latest commands received (at most [`MAX_RECORDED_COMMANDS`] of them, and
     /// [`MAX_RECORDED_COMMAND_BYTES`] in all), oldest first.
     pub commands: Vec<String>,
-    /// Events delivered.
+    /// Events delivered (spoiled ones too: [`Fault::Garbage`](labwire_simkit::Fault::Garbage),
+    /// [`Fault::Truncate`](labwire_simkit::Fault::Truncate)).
     pub events_sent: u64,
     /// Events not delivered (faults, unreachable coordinator, or dropped because the
     /// destination's queue was full or too many destinations were busy).
@@ -224,8 +131,8 @@ pub struct Stats {
 
 /// What is queued for a destination.
 enum Outgoing {
-    /// An event, under the faults in effect when it is sent.
-    Event(Body),
+    /// An event, with what its command's fault does to it.
+    Event(Event),
     /// A discovery probe: the node's own base message, never faulty.
     Probe,
 }
@@ -234,11 +141,13 @@ struct Shared {
     identity: Identity,
     unit_info: UnitInfo,
     events: EventSender,
+    limits: Limits,
     send_timeout: Duration,
     clock: SimClock,
     coordinators: Mutex<Coordinators>,
     device: Mutex<Device>,
-    faults: SharedFaults,
+    faults: Faults<La4Fault>,
+    requests: Requests,
     stats: Mutex<Stats>,
     outbox: Outbox<Outgoing>,
     /// When events were last dropped with a warning (at most one warning a second).
@@ -324,14 +233,15 @@ impl SimState {
         lock(&self.shared.stats).clone()
     }
 
-    /// The faults in effect (a snapshot; [`La4Sim::faults`] gives the shared handle).
-    pub fn faults(&self) -> Faults {
-        self.shared.faults.get()
+    /// Whether boardio also reports `BOARDIO_READY` when `uSeq` loads a valid sequence
+    /// ([`SimConfig::reports_load`]).
+    pub fn reports_load(&self) -> bool {
+        lock(&self.shared.device).boardio.reports_load
     }
 
-    /// Replaces the faults in effect (applies to events sent from now on).
-    pub fn set_faults(&self, faults: Faults) {
-        self.shared.faults.set(faults);
+    /// Changes [`SimConfig::reports_load`] for the commands run from now on.
+    pub fn set_reports_load(&self, reports_load: bool) {
+        lock(&self.shared.device).boardio.reports_load = reports_load;
     }
 }
 
@@ -344,22 +254,25 @@ impl Service for Node {
         let to = request.reply_addr();
         let Request { message, peer } = request;
         let now = shared.clock.instant();
-        // Commands run under the faults in effect when they arrive.
-        let faults = shared.faults.get();
+        shared.requests.count();
         let unit_info_due = lock(&shared.coordinators).on_request(now, to, &message.identity);
-        lock(&shared.stats).requests += 1;
         if unit_info_due {
-            shared.send(to, vec![Body::UnitInfo(shared.unit_info.clone())]);
+            shared.send_unit_info(to);
         }
         match message.body {
             Body::Cmd { command } => {
                 tracing::debug!(%peer, %command, "command");
                 record(&mut lock(&shared.stats).commands, &command);
+                // One fault per command, decided now; it travels with the command's events.
+                let fault = shared.faults.take();
+                if let Some(fault) = &fault {
+                    tracing::debug!(?fault, "fault injection");
+                }
                 // Run as it arrives (one peer's requests are handled in order); only the
                 // events wait in the destination's queue.
                 let result = {
                     let (mut device, booted) = shared.device(now);
-                    device.boardio = faults.boardio();
+                    device.boardio.run_seq_error = faults::run_seq_error(fault.as_ref());
                     device.run(&command, booted)
                 };
                 let output = Body::Output {
@@ -368,13 +281,15 @@ impl Service for Node {
                 let messages = result
                     .messages
                     .into_iter()
-                    .map(|message| Body::Message { message });
-                let bodies = if faults.message_before_output {
-                    messages.chain([output]).collect()
-                } else {
-                    std::iter::once(output).chain(messages).collect()
-                };
-                shared.send(to, bodies);
+                    .map(|message| Body::Message { message })
+                    .collect();
+                let (events, lost) = faults::command_events(output, messages, fault.as_ref());
+                if lost > 0 {
+                    lock(&shared.stats).events_lost += lost;
+                }
+                if !events.is_empty() {
+                    shared.send(to, events);
+                }
             }
             Body::Heartbeat => {
                 tracing::debug!(%peer, coordinator = message.identity.coordinator, "heartbeat")
@@ -417,7 +332,7 @@ impl Deliver for Shared {
 
     async fn deliver(&self, to: SocketAddr, item: Outgoing) {
         match item {
-            Outgoing::Event(body) => self.send_event(to, body).await,
+            Outgoing::Event(event) => self.send_event(to, event).await,
             Outgoing::Probe => {
                 // A probe is the node's own base message, `coordinator: false`.
                 let sent = self.events.send(to, Body::Heartbeat).await;
@@ -444,11 +359,16 @@ impl Shared {
         (device, booted)
     }
 
-    /// Queues `bodies` for `to`, in order after the events already queued for it; drops them
+    fn send_unit_info(self: &Arc<Self>, to: SocketAddr) {
+        let unit_info = Body::UnitInfo(self.unit_info.clone());
+        self.send(to, vec![Event::plain(unit_info)]);
+    }
+
+    /// Queues `events` for `to`, in order after the events already queued for it; drops them
     /// all (counted as lost) when its queue is full or too many destinations are busy.
-    fn send(self: &Arc<Self>, to: SocketAddr, bodies: Vec<Body>) {
-        let count = bodies.len() as u64;
-        let events = bodies.into_iter().map(Outgoing::Event).collect();
+    fn send(self: &Arc<Self>, to: SocketAddr, events: Vec<Event>) {
+        let count = events.len() as u64;
+        let events = events.into_iter().map(Outgoing::Event).collect();
         let Err(dropped) = self.outbox.push(self, to, events) else {
             return;
         };
@@ -474,30 +394,30 @@ impl Shared {
         }
     }
 
-    async fn send_event(&self, to: SocketAddr, body: Body) {
-        let Some(faults) = self.faults.for_event(&body) else {
-            tracing::debug!(%to, "fault: output dropped");
-            lock(&self.stats).events_lost += 1;
-            return;
-        };
-        if faults.no_events {
-            lock(&self.stats).events_lost += 1;
-            return;
-        }
-        if !faults.event_delay.is_zero() {
-            tokio::time::sleep(faults.event_delay).await;
+    async fn send_event(&self, to: SocketAddr, event: Event) {
+        let Event { body, delay, spoil } = event;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
         }
         let is_unit_info = matches!(body, Body::UnitInfo(_));
-        let sent = if faults.garbage_events {
-            transport::send_bytes(to, GARBAGE, self.send_timeout, false).await
-        } else {
-            self.events.send(to, body).await
+        let sent = match spoil {
+            None => self.events.send(to, body).await,
+            Some(Spoil::Garbage) => {
+                transport::send_bytes(to, GARBAGE, self.send_timeout, false).await
+            }
+            Some(Spoil::Truncate) => match wire::encode(&self.events.message(body), &self.limits) {
+                Ok(mut bytes) => {
+                    bytes.truncate(bytes.len() / 2);
+                    transport::send_bytes(to, &bytes, self.send_timeout, false).await
+                }
+                Err(error) => Err(error.into()),
+            },
         };
         let mut stats = lock(&self.stats);
         match sent {
             Ok(()) => {
                 stats.events_sent += 1;
-                if is_unit_info && !faults.garbage_events {
+                if is_unit_info {
                     stats.unit_info_sent_to.push(to);
                 }
             }
@@ -537,7 +457,7 @@ impl Shared {
                 tracing::info!(coordinator = %addr, "coordinator offline");
             }
             for to in due {
-                self.send(to, vec![Body::UnitInfo(self.unit_info.clone())]);
+                self.send_unit_info(to);
             }
             let scanning = !targets.is_empty() && !lock(&self.coordinators).any_online();
             if scanning && now >= next_probe {
@@ -554,44 +474,28 @@ impl Shared {
     }
 }
 
-/// Configures a [`La4Sim`]; see [`La4Sim::builder`]. Every setter has the meaning of the
+/// Configures a [`La4Sim`]; see [`La4Sim::builder`]. The host settings (`listen`, `backlog`,
+/// `max_connections`, `time_scale` / `speed`, `clock`, `host`) are the ones every labwire
+/// simulator has ([`labwire_simkit::host_setters!`]); every other setter has the meaning of the
 /// [`SimConfig`] field of the same name.
 #[derive(Debug, Clone)]
 pub struct La4SimBuilder {
+    host: HostConfig,
+    /// The device settings; its `host` is unused (the builder's own `host` is).
     config: SimConfig,
-    clock: Option<SimClock>,
 }
 
 impl From<SimConfig> for La4SimBuilder {
-    fn from(config: SimConfig) -> Self {
+    fn from(mut config: SimConfig) -> Self {
         Self {
+            host: std::mem::take(&mut config.host),
             config,
-            clock: None,
         }
     }
 }
 
 impl La4SimBuilder {
-    /// Address to listen on (default `127.0.0.1:0`: loopback, any free port).
-    #[must_use]
-    pub fn listen(mut self, addr: SocketAddr) -> Self {
-        self.config.listen = addr;
-        self
-    }
-
-    /// Listen backlog ([`labwire_net::DEFAULT_BACKLOG`] by default).
-    #[must_use]
-    pub fn backlog(mut self, backlog: u32) -> Self {
-        self.config.backlog = backlog;
-        self
-    }
-
-    /// Connections served at once; more wait in the backlog.
-    #[must_use]
-    pub fn max_connections(mut self, max: usize) -> Self {
-        self.config.max_connections = max;
-        self
-    }
+    labwire_simkit::host_setters!();
 
     /// The node's `id` (`81639cd4` by default).
     #[must_use]
@@ -657,35 +561,19 @@ impl La4SimBuilder {
         self
     }
 
-    /// Runs simulated time `speed` times faster than real time (1.0 by default; 0.0 stops
-    /// it). Replaces a clock set with [`La4SimBuilder::clock`].
-    #[must_use]
-    pub fn speed(mut self, speed: f64) -> Self {
-        self.config.time_scale = speed;
-        self.clock = None;
-        self
-    }
-
-    /// The same as [`La4SimBuilder::speed`], named after [`SimConfig::time_scale`].
-    #[must_use]
-    pub fn time_scale(self, scale: f64) -> Self {
-        self.speed(scale)
-    }
-
-    /// Uses `clock`, e.g. [`SimClock::manual`] for tests that step time themselves, or one
-    /// clock shared by several nodes. Overrides [`La4SimBuilder::time_scale`].
-    #[must_use]
-    pub fn clock(mut self, clock: SimClock) -> Self {
-        self.config.time_scale = clock.speed();
-        self.clock = Some(clock);
-        self
-    }
-
     /// The standalone sequence stored at power-on, run when boardio finishes booting (none by
     /// default).
     #[must_use]
     pub fn standalone_sequence(mut self, sequence: Sequence) -> Self {
         self.config.standalone_sequence = Some(sequence);
+        self
+    }
+
+    /// Whether boardio also reports `BOARDIO_READY` when `uSeq` loads a valid sequence (no by
+    /// default).
+    #[must_use]
+    pub fn reports_load(mut self, reports_load: bool) -> Self {
+        self.config.reports_load = reports_load;
         self
     }
 
@@ -710,21 +598,12 @@ impl La4SimBuilder {
         self
     }
 
-    /// Faults in effect from the start (change them later with [`La4Sim::faults`]).
-    #[must_use]
-    pub fn faults(mut self, faults: Faults) -> Self {
-        self.config.faults = faults;
-        self
-    }
-
-    /// The configuration so far.
-    pub fn config(&self) -> &SimConfig {
-        &self.config
-    }
-
-    /// The clock set with [`La4SimBuilder::clock`], if any.
-    pub(crate) fn clock_ref(&self) -> Option<&SimClock> {
-        self.clock.as_ref()
+    /// The configuration so far, host settings included.
+    pub fn config(&self) -> SimConfig {
+        SimConfig {
+            host: self.host.clone(),
+            ..self.config.clone()
+        }
     }
 
     /// Binds the listen address and starts the node: it boots, answers requests, tracks
@@ -733,15 +612,12 @@ impl La4SimBuilder {
     /// # Errors
     /// When the address cannot be bound.
     pub async fn start(self) -> io::Result<La4Sim> {
-        let Self { config, clock } = self;
-        let clock = clock.unwrap_or_else(|| SimClock::scaled(config.time_scale));
+        let Self { host, config } = self;
+        let clock = host.clock();
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
-        let mut server = ServerConfig::new(config.listen);
-        server.backlog = config.backlog;
-        server.max_connections = config.max_connections;
         let node_config = NodeConfig {
-            server,
+            server: host.server_config(),
             limits: config.limits,
             read_timeout: config.read_timeout,
         };
@@ -754,24 +630,30 @@ impl La4SimBuilder {
             config
                 .ip
                 .clone()
-                .unwrap_or_else(|| config.listen.ip().to_string()),
+                .unwrap_or_else(|| host.listen.ip().to_string()),
             port,
             NODE_VERSION,
             false,
         );
         let coordinators =
             Coordinators::new(clock.instant(), config.boot_time, config.offline_after);
+        let mut device = power_on(config.standalone_sequence.as_ref());
+        device.boardio.reports_load = config.reports_load;
+        let faults = Faults::new();
+        let requests = Requests::default();
         let shared = Arc::new(Shared {
             events: EventSender::new(identity.clone())
                 .with_limits(config.limits)
                 .with_timeout(config.send_timeout),
+            limits: config.limits,
             send_timeout: config.send_timeout,
             identity,
             unit_info: config.unit_info.clone(),
             clock: clock.clone(),
             coordinators: Mutex::new(coordinators),
-            device: Mutex::new(power_on(config.standalone_sequence.as_ref())),
-            faults: SharedFaults::new(config.faults.clone()),
+            device: Mutex::new(device),
+            faults: faults.clone(),
+            requests: requests.clone(),
             stats: Mutex::new(Stats::default()),
             outbox: Outbox::new(
                 MAX_QUEUED_EVENTS,
@@ -808,25 +690,36 @@ impl La4SimBuilder {
                 () = clock_task => {}
             }
         });
-        tasks.close();
         tracing::debug!(addr = %server.local_addr(), id = %shared.identity.id, "LA4 node simulator started");
+        let state = SimState { shared };
         Ok(La4Sim {
-            state: SimState { shared },
-            server,
-            shutdown,
-            tasks,
+            handle: SimHandle::new(server, state, clock, faults, requests, shutdown, tasks),
         })
     }
 }
 
-/// A running simulated node. Dropping it stops the node without waiting; [`La4Sim::shutdown`]
-/// also waits until every connection is closed and no event is being sent.
+/// A running simulated node: simkit's [`SimHandle`] (`local_addr`, `state`, `clock`, `faults`,
+/// `requests`, `connection_count`, `shutdown`, `shutdown_token`), which it dereferences to.
+/// Dropping it stops the node without waiting; [`SimHandle::shutdown`] also waits until every
+/// connection is closed and no event is being sent.
+///
+/// Faults ([`SimHandle::faults`]: the shared [`Fault`](labwire_simkit::Fault)s and
+/// [`La4Fault`]) are taken once per **command** request and act on that command's events
+/// (heartbeats and other requests take none; `unit_info` and discovery probes are never
+/// faulty): `NoReply` and `Close` lose them all, `Delay(d)` sends them `d` later (real time),
+/// `Garbage` sends [`GARBAGE`] instead of each, `Truncate` sends the first half of each one's
+/// bytes. [`SimHandle::requests`] counts every valid request.
 #[derive(Debug)]
 pub struct La4Sim {
-    state: SimState,
-    server: ServerHandle,
-    shutdown: CancellationToken,
-    tasks: TaskTracker,
+    handle: SimHandle<SimState, La4Fault>,
+}
+
+impl Deref for La4Sim {
+    type Target = SimHandle<SimState, La4Fault>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.handle
+    }
 }
 
 impl La4Sim {
@@ -834,7 +727,7 @@ impl La4Sim {
     /// `127.0.0.1:0` (loopback, any free port).
     pub fn builder() -> La4SimBuilder {
         La4SimBuilder::from(SimConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            host: HostConfig::loopback(),
             ..SimConfig::default()
         })
     }
@@ -847,50 +740,6 @@ impl La4Sim {
     pub async fn start(config: SimConfig) -> io::Result<Self> {
         La4SimBuilder::from(config).start().await
     }
-
-    /// The address the node listens on.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.server.local_addr()
-    }
-
-    /// The node's state, for tests to read and change.
-    pub fn state(&self) -> &SimState {
-        &self.state
-    }
-
-    /// The simulated clock (advance it by hand when it is stopped).
-    pub fn clock(&self) -> &SimClock {
-        &self.state.shared.clock
-    }
-
-    /// Fault injection: what is set here applies to events sent from then on.
-    pub fn faults(&self) -> &SharedFaults {
-        &self.state.shared.faults
-    }
-
-    /// Connections being served right now (coordinators open one per request).
-    pub fn connection_count(&self) -> usize {
-        self.server.connection_count()
-    }
-
-    /// The token that stops this node when cancelled.
-    pub fn shutdown_token(&self) -> CancellationToken {
-        self.shutdown.clone()
-    }
-
-    /// Stops listening, closes every connection, stops sending events, and waits for it all.
-    /// Idempotent.
-    pub async fn shutdown(&self) {
-        self.shutdown.cancel();
-        self.server.shutdown().await;
-        self.tasks.wait().await;
-    }
-}
-
-impl Drop for La4Sim {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
 }
 
 #[cfg(test)]
@@ -900,81 +749,38 @@ mod tests {
     #[test]
     fn defaults_are_the_devices() {
         let config = SimConfig::default();
-        assert_eq!(config.listen, SocketAddr::from(([127, 0, 0, 1], 5000)));
+        assert_eq!(config.host.listen, SocketAddr::from(([127, 0, 0, 1], 5000)));
         assert_eq!(config.offline_after, Duration::from_secs(15));
-        assert!(config.backlog >= 1024, "{}", config.backlog);
+        assert!(config.host.backlog >= 1024, "{}", config.host.backlog);
+        assert_eq!(config.host.time_scale, 1.0);
+        assert!(!config.reports_load);
         // An embedded node sends nothing unasked; the binary probes loopback only.
         assert!(config.discovery_targets.is_empty());
         assert_eq!(config.unit_info.unit_type, "light_array");
         let builder = La4Sim::builder();
-        assert!(builder.config().listen.ip().is_loopback());
-        assert_eq!(builder.config().listen.port(), 0);
-    }
-
-    fn output(text: &str) -> Body {
-        Body::Output {
-            output: text.into(),
-        }
+        assert!(builder.config().host.listen.ip().is_loopback());
+        assert_eq!(builder.config().host.listen.port(), 0);
     }
 
     #[test]
-    fn drop_outputs_counts_down_once_per_output_and_spares_other_events() {
-        let faults = SharedFaults::new(Faults {
-            drop_outputs: 2,
-            ..Faults::default()
-        });
-        let message = Body::Message {
-            message: crate::BOARDIO_READY.into(),
+    fn the_builder_keeps_the_host_settings_of_a_config_and_its_own_setters() {
+        let config = SimConfig {
+            host: HostConfig {
+                backlog: 7,
+                ..HostConfig::loopback()
+            },
+            id: "0000abcd".into(),
+            ..SimConfig::default()
         };
-        assert!(faults.for_event(&message).is_some());
-        assert!(faults.for_event(&output("a")).is_none());
-        assert_eq!(faults.get().drop_outputs, 1);
-        assert!(faults.for_event(&message).is_some());
-        assert!(faults.for_event(&output("b")).is_none());
-        let after = faults.for_event(&output("c")).unwrap();
-        assert_eq!(after.drop_outputs, 0);
-        assert_eq!(faults.get().drop_outputs, 0);
-    }
-
-    #[test]
-    fn drop_outputs_is_never_taken_twice_by_events_sent_at_once() {
-        const DROPS: u32 = 500;
-        let faults = SharedFaults::new(Faults {
-            drop_outputs: DROPS,
-            ..Faults::default()
-        });
-        let dropped: u32 = std::thread::scope(|scope| {
-            let workers: Vec<_> = (0..8)
-                .map(|_| {
-                    let faults = faults.clone();
-                    scope.spawn(move || {
-                        (0..100)
-                            .map(|_| u32::from(faults.for_event(&output("x")).is_none()))
-                            .sum::<u32>()
-                    })
-                })
-                .collect();
-            workers.into_iter().map(|w| w.join().unwrap()).sum()
-        });
-        assert_eq!(dropped, DROPS);
-        assert_eq!(faults.get().drop_outputs, 0);
-    }
-
-    #[test]
-    fn faults_set_how_boardio_answers() {
-        let faults = Faults {
-            verdict_for_useq: true,
-            run_seq_error: Some("LED driver overheated".into()),
-            ..Faults::default()
-        };
-        assert_eq!(
-            faults.boardio(),
-            BoardioBehaviour {
-                verdict_for_useq: true,
-                run_seq_error: Some("LED driver overheated".into()),
-            }
-        );
-        assert_eq!(Faults::default().boardio(), BoardioBehaviour::default());
+        let built = La4SimBuilder::from(config)
+            .max_connections(3)
+            .clock(SimClock::manual())
+            .reports_load(true)
+            .config();
+        assert_eq!((built.host.backlog, built.host.max_connections), (7, 3));
+        assert!(built.host.clock().is_manual());
+        assert_eq!(built.id, "0000abcd");
+        assert!(built.reports_load);
     }
 
     #[test]

@@ -212,13 +212,15 @@ impl LightState {
 pub use pycom_proto::sequence::{BOARDIO_ERROR, BOARDIO_READY};
 
 /// How the simulated boardio daemon departs from its plain behaviour, to test how a
-/// coordinator copes (the simulator sets it from [`crate::Faults`] before each command).
+/// coordinator copes: `reports_load` is a variant of the device
+/// ([`SimConfig::reports_load`](crate::SimConfig::reports_load)), `run_seq_error` is set for
+/// each command from its fault ([`La4Fault::RunSeqError`](crate::La4Fault::RunSeqError)).
 /// The default is the plain behaviour.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BoardioBehaviour {
     /// `uSeq` reports `BOARDIO_READY` when it loads a valid sequence (it is silent otherwise),
     /// so the vendor idiom yields two verdicts: `uSeq`'s, then `runSeq`'s.
-    pub verdict_for_useq: bool,
+    pub reports_load: bool,
     /// Every `runSeq` reports `BOARDIO_ERROR: <this text>` and leaves the lights alone (a
     /// device fault, e.g. `LED driver overheated`).
     pub run_seq_error: Option<String>,
@@ -304,9 +306,7 @@ impl Device {
             BoardioCommand::USeq => match load(self.files.sequence.as_deref(), SEQUENCE_FILE) {
                 Ok(sequence) => {
                     self.lights.loaded = Some(sequence);
-                    self.boardio
-                        .verdict_for_useq
-                        .then(|| BOARDIO_READY.to_owned())
+                    self.boardio.reports_load.then(|| BOARDIO_READY.to_owned())
                 }
                 Err(what) => {
                     self.lights.loaded = None;
@@ -568,9 +568,9 @@ mod tests {
     }
 
     #[test]
-    fn verdict_for_useq_reports_ready_for_useq_then_the_run_verdict() {
+    fn reports_load_reports_ready_for_useq_then_the_run_verdict() {
         let mut device = Device::default();
-        device.boardio.verdict_for_useq = true;
+        device.boardio.reports_load = true;
         let result = device.run(&normal_idiom("MODEL_LIGHT,100"), true);
         assert_eq!(result.messages, [BOARDIO_READY, BOARDIO_READY]);
         assert_eq!(device.lights.model_light, 100);
@@ -582,7 +582,7 @@ mod tests {
         assert_eq!(result.messages.len(), 2, "{result:?}");
         assert!(result.messages.iter().all(|m| m.starts_with(BOARDIO_ERROR)));
         // Without the fault, uSeq is silent on success.
-        device.boardio.verdict_for_useq = false;
+        device.boardio.reports_load = false;
         let result = device.run(&normal_idiom("MODEL_LIGHT,100"), true);
         assert_eq!(result.messages, [BOARDIO_READY]);
     }

@@ -1,13 +1,16 @@
 //! What a coordinator sees over real sockets (127.0.0.1, port 0) when the node is unkind:
-//! dropped outputs, verdicts before outputs, an extra verdict for `uSeq`, a failing `runSeq`;
-//! and the standalone sequence, `unit_info` once per coordinator id, boot and reboot.
+//! a command's events lost, late, truncated or garbled, dropped outputs, verdicts before
+//! outputs, an extra verdict for `uSeq`, a failing `runSeq`; and the standalone sequence,
+//! `unit_info` once per coordinator id, boot and reboot.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use la4_sim::{BOARDIO_READY, Faults, La4Sim, SimClock};
+use la4_sim::{BOARDIO_READY, Fault, GARBAGE, La4Fault, La4Sim, SimClock};
+use labwire_simkit::testing::eventually;
 use pycom_proto::transport::{read_message, send_message};
-use pycom_proto::{Body, Identity, Limits, Message, Row, Sequence};
+use pycom_proto::{Body, Identity, Limits, Message, Row, Sequence, wire};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 
 /// Every wait in these tests ends by then.
@@ -69,6 +72,23 @@ impl Coordinator {
             .await;
     }
 
+    /// The bytes of the next event, whatever they are, within the deadline.
+    async fn next_event_bytes(&self) -> Vec<u8> {
+        let (mut stream, _) = tokio::time::timeout(DEADLINE, self.events.accept())
+            .await
+            .expect("no event within the deadline")
+            .unwrap();
+        let mut bytes = Vec::new();
+        tokio::time::timeout(
+            DEADLINE,
+            (&mut stream).take(64 * 1024).read_to_end(&mut bytes),
+        )
+        .await
+        .expect("the event did not end within the deadline")
+        .unwrap();
+        bytes
+    }
+
     /// The next event, from the node, within the deadline.
     async fn next_event(&self) -> Body {
         let (mut stream, _) = tokio::time::timeout(DEADLINE, self.events.accept())
@@ -109,29 +129,91 @@ fn message(text: &str) -> Body {
     }
 }
 
-/// A node booted at once, under `faults`.
-async fn node(faults: Faults) -> La4Sim {
+/// A node booted at once.
+async fn node() -> La4Sim {
     La4Sim::builder()
         .boot_time(Duration::ZERO)
-        .faults(faults)
         .start()
         .await
         .unwrap()
 }
 
 #[tokio::test]
-async fn drop_outputs_loses_that_many_outputs_then_the_next_one_arrives() {
-    let sim = node(Faults::default()).await;
+async fn no_reply_delay_truncate_and_garbage_act_on_one_commands_events() {
+    let sim = node().await;
     let coordinator = Coordinator::introduced(&sim).await;
-    sim.faults().update(|f| f.drop_outputs = 2);
+    let identity = sim.state().identity().clone();
+    let faults = sim.faults();
+
+    // Heartbeats take no fault: it waits for the next command.
+    faults.push(Fault::NoReply);
+    coordinator.heartbeat().await;
+    assert_eq!(faults.queued(), 1);
+    // NoReply: the command runs, none of its events is sent; the next command's output is
+    // the next event.
+    coordinator.cmd(VENDOR_IDIOM).await;
+    assert_eq!(sim.state().lights().model_light, 100, "the command ran");
+    coordinator.cmd("echo after").await;
+    coordinator.expect_output("after\n").await;
+    assert_eq!(
+        sim.state().stats().events_lost,
+        2,
+        "its output and its verdict"
+    );
+
+    // Delay: the command's events leave that much later (real time), in order.
+    let delay = Duration::from_millis(200);
+    faults.push(Fault::Delay(delay));
+    let sent = tokio::time::Instant::now();
+    coordinator.cmd(VENDOR_IDIOM).await;
+    coordinator.expect_output(VENDOR_OUTPUT).await;
+    assert!(sent.elapsed() >= delay, "{:?}", sent.elapsed());
+    coordinator.expect_message(BOARDIO_READY).await;
+
+    // Truncate: each event cut to the first half of its bytes.
+    faults.push(Fault::Truncate);
+    coordinator.cmd("echo half").await;
+    let whole = wire::encode(
+        &Message::output(identity.clone(), "half\n"),
+        &Limits::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        coordinator.next_event_bytes().await,
+        whole[..whole.len() / 2]
+    );
+
+    // Garbage: bytes that are not a message instead of each event.
+    faults.push(Fault::Garbage);
+    coordinator.cmd(VENDOR_IDIOM).await;
+    assert_eq!(coordinator.next_event_bytes().await, GARBAGE);
+    assert_eq!(coordinator.next_event_bytes().await, GARBAGE);
+
+    // Every fault was taken; the next command is answered as usual.
+    assert_eq!((faults.queued(), faults.applied()), (0, 4));
+    coordinator.cmd("echo plain").await;
+    coordinator.expect_output("plain\n").await;
+    // Spoiled events count as sent (unit_info, then 1 + 2 + 1 + 2 + 1 of the commands); only
+    // the NoReply's were lost.
+    assert!(eventually(DEADLINE, || sim.state().stats().events_sent == 8).await);
+    assert_eq!(sim.state().stats().events_lost, 2);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn drop_output_loses_that_many_outputs_then_the_next_one_arrives() {
+    let sim = node().await;
+    let coordinator = Coordinator::introduced(&sim).await;
+    let drop_output = Fault::Device(La4Fault::DropOutput);
+    sim.faults().push_n(drop_output.clone(), 2);
     coordinator.cmd("echo one").await;
     coordinator.cmd("echo two").await;
     coordinator.cmd("echo three").await;
     coordinator.expect_output("three\n").await;
-    assert_eq!(sim.faults().get().drop_outputs, 0);
+    assert_eq!(sim.faults().queued(), 0);
     assert_eq!(sim.state().stats().events_lost, 2);
     // Only outputs are dropped: a sequence's verdict still comes, after its lost output.
-    sim.faults().update(|f| f.drop_outputs = 1);
+    sim.faults().push(drop_output);
     coordinator.cmd(VENDOR_IDIOM).await;
     coordinator.expect_message(BOARDIO_READY).await;
     coordinator.cmd("echo four").await;
@@ -142,17 +224,15 @@ async fn drop_outputs_loses_that_many_outputs_then_the_next_one_arrives() {
 
 #[tokio::test]
 async fn message_before_output_sends_the_verdict_before_the_output() {
-    let sim = node(Faults {
-        message_before_output: true,
-        ..Faults::default()
-    })
-    .await;
+    let sim = node().await;
+    sim.faults()
+        .set(Some(Fault::Device(La4Fault::MessageBeforeOutput)));
     let coordinator = Coordinator::introduced(&sim).await;
     coordinator.cmd(VENDOR_IDIOM).await;
     coordinator.expect_message(BOARDIO_READY).await;
     coordinator.expect_output(VENDOR_OUTPUT).await;
     // Switched off, the order is the usual one again.
-    sim.faults().update(|f| f.message_before_output = false);
+    sim.faults().clear();
     coordinator.cmd(VENDOR_IDIOM).await;
     coordinator.expect_output(VENDOR_OUTPUT).await;
     coordinator.expect_message(BOARDIO_READY).await;
@@ -160,12 +240,13 @@ async fn message_before_output_sends_the_verdict_before_the_output() {
 }
 
 #[tokio::test]
-async fn verdict_for_useq_yields_a_ready_for_useq_then_the_run_verdict() {
-    let sim = node(Faults {
-        verdict_for_useq: true,
-        ..Faults::default()
-    })
-    .await;
+async fn reports_load_yields_a_ready_for_useq_then_the_run_verdict() {
+    let sim = La4Sim::builder()
+        .boot_time(Duration::ZERO)
+        .reports_load(true)
+        .start()
+        .await
+        .unwrap();
     let coordinator = Coordinator::introduced(&sim).await;
     coordinator.cmd(VENDOR_IDIOM).await;
     coordinator.expect_output(VENDOR_OUTPUT).await;
@@ -193,10 +274,11 @@ async fn verdict_for_useq_yields_a_ready_for_useq_then_the_run_verdict() {
 
 #[tokio::test]
 async fn run_seq_error_reports_the_fault_and_leaves_the_lights_alone() {
-    let sim = node(Faults::default()).await;
+    let sim = node().await;
     let coordinator = Coordinator::introduced(&sim).await;
-    sim.faults()
-        .update(|f| f.run_seq_error = Some("LED driver overheated".into()));
+    sim.faults().set(Some(Fault::Device(La4Fault::RunSeqError(
+        "LED driver overheated".into(),
+    ))));
     coordinator.cmd(VENDOR_IDIOM).await;
     coordinator.expect_output(VENDOR_OUTPUT).await;
     coordinator
@@ -208,7 +290,7 @@ async fn run_seq_error_reports_the_fault_and_leaves_the_lights_alone() {
         (0, false, 0)
     );
     // Fault cleared: the same command lights up.
-    sim.faults().update(|f| f.run_seq_error = None);
+    sim.faults().clear();
     coordinator.cmd(VENDOR_IDIOM).await;
     coordinator.expect_output(VENDOR_OUTPUT).await;
     coordinator.expect_message(BOARDIO_READY).await;
@@ -218,7 +300,7 @@ async fn run_seq_error_reports_the_fault_and_leaves_the_lights_alone() {
 
 #[tokio::test]
 async fn the_vendor_standalone_idiom_runs_the_sequence_at_once() {
-    let sim = node(Faults::default()).await;
+    let sim = node().await;
     let coordinator = Coordinator::introduced(&sim).await;
     coordinator
         .cmd(&format!(
@@ -241,7 +323,7 @@ async fn the_vendor_standalone_idiom_runs_the_sequence_at_once() {
 
 #[tokio::test]
 async fn unit_info_is_not_resent_to_a_coordinator_back_on_a_new_port_with_its_id() {
-    let sim = node(Faults::default()).await;
+    let sim = node().await;
     let first = Coordinator::introduced(&sim).await;
     // Its next event arriving means its unit_info has been recorded as delivered.
     first.cmd("echo labwire-sync-00000001").await;
