@@ -4,16 +4,15 @@
 //! can be a whole one (see [`wire`] for the rule), taking **all** buffered bytes.
 //! A sender that splits one message over two writes can therefore be read as two messages; the
 //! vendor's own server has the same limit. Use [`ServerCodec`] behind a short quiet period if
-//! you need to be safe against that (the `pekat-sim` simulator does).
+//! you need to be safe against that (the `server` module does).
 
 use bytes::{Buf, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
 use crate::error::{DecodeError, EncodeError};
-use crate::message::{BadRequest, Dialect, Reply, Request, RequestId};
+use crate::message::{BadRequest, BadRequestKind, Dialect, Reply, Request, RequestId};
 use crate::wire::{
-    self, Completeness, DEFAULT_MAX_REQUEST_LEN, DEFAULT_MAX_RESPONSE_LEN, check_len,
-    is_only_line_endings,
+    self, Completeness, DEFAULT_MAX_RESPONSE_LEN, Limits, check_len, is_only_line_endings,
 };
 
 /// What a server receives: a request, or one it could not understand (answer it with
@@ -37,6 +36,12 @@ impl ClientCodec {
             max_response_len: DEFAULT_MAX_RESPONSE_LEN,
             in_flight_id: None,
         }
+    }
+
+    /// A codec for `dialect` with `limits` (only [`Limits::max_response_len`] concerns a
+    /// client).
+    pub fn with_limits(dialect: Dialect, limits: Limits) -> Self {
+        Self::new(dialect).with_max_response_len(limits.max_response_len)
     }
 
     /// The same codec with another limit for one answer (line ending not counted).
@@ -115,37 +120,45 @@ impl Encoder<Request> for ClientCodec {
 /// The server side: decodes requests ([`Incoming`]), encodes [`Reply`]s.
 ///
 /// A request that is not understood is an item (`Err(BadRequest)`), not a decoder error: the
-/// server answers it and the connection goes on. Only too many bytes for one request is an
-/// error ([`DecodeError::TooLarge`]), after which the connection should be closed.
+/// server answers it and the connection goes on. Too many bytes for one request is an item
+/// too ([`BadRequestKind::TooLarge`], so that the client is told), but the stream cannot be
+/// resynchronised after it: every later call is a [`DecodeError::TooLarge`], and the
+/// connection should be closed.
 #[derive(Debug, Clone)]
 pub struct ServerCodec {
     dialect: Dialect,
-    max_request_len: usize,
-    max_response_len: usize,
+    limits: Limits,
+    /// Bytes buffered when a request grew past the limit, once that happened.
+    overflowed: Option<usize>,
 }
 
 impl ServerCodec {
-    /// A codec for `dialect` with the default limits ([`DEFAULT_MAX_REQUEST_LEN`],
+    /// A codec for `dialect` with the default limits ([`DEFAULT_MAX_REQUEST_LEN`](crate::DEFAULT_MAX_REQUEST_LEN),
     /// [`DEFAULT_MAX_RESPONSE_LEN`]).
     pub fn new(dialect: Dialect) -> Self {
+        Self::with_limits(dialect, Limits::default())
+    }
+
+    /// A codec for `dialect` with `limits`.
+    pub fn with_limits(dialect: Dialect, limits: Limits) -> Self {
         Self {
             dialect,
-            max_request_len: DEFAULT_MAX_REQUEST_LEN,
-            max_response_len: DEFAULT_MAX_RESPONSE_LEN,
+            limits,
+            overflowed: None,
         }
     }
 
     /// The same codec with another limit for one request (line ending not counted).
     #[must_use]
     pub fn with_max_request_len(mut self, max: usize) -> Self {
-        self.max_request_len = max;
+        self.limits.max_request_len = max;
         self
     }
 
     /// The same codec with another limit for one answer.
     #[must_use]
     pub fn with_max_response_len(mut self, max: usize) -> Self {
-        self.max_response_len = max;
+        self.limits.max_response_len = max;
         self
     }
 
@@ -154,10 +167,32 @@ impl ServerCodec {
         self.dialect
     }
 
+    /// The limits in force.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
     fn take(&self, buf: &mut BytesMut) -> Incoming {
         let msg = buf.split();
         tracing::trace!(hex = %wire::Hex(&msg), "request bytes");
         wire::parse_request(&msg, self.dialect)
+    }
+
+    /// The oversized request as an item the first time (its bytes dropped), an error ever
+    /// after; `None` while the buffer is within the limit.
+    fn refuse_oversized(&mut self, buf: &mut BytesMut) -> Result<Option<Incoming>, DecodeError> {
+        let max = self.limits.max_request_len;
+        if let Some(len) = self.overflowed {
+            return Err(DecodeError::TooLarge { len, max });
+        }
+        if check_len(buf, max).is_ok() {
+            return Ok(None);
+        }
+        let len = buf.len();
+        buf.clear();
+        self.overflowed = Some(len);
+        let kind = BadRequestKind::TooLarge { len, max };
+        Ok(Some(Err(BadRequest { id: None, kind })))
     }
 }
 
@@ -166,7 +201,9 @@ impl Decoder for ServerCodec {
     type Error = DecodeError;
 
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Incoming>, DecodeError> {
-        check_len(buf, self.max_request_len)?;
+        if let Some(refused) = self.refuse_oversized(buf)? {
+            return Ok(Some(refused));
+        }
         match wire::request_completeness(buf, self.dialect) {
             Completeness::NeedMore => Ok(None),
             Completeness::Complete => Ok(Some(self.take(buf))),
@@ -174,10 +211,12 @@ impl Decoder for ServerCodec {
     }
 
     fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Incoming>, DecodeError> {
+        if let Some(refused) = self.refuse_oversized(buf)? {
+            return Ok(Some(refused));
+        }
         if buf.is_empty() {
             return Ok(None);
         }
-        check_len(buf, self.max_request_len)?;
         Ok(Some(self.take(buf)))
     }
 }
@@ -186,7 +225,7 @@ impl Encoder<Reply> for ServerCodec {
     type Error = EncodeError;
 
     fn encode(&mut self, reply: Reply, dst: &mut BytesMut) -> Result<(), EncodeError> {
-        wire::encode_reply(&reply, self.dialect, self.max_response_len, dst)
+        self.encode(&reply, dst)
     }
 }
 
@@ -194,14 +233,14 @@ impl Encoder<&Reply> for ServerCodec {
     type Error = EncodeError;
 
     fn encode(&mut self, reply: &Reply, dst: &mut BytesMut) -> Result<(), EncodeError> {
-        wire::encode_reply(reply, self.dialect, self.max_response_len, dst)
+        wire::encode_reply(reply, self.dialect, self.limits.max_response_len, dst)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::{BadRequestKind, ProjectState, Response};
+    use crate::message::{ProjectState, Response};
 
     #[test]
     fn client_codec_waits_for_a_split_answer_and_skips_a_late_line_ending() {
@@ -269,13 +308,22 @@ mod tests {
     }
 
     #[test]
-    fn server_codec_refuses_an_endless_request() {
-        let mut codec = ServerCodec::new(Dialect::V3_18).with_max_request_len(16);
+    fn server_codec_answers_an_endless_request_then_refuses_to_go_on() {
+        let limits = Limits {
+            max_request_len: 16,
+            ..Limits::default()
+        };
+        let mut codec = ServerCodec::with_limits(Dialect::V3_18, limits);
         let mut buf = BytesMut::from(&b"start:0123456789abcdef"[..]);
+        let bad = codec.decode(&mut buf).unwrap().unwrap().unwrap_err();
+        assert_eq!(bad.kind, BadRequestKind::TooLarge { len: 22, max: 16 });
+        assert_eq!(bad.reply(), Reply::new(Response::UnknownCommand));
+        assert!(buf.is_empty());
         assert!(matches!(
             codec.decode(&mut buf),
             Err(DecodeError::TooLarge { max: 16, .. })
         ));
+        assert!(codec.decode_eof(&mut buf).is_err());
     }
 
     #[test]

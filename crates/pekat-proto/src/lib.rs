@@ -10,6 +10,8 @@ pub mod client;
 pub mod codec;
 mod error;
 mod message;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod wire;
 
 #[cfg(feature = "client")]
@@ -20,4 +22,4 @@ pub use message::{
     BadRequest, BadRequestKind, Command, Dialect, InvalidRequestId, MAX_ID_LEN, MAX_PATH_LEN,
     ProjectState, Reply, Request, RequestId, Response, UnknownDialect,
 };
-pub use wire::{DEFAULT_MAX_REQUEST_LEN, DEFAULT_MAX_RESPONSE_LEN};
+pub use wire::{DEFAULT_MAX_REQUEST_LEN, DEFAULT_MAX_RESPONSE_LEN, DEFAULT_PORT, Limits};

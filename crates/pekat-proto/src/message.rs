@@ -381,6 +381,17 @@ pub enum BadRequestKind {
     /// A 3.19 `<id>.` prefix that is not a valid [`RequestId`].
     #[error("invalid request id {0:?}")]
     InvalidId(String),
+    /// More bytes arrived for one request than the limit allows. The server answers it, then
+    /// closes the connection (the codec's next call is a [`DecodeError::TooLarge`]).
+    ///
+    /// [`DecodeError::TooLarge`]: crate::DecodeError::TooLarge
+    #[error("request of at least {len} bytes exceeds the limit of {max} bytes")]
+    TooLarge {
+        /// Bytes buffered when the limit was hit.
+        len: usize,
+        /// The configured limit.
+        max: usize,
+    },
 }
 
 impl BadRequest {

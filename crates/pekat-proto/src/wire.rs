@@ -13,7 +13,7 @@
 //!
 //! Anything else is taken as complete. A request whose *path* was split across two TCP segments
 //! by the sender still looks complete after the first one; a server that wants to be safe
-//! against that waits for a short quiet period before acting (the `pekat-sim` simulator does).
+//! against that waits for a short quiet period before acting (the `server` module does).
 
 use bytes::{BufMut, BytesMut};
 
@@ -33,6 +33,28 @@ pub const DEFAULT_MAX_REQUEST_LEN: usize = MAX_PATH_LEN + REQUEST_OVERHEAD;
 /// Default limit for one answer, line ending excluded: the vendor's own client reads answers
 /// with a single `recv(64)`, so a real server never sends more.
 pub const DEFAULT_MAX_RESPONSE_LEN: usize = 64;
+
+/// The port a Projects Manager's TCP server usually listens on.
+pub const DEFAULT_PORT: u16 = 7002;
+
+/// The size bounds of one message, line ending not counted: checked before more bytes are
+/// buffered, and on encode. One struct for both codecs; `Default` gives the documented limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest request accepted ([`DEFAULT_MAX_REQUEST_LEN`]).
+    pub max_request_len: usize,
+    /// Longest answer accepted or written ([`DEFAULT_MAX_RESPONSE_LEN`]).
+    pub max_response_len: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_request_len: DEFAULT_MAX_REQUEST_LEN,
+            max_response_len: DEFAULT_MAX_RESPONSE_LEN,
+        }
+    }
+}
 
 /// Bytes shown as lower-case hex, for trace logs: `tracing::trace!(hex = %Hex(&buf))`.
 #[derive(Debug, Clone, Copy)]
