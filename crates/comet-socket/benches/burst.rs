@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use comet_socket::server::{CometServer, ServerConfig, handler_fn};
+use comet_socket::server::{Handlers, ServerConfig, handler_fn, serve};
 use comet_socket::{Client, Limits, Request, Response, wire};
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::{Value, json};
@@ -32,18 +32,14 @@ fn burst(c: &mut Criterion) {
     .unwrap();
 
     let (comet, bare) = runtime.block_on(async {
-        let comet = CometServer::builder()
-            .handler(handler_fn(|action, value| {
-                Ok(if action == "ECHO" {
-                    value.clone()
-                } else {
-                    Value::Null
-                })
-            }))
-            .build()
-            .bind(ServerConfig::new("127.0.0.1:0".parse().unwrap()))
-            .await
-            .unwrap();
+        let echo = Handlers::new().handler(handler_fn(|action, value| {
+            Ok(if action == "ECHO" {
+                value.clone()
+            } else {
+                Value::Null
+            })
+        }));
+        let comet = serve("127.0.0.1:0".parse().unwrap(), echo).await.unwrap();
         let bare = labwire_net::Server::bind(ServerConfig::new("127.0.0.1:0".parse().unwrap()))
             .await
             .unwrap()

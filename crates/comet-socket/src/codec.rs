@@ -1,10 +1,12 @@
-//! A `tokio-util` codec over [`crate::wire`].
+//! `tokio-util` codecs over [`crate::wire`]: [`CometCodec`] for frames, [`ServerCodec`] for a
+//! server's side (requests sorted as COMET sorts them, answers out).
 
 use std::io;
 
 use bytes::BytesMut;
 use tokio_util::codec::{Decoder, Encoder};
 
+use crate::dispatch::{Answer, Incoming, classify};
 use crate::error::{DecodeError, EncodeError};
 use crate::wire::{self, Frame, Head, Limits};
 
@@ -100,6 +102,69 @@ impl Encoder<Frame> for CometCodec {
     }
 }
 
+impl Encoder<Answer> for CometCodec {
+    type Error = CodecError;
+
+    /// Writes the answer's frame; [`Answer::Close`] writes nothing.
+    fn encode(&mut self, answer: Answer, dst: &mut BytesMut) -> Result<(), CodecError> {
+        match answer.into_frame()? {
+            Some(frame) => Ok(wire::encode(&frame, &self.limits, dst)?),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The server's side of the wire: each frame is decoded and sorted as COMET sorts it
+/// ([`classify`]), and [`Answer`]s are encoded ([`Answer::Close`] as nothing). What
+/// the `server` module (feature `server`) serves a COMET `Service` with.
+///
+/// A frame that cannot be decoded at all (a bad header, a frame over the limits, the stream
+/// ending inside one) is a [`CodecError`]: the connection ends without an answer, as in COMET.
+#[derive(Debug, Clone, Default)]
+pub struct ServerCodec {
+    frames: CometCodec,
+}
+
+impl ServerCodec {
+    /// A codec with the default [`Limits`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A codec with the given limits.
+    pub fn with_limits(limits: Limits) -> Self {
+        Self {
+            frames: CometCodec::with_limits(limits),
+        }
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        self.frames.limits()
+    }
+}
+
+impl Decoder for ServerCodec {
+    type Item = Incoming;
+    type Error = CodecError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Incoming>, CodecError> {
+        Ok(self.frames.decode(src)?.map(|frame| classify(&frame)))
+    }
+
+    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Incoming>, CodecError> {
+        Ok(self.frames.decode_eof(src)?.map(|frame| classify(&frame)))
+    }
+}
+
+impl Encoder<Answer> for ServerCodec {
+    type Error = CodecError;
+
+    fn encode(&mut self, answer: Answer, dst: &mut BytesMut) -> Result<(), CodecError> {
+        self.frames.encode(answer, dst)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,6 +194,27 @@ mod tests {
             err,
             CodecError::Decode(DecodeError::Truncated { received: 3 })
         ));
+    }
+
+    #[test]
+    fn the_server_codec_sorts_requests_and_writes_nothing_for_a_close() {
+        let mut codec = ServerCodec::new();
+        let mut buf = BytesMut::new();
+        CometCodec::new()
+            .encode(Frame::json(&b"[1]"[..]), &mut buf)
+            .unwrap();
+        let incoming = codec.decode(&mut buf).unwrap().unwrap();
+        assert!(matches!(
+            incoming,
+            Incoming::Malformed(DecodeError::ContentNotObject)
+        ));
+        let mut out = BytesMut::new();
+        codec.encode(incoming.default_answer(), &mut out).unwrap();
+        assert!(out.is_empty());
+        codec
+            .encode(Answer::result(serde_json::json!(1)), &mut out)
+            .unwrap();
+        assert_eq!(&out[2..], br#"{"byteorder": "little", "content-type": "text/json", "content-encoding": "utf-8", "content-length": 13}{"result": 1}"#);
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! What a COMET server does with a received frame, sans IO.
 //!
-//! [`classify`] sorts a frame into the three cases COMET distinguishes; the async server in
-//! [`crate::server`] and the simulator build on it, and tests can check the rules without a
-//! socket.
+//! [`classify`] sorts a frame into the cases COMET distinguishes, and [`Answer`] is what goes
+//! back, including nothing at all. A COMET `Service` (the `server` module, feature `server`)
+//! takes an [`Incoming`] and returns an [`Answer`]; the handler chain there and the simulator
+//! build on these, and tests can check the rules without a socket.
 
 use bytes::{BufMut, BytesMut};
+use serde_json::Value;
 
 use crate::error::{DecodeError, EncodeError};
 use crate::message::{InvalidRequest, RawRequest, Request, Response};
@@ -23,22 +25,79 @@ pub enum Incoming {
     Invalid(InvalidRequest),
     /// Content type other than `text/json`: answer with [`binary_answer`].
     Binary(Frame),
+    /// JSON content that is not an object COMET can read (invalid JSON, not an object, not
+    /// UTF-8): COMET closes the connection without answering.
+    Malformed(DecodeError),
+}
+
+impl Incoming {
+    /// What COMET answers when no handler does: `{"result": null}` for a request, the error
+    /// string for an invalid one, the binary answer for binary content, and nothing (a silent
+    /// close) for malformed content.
+    pub fn default_answer(&self) -> Answer {
+        match self {
+            Self::Request(_) => Answer::result(Value::Null),
+            Self::Invalid(invalid) => Answer::result(invalid.comet_answer().into()),
+            Self::Binary(frame) => Answer::Frame(binary_answer(frame)),
+            Self::Malformed(_) => Answer::Close,
+        }
+    }
 }
 
 /// Sorts `frame` as COMET does.
-///
-/// # Errors
-/// Malformed JSON content (invalid JSON, not an object, unsupported encoding): COMET closes the
-/// connection without answering.
-pub fn classify(frame: &Frame) -> Result<Incoming, DecodeError> {
+pub fn classify(frame: &Frame) -> Incoming {
     if !frame.is_json() {
-        return Ok(Incoming::Binary(frame.clone()));
+        return Incoming::Binary(frame.clone());
     }
-    let raw = RawRequest::from_frame(frame)?;
-    Ok(match raw.into_request() {
-        Ok(request) => Incoming::Request(request),
-        Err(invalid) => Incoming::Invalid(invalid),
-    })
+    match RawRequest::from_frame(frame).map(RawRequest::into_request) {
+        Ok(Ok(request)) => Incoming::Request(request),
+        Ok(Err(invalid)) => Incoming::Invalid(invalid),
+        Err(error) => Incoming::Malformed(error),
+    }
+}
+
+/// What a COMET server sends back for one request.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Answer {
+    /// `{"result": ...}` as a JSON frame.
+    Response(Response),
+    /// Any other frame (COMET's binary answer).
+    Frame(Frame),
+    /// Nothing: the connection is closed without an answer, as COMET does with malformed
+    /// content.
+    Close,
+}
+
+impl Answer {
+    /// `{"result": <result>}`.
+    pub fn result(result: Value) -> Self {
+        Self::Response(Response::new(result))
+    }
+
+    /// The frame to send, or `None` for [`Answer::Close`].
+    ///
+    /// # Errors
+    /// [`EncodeError::Json`] only for values `serde_json` cannot write (none in practice).
+    pub fn into_frame(self) -> Result<Option<Frame>, EncodeError> {
+        match self {
+            Self::Response(response) => response.to_frame().map(Some),
+            Self::Frame(frame) => Ok(Some(frame)),
+            Self::Close => Ok(None),
+        }
+    }
+}
+
+impl From<Response> for Answer {
+    fn from(response: Response) -> Self {
+        Self::Response(response)
+    }
+}
+
+impl From<Frame> for Answer {
+    fn from(frame: Frame) -> Self {
+        Self::Frame(frame)
+    }
 }
 
 /// COMET's answer to binary content: content type `binary/custom-server-binary-type`, encoding
@@ -49,14 +108,6 @@ pub fn binary_answer(request: &Frame) -> Frame {
     content.put_slice(BINARY_ANSWER_PREFIX);
     content.put_slice(head);
     Frame::binary(CONTENT_TYPE_SERVER_BINARY, content.freeze())
-}
-
-/// The frame answering an invalid request.
-///
-/// # Errors
-/// Never in practice (a string always serializes).
-pub fn invalid_answer(invalid: &InvalidRequest) -> Result<Frame, EncodeError> {
-    Response::new(invalid.comet_answer().into()).to_frame()
 }
 
 #[cfg(test)]
@@ -75,17 +126,37 @@ mod tests {
     #[test]
     fn content_type_must_be_exactly_text_json() {
         let mut frame = Frame::json(&br#"{"action": "A", "value": 1}"#[..]);
-        assert!(matches!(classify(&frame), Ok(Incoming::Request(_))));
+        assert!(matches!(classify(&frame), Incoming::Request(_)));
         frame.content_type = "text/JSON".into();
-        assert!(matches!(classify(&frame), Ok(Incoming::Binary(_))));
+        assert!(matches!(classify(&frame), Incoming::Binary(_)));
     }
 
     #[test]
     fn falsy_values_are_invalid_and_truthy_ones_dispatch() {
         let frame = Frame::json(&br#"{"action": "A", "value": []}"#[..]);
-        let Ok(Incoming::Invalid(invalid)) = classify(&frame) else {
+        let Incoming::Invalid(invalid) = classify(&frame) else {
             panic!("expected invalid");
         };
         assert_eq!(invalid.value, Some(json!([])));
+    }
+
+    #[test]
+    fn default_answers_follow_comet() {
+        let answer = |content: &'static [u8]| classify(&Frame::json(content)).default_answer();
+        assert_eq!(
+            answer(br#"{"action": "A", "value": 1}"#),
+            Answer::result(Value::Null)
+        );
+        assert_eq!(
+            answer(br#"{"value": 1}"#),
+            Answer::result(json!("Error: invalid action and or value None, 1"))
+        );
+        assert_eq!(answer(b"[1]"), Answer::Close);
+        assert_eq!(Answer::Close.into_frame(), Ok(None));
+        let binary = classify(&Frame::binary("x/y", &b"0123456789ab"[..])).default_answer();
+        let Answer::Frame(frame) = binary else {
+            panic!("{binary:?}");
+        };
+        assert_eq!(&frame.content[..], b"First 10 bytes of request: 0123456789");
     }
 }

@@ -25,7 +25,8 @@ pub mod server;
 #[cfg(feature = "config")]
 pub mod config;
 
-pub use codec::{CodecError, CometCodec};
+pub use codec::{CodecError, CometCodec, ServerCodec};
+pub use dispatch::{Answer, Incoming};
 pub use error::{DecodeError, EncodeError};
 pub use message::{InvalidRequest, RawRequest, Refusal, Request, Response};
 pub use wire::{Frame, Limits};
@@ -34,4 +35,4 @@ pub use wire::{Frame, Limits};
 pub use client::Client;
 
 #[cfg(feature = "server")]
-pub use server::{CometServer, Handler};
+pub use server::{Handler, Handlers};

@@ -1,45 +1,82 @@
-//! The async server (feature `server`): a chain of handlers, dispatched as COMET does.
+//! The device side (feature `server`): any [`Service`] that answers COMET's [`Incoming`]
+//! requests with an [`Answer`], served by [`serve`] / [`serve_until`] (or a [`ServerBuilder`]
+//! for the listener, limits and deadline), and [`Handlers`], a chain of handlers dispatched as
+//! COMET does.
+//!
+//! Serving is `labwire-net`'s one loop ([`labwire_net::service::serve`]) with [`ServerCodec`]
+//! and one exchange per connection: the request is read, the service answers, the answer is
+//! written (or nothing, for [`Answer::Close`]), the connection is closed. Unlike COMET,
+//! connections are served concurrently (a slow handler stalls nobody else), every step is
+//! bounded by a deadline, and shutdown is clean.
 //!
 //! COMET tries its handlers in registration order with `(action, value)`; the first one to
 //! return a truthy value answers; a falsy return or an exception passes the message on; when
-//! nobody answers, the result is `null`. [`CometServer`] does the same, and unlike COMET serves
-//! connections concurrently (a slow handler stalls nobody else), bounds every connection with a
-//! deadline, and shuts down cleanly.
+//! nobody answers, the result is `null`. [`Handlers`] does the same.
 //!
 //! A handler that panics counts as one that raised: the panic is logged (warn) and the message
 //! passes to the next handler, as COMET does with a handler's exception. (The process's panic
 //! hook still sees the panic; the default one prints it to stderr.) This needs the default
 //! `panic = "unwind"`; with `panic = "abort"` a panicking handler ends the process.
+//!
+//! Your own device or gateway is a [`Service`] too:
+//!
+//! ```no_run
+//! # async fn run() -> std::io::Result<()> {
+//! use std::net::SocketAddr;
+//! use comet_socket::server::{Answer, Incoming, Service, serve};
+//! use serde_json::json;
+//!
+//! struct Thermometer;
+//!
+//! impl Service for Thermometer {
+//!     type Request = Incoming;
+//!     type Response = Answer;
+//!
+//!     async fn call(&self, _peer: SocketAddr, request: Incoming) -> Answer {
+//!         match request {
+//!             Incoming::Request(r) if r.action == "Temperature" => Answer::result(json!(21.5)),
+//!             other => other.default_answer(),
+//!         }
+//!     }
+//! }
+//!
+//! let handle = serve("127.0.0.1:0".parse().unwrap(), Thermometer).await?;
+//! println!("listening on {}", handle.local_addr());
+//! handle.shutdown().await;
+//! # Ok(()) }
+//! ```
 
 use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use labwire_net::service::Plan;
 use serde_json::Value;
-use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::dispatch::{Incoming, binary_answer, classify, invalid_answer};
-use crate::error::{DecodeError, EncodeError, report};
-use crate::io::{ReadError, WriteError, linger, read_frame, write_frame};
+use crate::codec::ServerCodec;
+use crate::error::report;
 use crate::json::is_truthy;
-use crate::message::{Request, Response};
-use crate::wire::{Frame, Limits};
+use crate::message::Request;
+use crate::wire::Limits;
 
-pub use labwire_net::{CancellationToken, ServerConfig, ServerHandle};
+pub use crate::dispatch::{Answer, Incoming};
+pub use labwire_net::service::{ConnectionEnd, Exchange};
+pub use labwire_net::{CancellationToken, PlannedService, ServerConfig, ServerHandle, Service};
 
-/// How long one connection may take, from accept to close, when none is configured.
+/// How long each step of a connection may take when no deadline is configured: waiting for
+/// the request, receiving it, answering it, and sending the answer.
 pub const DEFAULT_CONNECTION_DEADLINE: Duration = Duration::from_secs(30);
 
 /// What a handler returns when it fails; the message passes to the next handler.
 pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Answers messages. Register handlers with [`CometServerBuilder::handler`].
+/// Answers messages. Chain handlers with [`Handlers::handler`].
 ///
 /// Return a truthy value to answer, a falsy one (`null`, `false`, `0`, `""`, `[]`, `{}`) to
 /// let the next handler try, or an error (logged, then the next handler tries). A handler that
@@ -215,145 +252,65 @@ where
     }
 }
 
-/// Why a connection ended without an answer, or while answering.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConnectionError {
-    /// No complete request arrived (the peer closed, a read failed, or the header was bad).
-    #[error("no complete request")]
-    Read(#[from] ReadError),
-    /// The request's content is malformed; COMET closes without answering.
-    #[error("malformed request, closing without an answer")]
-    Malformed(#[from] DecodeError),
-    /// The answer could not be encoded (too large for the limits).
-    #[error("cannot encode the answer")]
-    Encode(#[from] EncodeError),
-    /// Writing the answer failed.
-    #[error("cannot write the answer: {0}")]
-    Write(io::Error),
-    /// The connection deadline passed.
-    #[error("connection deadline of {0:?} passed")]
-    DeadlinePassed(Duration),
-}
-
-impl From<WriteError> for ConnectionError {
-    fn from(e: WriteError) -> Self {
-        match e {
-            WriteError::Encode(e) => Self::Encode(e),
-            WriteError::Io(e) => Self::Write(e),
-        }
-    }
-}
-
-/// Configures a [`CometServer`]; start from [`CometServer::builder`].
-#[derive(Default)]
-pub struct CometServerBuilder {
-    handlers: Vec<Box<dyn DynHandler>>,
-    limits: Limits,
-    deadline: Option<Duration>,
-}
-
-impl fmt::Debug for CometServerBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CometServerBuilder")
-            .field("handlers", &self.handlers.len())
-            .field("limits", &self.limits)
-            .field("deadline", &self.deadline)
-            .finish()
-    }
-}
-
-impl CometServerBuilder {
-    /// Appends a handler to the chain; handlers are tried in the order they were added.
-    pub fn handler(mut self, handler: impl Handler) -> Self {
-        self.handlers.push(Box::new(handler));
-        self
-    }
-
-    /// Frame size limits for requests and answers.
-    pub fn limits(mut self, limits: Limits) -> Self {
-        self.limits = limits;
-        self
-    }
-
-    /// How long one connection may take from accept to close
-    /// ([`DEFAULT_CONNECTION_DEADLINE`] by default). A connection past it is closed, answered
-    /// or not.
-    pub fn connection_deadline(mut self, deadline: Duration) -> Self {
-        self.deadline = Some(deadline);
-        self
-    }
-
-    /// The server, ready to [`CometServer::bind`] or to serve streams you accept yourself.
-    pub fn build(self) -> CometServer {
-        CometServer {
-            inner: Arc::new(Inner {
-                handlers: self.handlers,
-                limits: self.limits,
-                deadline: self.deadline.unwrap_or(DEFAULT_CONNECTION_DEADLINE),
-            }),
-        }
-    }
-}
-
-struct Inner {
-    handlers: Vec<Box<dyn DynHandler>>,
-    limits: Limits,
-    deadline: Duration,
-}
-
-/// A COMET server: a handler chain plus limits. Cheap to clone (shared).
+/// A chain of [`Handler`]s, dispatched as COMET does: the [`Service`] most COMET servers are.
 ///
 /// ```no_run
 /// # async fn run() -> std::io::Result<()> {
-/// use comet_socket::server::{CometServer, ServerConfig, handler_fn};
-/// use serde_json::Value;
+/// use comet_socket::server::{Handlers, handler_fn, serve};
+/// use serde_json::{Value, json};
 ///
-/// let server = CometServer::builder()
+/// let handlers = Handlers::new()
 ///     .handler(handler_fn(|action, value| {
 ///         Ok(if action == "ECHO" { value.clone() } else { Value::Null })
 ///     }))
-///     .build();
-/// let handle = server.bind(ServerConfig::new("127.0.0.1:65432".parse().unwrap())).await?;
+///     .handler(handler_fn(|action, _| {
+///         Ok(if action == "Status" { json!("running") } else { Value::Null })
+///     }));
+/// let handle = serve("127.0.0.1:65432".parse().unwrap(), handlers).await?;
 /// println!("listening on {}", handle.local_addr());
 /// handle.shutdown().await;
 /// # Ok(()) }
 /// ```
-#[derive(Clone)]
-pub struct CometServer {
-    inner: Arc<Inner>,
+#[derive(Default)]
+pub struct Handlers {
+    chain: Vec<Box<dyn DynHandler>>,
 }
 
-impl fmt::Debug for CometServer {
+impl fmt::Debug for Handlers {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CometServer")
-            .field("handlers", &self.inner.handlers.len())
-            .field("limits", &self.inner.limits)
-            .field("deadline", &self.inner.deadline)
+        f.debug_struct("Handlers")
+            .field("len", &self.chain.len())
             .finish()
     }
 }
 
-impl CometServer {
-    /// A builder with no handlers (every valid request is answered `{"result": null}`).
-    pub fn builder() -> CometServerBuilder {
-        CometServerBuilder::default()
+impl Handlers {
+    /// No handlers: every valid request is answered `{"result": null}`.
+    pub fn new() -> Self {
+        Self::default()
     }
 
-    /// The limits in force.
-    pub fn limits(&self) -> &Limits {
-        &self.inner.limits
+    /// Appends a handler to the chain; handlers are tried in the order they were added.
+    #[must_use]
+    pub fn handler(mut self, handler: impl Handler) -> Self {
+        self.chain.push(Box::new(handler));
+        self
     }
 
-    /// The connection deadline in force.
-    pub fn connection_deadline(&self) -> Duration {
-        self.inner.deadline
+    /// How many handlers the chain holds.
+    pub fn len(&self) -> usize {
+        self.chain.len()
     }
 
-    /// Runs the handler chain for `request`: the first truthy result, or `null`. A handler that
-    /// fails or panics passes the request to the next one.
+    /// Whether the chain holds no handler.
+    pub fn is_empty(&self) -> bool {
+        self.chain.is_empty()
+    }
+
+    /// Runs the chain for `request`: the first truthy result, or `null`. A handler that fails
+    /// or panics passes the request to the next one.
     pub async fn dispatch(&self, request: &Request) -> Value {
-        for (index, handler) in self.inner.handlers.iter().enumerate() {
+        for (index, handler) in self.chain.iter().enumerate() {
             match call_handler(&**handler, &request.action, &request.value).await {
                 Ok(Ok(result)) if is_truthy(&result) => {
                     tracing::trace!(index, "handler answered");
@@ -371,101 +328,207 @@ impl CometServer {
         Value::Null
     }
 
-    /// The answer COMET would give to `frame`: the handler chain's result, the invalid
-    /// action/value string, or the binary answer.
-    ///
-    /// # Errors
-    /// [`ConnectionError::Malformed`] when COMET would close without answering.
-    pub async fn answer(&self, frame: &Frame) -> Result<Frame, ConnectionError> {
-        match classify(frame)? {
+    /// The answer COMET would give to `incoming`: the chain's result for a valid request,
+    /// otherwise [`Incoming::default_answer`].
+    pub async fn answer(&self, incoming: Incoming) -> Answer {
+        match incoming {
             Incoming::Request(request) => {
                 tracing::debug!(action = %request.action, value = %request.value, "request");
                 let result = self.dispatch(&request).await;
                 tracing::debug!(%result, "answer");
-                Ok(Response::new(result).to_frame()?)
+                Answer::result(result)
             }
-            Incoming::Invalid(invalid) => {
-                tracing::debug!(?invalid.action, ?invalid.value, "invalid request");
-                Ok(invalid_answer(&invalid)?)
-            }
-            Incoming::Binary(frame) => {
-                tracing::debug!(content_type = %frame.content_type, len = frame.content.len(), "binary request");
-                Ok(binary_answer(&frame))
+            other => {
+                tracing::debug!(request = ?other, "not for the handlers");
+                other.default_answer()
             }
         }
     }
+}
 
-    /// Serves one connection: reads one request, answers it, closes. Bounded by the connection
-    /// deadline.
+impl Service for Handlers {
+    type Request = Incoming;
+    type Response = Answer;
+
+    async fn call(&self, _peer: SocketAddr, request: Incoming) -> Answer {
+        self.answer(request).await
+    }
+}
+
+/// The [`Exchange`] of a COMET server: one request and its answer per connection, with
+/// `deadline` for waiting for the request, for receiving it and for sending the answer.
+pub fn exchange(deadline: Duration) -> Exchange {
+    Exchange {
+        once: true,
+        read_timeout: deadline,
+        idle_timeout: Some(deadline),
+        write_timeout: deadline,
+        quiet_period: None,
+    }
+}
+
+/// Where and how a COMET [`Service`] is served: the listener, frame limits and the deadline.
+/// Start from [`ServerBuilder::new`], finish with [`ServerBuilder::serve`] or
+/// [`ServerBuilder::serve_until`].
+///
+/// ```no_run
+/// # async fn run() -> std::io::Result<()> {
+/// use std::time::Duration;
+/// use comet_socket::Limits;
+/// use comet_socket::server::{Handlers, ServerBuilder};
+///
+/// let handle = ServerBuilder::new("127.0.0.1:65432".parse().unwrap())
+///     .limits(Limits { max_content_length: 1 << 20, ..Limits::default() })
+///     .connection_deadline(Duration::from_secs(5))
+///     .serve(Handlers::new())
+///     .await?;
+/// # handle.shutdown().await;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct ServerBuilder {
+    config: ServerConfig,
+    limits: Limits,
+    deadline: Duration,
+}
+
+impl ServerBuilder {
+    /// Listens on `addr` (port 0 picks a free port), with the default backlog, connection
+    /// limit, frame limits and [`DEFAULT_CONNECTION_DEADLINE`].
+    pub fn new(addr: SocketAddr) -> Self {
+        Self::with_config(ServerConfig::new(addr))
+    }
+
+    /// Listens as `config` says.
+    pub fn with_config(config: ServerConfig) -> Self {
+        Self {
+            config,
+            limits: Limits::default(),
+            deadline: DEFAULT_CONNECTION_DEADLINE,
+        }
+    }
+
+    /// Listen backlog ([`labwire_net::DEFAULT_BACKLOG`] by default).
+    #[must_use]
+    pub fn backlog(mut self, backlog: u32) -> Self {
+        self.config.backlog = backlog;
+        self
+    }
+
+    /// Connections served at once; more wait in the backlog.
+    #[must_use]
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.config.max_connections = max;
+        self
+    }
+
+    /// Frame size limits for requests and answers.
+    #[must_use]
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// How long each step of a connection may take ([`DEFAULT_CONNECTION_DEADLINE`] by
+    /// default): waiting for the request, receiving it, the service's answer, sending it. A
+    /// connection past it is closed without an answer.
+    #[must_use]
+    pub fn connection_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// Binds and serves `service` until the returned handle is shut down.
     ///
     /// # Errors
-    /// Why no answer was written; the stream is closed either way.
-    pub async fn serve_connection<S>(&self, mut stream: S) -> Result<(), ConnectionError>
+    /// Binding failed.
+    pub async fn serve<S>(self, service: S) -> io::Result<ServerHandle>
     where
-        S: AsyncRead + AsyncWrite + Unpin,
+        S: PlannedService<Request = Incoming, Response = Answer>,
     {
-        let deadline = self.inner.deadline;
-        let result = tokio::time::timeout(deadline, async {
-            let request = read_frame(&mut stream, &self.inner.limits).await?;
-            let answer = self.answer(&request).await?;
-            write_frame(&mut stream, &answer, &self.inner.limits).await?;
-            Ok(())
-        })
-        .await;
-        match result {
-            Ok(Ok(())) => {
-                // The answer is out; lingering has its own short bound.
-                linger(&mut stream).await;
-                Ok(())
+        self.serve_until(service, CancellationToken::new()).await
+    }
+
+    /// Like [`ServerBuilder::serve`], stopping also when `shutdown` is cancelled.
+    ///
+    /// # Errors
+    /// Binding failed.
+    pub async fn serve_until<S>(
+        self,
+        service: S,
+        shutdown: CancellationToken,
+    ) -> io::Result<ServerHandle>
+    where
+        S: PlannedService<Request = Incoming, Response = Answer>,
+    {
+        let server = labwire_net::Server::bind(self.config).await?;
+        let limits = self.limits;
+        let service = Bounded {
+            service,
+            deadline: self.deadline,
+        };
+        Ok(labwire_net::service::serve(
+            server,
+            shutdown,
+            service,
+            move || ServerCodec::with_limits(limits),
+            exchange(self.deadline),
+        ))
+    }
+}
+
+/// Binds `addr` and serves `service` with the defaults of [`ServerBuilder::new`], until the
+/// returned handle is shut down.
+///
+/// # Errors
+/// Binding failed.
+pub async fn serve<S>(addr: SocketAddr, service: S) -> io::Result<ServerHandle>
+where
+    S: PlannedService<Request = Incoming, Response = Answer>,
+{
+    ServerBuilder::new(addr).serve(service).await
+}
+
+/// Like [`serve`], stopping also when `shutdown` is cancelled.
+///
+/// # Errors
+/// Binding failed.
+pub async fn serve_until<S>(
+    addr: SocketAddr,
+    service: S,
+    shutdown: CancellationToken,
+) -> io::Result<ServerHandle>
+where
+    S: PlannedService<Request = Incoming, Response = Answer>,
+{
+    ServerBuilder::new(addr)
+        .serve_until(service, shutdown)
+        .await
+}
+
+/// A service whose answer must come within the deadline, else the connection is closed
+/// without one (the serve loop bounds reading and writing, not the service).
+struct Bounded<S> {
+    service: S,
+    deadline: Duration,
+}
+
+impl<S> PlannedService for Bounded<S>
+where
+    S: PlannedService<Request = Incoming, Response = Answer>,
+{
+    type Request = Incoming;
+    type Response = Answer;
+
+    async fn call(&self, peer: SocketAddr, request: Incoming) -> (Answer, Plan) {
+        let answer = PlannedService::call(&self.service, peer, request);
+        match tokio::time::timeout(self.deadline, answer).await {
+            Ok(answer) => answer,
+            Err(_) => {
+                tracing::debug!(deadline = ?self.deadline, "no answer within the deadline, closing");
+                (Answer::Close, Plan::default())
             }
-            Ok(Err(error)) => Err(error),
-            Err(_) => Err(ConnectionError::DeadlinePassed(deadline)),
         }
-    }
-
-    /// Binds `config.addr` and serves every connection in its own task until the returned
-    /// handle shuts down.
-    ///
-    /// # Errors
-    /// Binding failed.
-    pub async fn bind(&self, config: ServerConfig) -> io::Result<ServerHandle> {
-        self.bind_with_token(config, CancellationToken::new()).await
-    }
-
-    /// Like [`CometServer::bind`], stopping also when `shutdown` is cancelled.
-    ///
-    /// # Errors
-    /// Binding failed.
-    pub async fn bind_with_token(
-        &self,
-        config: ServerConfig,
-        shutdown: CancellationToken,
-    ) -> io::Result<ServerHandle> {
-        let listener = labwire_net::Server::bind(config).await?;
-        Ok(self.serve_on(listener, shutdown))
-    }
-
-    /// Serves connections accepted by an already bound `listener`.
-    pub fn serve_on(
-        &self,
-        listener: labwire_net::Server,
-        shutdown: CancellationToken,
-    ) -> ServerHandle {
-        let server = self.clone();
-        listener.serve_with_token(shutdown, move |stream, _peer, _token| {
-            let server = server.clone();
-            async move {
-                match server.serve_connection(stream).await {
-                    Ok(()) => tracing::trace!("answered"),
-                    Err(ConnectionError::Read(ReadError::Closed { received: 0 })) => {
-                        tracing::trace!("closed before sending anything");
-                    }
-                    Err(error) => {
-                        tracing::debug!(error = %report(&error), "connection ended without an answer");
-                    }
-                }
-            }
-        })
     }
 }
 
@@ -474,8 +537,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn chain() -> CometServer {
-        CometServer::builder()
+    fn chain() -> Handlers {
+        Handlers::new()
             .handler(handler_fn(|action, _| {
                 if action == "FAIL" {
                     Err("boom".into())
@@ -497,7 +560,6 @@ mod tests {
                     json!("last")
                 })
             }))
-            .build()
     }
 
     #[tokio::test]
@@ -511,7 +573,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_panicking_handler_passes_the_message_to_the_next_like_an_error() {
-        let server = CometServer::builder()
+        let server = Handlers::new()
             // Panics while the handler is called (a synchronous closure).
             .handler(handler_fn(|action, _| {
                 assert_ne!(action, "SYNC", "sync handler panicked");
@@ -530,8 +592,7 @@ mod tests {
                 }
                 Ok(Value::Null)
             }))
-            .handler(handler_fn(|action, _| Ok(json!(format!("next: {action}")))))
-            .build();
+            .handler(handler_fn(|action, _| Ok(json!(format!("next: {action}")))));
         for action in ["SYNC", "ASYNC", "ANY", "OTHER"] {
             let result = server.dispatch(&Request::new(action, json!(1))).await;
             assert_eq!(result, json!(format!("next: {action}")));
@@ -540,19 +601,13 @@ mod tests {
 
     #[tokio::test]
     async fn when_the_only_handler_panics_the_answer_is_null() {
-        let server = CometServer::builder()
-            .handler(handler_fn(|_, _| -> Result<Value, HandlerError> {
-                panic!("always")
-            }))
-            .build();
+        let server = Handlers::new().handler(handler_fn(|_, _| -> Result<Value, HandlerError> {
+            panic!("always")
+        }));
         let answer = server
-            .answer(&Request::new("X", json!(1)).to_frame().unwrap())
-            .await
-            .unwrap();
-        assert_eq!(
-            Response::from_frame(&answer).unwrap(),
-            Response::new(Value::Null)
-        );
+            .answer(Incoming::Request(Request::new("X", json!(1))))
+            .await;
+        assert_eq!(answer, Answer::result(Value::Null));
     }
 
     #[test]
@@ -570,23 +625,58 @@ mod tests {
 
     #[tokio::test]
     async fn malformed_content_gets_no_answer() {
-        let err = chain()
-            .answer(&Frame::json(&b"[\"ECHO\", \"x\"]"[..]))
-            .await
-            .unwrap_err();
-        assert!(matches!(
-            err,
-            ConnectionError::Malformed(DecodeError::ContentNotObject)
-        ));
+        let frame = crate::Frame::json(&b"[\"ECHO\", \"x\"]"[..]);
+        let answer = chain().answer(crate::dispatch::classify(&frame)).await;
+        assert_eq!(answer, Answer::Close);
+    }
+
+    fn peer() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 1))
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_silent_client_is_dropped_at_the_deadline() {
-        let server = CometServer::builder()
-            .connection_deadline(Duration::from_secs(3))
-            .build();
-        let (_client, server_side) = tokio::io::duplex(64);
-        let err = server.serve_connection(server_side).await.unwrap_err();
-        assert!(matches!(err, ConnectionError::DeadlinePassed(_)));
+        let (_client, mut server_side) = tokio::io::duplex(64);
+        let end = labwire_net::service::serve_connection(
+            &mut server_side,
+            peer(),
+            &chain(),
+            ServerCodec::new(),
+            &exchange(Duration::from_secs(3)),
+        )
+        .await;
+        assert!(matches!(end, ConnectionEnd::Idle(_)), "{end}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_handler_that_never_answers_is_cut_off_at_the_deadline() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let hanging = Handlers::new().handler(async_handler_fn(|_, _| async {
+            std::future::pending::<()>().await;
+            Ok(Value::Null)
+        }));
+        let service = Bounded {
+            service: hanging,
+            deadline: Duration::from_secs(3),
+        };
+        let (mut client, mut server_side) = tokio::io::duplex(1024);
+        let request = Request::new("X", json!(1)).to_frame().unwrap();
+        let bytes = crate::wire::encode_to_bytes(&request, &Limits::default()).unwrap();
+        client.write_all(&bytes).await.unwrap();
+        let started = tokio::time::Instant::now();
+        let end = labwire_net::service::serve_connection(
+            &mut server_side,
+            peer(),
+            &service,
+            ServerCodec::new(),
+            &exchange(Duration::from_secs(3)),
+        )
+        .await;
+        assert!(matches!(end, ConnectionEnd::Done), "{end}");
+        assert_eq!(started.elapsed(), Duration::from_secs(3));
+        drop(server_side);
+        let mut answer = Vec::new();
+        client.read_to_end(&mut answer).await.unwrap();
+        assert!(answer.is_empty());
     }
 }

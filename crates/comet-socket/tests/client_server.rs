@@ -4,7 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use comet_socket::client::Error;
-use comet_socket::server::{CometServer, ServerConfig, ServerHandle, async_handler_fn, handler_fn};
+use comet_socket::server::{
+    Handlers, ServerBuilder, ServerHandle, async_handler_fn, handler_fn, serve,
+};
 use comet_socket::{Client, Frame};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -12,40 +14,37 @@ use tokio::sync::Notify;
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
-async fn start(server: CometServer) -> ServerHandle {
-    server
-        .bind(ServerConfig::new("127.0.0.1:0".parse().unwrap()))
-        .await
-        .unwrap()
+fn loopback() -> std::net::SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
 }
 
-fn echo() -> CometServer {
-    CometServer::builder()
-        .handler(handler_fn(|action, value| {
-            Ok(if action == "ECHO" {
-                value.clone()
-            } else {
-                Value::Null
-            })
-        }))
-        .build()
+async fn start(handlers: Handlers) -> ServerHandle {
+    serve(loopback(), handlers).await.unwrap()
+}
+
+fn echo() -> Handlers {
+    Handlers::new().handler(handler_fn(|action, value| {
+        Ok(if action == "ECHO" {
+            value.clone()
+        } else {
+            Value::Null
+        })
+    }))
 }
 
 /// A server whose `WAIT` handler answers only once `release` is notified.
-fn gated(release: Arc<Notify>) -> CometServer {
-    CometServer::builder()
-        .handler(async_handler_fn(move |action: String, value: Value| {
-            let release = release.clone();
-            async move {
-                if action == "WAIT" {
-                    release.notified().await;
-                    Ok(json!("released"))
-                } else {
-                    Ok(value)
-                }
+fn gated(release: Arc<Notify>) -> Handlers {
+    Handlers::new().handler(async_handler_fn(move |action: String, value: Value| {
+        let release = release.clone();
+        async move {
+            if action == "WAIT" {
+                release.notified().await;
+                Ok(json!("released"))
+            } else {
+                Ok(value)
             }
-        }))
-        .build()
+        }
+    }))
 }
 
 #[tokio::test]
@@ -147,12 +146,11 @@ async fn the_client_gives_up_after_its_connect_timeout() {
 
 #[tokio::test]
 async fn the_server_closes_a_connection_that_stalls_past_its_deadline() {
-    let handle = start(
-        CometServer::builder()
-            .connection_deadline(Duration::from_millis(200))
-            .build(),
-    )
-    .await;
+    let handle = ServerBuilder::new(loopback())
+        .connection_deadline(Duration::from_millis(200))
+        .serve(Handlers::new())
+        .await
+        .unwrap();
     let mut stream = tokio::net::TcpStream::connect(handle.local_addr())
         .await
         .unwrap();
@@ -250,7 +248,7 @@ async fn labwire_wait(mut condition: impl FnMut() -> bool) -> bool {
 
 #[tokio::test]
 async fn a_panicking_handler_is_skipped_like_a_raising_one_over_a_socket() {
-    let server = CometServer::builder()
+    let server = Handlers::new()
         .handler(handler_fn(|action, _| {
             assert_ne!(action, "BOOM", "handler panicked on purpose");
             Ok(Value::Null)
@@ -261,8 +259,7 @@ async fn a_panicking_handler_is_skipped_like_a_raising_one_over_a_socket() {
             } else {
                 Value::Null
             })
-        }))
-        .build();
+        }));
     let handle = start(server).await;
     let client = Client::new(handle.local_addr().to_string());
     for _ in 0..3 {

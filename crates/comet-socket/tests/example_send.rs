@@ -5,7 +5,7 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::Duration;
 
-use comet_socket::server::{CometServer, ServerConfig, ServerHandle, async_handler_fn};
+use comet_socket::server::{Handlers, ServerHandle, async_handler_fn, serve};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
@@ -46,8 +46,8 @@ async fn run(args: &[&str]) -> Output {
 }
 
 async fn server(never: Arc<Notify>) -> ServerHandle {
-    CometServer::builder()
-        .handler(async_handler_fn(move |action: String, value: Value| {
+    let handlers =
+        Handlers::new().handler(async_handler_fn(move |action: String, value: Value| {
             let never = never.clone();
             async move {
                 match action.as_str() {
@@ -59,9 +59,8 @@ async fn server(never: Arc<Notify>) -> ServerHandle {
                     _ => Ok(Value::Null),
                 }
             }
-        }))
-        .build()
-        .bind(ServerConfig::new("127.0.0.1:0".parse().unwrap()))
+        }));
+    serve("127.0.0.1:0".parse().unwrap(), handlers)
         .await
         .unwrap()
 }

@@ -161,10 +161,12 @@ async fn drive(sim: &CometSim) -> anyhow::Result<()> {
     }
 
     let counters = sim.state().counters();
-    // The no-reply fault held its request before the handlers: four were handled.
+    // The unanswered request was still handled: five reached the handlers, one was faulted.
     ensure!(
-        counters.requests == 4 && counters.faults == 1,
-        "the simulator counted {counters:?}"
+        counters.requests == 5 && sim.requests() == 5 && sim.faults().applied() == 1,
+        "the simulator counted {counters:?}, {} requests, {} faults",
+        sim.requests(),
+        sim.faults().applied()
     );
     println!(
         "comet-sim saw {} requests over {} connections",

@@ -1,23 +1,24 @@
 //! `comet-sim`: a simulated COMET socket endpoint.
 
-use std::net::{SocketAddr, ToSocketAddrs as _};
+use std::net::ToSocketAddrs as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
+use anyhow::{Context as _, bail, ensure};
 use clap::Parser;
-use comet_sim::{CometSim, SimConfig};
+use comet_sim::{CometSim, HostConfig, SimConfig};
 use comet_socket::config::SocketConnection;
+use labwire_simkit::cli::HostArgs;
 use serde_json::Value;
 
 /// A simulated COMET socket endpoint: ECHO, a Telegram-bot-shaped handler and fixed answers.
 #[derive(Debug, Parser)]
 #[command(name = "comet-sim", version, about)]
 struct Args {
-    /// Address to listen on [default: 127.0.0.1:65432, or the Host of --config].
-    #[arg(long)]
-    listen: Option<SocketAddr>,
-    /// A COMET configuration file; its Socket_connection.Host is the default listen address.
+    #[command(flatten)]
+    host: HostArgs,
+    /// A COMET configuration file; its Socket_connection.Host is the default listen address
+    /// [default listen address without it: 127.0.0.1:65432].
     #[arg(long)]
     config: Option<PathBuf>,
     /// Reproduce COMET's quirks where safe: hold falsy requests unanswered, one request at a time.
@@ -32,36 +33,27 @@ struct Args {
     /// The Telegram bot's action name.
     #[arg(long, default_value = comet_sim::DEFAULT_TELEGRAM_ACTION)]
     telegram_action: String,
-    /// Simulated seconds per real second for injected delays. (`--speed`, as arkeo-sim, is the same).
-    #[arg(long, visible_alias = "speed", default_value_t = 1.0)]
-    time_scale: f64,
-    /// Seconds one connection may take from accept to close.
-    #[arg(long, default_value_t = 30.0)]
-    deadline: f64,
-    /// Listen backlog.
-    #[arg(long, default_value_t = labwire_net::DEFAULT_BACKLOG)]
-    backlog: u32,
-    /// More logging on stderr (-v debug, -vv trace); RUST_LOG overrides.
-    #[arg(short, long, action = clap::ArgAction::Count)]
-    verbose: u8,
+    /// Seconds each step of a connection may take (waiting for the request, receiving it,
+    /// answering, sending the answer); also `250ms` or `2.5s`.
+    #[arg(long, default_value = "30", value_parser = labwire_simkit::cli::duration)]
+    deadline: Duration,
 }
 
-fn config(args: Args) -> anyhow::Result<SimConfig> {
-    let mut config = SimConfig::default();
+fn config(args: Args) -> anyhow::Result<(HostConfig, SimConfig)> {
+    let mut host = HostConfig::new(comet_sim::DEFAULT_LISTEN);
     if let Some(path) = &args.config {
         let settings = SocketConnection::from_path(path)?;
-        if let Some(host) = settings.host {
-            config.listen = host
+        if let Some(endpoint) = settings.host {
+            host.listen = endpoint
                 .addr()
                 .to_socket_addrs()
-                .with_context(|| format!("cannot resolve Host {}", host.addr()))?
+                .with_context(|| format!("cannot resolve Host {}", endpoint.addr()))?
                 .next()
-                .with_context(|| format!("Host {} resolves to nothing", host.addr()))?;
+                .with_context(|| format!("Host {} resolves to nothing", endpoint.addr()))?;
         }
     }
-    if let Some(listen) = args.listen {
-        config.listen = listen;
-    }
+    args.host.apply(&mut host);
+    let mut config = SimConfig::default();
     for answer in &args.answers {
         let Some((action, json)) = answer.split_once('=') else {
             bail!("--answer {answer:?}: expected ACTION=JSON");
@@ -70,29 +62,29 @@ fn config(args: Args) -> anyhow::Result<SimConfig> {
             .with_context(|| format!("--answer {answer:?}: the answer is not JSON"))?;
         config.answers.insert(action.to_owned(), value);
     }
+    ensure!(
+        !args.deadline.is_zero(),
+        "--deadline must be a positive number of seconds"
+    );
     config.fidelity = args.fidelity;
     config.status = args.status;
     config.telegram_action = args.telegram_action;
-    config.time_scale = args.time_scale;
-    config.connection_deadline = Duration::try_from_secs_f64(args.deadline)
-        .ok()
-        .filter(|d| !d.is_zero())
-        .context("--deadline must be a positive number of seconds")?;
-    config.backlog = args.backlog;
-    Ok(config)
+    config.connection_deadline = args.deadline;
+    Ok((host, config))
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    labwire_net::cli::init_tracing(args.verbose);
-    let config = config(args)?;
-    let sim = CometSim::start(config).await.context("cannot start")?;
-    // Handlers first: a parent may signal as soon as it has read the `listening on` line.
-    let signal = labwire_net::cli::shutdown_signal();
-    labwire_net::cli::announce_listening(sim.local_addr())?;
-    signal.await;
-    sim.shutdown().await;
+    args.host.init_logging();
+    let (host, config) = config(args)?;
+    let sim = CometSim::builder()
+        .host(host)
+        .config(config)
+        .start()
+        .await
+        .context("cannot start")?;
+    labwire_simkit::cli::run_until_signal(&[sim.local_addr()], sim.shutdown()).await?;
     Ok(())
 }
 
@@ -100,7 +92,7 @@ async fn main() -> anyhow::Result<()> {
 mod tests {
     use super::*;
 
-    fn parse(args: &[&str]) -> anyhow::Result<SimConfig> {
+    fn parse(args: &[&str]) -> anyhow::Result<(HostConfig, SimConfig)> {
         config(Args::try_parse_from(
             std::iter::once("comet-sim").chain(args.iter().copied()),
         )?)
@@ -108,16 +100,18 @@ mod tests {
 
     #[test]
     fn without_flags_it_listens_on_comets_default_address() {
-        let config = parse(&[]).unwrap();
-        assert_eq!(config.listen, comet_sim::DEFAULT_LISTEN);
-        assert_eq!(config.listen.to_string(), "127.0.0.1:65432");
-        assert_eq!(config.backlog, labwire_net::DEFAULT_BACKLOG);
+        let (host, config) = parse(&[]).unwrap();
+        assert_eq!(host.listen, comet_sim::DEFAULT_LISTEN);
+        assert_eq!(host.listen.to_string(), "127.0.0.1:65432");
+        assert_eq!(host.backlog, labwire_net::DEFAULT_BACKLOG);
+        assert_eq!(host.time_scale, 1.0);
         assert!(!config.fidelity);
+        assert_eq!(config.connection_deadline, Duration::from_secs(30));
     }
 
     #[test]
     fn flags_set_every_field_they_name() {
-        let config = parse(&[
+        let (host, config) = parse(&[
             "--listen",
             "127.0.0.1:0",
             "--fidelity",
@@ -135,9 +129,11 @@ mod tests {
             "2.5",
             "--backlog",
             "64",
+            "--max-connections",
+            "8",
         ])
         .unwrap();
-        assert_eq!(config.listen.to_string(), "127.0.0.1:0");
+        assert_eq!(host.listen.to_string(), "127.0.0.1:0");
         assert!(config.fidelity);
         assert_eq!(
             config.answers["Status"],
@@ -146,9 +142,11 @@ mod tests {
         assert_eq!(config.answers["Count"], serde_json::json!(3));
         assert_eq!(config.status, "measuring");
         assert_eq!(config.telegram_action, "Bot");
-        assert!((config.time_scale - 10.0).abs() < f64::EPSILON);
+        assert!((host.time_scale - 10.0).abs() < f64::EPSILON);
         assert_eq!(config.connection_deadline, Duration::from_millis(2500));
-        assert_eq!(config.backlog, 64);
+        assert_eq!((host.backlog, host.max_connections), (64, 8));
+        let (host, _) = parse(&["--time-scale", "0"]).unwrap();
+        assert!(host.clock().is_manual());
     }
 
     #[test]

@@ -2,13 +2,16 @@
 
 use std::time::Duration;
 
-use comet_sim::{CometSim, Fault, SimConfig};
+use comet_sim::{CometFault, CometSim, Fault, SimConfig};
 use comet_socket::client::Error;
 use comet_socket::{Client, DecodeError, Frame};
+use labwire_simkit::testing::{TEST_DEADLINE as DEADLINE, eventually};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const DEADLINE: Duration = Duration::from_secs(10);
+fn device_error() -> Fault {
+    Fault::Device(CometFault::Error("Error: SMU not connected".into()))
+}
 
 async fn start(config: SimConfig) -> (CometSim, Client) {
     let sim = CometSim::start(config).await.unwrap();
@@ -35,7 +38,7 @@ async fn raw_exchange(sim: &CometSim, frame: &Frame) -> Vec<u8> {
 
 #[tokio::test]
 async fn echo_answers_the_value_and_other_actions_get_null() {
-    let (sim, client) = start(SimConfig::loopback()).await;
+    let (sim, client) = start(SimConfig::default()).await;
     assert_eq!(
         client.send("ECHO", &json!([1, "two"])).await.unwrap(),
         json!([1, "two"])
@@ -50,7 +53,7 @@ async fn echo_answers_the_value_and_other_actions_get_null() {
 
 #[tokio::test]
 async fn fixed_answers_come_from_config_and_can_change_at_run_time() {
-    let mut config = SimConfig::loopback();
+    let mut config = SimConfig::default();
     config
         .answers
         .insert("Status".into(), json!({"state": "idle"}));
@@ -77,9 +80,11 @@ async fn fixed_answers_come_from_config_and_can_change_at_run_time() {
 
 #[tokio::test]
 async fn the_telegram_handler_answers_per_chat() {
-    let mut config = SimConfig::loopback();
-    config.status = "measuring IV".into();
-    let (sim, client) = start(config).await;
+    let (sim, client) = start(SimConfig {
+        status: "measuring IV".into(),
+        ..SimConfig::default()
+    })
+    .await;
     let answer = client
         .send("Telegram", &json!({"123456": "Status?"}))
         .await
@@ -98,7 +103,7 @@ async fn the_telegram_handler_answers_per_chat() {
 
 #[tokio::test]
 async fn invalid_requests_get_comets_error_string() {
-    let (sim, client) = start(SimConfig::loopback()).await;
+    let (sim, client) = start(SimConfig::default()).await;
     let response = client
         .send_content(&json!({"action": "ECHO", "value": {}}))
         .await
@@ -113,10 +118,12 @@ async fn invalid_requests_get_comets_error_string() {
 
 #[tokio::test]
 async fn fidelity_mode_holds_falsy_content_unanswered_like_comet() {
-    let mut config = SimConfig::loopback();
-    config.fidelity = true;
-    config.connection_deadline = Duration::from_millis(300);
-    let (sim, _) = start(config).await;
+    let (sim, _) = start(SimConfig {
+        fidelity: true,
+        connection_deadline: Duration::from_millis(300),
+        ..SimConfig::default()
+    })
+    .await;
     // No answer: the connection is closed at the deadline with nothing written.
     let answer = raw_exchange(&sim, &Frame::json(&b"{}"[..])).await;
     assert!(answer.is_empty());
@@ -125,7 +132,7 @@ async fn fidelity_mode_holds_falsy_content_unanswered_like_comet() {
 
 #[tokio::test]
 async fn without_fidelity_falsy_content_gets_the_invalid_answer() {
-    let (sim, _) = start(SimConfig::loopback()).await;
+    let (sim, _) = start(SimConfig::default()).await;
     let answer = raw_exchange(&sim, &Frame::json(&b"{}"[..])).await;
     let (frame, _) = comet_socket::wire::decode(&answer, &Default::default())
         .unwrap()
@@ -139,7 +146,7 @@ async fn without_fidelity_falsy_content_gets_the_invalid_answer() {
 
 #[tokio::test]
 async fn no_reply_fault_makes_the_client_time_out() {
-    let (sim, _) = start(SimConfig::loopback()).await;
+    let (sim, _) = start(SimConfig::default()).await;
     let client = Client::builder(sim.local_addr().to_string())
         .answer_timeout(Duration::from_millis(200))
         .build();
@@ -152,10 +159,13 @@ async fn no_reply_fault_makes_the_client_time_out() {
 }
 
 #[tokio::test]
-async fn close_mid_frame_and_garbage_faults_are_reported_as_such() {
-    let (sim, client) = start(SimConfig::loopback()).await;
-    sim.faults().push(Fault::CloseMidFrame);
+async fn close_truncate_and_garbage_faults_are_reported_as_such() {
+    let (sim, client) = start(SimConfig::default()).await;
+    sim.faults().push(Fault::Close);
+    sim.faults().push(Fault::Truncate);
     sim.faults().push(Fault::Garbage);
+    let err = client.send("ECHO", &json!("x")).await.unwrap_err();
+    assert!(matches!(err, Error::NoAnswer { received: 0, .. }), "{err}");
     let err = client.send("ECHO", &json!("x")).await.unwrap_err();
     assert!(
         matches!(err, Error::NoAnswer { received, .. } if received > 0),
@@ -172,15 +182,16 @@ async fn close_mid_frame_and_garbage_faults_are_reported_as_such() {
         ),
         "{err}"
     );
-    assert_eq!(sim.state().counters().faults, 2);
+    assert_eq!(sim.faults().applied(), 3);
+    // Every faulted request still reached the device.
+    assert_eq!(sim.state().counters().requests, 3);
     sim.shutdown().await;
 }
 
 #[tokio::test]
 async fn device_error_fault_answers_the_error_string() {
-    let (sim, client) = start(SimConfig::loopback()).await;
-    sim.faults()
-        .set(Some(Fault::DeviceError("Error: SMU not connected".into())));
+    let (sim, client) = start(SimConfig::default()).await;
+    sim.faults().set(Some(device_error()));
     for _ in 0..2 {
         assert_eq!(
             client.send("ECHO", &json!(1)).await.unwrap(),
@@ -194,10 +205,28 @@ async fn device_error_fault_answers_the_error_string() {
 
 // Real time: paused tokio time would jump past the client's timeout while real sockets work.
 #[tokio::test]
-async fn delays_run_on_the_scaled_clock() {
-    let (sim, client) = start(CometSim::builder().speed(100.0).current_config().clone()).await;
+async fn a_delay_fault_holds_the_answer_in_real_time_whatever_the_time_scale() {
+    let (sim, client) = start(SimConfig::default()).await;
+    sim.faults().push(Fault::Delay(Duration::from_millis(300)));
+    let started = std::time::Instant::now();
+    assert_eq!(client.send("ECHO", &json!(1)).await.unwrap(), json!(1));
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(300) && elapsed < Duration::from_secs(5),
+        "{elapsed:?}"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn slow_handlers_run_on_the_scaled_clock() {
+    let sim = CometSim::builder().speed(100.0).start().await.unwrap();
+    let client = Client::builder(sim.local_addr().to_string())
+        .answer_timeout(Duration::from_secs(5))
+        .build();
     assert_eq!(sim.clock().speed(), 100.0);
-    sim.faults().push(Fault::Delay(Duration::from_secs(30)));
+    sim.faults()
+        .push(Fault::Device(CometFault::Slow(Duration::from_secs(30))));
     let started = std::time::Instant::now();
     assert_eq!(client.send("ECHO", &json!(1)).await.unwrap(), json!(1));
     // 30 simulated seconds at 100x: 0.3 real seconds, far below the 5 s answer timeout.
@@ -210,8 +239,31 @@ async fn delays_run_on_the_scaled_clock() {
 }
 
 #[tokio::test]
+async fn a_time_scale_of_zero_stops_the_clock_until_advanced() {
+    let sim = CometSim::builder().time_scale(0.0).start().await.unwrap();
+    assert!(sim.clock().is_manual());
+    let client = Client::builder(sim.local_addr().to_string())
+        .answer_timeout(DEADLINE)
+        .build();
+    sim.faults()
+        .push(Fault::Device(CometFault::Slow(Duration::from_secs(60))));
+    let slow = tokio::spawn({
+        let client = client.clone();
+        async move { client.send("ECHO", &json!("slow")).await }
+    });
+    assert!(eventually(DEADLINE, || sim.faults().applied() == 1).await);
+    assert!(sim.clock().now().is_zero());
+    assert!(!slow.is_finished());
+    assert!(sim.state().received().is_empty(), "still in the handlers");
+    sim.clock().advance(Duration::from_secs(60));
+    let answer = tokio::time::timeout(DEADLINE, slow).await.unwrap().unwrap();
+    assert_eq!(answer.unwrap(), json!("slow"));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
 async fn shutdown_disconnects_held_clients() {
-    let (sim, _) = start(SimConfig::loopback()).await;
+    let (sim, _) = start(SimConfig::default()).await;
     sim.faults().set(Some(Fault::NoReply));
     let mut stream = tokio::net::TcpStream::connect(sim.local_addr())
         .await
@@ -221,14 +273,10 @@ async fn shutdown_disconnects_held_clients() {
         .unwrap();
     let bytes = comet_socket::wire::encode_to_bytes(&bytes, &Default::default()).unwrap();
     stream.write_all(&bytes).await.unwrap();
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while sim.state().counters().faults == 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the request arrived"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    assert!(
+        eventually(DEADLINE, || sim.faults().applied() == 1).await,
+        "the request arrived"
+    );
     tokio::time::timeout(DEADLINE, sim.shutdown())
         .await
         .unwrap();
@@ -241,7 +289,7 @@ async fn shutdown_disconnects_held_clients() {
 
 #[tokio::test]
 async fn binary_and_malformed_requests_are_treated_as_comet_does_and_counted() {
-    let (sim, client) = start(SimConfig::loopback()).await;
+    let (sim, client) = start(SimConfig::default()).await;
     let answer = client
         .exchange(&Frame::binary(
             "binary/custom-client-binary-type",
@@ -264,25 +312,24 @@ async fn binary_and_malformed_requests_are_treated_as_comet_does_and_counted() {
     sim.shutdown().await;
 }
 
-/// Sends a delayed request, then a prompt one while the first waits; returns whether the
-/// prompt one reached the handlers first.
+/// Sends a request whose handlers are slow, then a prompt one while the first waits; returns
+/// whether the prompt one reached the handlers first.
 async fn prompt_request_overtakes_a_delayed_one(fidelity: bool) -> bool {
-    let mut config = SimConfig::loopback();
-    config.fidelity = fidelity;
-    let (sim, client) = start(config).await;
-    sim.faults().push(Fault::Delay(Duration::from_secs(1)));
+    let (sim, client) = start(SimConfig {
+        fidelity,
+        ..SimConfig::default()
+    })
+    .await;
+    sim.faults()
+        .push(Fault::Device(CometFault::Slow(Duration::from_secs(1))));
     let delayed = tokio::spawn({
         let client = client.clone();
         async move { client.send("ECHO", &json!("delayed")).await }
     });
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while sim.state().counters().faults == 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the delayed request arrived"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    assert!(
+        eventually(DEADLINE, || sim.faults().applied() == 1).await,
+        "the delayed request arrived"
+    );
     let prompt = client.send("ECHO", &json!("prompt")).await.unwrap();
     assert_eq!(prompt, json!("prompt"));
     assert_eq!(delayed.await.unwrap().unwrap(), json!("delayed"));
@@ -305,7 +352,7 @@ async fn requests_run_concurrently_unless_in_fidelity_mode() {
 
 #[tokio::test]
 async fn echo_returns_object_keys_in_the_order_sent_byte_for_byte() {
-    let (sim, _) = start(SimConfig::loopback()).await;
+    let (sim, _) = start(SimConfig::default()).await;
     let content = r#"{"action": "ECHO", "value": {"b": 1, "a": 2, "z": [{"y": null, "x": "é"}]}}"#;
     let answer = raw_exchange(&sim, &Frame::json(content.as_bytes().to_vec())).await;
     let (frame, _) = comet_socket::wire::decode(&answer, &Default::default())
@@ -328,7 +375,7 @@ async fn the_builder_sets_answers_status_and_a_fault_from_the_start() {
         .answer("Status", json!({"state": "idle"}))
         .status("measuring")
         .telegram_action("Bot")
-        .fault(Fault::DeviceError("Error: SMU not connected".into()))
+        .fault(device_error())
         .backlog(64)
         .max_connections(8)
         .start()
@@ -343,10 +390,7 @@ async fn the_builder_sets_answers_status_and_a_fault_from_the_start() {
         client.send("ECHO", &json!(1)).await.unwrap(),
         json!("Error: SMU not connected")
     );
-    assert_eq!(
-        sim.faults().persistent(),
-        Some(Fault::DeviceError("Error: SMU not connected".into()))
-    );
+    assert_eq!(sim.faults().standing(), Some(device_error()));
     sim.faults().clear();
     assert_eq!(
         client.send("Status", &json!(1)).await.unwrap(),
@@ -356,14 +400,14 @@ async fn the_builder_sets_answers_status_and_a_fault_from_the_start() {
         client.send("Bot", &json!({"7": "status"})).await.unwrap(),
         json!({"7": "Status: measuring"})
     );
-    assert_eq!(sim.state().counters().faults, 1);
+    assert_eq!(sim.faults().applied(), 1);
     sim.shutdown().await;
     assert_eq!(sim.connection_count(), 0);
 }
 
 #[tokio::test]
 async fn a_config_struct_and_the_builder_start_the_same_simulator() {
-    let mut config = SimConfig::loopback();
+    let mut config = SimConfig::default();
     config.answers.insert("A".into(), json!("from config"));
     let sim = CometSim::builder()
         .config(config)

@@ -1,0 +1,430 @@
+//! The simulated COMET endpoint itself: its state, its handlers and its answers. No sockets:
+//! it takes a received frame and returns the answer (the simulator serves it, see
+//! [`crate::CometSim`]).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use comet_socket::Frame;
+use comet_socket::dispatch::{Answer, Incoming, classify};
+use comet_socket::json::is_falsy_content;
+use comet_socket::server::{Handler, HandlerError, Handlers};
+use labwire_simkit::{Device, SimClock};
+use serde_json::{Map, Value};
+
+use crate::config::{ECHO_ACTION, SimConfig};
+
+/// How many received requests and Telegram messages the state keeps (oldest dropped first).
+pub const LOG_CAPACITY: usize = 1000;
+
+/// COMET's own faults, queued or set as [`Fault::Device`](crate::Fault::Device) through
+/// [`CometSim::faults`](crate::CometSim) like every other fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CometFault {
+    /// Answer `{"result": <this string>}` without running any handler, the way a COMET handler
+    /// reports a device error.
+    Error(String),
+    /// The handlers take this long, in simulated time: the clock's time scale applies, and a
+    /// stopped clock waits for `advance`. In fidelity mode it holds up every other request, as
+    /// COMET's single thread would. Past the connection deadline the connection is closed
+    /// without an answer.
+    Slow(Duration),
+}
+
+/// A valid request the simulator received.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Received {
+    /// The action.
+    pub action: String,
+    /// The value.
+    pub value: Value,
+}
+
+/// A message the Telegram-bot handler answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TelegramMessage {
+    /// The chat id (the key of the value object).
+    pub chat_id: String,
+    /// The text received.
+    pub text: String,
+    /// The reply sent back.
+    pub reply: String,
+}
+
+/// What the simulator has seen. (Every request, valid or not, is counted by
+/// [`CometSim::requests`](labwire_simkit::SimHandle::requests); faults applied by
+/// [`Faults::applied`](labwire_simkit::Faults::applied).)
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Connections accepted.
+    pub connections: u64,
+    /// Valid requests (handed to the handlers, or to a device-error fault).
+    pub requests: u64,
+    /// Requests with a missing or falsy action or value.
+    pub invalid: u64,
+    /// Requests with binary content.
+    pub binary: u64,
+    /// Connections closed without an answer because the request was malformed (its frame or
+    /// its content).
+    pub malformed: u64,
+}
+
+/// The simulator's state, shared by every connection and by the test holding it. Cheap to
+/// clone.
+#[derive(Debug, Clone)]
+pub struct SimState {
+    inner: Arc<Mutex<StateInner>>,
+}
+
+#[derive(Debug, Default)]
+struct StateInner {
+    answers: BTreeMap<String, Value>,
+    status: String,
+    received: VecDeque<Received>,
+    telegram: VecDeque<TelegramMessage>,
+    counters: Counters,
+}
+
+fn push_bounded<T>(log: &mut VecDeque<T>, item: T) {
+    if log.len() >= LOG_CAPACITY {
+        log.pop_front();
+    }
+    log.push_back(item);
+}
+
+impl SimState {
+    pub(crate) fn new(config: &SimConfig) -> Self {
+        Self {
+            inner: Arc::new(Mutex::new(StateInner {
+                answers: config.answers.clone(),
+                status: config.status.clone(),
+                ..StateInner::default()
+            })),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, StateInner> {
+        // The state stays consistent even if a holder panicked: every update is one assignment.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Answers `action` with `value` from now on, before the built-in handlers. A falsy
+    /// `value` lets the built-in handlers answer, as a falsy handler result does in COMET.
+    pub fn set_answer(&self, action: impl Into<String>, value: Value) {
+        self.lock().answers.insert(action.into(), value);
+    }
+
+    /// Removes the fixed answer for `action`, returning it.
+    pub fn remove_answer(&self, action: &str) -> Option<Value> {
+        self.lock().answers.remove(action)
+    }
+
+    /// The fixed answer for `action`, if any.
+    pub fn answer(&self, action: &str) -> Option<Value> {
+        self.lock().answers.get(action).cloned()
+    }
+
+    /// Sets the text the Telegram bot reports for `status`.
+    pub fn set_status(&self, status: impl Into<String>) {
+        self.lock().status = status.into();
+    }
+
+    /// The text the Telegram bot reports for `status`.
+    pub fn status(&self) -> String {
+        self.lock().status.clone()
+    }
+
+    /// The valid requests received, oldest first (the last [`LOG_CAPACITY`]).
+    pub fn received(&self) -> Vec<Received> {
+        self.lock().received.iter().cloned().collect()
+    }
+
+    /// The Telegram messages answered, oldest first (the last [`LOG_CAPACITY`]).
+    pub fn telegram_messages(&self) -> Vec<TelegramMessage> {
+        self.lock().telegram.iter().cloned().collect()
+    }
+
+    /// What the simulator has seen so far.
+    pub fn counters(&self) -> Counters {
+        self.lock().counters
+    }
+
+    pub(crate) fn count(&self, update: impl FnOnce(&mut Counters)) {
+        update(&mut self.lock().counters);
+    }
+
+    /// Counts what `incoming` is, and logs a valid request.
+    fn record(&self, incoming: &Incoming) {
+        let mut inner = self.lock();
+        match incoming {
+            Incoming::Request(request) => {
+                inner.counters.requests += 1;
+                push_bounded(
+                    &mut inner.received,
+                    Received {
+                        action: request.action.clone(),
+                        value: request.value.clone(),
+                    },
+                );
+            }
+            Incoming::Invalid(_) => inner.counters.invalid += 1,
+            Incoming::Binary(_) => inner.counters.binary += 1,
+            _ => inner.counters.malformed += 1,
+        }
+    }
+}
+
+/// Fixed answers from the state.
+struct FixedAnswers(SimState);
+
+impl Handler for FixedAnswers {
+    async fn handle(&self, action: &str, _value: &Value) -> Result<Value, HandlerError> {
+        Ok(self.0.answer(action).unwrap_or(Value::Null))
+    }
+}
+
+/// `ECHO` answers the value.
+struct Echo;
+
+impl Handler for Echo {
+    async fn handle(&self, action: &str, value: &Value) -> Result<Value, HandlerError> {
+        Ok(if action == ECHO_ACTION {
+            value.clone()
+        } else {
+            Value::Null
+        })
+    }
+}
+
+/// Answers `{"<chat id>": "<text>"}` with `{"<chat id>": "<reply>"}`, the shape of COMET's
+/// Telegram-bot messages. It knows `ping`, `status` and `help`; it never runs anything.
+struct TelegramBot {
+    action: String,
+    state: SimState,
+}
+
+impl TelegramBot {
+    fn reply(&self, text: &str) -> String {
+        match text.trim().to_lowercase().as_str() {
+            "ping" | "/ping" => "pong".to_owned(),
+            "status" | "status?" | "/status" => format!("Status: {}", self.state.status()),
+            "help" | "/help" | "/start" => "Commands: ping, status, help".to_owned(),
+            _ => format!(
+                "Unknown command {:?}; send help for the commands",
+                text.trim()
+            ),
+        }
+    }
+}
+
+impl Handler for TelegramBot {
+    async fn handle(&self, action: &str, value: &Value) -> Result<Value, HandlerError> {
+        if action != self.action {
+            return Ok(Value::Null);
+        }
+        let Value::Object(messages) = value else {
+            return Err("Telegram messages are {\"<chat id>\": \"<text>\"}".into());
+        };
+        let mut replies = Map::new();
+        for (chat_id, text) in messages {
+            let Value::String(text) = text else {
+                return Err(format!("message for chat {chat_id} is not text").into());
+            };
+            let reply = self.reply(text);
+            push_bounded(
+                &mut self.state.lock().telegram,
+                TelegramMessage {
+                    chat_id: chat_id.clone(),
+                    text: text.clone(),
+                    reply: reply.clone(),
+                },
+            );
+            replies.insert(chat_id.clone(), Value::String(reply));
+        }
+        Ok(Value::Object(replies))
+    }
+}
+
+/// The simulated endpoint: fixed answers, `ECHO` and the Telegram bot, tried in that order as
+/// COMET's handler chain, with COMET's treatment of invalid, binary and malformed requests and,
+/// in fidelity mode, its quirks.
+pub(crate) struct CometDevice {
+    state: SimState,
+    handlers: Handlers,
+    clock: SimClock,
+    fidelity: bool,
+    deadline: Duration,
+    /// In fidelity mode requests are handled one at a time, as COMET's single thread does.
+    serial: tokio::sync::Mutex<()>,
+}
+
+impl CometDevice {
+    pub(crate) fn new(config: &SimConfig, state: SimState, clock: SimClock) -> Self {
+        let handlers = Handlers::new()
+            .handler(FixedAnswers(state.clone()))
+            .handler(Echo)
+            .handler(TelegramBot {
+                action: config.telegram_action.clone(),
+                state: state.clone(),
+            });
+        Self {
+            state,
+            handlers,
+            clock,
+            fidelity: config.fidelity,
+            deadline: config.connection_deadline,
+            serial: tokio::sync::Mutex::new(()),
+        }
+    }
+}
+
+impl Device for CometDevice {
+    type Request = Frame;
+    type Response = Answer;
+    type Fault = CometFault;
+
+    async fn call(&self, _peer: SocketAddr, frame: Frame, fault: Option<CometFault>) -> Answer {
+        if self.fidelity && frame.is_json() && is_falsy_content(&frame.content) {
+            // A real COMET server spins at 100 % CPU on this and never answers. We only hold
+            // the connection, without the spinning, until the deadline.
+            tracing::debug!("falsy content: holding the connection without answering, as COMET");
+            tokio::time::sleep(self.deadline).await;
+            return Answer::Close;
+        }
+        // COMET handles one request at a time: in fidelity mode a slow answer holds up every
+        // other connection, as it would there.
+        let _serial = if self.fidelity {
+            Some(self.serial.lock().await)
+        } else {
+            None
+        };
+        if let Some(CometFault::Slow(slow)) = &fault {
+            tracing::debug!(?slow, "fault: slow handlers");
+            if tokio::time::timeout(self.deadline, self.clock.sleep(*slow))
+                .await
+                .is_err()
+            {
+                return Answer::Close;
+            }
+        }
+        let incoming = classify(&frame);
+        self.state.record(&incoming);
+        match (incoming, fault) {
+            (Incoming::Request(_), Some(CometFault::Error(message))) => {
+                tracing::debug!(%message, "fault: device error");
+                Answer::result(Value::String(message))
+            }
+            (incoming, _) => self.handlers.answer(incoming).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use comet_socket::Request;
+    use serde_json::json;
+
+    fn device(config: &SimConfig) -> CometDevice {
+        CometDevice::new(config, SimState::new(config), SimClock::manual())
+    }
+
+    async fn ask(device: &CometDevice, frame: Frame, fault: Option<CometFault>) -> Answer {
+        device
+            .call(SocketAddr::from(([127, 0, 0, 1], 1)), frame, fault)
+            .await
+    }
+
+    #[tokio::test]
+    async fn the_telegram_bot_answers_each_chat_and_never_runs_commands() {
+        let state = SimState::new(&SimConfig::default());
+        state.set_status("measuring");
+        let bot = TelegramBot {
+            action: crate::DEFAULT_TELEGRAM_ACTION.into(),
+            state: state.clone(),
+        };
+        let answer = bot
+            .handle(
+                "Telegram",
+                &json!({"1": "Status?", "2": "ping", "3": "rm -rf /"}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            answer,
+            json!({"1": "Status: measuring", "2": "pong",
+                   "3": "Unknown command \"rm -rf /\"; send help for the commands"})
+        );
+        assert_eq!(state.telegram_messages().len(), 3);
+        assert!(bot.handle("Telegram", &json!("text")).await.is_err());
+        assert_eq!(
+            bot.handle("Other", &json!({"1": "ping"})).await.unwrap(),
+            Value::Null
+        );
+    }
+
+    #[tokio::test]
+    async fn every_kind_of_request_is_counted_and_a_device_error_skips_the_handlers() {
+        let device = device(&SimConfig::default());
+        let echo = Request::new("ECHO", json!(1)).to_frame().unwrap();
+        assert_eq!(
+            ask(&device, echo.clone(), None).await,
+            Answer::result(json!(1))
+        );
+        let error = CometFault::Error("Error: SMU not connected".into());
+        assert_eq!(
+            ask(&device, echo, Some(error)).await,
+            Answer::result(json!("Error: SMU not connected"))
+        );
+        assert_eq!(
+            ask(&device, Frame::json(&b"[1]"[..]), None).await,
+            Answer::Close
+        );
+        ask(&device, Frame::json(&b"{}"[..]), None).await;
+        ask(&device, Frame::binary("x/y", &b"raw"[..]), None).await;
+        let counters = device.state.counters();
+        assert_eq!(
+            (
+                counters.requests,
+                counters.invalid,
+                counters.binary,
+                counters.malformed
+            ),
+            (2, 1, 1, 1)
+        );
+        assert_eq!(device.state.received().len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_fault_waits_on_the_simulated_clock() {
+        let device = device(&SimConfig::default());
+        let echo = Request::new("ECHO", json!(1)).to_frame().unwrap();
+        let slow = ask(
+            &device,
+            echo,
+            Some(CometFault::Slow(Duration::from_secs(5))),
+        );
+        tokio::pin!(slow);
+        // The clock is stopped: real time alone does not end the wait.
+        assert!(
+            tokio::time::timeout(Duration::from_secs(1), slow.as_mut())
+                .await
+                .is_err()
+        );
+        device.clock.advance(Duration::from_secs(5));
+        assert_eq!(slow.await, Answer::result(json!(1)));
+    }
+
+    #[test]
+    fn logs_keep_only_the_latest_entries() {
+        let mut log = VecDeque::new();
+        for i in 0..LOG_CAPACITY + 5 {
+            push_bounded(&mut log, i);
+        }
+        assert_eq!(log.len(), LOG_CAPACITY);
+        assert_eq!(log.front(), Some(&5));
+    }
+}
