@@ -2,7 +2,6 @@
 
 use std::fmt::Write as _;
 use std::io;
-use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -12,10 +11,6 @@ use crate::codec::{CodecError, CometCodec};
 use crate::error::{DecodeError, EncodeError};
 use crate::wire::{self, Frame, Limits};
 
-/// After answering, how long [`linger`] keeps discarding what the peer still sends.
-const LINGER: Duration = Duration::from_secs(1);
-/// At most this many trailing bytes are discarded while lingering.
-const LINGER_BYTES: usize = 64 * 1024;
 /// How much the read buffer grows at a time.
 const READ_STEP: usize = 8 * 1024;
 /// Bytes of a frame shown in trace logs.
@@ -133,29 +128,6 @@ where
     writer.flush().await
 }
 
-/// Ends a connection after the answer: half-closes, then discards what the peer still sends,
-/// bounded in bytes and time, so that closing with unread bytes does not make the kernel reset
-/// the connection under the answer before the peer has read it.
-///
-/// # Cancel safety
-/// Cancel safe: dropping it just closes sooner.
-pub async fn linger<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) {
-    if stream.shutdown().await.is_err() {
-        return;
-    }
-    let _ = tokio::time::timeout(LINGER, async {
-        let mut discarded = 0;
-        let mut buf = [0u8; 4096];
-        while discarded < LINGER_BYTES {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => discarded += n,
-            }
-        }
-    })
-    .await;
-}
-
 /// Bytes as hex for trace logs, cut after `max` bytes.
 fn hex_preview(bytes: &[u8], max: usize) -> String {
     let mut out = String::with_capacity(bytes.len().min(max) * 2 + 16);
@@ -223,7 +195,7 @@ mod tests {
         let (mut near, mut far) = tokio::io::duplex(1024);
         far.write_all(&bytes).await.unwrap();
         let frame = tokio::time::timeout(
-            Duration::from_secs(10),
+            std::time::Duration::from_secs(10),
             read_frame(&mut near, &Limits::default()),
         )
         .await

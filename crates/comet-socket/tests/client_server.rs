@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use comet_socket::client::Error;
 use comet_socket::server::{
-    Handlers, ServerBuilder, ServerHandle, async_handler_fn, handler_fn, serve,
+    Answer, CancellationToken, Handlers, Incoming, ServerBuilder, ServerHandle, Service,
+    async_handler_fn, handler_fn, serve, serve_until,
 };
 use comet_socket::{Client, Frame};
 use serde_json::{Value, json};
@@ -358,4 +359,57 @@ async fn malformed_headers_are_closed_without_an_answer_and_the_server_keeps_ser
         json!("still here")
     );
     handle.shutdown().await;
+}
+
+/// A device of one's own instead of a handler chain: answers `Temperature`, and leaves the
+/// rest to COMET's default answers.
+struct Thermometer;
+
+impl Service for Thermometer {
+    type Request = Incoming;
+    type Response = Answer;
+
+    async fn call(&self, _peer: std::net::SocketAddr, request: Incoming) -> Answer {
+        match request {
+            Incoming::Request(r) if r.action == "Temperature" => Answer::result(json!(21.5)),
+            other => other.default_answer(),
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_own_service_is_served_like_the_handler_chain_until_its_token_is_cancelled() {
+    let shutdown = CancellationToken::new();
+    let handle = serve_until(loopback(), Thermometer, shutdown.clone())
+        .await
+        .unwrap();
+    let client = Client::builder(handle.local_addr().to_string())
+        .answer_timeout(DEADLINE)
+        .build();
+    assert_eq!(
+        client.send("Temperature", &json!(1)).await.unwrap(),
+        json!(21.5)
+    );
+    assert_eq!(client.send("Other", &json!(1)).await.unwrap(), Value::Null);
+    let invalid = client
+        .send_content(&json!({"action": "Temperature"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        invalid.result,
+        json!("Error: invalid action and or value Temperature, None")
+    );
+    let malformed = client
+        .exchange(&Frame::json(&b"[1]"[..]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(malformed, Error::NoAnswer { received: 0, .. }),
+        "{malformed}"
+    );
+    shutdown.cancel();
+    tokio::time::timeout(DEADLINE, handle.shutdown())
+        .await
+        .unwrap();
+    assert!(client.send("Temperature", &json!(1)).await.is_err());
 }

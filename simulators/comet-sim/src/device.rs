@@ -325,18 +325,7 @@ impl Device for CometDevice {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use comet_socket::Request;
     use serde_json::json;
-
-    fn device(config: &SimConfig) -> CometDevice {
-        CometDevice::new(config, SimState::new(config), SimClock::manual())
-    }
-
-    async fn ask(device: &CometDevice, frame: Frame, fault: Option<CometFault>) -> Answer {
-        device
-            .call(SocketAddr::from(([127, 0, 0, 1], 1)), frame, fault)
-            .await
-    }
 
     #[tokio::test]
     async fn the_telegram_bot_answers_each_chat_and_never_runs_commands() {
@@ -364,58 +353,6 @@ mod tests {
             bot.handle("Other", &json!({"1": "ping"})).await.unwrap(),
             Value::Null
         );
-    }
-
-    #[tokio::test]
-    async fn every_kind_of_request_is_counted_and_a_device_error_skips_the_handlers() {
-        let device = device(&SimConfig::default());
-        let echo = Request::new("ECHO", json!(1)).to_frame().unwrap();
-        assert_eq!(
-            ask(&device, echo.clone(), None).await,
-            Answer::result(json!(1))
-        );
-        let error = CometFault::Error("Error: SMU not connected".into());
-        assert_eq!(
-            ask(&device, echo, Some(error)).await,
-            Answer::result(json!("Error: SMU not connected"))
-        );
-        assert_eq!(
-            ask(&device, Frame::json(&b"[1]"[..]), None).await,
-            Answer::Close
-        );
-        ask(&device, Frame::json(&b"{}"[..]), None).await;
-        ask(&device, Frame::binary("x/y", &b"raw"[..]), None).await;
-        let counters = device.state.counters();
-        assert_eq!(
-            (
-                counters.requests,
-                counters.invalid,
-                counters.binary,
-                counters.malformed
-            ),
-            (2, 1, 1, 1)
-        );
-        assert_eq!(device.state.received().len(), 2);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_slow_fault_waits_on_the_simulated_clock() {
-        let device = device(&SimConfig::default());
-        let echo = Request::new("ECHO", json!(1)).to_frame().unwrap();
-        let slow = ask(
-            &device,
-            echo,
-            Some(CometFault::Slow(Duration::from_secs(5))),
-        );
-        tokio::pin!(slow);
-        // The clock is stopped: real time alone does not end the wait.
-        assert!(
-            tokio::time::timeout(Duration::from_secs(1), slow.as_mut())
-                .await
-                .is_err()
-        );
-        device.clock.advance(Duration::from_secs(5));
-        assert_eq!(slow.await, Answer::result(json!(1)));
     }
 
     #[test]

@@ -113,11 +113,6 @@ impl CometSimBuilder {
         &self.config
     }
 
-    /// The host settings so far.
-    pub fn current_host(&self) -> &HostConfig {
-        &self.host
-    }
-
     /// Binds and starts serving.
     ///
     /// # Errors
