@@ -5,7 +5,7 @@ use std::time::Duration;
 use arkeo_proto::{
     Client, Error, ParamKey, Reply, Request, RoutineState, Target, codes, json::lenient_f64,
 };
-use arkeo_sim::{ArkeoSim, Durations, SimClock};
+use arkeo_sim::{ArkeoFault, ArkeoSim, Durations, Fault, SimClock};
 use labwire_tests::{TEST_DEADLINE, eventually};
 use serde_json::json;
 use tokio::time::timeout;
@@ -211,11 +211,29 @@ async fn wait_until_gives_up_at_its_deadline() {
 }
 
 #[tokio::test]
+async fn waiting_without_a_time_limit_is_allowed() {
+    let sim = ArkeoSim::builder().speed(50.0).start().await.unwrap();
+    let arkeo = Client::connect(sim.local_addr()).await.unwrap();
+    arkeo.start_routine("JV").await.unwrap();
+    // `Duration::MAX` means "no limit": it must not overflow the deadline.
+    let status = timeout(
+        TEST_DEADLINE,
+        arkeo.wait_until(RoutineState::Ready, Duration::MAX),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(status.routine_status, RoutineState::Ready);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
 async fn timeout_drops_connection_and_next_call_reconnects_without_the_stale_reply() {
     let sim = sim().await;
     let arkeo = client(&sim);
     arkeo.start_routine("JV").await.unwrap();
-    sim.faults().set_delay(Some(Duration::from_millis(300)));
+    sim.faults()
+        .set(Some(Fault::Delay(Duration::from_millis(300))));
     let err = arkeo
         .call_with_timeout(
             Request::new(Target::Main, "GetAvailableRoutines"),
@@ -236,7 +254,8 @@ async fn a_cancelled_call_never_leaves_its_reply_for_the_next_call() {
     let sim = sim().await;
     let arkeo = client(&sim);
     arkeo.start_routine("TPR").await.unwrap();
-    sim.faults().set_delay(Some(Duration::from_millis(200)));
+    sim.faults()
+        .set(Some(Fault::Delay(Duration::from_millis(200))));
     let call = arkeo.call(Request::new(Target::Main, "GetAvailableRoutines"));
     // Cancel it once the request is surely in flight.
     let cancelled = timeout(Duration::from_millis(50), call).await;
@@ -253,7 +272,7 @@ async fn mismatched_request_id_fails_the_call_and_the_next_one_reconnects() {
     let sim = sim().await;
     let arkeo = client(&sim);
     arkeo.available_routines().await.unwrap();
-    sim.faults().wrong_request_id_next(1);
+    sim.faults().push(Fault::Device(ArkeoFault::WrongRequestId));
     let err = fails_fatally_then_recovers(&arkeo).await;
     assert!(matches!(err, Error::RequestIdMismatch { .. }), "{err:?}");
 }
@@ -262,7 +281,7 @@ async fn mismatched_request_id_fails_the_call_and_the_next_one_reconnects() {
 async fn a_dropped_connection_is_reported_and_the_next_call_reconnects() {
     let sim = sim().await;
     let arkeo = client(&sim);
-    sim.faults().drop_next(1);
+    sim.faults().push(Fault::Close);
     let err = fails_fatally_then_recovers(&arkeo).await;
     assert!(matches!(err, Error::Closed | Error::Io(_)), "{err:?}");
 }
@@ -273,7 +292,7 @@ async fn an_unanswered_request_times_out() {
     let arkeo = Client::builder(sim.local_addr())
         .timeout(Duration::from_millis(100))
         .build();
-    sim.faults().silence_next(1);
+    sim.faults().push(Fault::NoReply);
     let err = arkeo.available_routines().await.unwrap_err();
     assert!(err.is_timeout(), "{err:?}");
     // The next call (with a generous timeout of its own) reconnects and is answered.
@@ -360,7 +379,8 @@ async fn thirty_two_concurrent_clients_share_one_simulator() {
 async fn clones_queue_their_calls_on_one_connection() {
     let sim = sim().await;
     let arkeo = client(&sim);
-    sim.faults().set_delay(Some(Duration::from_millis(5)));
+    sim.faults()
+        .set(Some(Fault::Delay(Duration::from_millis(5))));
     let calls: Vec<_> = (0..8)
         .map(|_| {
             let arkeo = arkeo.clone();
@@ -418,7 +438,7 @@ async fn a_connection_closed_by_the_device_while_idle_is_replaced_transparently(
     let arkeo = client(&sim);
     arkeo.available_routines().await.unwrap();
     // The device drops the connection after the next request, without answering it.
-    sim.faults().drop_next(1);
+    sim.faults().push(Fault::Close);
     fails_fatally_then_recovers(&arkeo).await;
     // Now close the idle connection from the device side: a restart of the application.
     let addr = sim.local_addr();
@@ -525,11 +545,11 @@ async fn temperature_mux_and_led_helpers() {
 async fn a_reply_cut_short_or_garbled_fails_the_call_and_the_next_call_reconnects() {
     let sim = sim().await;
     let arkeo = client(&sim);
-    sim.faults().truncate_next(1);
+    sim.faults().push(Fault::Truncate);
     let err = fails_fatally_then_recovers(&arkeo).await;
     assert!(matches!(err, Error::Closed), "{err:?}");
 
-    sim.faults().garbage_next(1);
+    sim.faults().push(Fault::Garbage);
     let err = fails_fatally_then_recovers(&arkeo).await;
     assert!(
         matches!(
