@@ -4,7 +4,7 @@ use std::net::ToSocketAddrs as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context as _, bail, ensure};
+use anyhow::Context as _;
 use clap::Parser;
 use comet_sim::{CometSim, HostConfig, SimConfig};
 use comet_socket::config::SocketConnection;
@@ -25,8 +25,8 @@ struct Args {
     #[arg(long)]
     fidelity: bool,
     /// A fixed answer, as ACTION=JSON (repeatable).
-    #[arg(long = "answer", value_name = "ACTION=JSON")]
-    answers: Vec<String>,
+    #[arg(long = "answer", value_name = "ACTION=JSON", value_parser = fixed_answer)]
+    answers: Vec<(String, Value)>,
     /// What the Telegram bot answers to `status`.
     #[arg(long, default_value = "idle")]
     status: String,
@@ -35,8 +35,24 @@ struct Args {
     telegram_action: String,
     /// Seconds each step of a connection may take (waiting for the request, receiving it,
     /// answering, sending the answer); also `250ms` or `2.5s`.
-    #[arg(long, default_value = "30", value_parser = labwire_simkit::cli::duration)]
+    #[arg(long, default_value = "30", value_parser = positive_duration)]
     deadline: Duration,
+}
+
+fn fixed_answer(text: &str) -> Result<(String, Value), String> {
+    let (action, json) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?}: expected ACTION=JSON"))?;
+    let value = serde_json::from_str(json)
+        .map_err(|e| format!("{text:?}: the answer is not JSON ({e})"))?;
+    Ok((action.to_owned(), value))
+}
+
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    match labwire_simkit::cli::duration(text)? {
+        zero if zero.is_zero() => Err("must be more than zero seconds".to_owned()),
+        duration => Ok(duration),
+    }
 }
 
 fn config(args: Args) -> anyhow::Result<(HostConfig, SimConfig)> {
@@ -53,23 +69,14 @@ fn config(args: Args) -> anyhow::Result<(HostConfig, SimConfig)> {
         }
     }
     args.host.apply(&mut host);
-    let mut config = SimConfig::default();
-    for answer in &args.answers {
-        let Some((action, json)) = answer.split_once('=') else {
-            bail!("--answer {answer:?}: expected ACTION=JSON");
-        };
-        let value: Value = serde_json::from_str(json)
-            .with_context(|| format!("--answer {answer:?}: the answer is not JSON"))?;
-        config.answers.insert(action.to_owned(), value);
-    }
-    ensure!(
-        !args.deadline.is_zero(),
-        "--deadline must be a positive number of seconds"
-    );
-    config.fidelity = args.fidelity;
-    config.status = args.status;
-    config.telegram_action = args.telegram_action;
-    config.connection_deadline = args.deadline;
+    let config = SimConfig {
+        fidelity: args.fidelity,
+        connection_deadline: args.deadline,
+        telegram_action: args.telegram_action,
+        answers: args.answers.into_iter().collect(),
+        status: args.status,
+        ..SimConfig::default()
+    };
     Ok((host, config))
 }
 

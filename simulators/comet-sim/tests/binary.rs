@@ -28,6 +28,12 @@ async fn binary_announces_its_port_answers_and_exits_cleanly_on_sigterm() {
         "127.0.0.1:0",
         "--speed",
         "10",
+        "--max-connections",
+        "8",
+        "--log-format",
+        "json",
+        "--deadline",
+        "250ms",
         "--answer",
         "Status={\"ok\": true}",
     ]);
