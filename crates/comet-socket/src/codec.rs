@@ -6,7 +6,7 @@ use std::io;
 use bytes::BytesMut;
 use tokio_util::codec::{Decoder, Encoder};
 
-use crate::dispatch::{Answer, Incoming, classify};
+use crate::dispatch::{Answer, Incoming};
 use crate::error::{DecodeError, EncodeError};
 use crate::wire::{self, Frame, Head, Limits};
 
@@ -115,7 +115,7 @@ impl Encoder<Answer> for CometCodec {
 }
 
 /// The server's side of the wire: each frame is decoded and sorted as COMET sorts it
-/// ([`classify`]), and [`Answer`]s are encoded ([`Answer::Close`] as nothing). What
+/// ([`Incoming::from_frame`]), and [`Answer`]s are encoded ([`Answer::Close`] as nothing). What
 /// the `server` module (feature `server`) serves a COMET `Service` with.
 ///
 /// A frame that cannot be decoded at all (a bad header, a frame over the limits, the stream
@@ -149,11 +149,17 @@ impl Decoder for ServerCodec {
     type Error = CodecError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Incoming>, CodecError> {
-        Ok(self.frames.decode(src)?.map(|frame| classify(&frame)))
+        Ok(self
+            .frames
+            .decode(src)?
+            .map(|frame| Incoming::from_frame(&frame)))
     }
 
     fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Incoming>, CodecError> {
-        Ok(self.frames.decode_eof(src)?.map(|frame| classify(&frame)))
+        Ok(self
+            .frames
+            .decode_eof(src)?
+            .map(|frame| Incoming::from_frame(&frame)))
     }
 }
 

@@ -31,6 +31,11 @@ pub enum Incoming {
 }
 
 impl Incoming {
+    /// Sorts `frame` as COMET does ([`classify`]), malformed content included.
+    pub fn from_frame(frame: &Frame) -> Self {
+        classify(frame).unwrap_or_else(Self::Malformed)
+    }
+
     /// What COMET answers when no handler does: `{"result": null}` for a request, the error
     /// string for an invalid one, the binary answer for binary content, and nothing (a silent
     /// close) for malformed content.
@@ -45,15 +50,20 @@ impl Incoming {
 }
 
 /// Sorts `frame` as COMET does.
-pub fn classify(frame: &Frame) -> Incoming {
+///
+/// # Errors
+/// Malformed JSON content (invalid JSON, not an object, unsupported encoding): COMET closes the
+/// connection without answering. [`Incoming::from_frame`] makes that an
+/// [`Incoming::Malformed`].
+pub fn classify(frame: &Frame) -> Result<Incoming, DecodeError> {
     if !frame.is_json() {
-        return Incoming::Binary(frame.clone());
+        return Ok(Incoming::Binary(frame.clone()));
     }
-    match RawRequest::from_frame(frame).map(RawRequest::into_request) {
-        Ok(Ok(request)) => Incoming::Request(request),
-        Ok(Err(invalid)) => Incoming::Invalid(invalid),
-        Err(error) => Incoming::Malformed(error),
-    }
+    let raw = RawRequest::from_frame(frame)?;
+    Ok(match raw.into_request() {
+        Ok(request) => Incoming::Request(request),
+        Err(invalid) => Incoming::Invalid(invalid),
+    })
 }
 
 /// What a COMET server sends back for one request.
@@ -126,15 +136,15 @@ mod tests {
     #[test]
     fn content_type_must_be_exactly_text_json() {
         let mut frame = Frame::json(&br#"{"action": "A", "value": 1}"#[..]);
-        assert!(matches!(classify(&frame), Incoming::Request(_)));
+        assert!(matches!(classify(&frame), Ok(Incoming::Request(_))));
         frame.content_type = "text/JSON".into();
-        assert!(matches!(classify(&frame), Incoming::Binary(_)));
+        assert!(matches!(classify(&frame), Ok(Incoming::Binary(_))));
     }
 
     #[test]
     fn falsy_values_are_invalid_and_truthy_ones_dispatch() {
         let frame = Frame::json(&br#"{"action": "A", "value": []}"#[..]);
-        let Incoming::Invalid(invalid) = classify(&frame) else {
+        let Ok(Incoming::Invalid(invalid)) = classify(&frame) else {
             panic!("expected invalid");
         };
         assert_eq!(invalid.value, Some(json!([])));
@@ -142,7 +152,8 @@ mod tests {
 
     #[test]
     fn default_answers_follow_comet() {
-        let answer = |content: &'static [u8]| classify(&Frame::json(content)).default_answer();
+        let answer =
+            |content: &'static [u8]| Incoming::from_frame(&Frame::json(content)).default_answer();
         assert_eq!(
             answer(br#"{"action": "A", "value": 1}"#),
             Answer::result(Value::Null)
@@ -153,7 +164,8 @@ mod tests {
         );
         assert_eq!(answer(b"[1]"), Answer::Close);
         assert_eq!(Answer::Close.into_frame(), Ok(None));
-        let binary = classify(&Frame::binary("x/y", &b"0123456789ab"[..])).default_answer();
+        let binary =
+            Incoming::from_frame(&Frame::binary("x/y", &b"0123456789ab"[..])).default_answer();
         let Answer::Frame(frame) = binary else {
             panic!("{binary:?}");
         };

@@ -626,7 +626,7 @@ mod tests {
     #[tokio::test]
     async fn malformed_content_gets_no_answer() {
         let frame = crate::Frame::json(&b"[\"ECHO\", \"x\"]"[..]);
-        let answer = chain().answer(crate::dispatch::classify(&frame)).await;
+        let answer = chain().answer(Incoming::from_frame(&frame)).await;
         assert_eq!(answer, Answer::Close);
     }
 

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use comet_socket::Frame;
-use comet_socket::dispatch::{Answer, Incoming, classify};
+use comet_socket::dispatch::{Answer, Incoming};
 use comet_socket::json::is_falsy_content;
 use comet_socket::server::{Handler, HandlerError, Handlers};
 use labwire_simkit::{Device, SimClock};
@@ -310,7 +310,7 @@ impl Device for CometDevice {
                 return Answer::Close;
             }
         }
-        let incoming = classify(&frame);
+        let incoming = Incoming::from_frame(&frame);
         self.state.record(&incoming);
         match (incoming, fault) {
             (Incoming::Request(_), Some(CometFault::Error(message))) => {
