@@ -1,8 +1,8 @@
 //! `cargo xtask <task>`: the project's automation, with no dependencies beyond std.
 //!
 //! - `ci`    — everything CI checks: fmt, clippy (all targets, warnings denied), tests, docs
-//!   (warnings denied), the lean feature set of each protocol crate, and the fuzz targets: built,
-//!   and every committed seed replayed.
+//!   (warnings denied), the lean feature set of each protocol crate, the `own_device` examples run
+//!   to completion, and the fuzz targets: built, and every committed seed replayed.
 //! - `demo`  — start every simulator and drive every protocol (`labwire demo`).
 //! - `bench` — criterion benchmarks (`cargo bench`), arguments passed through.
 //! - `fuzz`  — run the cargo-fuzz targets for a while each (installs cargo-fuzz if missing).
@@ -15,6 +15,10 @@ use std::time::Instant;
 /// Protocol crates that must build with `default-features = false` and without tokio's
 /// runtime or networking (codec + messages only).
 const PROTOCOL_CRATES: &[&str] = &["arkeo-proto", "pekat-proto", "pycom-proto", "comet-socket"];
+
+/// Protocol crates with an `own_device` example: a user's own device `Service`, served by the
+/// crate's `server` feature and called by its client; CI runs each to completion.
+const OWN_DEVICE_EXAMPLES: &[&str] = &["arkeo-proto"];
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
@@ -47,7 +51,8 @@ fn main() -> ExitCode {
 }
 
 const USAGE: &str = "usage: cargo xtask <task>
-  ci [--no-fuzz-build]      fmt, clippy, tests, docs, lean features, fuzz seeds replayed
+  ci [--no-fuzz-build]      fmt, clippy, tests, docs, lean features, own_device examples,
+                            fuzz seeds replayed
   demo [PROTOCOL...]        start the simulators and drive every protocol
   bench [ARGS...]           criterion benchmarks (args go to `cargo bench`), then ratios
                             against each group's `baseline` benchmark
@@ -109,6 +114,12 @@ fn ci(args: &[String]) -> Result {
             .args(["doc", "--workspace", "--no-deps", "--all-features"])
             .env("RUSTDOCFLAGS", "-D warnings"),
     )?;
+    for krate in OWN_DEVICE_EXAMPLES {
+        run(
+            &format!("example: {krate} own_device"),
+            cargo().args(["run", "--quiet", "-p", krate, "--example", "own_device"]),
+        )?;
+    }
     if fuzz_build {
         fuzz_regressions()?;
     }
