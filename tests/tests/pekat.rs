@@ -9,7 +9,7 @@ use pekat_proto::{
     Client, ClientConfig, Command, DecodeError, Dialect, Error, ProjectState, Reply, Request,
     RequestId, Response,
 };
-use pekat_sim::{PekatSim, ProjectSpec, SimConfig};
+use pekat_sim::{Fault, PekatFault, PekatSim, ProjectSpec};
 use tokio::time::timeout;
 
 const A: &str = r"C:\Users\pekat\PekatVisionProjects\Test Project 1";
@@ -157,8 +157,8 @@ async fn request_ids_are_echoed_and_checked_in_3_19() {
     client.start(A).await.unwrap();
 
     // An answer echoing another id means the connection is out of step.
-    sim.faults()
-        .update(|f| f.garbage = Some(b"999999.suc:running".to_vec()));
+    let wrong_id = PekatFault::WrongId(RequestId::from(999_999));
+    sim.faults().set(Some(Fault::Device(wrong_id)));
     config.keep_connection = true;
     let kept = Client::new(sim.local_addr().to_string(), config);
     let err = kept.status(A).await.unwrap_err();
@@ -173,10 +173,10 @@ async fn no_answer_times_out_and_the_next_call_works() {
         .answer_timeout(Duration::from_millis(200))
         .keep_connection(true)
         .build();
-    sim.faults().update(|f| f.no_answer = true);
+    sim.faults().set(Some(Fault::NoReply));
     let err = client.status(A).await.unwrap_err();
     assert!(err.is_timeout() && err.is_no_answer(), "{err:?}");
-    sim.faults().update(|f| f.no_answer = false);
+    sim.faults().clear();
     // The timed-out connection was dropped: no stale answer can be read now.
     assert_eq!(client.status(A).await.unwrap(), ProjectState::Stopped);
     sim.shutdown().await;
@@ -233,7 +233,7 @@ async fn a_server_that_does_not_accept_is_a_connect_timeout() {
 #[tokio::test]
 async fn a_server_closing_without_answer_is_reported_as_closed() {
     let sim = sim(Dialect::V3_18, Duration::ZERO, Duration::ZERO).await;
-    sim.faults().update(|f| f.close_instead_of_answer = true);
+    sim.faults().set(Some(Fault::Close));
     let err = client(&sim, Dialect::V3_18).status(A).await.unwrap_err();
     assert!(matches!(err, Error::Closed), "{err:?}");
     sim.shutdown().await;
@@ -242,8 +242,8 @@ async fn a_server_closing_without_answer_is_reported_as_closed() {
 #[tokio::test]
 async fn unexpected_answers_are_kept_as_text() {
     let sim = sim(Dialect::V3_18, Duration::ZERO, Duration::ZERO).await;
-    sim.faults()
-        .update(|f| f.garbage = Some(b"license expired".to_vec()));
+    let license = PekatFault::Answer(Response::Other("license expired".into()));
+    sim.faults().set(Some(Fault::Device(license)));
     let err = client(&sim, Dialect::V3_18).start(A).await.unwrap_err();
     assert_eq!(
         err.refusal(),
@@ -254,17 +254,26 @@ async fn unexpected_answers_are_kept_as_text() {
 
 #[tokio::test]
 async fn oversized_or_non_utf8_answers_are_typed_decode_errors() {
-    let sim = sim(Dialect::V3_18, Duration::ZERO, Duration::ZERO).await;
-    let client = client(&sim, Dialect::V3_18);
     // The real server's answers fit the vendor client's single recv(64).
-    sim.faults().update(|f| f.garbage = Some(vec![b'x'; 65]));
-    let err = client.status(A).await.unwrap_err();
+    let oversized = PekatSim::builder()
+        .garbage(vec![b'x'; 65])
+        .start()
+        .await
+        .unwrap();
+    oversized.faults().set(Some(Fault::Garbage));
+    let err = client(&oversized, Dialect::V3_18)
+        .status(A)
+        .await
+        .unwrap_err();
     assert!(
         matches!(err, Error::Decode(DecodeError::TooLarge { max: 64, .. })),
         "{err:?}"
     );
-    sim.faults()
-        .update(|f| f.garbage = Some(b"\xff\xfe".to_vec()));
+    oversized.shutdown().await;
+    // The simulator's garbage is not UTF-8.
+    let sim = sim(Dialect::V3_18, Duration::ZERO, Duration::ZERO).await;
+    let client = client(&sim, Dialect::V3_18);
+    sim.faults().set(Some(Fault::Garbage));
     let err = client.status(A).await.unwrap_err();
     assert!(
         matches!(err, Error::Decode(DecodeError::InvalidUtf8)),
@@ -278,11 +287,13 @@ async fn oversized_or_non_utf8_answers_are_typed_decode_errors() {
 #[tokio::test]
 async fn silent_start_and_stop_are_tolerated_by_the_waiting_helpers() {
     for dialect in [Dialect::V3_18, Dialect::V3_19] {
-        let mut config = SimConfig::loopback()
-            .with_dialect(dialect)
-            .with_delays(Duration::from_millis(100), Duration::from_millis(100));
-        config.faults.silent_start_stop = true;
-        let sim = PekatSim::start(config).await.unwrap();
+        let sim = PekatSim::builder()
+            .dialect(dialect)
+            .delays(Duration::from_millis(100), Duration::from_millis(100))
+            .silent_start_stop(true)
+            .start()
+            .await
+            .unwrap();
         let client = Client::builder(sim.local_addr().to_string())
             .dialect(dialect)
             .answer_timeout(Duration::from_millis(300))
@@ -347,7 +358,7 @@ async fn waiting_helpers_report_refusals_and_their_deadline() {
 #[tokio::test]
 async fn the_waiting_helpers_keep_one_deadline_when_nothing_answers() {
     let sim = sim(Dialect::V3_19, Duration::ZERO, Duration::ZERO).await;
-    sim.faults().update(|f| f.no_answer = true);
+    sim.faults().set(Some(Fault::NoReply));
     // Grace and answer timeout far beyond the deadline: the deadline alone must end the wait.
     let client = Client::builder(sim.local_addr().to_string())
         .dialect(Dialect::V3_19)
@@ -390,15 +401,18 @@ async fn a_kept_connection_carries_several_requests() {
     client.stop(A).await.unwrap();
     assert_eq!(client.status(A).await.unwrap(), ProjectState::Stopped);
     assert_eq!(sim.state().connections_accepted(), 1);
-    assert_eq!(sim.state().requests_received(), 4);
+    assert_eq!(sim.requests(), 4);
     sim.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_kept_connection_is_replaced_when_the_server_closes_after_each_answer() {
-    let mut config = SimConfig::loopback().with_delays(Duration::ZERO, Duration::ZERO);
-    config.one_request_per_connection = true;
-    let sim = PekatSim::start(config).await.unwrap();
+    let sim = PekatSim::builder()
+        .delays(Duration::ZERO, Duration::ZERO)
+        .one_request_per_connection(true)
+        .start()
+        .await
+        .unwrap();
     let client = Client::builder(sim.local_addr().to_string())
         .keep_connection(true)
         .answer_timeout(Duration::from_secs(5))
@@ -449,9 +463,12 @@ async fn concurrent_clients_in_a_burst_are_all_answered() {
 
 #[tokio::test]
 async fn custom_projects_and_case_insensitive_paths() {
-    let mut config = SimConfig::loopback().with_delays(Duration::ZERO, Duration::ZERO);
-    config.projects = vec![ProjectSpec::new(r"D:\Lines\Line 1", 9000)];
-    let sim = PekatSim::start(config).await.unwrap();
+    let sim = PekatSim::builder()
+        .delays(Duration::ZERO, Duration::ZERO)
+        .projects([ProjectSpec::new(r"D:\Lines\Line 1", 9000)])
+        .start()
+        .await
+        .unwrap();
     let client = client(&sim, Dialect::V3_18);
     client.start(r"d:/lines/LINE 1").await.unwrap();
     assert_eq!(

@@ -1,14 +1,9 @@
 //! The simulator's configuration and the projects file format.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use pekat_proto::{DEFAULT_MAX_REQUEST_LEN, Dialect};
-
-use crate::FaultSettings;
-
-/// The port a real Projects Manager's TCP server usually listens on.
-pub const DEFAULT_PORT: u16 = 7002;
+use bytes::Bytes;
+use pekat_proto::{DEFAULT_MAX_REQUEST_LEN, Dialect, server};
 
 /// A project the simulator knows: its folder path and the port it serves on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,14 +117,17 @@ pub fn demo_projects() -> Vec<ProjectSpec> {
     ]
 }
 
-/// How a simulator behaves, for those who prefer a struct to
-/// [`PekatSim::builder`](crate::PekatSim::builder)'s setters. Public fields; start from
-/// [`SimConfig::default`] (or [`SimConfig::loopback`] in tests), then
-/// [`PekatSim::start`](crate::PekatSim::start).
+/// What [`SimConfig::garbage`] is by default: bytes that are not UTF-8, which no PEKAT client
+/// can read as an answer.
+pub const DEFAULT_GARBAGE: &[u8] = b"\xff\xfe\xfd";
+
+/// The simulated device, for those who prefer a struct to
+/// [`PekatSim::builder`](crate::PekatSim::builder)'s setters (give it to
+/// [`PekatSimBuilder::config`](crate::PekatSimBuilder::config)). Public fields; start from
+/// [`SimConfig::default`]. Where and how fast the simulator runs (address, backlog, connection
+/// cap, time scale) are the shared host settings of the builder instead.
 #[derive(Debug, Clone)]
 pub struct SimConfig {
-    /// Address to listen on (default `127.0.0.1:7002`; port 0 picks a free port).
-    pub listen: SocketAddr,
     /// Dialect spoken (default 3.18).
     pub dialect: Dialect,
     /// The projects (default [`demo_projects`]).
@@ -138,13 +136,13 @@ pub struct SimConfig {
     pub start_delay: Duration,
     /// Simulated time from `stop` to `stopped` (default 500 ms).
     pub stop_delay: Duration,
-    /// How much faster than real time simulated time runs (default 1.0; 10.0 makes a 1 s start
-    /// take 100 ms). Values that are not finite and positive count as 1.0.
-    pub time_scale: f64,
-    /// Faults switched on from the start (none by default); e.g. `silent_start_stop`: no answer
-    /// at all to `start` and `stop`, as reported for some 3.19 servers. Change them while the
-    /// simulator runs with [`PekatSim::faults`](crate::PekatSim::faults).
-    pub faults: FaultSettings,
+    /// Answer nothing at all to `start` and `stop` (the state still changes), as reported for
+    /// some 3.19 servers (default off). A setting rather than a fault: see
+    /// [`PekatFault`](crate::PekatFault).
+    pub silent_start_stop: bool,
+    /// What [`Fault::Garbage`](crate::Fault::Garbage) sends instead of an answer (default
+    /// [`DEFAULT_GARBAGE`]).
+    pub garbage: Bytes,
     /// Close each connection after one answer (default: serve several requests per connection).
     pub one_request_per_connection: bool,
     /// Close a connection that sends nothing for this long, or that does not take an answer
@@ -161,43 +159,27 @@ pub struct SimConfig {
     /// Largest request accepted (default [`DEFAULT_MAX_REQUEST_LEN`]); more gets the error
     /// answer and the connection is closed.
     pub max_request_len: usize,
-    /// Listen backlog (default [`labwire_net::DEFAULT_BACKLOG`]): clients open a connection per
-    /// request, in bursts.
-    pub backlog: u32,
-    /// Connections served at once (default [`labwire_net::DEFAULT_MAX_CONNECTIONS`]).
-    pub max_connections: usize,
 }
 
 impl Default for SimConfig {
     fn default() -> Self {
         Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)),
             dialect: Dialect::V3_18,
             projects: demo_projects(),
             start_delay: Duration::from_secs(1),
             stop_delay: Duration::from_millis(500),
-            time_scale: 1.0,
-            faults: FaultSettings::default(),
+            silent_start_stop: false,
+            garbage: Bytes::from_static(DEFAULT_GARBAGE),
             one_request_per_connection: false,
-            idle_timeout: Duration::from_secs(60),
-            request_timeout: Duration::from_secs(2),
-            quiet_period: Duration::from_millis(3),
+            idle_timeout: server::DEFAULT_IDLE_TIMEOUT,
+            request_timeout: server::DEFAULT_READ_TIMEOUT,
+            quiet_period: server::DEFAULT_QUIET_PERIOD,
             max_request_len: DEFAULT_MAX_REQUEST_LEN,
-            backlog: labwire_net::DEFAULT_BACKLOG,
-            max_connections: labwire_net::DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
 
 impl SimConfig {
-    /// Defaults, listening on `127.0.0.1:0` (a free port), for tests.
-    pub fn loopback() -> Self {
-        Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            ..Self::default()
-        }
-    }
-
     /// The same configuration in `dialect`.
     #[must_use]
     pub fn with_dialect(mut self, dialect: Dialect) -> Self {

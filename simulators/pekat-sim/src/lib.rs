@@ -6,232 +6,232 @@
 )]
 
 mod config;
-mod conn;
 pub mod state;
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::ops::Deref;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use labwire_net::{Server, ServerConfig, ServerHandle};
-use pekat_proto::{Command, Dialect, ProjectState};
-use tokio::time::Instant;
-
-/// The simulator's clock: simulated time is real time since the start multiplied by the speed
-/// ([`SimConfig::time_scale`]). Start and stop delays are in simulated time.
-pub use labwire_simkit::SimClock;
+use bytes::Bytes;
+use labwire_simkit::{Device, Faults, Faulty, HostConfig, Requests, SimHandle};
+use pekat_proto::server::{CancellationToken, ServerBuilder, ServerConfig};
+use pekat_proto::{Command, Dialect, Incoming, Limits, ProjectState, Reply, RequestId, Response};
+use tokio_util::task::TaskTracker;
 
 pub use config::{
-    DEFAULT_PORT, ProjectSpec, ProjectSpecError, SimConfig, demo_projects, parse_projects_file,
+    DEFAULT_GARBAGE, ProjectSpec, ProjectSpecError, SimConfig, demo_projects, parse_projects_file,
 };
+/// The shared fault vocabulary; this simulator's own faults are [`PekatFault`].
+pub use labwire_simkit::Fault;
+/// The simulator's clock: simulated time runs `time_scale` times faster than real time (0
+/// stops it, so that only `advance` moves it). Start and stop delays are in simulated time.
+pub use labwire_simkit::SimClock;
+pub use pekat_proto::DEFAULT_PORT;
 pub use state::{Manager, Outcome, ProjectInfo};
 
-/// Which faults are switched on; read and changed through [`Faults`]. They apply to requests
-/// that arrive afterwards.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct FaultSettings {
-    /// Answer nothing to `start` and `stop` (the state still changes), as reported for some
-    /// 3.19 servers.
-    pub silent_start_stop: bool,
-    /// Answer nothing at all (requests are still carried out); the connection stays open.
-    pub no_answer: bool,
-    /// Close the connection instead of answering (the request is still carried out).
-    pub close_instead_of_answer: bool,
-    /// Send these bytes instead of the answer.
-    pub garbage: Option<Vec<u8>>,
-    /// Wait this long (real time) before each answer.
-    pub answer_delay: Duration,
-}
-
-/// Fault injection, shared by every connection: what the simulator does wrong, on purpose.
-/// Clones share the same settings; [`PekatSim::faults`] hands one out.
+/// This simulator's own faults, queued or set as `Fault::Device(PekatFault::..)` next to the
+/// shared ones ([`Fault::NoReply`], [`Fault::Delay`], [`Fault::Close`], [`Fault::Truncate`],
+/// [`Fault::Garbage`]). The request is still carried out; only its answer changes.
+///
+/// Silent `start`/`stop` is not a fault but a device setting
+/// ([`PekatSimBuilder::silent_start_stop`], [`SimState::set_silent_start_stop`]): it is how
+/// some 3.19 servers always behave, for those two commands only. As a fault it would be used up
+/// by whatever request came next (a `status` poll, which is answered) and would take the one
+/// standing fault, which tests want free for a delay or a lost answer on top.
 ///
 /// ```no_run
 /// # async fn run(sim: pekat_sim::PekatSim) {
-/// sim.faults().update(|f| f.no_answer = true);
-/// // ... the client times out ...
-/// sim.faults().clear();
+/// use pekat_proto::Response;
+/// use pekat_sim::{Fault, PekatFault};
+///
+/// // The next answer says the license expired; the one after it is lost.
+/// sim.faults().push(Fault::Device(PekatFault::Answer(Response::Other("license expired".into()))));
+/// sim.faults().push(Fault::NoReply);
 /// # }
 /// ```
-#[derive(Debug, Clone)]
-pub struct Faults {
-    shared: Arc<Shared>,
-}
-
-impl Faults {
-    fn lock(&self) -> MutexGuard<'_, FaultSettings> {
-        // Plain settings: a panic elsewhere cannot leave them inconsistent.
-        self.shared.faults.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The faults in force.
-    pub fn get(&self) -> FaultSettings {
-        self.lock().clone()
-    }
-
-    /// Replaces every fault setting.
-    pub fn set(&self, settings: FaultSettings) {
-        *self.lock() = settings;
-    }
-
-    /// Changes some settings: `sim.faults().update(|f| f.no_answer = true)`.
-    pub fn update(&self, change: impl FnOnce(&mut FaultSettings)) {
-        change(&mut self.lock());
-    }
-
-    /// Switches every fault off.
-    pub fn clear(&self) {
-        self.set(FaultSettings::default());
-    }
-}
-
-/// The real instant at which simulated time on `clock` reaches `at` (far away on a stopped
-/// clock, which only advances move).
-pub(crate) fn real_instant(clock: &SimClock, at: Duration) -> Instant {
-    let wait = at.saturating_sub(clock.now());
-    after(clock.real(wait).unwrap_or(FAR_AWAY))
-}
-
-/// Stands in for "never" where an instant is needed.
-const FAR_AWAY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
-
-/// The instant `duration` from now, or far away if that cannot be represented.
-pub(crate) fn after(duration: Duration) -> Instant {
-    let now = Instant::now();
-    now.checked_add(duration)
-        .or_else(|| now.checked_add(FAR_AWAY))
-        .unwrap_or(now)
-}
-
-/// What every connection shares: the device state, the faults, counters.
-#[derive(Debug)]
-struct Shared {
-    manager: Mutex<Manager>,
-    faults: Mutex<FaultSettings>,
-    clock: SimClock,
-    requests: AtomicU64,
-    connections: AtomicU64,
-}
-
-impl Shared {
-    fn manager(&self) -> MutexGuard<'_, Manager> {
-        // A panic while holding the lock cannot leave the registry half-changed in a way that
-        // matters to a simulator; keep serving.
-        self.manager.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn faults(&self) -> FaultSettings {
-        self.faults
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PekatFault {
+    /// Answer this instead (echoing the request's id): a refusal the state would not give
+    /// (`PortInUse`, `NotFound`), or text the protocol does not know (`Response::Other`).
+    Answer(Response),
+    /// Echo this id instead of the request's, as a server out of step would (3.19; a 3.18
+    /// answer carries no id, so the fault does nothing there).
+    WrongId(RequestId),
 }
 
 /// A handle on the simulated Projects Manager's state, for tests and tools: read and change
-/// projects, read counters. Cheap to clone.
+/// projects and settings, read counters. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct SimState {
-    shared: Arc<Shared>,
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    manager: Mutex<Manager>,
+    clock: SimClock,
+    silent_start_stop: AtomicBool,
+    connections: AtomicU64,
 }
 
 impl SimState {
+    fn new(manager: Manager, clock: SimClock, silent_start_stop: bool) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                manager: Mutex::new(manager),
+                clock,
+                silent_start_stop: AtomicBool::new(silent_start_stop),
+                connections: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    fn manager(&self) -> MutexGuard<'_, Manager> {
+        // A panic while holding the lock cannot leave the registry half-changed in a way that
+        // matters to a simulator; keep serving.
+        self.inner.manager.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn now(&self) -> Duration {
+        self.inner.clock.now()
+    }
+
     /// The state of the project at `path`, if the simulator knows it.
     pub fn project_state(&self, path: &str) -> Option<ProjectState> {
-        let now = self.shared.clock.now();
-        self.shared.manager().state(path, now)
+        let now = self.now();
+        self.manager().state(path, now)
     }
 
     /// Every project with its port and state.
     pub fn projects(&self) -> Vec<ProjectInfo> {
-        let now = self.shared.clock.now();
-        self.shared.manager().projects(now)
+        let now = self.now();
+        self.manager().projects(now)
     }
 
     /// Forces a project into `state`; whether the project exists.
     pub fn set_project_state(&self, path: &str, state: ProjectState) -> bool {
-        let now = self.shared.clock.now();
-        self.shared.manager().set_state(path, state, now)
+        let now = self.now();
+        self.manager().set_state(path, state, now)
     }
 
     /// Adds (or replaces) a stopped project.
     pub fn add_project(&self, path: impl Into<String>, port: u16) {
-        self.shared.manager().add_project(path, port);
+        self.manager().add_project(path, port);
     }
 
     /// Removes a project; whether it existed.
     pub fn remove_project(&self, path: &str) -> bool {
-        self.shared.manager().remove_project(path)
+        self.manager().remove_project(path)
     }
 
     /// Marks `port` as held by another program: projects on it answer `error:port` to start.
     pub fn occupy_port(&self, port: u16) {
-        self.shared.manager().occupy_port(port);
+        self.manager().occupy_port(port);
     }
 
     /// Frees a port taken with [`SimState::occupy_port`].
     pub fn release_port(&self, port: u16) {
-        self.shared.manager().release_port(port);
+        self.manager().release_port(port);
     }
 
     /// Changes start and stop delays (simulated time) for transitions that begin from now on.
     pub fn set_delays(&self, start: Duration, stop: Duration) {
-        self.shared.manager().set_delays(start, stop);
+        self.manager().set_delays(start, stop);
     }
 
     /// Carries out a command directly, as if a client had sent it, ignoring faults.
     pub fn handle(&self, command: Command, path: &str) -> Outcome {
-        let now = self.shared.clock.now();
-        self.shared.manager().handle(command, path, now)
+        let now = self.now();
+        self.manager().handle(command, path, now)
     }
 
-    /// Requests received so far (understood or not).
-    pub fn requests_received(&self) -> u64 {
-        self.shared.requests.load(Ordering::Relaxed)
+    /// Whether `start` and `stop` go unanswered (see [`SimConfig::silent_start_stop`]).
+    pub fn silent_start_stop(&self) -> bool {
+        self.inner.silent_start_stop.load(Ordering::Relaxed)
     }
 
-    /// Connections accepted so far.
+    /// Answers `start` and `stop` from now on, or not (the state changes either way).
+    pub fn set_silent_start_stop(&self, silent: bool) {
+        self.inner
+            .silent_start_stop
+            .store(silent, Ordering::Relaxed);
+    }
+
+    /// Connections accepted so far (those open now: the handle's `connection_count`).
     pub fn connections_accepted(&self) -> u64 {
-        self.shared.connections.load(Ordering::Relaxed)
+        self.inner.connections.load(Ordering::Relaxed)
     }
 }
 
-/// Configures a [`PekatSim`]; see [`PekatSim::builder`]. Every setter changes one field of the
-/// [`SimConfig`] it holds.
+/// The Projects Manager as the server sees it: the sans-IO [`Manager`] answering requests at
+/// simulated time, under the fault layer.
+#[derive(Debug)]
+struct Projects {
+    state: SimState,
+    dialect: Dialect,
+}
+
+impl Device for Projects {
+    type Request = Incoming;
+    type Response = Option<Reply>;
+    type Fault = PekatFault;
+
+    async fn call(
+        &self,
+        _peer: SocketAddr,
+        incoming: Incoming,
+        fault: Option<PekatFault>,
+    ) -> Option<Reply> {
+        let (mut reply, answer_at) = match incoming {
+            Err(bad) => (bad.reply(), None),
+            Ok(request) => {
+                let (answer_at, response) = match self.state.handle(request.command, &request.path)
+                {
+                    Outcome::At(at, response) => (Some(at), response),
+                    Outcome::Now(response) => (None, response),
+                };
+                let start_or_stop = matches!(request.command, Command::Start | Command::Stop);
+                if start_or_stop && self.state.silent_start_stop() {
+                    tracing::debug!("not answering start/stop (silent_start_stop)");
+                    return None;
+                }
+                (Reply::to(&request, response), answer_at)
+            }
+        };
+        match fault {
+            Some(PekatFault::Answer(response)) => reply.response = response,
+            Some(PekatFault::WrongId(id)) if self.dialect.supports_ids() => reply.id = Some(id),
+            _ => {}
+        }
+        // The real server answers start/stop/switch once the transition is complete.
+        if let Some(at) = answer_at {
+            let clock = &self.state.inner.clock;
+            clock.sleep(at.saturating_sub(clock.now())).await;
+        }
+        Some(reply)
+    }
+}
+
+/// Configures a [`PekatSim`]; see [`PekatSim::builder`]. The shared host setters (`listen`,
+/// `backlog`, `max_connections`, `time_scale`/`speed`, `clock`, `host`) come first; every other
+/// setter changes one field of the [`SimConfig`] it holds.
 #[derive(Debug, Clone)]
 pub struct PekatSimBuilder {
+    host: HostConfig,
     config: SimConfig,
 }
 
 impl PekatSimBuilder {
-    /// Replaces the whole configuration.
+    labwire_simkit::host_setters!();
+
+    /// Replaces every device setting (the host settings stay).
     #[must_use]
     pub fn config(mut self, config: SimConfig) -> Self {
         self.config = config;
-        self
-    }
-
-    /// Address to listen on (default `127.0.0.1:0`: loopback, any free port).
-    #[must_use]
-    pub fn listen(mut self, addr: SocketAddr) -> Self {
-        self.config.listen = addr;
-        self
-    }
-
-    /// Listen backlog ([`labwire_net::DEFAULT_BACKLOG`] by default).
-    #[must_use]
-    pub fn backlog(mut self, backlog: u32) -> Self {
-        self.config.backlog = backlog;
-        self
-    }
-
-    /// Connections served at once; more wait in the backlog.
-    #[must_use]
-    pub fn max_connections(mut self, max: usize) -> Self {
-        self.config.max_connections = max;
         self
     }
 
@@ -264,25 +264,18 @@ impl PekatSimBuilder {
         self
     }
 
-    /// Runs simulated time `speed` times faster than real time (default 1.0); see
-    /// [`SimConfig::time_scale`].
-    #[must_use]
-    pub fn speed(mut self, speed: f64) -> Self {
-        self.config.time_scale = speed;
-        self
-    }
-
-    /// Faults switched on from the start; see [`Faults`].
-    #[must_use]
-    pub fn faults(mut self, faults: FaultSettings) -> Self {
-        self.config.faults = faults;
-        self
-    }
-
-    /// Sends no answer to `start` and `stop` from the start (the state still changes).
+    /// Sends no answer to `start` and `stop` (the state still changes); see
+    /// [`SimConfig::silent_start_stop`].
     #[must_use]
     pub fn silent_start_stop(mut self, silent: bool) -> Self {
-        self.config.faults.silent_start_stop = silent;
+        self.config.silent_start_stop = silent;
+        self
+    }
+
+    /// What [`Fault::Garbage`] sends ([`DEFAULT_GARBAGE`] by default).
+    #[must_use]
+    pub fn garbage(mut self, garbage: impl Into<Bytes>) -> Self {
+        self.config.garbage = garbage.into();
         self
     }
 
@@ -293,16 +286,14 @@ impl PekatSimBuilder {
         self
     }
 
-    /// Closes a connection that sends nothing, or does not take its answer, for this long
-    /// (60 s); see [`SimConfig::idle_timeout`].
+    /// See [`SimConfig::idle_timeout`] (60 s).
     #[must_use]
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.config.idle_timeout = timeout;
         self
     }
 
-    /// Deadline for the rest of a request once its first byte arrived (2 s); see
-    /// [`SimConfig::request_timeout`].
+    /// See [`SimConfig::request_timeout`] (2 s).
     #[must_use]
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.config.request_timeout = timeout;
@@ -323,135 +314,121 @@ impl PekatSimBuilder {
         self
     }
 
-    /// The configuration so far.
+    /// The device settings so far.
     pub fn current_config(&self) -> &SimConfig {
         &self.config
     }
 
-    /// Binds and starts serving.
+    /// Binds and starts serving, through `pekat_proto::server` and the simulator kit's fault
+    /// layer.
     ///
     /// # Errors
     /// When the address cannot be bound.
     pub async fn start(self) -> io::Result<PekatSim> {
-        let config = self.config;
+        let Self { host, config } = self;
+        let clock = host.clock();
         let mut manager = Manager::new(config.start_delay, config.stop_delay);
         for project in &config.projects {
             manager.add_project(project.path.clone(), project.port);
         }
-        let shared = Arc::new(Shared {
-            manager: Mutex::new(manager),
-            faults: Mutex::new(config.faults.clone()),
-            clock: SimClock::new(config.time_scale),
-            requests: AtomicU64::new(0),
-            connections: AtomicU64::new(0),
-        });
-        let mut server_config = ServerConfig::new(config.listen);
-        server_config.backlog = config.backlog;
-        server_config.max_connections = config.max_connections;
-        server_config.nodelay = true;
-        let server = Server::bind(server_config).await?;
-        let config = Arc::new(config);
-        let handle = {
-            let shared = Arc::clone(&shared);
-            let config = Arc::clone(&config);
-            server.serve(move |stream, _peer, _token| {
-                shared.connections.fetch_add(1, Ordering::Relaxed);
-                conn::serve(stream, Arc::clone(&shared), Arc::clone(&config))
-            })
+        let state = SimState::new(manager, clock.clone(), config.silent_start_stop);
+        let (faults, requests) = (Faults::new(), Requests::default());
+        let projects = Projects {
+            state: state.clone(),
+            dialect: config.dialect,
         };
+        let device = Arc::new(Faulty::new(
+            projects,
+            faults.clone(),
+            config.garbage.clone(),
+            requests.clone(),
+        ));
+        let server = ServerConfig {
+            listener: host.server_config(),
+            dialect: config.dialect,
+            limits: Limits {
+                max_request_len: config.max_request_len,
+                ..Limits::default()
+            },
+            quiet_period: config.quiet_period,
+            read_timeout: config.request_timeout,
+            idle_timeout: Some(config.idle_timeout),
+            write_timeout: config.idle_timeout,
+            one_request_per_connection: config.one_request_per_connection,
+        };
+        let shutdown = CancellationToken::new();
+        let accepted = state.clone();
+        let server = ServerBuilder::from(server)
+            .serve_connections(
+                move |_peer| {
+                    accepted.inner.connections.fetch_add(1, Ordering::Relaxed);
+                    Arc::clone(&device)
+                },
+                shutdown.child_token(),
+            )
+            .await?;
         tracing::debug!(
-            addr = %handle.local_addr(),
+            addr = %server.local_addr(),
             dialect = %config.dialect,
             projects = config.projects.len(),
             "PEKAT simulator listening"
         );
-        Ok(PekatSim {
-            handle,
-            state: SimState {
-                shared: Arc::clone(&shared),
-            },
-            faults: Faults { shared },
-            config,
-        })
+        let handle = SimHandle::new(
+            server,
+            state,
+            clock,
+            faults,
+            requests,
+            shutdown,
+            TaskTracker::new(),
+        );
+        Ok(PekatSim { handle, config })
     }
 }
 
-/// A running simulator: a PEKAT Projects Manager TCP server on a real socket.
+/// A running simulator: a PEKAT Projects Manager TCP server on a real socket. It dereferences
+/// to the simulator kit's [`SimHandle`]: `local_addr()`, `state()` (a [`SimState`]), `clock()`,
+/// `faults()` (with [`PekatFault`]), `requests()`, `connection_count()`, `shutdown()`,
+/// `shutdown_token()`.
 ///
-/// Dropping it stops the server without waiting; [`PekatSim::shutdown`] also waits until every
+/// Dropping it stops the server without waiting; `shutdown()` also waits until every
 /// connection is closed.
 #[derive(Debug)]
 pub struct PekatSim {
-    handle: ServerHandle,
-    state: SimState,
-    faults: Faults,
-    config: Arc<SimConfig>,
+    handle: SimHandle<SimState, PekatFault>,
+    config: SimConfig,
 }
 
 impl PekatSim {
-    /// A builder with the defaults of [`SimConfig::loopback`]: `127.0.0.1` port 0, dialect
-    /// 3.18, the [`demo_projects`], real-time clock, no faults.
+    /// A builder with the defaults: `127.0.0.1` port 0, dialect 3.18, the [`demo_projects`],
+    /// a real-time clock, no faults.
     pub fn builder() -> PekatSimBuilder {
         PekatSimBuilder {
-            config: SimConfig::loopback(),
+            host: HostConfig::loopback(),
+            config: SimConfig::default(),
         }
     }
 
-    /// Starts a simulator configured by `config`; the same as
-    /// `PekatSim::builder().config(config).start()`.
-    ///
-    /// # Errors
-    /// When the address cannot be bound.
-    pub async fn start(config: SimConfig) -> io::Result<Self> {
-        Self::builder().config(config).start().await
-    }
-
-    /// The address the simulator listens on.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.handle.local_addr()
-    }
-
-    /// The state handle (projects, counters); clone it to keep one.
-    pub fn state(&self) -> &SimState {
-        &self.state
-    }
-
-    /// The simulated clock.
-    pub fn clock(&self) -> &SimClock {
-        &self.state.shared.clock
-    }
-
-    /// Fault injection.
-    pub fn faults(&self) -> &Faults {
-        &self.faults
-    }
-
-    /// The configuration the simulator was started with.
+    /// The device settings the simulator was started with.
     pub fn config(&self) -> &SimConfig {
         &self.config
     }
+}
 
-    /// Connections open right now.
-    pub fn connection_count(&self) -> usize {
-        self.handle.connection_count()
-    }
+impl Deref for PekatSim {
+    type Target = SimHandle<SimState, PekatFault>;
 
-    /// Stops accepting, closes every connection, and waits until all are closed. Idempotent.
-    pub async fn shutdown(&self) {
-        self.handle.shutdown().await;
-    }
-
-    /// The token that stops the simulator when cancelled (for tying it to a parent's shutdown).
-    pub fn shutdown_token(&self) -> labwire_net::CancellationToken {
-        self.handle.shutdown_token()
+    fn deref(&self) -> &Self::Target {
+        &self.handle
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pekat_proto::Request;
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn extreme_time_scales_and_delays_never_overflow() {
         for scale in [
             f64::MIN_POSITIVE,
@@ -463,13 +440,17 @@ mod tests {
             -1.0,
             f64::NAN,
         ] {
-            for clock in [SimClock::new(scale), SimClock::scaled(scale)] {
-                let now = clock.now();
-                let _ = real_instant(&clock, now);
-                let _ = real_instant(&clock, Duration::MAX);
-            }
+            let mut manager = Manager::new(Duration::MAX, Duration::MAX);
+            manager.add_project("p", 1);
+            let state = SimState::new(manager, SimClock::scaled(scale), false);
+            let device = Projects {
+                state,
+                dialect: Dialect::V3_18,
+            };
+            let peer = SocketAddr::from(([127, 0, 0, 1], 1));
+            let start = device.call(peer, Ok(Request::start("p")), None);
+            let _ = tokio::time::timeout(Duration::from_secs(1), start).await;
         }
-        let _ = after(Duration::MAX);
         let mut manager = Manager::new(Duration::MAX, Duration::MAX);
         manager.add_project("p", 1);
         manager.add_project("q", 2);
@@ -479,5 +460,27 @@ mod tests {
             manager.state("q", Duration::MAX),
             Some(ProjectState::Running)
         );
+    }
+
+    #[tokio::test]
+    async fn device_faults_change_the_answer_but_not_what_is_done() {
+        let mut manager = Manager::new(Duration::ZERO, Duration::ZERO);
+        manager.add_project("p", 1);
+        let state = SimState::new(manager, SimClock::manual(), false);
+        let device = Projects {
+            state: state.clone(),
+            dialect: Dialect::V3_19,
+        };
+        let peer = SocketAddr::from(([127, 0, 0, 1], 1));
+        let start = Request::start("p").with_id(RequestId::from(1));
+        let refused = PekatFault::Answer(Response::PortInUse);
+        let reply = device.call(peer, Ok(start), Some(refused)).await.unwrap();
+        assert_eq!(reply.id, Some(RequestId::from(1)));
+        assert_eq!(reply.response, Response::PortInUse);
+        assert_eq!(state.project_state("p"), Some(ProjectState::Running));
+        let wrong = PekatFault::WrongId(RequestId::from(9));
+        let status = Request::status("p").with_id(RequestId::from(2));
+        let reply = device.call(peer, Ok(status), Some(wrong)).await.unwrap();
+        assert_eq!(reply.id, Some(RequestId::from(9)));
     }
 }

@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
-use pekat_proto::{Dialect, ProjectState};
-use pekat_sim::{FaultSettings, PekatSim, ProjectSpec, SimConfig};
+use labwire_simkit::testing::eventually;
+use pekat_proto::{Dialect, ProjectState, Response};
+use pekat_sim::{Fault, PekatFault, PekatSim, ProjectSpec, SimConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
@@ -12,7 +13,7 @@ const A: &str = r"C:\Projects\Line A";
 const LIMIT: Duration = Duration::from_secs(5);
 
 fn config(dialect: Dialect) -> SimConfig {
-    let mut config = SimConfig::loopback()
+    let mut config = SimConfig::default()
         .with_dialect(dialect)
         .with_delays(Duration::ZERO, Duration::ZERO);
     config.projects = vec![
@@ -29,9 +30,14 @@ async fn connect(sim: &PekatSim) -> TcpStream {
         .unwrap()
 }
 
+/// Starts a simulator on a free loopback port with `config`.
+async fn start(config: SimConfig) -> PekatSim {
+    PekatSim::builder().config(config).start().await.unwrap()
+}
+
 /// Starts a simulator with `config` and connects one raw client to it.
 async fn start_and_connect(config: SimConfig) -> (PekatSim, TcpStream) {
-    let sim = PekatSim::start(config).await.unwrap();
+    let sim = start(config).await;
     let stream = connect(&sim).await;
     (sim, stream)
 }
@@ -96,7 +102,7 @@ async fn bad_input_gets_the_3_18_error_answer_and_the_connection_goes_on() {
         ask(&mut s, format!("status:{A}").as_bytes()).await,
         "stopped"
     );
-    assert_eq!(sim.state().requests_received(), 8);
+    assert_eq!(sim.requests(), 8);
     sim.shutdown().await;
 }
 
@@ -129,7 +135,7 @@ async fn bad_input_gets_the_3_19_error_answer_with_the_id_echoed() {
 async fn an_endless_request_is_refused_and_closed_without_disturbing_others() {
     let mut config = config(Dialect::V3_18);
     config.max_request_len = 4096;
-    let sim = PekatSim::start(config).await.unwrap();
+    let sim = start(config).await;
     let mut other = connect(&sim).await;
     let mut flood = connect(&sim).await;
     let chunk = vec![b'a'; 1024];
@@ -218,19 +224,18 @@ async fn one_request_per_connection_mode_closes_after_the_answer() {
 
 #[tokio::test]
 async fn faults_close_or_garble_the_answer() {
-    let sim = PekatSim::start(config(Dialect::V3_18)).await.unwrap();
+    let mut config = config(Dialect::V3_18);
+    config.garbage = b"\xff\xfe".to_vec().into();
+    let sim = start(config).await;
     let state = sim.state();
     let faults = sim.faults();
-    faults.update(|f| f.garbage = Some(b"\xff\xfe".to_vec()));
+    faults.set(Some(Fault::Garbage));
     let mut s = connect(&sim).await;
     assert_eq!(
         ask(&mut s, format!("status:{A}").as_bytes()).await,
         "\u{fffd}\u{fffd}"
     );
-    faults.update(|f| {
-        f.garbage = None;
-        f.close_instead_of_answer = true;
-    });
+    faults.set(Some(Fault::Close));
     s.write_all(format!("start:{A}").as_bytes()).await.unwrap();
     assert!(closed(&mut s).await);
     // The request was still carried out.
@@ -272,14 +277,18 @@ async fn a_scaled_clock_makes_simulated_delays_pass_faster() {
 #[tokio::test]
 async fn status_during_a_start_reports_starting_to_other_connections() {
     let config = config(Dialect::V3_19).with_delays(Duration::from_millis(300), Duration::ZERO);
-    let sim = PekatSim::start(config).await.unwrap();
+    let sim = start(config).await;
     let mut starter = connect(&sim).await;
     starter
         .write_all(format!("1.start|{A}").as_bytes())
         .await
         .unwrap();
     let state = sim.state();
-    assert!(wait_for(|| state.project_state(A) == Some(ProjectState::Starting)).await);
+    assert!(
+        eventually(LIMIT, || state.project_state(A)
+            == Some(ProjectState::Starting))
+        .await
+    );
     let mut other = connect(&sim).await;
     assert_eq!(
         ask(&mut other, format!("2.status|{A}").as_bytes()).await,
@@ -291,18 +300,6 @@ async fn status_during_a_start_reports_starting_to_other_connections() {
         "suc:running"
     );
     sim.shutdown().await;
-}
-
-/// Polls `condition` until it holds or the limit passes.
-async fn wait_for(mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + LIMIT;
-    while tokio::time::Instant::now() < deadline {
-        if condition() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    condition()
 }
 
 #[tokio::test]
@@ -323,10 +320,14 @@ async fn a_client_that_leaves_during_a_slow_start_frees_its_connection() {
     let (sim, mut s) = start_and_connect(config).await;
     s.write_all(format!("start:{A}").as_bytes()).await.unwrap();
     let state = sim.state();
-    assert!(wait_for(|| state.project_state(A) == Some(ProjectState::Starting)).await);
+    assert!(
+        eventually(LIMIT, || state.project_state(A)
+            == Some(ProjectState::Starting))
+        .await
+    );
     assert_eq!(sim.connection_count(), 1);
     drop(s);
-    assert!(wait_for(|| sim.connection_count() == 0).await);
+    assert!(eventually(LIMIT, || sim.connection_count() == 0).await);
     // The start goes on without the client.
     assert_eq!(state.project_state(A), Some(ProjectState::Starting));
     sim.shutdown().await;
@@ -343,24 +344,23 @@ async fn a_slow_start_is_answered_after_a_half_close() {
 
 #[tokio::test]
 async fn the_builder_configures_dialect_projects_and_faults_from_the_start() {
-    let mut faults = FaultSettings::default();
-    faults.garbage = Some(b"license expired".to_vec());
     let sim = PekatSim::builder()
         .dialect(Dialect::V3_19)
         .projects([ProjectSpec::new(A, 8000)])
         .project(r"D:\Other", 8100)
         .delays(Duration::ZERO, Duration::ZERO)
-        .faults(faults.clone())
+        .garbage(&b"license expired"[..])
         .one_request_per_connection(true)
         .backlog(64)
         .max_connections(4)
         .start()
         .await
         .unwrap();
+    sim.faults().set(Some(Fault::Garbage));
     assert!(sim.local_addr().ip().is_loopback());
     assert_eq!(sim.config().dialect, Dialect::V3_19);
     assert_eq!(sim.state().projects().len(), 2);
-    assert_eq!(sim.faults().get(), faults);
+    assert_eq!(sim.faults().standing(), Some(Fault::Garbage));
     let mut s = connect(&sim).await;
     assert_eq!(
         ask(&mut s, format!("7.status|{A}").as_bytes()).await,
@@ -377,19 +377,26 @@ async fn the_builder_configures_dialect_projects_and_faults_from_the_start() {
 #[tokio::test]
 async fn a_config_struct_starts_the_same_simulator_as_the_builder() {
     let mut config = config(Dialect::V3_18);
-    config.faults.silent_start_stop = true;
+    config.silent_start_stop = true;
     let sim = PekatSim::builder().config(config).start().await.unwrap();
-    assert!(sim.faults().get().silent_start_stop);
+    assert!(sim.state().silent_start_stop());
     assert_eq!(sim.clock().speed(), 1.0);
     let mut s = connect(&sim).await;
     s.write_all(format!("start:{A}").as_bytes()).await.unwrap();
     // No answer to start, but the state changed; status still answers.
     let state = sim.state().clone();
-    assert!(wait_for(|| state.project_state(A) == Some(ProjectState::Running)).await);
+    assert!(
+        eventually(LIMIT, || state.project_state(A)
+            == Some(ProjectState::Running))
+        .await
+    );
     assert_eq!(
         ask(&mut s, format!("status:{A}").as_bytes()).await,
         "running"
     );
+    // Switched off while running: start and stop are answered again.
+    state.set_silent_start_stop(false);
+    assert_eq!(ask(&mut s, format!("stop:{A}").as_bytes()).await, "done");
     sim.shutdown().await;
 }
 
@@ -413,12 +420,13 @@ async fn a_client_that_never_takes_its_answer_is_disconnected_after_the_idle_tim
     config.idle_timeout = Duration::from_millis(200);
     // An answer far larger than the socket buffers: the write cannot complete while the client
     // does not read.
-    config.faults.garbage = Some(vec![b'x'; 32 << 20]);
+    config.garbage = vec![b'x'; 32 << 20].into();
     let (sim, mut s) = start_and_connect(config).await;
+    sim.faults().set(Some(Fault::Garbage));
     s.write_all(format!("status:{A}").as_bytes()).await.unwrap();
-    assert!(wait_for(|| sim.state().requests_received() == 1).await);
+    assert!(eventually(LIMIT, || sim.requests() == 1).await);
     assert!(
-        wait_for(|| sim.connection_count() == 0).await,
+        eventually(LIMIT, || sim.connection_count() == 0).await,
         "the connection is still held"
     );
     drop(s);
@@ -427,9 +435,9 @@ async fn a_client_that_never_takes_its_answer_is_disconnected_after_the_idle_tim
 
 #[tokio::test]
 async fn the_answer_delay_fault_holds_each_answer_back() {
-    let mut config = config(Dialect::V3_18);
-    config.faults.answer_delay = Duration::from_millis(200);
-    let (sim, mut s) = start_and_connect(config).await;
+    let (sim, mut s) = start_and_connect(config(Dialect::V3_18)).await;
+    sim.faults()
+        .set(Some(Fault::Delay(Duration::from_millis(200))));
     let (answer, took) = timed_ask(&mut s, format!("status:{A}").as_bytes()).await;
     assert_eq!(answer, "stopped");
     assert!(took >= Duration::from_millis(200));
@@ -480,5 +488,56 @@ async fn the_state_handle_changes_projects_ports_and_delays_while_serving() {
         ask(&mut s, format!("status:{new}").as_bytes()).await,
         "not-found"
     );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_time_scale_of_zero_stops_the_clock_until_it_is_advanced() {
+    let sim = PekatSim::builder()
+        .config(config(Dialect::V3_18))
+        .delays(Duration::from_secs(1), Duration::ZERO)
+        .time_scale(0.0)
+        .start()
+        .await
+        .unwrap();
+    assert!(sim.clock().is_manual());
+    let state = sim.state();
+    let mut s = connect(&sim).await;
+    s.write_all(format!("start:{A}").as_bytes()).await.unwrap();
+    assert!(
+        eventually(LIMIT, || state.project_state(A)
+            == Some(ProjectState::Starting))
+        .await
+    );
+    // Real time alone does not move a stopped clock: the start is not answered.
+    let mut buf = [0u8; 16];
+    assert!(
+        timeout(Duration::from_millis(100), s.read(&mut buf))
+            .await
+            .is_err()
+    );
+    sim.clock().advance(Duration::from_secs(1));
+    assert_eq!(answer(&mut s).await, "done");
+    assert_eq!(state.project_state(A), Some(ProjectState::Running));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_shared_faults_lose_or_cut_one_answer_and_device_faults_change_it() {
+    let (sim, mut s) = start_and_connect(config(Dialect::V3_18)).await;
+    let status = format!("status:{A}");
+    sim.faults().push(Fault::NoReply);
+    sim.faults()
+        .push(Fault::Device(PekatFault::Answer(Response::PortInUse)));
+    s.write_all(status.as_bytes()).await.unwrap();
+    // Handled, not answered: the next answer read is the next request's.
+    assert!(eventually(LIMIT, || sim.requests() == 1).await);
+    let start = format!("start:{A}");
+    assert_eq!(ask(&mut s, start.as_bytes()).await, "error:port");
+    assert_eq!(sim.state().project_state(A), Some(ProjectState::Running));
+    sim.faults().push(Fault::Truncate);
+    assert_eq!(ask(&mut s, status.as_bytes()).await, "run");
+    assert!(closed(&mut s).await);
+    assert_eq!(sim.faults().applied(), 3);
     sim.shutdown().await;
 }
