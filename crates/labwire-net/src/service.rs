@@ -238,6 +238,16 @@ where
         }
         let bytes: &[u8] = match &plan.action {
             Action::Reply => &out,
+            // The one exchange gets no answer: the client keeps waiting (until its own deadline
+            // or ours), as it would on a device that never answers.
+            Action::NoReply if exchange.once => {
+                hold(
+                    stream,
+                    exchange.idle_timeout.unwrap_or(exchange.read_timeout),
+                )
+                .await;
+                return ConnectionEnd::Fault;
+            }
             Action::NoReply => &[],
             Action::Close => return ConnectionEnd::Fault,
             Action::Truncate => out.get(..out.len() / 2).unwrap_or_default(),
@@ -254,8 +264,11 @@ where
             return ConnectionEnd::Fault;
         }
         if exchange.once {
-            // Tell the client we are done; it may still be writing.
+            // Tell the client we are done, then take (and drop) what it may still be sending for
+            // a moment: closing with unread bytes would reset the connection and could destroy
+            // the answer before the client has read it.
             let _ = stream.shutdown().await;
+            linger(stream).await;
             return ConnectionEnd::Done;
         }
         if buf.is_empty() && buf.capacity() > RETAINED_CAPACITY {
@@ -263,6 +276,33 @@ where
             buf = BytesMut::new();
         }
     }
+}
+
+/// Keeps the connection open without answering until the client closes it or `limit` passes;
+/// whatever it sends is dropped.
+async fn hold<T: AsyncRead + Unpin>(stream: &mut T, limit: Duration) {
+    let mut scratch = [0u8; 1024];
+    let drain = async { while matches!(stream.read(&mut scratch).await, Ok(n) if n > 0) {} };
+    let _ = tokio::time::timeout(limit, drain).await;
+}
+
+/// After the one exchange of a connection: at most this long and this many bytes are read (and
+/// dropped) before the socket is closed.
+const LINGER: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 64 * 1024;
+
+async fn linger<T: AsyncRead + Unpin>(stream: &mut T) {
+    let mut scratch = [0u8; 1024];
+    let mut taken = 0;
+    let drain = async {
+        while taken < LINGER_BYTES {
+            match stream.read(&mut scratch).await {
+                Ok(n) if n > 0 => taken += n,
+                _ => break,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
 }
 
 /// Buffer capacity kept between requests; a larger one (after a large request) is released.
@@ -483,6 +523,35 @@ mod tests {
         let mut client = connect(&handle).await;
         client.get_mut().write_all(b"x\n").await.unwrap();
         assert!(read_to_end(&mut client).await.is_empty());
+        handle.shutdown().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_reply_on_a_once_connection_leaves_the_client_waiting_until_the_deadline() {
+        let exchange = Exchange {
+            once: true,
+            idle_timeout: Some(Duration::from_secs(20)),
+            ..Exchange::new()
+        };
+        let plans = vec![Plan {
+            action: Action::NoReply,
+            ..Plan::default()
+        }];
+        let handle = start(exchange, plans).await;
+        let mut client = connect(&handle).await;
+        client.get_mut().write_all(b"anyone?\n").await.unwrap();
+        let started = Instant::now();
+        let mut rest = Vec::new();
+        tokio::time::timeout(Duration::from_secs(60), client.read_to_end(&mut rest))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(rest.is_empty());
+        assert!(
+            started.elapsed() >= Duration::from_secs(20),
+            "{:?}",
+            started.elapsed()
+        );
         handle.shutdown().await;
     }
 

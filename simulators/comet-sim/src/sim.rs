@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::net::SocketAddr;
 use std::ops::Deref;
 use std::time::Duration;
 
@@ -11,8 +10,6 @@ use bytes::{Bytes, BytesMut};
 use comet_socket::dispatch::Answer;
 use comet_socket::server::CancellationToken;
 use comet_socket::{CodecError, CometCodec, Frame, Limits};
-use labwire_net::PlannedService;
-use labwire_net::service::{Action, Plan};
 use labwire_simkit::{Faulty, HostConfig, Requests, SimHandle};
 use serde_json::Value;
 use tokio_util::codec::{Decoder, Encoder};
@@ -130,15 +127,12 @@ impl CometSimBuilder {
         faults.set(config.fault.clone());
         let requests = Requests::default();
         let device = CometDevice::new(&config, state.clone(), clock.clone());
-        let service = HoldOnNoReply {
-            inner: Faulty::new(
-                device,
-                faults.clone(),
-                Bytes::from_static(GARBAGE),
-                requests.clone(),
-            ),
-            hold: config.connection_deadline,
-        };
+        let service = Faulty::new(
+            device,
+            faults.clone(),
+            Bytes::from_static(GARBAGE),
+            requests.clone(),
+        );
         let codec = {
             let state = state.clone();
             let limits = config.limits;
@@ -197,27 +191,6 @@ impl Deref for CometSim {
 
     fn deref(&self) -> &Self::Target {
         &self.0
-    }
-}
-
-/// Keeps a connection open after a [`Fault::NoReply`] until the deadline. The serve loop
-/// closes a one-exchange connection once its answer is (or is not) sent, but an unanswered
-/// request must leave the client waiting, as it does with every other simulator.
-struct HoldOnNoReply<S> {
-    inner: S,
-    hold: Duration,
-}
-
-impl<S: PlannedService> PlannedService for HoldOnNoReply<S> {
-    type Request = S::Request;
-    type Response = S::Response;
-
-    async fn call(&self, peer: SocketAddr, request: S::Request) -> (S::Response, Plan) {
-        let (answer, plan) = self.inner.call(peer, request).await;
-        if plan.action == Action::NoReply {
-            tokio::time::sleep(self.hold).await;
-        }
-        (answer, plan)
     }
 }
 
