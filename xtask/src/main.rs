@@ -18,7 +18,7 @@ const PROTOCOL_CRATES: &[&str] = &["arkeo-proto", "pekat-proto", "pycom-proto", 
 
 /// Protocol crates with an `own_device` example: a user's own device `Service`, served by the
 /// crate's `server` feature and called by its client; CI runs each to completion.
-const OWN_DEVICE_EXAMPLES: &[&str] = &["arkeo-proto"];
+const OWN_DEVICE_EXAMPLES: &[&str] = &["arkeo-proto", "pekat-proto"];
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
