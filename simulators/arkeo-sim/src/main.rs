@@ -2,7 +2,7 @@
 
 use anyhow::Context as _;
 use arkeo_sim::{ArkeoSim, DEFAULT_LISTEN};
-use clap::{CommandFactory as _, Parser};
+use clap::Parser;
 use labwire_simkit::HostConfig;
 use labwire_simkit::cli::{HostArgs, run_until_signal};
 
@@ -21,15 +21,6 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let scale = args.host.time_scale;
-    if !(scale.is_finite() && scale >= 0.0) {
-        Args::command()
-            .error(
-                clap::error::ErrorKind::InvalidValue,
-                "--time-scale (--speed) must be a number of zero or more",
-            )
-            .exit();
-    }
     args.host.init_logging();
     let mut host = HostConfig::new(DEFAULT_LISTEN.parse()?);
     args.host.apply(&mut host);

@@ -69,10 +69,6 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     args.host.init_logging();
     anyhow::ensure!(args.nodes >= 1, "--nodes must be at least 1");
-    anyhow::ensure!(
-        args.host.time_scale.is_finite() && args.host.time_scale >= 0.0,
-        "--time-scale must be a number, 0 or more"
-    );
     let nodes = args.nodes;
     let fleet = Fleet::start(args.node(), nodes).await?;
     cli::run_until_signal(&fleet.addrs(), fleet.shutdown()).await?;

@@ -58,7 +58,8 @@ pub struct HostArgs {
         long,
         visible_alias = "speed",
         value_name = "SCALE",
-        default_value_t = 1.0
+        default_value_t = 1.0,
+        value_parser = time_scale
     )]
     pub time_scale: f64,
     /// More logging on stderr (-v debug, -vv trace); RUST_LOG overrides.
@@ -132,6 +133,20 @@ where
     Ok(())
 }
 
+/// Parses a time scale: a finite number, zero or more (refused otherwise, so the binary exits 2
+/// with the reason).
+///
+/// # Errors
+/// A message for `clap` naming what is wrong.
+pub fn time_scale(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(scale) if scale.is_finite() && scale >= 0.0 => Ok(scale),
+        _ => Err(format!(
+            "{text:?} is not a time scale (a number, 0 or more)"
+        )),
+    }
+}
+
 /// Parses a duration flag: seconds as a decimal number (`1.5`), or with a unit (`250ms`,
 /// `1.5s`). Negative, non-finite and absurdly large values are refused.
 ///
@@ -199,6 +214,17 @@ mod tests {
         assert!(host.clock().now().is_zero());
         assert_eq!(args.host.verbose, 2);
         assert_eq!(args.host.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn a_time_scale_is_a_finite_number_of_zero_or_more() {
+        assert!(Args::try_parse_from(["sim", "--speed", "2.5"]).is_ok());
+        for bad in ["-1", "NaN", "inf", "fast"] {
+            let flag = format!("--time-scale={bad}");
+            let parsed = Args::try_parse_from(["sim", flag.as_str()]);
+            let error = parsed.err().unwrap_or_else(|| panic!("{bad} accepted"));
+            assert_eq!(error.exit_code(), 2, "{bad}");
+        }
     }
 
     #[test]

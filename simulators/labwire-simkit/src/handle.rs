@@ -69,7 +69,7 @@ impl<S, P: Clone> SimHandle<S, P> {
         &self.faults
     }
 
-    /// Requests received so far (valid or not).
+    /// Requests the device was asked to answer so far (those its protocol could decode).
     pub fn requests(&self) -> u64 {
         self.requests.get()
     }
