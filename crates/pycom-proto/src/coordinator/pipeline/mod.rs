@@ -138,18 +138,7 @@ impl Pipeline {
         timings: &PipelineTimings,
         out: &mut Vec<Out>,
     ) {
-        let first = self.queue.is_empty();
         self.queue.push_back(command);
-        if first
-            && self.in_transit.is_none()
-            && let Sync::Waiting { token, .. } = &self.sync
-        {
-            // The marker in flight went before anyone waited; the first command to wait gets a
-            // fresh one, so that a node gone meanwhile fails it at once (a late output of the
-            // earlier marker is still recognised).
-            tracing::debug!(token, "a command waits: marker sent again");
-            self.sync = Sync::Needed { eager: false };
-        }
         self.pump(now, timings, out);
     }
 
