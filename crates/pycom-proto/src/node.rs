@@ -6,7 +6,7 @@
 //! advertised ([`Request::reply_addr`]) for each event. So a node is a [`Service`] whose
 //! `Request` is a [`Request`] and whose `Response` is `()`, served by the same loop as every
 //! labwire server ([`labwire_net::service::serve`], one exchange per connection, through
-//! [`PycomCodec`](crate::PycomCodec)).
+//! [`PycomCodec`]).
 //!
 //! ```no_run
 //! use std::net::SocketAddr;
