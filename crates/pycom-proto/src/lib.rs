@@ -9,6 +9,8 @@ pub mod codec;
 pub mod message;
 mod raw;
 pub mod sequence;
+#[cfg(feature = "proptest")]
+pub mod strategy;
 pub mod wire;
 
 #[cfg(any(feature = "client", feature = "server"))]

@@ -5,7 +5,7 @@ use bytes::BytesMut;
 use proptest::prelude::*;
 use pycom_proto::PycomCodec;
 use pycom_proto::message::{Body, Identity, Message, UnitInfo};
-use pycom_proto::sequence::{Drive, Row, Sequence, Slot};
+use pycom_proto::sequence::{Row, Sequence, Slot};
 use pycom_proto::wire::{self, Limits};
 use serde_json::{Map, Value};
 use tokio_util::codec::Decoder;
@@ -72,21 +72,6 @@ fn message() -> impl Strategy<Value = Message> {
     (identity(), body()).prop_map(|(identity, body)| Message { identity, body })
 }
 
-fn row() -> impl Strategy<Value = Row> {
-    let power = 0u8..=100;
-    let drive = prop_oneof![Just(Drive::SingleFrame), Just(Drive::Continuous)];
-    prop_oneof![
-        power.clone().prop_map(|power| Row::ModelLight { power }),
-        power.clone().prop_map(|power| Row::All4Nikon { power }),
-        (power.clone(), 0u8..=109)
-            .prop_map(|(power, shutter_ms)| Row::All4Canon { power, shutter_ms }),
-        (power.clone(), drive.clone()).prop_map(|(power, drive)| Row::Olat4Nikon { power, drive }),
-        (power, drive).prop_map(|(power, drive)| Row::Olat4Canon { power, drive }),
-        any::<bool>().prop_map(|on| Row::LedFan { on }),
-        any::<bool>().prop_map(|on| Row::DigitalPolarizer { on }),
-    ]
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -151,7 +136,7 @@ proptest! {
     }
 
     #[test]
-    fn rows_render_to_a_safe_alphabet_and_parse_back(rows in prop::collection::vec(row(), 1..12)) {
+    fn rows_render_to_a_safe_alphabet_and_parse_back(rows in prop::collection::vec(pycom_proto::strategy::row(), 1..12)) {
         let sequence = Sequence::new(rows.clone()).unwrap();
         let argument = sequence.echo_argument();
         // Upper-case letters, digits, `_`, `,` and the two characters of each `\n`: nothing

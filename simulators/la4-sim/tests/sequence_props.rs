@@ -5,7 +5,7 @@ use la4_sim::BOARDIO_READY;
 use la4_sim::shell::{self, Connector, Files};
 use la4_sim::state::Device;
 use proptest::prelude::*;
-use pycom_proto::sequence::{Drive, Row, Sequence, Slot};
+use pycom_proto::sequence::{Row, Sequence, Slot};
 
 /// Mostly in range, sometimes any value: out-of-range ones must be refused before any command
 /// exists.
@@ -14,18 +14,7 @@ fn value(max: u8) -> impl Strategy<Value = u8> + Clone {
 }
 
 fn row() -> impl Strategy<Value = Row> {
-    let drive = prop_oneof![Just(Drive::SingleFrame), Just(Drive::Continuous)];
-    let power = value(100);
-    prop_oneof![
-        power.clone().prop_map(|power| Row::ModelLight { power }),
-        power.clone().prop_map(|power| Row::All4Nikon { power }),
-        (power.clone(), value(109))
-            .prop_map(|(power, shutter_ms)| Row::All4Canon { power, shutter_ms }),
-        (power.clone(), drive.clone()).prop_map(|(power, drive)| Row::Olat4Nikon { power, drive }),
-        (power, drive).prop_map(|(power, drive)| Row::Olat4Canon { power, drive }),
-        any::<bool>().prop_map(|on| Row::LedFan { on }),
-        any::<bool>().prop_map(|on| Row::DigitalPolarizer { on }),
-    ]
+    pycom_proto::strategy::row_from(value(100), value(109))
 }
 
 proptest! {
