@@ -247,15 +247,17 @@ fn criterion_dir() -> PathBuf {
 
 /// Prints every benchmark as a ratio against the baseline of its group, measured in the same
 /// run: absolute times on a shared 2-core machine mean little, ratios do. A group's baseline is
-/// the benchmark whose id contains `baseline` (for example plain `serde_json` parsing of the same
-/// payload).
+/// the benchmark whose id contains `baseline` (the real floor: a bare tokio client/server doing
+/// the same exchange, a typed `serde_json` decode of the same bytes). The ratio is throughput
+/// against the baseline: baseline time / this time, so 1.00 is as fast as the floor and 0.50 half
+/// as fast.
 fn report_ratios(dir: &Path) -> Result {
     let Ok(groups) = std::fs::read_dir(dir) else {
         return Err(format!("no criterion results in {}", dir.display()));
     };
     let mut groups: Vec<PathBuf> = groups.flatten().map(|e| e.path()).collect();
     groups.sort();
-    println!("\nbenchmark ratios (mean time / group baseline mean; lower is faster):");
+    println!("\nbenchmark ratios (throughput against the group's baseline: baseline mean time / mean time; 1.00 = as fast as the floor):");
     for group in groups
         .iter()
         .filter(|p| p.is_dir() && !p.ends_with("report"))
@@ -273,7 +275,7 @@ fn report_ratios(dir: &Path) -> Result {
         let name = group.file_name().map(|n| n.to_string_lossy().into_owned());
         println!("  {}", name.unwrap_or_default());
         for (id, mean) in &benches {
-            println!("    {id:<48} {:>8.2}x", mean / baseline);
+            println!("    {id:<48} {:>8.3}", baseline / mean);
         }
     }
     Ok(())

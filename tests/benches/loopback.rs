@@ -1,0 +1,428 @@
+//! Every protocol over loopback, side by side with a bare tokio client/server doing the same
+//! exchange (the same bytes each way, the same connection pattern) in the same run. The bare
+//! pair is the floor: what TCP on this machine costs. `cargo xtask bench` prints each as a ratio
+//! to its group's `baseline`.
+//!
+//! Per protocol, where it applies: the labwire client against the simulator, the labwire client
+//! against a bare server, and a bare client against the simulator, so that a slow side shows.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use criterion::{
+    BenchmarkGroup, Criterion, criterion_group, criterion_main, measurement::WallTime,
+};
+use labwire_net::{Server, ServerConfig, ServerHandle};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::runtime::Runtime;
+
+const IO: Duration = Duration::from_secs(5);
+
+fn loopback() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+fn runtime(multi_thread: bool) -> Runtime {
+    let mut builder = if multi_thread {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(2);
+        b
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    builder.enable_all().build().expect("runtime")
+}
+
+fn group<'a>(c: &'a mut Criterion, name: &str) -> BenchmarkGroup<'a, WallTime> {
+    let mut group = c.benchmark_group(name);
+    group.sample_size(20);
+    group.measurement_time(Duration::from_secs(2));
+    group.warm_up_time(Duration::from_millis(500));
+    group
+}
+
+/// A bare server: per connection, reads `request_len` bytes and writes `reply`, again and again
+/// (`once`: one exchange, then close).
+async fn bare_server(request_len: usize, reply: Vec<u8>, once: bool) -> ServerHandle {
+    let reply = Arc::new(reply);
+    Server::bind(ServerConfig::new(loopback()))
+        .await
+        .expect("bind")
+        .serve(move |mut stream, _, _| {
+            let reply = Arc::clone(&reply);
+            async move {
+                let mut request = vec![0u8; request_len];
+                while stream.read_exact(&mut request).await.is_ok() {
+                    if stream.write_all(&reply).await.is_err() || once {
+                        break;
+                    }
+                }
+            }
+        })
+}
+
+/// A bare client's exchange on a kept connection: write `request`, read `reply_len` bytes.
+async fn bare_exchange(stream: &mut TcpStream, request: &[u8], reply: &mut [u8]) {
+    stream.write_all(request).await.expect("write");
+    stream.read_exact(reply).await.expect("read");
+}
+
+/// A bare client's exchange on a connection of its own: connect, write, read to the close.
+async fn bare_once(addr: SocketAddr, request: &[u8]) -> usize {
+    let mut stream = labwire_net::connect(addr, IO).await.expect("connect");
+    stream.write_all(request).await.expect("write");
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply).await.expect("read");
+    reply.len()
+}
+
+/// Reads whatever arrives until the peer is quiet for a moment (setup only: learning what a
+/// simulator answers, for the bare server to answer the same bytes).
+async fn read_until_quiet<R: AsyncRead + Unpin>(reader: &mut R) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while let Ok(Ok(n)) =
+        tokio::time::timeout(Duration::from_millis(200), reader.read(&mut chunk)).await
+    {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&chunk[..n]);
+    }
+    out
+}
+
+fn arkeo(c: &mut Criterion) {
+    use arkeo_proto::{Client, ParamKey, Request, Target, wire};
+    for (name, multi_thread) in [
+        ("arkeo_sequential", true),
+        ("arkeo_sequential_same_cpu", false),
+    ] {
+        let rt = runtime(multi_thread);
+        let request = Request::new(Target::Main, "GetActiveRoutine");
+        let mut frame = BytesMut::new();
+        wire::encode_request(&request, ParamKey::Parameter, usize::MAX, &mut frame)
+            .expect("encode");
+        let frame = frame.to_vec();
+        let (sim, bare, reply) = rt.block_on(async {
+            let sim = arkeo_sim::ArkeoSim::builder().start().await.expect("sim");
+            let mut stream = labwire_net::connect(sim.local_addr(), IO)
+                .await
+                .expect("connect");
+            stream.write_all(&frame).await.expect("write");
+            let reply = read_until_quiet(&mut stream).await;
+            let bare = bare_server(frame.len(), reply.clone(), false).await;
+            (sim, bare, reply)
+        });
+        let mut g = group(c, name);
+        let mut stream = rt
+            .block_on(labwire_net::connect(bare.local_addr(), IO))
+            .expect("connect");
+        let mut answer = vec![0u8; reply.len()];
+        g.bench_function("baseline_bare_client_bare_server", |b| {
+            b.iter(|| rt.block_on(bare_exchange(&mut stream, &frame, &mut answer)));
+        });
+        let mut to_sim = rt
+            .block_on(labwire_net::connect(sim.local_addr(), IO))
+            .expect("connect");
+        g.bench_function("bare_client_arkeo_sim", |b| {
+            b.iter(|| rt.block_on(bare_exchange(&mut to_sim, &frame, &mut answer)));
+        });
+        for (id, addr) in [
+            ("client_bare_server", bare.local_addr()),
+            ("client_arkeo_sim", sim.local_addr()),
+        ] {
+            let client = Client::builder(addr).build();
+            g.bench_function(id, |b| {
+                b.iter(|| rt.block_on(client.call(request.clone())).expect("call"));
+            });
+        }
+        g.finish();
+        rt.block_on(async {
+            sim.shutdown().await;
+            bare.shutdown().await;
+        });
+    }
+}
+
+fn arkeo_concurrent(c: &mut Criterion) {
+    use arkeo_proto::{Client, ParamKey, Request, Target, wire};
+    const CONNECTIONS: usize = 64;
+    const CALLS: usize = 10;
+    let rt = runtime(true);
+    let request = Request::new(Target::Main, "GetActiveRoutine");
+    let mut frame = BytesMut::new();
+    wire::encode_request(&request, ParamKey::Parameter, usize::MAX, &mut frame).expect("encode");
+    let frame = Arc::new(frame.to_vec());
+    let (sim, bare, reply_len) = rt.block_on(async {
+        let sim = arkeo_sim::ArkeoSim::builder().start().await.expect("sim");
+        let mut stream = labwire_net::connect(sim.local_addr(), IO)
+            .await
+            .expect("connect");
+        stream.write_all(&frame).await.expect("write");
+        let reply = read_until_quiet(&mut stream).await;
+        let bare = bare_server(frame.len(), reply.clone(), false).await;
+        (sim, bare, reply.len())
+    });
+    let mut g = group(c, "arkeo_64_connections");
+    let bare_addr = bare.local_addr();
+    g.bench_function("baseline_bare_client_bare_server", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let tasks: Vec<_> = (0..CONNECTIONS)
+                    .map(|_| {
+                        let frame = Arc::clone(&frame);
+                        tokio::spawn(async move {
+                            let mut stream =
+                                labwire_net::connect(bare_addr, IO).await.expect("connect");
+                            let mut answer = vec![0u8; reply_len];
+                            for _ in 0..CALLS {
+                                bare_exchange(&mut stream, &frame, &mut answer).await;
+                            }
+                        })
+                    })
+                    .collect();
+                for task in tasks {
+                    task.await.expect("task");
+                }
+            });
+        });
+    });
+    let sim_addr = sim.local_addr();
+    g.bench_function("client_arkeo_sim", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let tasks: Vec<_> = (0..CONNECTIONS)
+                    .map(|_| {
+                        let request = request.clone();
+                        tokio::spawn(async move {
+                            let client = Client::builder(sim_addr).build();
+                            for _ in 0..CALLS {
+                                client.call(request.clone()).await.expect("call");
+                            }
+                        })
+                    })
+                    .collect();
+                for task in tasks {
+                    task.await.expect("task");
+                }
+            });
+        });
+    });
+    g.finish();
+    rt.block_on(async {
+        sim.shutdown().await;
+        bare.shutdown().await;
+    });
+}
+
+fn pekat(c: &mut Criterion) {
+    use pekat_proto::Client;
+    const PROJECT: &str = r"C:\projects\bench";
+    let rt = runtime(true);
+    let request = format!("status:{PROJECT}").into_bytes();
+    let (sim, bare, reply) = rt.block_on(async {
+        let sim = pekat_sim::PekatSim::builder()
+            .project(PROJECT, 8100)
+            .start()
+            .await
+            .expect("sim");
+        let mut stream = labwire_net::connect(sim.local_addr(), IO)
+            .await
+            .expect("connect");
+        stream.write_all(&request).await.expect("write");
+        let reply = read_until_quiet(&mut stream).await;
+        let bare = bare_server(request.len(), reply.clone(), false).await;
+        (sim, bare, reply)
+    });
+    let mut g = group(c, "pekat_sequential");
+    let mut answer = vec![0u8; reply.len()];
+    let mut stream = rt
+        .block_on(labwire_net::connect(bare.local_addr(), IO))
+        .expect("connect");
+    g.bench_function("baseline_bare_client_bare_server", |b| {
+        b.iter(|| rt.block_on(bare_exchange(&mut stream, &request, &mut answer)));
+    });
+    let mut to_sim = rt
+        .block_on(labwire_net::connect(sim.local_addr(), IO))
+        .expect("connect");
+    g.bench_function("bare_client_pekat_sim_defaults", |b| {
+        b.iter(|| rt.block_on(bare_exchange(&mut to_sim, &request, &mut answer)));
+    });
+    for (id, addr) in [
+        ("client_kept_bare_server", bare.local_addr()),
+        ("client_kept_pekat_sim", sim.local_addr()),
+    ] {
+        let client = Client::builder(addr.to_string())
+            .keep_connection(true)
+            .build();
+        g.bench_function(id, |b| {
+            b.iter(|| rt.block_on(client.status(PROJECT)).expect("status"));
+        });
+    }
+    let client = Client::builder(sim.local_addr().to_string()).build();
+    g.bench_function("client_default_pekat_sim", |b| {
+        b.iter(|| rt.block_on(client.status(PROJECT)).expect("status"));
+    });
+    g.finish();
+    rt.block_on(async {
+        sim.shutdown().await;
+        bare.shutdown().await;
+    });
+}
+
+fn comet(c: &mut Criterion) {
+    use comet_socket::{Client, Limits, Request, wire};
+    let rt = runtime(true);
+    let value = serde_json::json!({"sample": "W42-3", "bias_V": -150.0});
+    let request = wire::encode_to_bytes(
+        &Request::new("ECHO", value.clone())
+            .to_frame()
+            .expect("frame"),
+        &Limits::default(),
+    )
+    .expect("encode")
+    .to_vec();
+    let (sim, bare) = rt.block_on(async {
+        let sim = comet_sim::CometSim::builder().start().await.expect("sim");
+        let reply = {
+            let mut stream = labwire_net::connect(sim.local_addr(), IO)
+                .await
+                .expect("connect");
+            stream.write_all(&request).await.expect("write");
+            let mut reply = Vec::new();
+            stream.read_to_end(&mut reply).await.expect("read");
+            reply
+        };
+        let bare = bare_server(request.len(), reply, true).await;
+        (sim, bare)
+    });
+    let mut g = group(c, "comet_one_exchange_per_connection");
+    for (id, addr) in [
+        ("baseline_bare_client_bare_server", bare.local_addr()),
+        ("bare_client_comet_sim", sim.local_addr()),
+    ] {
+        g.bench_function(id, |b| b.iter(|| rt.block_on(bare_once(addr, &request))));
+    }
+    for (id, addr) in [
+        ("client_bare_server", bare.local_addr()),
+        ("client_comet_sim", sim.local_addr()),
+    ] {
+        let client = Client::new(addr.to_string());
+        g.bench_function(id, |b| {
+            b.iter(|| rt.block_on(client.send("ECHO", &value)).expect("send"));
+        });
+    }
+    g.finish();
+    rt.block_on(async {
+        sim.shutdown().await;
+        bare.shutdown().await;
+    });
+}
+
+fn pycom(c: &mut Criterion) {
+    use pycom_proto::{Coordinator, CoordinatorConfig, Identity, Limits, Message, wire};
+    let rt = runtime(true);
+    let me = Identity::new("c0ffee00", "bench", "127.0.0.1", 0, "0.1.0", true);
+    let node_identity = Identity::new(
+        "81639cd4",
+        "rigsters-controller",
+        "127.0.0.1",
+        0,
+        "0.14.0",
+        false,
+    );
+    let (sim, coordinator, bare_listener, events) = rt.block_on(async {
+        let sim = la4_sim::La4Sim::builder()
+            .boot_time(Duration::ZERO)
+            .start()
+            .await
+            .expect("sim");
+        let mut config = CoordinatorConfig::new(loopback(), me.clone());
+        config.heartbeat_interval = Duration::from_secs(3600);
+        let coordinator = Coordinator::start(config).await.expect("coordinator");
+        // A bare event listener: reads each connection to its end and counts it.
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<usize>();
+        let bare_listener = Server::bind(ServerConfig::new(loopback()))
+            .await
+            .expect("bind")
+            .serve(move |mut stream, _, _| {
+                let tx = tx.clone();
+                async move {
+                    let mut event = Vec::new();
+                    if stream.read_to_end(&mut event).await.is_ok() {
+                        let _ = tx.send(event.len());
+                    }
+                }
+            });
+        (sim, coordinator, bare_listener, tokio::sync::Mutex::new(rx))
+    });
+    let node = sim.local_addr();
+    let mut g = group(c, "pycom_command_round_trip");
+    // The bare pair: connect to the node, write, close; the node connects back with the output.
+    let request =
+        wire::encode(&Message::cmd(me.clone(), "echo bench"), &Limits::default()).expect("encode");
+    let output = wire::encode(
+        &Message::output(node_identity.clone(), "bench\n"),
+        &Limits::default(),
+    )
+    .expect("encode");
+    let bare_node = rt.block_on(async {
+        let output = Arc::new(output);
+        let back = bare_listener.local_addr();
+        Server::bind(ServerConfig::new(loopback()))
+            .await
+            .expect("bind")
+            .serve(move |mut stream, _, _| {
+                let output = Arc::clone(&output);
+                async move {
+                    let mut request = Vec::new();
+                    if stream.read_to_end(&mut request).await.is_ok() {
+                        drop(stream);
+                        if let Ok(mut event) = labwire_net::connect(back, IO).await {
+                            let _ = event.write_all(&output).await;
+                        }
+                    }
+                }
+            })
+    });
+    let bare_node_addr = bare_node.local_addr();
+    g.bench_function("baseline_bare_coordinator_bare_node", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let mut stream = labwire_net::connect(bare_node_addr, IO)
+                    .await
+                    .expect("connect");
+                stream.write_all(&request).await.expect("write");
+                stream.shutdown().await.expect("shutdown");
+                events.lock().await.recv().await.expect("event")
+            })
+        });
+    });
+    g.bench_function("coordinator_la4_sim", |b| {
+        b.iter(|| {
+            rt.block_on(coordinator.send_command(node, "echo bench"))
+                .expect("command")
+        });
+    });
+    g.finish();
+    rt.block_on(async {
+        coordinator.shutdown().await;
+        sim.shutdown().await;
+        bare_node.shutdown().await;
+        bare_listener.shutdown().await;
+    });
+}
+
+criterion_group!(
+    loopback_benches,
+    arkeo,
+    arkeo_concurrent,
+    pekat,
+    comet,
+    pycom
+);
+criterion_main!(loopback_benches);
