@@ -493,3 +493,95 @@ async fn unbounded_timeouts_are_accepted() {
     assert_eq!(client.status(A).await.unwrap(), ProjectState::Running);
     sim.shutdown().await;
 }
+
+/// Reads one answer from a raw socket (the simulator writes each in one write; loopback
+/// delivers it whole). Two answers read together come back together, so an extra answer shows.
+async fn read_answer(stream: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 128];
+    let n = timeout(TEST_DEADLINE, stream.read(&mut buf))
+        .await
+        .expect("no answer in time")
+        .unwrap();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+/// The deliberate pause between a request and its late line ending: ten times the simulator's
+/// quiet period (3 ms), so the server has taken the request before the line ending arrives.
+const LATE: Duration = Duration::from_millis(30);
+
+#[tokio::test]
+async fn a_line_ending_arriving_after_the_quiet_period_gets_no_answer_of_its_own() {
+    use tokio::io::AsyncWriteExt;
+    for dialect in [Dialect::V3_18, Dialect::V3_19] {
+        let sim = sim(dialect, Duration::ZERO, Duration::ZERO).await;
+        assert!(sim.state().set_project_state(B, ProjectState::Running));
+        let sep = char::from(dialect.separator());
+        let (stopped, running) = match dialect {
+            Dialect::V3_18 => ("stopped", "running"),
+            _ => ("suc:stopped", "suc:running"),
+        };
+        let mut s = timeout(
+            TEST_DEADLINE,
+            tokio::net::TcpStream::connect(sim.local_addr()),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        s.set_nodelay(true).unwrap();
+        // Each way a line ending can be cut from its request; every request alternates between
+        // A (stopped) and B (running), so an answer out of step shows.
+        let splits: [&[&[u8]]; 4] = [
+            &[b"\r", b"\n"],
+            &[b"", b"\r\n"],
+            &[b"", b"\n"],
+            &[b"", b"\r", b"\n"],
+        ];
+        for (i, split) in splits.iter().enumerate() {
+            let (path, expected) = if i % 2 == 0 {
+                (A, stopped)
+            } else {
+                (B, running)
+            };
+            let mut first = format!("status{sep}{path}").into_bytes();
+            first.extend_from_slice(split[0]);
+            s.write_all(&first).await.unwrap();
+            for late in &split[1..] {
+                tokio::time::sleep(LATE).await;
+                s.write_all(late).await.unwrap();
+            }
+            assert_eq!(read_answer(&mut s).await, expected, "{dialect} split {i}");
+        }
+        // The connection is still in step: the next request gets exactly its own answer.
+        s.write_all(format!("status{sep}{B}").as_bytes())
+            .await
+            .unwrap();
+        assert_eq!(read_answer(&mut s).await, running, "{dialect}");
+        assert_eq!(sim.requests(), 5, "{dialect}");
+        sim.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn the_integrators_unknown_command_spelling_is_recognised() {
+    for (dialect, text) in [
+        (Dialect::V3_18, "unknown-command"),
+        (Dialect::V3_19, "err:unknown-command"),
+        (Dialect::V3_19, "ERR:Unknown-Command"),
+    ] {
+        let sim = sim(dialect, Duration::ZERO, Duration::ZERO).await;
+        let answer = PekatFault::Answer(Response::Other(text.into()));
+        sim.faults().set(Some(Fault::Device(answer)));
+        let client = Client::builder(sim.local_addr().to_string())
+            .dialect(dialect)
+            .request_ids(dialect.supports_ids())
+            .answer_timeout(Duration::from_secs(5))
+            .build();
+        let reply = client.request(Request::status(A)).await.unwrap();
+        assert_eq!(reply.response, Response::UnknownCommand, "{text}");
+        assert_eq!(reply.id.is_some(), dialect.supports_ids(), "{text}");
+        let err = client.start(A).await.unwrap_err();
+        assert_eq!(err.refusal(), Some(&Response::UnknownCommand), "{text}");
+        sim.shutdown().await;
+    }
+}

@@ -9,12 +9,11 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
-use tokio_util::codec::Decoder;
 
 use crate::codec::ClientCodec;
 use crate::error::{DecodeError, EncodeError};
-use crate::message::{Dialect, ProjectState, Reply, Request, RequestId, Response};
-use crate::wire::{self, DEFAULT_MAX_RESPONSE_LEN};
+use crate::message::{Dialect, ProjectState, Reply, Request, RequestId, Response, Terminator};
+use crate::wire::{self, DEFAULT_MAX_REQUEST_LEN, DEFAULT_MAX_RESPONSE_LEN, Limits};
 
 /// Default deadline for establishing a connection.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -120,6 +119,12 @@ pub struct ClientConfig {
     pub keep_connection: bool,
     /// Send an `<id>.` prefix with every request (3.19 only) and check the echo. Default off.
     pub request_ids: bool,
+    /// What is written after each request, in the same write. Default [`Terminator::None`],
+    /// as in the vendor's example.
+    pub terminator: Terminator,
+    /// Largest request sent (typed or raw), terminator not counted. Default
+    /// [`DEFAULT_MAX_REQUEST_LEN`].
+    pub max_request_len: usize,
     /// Largest answer accepted. Default [`DEFAULT_MAX_RESPONSE_LEN`].
     pub max_response_len: usize,
     /// How long the `*_and_wait` helpers wait for an answer to `start`/`stop` before polling
@@ -137,6 +142,8 @@ impl Default for ClientConfig {
             answer_timeout: DEFAULT_ANSWER_TIMEOUT,
             keep_connection: false,
             request_ids: false,
+            terminator: Terminator::None,
+            max_request_len: DEFAULT_MAX_REQUEST_LEN,
             max_response_len: DEFAULT_MAX_RESPONSE_LEN,
             no_answer_grace: DEFAULT_NO_ANSWER_GRACE,
             poll_interval: DEFAULT_POLL_INTERVAL,
@@ -235,6 +242,22 @@ impl ClientBuilder {
         self
     }
 
+    /// What to write after each request: nothing (the default, as in the vendor's example),
+    /// `\n` or `\r\n`.
+    #[must_use]
+    pub fn terminator(mut self, terminator: Terminator) -> Self {
+        self.config.terminator = terminator;
+        self
+    }
+
+    /// Size limits: the longest request sent and the longest answer accepted.
+    #[must_use]
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.config.max_request_len = limits.max_request_len;
+        self.config.max_response_len = limits.max_response_len;
+        self
+    }
+
     /// How long the `*_and_wait` helpers wait for a `start`/`stop` answer before polling.
     #[must_use]
     pub fn no_answer_grace(mut self, grace: Duration) -> Self {
@@ -289,6 +312,60 @@ impl Client {
     pub async fn request(&self, request: Request) -> Result<Reply, Error> {
         self.request_within(request, self.inner.config.answer_timeout)
             .await
+    }
+
+    /// Sends `text` as it is (then the configured [`Terminator`]) and returns the answer's
+    /// text as it came, without its trailing line ending: no dialect, no id, no parsing. For
+    /// commands the typed API does not spell, and for looking at what a server really says.
+    ///
+    /// The client's limits ([`ClientConfig::max_request_len`] for `text`,
+    /// [`ClientConfig::max_response_len`] for the answer), its answer timeout, its connection
+    /// handling ([`ClientConfig::keep_connection`]) and its framing of answers all apply, as
+    /// for a typed request. A `text` that starts with `<id>.` has its echo awaited whole.
+    ///
+    /// ```no_run
+    /// # async fn run(client: pekat_proto::Client) -> Result<(), pekat_proto::Error> {
+    /// let answer = client.call_raw(r"status:C:\Users\pekat\PekatVisionProjects\Test Project 1").await?;
+    /// println!("{answer}"); // e.g. `running`, `not-found`, `Unknown command`
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// Cancel safe as every call (see [`Client`]).
+    ///
+    /// # Errors
+    /// [`Error::Encode`] for an empty text, one holding a CR, LF or NUL, or one longer than the
+    /// limit (nothing is sent); [`Error::Decode`] for an answer too long or not UTF-8;
+    /// transport errors and timeouts. Never [`Error::Refused`]: every answer is returned.
+    pub async fn call_raw(&self, text: &str) -> Result<String, Error> {
+        self.call_raw_with_timeout(text, self.inner.config.answer_timeout)
+            .await
+    }
+
+    /// [`Client::call_raw`] with its own answer timeout instead of
+    /// [`ClientConfig::answer_timeout`].
+    ///
+    /// # Errors
+    /// As [`Client::call_raw`].
+    pub async fn call_raw_with_timeout(
+        &self,
+        text: &str,
+        timeout: Duration,
+    ) -> Result<String, Error> {
+        let config = &self.inner.config;
+        let mut out = BytesMut::new();
+        wire::encode_raw_request(text, config.terminator, config.max_request_len, &mut out)?;
+        let id = wire::raw_request_id(text);
+        tracing::debug!(raw = text, addr = %self.inner.addr, "sending");
+        let answer = self
+            .exchange(&out, id.as_ref(), timeout, |msg| {
+                std::str::from_utf8(wire::strip_line_ending(msg))
+                    .map(str::to_owned)
+                    .map_err(|_| Error::Decode(DecodeError::InvalidUtf8))
+            })
+            .await?;
+        tracing::debug!(answer, "answered");
+        Ok(answer)
     }
 
     /// Starts the project at `path`. `Ok` when the server answered `done`.
@@ -457,54 +534,72 @@ impl Client {
         }
         let mut out = BytesMut::new();
         wire::encode_request(&request, config.dialect, &mut out)?;
-        let deadline = after(Instant::now(), timeout);
+        if out.len() > config.max_request_len {
+            return Err(Error::Encode(EncodeError::TooLarge {
+                len: out.len(),
+                max: config.max_request_len,
+            }));
+        }
+        out.extend_from_slice(config.terminator.as_bytes());
         tracing::debug!(request = ?request, addr = %inner.addr, "sending");
-        tracing::trace!(hex = %wire::Hex(&out), "request bytes");
-        let reply = if config.keep_connection {
-            let mut kept = match tokio::time::timeout_at(deadline, inner.kept.lock()).await {
-                Ok(guard) => guard,
-                Err(_) => return Err(Error::Timeout(timeout)),
-            };
-            // Taken out while in use: if this future is dropped, the connection goes with it.
-            // One that the server closed, or that holds bytes nobody asked for (a stray or late
-            // answer), is not reused: those bytes would be read as this request's answer.
-            let reused = kept.take().filter(Connection::is_idle_and_open);
-            let outcome = match reused {
-                Some(conn) => match self
-                    .round_trip(conn, &out, request.id.as_ref(), deadline, timeout)
-                    .await
-                {
-                    // A kept connection the server closed meanwhile: retry once on a fresh one
-                    // (every PEKAT command is idempotent).
-                    Err(error) if is_stale(&error) => {
-                        tracing::debug!(%error, "kept connection is stale; reconnecting");
-                        let conn = self.open(deadline).await?;
-                        self.round_trip(conn, &out, request.id.as_ref(), deadline, timeout)
-                            .await
-                    }
-                    other => other,
-                },
-                None => {
-                    let conn = self.open(deadline).await?;
-                    self.round_trip(conn, &out, request.id.as_ref(), deadline, timeout)
-                        .await
-                }
-            };
-            let (reply, conn) = outcome?;
-            // On a mismatch the connection is out of step: it is dropped, not kept.
-            check_id(&request, &reply)?;
-            *kept = Some(conn);
-            reply
-        } else {
-            let conn = self.open(deadline).await?;
-            let (reply, _conn) = self
-                .round_trip(conn, &out, request.id.as_ref(), deadline, timeout)
-                .await?;
-            check_id(&request, &reply)?;
-            reply
-        };
+        let reply = self
+            .exchange(&out, request.id.as_ref(), timeout, |msg| {
+                let reply = wire::parse_response(msg)?;
+                // On a mismatch the connection is out of step: it is dropped, not kept.
+                check_id(&request, &reply)?;
+                Ok(reply)
+            })
+            .await?;
         tracing::debug!(reply = ?reply, "answered");
         Ok(reply)
+    }
+
+    /// Writes `out` and reads one answer within `timeout`, on the kept connection or a fresh
+    /// one. `read` turns the answer's bytes into the result; when it fails, the connection is
+    /// not kept.
+    async fn exchange<T>(
+        &self,
+        out: &[u8],
+        id: Option<&RequestId>,
+        timeout: Duration,
+        read: impl FnOnce(&[u8]) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let inner = &*self.inner;
+        let deadline = after(Instant::now(), timeout);
+        tracing::trace!(hex = %wire::Hex(out), "request bytes");
+        if !inner.config.keep_connection {
+            let conn = self.open(deadline).await?;
+            let (msg, _conn) = self.round_trip(conn, out, id, deadline, timeout).await?;
+            return read(&msg);
+        }
+        let mut kept = match tokio::time::timeout_at(deadline, inner.kept.lock()).await {
+            Ok(guard) => guard,
+            Err(_) => return Err(Error::Timeout(timeout)),
+        };
+        // Taken out while in use: if this future is dropped, the connection goes with it.
+        // One that the server closed, or that holds bytes nobody asked for (a stray or late
+        // answer), is not reused: those bytes would be read as this request's answer.
+        let reused = kept.take().filter(Connection::is_idle_and_open);
+        let outcome = match reused {
+            Some(conn) => match self.round_trip(conn, out, id, deadline, timeout).await {
+                // A kept connection the server closed meanwhile: retry once on a fresh one
+                // (every PEKAT command is idempotent).
+                Err(error) if is_stale(&error) => {
+                    tracing::debug!(%error, "kept connection is stale; reconnecting");
+                    let conn = self.open(deadline).await?;
+                    self.round_trip(conn, out, id, deadline, timeout).await
+                }
+                other => other,
+            },
+            None => {
+                let conn = self.open(deadline).await?;
+                self.round_trip(conn, out, id, deadline, timeout).await
+            }
+        };
+        let (msg, conn) = outcome?;
+        let value = read(&msg)?;
+        *kept = Some(conn);
+        Ok(value)
     }
 
     async fn open(&self, deadline: Instant) -> Result<Connection, Error> {
@@ -533,7 +628,7 @@ impl Client {
         id: Option<&RequestId>,
         deadline: Instant,
         timeout: Duration,
-    ) -> Result<(Reply, Connection), Error> {
+    ) -> Result<(BytesMut, Connection), Error> {
         let mut codec = ClientCodec::new(self.inner.config.dialect)
             .with_max_response_len(self.inner.config.max_response_len);
         codec.expect_id(id.cloned());
@@ -541,8 +636,8 @@ impl Client {
             // One write per request: the server takes what arrives as the whole request.
             conn.stream.write_all(out).await.map_err(Error::Io)?;
             loop {
-                if let Some(reply) = codec.decode(&mut conn.buf)? {
-                    return Ok(reply);
+                if let Some(msg) = codec.decode_message(&mut conn.buf)? {
+                    return Ok(msg);
                 }
                 conn.buf.reserve(128);
                 let n = conn
@@ -551,12 +646,14 @@ impl Client {
                     .await
                     .map_err(Error::Io)?;
                 if n == 0 {
-                    return codec.decode_eof(&mut conn.buf)?.ok_or(Error::Closed);
+                    return codec
+                        .decode_message_eof(&mut conn.buf)?
+                        .ok_or(Error::Closed);
                 }
             }
         };
         match tokio::time::timeout_at(deadline, exchange).await {
-            Ok(Ok(reply)) => Ok((reply, conn)),
+            Ok(Ok(msg)) => Ok((msg, conn)),
             Ok(Err(error)) => Err(error),
             Err(_) => Err(Error::Timeout(timeout)),
         }

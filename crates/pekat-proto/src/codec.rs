@@ -5,12 +5,16 @@
 //! A sender that splits one message over two writes can therefore be read as two messages; the
 //! vendor's own server has the same limit. Use [`ServerCodec`] behind a short quiet period if
 //! you need to be safe against that (the `server` module does).
+//!
+//! Line endings that arrive on their own between two messages are the late tail of the one
+//! before (a `\r` and its `\n` in two TCP segments, or a whole `\r\n` written after the
+//! request): neither decoder ever makes a message of them.
 
 use bytes::{Buf, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
 use crate::error::{DecodeError, EncodeError};
-use crate::message::{BadRequest, BadRequestKind, Dialect, Reply, Request, RequestId};
+use crate::message::{BadRequest, BadRequestKind, Dialect, Reply, Request, RequestId, Terminator};
 use crate::wire::{
     self, Completeness, DEFAULT_MAX_RESPONSE_LEN, Limits, check_len, is_only_line_endings,
 };
@@ -23,6 +27,7 @@ pub type Incoming = Result<Request, BadRequest>;
 #[derive(Debug, Clone)]
 pub struct ClientCodec {
     dialect: Dialect,
+    terminator: Terminator,
     max_response_len: usize,
     /// The id of the last request encoded, until its answer is decoded.
     in_flight_id: Option<RequestId>,
@@ -33,6 +38,7 @@ impl ClientCodec {
     pub fn new(dialect: Dialect) -> Self {
         Self {
             dialect,
+            terminator: Terminator::None,
             max_response_len: DEFAULT_MAX_RESPONSE_LEN,
             in_flight_id: None,
         }
@@ -51,9 +57,22 @@ impl ClientCodec {
         self
     }
 
+    /// The same codec writing `terminator` after each request ([`Terminator::None`], as in
+    /// the vendor's example, by default).
+    #[must_use]
+    pub fn with_terminator(mut self, terminator: Terminator) -> Self {
+        self.terminator = terminator;
+        self
+    }
+
     /// The dialect requests are written in.
     pub fn dialect(&self) -> Dialect {
         self.dialect
+    }
+
+    /// What is written after each request.
+    pub fn terminator(&self) -> Terminator {
+        self.terminator
     }
 
     /// Tells the decoder the id of the request in flight (encoding a request does this), so
@@ -62,20 +81,19 @@ impl ClientCodec {
         self.in_flight_id = id;
     }
 
-    fn take(&mut self, buf: &mut BytesMut) -> Result<Option<Reply>, DecodeError> {
+    fn take(&mut self, buf: &mut BytesMut) -> BytesMut {
         self.in_flight_id = None;
         let msg = buf.split();
-        let reply = wire::parse_response(&msg)?;
         tracing::trace!(hex = %wire::Hex(&msg), "answer bytes");
-        Ok(Some(reply))
+        msg
     }
-}
 
-impl Decoder for ClientCodec {
-    type Item = Reply;
-    type Error = DecodeError;
-
-    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Reply>, DecodeError> {
+    /// The bytes of one whole answer (its line ending included), framed as [`Decoder::decode`]
+    /// frames a [`Reply`], without parsing them: for raw answers.
+    pub(crate) fn decode_message(
+        &mut self,
+        buf: &mut BytesMut,
+    ) -> Result<Option<BytesMut>, DecodeError> {
         // An answer never starts with a line ending: any is the tail of the previous answer.
         let stray = buf
             .iter()
@@ -85,17 +103,38 @@ impl Decoder for ClientCodec {
         check_len(buf, self.max_response_len)?;
         match wire::response_completeness(buf, self.in_flight_id.as_ref()) {
             Completeness::NeedMore => Ok(None),
-            Completeness::Complete => self.take(buf),
+            Completeness::Complete => Ok(Some(self.take(buf))),
         }
     }
 
-    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Reply>, DecodeError> {
+    /// [`ClientCodec::decode_message`] at the end of the stream.
+    pub(crate) fn decode_message_eof(
+        &mut self,
+        buf: &mut BytesMut,
+    ) -> Result<Option<BytesMut>, DecodeError> {
         if is_only_line_endings(buf) {
             buf.clear();
             return Ok(None);
         }
         check_len(buf, self.max_response_len)?;
-        self.take(buf)
+        Ok(Some(self.take(buf)))
+    }
+}
+
+impl Decoder for ClientCodec {
+    type Item = Reply;
+    type Error = DecodeError;
+
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Reply>, DecodeError> {
+        self.decode_message(buf)?
+            .map(|msg| wire::parse_response(&msg))
+            .transpose()
+    }
+
+    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Reply>, DecodeError> {
+        self.decode_message_eof(buf)?
+            .map(|msg| wire::parse_response(&msg))
+            .transpose()
     }
 }
 
@@ -104,6 +143,7 @@ impl Encoder<&Request> for ClientCodec {
 
     fn encode(&mut self, request: &Request, dst: &mut BytesMut) -> Result<(), EncodeError> {
         wire::encode_request(request, self.dialect, dst)?;
+        dst.extend_from_slice(self.terminator.as_bytes());
         self.in_flight_id.clone_from(&request.id);
         Ok(())
     }
@@ -124,12 +164,20 @@ impl Encoder<Request> for ClientCodec {
 /// too ([`BadRequestKind::TooLarge`], so that the client is told), but the stream cannot be
 /// resynchronised after it: every later call is a [`DecodeError::TooLarge`], and the
 /// connection should be closed.
+///
+/// Once a request has been taken, line endings that follow it are its late tail, never a
+/// request of their own: they are dropped with the next request (or at the end of the stream)
+/// and get no answer, so a `\r` and its `\n` in two TCP segments cannot put a connection out
+/// of step. Only as the first bytes of a connection is a bare line ending an (empty) request,
+/// answered as one.
 #[derive(Debug, Clone)]
 pub struct ServerCodec {
     dialect: Dialect,
     limits: Limits,
     /// Bytes buffered when a request grew past the limit, once that happened.
     overflowed: Option<usize>,
+    /// Whether a request has been taken: leading line endings are then its late tail.
+    took_request: bool,
 }
 
 impl ServerCodec {
@@ -145,6 +193,7 @@ impl ServerCodec {
             dialect,
             limits,
             overflowed: None,
+            took_request: false,
         }
     }
 
@@ -172,7 +221,24 @@ impl ServerCodec {
         self.limits
     }
 
-    fn take(&self, buf: &mut BytesMut) -> Incoming {
+    /// How many bytes at the start of `buf` are line endings left over from the request
+    /// before (none before the first request).
+    pub(crate) fn late_line_endings(&self, buf: &[u8]) -> usize {
+        if !self.took_request {
+            return 0;
+        }
+        buf.iter()
+            .take_while(|&&b| b == b'\r' || b == b'\n')
+            .count()
+    }
+
+    fn take(&mut self, buf: &mut BytesMut) -> Incoming {
+        let late = self.late_line_endings(buf);
+        if late > 0 {
+            tracing::trace!(late, "late line ending dropped");
+            buf.advance(late);
+        }
+        self.took_request = true;
         let msg = buf.split();
         tracing::trace!(hex = %wire::Hex(&msg), "request bytes");
         wire::parse_request(&msg, self.dialect)
@@ -204,7 +270,13 @@ impl Decoder for ServerCodec {
         if let Some(refused) = self.refuse_oversized(buf)? {
             return Ok(Some(refused));
         }
-        match wire::request_completeness(buf, self.dialect) {
+        // Late line endings stay buffered (nothing is consumed while more is needed) until a
+        // request follows them; the limit above counts them, so they cannot pile up.
+        let rest = buf.get(self.late_line_endings(buf)..).unwrap_or_default();
+        if rest.is_empty() {
+            return Ok(None);
+        }
+        match wire::request_completeness(rest, self.dialect) {
             Completeness::NeedMore => Ok(None),
             Completeness::Complete => Ok(Some(self.take(buf))),
         }
@@ -214,7 +286,8 @@ impl Decoder for ServerCodec {
         if let Some(refused) = self.refuse_oversized(buf)? {
             return Ok(Some(refused));
         }
-        if buf.is_empty() {
+        if buf.len() == self.late_line_endings(buf) {
+            buf.clear();
             return Ok(None);
         }
         Ok(Some(self.take(buf)))
@@ -324,6 +397,57 @@ mod tests {
             Err(DecodeError::TooLarge { max: 16, .. })
         ));
         assert!(codec.decode_eof(&mut buf).is_err());
+    }
+
+    #[test]
+    fn server_codec_never_makes_a_request_of_a_late_line_ending() {
+        let mut codec = ServerCodec::new(Dialect::V3_18);
+        // The first bytes of a connection: a bare line ending is an (empty) request.
+        let mut buf = BytesMut::from(&b"\r\n"[..]);
+        let bad = codec.decode(&mut buf).unwrap().unwrap().unwrap_err();
+        assert_eq!(bad.kind, BadRequestKind::Empty);
+        // After a request, line endings are its tail: kept until a request follows them.
+        for tail in [&b"\r"[..], b"\n", b"\r\n", b"\n\r\n"] {
+            buf.extend_from_slice(b"stop:x");
+            assert!(codec.decode(&mut buf).unwrap().unwrap().is_ok());
+            buf.extend_from_slice(tail);
+            assert!(codec.decode(&mut buf).unwrap().is_none(), "{tail:?}");
+            assert_eq!(&buf[..], tail, "nothing consumed while more is needed");
+            buf.extend_from_slice(b"sta");
+            assert!(codec.decode(&mut buf).unwrap().is_none(), "{tail:?}");
+            buf.extend_from_slice(b"tus:C:\\p");
+            let request = codec.decode(&mut buf).unwrap().unwrap().unwrap();
+            assert_eq!(request, Request::status(r"C:\p"), "{tail:?}");
+            assert!(buf.is_empty());
+        }
+        // At the end of the stream they are dropped, not taken.
+        buf.extend_from_slice(b"\r\n");
+        assert!(codec.decode_eof(&mut buf).unwrap().is_none());
+        assert!(buf.is_empty());
+        buf.extend_from_slice(b"\nsta");
+        let bad = codec.decode_eof(&mut buf).unwrap().unwrap().unwrap_err();
+        assert_eq!(bad.kind, BadRequestKind::MissingSeparator(b':'));
+    }
+
+    #[test]
+    fn server_codec_bounds_late_line_endings_by_the_request_limit() {
+        let mut codec = ServerCodec::new(Dialect::V3_18).with_max_request_len(8);
+        let mut buf = BytesMut::from(&b"stop:x"[..]);
+        assert!(codec.decode(&mut buf).unwrap().unwrap().is_ok());
+        buf.extend_from_slice(&[b'\n'; 16]);
+        let bad = codec.decode(&mut buf).unwrap().unwrap().unwrap_err();
+        assert!(matches!(bad.kind, BadRequestKind::TooLarge { max: 8, .. }));
+    }
+
+    #[test]
+    fn client_codec_writes_the_terminator_after_each_request() {
+        let mut out = BytesMut::new();
+        let mut codec = ClientCodec::new(Dialect::V3_18);
+        assert_eq!(codec.terminator(), Terminator::None);
+        codec.encode(Request::stop("x"), &mut out).unwrap();
+        let mut codec = codec.with_terminator(Terminator::CrLf);
+        codec.encode(Request::stop("y"), &mut out).unwrap();
+        assert_eq!(&out[..], b"stop:xstop:y\r\n");
     }
 
     #[test]

@@ -39,6 +39,9 @@ pub enum EncodeError {
     /// A request needs a project path.
     #[error("the project path is empty")]
     EmptyPath,
+    /// A raw request needs some text.
+    #[error("the request is empty")]
+    EmptyRequest,
     /// The path is longer than [`MAX_PATH_LEN`](crate::MAX_PATH_LEN) bytes.
     #[error("the project path is {len} bytes, more than the limit of {max}")]
     PathTooLong {

@@ -20,6 +20,7 @@ pub use codec::{ClientCodec, Incoming, ServerCodec};
 pub use error::{DecodeError, EncodeError};
 pub use message::{
     BadRequest, BadRequestKind, Command, Dialect, InvalidRequestId, MAX_ID_LEN, MAX_PATH_LEN,
-    ProjectState, Reply, Request, RequestId, Response, UnknownDialect,
+    ProjectState, Reply, Request, RequestId, Response, Terminator, UnknownDialect,
+    UnknownTerminator,
 };
 pub use wire::{DEFAULT_MAX_REQUEST_LEN, DEFAULT_MAX_RESPONSE_LEN, DEFAULT_PORT, Limits};

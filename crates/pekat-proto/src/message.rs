@@ -85,6 +85,74 @@ impl FromStr for Dialect {
     }
 }
 
+/// What a client writes after each request.
+///
+/// The vendor documents requests **without** a terminator: its Python example sends the bare
+/// `start:C:\...` text, and that is the default here ([`Terminator::None`]). Integrators report
+/// that the server also tolerates a trailing `\n` or `\r\n`, so a client talking to a gateway
+/// or a line-based tool can choose one. The terminator is written in the same write as the
+/// request; labwire's own server (and `pekat-sim`) ignores it, even when it arrives late.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Terminator {
+    /// Nothing after the request, as in the vendor's example (the default).
+    #[default]
+    None,
+    /// `\n` after the request.
+    Lf,
+    /// `\r\n` after the request.
+    CrLf,
+}
+
+impl Terminator {
+    /// Every terminator.
+    pub const ALL: [Self; 3] = [Self::None, Self::Lf, Self::CrLf];
+
+    /// The bytes written after a request.
+    pub const fn as_bytes(self) -> &'static [u8] {
+        match self {
+            Self::None => b"",
+            Self::Lf => b"\n",
+            Self::CrLf => b"\r\n",
+        }
+    }
+
+    /// The name: `none`, `lf` or `crlf`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Lf => "lf",
+            Self::CrLf => "crlf",
+        }
+    }
+}
+
+impl fmt::Display for Terminator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A terminator name that is none of `none`, `lf`, `crlf` (or `\n`, `\r\n` spelled out).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown terminator {0:?} (expected none, lf or crlf)")]
+pub struct UnknownTerminator(pub String);
+
+impl FromStr for Terminator {
+    type Err = UnknownTerminator;
+
+    /// Accepts `none`, `lf`, `crlf` in any case, and the escapes `\n`, `\r\n` as typed on a
+    /// command line (or the real characters).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim_matches(' ').to_ascii_lowercase().as_str() {
+            "none" => Ok(Self::None),
+            "lf" | "\\n" | "\n" => Ok(Self::Lf),
+            "crlf" | "\\r\\n" | "\r\n" => Ok(Self::CrLf),
+            _ => Err(UnknownTerminator(s.to_owned())),
+        }
+    }
+}
+
 /// What a request asks the Projects Manager to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -300,7 +368,8 @@ pub enum Response {
     NotFound,
     /// `error:port` (3.19 `err:port`): another project or program holds the project's port.
     PortInUse,
-    /// `Unknown command` (3.19 `err:invalid-command`): the request was not understood.
+    /// `Unknown command` (3.19 `err:invalid-command`; an integrator's tool spells it
+    /// `unknown-command`, also understood): the request was not understood.
     UnknownCommand,
     /// Anything else, kept as the text that arrived (without the id and trailing line ending).
     Other(String),
@@ -435,6 +504,22 @@ mod tests {
         assert!(RequestId::new("x".repeat(MAX_ID_LEN)).is_ok());
         assert!(RequestId::new("x".repeat(MAX_ID_LEN + 1)).is_err());
         assert_eq!(RequestId::from(7).as_str(), "7");
+    }
+
+    #[test]
+    fn terminators_default_to_none_as_in_the_vendors_example() {
+        assert_eq!(Terminator::default(), Terminator::None);
+        assert_eq!(Terminator::None.as_bytes(), b"");
+        assert_eq!(Terminator::Lf.as_bytes(), b"\n");
+        assert_eq!(Terminator::CrLf.as_bytes(), b"\r\n");
+        for t in Terminator::ALL {
+            assert_eq!(t.to_string().parse(), Ok(t));
+        }
+        assert_eq!("CRLF".parse(), Ok(Terminator::CrLf));
+        assert_eq!(r"\r\n".parse(), Ok(Terminator::CrLf));
+        assert_eq!(r"\n".parse(), Ok(Terminator::Lf));
+        assert_eq!("\n".parse(), Ok(Terminator::Lf));
+        assert!("cr".parse::<Terminator>().is_err());
     }
 
     #[test]

@@ -48,6 +48,12 @@
 //! is ignored. A zero quiet period answers a whole request at once, and then waits for the
 //! `\n` that may follow a `\r` up to the read timeout.
 //!
+//! A line ending that arrives **after** its request was taken (a `\r` and its `\n` in two TCP
+//! segments, the second after the quiet period, or a `\r\n` written after the request) is
+//! dropped, never answered: an answer to it would be read by the client as the answer to its
+//! next request. Only as the first bytes of a connection is a bare line ending an (empty)
+//! request, answered with the dialect's error ([`ServerCodec`] has the rule).
+//!
 //! ## Slow answers
 //!
 //! A real Projects Manager answers `start` only once the project runs, so a service may take a
@@ -74,7 +80,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use labwire_net::service::{ConnectionEnd, serve_connection};
 use labwire_net::{Exchange, Server};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -440,6 +446,19 @@ impl Framing {
         now.saturating_duration_since(started) >= self.read_timeout
     }
 
+    /// Drops the line endings at the start of `buf` that are the late tail of the request
+    /// before: they are never a request, and must not start the read deadline of one.
+    fn drop_late_line_endings(&mut self, buf: &mut BytesMut) {
+        let late = self.codec.late_line_endings(buf);
+        if late > 0 {
+            tracing::debug!(late, "late line ending dropped");
+            buf.advance(late);
+            if buf.is_empty() {
+                self.started = None;
+            }
+        }
+    }
+
     fn taken(
         &mut self,
         taken: Result<Option<Incoming>, DecodeError>,
@@ -457,6 +476,7 @@ impl Decoder for Framing {
     type Error = DecodeError;
 
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Incoming>, DecodeError> {
+        self.drop_late_line_endings(buf);
         if buf.is_empty() {
             self.started = None;
             return self.codec.decode(buf);
@@ -474,6 +494,7 @@ impl Decoder for Framing {
     }
 
     fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Incoming>, DecodeError> {
+        self.drop_late_line_endings(buf);
         if buf.is_empty() {
             return self.codec.decode_eof(buf);
         }
@@ -653,6 +674,33 @@ mod tests {
         assert!(codec.decode_eof(&mut buf).unwrap().is_none());
         tokio::time::advance(Duration::from_secs(2)).await;
         assert!(codec.decode_eof(&mut buf).unwrap().unwrap().is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_line_ending_after_the_quiet_period_is_dropped_not_answered() {
+        let mut codec = framing(true);
+        // The request ends in `\r`; the quiet period passes without its `\n`.
+        let mut buf = BytesMut::from(&b"status:C:\\p\r"[..]);
+        assert!(codec.decode(&mut buf).unwrap().is_none());
+        assert!(codec.decode_eof(&mut buf).unwrap().unwrap().is_ok());
+        // Then the `\n`, alone: dropped at once, and the read deadline is not started.
+        buf.extend_from_slice(b"\n");
+        assert!(codec.decode(&mut buf).unwrap().is_none());
+        assert!(buf.is_empty());
+        assert!(codec.started.is_none());
+        // A lone `\r`, then its `\n`, each after a quiet period: the same.
+        for tail in [&b"\r"[..], b"\n", b"\r\n"] {
+            buf.extend_from_slice(tail);
+            assert!(codec.decode_eof(&mut buf).unwrap().is_none());
+            assert!(buf.is_empty());
+        }
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert!(codec.decode_eof(&mut buf).unwrap().is_none());
+        // The next request is read as usual.
+        buf.extend_from_slice(b"\nstop:C:\\p");
+        assert!(codec.decode(&mut buf).unwrap().is_none());
+        let request = codec.decode_eof(&mut buf).unwrap().unwrap().unwrap();
+        assert_eq!(request, Request::stop(r"C:\p"));
     }
 
     #[tokio::test]

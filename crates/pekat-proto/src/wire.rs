@@ -20,7 +20,7 @@ use bytes::{BufMut, BytesMut};
 use crate::error::{DecodeError, EncodeError};
 use crate::message::{
     BadRequest, BadRequestKind, Command, Dialect, MAX_ID_LEN, MAX_PATH_LEN, ProjectState, Reply,
-    Request, RequestId, Response, is_id_byte, is_valid_id,
+    Request, RequestId, Response, Terminator, is_id_byte, is_valid_id,
 };
 
 /// Bytes a request may hold besides its path: an id (32), `.`, the longest command (6),
@@ -241,6 +241,45 @@ pub fn encode_request(
     Ok(())
 }
 
+/// Appends raw request `text`, then `terminator`, to `dst`: any command text, sent as it is
+/// (a command this crate does not know, a request id of your own, a misspelling on purpose).
+///
+/// `max_len` bounds the text, terminator not counted (a client passes
+/// [`Limits::max_request_len`]).
+///
+/// # Errors
+/// Empty text, a CR, LF or NUL in it (a line ending is the terminator's job), or text longer
+/// than `max_len`. Nothing is written on error.
+pub fn encode_raw_request(
+    text: &str,
+    terminator: Terminator,
+    max_len: usize,
+    dst: &mut BytesMut,
+) -> Result<(), EncodeError> {
+    if text.is_empty() {
+        return Err(EncodeError::EmptyRequest);
+    }
+    if text.len() > max_len {
+        return Err(EncodeError::TooLarge {
+            len: text.len(),
+            max: max_len,
+        });
+    }
+    check_text(text)?;
+    let terminator = terminator.as_bytes();
+    dst.reserve(text.len() + terminator.len());
+    dst.put_slice(text.as_bytes());
+    dst.put_slice(terminator);
+    Ok(())
+}
+
+/// The id a raw request carries, when it starts with a valid `<id>.` prefix: its echo is then
+/// awaited whole, as for a typed request with an id.
+pub fn raw_request_id(text: &str) -> Option<RequestId> {
+    let (head, _) = text.split_once('.')?;
+    RequestId::new(head).ok()
+}
+
 /// Every known answer, lower case, both dialects (ids aside).
 const KNOWN_ANSWERS: &[&str] = &[
     "done",
@@ -261,6 +300,8 @@ const KNOWN_ANSWERS: &[&str] = &[
     "err:not-found",
     "err:port",
     "err:invalid-command",
+    "unknown-command",
+    "err:unknown-command",
 ];
 
 fn starts_with_ignore_case(text: &[u8], prefix: &[u8]) -> bool {
@@ -303,6 +344,19 @@ pub fn response_completeness(buf: &[u8], expected_id: Option<&RequestId>) -> Com
     }
 }
 
+/// `Unknown command` (3.18), `invalid-command` (3.19) or the integrator's `unknown-command`,
+/// with a space, `-` or `_` between the words, in any case.
+fn is_unknown_command(body: &str) -> bool {
+    let Some((word, rest)) = body.split_at_checked(7) else {
+        return false;
+    };
+    let Some(command) = rest.strip_prefix([' ', '-', '_']) else {
+        return false;
+    };
+    (word.eq_ignore_ascii_case("unknown") || word.eq_ignore_ascii_case("invalid"))
+        && command.eq_ignore_ascii_case("command")
+}
+
 /// The response that `text` spells in either dialect, if it is a known one.
 /// Case and surrounding whitespace are ignored.
 fn parse_known(text: &str) -> Option<Response> {
@@ -322,7 +376,7 @@ fn parse_known(text: &str) -> Option<Response> {
         Response::NotFound
     } else if is("error:port") || is("port") {
         Response::PortInUse
-    } else if is("unknown command") || is("invalid-command") {
+    } else if is_unknown_command(body) {
         Response::UnknownCommand
     } else {
         return None;
@@ -634,6 +688,70 @@ mod tests {
             parse_response(b"\xff"),
             Err(DecodeError::InvalidUtf8)
         ));
+    }
+
+    #[test]
+    fn every_spelling_of_unknown_command_is_recognised() {
+        for text in [
+            &b"Unknown command"[..],
+            b"unknown-command",
+            b"err:unknown-command",
+            b"ERR:Unknown-Command",
+            b"err:invalid-command",
+            b"invalid-command",
+            b"err:unknown_command",
+            b"8.err:unknown-command\r\n",
+        ] {
+            let reply = parse_response(text).unwrap();
+            assert_eq!(reply.response, Response::UnknownCommand, "{text:?}");
+        }
+        assert_eq!(
+            parse_response(b"8.err:unknown-command").unwrap().id,
+            Some(RequestId::from(8))
+        );
+        for other in [
+            &b"unknown"[..],
+            b"unknown  command",
+            b"unknowncommand",
+            b"unknown-commands",
+        ] {
+            assert!(matches!(
+                parse_response(other).unwrap().response,
+                Response::Other(_)
+            ));
+        }
+        // The integrator's spelling, cut short, waits for the rest.
+        assert_eq!(
+            response_completeness(b"err:unknown-", None),
+            Completeness::NeedMore
+        );
+    }
+
+    #[test]
+    fn raw_requests_are_sent_as_they_are_with_the_terminator() {
+        let raw = |text: &str, t| {
+            let mut buf = BytesMut::new();
+            encode_raw_request(text, t, 16, &mut buf).map(|()| buf.to_vec())
+        };
+        assert_eq!(raw("Start:x", Terminator::None).unwrap(), b"Start:x");
+        assert_eq!(raw("start:x", Terminator::Lf).unwrap(), b"start:x\n");
+        assert_eq!(raw("start:x", Terminator::CrLf).unwrap(), b"start:x\r\n");
+        assert_eq!(raw(&"x".repeat(16), Terminator::CrLf).unwrap().len(), 18);
+        assert!(matches!(
+            raw("", Terminator::Lf),
+            Err(EncodeError::EmptyRequest)
+        ));
+        assert!(matches!(
+            raw("a\nb", Terminator::None),
+            Err(EncodeError::ControlCharacter)
+        ));
+        assert!(matches!(
+            raw(&"x".repeat(17), Terminator::None),
+            Err(EncodeError::TooLarge { len: 17, max: 16 })
+        ));
+        assert_eq!(raw_request_id("7.status|C:\\x"), Some(RequestId::from(7)));
+        assert_eq!(raw_request_id("status|C:\\v1.2"), None);
+        assert_eq!(raw_request_id("status:x"), None);
     }
 
     #[test]

@@ -92,9 +92,10 @@ async fn bad_input_gets_the_3_18_error_answer_and_the_connection_goes_on() {
         "Unknown command"
     );
     assert_eq!(ask(&mut s, b"start:\xff\xfe").await, "Unknown command");
-    assert_eq!(ask(&mut s, b"\r\n").await, "Unknown command");
     assert_eq!(ask(&mut s, b"Start:C:\\x").await, "Unknown command");
     assert_eq!(ask(&mut s, b"start|C:\\x").await, "Unknown command");
+    // After a request, a bare line ending is its (late) tail, not a request: no answer.
+    s.write_all(b"\r\n").await.unwrap();
     // A path with a colon: the command ends at the first separator.
     assert_eq!(ask(&mut s, br"start:C:\x").await, "not-found");
     assert_eq!(ask(&mut s, b"status:").await, "not-found");
@@ -102,6 +103,9 @@ async fn bad_input_gets_the_3_18_error_answer_and_the_connection_goes_on() {
         ask(&mut s, format!("status:{A}").as_bytes()).await,
         "stopped"
     );
+    // As the first bytes of a connection, a bare line ending is an empty request.
+    let mut fresh = connect(&sim).await;
+    assert_eq!(ask(&mut fresh, b"\r\n").await, "Unknown command");
     assert_eq!(sim.requests(), 8);
     sim.shutdown().await;
 }
@@ -117,7 +121,8 @@ async fn bad_input_gets_the_3_19_error_answer_with_the_id_echoed() {
         ask(&mut s, b"\x00\x01\x02\xff junk").await,
         "err:invalid-command"
     );
-    assert_eq!(ask(&mut s, b"\r\n").await, "err:invalid-command");
+    // After a request, a bare line ending is its (late) tail, not a request: no answer.
+    s.write_all(b"\r\n").await.unwrap();
     // A path with a colon in 3.19: the separator is `|`, the colon is part of the path.
     assert_eq!(ask(&mut s, br"8.start|C:\x").await, "8.err:not-found");
     assert_eq!(
@@ -128,6 +133,9 @@ async fn bad_input_gets_the_3_19_error_answer_with_the_id_echoed() {
         ask(&mut s, br"status|c:/V1.2/dotted.project/").await,
         "suc:running"
     );
+    // As the first bytes of a connection, a bare line ending is an empty request.
+    let mut fresh = connect(&sim).await;
+    assert_eq!(ask(&mut fresh, b"\r\n").await, "err:invalid-command");
     sim.shutdown().await;
 }
 
@@ -311,6 +319,23 @@ async fn a_request_ending_in_a_lone_carriage_return_is_answered_promptly() {
     assert_eq!(answer, "stopped");
     // Long before the request deadline: only the quiet period was waited.
     assert!(took < Duration::from_secs(4));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_late_line_ending_gets_no_answer_even_without_a_quiet_period() {
+    let mut config = config(Dialect::V3_18);
+    config.quiet_period = Duration::ZERO;
+    let (sim, mut s) = start_and_connect(config).await;
+    // Answered at once (no quiet period), so its line ending arrives after the answer.
+    assert_eq!(
+        ask(&mut s, format!("status:{A}").as_bytes()).await,
+        "stopped"
+    );
+    s.write_all(b"\r").await.unwrap();
+    s.write_all(b"\n").await.unwrap();
+    assert_eq!(ask(&mut s, b"status:C:\\nowhere").await, "not-found");
+    assert_eq!(sim.requests(), 2);
     sim.shutdown().await;
 }
 
