@@ -7,7 +7,7 @@ use std::time::Duration;
 use labwire_tests::{TEST_DEADLINE, eventually};
 use pekat_proto::{
     Client, ClientConfig, Command, DecodeError, Dialect, Error, ProjectState, Reply, Request,
-    RequestId, Response,
+    RequestId, Response, Terminator,
 };
 use pekat_sim::{Fault, PekatFault, PekatSim, ProjectSpec};
 use tokio::time::timeout;
@@ -582,6 +582,160 @@ async fn the_integrators_unknown_command_spelling_is_recognised() {
         assert_eq!(reply.id.is_some(), dialect.supports_ids(), "{text}");
         let err = client.start(A).await.unwrap_err();
         assert_eq!(err.refusal(), Some(&Response::UnknownCommand), "{text}");
+        sim.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn raw_commands_send_any_text_and_return_the_answer_as_it_came() {
+    let sim18 = sim(Dialect::V3_18, Duration::ZERO, Duration::ZERO).await;
+    let client = client(&sim18, Dialect::V3_18);
+    let raw = |text: String| {
+        let client = client.clone();
+        async move { client.call_raw(&text).await.unwrap() }
+    };
+    assert_eq!(raw(format!("status:{A}")).await, "stopped");
+    assert_eq!(raw(format!("launch:{A}")).await, "Unknown command");
+    assert_eq!(raw(format!("Status:{A}")).await, "Unknown command");
+    assert_eq!(raw(format!("start:{MISSING}")).await, "not-found");
+    assert_eq!(raw(format!("start:{A}")).await, "done");
+    assert_eq!(sim18.state().project_state(A), Some(ProjectState::Running));
+    sim18.shutdown().await;
+
+    // 3.19 on a kept connection: ids and prefixes come back untouched.
+    let sim19 = sim(Dialect::V3_19, Duration::ZERO, Duration::ZERO).await;
+    let kept = Client::builder(sim19.local_addr().to_string())
+        .dialect(Dialect::V3_19)
+        .keep_connection(true)
+        .answer_timeout(Duration::from_secs(5))
+        .build();
+    let answer = kept.call_raw(&format!("7.status|{A}")).await.unwrap();
+    assert_eq!(answer, "7.suc:stopped");
+    let answer = kept.call_raw(&format!("start|{A}")).await.unwrap();
+    assert_eq!(answer, "suc:done");
+    let answer = kept.call_raw(&format!("x-1.stop:{A}")).await.unwrap();
+    assert_eq!(answer, "x-1.err:invalid-command");
+    // Typed and raw calls share the connection.
+    assert_eq!(kept.status(A).await.unwrap(), ProjectState::Running);
+    assert_eq!(sim19.state().connections_accepted(), 1);
+    sim19.shutdown().await;
+}
+
+#[tokio::test]
+async fn raw_commands_keep_the_clients_limits_and_deadlines() {
+    let sim = sim(Dialect::V3_18, Duration::ZERO, Duration::ZERO).await;
+    let client = Client::builder(sim.local_addr().to_string())
+        .keep_connection(true)
+        .answer_timeout(Duration::from_secs(5))
+        .limits(pekat_proto::Limits {
+            max_request_len: 16,
+            max_response_len: 12,
+        })
+        .build();
+    // Refused before anything is sent.
+    for (text, what) in [
+        ("", "empty"),
+        ("status:a\r\nstop:b", "line ending"),
+        ("status:0123456789", "too long"),
+    ] {
+        let err = client.call_raw(text).await.unwrap_err();
+        assert!(matches!(err, Error::Encode(_)), "{what}: {err:?}");
+    }
+    let err = client.status("0123456789").await.unwrap_err();
+    assert!(matches!(err, Error::Encode(_)), "typed, too long: {err:?}");
+    assert_eq!(sim.requests(), 0);
+    // An answer longer than the limit.
+    sim.faults()
+        .set(Some(Fault::Device(PekatFault::Answer(Response::Other(
+            "license expired".into(),
+        )))));
+    let err = client.call_raw("status:x").await.unwrap_err();
+    assert!(
+        matches!(err, Error::Decode(DecodeError::TooLarge { max: 12, .. })),
+        "{err:?}"
+    );
+    // No answer within the call's own deadline; the next call gets its own answer.
+    sim.faults().set(Some(Fault::NoReply));
+    let started = tokio::time::Instant::now();
+    let err = client
+        .call_raw_with_timeout("status:x", Duration::from_millis(200))
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout() && err.is_no_answer(), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    sim.faults().clear();
+    assert_eq!(client.call_raw("status:x").await.unwrap(), "not-found");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_terminator_option_writes_nothing_lf_or_crlf_after_each_request() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    // The vendor's example sends no terminator; so does the client unless told otherwise.
+    assert_eq!(ClientConfig::default().terminator, Terminator::None);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    for terminator in Terminator::ALL {
+        let client = Client::builder(addr.to_string())
+            .terminator(terminator)
+            .answer_timeout(Duration::from_secs(5))
+            .build();
+        for raw in [false, true] {
+            let mut expected = format!("status:{A}").into_bytes();
+            expected.extend_from_slice(terminator.as_bytes());
+            let server = async {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                let mut got = Vec::new();
+                while got.len() < expected.len() {
+                    let mut buf = [0u8; 256];
+                    let n = stream.read(&mut buf).await.unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                }
+                stream.write_all(b"stopped").await.unwrap();
+                got
+            };
+            let call = async {
+                if raw {
+                    client.call_raw(&format!("status:{A}")).await.unwrap()
+                } else {
+                    client.status(A).await.unwrap().to_string()
+                }
+            };
+            let (got, answer) = timeout(TEST_DEADLINE, async { tokio::join!(server, call) })
+                .await
+                .unwrap();
+            assert_eq!(got, expected, "{terminator}, raw {raw}");
+            assert_eq!(answer, "stopped", "{terminator}, raw {raw}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_terminator_keeps_a_kept_connection_in_step_with_the_simulator() {
+    for dialect in [Dialect::V3_18, Dialect::V3_19] {
+        let sim = sim(dialect, Duration::ZERO, Duration::ZERO).await;
+        assert!(sim.state().set_project_state(B, ProjectState::Running));
+        for terminator in Terminator::ALL {
+            let client = Client::builder(sim.local_addr().to_string())
+                .dialect(dialect)
+                .request_ids(dialect.supports_ids())
+                .terminator(terminator)
+                .keep_connection(true)
+                .answer_timeout(Duration::from_secs(5))
+                .build();
+            for _ in 0..3 {
+                assert_eq!(client.status(A).await.unwrap(), ProjectState::Stopped);
+                assert_eq!(client.status(B).await.unwrap(), ProjectState::Running);
+            }
+        }
+        // One connection per client: no answer ever came out of step.
+        assert_eq!(sim.state().connections_accepted(), 3, "{dialect}");
+        assert_eq!(sim.requests(), 18, "{dialect}");
         sim.shutdown().await;
     }
 }
