@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
 use clap::{Args, Subcommand};
-use pekat_proto::{Client, ClientConfig, Dialect, Error, ProjectState, Response};
+use pekat_proto::{Client, ClientConfig, Dialect, Error, ProjectState, Response, Terminator};
 use pekat_sim::{PekatSim, demo_projects};
 
 /// `labwire pekat`: talk to a Projects Manager's TCP server (or `pekat-sim`).
@@ -22,6 +22,9 @@ pub(crate) struct PekatArgs {
     /// Number requests with `<id>.` and check the echo (3.19).
     #[arg(long)]
     request_ids: bool,
+    /// What to send after each request: none (as the vendor's example does), lf or crlf.
+    #[arg(long, default_value = "none", value_name = "none|lf|crlf")]
+    terminator: Terminator,
     #[command(subcommand)]
     action: Action,
 }
@@ -55,6 +58,12 @@ enum Action {
         /// The project folder.
         path: String,
     },
+    /// Send TEXT as it is (e.g. 'start:C:\Projects\Line 1', or a command labwire does not
+    /// know) and print the answer as it came, whatever it says.
+    Raw {
+        /// The request text; --dialect does not apply, --terminator does.
+        text: String,
+    },
 }
 
 fn seconds(value: f64, what: &str) -> anyhow::Result<Duration> {
@@ -69,6 +78,7 @@ pub(crate) async fn run(args: PekatArgs) -> anyhow::Result<()> {
             dialect: args.dialect,
             answer_timeout: seconds(args.timeout, "--timeout")?,
             request_ids: args.request_ids,
+            terminator: args.terminator,
             ..ClientConfig::default()
         },
     );
@@ -97,6 +107,10 @@ pub(crate) async fn run(args: PekatArgs) -> anyhow::Result<()> {
             .await
             .map(|()| println!("stopped")),
         Action::Switch { path } => client.switch(path).await.map(|()| println!("success")),
+        Action::Raw { text } => client
+            .call_raw(&text)
+            .await
+            .map(|answer| println!("{answer}")),
     };
     match outcome {
         Ok(()) => Ok(()),

@@ -101,6 +101,39 @@ async fn pekat_unknown_project_is_reported_as_not_found() {
 }
 
 #[tokio::test]
+async fn pekat_raw_prints_the_answer_as_it_came_with_any_terminator() {
+    let sim = pekat_sim::PekatSim::builder()
+        .dialect(pekat_proto::Dialect::V3_19)
+        .start()
+        .await
+        .unwrap();
+    let addr = sim.local_addr().to_string();
+    let project = &pekat_sim::demo_projects()[0].path;
+    let request = format!("7.status|{project}");
+    for terminator in ["none", "lf", "crlf"] {
+        let args = [
+            "pekat",
+            "--addr",
+            &addr,
+            "--terminator",
+            terminator,
+            "raw",
+            &request,
+        ];
+        let out = labwire(&args).await;
+        assert_eq!(succeeded(&out), "7.suc:stopped\n", "{terminator}");
+    }
+    // A refusal is an answer like any other here.
+    let out = labwire(&["pekat", "--addr", &addr, "raw", "launch|x"]).await;
+    assert_eq!(succeeded(&out), "err:invalid-command\n");
+    let out = labwire(&["pekat", "--addr", &addr, "--terminator", "cr", "raw", "x"]).await;
+    let all = failed(&out);
+    assert!(all.contains("crlf"), "{all}");
+    assert_eq!(sim.requests(), 4);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
 async fn comet_send_prints_the_echoed_result_as_json() {
     let sim = comet_sim::CometSim::builder().start().await.unwrap();
     let addr = sim.local_addr().to_string();
