@@ -144,14 +144,22 @@ pub fn request_completeness(buf: &[u8], dialect: Dialect) -> Completeness {
 /// Parses one complete request in `dialect`.
 ///
 /// The path is everything after the **first** separator, kept exactly (so `start:C:\x` is
-/// `start` of `C:\x`, and dots in a 3.19 path never look like an id). An empty path is
+/// `start` of `C:\x`, and dots in a 3.19 path never look like an id), but for the trailing
+/// line endings (`\n`, `\r\n`, a lone `\r`, or several), which are dropped. An empty path is
 /// accepted here (a server answers `not-found`).
 ///
 /// # Errors
 /// A [`BadRequest`], which a server answers with the dialect's "unknown command" answer
 /// (see [`BadRequest::reply`]).
 pub fn parse_request(msg: &[u8], dialect: Dialect) -> Result<Request, BadRequest> {
-    let body = strip_line_ending(msg);
+    // Every trailing line ending goes, not only one: a path never holds CR or LF, and
+    // `x\r\n\r\n` must be the same request whether its second `\r\n` came with it or late
+    // (a server drops a late one).
+    let end = msg
+        .iter()
+        .rposition(|&b| b != b'\r' && b != b'\n')
+        .map_or(0, |last| last + 1);
+    let body = &msg[..end];
     let bad = |id: Option<RequestId>, kind| BadRequest { id, kind };
     if body.is_empty() {
         return Err(bad(None, BadRequestKind::Empty));
@@ -536,6 +544,7 @@ mod tests {
             &b"status:C:\\p\n"[..],
             b"status:C:\\p\r\n",
             b"status:C:\\p\r",
+            b"status:C:\\p\r\n\r\n",
         ] {
             assert_eq!(
                 parse_request(msg, Dialect::V3_18).unwrap(),

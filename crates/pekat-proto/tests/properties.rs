@@ -160,6 +160,40 @@ proptest! {
     }
 
     #[test]
+    fn line_endings_cut_from_their_requests_never_become_requests(
+        (dialect, requests) in dialect().prop_flat_map(|d| {
+            (Just(d), prop::collection::vec(request(d), 1..5))
+        }),
+        endings in prop::collection::vec(
+            (prop::sample::select(vec!["", "\n", "\r\n", "\r\n\r\n"]), any::<prop::sample::Index>()),
+            5,
+        ),
+    ) {
+        // Strict turn-taking: each request arrives whole, with the part of its line ending
+        // before `cut`; the rest arrives late, a byte at a time, before the next request.
+        let mut codec = ServerCodec::new(dialect);
+        let mut buf = BytesMut::new();
+        let mut decoded = Vec::new();
+        for (request, (ending, cut)) in requests.iter().zip(&endings) {
+            let cut = cut.index(ending.len() + 1);
+            let mut bytes = encode_request(request, dialect);
+            bytes.extend_from_slice(&ending.as_bytes()[..cut]);
+            for piece in std::iter::once(&bytes[..]).chain(ending.as_bytes()[cut..].chunks(1)) {
+                buf.extend_from_slice(piece);
+                while let Some(item) = codec.decode(&mut buf).unwrap() {
+                    decoded.push(item);
+                }
+            }
+        }
+        while let Some(item) = codec.decode_eof(&mut buf).unwrap() {
+            decoded.push(item);
+        }
+        let expected: Vec<_> = requests.into_iter().map(Ok).collect();
+        prop_assert_eq!(decoded, expected);
+        prop_assert!(buf.is_empty());
+    }
+
+    #[test]
     fn known_answers_round_trip_in_both_dialects((dialect, reply) in dialect_and_reply()) {
         let bytes = encode_reply(&reply, dialect);
         prop_assert!(bytes.len() <= pekat_proto::DEFAULT_MAX_RESPONSE_LEN);
