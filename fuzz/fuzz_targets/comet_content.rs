@@ -1,6 +1,7 @@
 //! COMET content: arbitrary bytes as request and answer content. Contract: typed errors only;
 //! whatever the lenient JSON reader accepts, Python-style writing reads back the same; a valid
-//! request re-encodes to content that decodes to it; Python rendering never panics.
+//! request (its value not a non-finite number) re-encodes to content that decodes to it; Python
+//! rendering and the non-finite member scan never panic.
 #![no_main]
 
 use comet_socket::dispatch::{Incoming, classify};
@@ -15,7 +16,12 @@ fuzz_target!(|data: &[u8]| {
         let _ = json::is_truthy(&value);
     }
     let _ = Response::from_content(data);
+    let _ = json::member_non_finite(data, "value");
+    let _ = json::non_finite_literal(data);
+    // A non-finite value is dispatched as `null`, which written back is a falsy `null`: only
+    // the other requests round-trip.
     if let Ok(raw) = RawRequest::from_content(data)
+        && raw.value_non_finite.is_none()
         && let Ok(request) = raw.into_request()
     {
         let content = request.to_content().expect("a request always serializes");

@@ -238,13 +238,15 @@ impl Client {
     /// send binary content, or JSON that is not a request.
     ///
     /// # Errors
-    /// [`Refusal::FalsyContent`] for JSON content that is empty or falsy (it hangs a real COMET
-    /// server); otherwise as [`Client::send`], except that binary answers are returned.
+    /// [`Refusal::FalsyContent`], before connecting, for falsy content whatever its content
+    /// type ([`Frame::has_falsy_content`]): JSON that is empty or falsy, or binary content of no
+    /// bytes — it hangs a real COMET server. Otherwise as [`Client::send`], except that binary
+    /// answers are returned.
     ///
     /// # Cancel safety
     /// Cancel safe, as [`Client::send`].
     pub async fn exchange(&self, frame: &Frame) -> Result<Frame, Error> {
-        if frame.is_json() && json::is_falsy_content(&frame.content) {
+        if frame.has_falsy_content() {
             return Err(Refusal::FalsyContent.into());
         }
         let answer = self
@@ -365,10 +367,29 @@ mod tests {
         assert!(matches!(err, Error::Refused(Refusal::EmptyAction)));
         let err = client.send_content(&json!({})).await.unwrap_err();
         assert!(matches!(err, Error::Refused(Refusal::FalsyContent)));
+        for falsy in [
+            Frame::json(Bytes::new()),
+            Frame::json(&b"[]"[..]),
+            Frame::binary(wire::CONTENT_TYPE_CLIENT_BINARY, Bytes::new()),
+        ] {
+            let err = client.exchange(&falsy).await.unwrap_err();
+            assert!(
+                matches!(err, Error::Refused(Refusal::FalsyContent)),
+                "{falsy:?}: {err}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn bare_non_finite_content_is_truthy_and_not_refused() {
+        // Python reads it as a truthy float: COMET closes the connection (it is not an object)
+        // rather than hang, so it may go out. Nothing listens on port 9: a Connect error shows
+        // the client tried.
+        let client = Client::new("127.0.0.1:9");
         let err = client
-            .exchange(&Frame::json(Bytes::new()))
+            .exchange(&Frame::json(&b"NaN"[..]))
             .await
             .unwrap_err();
-        assert!(matches!(err, Error::Refused(Refusal::FalsyContent)));
+        assert!(!err.is_refused(), "{err}");
     }
 }

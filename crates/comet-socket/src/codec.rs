@@ -105,7 +105,7 @@ impl Encoder<Frame> for CometCodec {
 impl Encoder<Answer> for CometCodec {
     type Error = CodecError;
 
-    /// Writes the answer's frame; [`Answer::Close`] writes nothing.
+    /// Writes the answer's frame; [`Answer::Close`] and [`Answer::Hold`] write nothing.
     fn encode(&mut self, answer: Answer, dst: &mut BytesMut) -> Result<(), CodecError> {
         match answer.into_frame()? {
             Some(frame) => Ok(wire::encode(&frame, &self.limits, dst)?),
@@ -115,8 +115,9 @@ impl Encoder<Answer> for CometCodec {
 }
 
 /// The server's side of the wire: each frame is decoded and sorted as COMET sorts it
-/// ([`Incoming::from_frame`]), and [`Answer`]s are encoded ([`Answer::Close`] as nothing). What
-/// the `server` module (feature `server`) serves a COMET `Service` with.
+/// ([`Incoming::from_frame`]), and [`Answer`]s are encoded ([`Answer::Close`] and
+/// [`Answer::Hold`] as nothing; keeping the connection open for `Hold` is the serve loop's
+/// part). What the `server` module (feature `server`) serves a COMET `Service` with.
 ///
 /// A frame that cannot be decoded at all (a bad header, a frame over the limits, the stream
 /// ending inside one) is a [`CodecError`]: the connection ends without an answer, as in COMET.

@@ -77,6 +77,12 @@ pub enum Answer {
     /// Nothing: the connection is closed without an answer, as COMET does with malformed
     /// content.
     Close,
+    /// Nothing, and the connection is kept open: the client waits until it gives up or the
+    /// server's deadline passes, then the connection is closed. What a real COMET server does
+    /// with falsy content (it spins at 100 % CPU and never answers); the simulator's fidelity
+    /// mode answers that with this. Served by the `server` module (or `labwire-net`'s loop
+    /// through `server::with_hold`), it waits on the socket and a timer, never spinning.
+    Hold,
 }
 
 impl Answer {
@@ -85,7 +91,7 @@ impl Answer {
         Self::Response(Response::new(result))
     }
 
-    /// The frame to send, or `None` for [`Answer::Close`].
+    /// The frame to send, or `None` for [`Answer::Close`] and [`Answer::Hold`].
     ///
     /// # Errors
     /// [`EncodeError::Json`] only for values `serde_json` cannot write (none in practice).
@@ -93,7 +99,7 @@ impl Answer {
         match self {
             Self::Response(response) => response.to_frame().map(Some),
             Self::Frame(frame) => Ok(Some(frame)),
-            Self::Close => Ok(None),
+            Self::Close | Self::Hold => Ok(None),
         }
     }
 }
@@ -164,6 +170,7 @@ mod tests {
         );
         assert_eq!(answer(b"[1]"), Answer::Close);
         assert_eq!(Answer::Close.into_frame(), Ok(None));
+        assert_eq!(Answer::Hold.into_frame(), Ok(None));
         let binary =
             Incoming::from_frame(&Frame::binary("x/y", &b"0123456789ab"[..])).default_answer();
         let Answer::Frame(frame) = binary else {

@@ -9,17 +9,21 @@
 //! - [`from_slice`] is strict JSON first; only when that fails does it retry accepting Python's
 //!   non-finite literals `NaN`, `Infinity` and `-Infinity`. A [`serde_json::Value`] cannot hold
 //!   a non-finite number, so **they become `null`** (the same thing `serde_json` does with a
-//!   non-finite `f64`).
+//!   non-finite `f64`), and are written back as `null`.
 //! - [`is_truthy`] is Python's truthiness for a decoded JSON value, which decides how COMET
-//!   dispatches.
+//!   dispatches. Python holds `nan`, `inf` and `-inf` truthy, while the `null` they are read as
+//!   is falsy: where truthiness decides (the whole content, a request's `action` and `value`),
+//!   [`non_finite_literal`] and [`member_non_finite`] tell a non-finite number from a real
+//!   `null`, and [`NonFinite`] says which it was.
 //!
 //! Objects keep their keys in the order they were read or inserted, as Python's dicts do (this
 //! crate enables `serde_json`'s `preserve_order` feature), so a value read and written back
 //! comes out byte for byte the same.
 //!
 //! Known differences from Python, none of which the golden vectors exercise: integers beyond
-//! the 64-bit range are read as floats (Python keeps them exact); `NaN` read from the wire is falsy here (it is `null`)
-//! while Python holds it truthy.
+//! the 64-bit range are read as floats (Python keeps them exact); a non-finite number nested in
+//! an array or object is `null` there (it cannot change the truthiness of its non-empty
+//! container, but a value read and written back has `null` where Python writes `NaN`).
 
 use std::fmt::Write as _;
 use std::io;
@@ -206,8 +210,157 @@ fn replace_non_finite(bytes: &[u8]) -> Option<Vec<u8>> {
     Some(buffer)
 }
 
+/// A number Python's `json` reads and writes but JSON has no room for, and neither has a
+/// [`Value`]: [`from_slice`] reads it as `null`. Python holds all three truthy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NonFinite {
+    /// `NaN`.
+    NaN,
+    /// `Infinity`.
+    Infinity,
+    /// `-Infinity`.
+    NegInfinity,
+}
+
+impl NonFinite {
+    /// The literal on the wire: `NaN`, `Infinity` or `-Infinity`.
+    pub fn literal(self) -> &'static str {
+        match self {
+            Self::NaN => "NaN",
+            Self::Infinity => "Infinity",
+            Self::NegInfinity => "-Infinity",
+        }
+    }
+
+    /// Python's `str()` of the number: `nan`, `inf` or `-inf`.
+    pub fn python_str(self) -> &'static str {
+        match self {
+            Self::NaN => "nan",
+            Self::Infinity => "inf",
+            Self::NegInfinity => "-inf",
+        }
+    }
+
+    /// The number.
+    pub fn to_f64(self) -> f64 {
+        match self {
+            Self::NaN => f64::NAN,
+            Self::Infinity => f64::INFINITY,
+            Self::NegInfinity => f64::NEG_INFINITY,
+        }
+    }
+
+    /// The literal starting `bytes`, if one does (`-Infinity` before `Infinity`).
+    fn at_start(bytes: &[u8]) -> Option<Self> {
+        [Self::NegInfinity, Self::Infinity, Self::NaN]
+            .into_iter()
+            .find(|literal| bytes.starts_with(literal.literal().as_bytes()))
+    }
+}
+
+/// The whitespace Python's `json` skips around values.
+fn is_json_whitespace(byte: &u8) -> bool {
+    matches!(byte, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+/// Whether `bytes` is one non-finite literal and nothing else (whitespace aside): content that
+/// [`from_slice`] reads as `null` but Python as a truthy float.
+pub fn non_finite_literal(bytes: &[u8]) -> Option<NonFinite> {
+    let start = bytes.iter().position(|b| !is_json_whitespace(b))?;
+    let end = bytes.iter().rposition(|b| !is_json_whitespace(b))?;
+    let trimmed = bytes.get(start..=end)?;
+    NonFinite::at_start(trimmed).filter(|literal| literal.literal().len() == trimmed.len())
+}
+
+/// For JSON text whose top level is an object (as [`from_slice`] reads it): whether the member
+/// named `key` has a non-finite literal as its value, the last member of that name counting (as
+/// in Python and in [`from_slice`]). Members of nested objects are not looked at.
+///
+/// This is how to tell a `null` that [`from_slice`] made of `NaN` from one that was sent. It
+/// scans the text once and allocates only for a key written with escapes; on text that is not
+/// such an object the answer means nothing, but the scan still ends without panicking.
+pub fn member_non_finite(object: &[u8], key: &str) -> Option<NonFinite> {
+    let mut found = None;
+    let mut depth = 0_usize;
+    // Inside the top-level object: whether the next string is a key, whether the next token is
+    // a value, and the span of the last key (with its quotes).
+    let mut expect_key = false;
+    let mut expect_value = false;
+    let mut last_key: Option<(usize, usize)> = None;
+    let mut i = 0;
+    while let Some(&byte) = object.get(i) {
+        if is_json_whitespace(&byte) {
+            i += 1;
+            continue;
+        }
+        let top = depth == 1;
+        if top && expect_value {
+            // A member's value starts here: remember it only when its key is the one asked for.
+            expect_value = false;
+            let named = last_key
+                .and_then(|(start, end)| object.get(start..end))
+                .is_some_and(|raw| key_is(raw, key));
+            if named {
+                found = NonFinite::at_start(object.get(i..).unwrap_or_default());
+            }
+        }
+        match byte {
+            b'"' => {
+                let end = string_end(object, i);
+                if top && expect_key {
+                    last_key = Some((i, end));
+                    expect_key = false;
+                }
+                i = end;
+                continue;
+            }
+            b'{' | b'[' => {
+                depth += 1;
+                expect_key = depth == 1 && byte == b'{';
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            b',' if top => expect_key = true,
+            b':' if top => expect_value = true,
+            _ => {}
+        }
+        i += 1;
+    }
+    found
+}
+
+/// The index just past the string whose opening quote is at `start` (or the end of `bytes`).
+fn string_end(bytes: &[u8], start: usize) -> usize {
+    let mut escaped = false;
+    let mut i = start + 1;
+    while let Some(&byte) = bytes.get(i) {
+        i += 1;
+        if escaped {
+            escaped = false;
+        } else if byte == b'\\' {
+            escaped = true;
+        } else if byte == b'"' {
+            return i;
+        }
+    }
+    bytes.len()
+}
+
+/// Whether the JSON string `raw` (quotes included) is `key`.
+fn key_is(raw: &[u8], key: &str) -> bool {
+    if raw.contains(&b'\\') {
+        serde_json::from_slice::<String>(raw).is_ok_and(|decoded| decoded == key)
+    } else {
+        raw.strip_prefix(b"\"")
+            .and_then(|raw| raw.strip_suffix(b"\""))
+            .is_some_and(|raw| raw == key.as_bytes())
+    }
+}
+
 /// Python's truthiness of a decoded JSON value: `null`, `false`, `0`, `0.0`, `""`, `[]` and
 /// `{}` are falsy, everything else is truthy.
+///
+/// A `null` that [`from_slice`] made of a non-finite number is truthy in Python; this function
+/// cannot see that (see [`non_finite_literal`] and [`member_non_finite`]).
 pub fn is_truthy(value: &Value) -> bool {
     match value {
         Value::Null => false,
@@ -227,11 +380,18 @@ pub fn is_truthy(value: &Value) -> bool {
     }
 }
 
-/// Whether request content would make a real COMET server spin without answering: nothing but
-/// whitespace, or a falsy JSON value (`{}`, `[]`, `null`, `false`, `0`, `""`).
+/// Whether JSON request content would make a real COMET server spin without answering: nothing
+/// but whitespace, or a falsy JSON value (`{}`, `[]`, `null`, `false`, `0`, `""`). A bare
+/// `NaN`, `Infinity` or `-Infinity` is truthy, as in Python.
+///
+/// Content of nothing but whitespace is not valid JSON, so COMET would close the connection on
+/// it rather than spin; it counts as falsy here all the same (labwire's choice: nobody means to
+/// send it). For binary content see [`Frame::has_falsy_content`](crate::Frame::has_falsy_content).
 pub fn is_falsy_content(content: &[u8]) -> bool {
     content.iter().all(u8::is_ascii_whitespace)
-        || from_slice(content).is_ok_and(|value| !is_truthy(&value))
+        || from_slice(content).is_ok_and(|value| {
+            !is_truthy(&value) && (!value.is_null() || non_finite_literal(content).is_none())
+        })
 }
 
 #[cfg(test)]
@@ -375,6 +535,70 @@ mod tests {
     }
 
     #[test]
+    fn bare_non_finite_literals_are_recognised() {
+        assert_eq!(non_finite_literal(b" NaN\n"), Some(NonFinite::NaN));
+        assert_eq!(non_finite_literal(b"Infinity"), Some(NonFinite::Infinity));
+        assert_eq!(
+            non_finite_literal(b"-Infinity"),
+            Some(NonFinite::NegInfinity)
+        );
+        for other in [
+            &b"null"[..],
+            b"",
+            b"  ",
+            b"NaN1",
+            b"[NaN]",
+            b"\"NaN\"",
+            b"-NaN",
+        ] {
+            assert_eq!(non_finite_literal(other), None, "{other:?}");
+        }
+        assert_eq!(NonFinite::NegInfinity.python_str(), "-inf");
+        assert!(NonFinite::NaN.to_f64().is_nan());
+    }
+
+    #[test]
+    fn members_holding_non_finite_literals_are_found_by_key() {
+        let value = |text: &str| member_non_finite(text.as_bytes(), "value");
+        assert_eq!(
+            value(r#"{"action": "A", "value": NaN}"#),
+            Some(NonFinite::NaN)
+        );
+        assert_eq!(
+            value("{\"value\":\n\t-Infinity }"),
+            Some(NonFinite::NegInfinity)
+        );
+        assert_eq!(
+            value(r#"{"val\u0075e": Infinity}"#),
+            Some(NonFinite::Infinity)
+        );
+        // The last member of a name counts, as in Python.
+        assert_eq!(value(r#"{"value": NaN, "value": null}"#), None);
+        assert_eq!(
+            value(r#"{"value": null, "value": NaN}"#),
+            Some(NonFinite::NaN)
+        );
+        for none in [
+            r#"{"value": null}"#,
+            r#"{"value": "NaN"}"#,
+            r#"{"value": [NaN]}"#,
+            r#"{"x": {"value": NaN}, "value": null}"#,
+            r#"{"x": "value", "y": NaN}"#,
+            r#"{"v\"alue": NaN}"#,
+            r#"{"action": NaN}"#,
+            r#"[{"value": NaN}]"#,
+            r#"{"value": "#,
+            r#"{"value"#,
+        ] {
+            assert_eq!(value(none), None, "{none}");
+        }
+        assert_eq!(
+            member_non_finite(br#"{"action": NaN, "value": 1}"#, "action"),
+            Some(NonFinite::NaN)
+        );
+    }
+
+    #[test]
     fn falsy_content_is_recognised() {
         for content in [
             &b""[..],
@@ -388,7 +612,14 @@ mod tests {
         ] {
             assert!(is_falsy_content(content), "{content:?}");
         }
-        for content in [&b"{\"a\": 1}"[..], b"[0]", b"not json"] {
+        for content in [
+            &b"{\"a\": 1}"[..],
+            b"[0]",
+            b"not json",
+            b"NaN",
+            b" Infinity",
+            b"-Infinity",
+        ] {
             assert!(!is_falsy_content(content), "{content:?}");
         }
     }

@@ -4,7 +4,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::error::{DecodeError, EncodeError};
-use crate::json::{self, is_truthy};
+use crate::json::{self, NonFinite, is_truthy, member_non_finite};
 use crate::pyrepr::python_str;
 use crate::wire::Frame;
 
@@ -140,12 +140,20 @@ impl Response {
 }
 
 /// A request as a server receives it: `action` and `value` may be missing or of any type.
+///
+/// A non-finite number (`NaN`, `Infinity`, `-Infinity`) cannot be held in a [`Value`]: such an
+/// `action` or `value` is `null` here, and `action_non_finite` / `value_non_finite` say which
+/// number it was, because Python holds it truthy where `null` is falsy.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RawRequest {
     /// The `action` key, if present.
     pub action: Option<Value>,
     /// The `value` key, if present.
     pub value: Option<Value>,
+    /// The number `action` stands for when it is `null` made of a non-finite number.
+    pub action_non_finite: Option<NonFinite>,
+    /// The number `value` stands for when it is `null` made of a non-finite number.
+    pub value_non_finite: Option<NonFinite>,
 }
 
 impl RawRequest {
@@ -155,9 +163,18 @@ impl RawRequest {
     /// Invalid JSON or content that is not an object: COMET closes without answering those.
     pub fn from_content(content: &[u8]) -> Result<Self, DecodeError> {
         let mut object = content_object(content)?;
+        let action = object.remove("action");
+        let value = object.remove("value");
+        // Only a `null` can have been a non-finite number; the scan runs for nothing else.
+        let non_finite = |member: &Option<Value>, key| match member {
+            Some(Value::Null) => member_non_finite(content, key),
+            _ => None,
+        };
         Ok(Self {
-            action: object.remove("action"),
-            value: object.remove("value"),
+            action_non_finite: non_finite(&action, "action"),
+            value_non_finite: non_finite(&value, "value"),
+            action,
+            value,
         })
     }
 
@@ -173,8 +190,13 @@ impl RawRequest {
     /// The request COMET would hand to its handlers: a non-empty string `action` and a truthy
     /// `value`.
     ///
-    /// A truthy action that is not a string is refused here too. COMET would offer it to its
-    /// handlers, but they all compare it with a string, so none could answer it.
+    /// A non-finite `value` (`NaN`, `Infinity`, `-Infinity`) is truthy, as in Python, so the
+    /// request is handed on, with `value` `null`: the closest a [`Value`] comes (handlers see
+    /// `null` where COMET's see `nan`).
+    ///
+    /// A truthy action that is not a string (a non-finite number included) is refused here
+    /// too. COMET would offer it to its handlers, but they all compare it with a string, so
+    /// none could answer it.
     ///
     /// # Errors
     /// The [`InvalidRequest`] to answer with [`InvalidRequest::comet_answer`].
@@ -182,13 +204,18 @@ impl RawRequest {
     // the request itself with `preserve_order`); it is moved once, boxing it gains nothing.
     #[allow(clippy::result_large_err)]
     pub fn into_request(self) -> Result<Request, InvalidRequest> {
+        let value_truthy =
+            self.value_non_finite.is_some() || self.value.as_ref().is_some_and(is_truthy);
         match (self.action, self.value) {
-            (Some(Value::String(action)), Some(value))
-                if !action.is_empty() && is_truthy(&value) =>
-            {
+            (Some(Value::String(action)), Some(value)) if !action.is_empty() && value_truthy => {
                 Ok(Request { action, value })
             }
-            (action, value) => Err(InvalidRequest { action, value }),
+            (action, value) => Err(InvalidRequest {
+                action,
+                value,
+                action_non_finite: self.action_non_finite,
+                value_non_finite: self.value_non_finite,
+            }),
         }
     }
 }
@@ -201,17 +228,26 @@ pub struct InvalidRequest {
     pub action: Option<Value>,
     /// The `value` key, if present.
     pub value: Option<Value>,
+    /// As [`RawRequest::action_non_finite`].
+    pub action_non_finite: Option<NonFinite>,
+    /// As [`RawRequest::value_non_finite`].
+    pub value_non_finite: Option<NonFinite>,
 }
 
 impl InvalidRequest {
     /// COMET's answer, `Error: invalid action and or value <action>, <value>`, with both
-    /// rendered as Python's `str()` does (a missing key prints as `None`).
+    /// rendered as Python's `str()` does (a missing key prints as `None`, a non-finite number
+    /// as `nan`, `inf` or `-inf`).
     pub fn comet_answer(&self) -> String {
-        let render = |v: &Option<Value>| v.as_ref().map_or_else(|| "None".to_owned(), python_str);
+        let render = |v: &Option<Value>, non_finite: Option<NonFinite>| match (non_finite, v) {
+            (Some(number), _) => number.python_str().to_owned(),
+            (None, Some(v)) => python_str(v),
+            (None, None) => "None".to_owned(),
+        };
         format!(
             "Error: invalid action and or value {}, {}",
-            render(&self.action),
-            render(&self.value)
+            render(&self.action, self.action_non_finite),
+            render(&self.value, self.value_non_finite)
         )
     }
 }
@@ -220,8 +256,9 @@ impl InvalidRequest {
 ///
 /// A real COMET server never runs a handler for an empty action or a falsy value; it only
 /// answers with an error string. Worse, a request whose whole content is falsy (`{}`, `[]`,
-/// `null`, `false`, nothing) makes a COMET server spin at 100 % CPU and never answer. So our
-/// client refuses these before opening a connection, with this error.
+/// `null`, `false`, nothing — whatever the content type) makes a COMET server spin at 100 % CPU
+/// and never answer. So our client refuses these before opening a connection, with this
+/// error.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Refusal {
@@ -233,7 +270,8 @@ pub enum Refusal {
         "the value {0} is falsy (null, false, 0, \"\", [] or {{}}); COMET runs no handler for it"
     )]
     FalsyValue(Value),
-    /// The whole content is falsy or empty.
+    /// The whole content is falsy or empty, JSON or binary (an empty binary content is falsy
+    /// too).
     #[error("the content is falsy or empty; it makes a COMET server hang at 100% CPU")]
     FalsyContent,
 }
@@ -318,6 +356,46 @@ mod tests {
             RawRequest::from_content(b"{\"action\": ").unwrap_err(),
             DecodeError::InvalidJson { .. }
         ));
+    }
+
+    #[test]
+    fn non_finite_values_are_truthy_and_dispatched_as_null() {
+        for (literal, number) in [
+            ("NaN", NonFinite::NaN),
+            ("Infinity", NonFinite::Infinity),
+            ("-Infinity", NonFinite::NegInfinity),
+        ] {
+            let content = format!(r#"{{"action": "A", "value": {literal}}}"#);
+            let raw = RawRequest::from_content(content.as_bytes()).unwrap();
+            assert_eq!(raw.value_non_finite, Some(number));
+            assert_eq!(
+                raw.into_request(),
+                Ok(Request::new("A", Value::Null)),
+                "{literal}"
+            );
+        }
+        // A `null` that was sent stays falsy, and a non-finite number in the error renders as
+        // Python's str() renders it.
+        let null = RawRequest::from_content(br#"{"action": "A", "value": null}"#).unwrap();
+        assert_eq!(null.value_non_finite, None);
+        assert!(null.into_request().is_err());
+        let invalid = RawRequest::from_content(br#"{"action": "", "value": NaN}"#)
+            .unwrap()
+            .into_request()
+            .unwrap_err();
+        assert_eq!(
+            invalid.comet_answer(),
+            "Error: invalid action and or value , nan"
+        );
+        // A non-finite action is truthy but not a string: refused, as `5` would be.
+        let invalid = RawRequest::from_content(br#"{"action": NaN, "value": Infinity}"#)
+            .unwrap()
+            .into_request()
+            .unwrap_err();
+        assert_eq!(
+            invalid.comet_answer(),
+            "Error: invalid action and or value nan, inf"
+        );
     }
 
     #[test]

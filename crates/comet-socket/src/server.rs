@@ -5,7 +5,9 @@
 //!
 //! Serving is `labwire-net`'s one loop ([`labwire_net::service::serve`]) with [`ServerCodec`]
 //! and one exchange per connection: the request is read, the service answers, the answer is
-//! written (or nothing, for [`Answer::Close`]), the connection is closed. Unlike COMET,
+//! written (or nothing, for [`Answer::Close`]), the connection is closed. For [`Answer::Hold`]
+//! nothing is written and the connection is kept open, parked on the socket and a timer, until
+//! the client leaves or the connection deadline passes. Unlike COMET,
 //! connections are served concurrently (a slow handler stalls nobody else), every step is
 //! bounded by a deadline, and shutdown is clean.
 //!
@@ -56,7 +58,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use labwire_net::service::Plan;
+use labwire_net::service::{Action, Plan};
 use serde_json::Value;
 
 use crate::codec::ServerCodec;
@@ -355,6 +357,25 @@ impl Service for Handlers {
     }
 }
 
+/// How `labwire-net`'s serve loop is to send `answer`: [`Answer::Hold`] becomes
+/// [`Action::NoReply`] with no delay, whatever `plan` said (nothing is sent and the connection
+/// stays open until the client leaves or the deadline); any other answer keeps `plan`.
+///
+/// [`serve`] and [`ServerBuilder`] apply it. A server on `labwire-net`'s loop of its own (a
+/// simulator with a fault layer) applies it to its service's answers.
+pub fn with_hold(answer: Answer, plan: Plan) -> (Answer, Plan) {
+    match answer {
+        Answer::Hold => (
+            Answer::Hold,
+            Plan {
+                delay: Duration::ZERO,
+                action: Action::NoReply,
+            },
+        ),
+        answer => (answer, plan),
+    }
+}
+
 /// The [`Exchange`] of a COMET server: one request and its answer per connection, with
 /// `deadline` for waiting for the request, for receiving it and for sending the answer.
 pub fn exchange(deadline: Duration) -> Exchange {
@@ -523,7 +544,7 @@ where
     async fn call(&self, peer: SocketAddr, request: Incoming) -> (Answer, Plan) {
         let answer = PlannedService::call(&self.service, peer, request);
         match tokio::time::timeout(self.deadline, answer).await {
-            Ok(answer) => answer,
+            Ok((answer, plan)) => with_hold(answer, plan),
             Err(_) => {
                 tracing::debug!(deadline = ?self.deadline, "no answer within the deadline, closing");
                 (Answer::Close, Plan::default())
@@ -646,6 +667,62 @@ mod tests {
         )
         .await;
         assert!(matches!(end, ConnectionEnd::Idle(_)), "{end}");
+    }
+
+    /// Answers every request with [`Answer::Hold`].
+    struct Holding;
+
+    impl Service for Holding {
+        type Request = Incoming;
+        type Response = Answer;
+
+        async fn call(&self, _peer: SocketAddr, _request: Incoming) -> Answer {
+            Answer::Hold
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_held_request_keeps_the_connection_open_until_the_deadline() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let service = Bounded {
+            service: Holding,
+            deadline: Duration::from_secs(3),
+        };
+        let (mut client, mut server_side) = tokio::io::duplex(1024);
+        let request = Request::new("X", json!(1)).to_frame().unwrap();
+        let bytes = crate::wire::encode_to_bytes(&request, &Limits::default()).unwrap();
+        client.write_all(&bytes).await.unwrap();
+        let started = tokio::time::Instant::now();
+        let end = labwire_net::service::serve_connection(
+            &mut server_side,
+            peer(),
+            &service,
+            ServerCodec::new(),
+            &exchange(Duration::from_secs(3)),
+        )
+        .await;
+        assert!(matches!(end, ConnectionEnd::Fault), "{end}");
+        assert_eq!(started.elapsed(), Duration::from_secs(3));
+        drop(server_side);
+        let mut answer = Vec::new();
+        client.read_to_end(&mut answer).await.unwrap();
+        assert!(answer.is_empty());
+    }
+
+    #[test]
+    fn hold_overrides_the_plan_and_other_answers_keep_it() {
+        let delayed = Plan {
+            delay: Duration::from_secs(1),
+            action: Action::Close,
+        };
+        assert_eq!(
+            with_hold(Answer::Hold, delayed.clone()).1,
+            Plan {
+                delay: Duration::ZERO,
+                action: Action::NoReply
+            }
+        );
+        assert_eq!(with_hold(Answer::Close, delayed.clone()).1, delayed);
     }
 
     #[tokio::test(start_paused = true)]

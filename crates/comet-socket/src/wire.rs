@@ -97,6 +97,20 @@ impl Frame {
         self.content_type == CONTENT_TYPE_JSON
     }
 
+    /// Whether the content is falsy as COMET sees it: for JSON content, a falsy value or
+    /// nothing ([`json::is_falsy_content`](crate::json::is_falsy_content)); for binary content,
+    /// no bytes at all (COMET holds binary content as Python `bytes`, falsy when empty).
+    ///
+    /// A real COMET server that receives such a request spins at 100 % CPU and never answers,
+    /// whatever the content type; the client refuses to send it.
+    pub fn has_falsy_content(&self) -> bool {
+        if self.is_json() {
+            crate::json::is_falsy_content(&self.content)
+        } else {
+            self.content.is_empty()
+        }
+    }
+
     /// The JSON header exactly as COMET writes it.
     ///
     /// # Errors
@@ -290,6 +304,17 @@ mod tests {
         out.extend_from_slice(header.as_bytes());
         out.extend_from_slice(content);
         out
+    }
+
+    #[test]
+    fn falsy_content_is_falsy_whatever_the_content_type() {
+        assert!(Frame::binary(CONTENT_TYPE_CLIENT_BINARY, Bytes::new()).has_falsy_content());
+        assert!(!Frame::binary(CONTENT_TYPE_CLIENT_BINARY, &b"\0"[..]).has_falsy_content());
+        // Binary content is bytes to COMET, never parsed: `{}` is two truthy bytes.
+        assert!(!Frame::binary(CONTENT_TYPE_CLIENT_BINARY, &b"{}"[..]).has_falsy_content());
+        assert!(Frame::json(&b"{}"[..]).has_falsy_content());
+        assert!(Frame::json(Bytes::new()).has_falsy_content());
+        assert!(!Frame::json(&b"NaN"[..]).has_falsy_content());
     }
 
     #[test]

@@ -157,6 +157,33 @@ proptest! {
         let _ = json::from_slice(&bytes);
         let _ = RawRequest::from_content(&bytes);
         let _ = Response::from_content(&bytes);
+        let _ = json::member_non_finite(&bytes, "value");
+        let _ = json::non_finite_literal(&bytes);
+    }
+
+    #[test]
+    fn a_non_finite_value_is_found_among_any_other_members(
+        before in prop::collection::vec((".{0,6}", json_value()), 0..4),
+        after in prop::collection::vec((".{0,6}", json_value()), 0..4),
+        literal in prop::sample::select(vec!["NaN", "Infinity", "-Infinity"]),
+    ) {
+        // Members before and after `value`, with any values (nested NaN-looking strings and
+        // objects with their own `value` keys included), written as Python would.
+        let member = |(key, value): &(String, Value)| {
+            let key = if key == "value" { format!("{key}_") } else { key.clone() };
+            format!(
+                "{}: {}",
+                String::from_utf8(json::to_vec(&key).unwrap()).unwrap(),
+                String::from_utf8(json::to_vec(value).unwrap()).unwrap()
+            )
+        };
+        let mut members: Vec<String> = before.iter().map(member).collect();
+        members.push(format!("\"value\": {literal}"));
+        members.extend(after.iter().map(member));
+        let text = format!("{{{}}}", members.join(", "));
+        let raw = RawRequest::from_content(text.as_bytes()).unwrap();
+        prop_assert_eq!(raw.value, Some(Value::Null));
+        prop_assert_eq!(raw.value_non_finite.map(|n| n.literal()), Some(literal));
     }
 
     #[test]
