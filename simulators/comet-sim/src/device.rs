@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use comet_socket::Frame;
 use comet_socket::dispatch::{Answer, Incoming};
-use comet_socket::json::is_falsy_content;
 use comet_socket::server::{Handler, HandlerError, Handlers};
 use labwire_simkit::{Device, SimClock};
 use serde_json::{Map, Value};
@@ -70,6 +69,9 @@ pub struct Counters {
     /// Connections closed without an answer because the request was malformed (its frame or
     /// its content).
     pub malformed: u64,
+    /// Requests held without an answer because their content is falsy (fidelity mode only;
+    /// they are counted in no other field).
+    pub held: u64,
 }
 
 /// The simulator's state, shared by every connection and by the test holding it. Cheap to
@@ -287,12 +289,15 @@ impl Device for CometDevice {
     type Fault = CometFault;
 
     async fn call(&self, _peer: SocketAddr, frame: Frame, fault: Option<CometFault>) -> Answer {
-        if self.fidelity && frame.is_json() && is_falsy_content(&frame.content) {
+        if self.fidelity && frame.has_falsy_content() {
             // A real COMET server spins at 100 % CPU on this and never answers. We only hold
-            // the connection, without the spinning, until the deadline.
-            tracing::debug!("falsy content: holding the connection without answering, as COMET");
-            tokio::time::sleep(self.deadline).await;
-            return Answer::Close;
+            // the connection: the serve loop parks on the socket and the deadline's timer.
+            tracing::debug!(
+                content_type = %frame.content_type,
+                "falsy content: holding the connection without answering, as COMET"
+            );
+            self.state.count(|c| c.held += 1);
+            return Answer::Hold;
         }
         // COMET handles one request at a time: in fidelity mode a slow answer holds up every
         // other connection, as it would there.

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::io;
+use std::net::SocketAddr;
 use std::ops::Deref;
 use std::time::Duration;
 
@@ -10,6 +11,8 @@ use bytes::{Bytes, BytesMut};
 use comet_socket::dispatch::Answer;
 use comet_socket::server::CancellationToken;
 use comet_socket::{CodecError, CometCodec, Frame, Limits};
+use labwire_net::PlannedService;
+use labwire_net::service::Plan;
 use labwire_simkit::{Faulty, HostConfig, Requests, SimHandle};
 use serde_json::Value;
 use tokio_util::codec::{Decoder, Encoder};
@@ -127,12 +130,12 @@ impl CometSimBuilder {
         faults.set(config.fault.clone());
         let requests = Requests::default();
         let device = CometDevice::new(&config, state.clone(), clock.clone());
-        let service = Faulty::new(
+        let service = HoldLayer(Faulty::new(
             device,
             faults.clone(),
             Bytes::from_static(GARBAGE),
             requests.clone(),
-        );
+        ));
         let codec = {
             let state = state.clone();
             let limits = config.limits;
@@ -191,6 +194,24 @@ impl Deref for CometSim {
 
     fn deref(&self) -> &Self::Target {
         &self.0
+    }
+}
+
+/// Serves the device's [`Answer::Hold`] as `labwire-net`'s `NoReply` (whatever fault was due):
+/// the connection stays open, parked on the socket and the deadline's timer, until the client
+/// leaves or the deadline passes.
+struct HoldLayer<S>(S);
+
+impl<S> PlannedService for HoldLayer<S>
+where
+    S: PlannedService<Request = Frame, Response = Answer>,
+{
+    type Request = Frame;
+    type Response = Answer;
+
+    async fn call(&self, peer: SocketAddr, frame: Frame) -> (Answer, Plan) {
+        let (answer, plan) = self.0.call(peer, frame).await;
+        comet_socket::server::with_hold(answer, plan)
     }
 }
 

@@ -2,8 +2,10 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use comet_sim::{CometFault, CometSim, Fault, SimConfig};
 use comet_socket::client::Error;
+use comet_socket::wire::CONTENT_TYPE_CLIENT_BINARY;
 use comet_socket::{Client, DecodeError, Frame};
 use labwire_simkit::testing::{TEST_DEADLINE as DEADLINE, eventually};
 use serde_json::{Value, json};
@@ -127,6 +129,123 @@ async fn fidelity_mode_holds_falsy_content_unanswered_like_comet() {
     // No answer: the connection is closed at the deadline with nothing written.
     let answer = raw_exchange(&sim, &Frame::json(&b"{}"[..])).await;
     assert!(answer.is_empty());
+    sim.shutdown().await;
+}
+
+/// Runs the future `test` makes on a current-thread runtime whose clock is paused, and fails
+/// if it has not finished within `real` (real time).
+///
+/// A paused clock jumps to the next timer only when every task is parked. A task that keeps
+/// running — a busy loop, even one that yields to the scheduler — stops it, so a test that
+/// waits out a virtual deadline then never ends and runs into `real` instead.
+fn on_paused_clock<F>(real: Duration, test: impl FnOnce() -> F + Send + 'static)
+where
+    F: std::future::Future<Output = ()>,
+{
+    let (done, finished) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        runtime.block_on(test());
+        let _ = done.send(());
+    });
+    match finished.recv_timeout(real) {
+        Ok(()) => thread.join().unwrap(),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            std::panic::resume_unwind(thread.join().unwrap_err())
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!(
+            "not finished within {real:?} of real time: the paused clock could not advance, \
+             so some task never parked (a busy loop)"
+        ),
+    }
+}
+
+#[test]
+fn fidelity_mode_holds_falsy_content_open_and_idle_until_the_deadline() {
+    const HOLD: Duration = Duration::from_secs(30);
+    on_paused_clock(DEADLINE, || async {
+        let sim = CometSim::builder()
+            .fidelity(true)
+            .connection_deadline(HOLD)
+            .start()
+            .await
+            .unwrap();
+        let falsy = [
+            // An empty binary content is falsy too: COMET hangs on it as on `{}`.
+            Frame::binary(CONTENT_TYPE_CLIENT_BINARY, Bytes::new()),
+            Frame::json(&b"{}"[..]),
+            Frame::json(&b"[]"[..]),
+        ];
+        for (sent, frame) in (1..).zip(falsy) {
+            let mut stream = tokio::net::TcpStream::connect(sim.local_addr())
+                .await
+                .unwrap();
+            let bytes = comet_socket::wire::encode_to_bytes(&frame, &Default::default()).unwrap();
+            stream.write_all(&bytes).await.unwrap();
+            assert!(eventually(HOLD, || sim.requests() == sent).await);
+            let held_from = tokio::time::Instant::now();
+            let mut buf = [0_u8; 256];
+            // No answer and no close while the deadline runs (on the paused clock, which only
+            // gets there if the simulator sits parked meanwhile)...
+            let early =
+                tokio::time::timeout(HOLD - Duration::from_secs(1), stream.read(&mut buf)).await;
+            assert!(
+                early.is_err(),
+                "{frame:?}: answered or closed before the deadline: {early:?}"
+            );
+            // ...then closed at the deadline, still without an answer.
+            let late = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut buf))
+                .await
+                .unwrap_or_else(|_| panic!("{frame:?}: still open after the deadline"));
+            assert_eq!(late.unwrap(), 0, "{frame:?}: an answer after the deadline");
+            assert!(held_from.elapsed() >= HOLD - Duration::from_secs(1));
+        }
+        assert_eq!(sim.state().counters().held, 3);
+        sim.shutdown().await;
+    });
+}
+
+#[tokio::test]
+async fn without_fidelity_empty_binary_content_gets_comets_binary_answer() {
+    let (sim, _) = start(SimConfig::default()).await;
+    let answer = raw_exchange(
+        &sim,
+        &Frame::binary(CONTENT_TYPE_CLIENT_BINARY, Bytes::new()),
+    )
+    .await;
+    let (frame, _) = comet_socket::wire::decode(&answer, &Default::default())
+        .unwrap()
+        .unwrap();
+    assert_eq!(&frame.content[..], b"First 10 bytes of request: ");
+    assert_eq!(sim.state().counters().binary, 1);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn non_finite_values_are_truthy_and_dispatched_as_comet_does() {
+    let (sim, client) = start(SimConfig::default()).await;
+    sim.state().set_answer("Status", json!("ok"));
+    let result = |answer: Frame| comet_socket::Response::from_frame(&answer).unwrap().result;
+    for literal in ["NaN", "Infinity", "-Infinity"] {
+        let content = format!(r#"{{"action": "Status", "value": {literal}}}"#);
+        let answer = client.exchange(&Frame::json(content)).await.unwrap();
+        assert_eq!(result(answer), json!("ok"), "{literal}");
+    }
+    // Not dispatched for its empty action: the error renders it as Python's str() does.
+    let answer = client
+        .exchange(&Frame::json(&br#"{"action": "", "value": -Infinity}"#[..]))
+        .await
+        .unwrap();
+    assert_eq!(
+        result(answer),
+        json!("Error: invalid action and or value , -inf")
+    );
+    let counters = sim.state().counters();
+    assert_eq!((counters.requests, counters.invalid), (3, 1));
     sim.shutdown().await;
 }
 
