@@ -142,7 +142,9 @@ async fn accept_loop<F, Fut>(
         if nodelay && let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, %peer, "could not set TCP_NODELAY");
         }
-        let token = shutdown.child_token();
+        // The server's own token, not a child: cancelling it reaches every connection, and a
+        // clone allocates nothing (a child token per connection would).
+        let token = shutdown.clone();
         let connection = handler(stream, peer, token.clone());
         let span = tracing::debug_span!("connection", %peer);
         tracker.spawn(

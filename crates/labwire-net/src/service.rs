@@ -228,7 +228,9 @@ where
             Ok(None) => return ConnectionEnd::Closed,
             Err(end) => return end,
         };
-        let (response, plan) = PlannedService::call(service, peer, request).await;
+        // Boxed: a device's answer future can be large, and would otherwise be part of every
+        // connection's task, idle ones included.
+        let (response, plan) = Box::pin(PlannedService::call(service, peer, request)).await;
         if !plan.delay.is_zero() {
             tokio::time::sleep(plan.delay).await;
         }
@@ -281,7 +283,8 @@ where
 /// Keeps the connection open without answering until the client closes it or `limit` passes;
 /// whatever it sends is dropped.
 async fn hold<T: AsyncRead + Unpin>(stream: &mut T, limit: Duration) {
-    let mut scratch = [0u8; 1024];
+    // On the heap: a buffer here would be part of every connection's task, idle ones included.
+    let mut scratch = vec![0u8; 1024];
     let drain = async { while matches!(stream.read(&mut scratch).await, Ok(n) if n > 0) {} };
     let _ = tokio::time::timeout(limit, drain).await;
 }
@@ -292,7 +295,7 @@ const LINGER: Duration = Duration::from_secs(1);
 const LINGER_BYTES: usize = 64 * 1024;
 
 async fn linger<T: AsyncRead + Unpin>(stream: &mut T) {
-    let mut scratch = [0u8; 1024];
+    let mut scratch = vec![0u8; 1024];
     let mut taken = 0;
     let drain = async {
         while taken < LINGER_BYTES {
@@ -308,8 +311,12 @@ async fn linger<T: AsyncRead + Unpin>(stream: &mut T) {
 /// Buffer capacity kept between requests; a larger one (after a large request) is released.
 const RETAINED_CAPACITY: usize = 64 * 1024;
 
-/// Bytes asked of the socket per read.
+/// Bytes asked of the socket per read once a request has begun.
 const READ_CHUNK: usize = 4096;
+
+/// Bytes of a request's first read, taken into the task's own small buffer (requests that are
+/// larger continue in the connection's buffer).
+const FIRST_READ: usize = 128;
 
 /// Reads until the codec yields a request (`Ok(Some)`), the client closes between requests
 /// (`Ok(None)`), or the connection must end.
@@ -332,18 +339,25 @@ where
             Ok(None) => {}
             Err(error) => return Err(ConnectionEnd::Decode(error.to_string())),
         }
-        let idle = buf.is_empty();
-        buf.reserve(READ_CHUNK);
-        let read = stream.read_buf(buf);
-        let n = if idle {
-            match exchange.idle_timeout {
+        let n = if buf.is_empty() {
+            // Idle: wait for the first bytes in a small buffer of the task's own, so that an
+            // idle connection holds no read buffer at all.
+            let mut first = [0u8; FIRST_READ];
+            let read = stream.read(&mut first);
+            let n = match exchange.idle_timeout {
                 None => read.await,
                 Some(idle) => match tokio::time::timeout(idle, read).await {
                     Ok(n) => n,
                     Err(_) => return Err(ConnectionEnd::Idle(idle)),
                 },
+            };
+            if let Ok(n) = n {
+                buf.extend_from_slice(first.get(..n).unwrap_or_default());
             }
+            n
         } else {
+            buf.reserve(READ_CHUNK);
+            let read = stream.read_buf(buf);
             let until = *deadline.get_or_insert_with(|| deadline_after(exchange.read_timeout));
             let quiet = exchange.quiet_period.map(|q| deadline_after(q).min(until));
             match tokio::time::timeout_at(quiet.unwrap_or(until), read).await {
