@@ -3,9 +3,12 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use comet_sim::{CometSim, Fault};
+use comet_socket::client::Error;
 use comet_socket::server::{Handlers, handler_fn, serve};
-use comet_socket::{Client, Limits};
+use comet_socket::wire::CONTENT_TYPE_CLIENT_BINARY;
+use comet_socket::{Client, Frame, Limits, Refusal};
 use labwire_tests::{TEST_DEADLINE, eventually};
 use serde_json::{Value, json};
 
@@ -64,6 +67,45 @@ async fn client_against_sim_covers_echo_telegram_fixed_answers_and_refusals() {
     let counters = sim.state().counters();
     assert_eq!(counters.requests, 4, "the refused call never left");
     assert_eq!(counters.connections, 4, "one fresh connection per message");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_client_refuses_empty_binary_content_before_connecting() {
+    // Fidelity mode: had the frame gone out, the simulator would hold it, as COMET hangs on it.
+    let sim = CometSim::builder()
+        .fidelity(true)
+        .connection_deadline(Duration::from_secs(2))
+        .start()
+        .await
+        .unwrap();
+    let client = Client::builder(sim.local_addr().to_string())
+        .answer_timeout(TEST_DEADLINE)
+        .build();
+    let empty = Frame::binary(CONTENT_TYPE_CLIENT_BINARY, Bytes::new());
+    let err = client.exchange(&empty).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Refused(Refusal::FalsyContent)),
+        "{err}"
+    );
+    // Binary content that is not empty still goes out and gets COMET's binary answer.
+    let answer = client
+        .exchange(&Frame::binary(
+            CONTENT_TYPE_CLIENT_BINARY,
+            &b"hello world"[..],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        &answer.content[..],
+        b"First 10 bytes of request: hello worl"
+    );
+    let counters = sim.state().counters();
+    assert_eq!(
+        (counters.connections, counters.binary, counters.held),
+        (1, 1, 0),
+        "the refused frame never left"
+    );
     sim.shutdown().await;
 }
 
