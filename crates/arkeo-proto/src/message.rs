@@ -232,6 +232,47 @@ fn request_id(value: Option<Value>) -> Result<Option<u64>, DecodeError> {
     }
 }
 
+/// Reads the `request_id` a device echoes: absent or `null` is `None`; an integer, a float
+/// with an integral value (`1001.0`, as a device that keeps numbers as doubles writes it) or a
+/// string holding one (`"1001"`, `"1001.0"`) is that id. Anything else cannot be the id of a
+/// request this crate sent (those are integers), so the response is refused.
+fn echoed_request_id(value: Option<Value>) -> Result<Option<u64>, DecodeError> {
+    const INVALID: DecodeError = DecodeError::InvalidMessage(
+        "`request_id` must be a non-negative integer (as a number or a string)",
+    );
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(id) => Ok(Some(id)),
+            None => n.as_f64().and_then(integral_u64).map(Some).ok_or(INVALID),
+        },
+        Some(Value::String(s)) => {
+            let s = s.trim();
+            match s.parse::<u64>() {
+                Ok(id) => Ok(Some(id)),
+                Err(_) => s
+                    .parse::<f64>()
+                    .ok()
+                    .and_then(integral_u64)
+                    .map(Some)
+                    .ok_or(INVALID),
+            }
+        }
+        Some(_) => Err(INVALID),
+    }
+}
+
+/// `x` as a `u64` when it is a whole number that a double represents exactly (at most 2^53).
+fn integral_u64(x: f64) -> Option<u64> {
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "checked: a whole number within 0..=2^53"
+    )]
+    ((0.0..=EXACT).contains(&x) && x.fract() == 0.0).then_some(x as u64)
+}
+
 /// Serializes with `"parameter"`; use [`Request::with_key`] for `"params"`.
 impl Serialize for Request {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -429,7 +470,9 @@ impl Response {
     ///
     /// # Errors
     /// [`DecodeError::InvalidMessage`] when the value is not an object, the status is not a
-    /// string, or `request_id` is present but not a non-negative integer.
+    /// string, or `request_id` is present but not a non-negative integer. The integer may
+    /// arrive as a float with an integral value (`1001.0`) or as a string (`"1001"`,
+    /// `"1001.0"`): devices that keep numbers as doubles or echo the id as text are understood.
     pub fn from_value(value: Value) -> Result<Self, DecodeError> {
         let Value::Object(mut map) = value else {
             return Err(DecodeError::InvalidMessage(
@@ -450,7 +493,7 @@ impl Response {
             None | Some(Value::Null) => None,
             Some(e) => Some(ErrorObject::from_value(e)),
         };
-        let request_id = request_id(map.remove("request_id"))?;
+        let request_id = echoed_request_id(map.remove("request_id"))?;
         Ok(Self {
             status,
             data,
@@ -603,14 +646,17 @@ impl TestStatus {
     }
 }
 
-/// The `data` of `MUX GetStatus`.
+/// The `data` of `MUX GetStatus`: `{connected, firmware, nrRelays, status}` (the vendor's
+/// multiplexer reports `"Multiplexer_v1.1"` and 4 relays).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MuxStatus {
     /// Whether the application is connected to the MUX hardware.
     pub connected: bool,
     /// The firmware version, when reported.
     pub firmware: Option<String>,
-    /// The relay states (`status`); its length is the number of relays (`nrRelays`).
+    /// `nrRelays`, when reported (an integer, possibly written as a whole float).
+    pub nr_relays: Option<usize>,
+    /// The relay states (`status`); its length is normally `nrRelays`.
     pub relays: Vec<bool>,
 }
 
@@ -637,12 +683,18 @@ impl MuxStatus {
             .ok_or(DecodeError::InvalidMessage(
                 "`status` must be a list of booleans",
             ))?;
+        let nr_relays = value.get("nrRelays").and_then(|n| {
+            n.as_u64()
+                .or_else(|| n.as_f64().and_then(integral_u64))
+                .and_then(|n| usize::try_from(n).ok())
+        });
         Ok(Self {
             connected,
             firmware: value
                 .get("firmware")
                 .and_then(Value::as_str)
                 .map(str::to_owned),
+            nr_relays,
             relays,
         })
     }
@@ -689,6 +741,25 @@ mod tests {
         );
         assert!(Request::from_value(json!({"target":"MAIN","command":"X","params":[1]})).is_err());
         assert!(Request::from_value(json!([1])).is_err());
+    }
+
+    #[test]
+    fn an_echoed_request_id_may_be_a_whole_float_or_a_string() {
+        for echoed in [json!(1001), json!(1001.0), json!("1001"), json!(" 1001.0 ")] {
+            let r = Response::from_value(json!({"status":"OK","request_id": echoed.clone()}));
+            assert_eq!(r.unwrap().request_id, Some(1001), "{echoed}");
+        }
+        for bad in [
+            json!(1001.5),
+            json!(-1),
+            json!("abc"),
+            json!("NaN"),
+            json!(1e300),
+            json!([1]),
+        ] {
+            let r = Response::from_value(json!({"status":"OK","request_id": bad.clone()}));
+            assert!(r.is_err(), "{bad}");
+        }
     }
 
     #[test]
