@@ -14,8 +14,10 @@ use tokio::time::timeout;
 fn quick() -> Durations {
     Durations {
         initializing: Duration::from_millis(50),
+        start_lag: Duration::from_millis(20),
         starting: Duration::from_millis(30),
         running: Duration::from_millis(200),
+        ..Durations::default()
     }
 }
 
@@ -113,8 +115,9 @@ async fn manual_clock_steps_the_routine_deterministically() {
         RoutineState::Ready
     );
     arkeo.start_measurement().await.unwrap();
+    let phases = Durations::default();
     sim.clock()
-        .advance(Durations::default().starting + Durations::default().running / 4);
+        .advance(phases.start_lag + phases.starting + phases.running / 4);
     let status = arkeo.test_status().await.unwrap();
     assert_eq!(status.routine_status, RoutineState::Running);
     assert_eq!(status.progress_pct(), Some(25.0));
@@ -511,33 +514,30 @@ async fn request_ids_are_assigned_in_order_or_kept_when_given() {
 async fn temperature_mux_and_led_helpers() {
     let sim = manual_sim().await;
     let arkeo = client(&sim);
-    arkeo.set_temperature_controller(2, 1).await.unwrap();
+    arkeo.set_temperature_controller(1, 2).await.unwrap();
     arkeo.set_temperature(40.0).await.unwrap();
     arkeo.set_temperature_enabled(true).await.unwrap();
     sim.clock().advance(Duration::from_secs(120));
-    let status = arkeo.tmpctl_status().await.unwrap();
-    assert_eq!(status["address"], 2);
-    assert_eq!(status["temperature"], 40.0);
+    let controllers = arkeo.tmpctl_status().await.unwrap();
+    let chuck = controllers.iter().find(|c| c.channel == Some(2)).unwrap();
+    assert_eq!(chuck.object_temperature(), 40.0);
+    assert_eq!(chuck.target_temperature(), Some(40.0));
 
-    let err = arkeo.set_relays(&[true; 16]).await.unwrap_err();
+    let err = arkeo.set_relays(&[true; 4]).await.unwrap_err();
     assert_eq!(device_code(&err), Some(codes::INVALID_STATE));
     arkeo.mux_connect().await.unwrap();
-    let mut relays = [false; 16];
-    relays[3] = true;
+    let relays = [false, false, false, true];
     arkeo.set_relays(&relays).await.unwrap();
     let mux = arkeo.mux_status().await.unwrap();
     assert!(mux.connected);
     assert_eq!(mux.relays, relays);
-    let err = arkeo.set_relays(&[true; 4]).await.unwrap_err();
+    let err = arkeo.set_relays(&[true; 16]).await.unwrap_err();
     assert_eq!(device_code(&err), Some(codes::INVALID_ARRAY_SIZE));
     arkeo.mux_disconnect().await.unwrap();
     assert!(!arkeo.mux_status().await.unwrap().connected);
 
     arkeo.set_led_values(1, &[0.5; 12]).await.unwrap();
-    assert_eq!(
-        arkeo.led_status().await.unwrap()["boards"][0]["values"][7],
-        0.5
-    );
+    assert_eq!(arkeo.led_status().await.unwrap().boards[0].values[7], 0.5);
     assert_eq!(sim.state().with(|d| d.led_values(1)), Some([0.5; 12]));
 }
 
@@ -583,14 +583,25 @@ async fn settings_custom_commands_and_stop_measurement_helpers() {
         arkeo.settings().await.unwrap()["settings"]["integration_time"],
         250
     );
-    let single = arkeo
-        .routine_command("AcquireSingle", json!({}))
+    // AcquireSingle blocks for its integration time (250 ms) on the simulator's clock, which
+    // this test steps by hand once the request is in.
+    let handled = sim.state().requests_handled();
+    let single = tokio::spawn({
+        let arkeo = arkeo.clone();
+        async move { arkeo.acquire_single().await }
+    });
+    assert!(eventually(TEST_DEADLINE, || sim.state().requests_handled() > handled).await);
+    sim.clock().advance(Duration::from_millis(250));
+    let single = timeout(TEST_DEADLINE, single)
         .await
+        .unwrap()
+        .unwrap()
         .unwrap();
-    assert_eq!(single["spectrum"].as_array().unwrap().len(), 3);
+    assert_eq!(single.spectrum.len(), 3);
 
     arkeo.start_measurement().await.unwrap();
-    sim.clock().advance(Durations::default().starting);
+    let phases = Durations::default();
+    sim.clock().advance(phases.start_lag + phases.starting);
     assert_eq!(
         arkeo.test_status().await.unwrap().routine_status,
         RoutineState::Running
@@ -598,4 +609,357 @@ async fn settings_custom_commands_and_stop_measurement_helpers() {
     assert_eq!(arkeo.stop_measurement().await.unwrap()["stopped"], true);
     assert_eq!(sim.state().routine_state(), Some(RoutineState::Ready));
     sim.shutdown().await;
+}
+
+// ---- Vendor fidelity (issue 10): the commands, parameters and reply shapes of the project's
+// protocol reference, the start lag, blocking commands and request_id echoes. ----
+
+/// A simulator with `routine` active and Ready, and a client for it.
+async fn ready(routine: &str) -> (ArkeoSim, Client) {
+    let sim = sim().await;
+    let arkeo = client(&sim);
+    arkeo.start_routine(routine).await.unwrap();
+    arkeo
+        .wait_until(RoutineState::Ready, TEST_DEADLINE)
+        .await
+        .unwrap();
+    (sim, arkeo)
+}
+
+#[tokio::test]
+async fn ipce_set_shutter_sends_the_vendors_shutter_status() {
+    let (sim, arkeo) = ready("IPCE").await;
+    assert_eq!(
+        arkeo.set_shutter(true).await.unwrap(),
+        json!({"state": "OK"})
+    );
+    let mono = arkeo.monochromator_status().await.unwrap();
+    assert_eq!(mono.shutter_open(), Some(true));
+    arkeo.set_wavelength(633.0).await.unwrap();
+    assert_eq!(
+        arkeo.monochromator_status().await.unwrap().wavelength,
+        Some(633.0)
+    );
+    assert!(arkeo.chopper_frequency().await.unwrap() > 0.0);
+    // The old spelling is not the vendor's and is refused as invalid parameters.
+    let err = arkeo
+        .routine_command("SetShutter", json!({"open": false}))
+        .await
+        .unwrap_err();
+    assert_eq!(device_code(&err), Some(codes::INVALID_PARAMETERS));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn tcspc_get_rates_answers_sync_rate_input_rate_and_ratio() {
+    let (sim, arkeo) = ready("TCSPC").await;
+    arkeo.set_tcspc_laser(1, true).await.unwrap();
+    let rates = arkeo.rates().await.unwrap();
+    assert!(rates.sync_rate > 0.0 && rates.input_rate > 0.0);
+    assert!((rates.ratio - rates.input_rate / rates.sync_rate).abs() < 1e-12);
+    // The vendor advises 1-5 % before measuring.
+    assert!((0.01..0.05).contains(&rates.ratio), "{rates:?}");
+    let raw = arkeo.routine_command("GetRates", json!({})).await.unwrap();
+    assert!(raw.get("count_rate").is_none(), "{raw}");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn resistivity_and_connection_test_custom_commands_exist() {
+    let (sim, arkeo) = ready("Resistivity").await;
+    arkeo.apply_current(0.03).await.unwrap();
+    arkeo
+        .set_device_dimensions(100.0, 25.0, 20.0)
+        .await
+        .unwrap();
+    let data = arkeo.measure(TEST_DEADLINE).await.unwrap();
+    // Only the latest point, with the vendor's keys.
+    assert_eq!(data["Current (A)"], 0.03);
+    assert!(
+        data["Corrected 2D Sheet Resistance (Ohm/Sq)"].is_number(),
+        "{data}"
+    );
+    arkeo.close_routine().await.unwrap();
+
+    arkeo.start_routine("Connection Test").await.unwrap();
+    arkeo
+        .wait_until(RoutineState::Ready, TEST_DEADLINE)
+        .await
+        .unwrap();
+    assert_eq!(arkeo.custom_commands().await.unwrap(), ["SetOutput"]);
+    arkeo.start_measurement().await.unwrap();
+    arkeo
+        .wait_for(|s| s.routine_status == RoutineState::Running, TEST_DEADLINE)
+        .await
+        .unwrap();
+    arkeo.set_output(0.5).await.unwrap();
+    arkeo.wait_for_measurement(TEST_DEADLINE).await.unwrap();
+    let data = arkeo.test_data().await.unwrap();
+    assert_eq!(data["Voltage (V)"], 0.5);
+    assert!(data["Current (A)"].is_number(), "{data}");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn led_values_outside_zero_to_one_are_coerced_not_refused() {
+    let sim = sim().await;
+    let arkeo = client(&sim);
+    let mut values = [1.5; 12];
+    values[0] = -0.2;
+    values[5] = 0.25;
+    arkeo.set_led_values(2, &values).await.unwrap();
+    let status = arkeo.led_status().await.unwrap();
+    assert!(status.connected);
+    assert_eq!(status.driver.as_deref(), Some("LVVISA"));
+    let board = status.boards.iter().find(|b| b.address == 2).unwrap();
+    let mut expected = [1.0; 12];
+    expected[0] = 0.0;
+    expected[5] = 0.25;
+    assert_eq!(board.values, expected);
+    assert!(board.connected);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn tmpctl_status_is_an_array_of_controllers_with_the_vendors_keys() {
+    let sim = manual_sim().await;
+    let arkeo = client(&sim);
+    // The raw reply: the vendor's keys, with spaces and dots.
+    let raw = arkeo
+        .command(Target::Tmpctl, "GetStatus", json!({}))
+        .await
+        .unwrap();
+    let first = &raw.as_array().unwrap()[0];
+    assert!(first["DeviceStatus"]["Error Number"].is_number(), "{first}");
+    let measured = &first["LatestMeasurement"];
+    assert!(measured["Time Stamp"].is_string());
+    assert!(measured["Temp. Measurement"]["Object Temperature"].is_number());
+    assert!(measured["Temp. Measurement"]["Sink Temperature"].is_number());
+    for key in [
+        "Temp. Control",
+        "Output Stage Monitoring",
+        "Sink Temp. General",
+        "Fan Controller",
+    ] {
+        assert!(measured[key].is_object(), "{key}");
+    }
+    // The typed view.
+    arkeo.set_temperature_controller(1, 1).await.unwrap();
+    arkeo.set_temperature(30.0).await.unwrap();
+    arkeo.set_temperature_enabled(true).await.unwrap();
+    sim.clock().advance(Duration::from_secs(60));
+    let controllers = arkeo.tmpctl_status().await.unwrap();
+    assert_eq!(controllers.len(), 2);
+    let stage = &controllers[0];
+    assert_eq!((stage.address, stage.channel), (Some(1), Some(1)));
+    assert_eq!(stage.device_status.state, "Running");
+    assert_eq!(stage.device_status.error_number, 0);
+    assert!((stage.object_temperature() - 30.0).abs() < 0.1);
+    assert_eq!(stage.latest_measurement.temp_measurement.stable, "Stable");
+    assert_eq!(controllers[1].device_status.state, "Ready");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn mux_has_four_relays_the_vendors_firmware_and_takes_channels_or_state() {
+    let sim = sim().await;
+    let arkeo = client(&sim);
+    arkeo.mux_connect().await.unwrap();
+    let mux = arkeo.mux_status().await.unwrap();
+    assert_eq!(mux.firmware.as_deref(), Some("Multiplexer_v1.1"));
+    assert_eq!(mux.nr_relays, Some(4));
+    assert_eq!(mux.relays.len(), 4);
+    // The prose's `channels`, and the example's `state` (what set_relays sends).
+    arkeo
+        .command(
+            Target::Mux,
+            "SetStatus",
+            json!({"channels": [true, false, true, false]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        sim.state().with(|d| d.relays().to_vec()),
+        [true, false, true, false]
+    );
+    arkeo.set_relays(&[false, true, false, true]).await.unwrap();
+    assert_eq!(
+        arkeo.mux_status().await.unwrap().relays,
+        [false, true, false, true]
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn waiting_for_ready_straight_after_start_reads_the_previous_run_on_the_simulator() {
+    // The trap the simulator reproduces (its default start lag): the application still says
+    // Ready for a moment after StartMeasurement, so this hand-rolled wait returns at once.
+    let sim = ArkeoSim::builder().start().await.unwrap();
+    let arkeo = client(&sim);
+    arkeo.start_routine("TPR").await.unwrap();
+    arkeo
+        .wait_until(RoutineState::Ready, TEST_DEADLINE)
+        .await
+        .unwrap();
+    let first = arkeo.measure(TEST_DEADLINE).await.unwrap();
+    assert_eq!(first["measurement"], 1);
+
+    arkeo.start_measurement().await.unwrap();
+    arkeo
+        .wait_until(RoutineState::Ready, TEST_DEADLINE)
+        .await
+        .unwrap();
+    let stale = arkeo.test_data().await.unwrap();
+    assert_eq!(stale["measurement"], 1, "the previous run's data");
+    sim.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn measure_waits_for_the_run_it_started_not_the_previous_one() {
+    let sim = ArkeoSim::builder().start().await.unwrap();
+    let arkeo = client(&sim);
+    arkeo.start_routine("TPR").await.unwrap();
+    arkeo
+        .wait_until(RoutineState::Ready, TEST_DEADLINE)
+        .await
+        .unwrap();
+    for run in 1..=3 {
+        let data = arkeo.measure(TEST_DEADLINE).await.unwrap();
+        assert_eq!(data["measurement"], run);
+    }
+    // The same with a lag of several polls, and with none at all.
+    for lag in [Duration::from_secs(2), Duration::ZERO] {
+        sim.state().set_start_lag(lag);
+        let data = arkeo.measure(TEST_DEADLINE).await.unwrap();
+        assert_eq!(
+            data["measurement"],
+            sim.state().with(|d| d.measurements_completed())
+        );
+    }
+    assert_eq!(sim.state().with(|d| d.measurements_completed()), 5);
+    sim.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_measurement_that_never_leaves_ready_ends_the_wait_at_the_start_grace() {
+    let sim = ArkeoSim::builder()
+        .start_lag(Duration::from_secs(3600))
+        .start()
+        .await
+        .unwrap();
+    let arkeo = Client::builder(sim.local_addr())
+        .start_grace(Duration::from_secs(2))
+        .build();
+    arkeo.start_routine("MPPT").await.unwrap();
+    arkeo
+        .wait_until(RoutineState::Ready, TEST_DEADLINE)
+        .await
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let err = arkeo.measure(Duration::from_secs(600)).await.unwrap_err();
+    assert!(
+        matches!(err, Error::MeasurementNotStarted { grace } if grace == Duration::from_secs(2)),
+        "{err:?}"
+    );
+    assert!(!err.is_connection_fatal());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    // A routine failing during the wait ends it with its status.
+    sim.state().set_start_lag(Duration::ZERO);
+    arkeo.stop_measurement().await.unwrap();
+    arkeo.start_measurement().await.unwrap();
+    assert!(sim.state().fail_routine("lamp failure"));
+    let err = arkeo
+        .wait_for_measurement(Duration::from_secs(60))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::RoutineFailed(_)), "{err:?}");
+    sim.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn blocking_commands_get_the_blocking_timeout_instead_of_the_5_s_call_timeout() {
+    let sim = ArkeoSim::builder().start().await.unwrap();
+    // The default call timeout: 5 s.
+    let arkeo = Client::builder(sim.local_addr()).build();
+    arkeo.start_routine("Luminescence").await.unwrap();
+    arkeo
+        .wait_until(RoutineState::Ready, TEST_DEADLINE)
+        .await
+        .unwrap();
+    arkeo
+        .apply_settings(json!({"integration_time": 8000, "averages": 1}))
+        .await
+        .unwrap();
+    // 8 s of integration: longer than the call timeout, and answered.
+    let started = tokio::time::Instant::now();
+    let single = arkeo
+        .routine_command("AcquireSingle", json!({}))
+        .await
+        .unwrap();
+    assert_eq!(single["spectrum"].as_array().unwrap().len(), 3);
+    assert!(started.elapsed() >= Duration::from_secs(8));
+    assert_eq!(arkeo.acquire_single().await.unwrap().spectrum.len(), 3);
+    assert_eq!(arkeo.acquire_dark().await.unwrap().spectrum.len(), 2);
+    // AutoExposure: 6 s on the simulator.
+    let started = tokio::time::Instant::now();
+    let exposure = arkeo.auto_exposure().await.unwrap();
+    assert!(exposure.integration_time > 0.0);
+    assert!(started.elapsed() >= Duration::from_secs(6));
+    // No call ran out of time: one connection served them all.
+    assert_eq!(sim.connection_count(), 1);
+    // A per-call timeout shorter than the hardware needs still applies.
+    let err = arkeo
+        .call_with_timeout(
+            Request::new(Target::Routine, "AutoExposure"),
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+    assert_eq!(
+        arkeo.timeout_for(&Request::new(Target::Routine, "StartCalibration")),
+        arkeo_proto::client::DEFAULT_BLOCKING_TIMEOUT
+    );
+    assert_eq!(
+        arkeo.timeout_for(&Request::new(Target::Routine, "GetTestStatus")),
+        arkeo_proto::client::DEFAULT_TIMEOUT
+    );
+
+    // IPCE StartCalibration: a minute-long lamp sweep.
+    arkeo.close_routine().await.unwrap();
+    arkeo.start_routine("IPCE").await.unwrap();
+    arkeo
+        .wait_until(RoutineState::Ready, TEST_DEADLINE)
+        .await
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    arkeo
+        .start_calibration(r"C:\Arkeo\calibration\photodiode.txt")
+        .await
+        .unwrap();
+    assert!(started.elapsed() >= Duration::from_secs(60));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_request_id_echoed_as_a_float_or_a_string_is_accepted() {
+    let sim = sim().await;
+    let arkeo = client(&sim);
+    sim.faults()
+        .push(Fault::Device(ArkeoFault::RequestIdAsFloat));
+    sim.faults()
+        .push(Fault::Device(ArkeoFault::RequestIdAsString));
+    arkeo.available_routines().await.unwrap();
+    arkeo.available_routines().await.unwrap();
+    assert_eq!(sim.faults().applied(), 2);
+    // Accepted, not taken for an out-of-step connection.
+    assert_eq!(sim.connection_count(), 1);
+    // A float id that is another request's still is.
+    sim.faults().push(Fault::Device(ArkeoFault::WrongRequestId));
+    let err = fails_fatally_then_recovers(&arkeo).await;
+    assert!(matches!(err, Error::RequestIdMismatch { .. }), "{err:?}");
 }

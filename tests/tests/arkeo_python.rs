@@ -1,4 +1,8 @@
-//! Interop: a plain Python 3 client, written like the vendor's example, against arkeo-sim.
+//! Interop: a plain Python 3 client, written like the vendor's example, against arkeo-sim. The
+//! script first does exactly what the vendor's example does (`StartRoutine` with `params`,
+//! request_id 1001, one `recv` for the header and one for the payload) and checks the answer
+//! the vendor's page shows; then a longer session with the vendor's command and parameter
+//! names, and a measurement waited for as the project's protocol reference says.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -46,13 +50,20 @@ async fn vendor_style_python_client_talks_to_the_simulator() {
     assert_eq!(
         lines,
         [
+            // The vendor's example, and the answer its page shows.
+            r#"vendor example {"data": {"status": "OK"}, "request_id": 1001, "status": "OK"}"#,
             format!("connected {}:{}", addr.ip(), addr.port()).as_str(),
-            "StartRoutine OK",
             "active Luminescence",
             "ready",
             "SetLaser error 101",
             "SetValues error 1001",
+            "LED coerced 1.0 0.25",
             "CloseRoutine OK",
+            "rates input_rate ratio sync_rate True",
+            "shutter Open True",
+            "controllers 2 object True",
+            "mux Multiplexer_v1.1 4",
+            "relays [True, False, False, True]",
             "StartMeasurement OK",
             "voc is nan True",
             "r_shunt is inf True",

@@ -30,7 +30,10 @@ async fn main() -> anyhow::Result<()> {
     let device = server::serve(addr, Tmpctl(Mutex::new(20.0))).await?;
     let arkeo = Client::connect(device.local_addr()).await?;
     arkeo.set_temperature(25.0).await?;
-    anyhow::ensure!(arkeo.tmpctl_status().await?["setpoint"] == 25.0);
+    let status = arkeo
+        .command(Target::Tmpctl, "GetStatus", json!({}))
+        .await?;
+    anyhow::ensure!(status["setpoint"] == 25.0);
     let refused = arkeo.start_routine("JV").await.unwrap_err();
     println!("setpoint 25 °C; StartRoutine refused: {refused}");
     device.shutdown().await;

@@ -12,6 +12,27 @@
 //! `request_id`, bytes beyond the reply, or a cancelled call (its future dropped) drops the
 //! connection instead, and the next call reconnects. A reply that arrives late therefore dies
 //! with its connection and can never be handed to a later call.
+//!
+//! # Timeouts
+//!
+//! Every call has a deadline, queueing included: the call timeout ([`DEFAULT_TIMEOUT`], set
+//! with [`ClientBuilder::timeout`]) for ordinary commands, and the longer blocking timeout
+//! ([`DEFAULT_BLOCKING_TIMEOUT`], [`ClientBuilder::blocking_timeout`]) for the routine commands
+//! that answer only when the hardware is done ([`BLOCKING_COMMANDS`]: acquisitions,
+//! `AutoExposure`, `StartCalibration`). [`Client::call`], [`Client::command`] and the typed
+//! helpers choose between the two ([`Client::timeout_for`]); [`Client::call_with_timeout`] and
+//! [`Client::command_with_timeout`] take the timeout of one call. A call that runs out of time
+//! drops the connection (see above), so a timeout shorter than the hardware needs costs a
+//! reconnect as well as the answer.
+//!
+//! # Waiting for a measurement
+//!
+//! The ARKEO application may still report `Ready` for a moment after `StartMeasurement`
+//! answered OK. Waiting for `Ready` straight after the start can therefore return at once, and
+//! `GetTestData` then reads the previous run. [`Client::measure`] and
+//! [`Client::wait_for_measurement`] first wait (up to the start grace,
+//! [`DEFAULT_START_GRACE`], [`ClientBuilder::start_grace`]) to see the routine leave `Ready`
+//! — `Starting`, `Running`, or a progress value — and only then for `Ready` again.
 
 use std::io;
 use std::sync::Arc;
@@ -28,6 +49,7 @@ use tokio_util::codec::{Decoder, Encoder};
 use tracing::Instrument;
 
 use crate::codec::ClientCodec;
+use crate::reply::{Exposure, LedStatus, MonochromatorStatus, Rates, Spectrum, TmpctlController};
 use crate::wire::{DEFAULT_MAX_FRAME_LENGTH, Hex, Limits};
 use crate::{
     DecodeError, EncodeError, ErrorObject, MuxStatus, ParamKey, Request, Response, RoutineState,
@@ -40,6 +62,27 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default interval between two `GetTestStatus` polls in [`Client::wait_until`]: 100 ms.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// Default time a blocking routine command ([`BLOCKING_COMMANDS`]) may take: 10 min.
+///
+/// labwire's choice (the vendor gives no figure): a lamp calibration sweeps the whole
+/// wavelength range, and an acquisition lasts its integration time times its averages.
+pub const DEFAULT_BLOCKING_TIMEOUT: Duration = Duration::from_secs(600);
+/// Default time a measurement has to leave `Ready` after `StartMeasurement` in
+/// [`Client::measure`] / [`Client::wait_for_measurement`]: 10 s (labwire's choice).
+pub const DEFAULT_START_GRACE: Duration = Duration::from_secs(10);
+/// The `ROUTINE` commands that answer only when the hardware has finished, so that they get
+/// the blocking timeout ([`DEFAULT_BLOCKING_TIMEOUT`]) instead of the call timeout.
+///
+/// `AcquireSingle`, `AutoExposure` and `StartCalibration` are the ones the project's protocol
+/// reference names; `AcquireDark` and `AcquireReference` take a spectrum with the same
+/// integration time as `AcquireSingle` (labwire's choice to include them).
+pub const BLOCKING_COMMANDS: &[&str] = &[
+    "AcquireDark",
+    "AcquireReference",
+    "AcquireSingle",
+    "AutoExposure",
+    "StartCalibration",
+];
 
 /// Read buffer growth step while waiting for bytes.
 const READ_STEP: usize = 8 * 1024;
@@ -99,6 +142,14 @@ pub enum Error {
     /// The routine went to the Error state while [`Client::wait_until`] waited for another.
     #[error("the routine failed: {:?}", .0.error)]
     RoutineFailed(Box<TestStatus>),
+    /// After `StartMeasurement`, the routine never left `Ready` within the start grace
+    /// ([`Client::wait_for_measurement`]): the measurement did not start, or ended between two
+    /// polls.
+    #[error("the measurement did not leave Ready within {grace:?} of its start")]
+    MeasurementNotStarted {
+        /// The start grace that passed.
+        grace: Duration,
+    },
 }
 
 impl Error {
@@ -208,6 +259,8 @@ impl Reply {
 pub struct ClientBuilder {
     addr: String,
     timeout: Duration,
+    blocking_timeout: Duration,
+    start_grace: Duration,
     connect_timeout: Duration,
     poll_interval: Duration,
     param_key: ParamKey,
@@ -219,6 +272,22 @@ impl ClientBuilder {
     #[must_use]
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// Time a blocking routine command ([`BLOCKING_COMMANDS`]) may take, queueing included
+    /// ([`DEFAULT_BLOCKING_TIMEOUT`]). The call timeout applies instead when it is longer.
+    #[must_use]
+    pub fn blocking_timeout(mut self, timeout: Duration) -> Self {
+        self.blocking_timeout = timeout;
+        self
+    }
+
+    /// Time a measurement has to leave `Ready` after `StartMeasurement` in
+    /// [`Client::measure`] and [`Client::wait_for_measurement`] ([`DEFAULT_START_GRACE`]).
+    #[must_use]
+    pub fn start_grace(mut self, grace: Duration) -> Self {
+        self.start_grace = grace;
         self
     }
 
@@ -316,6 +385,8 @@ impl Client {
         ClientBuilder {
             addr: addr.to_string(),
             timeout: DEFAULT_TIMEOUT,
+            blocking_timeout: DEFAULT_BLOCKING_TIMEOUT,
+            start_grace: DEFAULT_START_GRACE,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             poll_interval: DEFAULT_POLL_INTERVAL,
             param_key: ParamKey::Parameter,
@@ -339,10 +410,12 @@ impl Client {
         &self.inner.config.addr
     }
 
-    /// Sends `request` and waits for its reply, within the default timeout.
+    /// Sends `request` and waits for its reply, within the call timeout, or the blocking
+    /// timeout for a blocking routine command (see [`Client::timeout_for`]).
     ///
     /// A `request_id` is assigned when the request has none; the reply must carry the same id
-    /// (a reply without any id is accepted, as some vendor examples omit it).
+    /// (a reply without any id is accepted, as some vendor examples omit it; an id echoed as
+    /// a whole float or a string, `1001.0` or `"1001"`, counts as that integer).
     ///
     /// # Errors
     /// Transport and protocol failures; see [`Error`]. A device refusal is `Ok(Reply::Refused)`.
@@ -352,8 +425,20 @@ impl Client {
     /// for another call (the connection is dropped and the next call reconnects). Whether the
     /// device received the request is then unknown.
     pub async fn call(&self, request: Request) -> Result<Reply, Error> {
-        self.call_with_timeout(request, self.inner.config.timeout)
-            .await
+        let timeout = self.timeout_for(&request);
+        self.call_with_timeout(request, timeout).await
+    }
+
+    /// The timeout [`Client::call`] gives `request`: the blocking timeout for a `ROUTINE`
+    /// command in [`BLOCKING_COMMANDS`] (or the call timeout, when that is longer), the call
+    /// timeout for everything else.
+    pub fn timeout_for(&self, request: &Request) -> Duration {
+        let config = &self.inner.config;
+        if is_blocking(request) {
+            config.blocking_timeout.max(config.timeout)
+        } else {
+            config.timeout
+        }
     }
 
     /// Like [`Client::call`] with its own timeout (queueing included).
@@ -430,6 +515,27 @@ impl Client {
     ) -> Result<Value, Error> {
         let request = Request::new(target, command).with_parameter(parameter);
         Ok(self.call(request).await?.into_result()?)
+    }
+
+    /// Like [`Client::command`] with the timeout of this one call (queueing included).
+    ///
+    /// # Errors
+    /// See [`Client::command`].
+    ///
+    /// # Cancel safety
+    /// See [`Client::call`].
+    pub async fn command_with_timeout(
+        &self,
+        target: Target,
+        command: &str,
+        parameter: Value,
+        timeout: Duration,
+    ) -> Result<Value, Error> {
+        let request = Request::new(target, command).with_parameter(parameter);
+        Ok(self
+            .call_with_timeout(request, timeout)
+            .await?
+            .into_result()?)
     }
 
     /// `MAIN StartRoutine {routine}`: activates a routine (one at a time). Returns the reply's
@@ -530,25 +636,38 @@ impl Client {
     ///
     /// # Cancel safety
     /// See [`Client::call`].
-    pub async fn wait_for<F>(&self, mut done: F, timeout: Duration) -> Result<TestStatus, Error>
+    pub async fn wait_for<F>(&self, done: F, timeout: Duration) -> Result<TestStatus, Error>
     where
         F: FnMut(&TestStatus) -> bool,
     {
-        let deadline = deadline_after(timeout);
+        match self.poll_until(done, deadline_after(timeout)).await {
+            Ok(Some(status)) => Ok(status),
+            Ok(None) | Err(Error::Timeout(_)) => Err(Error::Timeout(timeout)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Polls until `done` holds (`Some`) or `deadline` passes (`None`); a routine in Error
+    /// that `done` does not accept is [`Error::RoutineFailed`]. A poll that times out is
+    /// `Error::Timeout`.
+    async fn poll_until<F>(
+        &self,
+        mut done: F,
+        deadline: Instant,
+    ) -> Result<Option<TestStatus>, Error>
+    where
+        F: FnMut(&TestStatus) -> bool,
+    {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(Error::Timeout(timeout));
+                return Ok(None);
             }
-            let status = match self
+            let status = self
                 .test_status_within(left.min(self.inner.config.timeout))
-                .await
-            {
-                Err(Error::Timeout(_)) => return Err(Error::Timeout(timeout)),
-                other => other?,
-            };
+                .await?;
             if done(&status) {
-                return Ok(status);
+                return Ok(Some(status));
             }
             if status.routine_status == RoutineState::Error {
                 return Err(Error::RoutineFailed(Box::new(status)));
@@ -562,7 +681,85 @@ impl Client {
         }
     }
 
+    /// Waits for the measurement just started with `StartMeasurement` to end, for at most
+    /// `timeout`, and returns the final status (Ready).
+    ///
+    /// The application may still report `Ready` for a moment after `StartMeasurement`
+    /// answered, so waiting for `Ready` alone can return before the measurement began. This
+    /// first waits, for at most the start grace ([`ClientBuilder::start_grace`]), to see the
+    /// routine leave `Ready` (`Starting`, `Running`, or any progress value), and only then
+    /// for `Ready` again.
+    ///
+    /// # Errors
+    /// [`Error::MeasurementNotStarted`] when the routine is still `Ready` at the end of the
+    /// start grace; [`Error::Timeout`] when `timeout` passes first; [`Error::RoutineFailed`]
+    /// when the routine enters Error; any error of [`Client::test_status`].
+    ///
+    /// # Cancel safety
+    /// See [`Client::call`]; the measurement goes on in the device.
+    pub async fn wait_for_measurement(&self, timeout: Duration) -> Result<TestStatus, Error> {
+        self.wait_for_measurement_until(deadline_after(timeout), timeout)
+            .await
+    }
+
+    async fn wait_for_measurement_until(
+        &self,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Result<TestStatus, Error> {
+        let grace = self.inner.config.start_grace;
+        let grace_end = deadline.min(deadline_after(grace));
+        let left_ready = |s: &TestStatus| {
+            s.progress.is_some()
+                || !matches!(s.routine_status, RoutineState::Ready | RoutineState::Error)
+        };
+        match self.poll_until(left_ready, grace_end).await {
+            Ok(Some(_)) => {}
+            Ok(None) if grace_end < deadline => return Err(Error::MeasurementNotStarted { grace }),
+            Ok(None) | Err(Error::Timeout(_)) => return Err(Error::Timeout(timeout)),
+            Err(e) => return Err(e),
+        }
+        let ready = |s: &TestStatus| s.routine_status == RoutineState::Ready;
+        match self.poll_until(ready, deadline).await {
+            Ok(Some(status)) => Ok(status),
+            Ok(None) | Err(Error::Timeout(_)) => Err(Error::Timeout(timeout)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Runs one measurement with the routine's current settings: `StartMeasurement`, then
+    /// [`Client::wait_for_measurement`], then `GetTestData`; `timeout` bounds the whole.
+    ///
+    /// This is the safe form of "start, poll until Ready, fetch": see
+    /// [`Client::wait_for_measurement`] for why polling for Ready alone can fetch the previous
+    /// run's data.
+    ///
+    /// # Errors
+    /// Those of [`Client::start_measurement`], [`Client::wait_for_measurement`] and
+    /// [`Client::test_data`].
+    ///
+    /// # Cancel safety
+    /// See [`Client::call`]; a started measurement goes on in the device.
+    pub async fn measure(&self, timeout: Duration) -> Result<Value, Error> {
+        let deadline = deadline_after(timeout);
+        let left = |deadline: Instant| deadline.saturating_duration_since(Instant::now());
+        let start = Request::new(Target::Routine, "StartMeasurement");
+        let within = left(deadline).min(self.inner.config.timeout);
+        self.call_with_timeout(start, within).await?.into_result()?;
+        self.wait_for_measurement_until(deadline, timeout).await?;
+        let fetch = Request::new(Target::Routine, "GetTestData");
+        let within = left(deadline).min(self.inner.config.timeout);
+        if within.is_zero() {
+            return Err(Error::Timeout(timeout));
+        }
+        Ok(self.call_with_timeout(fetch, within).await?.into_result()?)
+    }
+
     /// `ROUTINE StartMeasurement` (only when Ready).
+    ///
+    /// To wait for the measurement's end, use [`Client::wait_for_measurement`] (or
+    /// [`Client::measure`] for the whole run), not `wait_until(Ready)`: the application may
+    /// still say Ready for a moment after this answered.
     ///
     /// # Errors
     /// See [`Client::command`].
@@ -689,7 +886,8 @@ impl Client {
         })
     }
 
-    /// A routine's custom command (e.g. Luminescence `AcquireSingle`, `SetLaser`).
+    /// A routine's custom command (e.g. Luminescence `AcquireSingle`, `SetLaser`), within the
+    /// call timeout, or the blocking timeout for [`BLOCKING_COMMANDS`].
     ///
     /// # Errors
     /// See [`Client::command`].
@@ -699,22 +897,245 @@ impl Client {
     pub async fn routine_command(&self, command: &str, parameter: Value) -> Result<Value, Error> {
         self.command(Target::Routine, command, parameter).await
     }
+
+    async fn routine_typed<T: serde::de::DeserializeOwned>(
+        &self,
+        command: &str,
+        parameter: Value,
+    ) -> Result<T, Error> {
+        let data = self.routine_command(command, parameter).await?;
+        serde_json::from_value(data).map_err(|e| unexpected(command, &e.to_string()))
+    }
 }
 
-/// Temperature controller, MUX and LED helpers.
+/// The routines' custom commands, with the vendor's parameter and reply names. Each needs its
+/// routine active (`MAIN StartRoutine`); the device refuses them otherwise.
 impl Client {
-    /// `TMPCTL GetStatus`: the controller's state as the device reports it.
+    /// Luminescence `AcquireDark`: a dark spectrum (2 rows), kept by the application for
+    /// dark subtraction. Blocks for the integration time; uses the blocking timeout.
+    ///
+    /// # Errors
+    /// See [`Client::command`]; [`Error::UnexpectedData`] when the reply has no `spectrum`.
+    ///
+    /// # Cancel safety
+    /// See [`Client::call`].
+    pub async fn acquire_dark(&self) -> Result<Spectrum, Error> {
+        self.routine_typed("AcquireDark", Value::Null).await
+    }
+
+    /// Luminescence `AcquireReference`: a reference spectrum (2 rows). Blocks for the
+    /// integration time; uses the blocking timeout.
+    ///
+    /// # Errors
+    /// See [`Client::acquire_dark`].
+    ///
+    /// # Cancel safety
+    /// See [`Client::call`].
+    pub async fn acquire_reference(&self) -> Result<Spectrum, Error> {
+        self.routine_typed("AcquireReference", Value::Null).await
+    }
+
+    /// Luminescence `AcquireSingle`: one spectrum, 3 rows (wavelength nm, raw counts,
+    /// irradiance µW/cm²). Blocks for the integration time times the averages; uses the
+    /// blocking timeout.
+    ///
+    /// # Errors
+    /// See [`Client::acquire_dark`].
+    ///
+    /// # Cancel safety
+    /// See [`Client::call`].
+    pub async fn acquire_single(&self) -> Result<Spectrum, Error> {
+        self.routine_typed("AcquireSingle", Value::Null).await
+    }
+
+    /// Luminescence `AutoExposure`: lets the application find the integration time; returns
+    /// what it chose. Blocks while it measures; uses the blocking timeout.
+    ///
+    /// # Errors
+    /// See [`Client::command`]; [`Error::UnexpectedData`] when the reply has no
+    /// `integration_time`.
+    ///
+    /// # Cancel safety
+    /// See [`Client::call`].
+    pub async fn auto_exposure(&self) -> Result<Exposure, Error> {
+        self.routine_typed("AutoExposure", Value::Null).await
+    }
+
+    /// Luminescence `SetLaser {channel, frequency, duty_cycle}`: the PWM frequency (Hz) and
+    /// duty cycle (%) of a laser channel; a duty cycle of 0 turns it off.
     ///
     /// # Errors
     /// See [`Client::command`].
     ///
     /// # Cancel safety
     /// See [`Client::call`].
-    pub async fn tmpctl_status(&self) -> Result<Value, Error> {
-        self.command(Target::Tmpctl, "GetStatus", Value::Null).await
+    pub async fn set_laser(
+        &self,
+        channel: i64,
+        frequency: f64,
+        duty_cycle: f64,
+    ) -> Result<Value, Error> {
+        let parameter =
+            json!({ "channel": channel, "frequency": frequency, "duty_cycle": duty_cycle });
+        self.routine_command("SetLaser", parameter).await
     }
 
-    /// `TMPCTL SetController {address, channel}`: selects the controller and channel.
+    /// TCSPC `GetRates`: the sync and input rates (counts/s) and their ratio.
+    ///
+    /// # Errors
+    /// See [`Client::command`]; [`Error::UnexpectedData`] when the reply lacks one of
+    /// `sync_rate`, `input_rate`, `ratio`.
+    ///
+    /// # Cancel safety
+    /// See [`Client::call`].
+    pub async fn rates(&self) -> Result<Rates, Error> {
+        self.routine_typed("GetRates", Value::Null).await
+    }
+
+    /// TCSPC `SetLaser {port_id, laser}`: turns the excitation laser on `port_id` on or off.
+    ///
+    /// # Errors
+    /// See [`Client::command`].
+    ///
+    /// # Cancel safety
+    /// See [`Client::call`].
+    pub async fn set_tcspc_laser(&self, port_id: i64, on: bool) -> Result<Value, Error> {
+        let parameter = json!({ "port_id": port_id, "laser": on });
+        self.routine_command("SetLaser", parameter).await
+    }
+
+    /// IPCE `SetShutter {shutter_status}`: opens (`true`) or closes the shutter.
+    ///
+    /// # Errors
+    /// See [`Client::command`].
+    ///
+    /// # Cancel safety
+    /// See [`Client::call`].
+    pub async fn set_shutter(&self, open: bool) -> Result<Value, Error> {
+        self.routine_command("SetShutter", json!({ "shutter_status": open }))
+            .await
+    }
+
+    /// IPCE `SetWavelength {wavelength}`: moves the monochromator (nm).
+    ///
+    /// # Errors
+    /// See [`Client::command`].
+    ///
+    /// # Cancel safety
+    /// See [`Client::call`].
+    pub async fn set_wavelength(&self, nm: f64) -> Result<Value, Error> {
+        self.routine_command("SetWavelength", json!({ "wavelength": nm }))
+            .await
+    }
+
+    /// IPCE `StartCalibration {path}`: calibrates the lamp with the photodiode whose
+    /// calibration file is at `path` (on the ARKEO PC). Blocks for the whole sweep; uses the
+    /// blocking timeout.
+    ///
+    /// # Errors
+    /// See [`Client::command`].
+    ///
+    /// # Cancel safety
+    /// See [`Client::call`].
+    pub async fn start_calibration(&self, path: &str) -> Result<Value, Error> {
+        self.routine_command("StartCalibration", json!({ "path": path }))
+            .await
+    }
+
+    /// IPCE `GetChopperFrequency`: the live chopper frequency (Hz).
+    ///
+    /// # Errors
+    /// See [`Client::command`]; [`Error::UnexpectedData`] when `frequency` is not a number.
+    ///
+    /// # Cancel safety
+    /// See [`Client::call`].
+    pub async fn chopper_frequency(&self) -> Result<f64, Error> {
+        let data = self
+            .routine_command("GetChopperFrequency", Value::Null)
+            .await?;
+        data.get("frequency")
+            .and_then(crate::json::lenient_f64)
+            .ok_or_else(|| unexpected("GetChopperFrequency", "`frequency` is not a number"))
+    }
+
+    /// IPCE `GetMonochromatorStatus`. The vendor says not to call it during a measurement.
+    ///
+    /// # Errors
+    /// See [`Client::command`]; [`Error::UnexpectedData`] when `data` is not an object of the
+    /// documented fields.
+    ///
+    /// # Cancel safety
+    /// See [`Client::call`].
+    pub async fn monochromator_status(&self) -> Result<MonochromatorStatus, Error> {
+        self.routine_typed("GetMonochromatorStatus", Value::Null)
+            .await
+    }
+
+    /// Resistivity `ApplyCurrent {current}` (A).
+    ///
+    /// # Errors
+    /// See [`Client::command`].
+    ///
+    /// # Cancel safety
+    /// See [`Client::call`].
+    pub async fn apply_current(&self, amperes: f64) -> Result<Value, Error> {
+        self.routine_command("ApplyCurrent", json!({ "current": amperes }))
+            .await
+    }
+
+    /// Resistivity `SetDeviceDimensions {thickness, length, width}`: thickness in µm, length
+    /// and width in mm, for the resistance correction.
+    ///
+    /// # Errors
+    /// See [`Client::command`].
+    ///
+    /// # Cancel safety
+    /// See [`Client::call`].
+    pub async fn set_device_dimensions(
+        &self,
+        thickness_um: f64,
+        length_mm: f64,
+        width_mm: f64,
+    ) -> Result<Value, Error> {
+        let parameter =
+            json!({ "thickness": thickness_um, "length": length_mm, "width": width_mm });
+        self.routine_command("SetDeviceDimensions", parameter).await
+    }
+
+    /// Connection Test `SetOutput {output}`: the voltage or current (by the routine's mode).
+    /// It has an effect only while the measurement is Running.
+    ///
+    /// # Errors
+    /// See [`Client::command`].
+    ///
+    /// # Cancel safety
+    /// See [`Client::call`].
+    pub async fn set_output(&self, output: f64) -> Result<Value, Error> {
+        self.routine_command("SetOutput", json!({ "output": output }))
+            .await
+    }
+}
+
+/// Temperature controller, MUX and LED helpers.
+impl Client {
+    /// `TMPCTL GetStatus`: every temperature controller, with its `DeviceStatus` and
+    /// `LatestMeasurement`.
+    ///
+    /// # Errors
+    /// See [`Client::command`]; [`Error::UnexpectedData`] when `data` is not an array of
+    /// controllers of the documented shape.
+    ///
+    /// # Cancel safety
+    /// See [`Client::call`].
+    pub async fn tmpctl_status(&self) -> Result<Vec<TmpctlController>, Error> {
+        let data = self
+            .command(Target::Tmpctl, "GetStatus", Value::Null)
+            .await?;
+        serde_json::from_value(data).map_err(|e| unexpected("TMPCTL GetStatus", &e.to_string()))
+    }
+
+    /// `TMPCTL SetController {address, channel}`: selects the controller that
+    /// `SetTemperature` and `SetEnable` address.
     ///
     /// # Errors
     /// See [`Client::command`].
@@ -794,8 +1215,9 @@ impl Client {
         MuxStatus::from_value(&data).map_err(|e| unexpected("MUX GetStatus", &e.to_string()))
     }
 
-    /// `MUX SetStatus {state}`: sets every relay (the list must have one entry per relay,
-    /// otherwise the device answers 1001).
+    /// `MUX SetStatus {state}`: sets every relay, one entry per relay (`nrRelays`, 4 on the
+    /// vendor's multiplexer). Sent as `state`, the key of the vendor's example (its prose says
+    /// `channels`; arkeo-sim accepts both).
     ///
     /// # Errors
     /// See [`Client::command`].
@@ -807,19 +1229,22 @@ impl Client {
             .await
     }
 
-    /// `LED GetStatus`: the boards and their channel values (0..1).
+    /// `LED GetStatus`: the driver and the boards with their channel values (0..1).
     ///
     /// # Errors
-    /// See [`Client::command`].
+    /// See [`Client::command`]; [`Error::UnexpectedData`] when `data` lacks `connected` or a
+    /// board is not of the documented shape.
     ///
     /// # Cancel safety
     /// See [`Client::call`].
-    pub async fn led_status(&self) -> Result<Value, Error> {
-        self.command(Target::Led, "GetStatus", Value::Null).await
+    pub async fn led_status(&self) -> Result<LedStatus, Error> {
+        let data = self.command(Target::Led, "GetStatus", Value::Null).await?;
+        serde_json::from_value(data).map_err(|e| unexpected("LED GetStatus", &e.to_string()))
     }
 
-    /// `LED SetValues {address, values}`: one value in 0..1 per channel (12 on current boards;
-    /// another count is refused with 1001).
+    /// `LED SetValues {address, values}`: one value per channel (12 on current boards; another
+    /// count is refused with 1001), 0 (off) to 1 (full). The device coerces values outside
+    /// 0..1 into range rather than refusing them.
     ///
     /// # Errors
     /// See [`Client::command`].
@@ -979,6 +1404,10 @@ fn unexpected(command: &str, reason: &str) -> Error {
         command: command.to_owned(),
         reason: reason.to_owned(),
     }
+}
+
+fn is_blocking(request: &Request) -> bool {
+    request.target == Target::Routine && BLOCKING_COMMANDS.contains(&request.command.as_str())
 }
 
 fn string_list(data: &Value, key: &str) -> Option<Vec<String>> {

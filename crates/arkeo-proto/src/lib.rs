@@ -9,6 +9,7 @@ pub mod codec;
 mod error;
 pub mod json;
 mod message;
+pub mod reply;
 pub mod wire;
 
 #[cfg(feature = "client")]
@@ -21,6 +22,10 @@ pub use error::{BadRequest, DecodeError, EncodeError};
 pub use message::{
     ErrorObject, KeyedRequest, MuxStatus, ParamKey, Request, Response, RoutineState, Status,
     Target, TestStatus, codes,
+};
+pub use reply::{
+    Exposure, LedBoard, LedStatus, MonochromatorStatus, Rates, Spectrum, TempMeasurement,
+    TmpctlController, TmpctlDeviceStatus, TmpctlMeasurement,
 };
 pub use wire::{DEFAULT_MAX_FRAME_LENGTH, Limits};
 

@@ -18,6 +18,10 @@ pub(crate) struct ArkeoArgs {
     /// Seconds to wait for each answer.
     #[arg(long, default_value_t = 5.0)]
     timeout: f64,
+    /// Seconds to wait for the answer of a command that blocks while the hardware works
+    /// (AcquireSingle, AcquireDark, AcquireReference, AutoExposure, StartCalibration).
+    #[arg(long, default_value_t = 600.0)]
+    blocking_timeout: f64,
     /// Send parameters under `params` (as the vendor's Python example) instead of `parameter`.
     #[arg(long)]
     params: bool,
@@ -40,6 +44,9 @@ enum Action {
         wait: f64,
     },
     /// Apply settings (optional), run one measurement, wait for it, print its data as JSON.
+    ///
+    /// The wait first sees the routine leave Ready (the application may still say Ready for a
+    /// moment after StartMeasurement), then waits for Ready: never the previous run's data.
     Measure {
         /// Settings object for ApplySettings, as JSON.
         #[arg(long)]
@@ -47,6 +54,9 @@ enum Action {
         /// Seconds to wait for the measurement.
         #[arg(long, default_value_t = 600.0)]
         wait: f64,
+        /// Seconds the measurement has to leave Ready after StartMeasurement.
+        #[arg(long, default_value_t = 10.0)]
+        start_grace: f64,
     },
     /// Close the active routine.
     Close,
@@ -79,8 +89,14 @@ pub(crate) async fn run(args: ArkeoArgs) -> anyhow::Result<()> {
     } else {
         ParamKey::Parameter
     };
+    let start_grace = match &args.action {
+        Action::Measure { start_grace, .. } => seconds(*start_grace, "--start-grace")?,
+        _ => arkeo_proto::client::DEFAULT_START_GRACE,
+    };
     let arkeo = Client::builder(&args.addr)
         .timeout(seconds(args.timeout, "--timeout")?)
+        .blocking_timeout(seconds(args.blocking_timeout, "--blocking-timeout")?)
+        .start_grace(start_grace)
         .param_key(key)
         .connect()
         .await?;
@@ -104,20 +120,14 @@ pub(crate) async fn run(args: ArkeoArgs) -> anyhow::Result<()> {
                 .await?;
             print_status(&status);
         }
-        Action::Measure { settings, wait } => {
+        Action::Measure { settings, wait, .. } => {
             if let Some(settings) = settings {
                 arkeo
                     .apply_settings(json_object(&settings, "--settings")?)
                     .await?;
             }
-            arkeo.start_measurement().await?;
-            arkeo
-                .wait_until(RoutineState::Ready, seconds(wait, "--wait")?)
-                .await?;
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&arkeo.test_data().await?)?
-            );
+            let data = arkeo.measure(seconds(wait, "--wait")?).await?;
+            println!("{}", serde_json::to_string_pretty(&data)?);
         }
         Action::Close => {
             arkeo.close_routine().await?;

@@ -70,6 +70,49 @@ async fn arkeo_send_reports_the_device_error_and_fails() {
 }
 
 #[tokio::test]
+async fn arkeo_measure_prints_the_run_it_started_not_the_previous_one() {
+    // A start lag of several polls: the application still says Ready after StartMeasurement.
+    let sim = arkeo_sim::ArkeoSim::builder()
+        .durations(arkeo_sim::Durations {
+            initializing: Duration::ZERO,
+            start_lag: Duration::from_millis(400),
+            starting: Duration::from_millis(50),
+            running: Duration::from_millis(100),
+            ..arkeo_sim::Durations::default()
+        })
+        .start()
+        .await
+        .unwrap();
+    let addr = sim.local_addr().to_string();
+    let start = |routine: &str| {
+        arkeo_proto::Request::new(arkeo_proto::Target::Main, "StartRoutine")
+            .param("routine", routine)
+    };
+    assert!(!sim.state().handle(&start("TPR")).is_error());
+    for run in 1..=2 {
+        let out = labwire(&["arkeo", "--addr", &addr, "measure", "--wait", "20"]).await;
+        let data: serde_json::Value = serde_json::from_str(&succeeded(&out)).unwrap();
+        assert_eq!(data["measurement"], run, "{data}");
+    }
+    // A start that never shows is reported, not answered with old data.
+    sim.state().set_start_lag(Duration::from_secs(3600));
+    let out = labwire(&[
+        "arkeo",
+        "--addr",
+        &addr,
+        "measure",
+        "--wait",
+        "20",
+        "--start-grace",
+        "0.5",
+    ])
+    .await;
+    let all = failed(&out);
+    assert!(all.contains("did not leave Ready"), "{all}");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
 async fn pekat_status_then_start_changes_the_simulated_project() {
     let sim = pekat_sim::PekatSim::builder().start().await.unwrap();
     let addr = sim.local_addr().to_string();

@@ -32,7 +32,13 @@ async fn main() -> anyhow::Result<()> {
 
     arkeo.start_measurement().await?;
     let phases = Durations::default();
-    sim.clock().advance(phases.starting + phases.running / 2);
+    // The start lag first: the real application may still say Ready for a moment.
+    println!(
+        "just after StartMeasurement: {}",
+        arkeo.test_status().await?.routine_status
+    );
+    sim.clock()
+        .advance(phases.start_lag + phases.starting + phases.running / 2);
     let halfway = arkeo.test_status().await?;
     println!(
         "{} at {:?} %",

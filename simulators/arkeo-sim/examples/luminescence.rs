@@ -8,9 +8,7 @@
 
 use std::time::Duration;
 
-use arkeo_proto::json::lenient_f64;
 use arkeo_proto::{Client, RoutineState};
-use serde_json::json;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -37,34 +35,36 @@ async fn main() -> anyhow::Result<()> {
         arkeo.custom_commands().await?
     );
 
-    arkeo
-        .routine_command("SetLaser", json!({"channel": 0, "duty_cycle": 100}))
-        .await?;
-    let exposure = arkeo.routine_command("AutoExposure", json!({})).await?;
-    println!("auto exposure: {exposure}");
-    let single = arkeo.routine_command("AcquireSingle", json!({})).await?;
-    arkeo
-        .routine_command("SetLaser", json!({"channel": 0, "duty_cycle": 0}))
-        .await?;
+    arkeo.set_laser(0, 10_000.0, 100.0).await?;
+    // AutoExposure and AcquireSingle block while the spectrometer works: the client gives them
+    // its blocking timeout, not the 5 s call timeout.
+    let exposure = arkeo.auto_exposure().await?;
+    println!(
+        "auto exposure: {} ms x {:?}",
+        exposure.integration_time, exposure.averages
+    );
+    let single = arkeo.acquire_single().await?;
+    arkeo.set_laser(0, 10_000.0, 0.0).await?;
 
-    // The peak of the raw spectrum (row 1), with wavelengths in row 0.
-    let rows = single["spectrum"].as_array().cloned().unwrap_or_default();
-    let (wavelengths, counts) = match rows.as_slice() {
-        [w, c, ..] => (
-            w.as_array().cloned().unwrap_or_default(),
-            c.as_array().cloned().unwrap_or_default(),
-        ),
-        _ => anyhow::bail!("unexpected spectrum shape: {single}"),
+    // The peak of the raw spectrum.
+    let (Some(wavelengths), Some(counts)) = (single.wavelengths(), single.raw()) else {
+        anyhow::bail!("unexpected spectrum shape: {single:?}");
     };
     let peak = wavelengths
         .iter()
-        .zip(&counts)
-        .filter_map(|(w, c)| Some((lenient_f64(w)?, lenient_f64(c)?)))
+        .zip(counts)
         .filter(|(_, c)| c.is_finite())
-        .max_by(|a, b| a.1.total_cmp(&b.1));
+        .max_by(|a, b| a.1.total_cmp(b.1));
     if let Some((nm, counts)) = peak {
         println!("PL peak at {nm:.1} nm ({counts:.0} counts)");
     }
+
+    // One measurement, waited for correctly (see `Client::measure`).
+    let data = arkeo.measure(Duration::from_secs(600)).await?;
+    println!(
+        "measurement: {} spectrum rows",
+        data["spectrum"].as_array().map_or(0, Vec::len)
+    );
 
     arkeo.close_routine().await?;
     println!("routine closed");

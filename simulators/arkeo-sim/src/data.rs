@@ -152,9 +152,183 @@ pub(crate) fn generic(routine: &str, measurement: u64) -> Value {
     })
 }
 
+/// TCSPC data in the vendor's shape: `{Offset, Resolution, Histogram}` (ns, ns, counts per
+/// bin): an instrument response followed by an exponential decay, dark counts without the
+/// laser.
+pub(crate) fn tcspc(measurement: u64, laser_on: bool) -> Value {
+    let mut noise = Noise::new(measurement);
+    const RESOLUTION_NS: f64 = 0.025;
+    let histogram: Vec<Value> = (0..1024)
+        .map(|bin| {
+            let t = f64::from(bin) * RESOLUTION_NS - 2.0;
+            let signal = if laser_on && t >= 0.0 {
+                5000.0 * (-t / 4.2).exp() * (1.0 - (-t / 0.08).exp())
+            } else {
+                0.0
+            };
+            let counts = (signal + 6.0 + 3.0 * noise.next()).max(0.0).round();
+            json!(counts)
+        })
+        .collect();
+    json!({"Offset": 0, "Resolution": RESOLUTION_NS, "Histogram": histogram})
+}
+
+/// IPCE data in the vendor's shape: `scan.columns` and `scan.data` rows of wavelength (nm),
+/// EQE (%), J_DUT and the integrated J (A/cm²); the first integrated value is NaN, as in the
+/// vendor's example.
+pub(crate) fn ipce(measurement: u64, settings: &Value, user: &Value) -> Value {
+    let num = |key: &str, default: f64| {
+        settings
+            .pointer(&format!("/wavelength/{key}"))
+            .and_then(Value::as_f64)
+            .unwrap_or(default)
+    };
+    let (start, step, end) = (
+        num("Start", 300.0),
+        num("Step", 10.0).abs().max(0.1),
+        num("End", 900.0),
+    );
+    let points = (((end - start) / step).abs() + 1e-9).floor().min(5_000.0) as usize + 1;
+    let mut noise = Noise::new(measurement);
+    let mut integrated = 0.0;
+    let data: Vec<Value> = (0..points)
+        .map(|i| {
+            let nm = start + (end - start).signum() * step * i as f64;
+            // A cell that responds from 350 to 800 nm.
+            let eqe =
+                85.0 / (1.0 + (-(nm - 380.0) / 12.0).exp()) / (1.0 + ((nm - 790.0) / 15.0).exp());
+            let eqe = (eqe + 0.2 * noise.next()).max(0.0);
+            let j_dut = eqe / 100.0 * 1e-9 * nm / 300.0;
+            let j_int = if i == 0 {
+                f64_value(f64::NAN)
+            } else {
+                integrated += j_dut * step * 1e3;
+                json!(integrated)
+            };
+            json!([nm, eqe, j_dut, j_int])
+        })
+        .collect();
+    json!({
+        "user": user.get("user_name").cloned().unwrap_or(Value::Null),
+        "device": user.get("device_name").cloned().unwrap_or(Value::Null),
+        "temperature": 23.8,
+        "test": "IPCE",
+        "measurement": measurement,
+        "file": "",
+        "scan": {
+            "name": "IPCE",
+            "columns": ["Wavelength (nm)", "EQE (%)", "J_DUT (A/cm2)", "J_int (A/cm2)"],
+            "data": data,
+        },
+    })
+}
+
+/// Sheet resistance of the simulated sample (Ω/sq).
+const SHEET_RESISTANCE: f64 = 142.0;
+
+/// Resistivity data in the vendor's shape: only the latest point.
+pub(crate) fn resistivity(
+    measurement: u64,
+    current: f64,
+    [thickness_um, length_mm, width_mm]: [f64; 3],
+) -> Value {
+    let mut noise = Noise::new(measurement);
+    let sheet = SHEET_RESISTANCE * (1.0 + 0.001 * noise.next());
+    // A four-point probe reads V = I · R_s · ln 2 / π.
+    let voltage = current * sheet * std::f64::consts::LN_2 / std::f64::consts::PI;
+    // A finite-size correction: small samples read high.
+    let size = length_mm.min(width_mm);
+    let correction =
+        (1.0 - 0.5 * (-size / 5.0).exp()) * (1.0 - 0.01 * (thickness_um / 1000.0).min(1.0));
+    json!({
+        "Voltage (V)": voltage,
+        "Current (A)": current,
+        "2D Sheet resistance (Ohm/Sq)": sheet,
+        "Corrected 2D Sheet Resistance (Ohm/Sq)": sheet * correction,
+    })
+}
+
+/// Resistance of the simulated load in the Connection Test (Ω).
+const LOAD_OHMS: f64 = 1000.0;
+
+/// Connection Test data in the vendor's shape: the latest voltage and current (constant
+/// voltage mode).
+pub(crate) fn connection_test(output: f64) -> Value {
+    json!({"Voltage (V)": output, "Current (A)": output / LOAD_OHMS})
+}
+
+/// Simulated time as the ISO 8601 time stamp the temperature controllers report, counted from
+/// 2025-01-01T00:00:00Z.
+pub(crate) fn timestamp(since_start: std::time::Duration) -> String {
+    // Days from 1970-01-01 to 2025-01-01.
+    const EPOCH_DAYS: u64 = 20_089;
+    let secs = since_start.as_secs();
+    let days = EPOCH_DAYS.saturating_add(secs / 86_400);
+    let (year, month, day) = civil_from_days(days);
+    let rem = secs % 86_400;
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        since_start.subsec_millis()
+    )
+}
+
+/// The proleptic Gregorian date of `days` since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn time_stamps_count_from_2025_and_cross_days_months_and_years() {
+        use std::time::Duration;
+        assert_eq!(timestamp(Duration::ZERO), "2025-01-01T00:00:00.000Z");
+        assert_eq!(
+            timestamp(Duration::from_millis(90_061_250)),
+            "2025-01-02T01:01:01.250Z"
+        );
+        assert_eq!(
+            timestamp(Duration::from_secs(59 * 86_400)),
+            "2025-03-01T00:00:00.000Z"
+        );
+        assert_eq!(
+            timestamp(Duration::from_secs(365 * 86_400)),
+            "2026-01-01T00:00:00.000Z"
+        );
+        // Absurd times do not overflow.
+        let _ = timestamp(Duration::MAX);
+    }
+
+    #[test]
+    fn vendor_shaped_data() {
+        let t = tcspc(1, true);
+        assert_eq!(t["Histogram"].as_array().unwrap().len(), 1024);
+        assert_eq!(t["Resolution"], 0.025);
+        let r = resistivity(1, 0.03, [100.0, 25.0, 20.0]);
+        let sheet = r["2D Sheet resistance (Ohm/Sq)"].as_f64().unwrap();
+        let corrected = r["Corrected 2D Sheet Resistance (Ohm/Sq)"]
+            .as_f64()
+            .unwrap();
+        assert!((141.0..143.0).contains(&sheet) && corrected < sheet, "{r}");
+        let i = ipce(1, &Value::Null, &Value::Null);
+        assert_eq!(i["scan"]["data"].as_array().unwrap().len(), 61);
+        assert_eq!(i["scan"]["data"][0][3], "NaN");
+        assert_eq!(connection_test(0.5)["Current (A)"], 0.0005);
+    }
 
     #[test]
     fn dark_jv_reports_nan_voc_and_infinite_shunt_resistance() {

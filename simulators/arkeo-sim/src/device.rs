@@ -2,7 +2,9 @@
 //!
 //! [`Device::handle`] takes one request and the current simulated time and returns the
 //! response. It never touches a socket or reads a clock, so every behaviour can be tested by
-//! passing times in.
+//! passing times in. [`Device::handle_timed`] also says how long the hardware works before the
+//! answer goes out (the blocking custom commands); the server waits that long on the
+//! simulator's clock.
 
 use std::time::Duration;
 
@@ -13,12 +15,18 @@ use crate::data;
 
 /// Number of channels on every LED board.
 pub const LED_CHANNELS: usize = 12;
-/// Number of relays on the MUX.
-pub const MUX_RELAYS: usize = 16;
+/// Number of relays on the MUX (the vendor's `Multiplexer_v1.1` has 4).
+pub const MUX_RELAYS: usize = 4;
+/// The firmware string `MUX GetStatus` reports, as the vendor's example does.
+pub const MUX_FIRMWARE: &str = "Multiplexer_v1.1";
+/// The driver `LED GetStatus` reports, as the vendor's example does.
+pub const LED_DRIVER: &str = "LVVISA";
 /// Largest a routine's settings may grow, serialized as JSON: 1 MiB. `ApplySettings` merges
 /// what clients send into the stored settings; beyond this it is refused with 101, so clients
 /// cannot grow the simulator's memory without bound.
 pub const MAX_SETTINGS_LEN: usize = 1024 * 1024;
+/// Longest a spectrum acquisition blocks, whatever the settings say: 1 h of simulated time.
+pub const MAX_ACQUISITION: Duration = Duration::from_secs(3600);
 
 /// Routine names the simulated application offers.
 pub const ROUTINES: &[&str] = &[
@@ -32,25 +40,46 @@ pub const ROUTINES: &[&str] = &[
     "Resistivity",
     "Photo-CELIV",
     "TPR",
+    "Connection Test",
 ];
 
-/// How long each routine phase lasts, in simulated time.
+/// The temperature controllers on the simulated TMPCTL bus: `(address, channel, name)` — one
+/// dual-channel controller at address 1.
+pub const TMPCTL_CONTROLLERS: &[(i64, i64, &str)] = &[(1, 1, "Sample stage"), (1, 2, "Chuck")];
+
+/// Ambient temperature (°C): where a disabled controller drifts to.
+const AMBIENT: f64 = 23.5;
+
+/// How long each routine phase and each blocking command lasts, in simulated time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Durations {
     /// Initializing → Ready after `StartRoutine` (default 0.5 s).
     pub initializing: Duration,
-    /// Starting → Running after `StartMeasurement` (default 0.3 s).
+    /// After `StartMeasurement` answered OK, the routine still reports Ready for this long
+    /// before it shows Starting (default 0.25 s), as the real application may: a client that
+    /// waits for Ready straight after the start returns at once and reads the previous run's
+    /// data. `Duration::ZERO` switches to Starting inside the reply.
+    pub start_lag: Duration,
+    /// Starting → Running (default 0.3 s).
     pub starting: Duration,
     /// Running → Ready (default 2 s).
     pub running: Duration,
+    /// Luminescence `AutoExposure` answers after this (default 6 s: longer than a client's
+    /// usual 5 s call timeout, as on the real hardware).
+    pub auto_exposure: Duration,
+    /// IPCE `StartCalibration` answers after this (default 60 s: a lamp sweep).
+    pub calibration: Duration,
 }
 
 impl Default for Durations {
     fn default() -> Self {
         Self {
             initializing: Duration::from_millis(500),
+            start_lag: Duration::from_millis(250),
             starting: Duration::from_millis(300),
             running: Duration::from_secs(2),
+            auto_exposure: Duration::from_secs(6),
+            calibration: Duration::from_secs(60),
         }
     }
 }
@@ -60,6 +89,8 @@ impl Default for Durations {
 pub struct Routine {
     name: String,
     state: RoutineState,
+    /// `StartMeasurement` was accepted but the routine still reports Ready (the start lag).
+    start_pending: bool,
     since: Duration,
     settings: Map<String, Value>,
     data: Option<Value>,
@@ -67,6 +98,12 @@ pub struct Routine {
     laser_on: bool,
     shutter_open: bool,
     wavelength: f64,
+    calibration: Option<String>,
+    /// Resistivity: the applied current (A) and the device dimensions (µm, mm, mm).
+    current: f64,
+    dimensions: [f64; 3],
+    /// Connection Test: the output (V or A by mode); changes only while Running.
+    output: f64,
 }
 
 impl Routine {
@@ -74,6 +111,7 @@ impl Routine {
         Self {
             name: name.to_owned(),
             state: RoutineState::Initializing,
+            start_pending: false,
             since: now,
             settings: default_settings(name),
             data: None,
@@ -81,6 +119,10 @@ impl Routine {
             laser_on: false,
             shutter_open: false,
             wavelength: 550.0,
+            calibration: None,
+            current: 0.01,
+            dimensions: [100.0, 25.0, 20.0],
+            output: 0.0,
         }
     }
 
@@ -89,9 +131,16 @@ impl Routine {
         &self.name
     }
 
-    /// The state at the last [`Device::advance`].
+    /// The state at the last [`Device::advance`], as `GetTestStatus` reports it (Ready during
+    /// the start lag).
     pub fn state(&self) -> &RoutineState {
         &self.state
+    }
+
+    /// Whether a `StartMeasurement` was accepted and the routine still reports Ready (the
+    /// start lag, [`Durations::start_lag`]).
+    pub fn start_pending(&self) -> bool {
+        self.start_pending
     }
 
     /// The current settings.
@@ -104,8 +153,14 @@ impl Routine {
         self.data.as_ref()
     }
 
+    /// Whether a measurement is on its way (start lag, Starting or Running).
+    fn measuring(&self) -> bool {
+        self.start_pending || matches!(self.state, RoutineState::Starting | RoutineState::Running)
+    }
+
     fn enter(&mut self, state: RoutineState, at: Duration) {
         self.state = state;
+        self.start_pending = false;
         self.since = at;
     }
 }
@@ -118,7 +173,19 @@ fn default_settings(routine: &str) -> Map<String, Value> {
             "device_settings": {"Compliance (A)": 0.01},
             "scan_settings": {"scan": {"Start (V)": -0.2, "End (V)": 1.2, "Step (V)": 0.02, "Rate (V/s)": 0.2}},
         }),
-        "IPCE" => json!({"start_nm": 300, "end_nm": 1100, "step_nm": 10}),
+        "IPCE" => json!({
+            "wavelength": {"Start": 300, "Step": 10, "End": 900},
+            "acquisition": {
+                "Acquisition time (s)": 1, "Averaging": 1, "Delay (s)": 0,
+                "Bias Voltage (V)": 0, "LED Level": 0, "Chopper Frequency (Hz)": 0,
+            },
+            "device": {"type": "Simulate", "configuration": {}},
+        }),
+        "Connection Test" => json!({
+            "Device Name": "SMU",
+            "Device_General": {"Mode": "Constant Voltage", "Sample Rate (S/s)": 10, "Autorange": true},
+            "Device_Specific": {"Current limit (A)": 0.01, "Voltage Limit (V)": 6},
+        }),
         _ => json!({}),
     };
     match value {
@@ -144,19 +211,21 @@ fn custom_commands(routine: &str) -> &'static [&'static str] {
             "GetChopperFrequency",
             "GetMonochromatorStatus",
         ],
+        "Resistivity" => &["ApplyCurrent", "SetDeviceDimensions"],
+        "Connection Test" => &["SetOutput"],
         _ => &[],
     }
 }
 
-/// The temperature controller.
+/// One temperature controller.
 #[derive(Debug, Clone)]
-struct Tmpctl {
+struct Controller {
     address: i64,
     channel: i64,
+    name: &'static str,
     enabled: bool,
     setpoint: f64,
     temperature: f64,
-    updated: Duration,
 }
 
 /// An LED board.
@@ -173,7 +242,10 @@ pub struct Device {
     routine: Option<Routine>,
     measurements: u64,
     info: Value,
-    tmpctl: Tmpctl,
+    controllers: Vec<Controller>,
+    /// Index into `controllers` of the one `SetController` selected.
+    selected: usize,
+    temperature_updated: Duration,
     mux_connected: bool,
     relays: Vec<bool>,
     leds: Vec<LedBoard>,
@@ -191,22 +263,33 @@ fn wrong_state(message: impl Into<String>) -> Refusal {
     (codes::INVALID_STATE, message.into())
 }
 
+/// The reply most set-style commands give, as the vendor's examples show it.
+fn state_ok() -> Value {
+    json!({"state": "OK"})
+}
+
 impl Device {
-    /// A device with the given phase durations, no active routine, two LED boards.
+    /// A device with the given durations, no active routine, two temperature controllers
+    /// ([`TMPCTL_CONTROLLERS`]), a 4-relay MUX, two LED boards.
     pub fn new(durations: Durations) -> Self {
         Self {
             durations,
             routine: None,
             measurements: 0,
             info: json!({"user_name": "", "device_name": "", "device_area": 1.0}),
-            tmpctl: Tmpctl {
-                address: 1,
-                channel: 1,
-                enabled: false,
-                setpoint: 25.0,
-                temperature: 23.5,
-                updated: Duration::ZERO,
-            },
+            controllers: TMPCTL_CONTROLLERS
+                .iter()
+                .map(|&(address, channel, name)| Controller {
+                    address,
+                    channel,
+                    name,
+                    enabled: false,
+                    setpoint: 25.0,
+                    temperature: AMBIENT,
+                })
+                .collect(),
+            selected: 0,
+            temperature_updated: Duration::ZERO,
             mux_connected: false,
             relays: vec![false; MUX_RELAYS],
             leds: vec![
@@ -221,6 +304,22 @@ impl Device {
             ],
             requests: 0,
         }
+    }
+
+    /// The durations in use.
+    pub fn durations(&self) -> Durations {
+        self.durations
+    }
+
+    /// Replaces the durations; phases under way keep their start and use the new lengths.
+    pub fn set_durations(&mut self, durations: Durations) {
+        self.durations = durations;
+    }
+
+    /// Sets [`Durations::start_lag`]: how long the routine still reports Ready after an
+    /// accepted `StartMeasurement`.
+    pub fn set_start_lag(&mut self, lag: Duration) {
+        self.durations.start_lag = lag;
     }
 
     /// The active routine, as of the last [`Device::advance`].
@@ -251,6 +350,15 @@ impl Device {
             .map(|b| b.values)
     }
 
+    /// The temperature (°C) of the controller at `address`/`channel`, as of the last
+    /// [`Device::advance`].
+    pub fn temperature(&self, address: i64, channel: i64) -> Option<f64> {
+        self.controllers
+            .iter()
+            .find(|c| c.address == address && c.channel == channel)
+            .map(|c| c.temperature)
+    }
+
     /// Puts the active routine into the Error state with `message` (as a hardware fault
     /// would). Returns whether a routine was active.
     pub fn fail_routine(&mut self, message: impl Into<String>, now: Duration) -> bool {
@@ -265,8 +373,9 @@ impl Device {
         }
     }
 
-    /// Brings every timed transition up to `now`: Initializing → Ready, Starting → Running →
-    /// Ready (with new data), and the temperature towards its setpoint.
+    /// Brings every timed transition up to `now`: Initializing → Ready, the start lag →
+    /// Starting → Running → Ready (with new data), and the temperatures towards their
+    /// setpoints.
     pub fn advance(&mut self, now: Duration) {
         self.advance_temperature(now);
         let durations = self.durations;
@@ -279,6 +388,10 @@ impl Device {
                 RoutineState::Initializing if elapsed >= durations.initializing => {
                     let at = routine.since + durations.initializing;
                     routine.enter(RoutineState::Ready, at);
+                }
+                RoutineState::Ready if routine.start_pending && elapsed >= durations.start_lag => {
+                    let at = routine.since + durations.start_lag;
+                    routine.enter(RoutineState::Starting, at);
                 }
                 RoutineState::Starting if elapsed >= durations.starting => {
                     let at = routine.since + durations.starting;
@@ -296,16 +409,26 @@ impl Device {
     }
 
     fn advance_temperature(&mut self, now: Duration) {
-        let t = &mut self.tmpctl;
-        let dt = now.saturating_sub(t.updated).as_secs_f64();
-        t.updated = now;
-        let target = if t.enabled { t.setpoint } else { 23.5 };
-        // First-order approach with a 5 s time constant.
-        t.temperature = target + (t.temperature - target) * (-dt / 5.0).exp();
+        let dt = now.saturating_sub(self.temperature_updated).as_secs_f64();
+        self.temperature_updated = self.temperature_updated.max(now);
+        for c in &mut self.controllers {
+            let target = if c.enabled { c.setpoint } else { AMBIENT };
+            // First-order approach with a 5 s time constant.
+            c.temperature = target + (c.temperature - target) * (-dt / 5.0).exp();
+        }
     }
 
     /// Handles one request at simulated time `now`.
     pub fn handle(&mut self, request: &Request, now: Duration) -> Response {
+        self.handle_timed(request, now).0
+    }
+
+    /// Handles one request at simulated time `now`, and says how long the hardware works
+    /// before the answer goes out: zero except for the blocking custom commands (a spectrum
+    /// acquisition lasts the integration time times the averages, capped at
+    /// [`MAX_ACQUISITION`]; `AutoExposure` [`Durations::auto_exposure`]; `StartCalibration`
+    /// [`Durations::calibration`]). The state change happens at `now`.
+    pub fn handle_timed(&mut self, request: &Request, now: Duration) -> (Response, Duration) {
         self.requests += 1;
         self.advance(now);
         let p = &request.parameter;
@@ -318,8 +441,43 @@ impl Device {
             other => Err((codes::UNKNOWN_TARGET, format!("Unknown target: {other}"))),
         };
         match result {
-            Ok(data) => Response::ok(data, request.request_id),
-            Err((code, message)) => Response::error(code, message, request.request_id),
+            Ok(data) => {
+                let busy = match &request.target {
+                    Target::Routine => self.busy_for(&request.command),
+                    _ => Duration::ZERO,
+                };
+                (Response::ok(data, request.request_id), busy)
+            }
+            Err((code, message)) => (
+                Response::error(code, message, request.request_id),
+                Duration::ZERO,
+            ),
+        }
+    }
+
+    /// How long an accepted `ROUTINE` command blocks.
+    fn busy_for(&self, command: &str) -> Duration {
+        let Some(routine) = &self.routine else {
+            return Duration::ZERO;
+        };
+        match (routine.name.as_str(), command) {
+            ("Luminescence", "AcquireDark" | "AcquireReference" | "AcquireSingle") => {
+                let setting = |key: &str| {
+                    routine
+                        .settings
+                        .get(key)
+                        .and_then(arkeo_proto::json::lenient_f64)
+                        .filter(|x| x.is_finite() && *x > 0.0)
+                        .unwrap_or(1.0)
+                };
+                let ms = setting("integration_time") * setting("averages");
+                Duration::try_from_secs_f64(ms / 1000.0)
+                    .unwrap_or(MAX_ACQUISITION)
+                    .min(MAX_ACQUISITION)
+            }
+            ("Luminescence", "AutoExposure") => self.durations.auto_exposure,
+            ("IPCE", "StartCalibration") => self.durations.calibration,
+            _ => Duration::ZERO,
         }
     }
 
@@ -360,6 +518,7 @@ impl Device {
     ) -> Result<Value, Refusal> {
         let info = self.info.clone();
         let measurements = self.measurements;
+        let start_lag = self.durations.start_lag;
         let Some(routine) = self.routine.as_mut() else {
             return Err((codes::NO_ACTIVE_ROUTINE, "No active routine".to_owned()));
         };
@@ -367,19 +526,29 @@ impl Device {
         match command {
             "GetTestStatus" | "GetStatus" => Ok(status_json(routine, now, self.durations)),
             "StartMeasurement" => {
+                if routine.start_pending {
+                    return Err(wrong_state("A measurement is already starting"));
+                }
                 if state != RoutineState::Ready {
                     return Err(wrong_state(format!(
                         "Cannot start a measurement while {state}"
                     )));
                 }
-                routine.enter(RoutineState::Starting, now);
+                if start_lag.is_zero() {
+                    routine.enter(RoutineState::Starting, now);
+                } else {
+                    // Accepted, but the status keeps saying Ready for the start lag.
+                    routine.since = now;
+                    routine.start_pending = true;
+                }
                 Ok(json!({"routine_status": "Starting", "started": true, "progress": 0}))
             }
             "StopMeasurement" => {
-                // Only a measurement that is starting or running can be stopped (the project's
-                // protocol reference); anything else is the wrong-state error, like
+                // Only a measurement that is on its way can be stopped (the project's protocol
+                // reference: Starting or Running; a start still in its lag counts, as the
+                // application has accepted it); anything else is the wrong-state error, like
                 // StartMeasurement outside Ready.
-                if !matches!(state, RoutineState::Starting | RoutineState::Running) {
+                if !routine.measuring() {
                     return Err(wrong_state(format!(
                         "No measurement to stop: the routine is {state}"
                     )));
@@ -392,8 +561,8 @@ impl Device {
                 Ok(json!({"closed": true}))
             }
             "ApplySettings" => {
-                if matches!(state, RoutineState::Starting | RoutineState::Running) {
-                    return Err(wrong_state(format!("Cannot change settings while {state}")));
+                if routine.measuring() {
+                    return Err(wrong_state("Cannot change settings during a measurement"));
                 }
                 validate_settings(&routine.name, p)?;
                 let mut merged = routine.settings.clone();
@@ -421,7 +590,7 @@ impl Device {
                     return Err(invalid("device_area must be positive"));
                 }
                 self.info = json!({"user_name": user, "device_name": device, "device_area": area});
-                Ok(json!({"state": "OK"}))
+                Ok(state_ok())
             }
             "ClearErrors" => {
                 if state == RoutineState::Error {
@@ -447,32 +616,43 @@ impl Device {
         p: &Map<String, Value>,
         now: Duration,
     ) -> Result<Value, Refusal> {
-        let t = &mut self.tmpctl;
         match command {
             "SetController" => {
-                t.address = int_param(p, "address")?;
-                t.channel = int_param(p, "channel")?;
-                Ok(json!({"state": "OK"}))
+                let address = int_param(p, "address")?;
+                let channel = int_param(p, "channel")?;
+                self.selected = self
+                    .controllers
+                    .iter()
+                    .position(|c| c.address == address && c.channel == channel)
+                    .ok_or_else(|| {
+                        invalid(format!(
+                            "No temperature controller at address {address}, channel {channel}"
+                        ))
+                    })?;
+                Ok(state_ok())
             }
-            "GetStatus" => Ok(json!({
-                "address": t.address,
-                "channel": t.channel,
-                "enabled": t.enabled,
-                "setpoint": t.setpoint,
-                "temperature": (t.temperature * 100.0).round() / 100.0,
-            })),
+            "GetStatus" => Ok(Value::Array(
+                self.controllers
+                    .iter()
+                    .map(|c| controller_json(c, now))
+                    .collect(),
+            )),
             "SetTemperature" => {
                 let temperature = num_param(p, "temperature")?;
                 if !(-40.0..=150.0).contains(&temperature) {
                     return Err(invalid("temperature must be within -40..150 °C"));
                 }
-                t.setpoint = temperature;
-                t.updated = now;
-                Ok(json!({"state": "OK"}))
+                if let Some(c) = self.controllers.get_mut(self.selected) {
+                    c.setpoint = temperature;
+                }
+                Ok(state_ok())
             }
             "SetEnable" => {
-                t.enabled = bool_param(p, "enable")?;
-                Ok(json!({"state": "OK"}))
+                let enable = bool_param(p, "enable")?;
+                if let Some(c) = self.controllers.get_mut(self.selected) {
+                    c.enabled = enable;
+                }
+                Ok(state_ok())
             }
             other => Err(unknown_command(&Target::Tmpctl, other)),
         }
@@ -482,15 +662,15 @@ impl Device {
         match command {
             "Connect" => {
                 self.mux_connected = true;
-                Ok(json!({"connected": true}))
+                Ok(state_ok())
             }
             "Disconnect" => {
                 self.mux_connected = false;
-                Ok(json!({"connected": false}))
+                Ok(state_ok())
             }
             "GetStatus" => Ok(json!({
                 "connected": self.mux_connected,
-                "firmware": "labwire-sim 1.0",
+                "firmware": MUX_FIRMWARE,
                 "nrRelays": MUX_RELAYS,
                 "status": self.relays,
             })),
@@ -498,7 +678,13 @@ impl Device {
                 if !self.mux_connected {
                     return Err(wrong_state("MUX is not connected"));
                 }
-                let states = array_param(p, "state")?;
+                // The vendor's prose names the list `channels`, its example `state`.
+                let key = if p.contains_key("state") {
+                    "state"
+                } else {
+                    "channels"
+                };
+                let states = array_param(p, key)?;
                 if states.len() != MUX_RELAYS {
                     return Err((
                         codes::INVALID_ARRAY_SIZE,
@@ -510,8 +696,8 @@ impl Device {
                 }
                 let states: Option<Vec<bool>> = states.iter().map(Value::as_bool).collect();
                 self.relays =
-                    states.ok_or_else(|| invalid("state must be an array of booleans"))?;
-                Ok(json!({"status": self.relays}))
+                    states.ok_or_else(|| invalid(format!("{key} must be an array of booleans")))?;
+                Ok(state_ok())
             }
             other => Err(unknown_command(&Target::Mux, other)),
         }
@@ -520,10 +706,21 @@ impl Device {
     fn led(&mut self, command: &str, p: &Map<String, Value>) -> Result<Value, Refusal> {
         match command {
             "GetStatus" => Ok(json!({
-                "boards": self.leds.iter().map(|b| json!({"address": b.address, "values": b.values})).collect::<Vec<_>>(),
+                "connected": true,
+                "driver": LED_DRIVER,
+                "boards": self.leds.iter().map(|b| json!({
+                    "address": b.address,
+                    "connected": true,
+                    "values": b.values,
+                })).collect::<Vec<_>>(),
             })),
             "SetValues" => {
-                let address = int_param(p, "address")?;
+                // Without an address (the vendor's older single-board example), the first
+                // board.
+                let address = match p.get("address") {
+                    None | Some(Value::Null) => self.leds.first().map_or(0, |b| b.address),
+                    Some(_) => int_param(p, "address")?,
+                };
                 let values = array_param(p, "values")?;
                 if values.len() != LED_CHANNELS {
                     return Err((
@@ -536,10 +733,11 @@ impl Device {
                 }
                 let mut parsed = [0.0; LED_CHANNELS];
                 for (slot, v) in parsed.iter_mut().zip(values) {
+                    // Out of range is coerced into 0..1, as the vendor documents.
                     *slot = v
                         .as_f64()
-                        .filter(|x| (0.0..=1.0).contains(x))
-                        .ok_or_else(|| invalid("values must be numbers within 0..1"))?;
+                        .ok_or_else(|| invalid("values must be numbers"))?
+                        .clamp(0.0, 1.0);
                 }
                 let board = self
                     .leds
@@ -547,7 +745,7 @@ impl Device {
                     .find(|b| b.address == address)
                     .ok_or_else(|| invalid(format!("No LED board at address {address}")))?;
                 board.values = parsed;
-                Ok(json!({"address": address, "values": parsed}))
+                Ok(state_ok())
             }
             other => Err(unknown_command(&Target::Led, other)),
         }
@@ -588,12 +786,77 @@ fn status_json(routine: &Routine, now: Duration, durations: Durations) -> Value 
     })
 }
 
+/// One controller as `TMPCTL GetStatus` reports it, with the vendor's keys.
+fn controller_json(c: &Controller, now: Duration) -> Value {
+    let round = |x: f64| (x * 100.0).round() / 100.0;
+    let error = c.setpoint - c.temperature;
+    let (state, stable) = if !c.enabled {
+        ("Ready", "Not Active")
+    } else if error.abs() <= 0.1 {
+        ("Running", "Stable")
+    } else {
+        ("Running", "Not Stable")
+    };
+    let current = if c.enabled {
+        (error * 0.4).clamp(-4.0, 4.0)
+    } else {
+        0.0
+    };
+    let sink = AMBIENT + 0.3 * current.abs();
+    json!({
+        "address": c.address,
+        "channel": c.channel,
+        "name": c.name,
+        "DeviceStatus": {
+            "State": state,
+            "Error Number": 0,
+            "Error Instance": 0,
+            "Error Parameter": 0,
+        },
+        "LatestMeasurement": {
+            "Time Stamp": data::timestamp(now),
+            "Temp. Measurement": {
+                "Object Temperature": round(c.temperature),
+                "Sink Temperature": round(sink),
+                "Stable": stable,
+            },
+            "Temp. Control": {
+                "Target Object Temperature": c.setpoint,
+                "(Ramp) Nominal Object Temperature": c.setpoint,
+                "Thermal Power Model Current": 0,
+            },
+            "Output Stage Monitoring": {
+                "Output Current": round(current),
+                "Output Voltage": round(current * 2.5),
+            },
+            "Sink Temp. General": {
+                "Temperature Selection": "External",
+                "Fixed Temperature": 25,
+            },
+            "Fan Controller": {
+                "Relative Cooling Power": round(current.abs() * 25.0),
+                "Nominal FAN Speed": 0,
+                "Actual FAN Speed": 0,
+                "FAN PWM Level": 0,
+                "Enabled": 0,
+                "Target Temperature": 0,
+                "0% Speed": 0,
+                "100% Speed": 0,
+            },
+        },
+    })
+}
+
 fn measure(routine: &Routine, measurement: u64, info: &Value) -> Value {
     let settings = Value::Object(routine.settings.clone());
     match routine.name.as_str() {
         "JV" => data::jv(measurement, false, &settings, info),
         "Dark JV" => data::jv(measurement, true, &settings, info),
         "Luminescence" => data::spectrum(measurement, 3, routine.laser_on),
+        "TCSPC" => data::tcspc(measurement, routine.laser_on),
+        "IPCE" => data::ipce(measurement, &settings, info),
+        "Resistivity" => data::resistivity(measurement, routine.current, routine.dimensions),
+        "Connection Test" => data::connection_test(routine.output),
         other => data::generic(other, measurement),
     }
 }
@@ -611,6 +874,12 @@ fn validate_settings(routine: &str, p: &Map<String, Value>) -> Result<(), Refusa
     Ok(())
 }
 
+/// TCSPC rates (counts/s): the laser's sync, and the photons detected (dark counts with the
+/// laser off).
+const SYNC_RATE: f64 = 10_000_370.0;
+const INPUT_RATE_LASER: f64 = 193_650.0;
+const INPUT_RATE_DARK: f64 = 150.0;
+
 fn custom_command(
     routine: &mut Routine,
     command: &str,
@@ -627,6 +896,7 @@ fn custom_command(
             routine
                 .settings
                 .insert("integration_time".into(), json!(integration));
+            routine.settings.insert("averages".into(), json!(5));
             Ok(json!({"integration_time": integration, "averages": 5}))
         }
         ("Luminescence", "SetLaser") => {
@@ -644,17 +914,28 @@ fn custom_command(
                 return Err(invalid("frequency must be a positive number"));
             }
             routine.laser_on = duty > 0.0;
-            Ok(json!({"state": "OK"}))
+            Ok(state_ok())
         }
-        ("TCSPC", "GetRates") => Ok(json!({"sync_rate": 40_000_000, "count_rate": 125_000})),
+        ("TCSPC", "GetRates") => {
+            let input = if routine.laser_on {
+                INPUT_RATE_LASER
+            } else {
+                INPUT_RATE_DARK
+            };
+            Ok(json!({"sync_rate": SYNC_RATE, "input_rate": input, "ratio": input / SYNC_RATE}))
+        }
         ("TCSPC", "SetLaser") => {
-            int_param(p, "port_id")?;
+            // `port_id` as the project's reference lists it; the vendor's own TCSPC example
+            // leaves it out, so it is optional.
+            if p.get("port_id").is_some_and(|v| !v.is_null()) {
+                int_param(p, "port_id")?;
+            }
             routine.laser_on = bool_param(p, "laser")?;
-            Ok(json!({"state": "OK"}))
+            Ok(state_ok())
         }
         ("IPCE", "SetShutter") => {
-            routine.shutter_open = bool_param(p, "open")?;
-            Ok(json!({"open": routine.shutter_open}))
+            routine.shutter_open = bool_param(p, "shutter_status")?;
+            Ok(state_ok())
         }
         ("IPCE", "SetWavelength") => {
             let nm = num_param(p, "wavelength")?;
@@ -662,17 +943,77 @@ fn custom_command(
                 return Err(invalid("wavelength must be within 250..2000 nm"));
             }
             routine.wavelength = nm;
-            Ok(json!({"wavelength": nm}))
+            Ok(state_ok())
         }
-        ("IPCE", "StartCalibration") => Ok(json!({"calibrating": true})),
-        ("IPCE", "GetChopperFrequency") => Ok(json!({"frequency": 133.0})),
-        ("IPCE", "GetMonochromatorStatus") => Ok(json!({
-            "wavelength": routine.wavelength,
-            "shutter_open": routine.shutter_open,
-            "busy": false,
-        })),
+        ("IPCE", "StartCalibration") => {
+            // The path names a file on the ARKEO PC; the simulator only keeps the text.
+            routine.calibration = Some(str_param(p, "path")?.to_owned());
+            Ok(state_ok())
+        }
+        ("IPCE", "GetChopperFrequency") => Ok(json!({"frequency": 13.35})),
+        ("IPCE", "GetMonochromatorStatus") => {
+            // The vendor says not to call it during a measurement; the simulator refuses it
+            // then, so that tests notice.
+            if routine.measuring() {
+                return Err(wrong_state(
+                    "GetMonochromatorStatus is not available during a measurement",
+                ));
+            }
+            Ok(monochromator_json(routine))
+        }
+        ("Resistivity", "ApplyCurrent") => {
+            let current = num_param(p, "current")?;
+            if !current.is_finite() || current.abs() > 1.0 {
+                return Err(invalid("current must be within -1..1 A"));
+            }
+            routine.current = current;
+            Ok(state_ok())
+        }
+        ("Resistivity", "SetDeviceDimensions") => {
+            let mut dimensions = [0.0; 3];
+            for (slot, key) in dimensions.iter_mut().zip(["thickness", "length", "width"]) {
+                *slot = num_param(p, key)?;
+                if !(slot.is_finite() && *slot > 0.0) {
+                    return Err(invalid(format!("{key} must be a positive number")));
+                }
+            }
+            routine.dimensions = dimensions;
+            Ok(state_ok())
+        }
+        ("Connection Test", "SetOutput") => {
+            let output = num_param(p, "output")?;
+            // Effective only while Running, as the vendor documents; accepted either way.
+            if routine.state == RoutineState::Running {
+                routine.output = output;
+            }
+            Ok(state_ok())
+        }
         _ => Err(unknown_command(&Target::Routine, command)),
     }
+}
+
+/// `GetMonochromatorStatus` in the vendor's shape (the filter table ends with a bare
+/// `Infinity`).
+fn monochromator_json(routine: &Routine) -> Value {
+    let nm = routine.wavelength;
+    let edges = [100.0, 355.0, 625.0, 1115.0, 1580.0];
+    let filter = 1 + edges.iter().filter(|edge| nm >= **edge).count();
+    json!({
+        "type": "Serial Monochromator",
+        "connected": true,
+        "wavelength": nm,
+        "shutter": if routine.shutter_open { "Open" } else { "Closed" },
+        "filter": filter,
+        "grating": if nm < 1000.0 { 1 } else { 2 },
+        "config": {
+            "gratwave": [0, 1000],
+            "gratpos": [1, 2],
+            "fltrwave": [100, 355, 625, 1115, 1580, arkeo_proto::json::f64_value(f64::INFINITY)],
+            "fltrpos": [1, 2, 3, 4, 5, 6],
+            "autofilter": true,
+            "autograting": true,
+        },
+    })
 }
 
 /// The length of `map` serialized as JSON, without building the text.
@@ -795,7 +1136,14 @@ mod tests {
             codes::INVALID_STATE
         );
         ok(&mut dev, Target::Routine, "StartMeasurement", json!({}), t1);
-        assert_eq!(status(&mut dev, t1)["routine_status"], "Starting");
+        // The start lag: accepted, but still Ready (as the real application may say).
+        assert_eq!(status(&mut dev, t1)["routine_status"], "Ready");
+        assert!(dev.routine().unwrap().start_pending());
+        assert_eq!(
+            status(&mut dev, t1 + d.start_lag)["routine_status"],
+            "Starting"
+        );
+        let t1 = t1 + d.start_lag;
         let half = t1 + d.starting + d.running / 2;
         let s = status(&mut dev, half);
         assert_eq!(s["routine_status"], "Running");
@@ -807,6 +1155,115 @@ mod tests {
         let data = ok(&mut dev, Target::Routine, "GetTestData", json!({}), done);
         assert_eq!(data["scans"][0]["name"], "forward");
         assert_eq!(dev.measurements_completed(), 1);
+    }
+
+    #[test]
+    fn during_the_start_lag_the_routine_reports_ready_without_new_data() {
+        let d = Durations {
+            start_lag: Duration::from_secs(1),
+            ..Durations::default()
+        };
+        let mut dev = Device::new(d);
+        start_routine(&mut dev, "TPR", Duration::ZERO);
+        let t = d.initializing;
+        ok(&mut dev, Target::Routine, "StartMeasurement", json!({}), t);
+        let late = t + d.start_lag - MS;
+        let s = status(&mut dev, late);
+        assert_eq!(s["routine_status"], "Ready");
+        assert_eq!(s["progress"], Value::Null);
+        // A second start, and settings, are refused: the first start is on its way.
+        assert_eq!(
+            code(
+                &mut dev,
+                Target::Routine,
+                "StartMeasurement",
+                json!({}),
+                late
+            ),
+            codes::INVALID_STATE
+        );
+        assert_eq!(
+            code(&mut dev, Target::Routine, "ApplySettings", json!({}), late),
+            codes::INVALID_STATE
+        );
+        assert_eq!(
+            code(&mut dev, Target::Routine, "GetTestData", json!({}), late),
+            codes::INVALID_STATE
+        );
+        assert_eq!(
+            status(&mut dev, t + d.start_lag)["routine_status"],
+            "Starting"
+        );
+        // A start in its lag can be stopped; with no lag the reply's state is the status.
+        let mut dev = Device::new(d);
+        start_routine(&mut dev, "TPR", Duration::ZERO);
+        ok(&mut dev, Target::Routine, "StartMeasurement", json!({}), t);
+        ok(
+            &mut dev,
+            Target::Routine,
+            "StopMeasurement",
+            json!({}),
+            t + MS,
+        );
+        assert!(!dev.routine().unwrap().start_pending());
+        assert_eq!(
+            status(&mut dev, t + d.start_lag * 2)["routine_status"],
+            "Ready"
+        );
+        dev.set_start_lag(Duration::ZERO);
+        ok(
+            &mut dev,
+            Target::Routine,
+            "StartMeasurement",
+            json!({}),
+            t + MS,
+        );
+        assert_eq!(status(&mut dev, t + MS)["routine_status"], "Starting");
+    }
+
+    #[test]
+    fn blocking_commands_say_how_long_the_hardware_works() {
+        let mut dev = device_running("Luminescence");
+        let ready = Duration::from_secs(1);
+        let timed = |dev: &mut Device, command: &str, p: Value| {
+            let (response, busy) = dev.handle_timed(&req(Target::Routine, command, p), ready);
+            assert!(!response.is_error(), "{command}: {response:?}");
+            busy
+        };
+        ok(
+            &mut dev,
+            Target::Routine,
+            "ApplySettings",
+            json!({"integration_time": 2000, "averages": 4}),
+            ready,
+        );
+        assert_eq!(
+            timed(&mut dev, "AcquireSingle", json!({})),
+            Duration::from_secs(8)
+        );
+        assert_eq!(
+            timed(&mut dev, "AcquireDark", json!({})),
+            Duration::from_secs(8)
+        );
+        assert_eq!(
+            timed(&mut dev, "AutoExposure", json!({})),
+            Durations::default().auto_exposure
+        );
+        assert_eq!(
+            timed(&mut dev, "SetLaser", json!({"channel": 0, "duty_cycle": 0})),
+            Duration::ZERO
+        );
+        ok(
+            &mut dev,
+            Target::Routine,
+            "ApplySettings",
+            json!({"integration_time": 1e300}),
+            ready,
+        );
+        assert_eq!(timed(&mut dev, "AcquireSingle", json!({})), MAX_ACQUISITION);
+        let (_, busy) =
+            dev.handle_timed(&req(Target::Main, "GetAvailableRoutines", json!({})), ready);
+        assert_eq!(busy, Duration::ZERO);
     }
 
     #[test]
@@ -851,6 +1308,7 @@ mod tests {
             json!({}),
             ready,
         );
+        assert!(dev.routine().unwrap().start_pending());
         let s = ok(
             &mut dev,
             Target::Routine,
@@ -919,7 +1377,7 @@ mod tests {
     }
 
     #[test]
-    fn led_values_must_have_twelve_channels_within_zero_and_one() {
+    fn led_values_must_have_twelve_channels_and_are_coerced_into_zero_to_one() {
         let mut dev = Device::new(Durations::default());
         let e = dev.handle(
             &req(
@@ -935,16 +1393,41 @@ mod tests {
             error.message,
             "Invalid array size: 3. Must match number of channels: 12"
         );
+        // Out of range is coerced, not refused (the vendor documents it).
+        let mut values = vec![json!(2.0); 12];
+        values[0] = json!(-0.5);
+        values[1] = json!(0.3);
+        let reply = ok(
+            &mut dev,
+            Target::Led,
+            "SetValues",
+            json!({"address": 1, "values": values}),
+            MS,
+        );
+        assert_eq!(reply, json!({"state": "OK"}));
+        let mut expected = [1.0; 12];
+        expected[0] = 0.0;
+        expected[1] = 0.3;
+        assert_eq!(dev.led_values(1), Some(expected));
         assert_eq!(
             code(
                 &mut dev,
                 Target::Led,
                 "SetValues",
-                json!({"address": 1, "values": fill(2.0, 12)}),
+                json!({"address": 1, "values": fill("bright", 12)}),
                 MS
             ),
             101
         );
+        // Without an address: the first board (the vendor's older single-board example).
+        ok(
+            &mut dev,
+            Target::Led,
+            "SetValues",
+            json!({"values": fill(0.1, 12)}),
+            MS,
+        );
+        assert_eq!(dev.led_values(1), Some([0.1; 12]));
         assert_eq!(
             code(
                 &mut dev,
@@ -964,6 +1447,10 @@ mod tests {
         );
         assert_eq!(dev.led_values(2), Some([0.25; 12]));
         let s = ok(&mut dev, Target::Led, "GetStatus", json!({}), MS);
+        assert_eq!(s["connected"], true);
+        assert_eq!(s["driver"], "LVVISA");
+        assert_eq!(s["boards"][1]["address"], 2);
+        assert_eq!(s["boards"][1]["connected"], true);
         assert_eq!(s["boards"][1]["values"][11], 0.25);
     }
 
@@ -986,10 +1473,34 @@ mod tests {
             ),
             1001
         );
-        ok(&mut dev, Target::Mux, "SetStatus", all_on, MS);
+        assert_eq!(
+            ok(&mut dev, Target::Mux, "SetStatus", all_on, MS),
+            json!({"state": "OK"})
+        );
         let s = ok(&mut dev, Target::Mux, "GetStatus", json!({}), MS);
-        assert_eq!(s["nrRelays"], MUX_RELAYS);
+        assert_eq!(s["nrRelays"], 4);
+        assert_eq!(s["firmware"], "Multiplexer_v1.1");
+        assert_eq!(s["status"], json!([true, true, true, true]));
         assert!(dev.relays().iter().all(|r| *r));
+        // The prose's `channels` works as well as the example's `state`.
+        ok(
+            &mut dev,
+            Target::Mux,
+            "SetStatus",
+            json!({"channels": [false, false, false, true]}),
+            MS,
+        );
+        assert_eq!(dev.relays(), [false, false, false, true]);
+        assert_eq!(
+            code(
+                &mut dev,
+                Target::Mux,
+                "SetStatus",
+                json!({"channels": [1, 0, 0, 0]}),
+                MS
+            ),
+            101
+        );
     }
 
     #[test]
@@ -1016,8 +1527,49 @@ mod tests {
             json!({}),
             Duration::from_secs(60),
         );
-        let t = s["temperature"].as_f64().unwrap();
+        // An array of controllers with the vendor's keys (spaces and dots).
+        let first = &s[0];
+        assert_eq!(s.as_array().unwrap().len(), TMPCTL_CONTROLLERS.len());
+        assert_eq!(first["DeviceStatus"]["State"], "Running");
+        assert_eq!(first["DeviceStatus"]["Error Number"], 0);
+        let measured = &first["LatestMeasurement"];
+        assert_eq!(measured["Time Stamp"], "2025-01-01T00:01:00.000Z");
+        let t = measured["Temp. Measurement"]["Object Temperature"]
+            .as_f64()
+            .unwrap();
         assert!((t - 60.0).abs() < 0.1, "{t}");
+        assert_eq!(measured["Temp. Measurement"]["Stable"], "Stable");
+        assert_eq!(measured["Temp. Control"]["Target Object Temperature"], 60.0);
+        for key in [
+            "Output Stage Monitoring",
+            "Sink Temp. General",
+            "Fan Controller",
+        ] {
+            assert!(measured[key].is_object(), "{key}");
+        }
+        // The other controller was not selected: still at ambient, not active.
+        assert_eq!(s[1]["DeviceStatus"]["State"], "Ready");
+        assert_eq!(
+            s[1]["LatestMeasurement"]["Temp. Measurement"]["Stable"],
+            "Not Active"
+        );
+        ok(
+            &mut dev,
+            Target::Tmpctl,
+            "SetController",
+            json!({"address": 1, "channel": 2}),
+            MS,
+        );
+        assert_eq!(
+            code(
+                &mut dev,
+                Target::Tmpctl,
+                "SetController",
+                json!({"address": 7, "channel": 1}),
+                MS
+            ),
+            101
+        );
         assert_eq!(
             code(
                 &mut dev,
@@ -1101,13 +1653,29 @@ mod tests {
         let ready = Duration::from_secs(1);
         let cmds = custom_commands(&mut dev, ready);
         assert_eq!(cmds, json!(["GetRates", "SetLaser"]));
-        let rates = ok(&mut dev, Target::Routine, "GetRates", json!({}), ready);
-        assert!(rates["sync_rate"].as_f64().unwrap() > rates["count_rate"].as_f64().unwrap());
+        let dark = ok(&mut dev, Target::Routine, "GetRates", json!({}), ready);
         ok(
             &mut dev,
             Target::Routine,
             "SetLaser",
             json!({"port_id": 1, "laser": true}),
+            ready,
+        );
+        let rates = ok(&mut dev, Target::Routine, "GetRates", json!({}), ready);
+        let keys: Vec<&String> = rates.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["input_rate", "ratio", "sync_rate"]);
+        let (sync, input) = (
+            rates["sync_rate"].as_f64().unwrap(),
+            rates["input_rate"].as_f64().unwrap(),
+        );
+        assert_eq!(rates["ratio"].as_f64().unwrap(), input / sync);
+        assert!(input > dark["input_rate"].as_f64().unwrap());
+        // The vendor's own example has no port_id.
+        ok(
+            &mut dev,
+            Target::Routine,
+            "SetLaser",
+            json!({"laser": false}),
             ready,
         );
         assert_eq!(
@@ -1141,13 +1709,25 @@ mod tests {
                 "GetMonochromatorStatus"
             ])
         );
-        ok(
+        assert_eq!(
+            code(
+                &mut dev,
+                Target::Routine,
+                "SetShutter",
+                json!({"open": true}),
+                ready
+            ),
+            101,
+            "the vendor's parameter is shutter_status"
+        );
+        let reply = ok(
             &mut dev,
             Target::Routine,
             "SetShutter",
-            json!({"open": true}),
+            json!({"shutter_status": true}),
             ready,
         );
+        assert_eq!(reply, json!({"state": "OK"}));
         ok(
             &mut dev,
             Target::Routine,
@@ -1173,7 +1753,9 @@ mod tests {
             ready,
         );
         assert_eq!(mono["wavelength"], 633.0);
-        assert_eq!(mono["shutter_open"], true);
+        assert_eq!(mono["shutter"], "Open");
+        assert_eq!(mono["type"], "Serial Monochromator");
+        assert_eq!(mono["config"]["fltrwave"][5], "Infinity");
         let chopper = ok(
             &mut dev,
             Target::Routine,
@@ -1182,17 +1764,140 @@ mod tests {
             ready,
         );
         assert!(chopper["frequency"].as_f64().unwrap() > 0.0);
+        assert_eq!(
+            code(
+                &mut dev,
+                Target::Routine,
+                "StartCalibration",
+                json!({}),
+                ready
+            ),
+            101
+        );
         ok(
             &mut dev,
             Target::Routine,
             "StartCalibration",
+            json!({"path": "C:\\Arkeo\\calibration\\photodiode.txt"}),
+            ready,
+        );
+        ok(
+            &mut dev,
+            Target::Routine,
+            "StartMeasurement",
             json!({}),
             ready,
+        );
+        assert_eq!(
+            code(
+                &mut dev,
+                Target::Routine,
+                "GetMonochromatorStatus",
+                json!({}),
+                ready
+            ),
+            codes::INVALID_STATE,
+            "not during a measurement"
         );
         assert_eq!(
             code(&mut dev, Target::Routine, "AcquireSingle", json!({}), ready),
             codes::UNKNOWN_COMMAND
         );
+    }
+
+    #[test]
+    fn resistivity_applies_a_current_and_returns_only_the_latest_point() {
+        let mut dev = device_running("Resistivity");
+        let ready = Duration::from_secs(1);
+        assert_eq!(
+            custom_commands(&mut dev, ready),
+            json!(["ApplyCurrent", "SetDeviceDimensions"])
+        );
+        let reply = ok(
+            &mut dev,
+            Target::Routine,
+            "ApplyCurrent",
+            json!({"current": 0.03}),
+            ready,
+        );
+        assert_eq!(reply, json!({"state": "OK"}));
+        ok(
+            &mut dev,
+            Target::Routine,
+            "SetDeviceDimensions",
+            json!({"thickness": 100, "length": 25, "width": 20}),
+            ready,
+        );
+        assert_eq!(
+            code(
+                &mut dev,
+                Target::Routine,
+                "SetDeviceDimensions",
+                json!({"thickness": 100, "length": 25}),
+                ready
+            ),
+            101
+        );
+        ok(
+            &mut dev,
+            Target::Routine,
+            "StartMeasurement",
+            json!({}),
+            ready,
+        );
+        let data = ok(
+            &mut dev,
+            Target::Routine,
+            "GetTestData",
+            json!({}),
+            Duration::from_secs(10),
+        );
+        assert_eq!(data["Current (A)"], 0.03);
+        for key in [
+            "Voltage (V)",
+            "2D Sheet resistance (Ohm/Sq)",
+            "Corrected 2D Sheet Resistance (Ohm/Sq)",
+        ] {
+            assert!(data[key].as_f64().is_some(), "{key}: {data}");
+        }
+    }
+
+    #[test]
+    fn connection_test_output_changes_only_while_running() {
+        let d = Durations::default();
+        let mut dev = device_running("Connection Test");
+        let ready = Duration::from_secs(1);
+        assert_eq!(custom_commands(&mut dev, ready), json!(["SetOutput"]));
+        ok(
+            &mut dev,
+            Target::Routine,
+            "SetOutput",
+            json!({"output": 5.0}),
+            ready,
+        );
+        ok(
+            &mut dev,
+            Target::Routine,
+            "StartMeasurement",
+            json!({}),
+            ready,
+        );
+        let running = ready + d.start_lag + d.starting;
+        ok(
+            &mut dev,
+            Target::Routine,
+            "SetOutput",
+            json!({"output": 0.5}),
+            running,
+        );
+        let data = ok(
+            &mut dev,
+            Target::Routine,
+            "GetTestData",
+            json!({}),
+            running + d.running,
+        );
+        assert_eq!(data, json!({"Voltage (V)": 0.5, "Current (A)": 0.0005}));
     }
 
     #[test]

@@ -16,6 +16,10 @@ use labwire_simkit::cli::{HostArgs, run_until_signal};
 struct Args {
     #[command(flatten)]
     host: HostArgs,
+    /// How long the routine still reports Ready after an accepted StartMeasurement, in
+    /// simulated time (`250ms`, `1.5s`, or seconds); 0 switches to Starting at once.
+    #[arg(long, value_name = "DURATION", value_parser = labwire_simkit::cli::duration, default_value = "250ms")]
+    start_lag: std::time::Duration,
 }
 
 #[tokio::main]
@@ -26,6 +30,7 @@ async fn main() -> anyhow::Result<()> {
     args.host.apply(&mut host);
     let sim = ArkeoSim::builder()
         .host(host.clone())
+        .start_lag(args.start_lag)
         .start()
         .await
         .with_context(|| format!("cannot listen on {}", host.listen))?;

@@ -34,6 +34,11 @@ pub enum ArkeoFault {
     /// The answer carries a `request_id` other than the request's (the client must see the
     /// connection as out of step).
     WrongRequestId,
+    /// The answer echoes the request's `request_id` as a float (`1001.0`), as a device that
+    /// keeps numbers as doubles writes it.
+    RequestIdAsFloat,
+    /// The answer echoes the request's `request_id` as a string (`"1001"`).
+    RequestIdAsString,
 }
 
 /// A well-framed payload that is not JSON: what `Fault::Garbage` sends instead of an answer.
@@ -53,10 +58,19 @@ pub struct ArkeoSimBuilder {
 impl ArkeoSimBuilder {
     labwire_simkit::host_setters!();
 
-    /// Routine phase durations in simulated time.
+    /// Routine phase and blocking command durations in simulated time ([`Durations`]).
     #[must_use]
     pub fn durations(mut self, durations: Durations) -> Self {
         self.durations = durations;
+        self
+    }
+
+    /// How long the routine still reports Ready after an accepted `StartMeasurement`
+    /// ([`Durations::start_lag`], 0.25 s of simulated time by default; zero switches to
+    /// Starting inside the reply).
+    #[must_use]
+    pub fn start_lag(mut self, lag: std::time::Duration) -> Self {
+        self.durations.start_lag = lag;
         self
     }
 
@@ -171,10 +185,22 @@ impl SimState {
         f(&mut device)
     }
 
-    /// Handles a request exactly as a connection would (without faults).
+    /// Handles a request exactly as a connection would (without faults), except that a
+    /// blocking command answers at once instead of after its hardware time.
     pub fn handle(&self, request: &Request) -> Response {
         let now = self.clock.now();
         self.device().handle(request, now)
+    }
+
+    /// Sets how long the routine still reports Ready after an accepted `StartMeasurement`
+    /// ([`Durations::start_lag`]); a start already in its lag uses the new length.
+    pub fn set_start_lag(&self, lag: Duration) {
+        self.with(|device| device.set_start_lag(lag));
+    }
+
+    /// Replaces every duration ([`Durations`]).
+    pub fn set_durations(&self, durations: Durations) {
+        self.with(|device| device.set_durations(durations));
     }
 
     /// The active routine's name.
@@ -210,6 +236,39 @@ struct Reply {
     /// Measurement data: non-finite numbers go out as bare `NaN`/`Infinity`, as the vendor
     /// writes them.
     bare_non_finite: bool,
+    /// How the echoed `request_id` is written.
+    id_style: IdStyle,
+}
+
+/// How an answer writes its `request_id`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IdStyle {
+    /// `1001`, as the vendor documents.
+    Integer,
+    /// `1001.0`.
+    Float,
+    /// `"1001"`.
+    String,
+}
+
+impl Reply {
+    /// The response as a JSON value whose `request_id` is written in `id_style`.
+    fn restyled(&self) -> Result<serde_json::Value, serde_json::Error> {
+        let mut value = serde_json::to_value(&self.response)?;
+        if let (Some(id), Some(map)) = (self.response.request_id, value.as_object_mut()) {
+            #[allow(
+                clippy::cast_precision_loss,
+                reason = "a fault that mimics a device storing ids as doubles"
+            )]
+            let styled = match self.id_style {
+                IdStyle::Integer => serde_json::Value::from(id),
+                IdStyle::Float => serde_json::Value::from(id as f64),
+                IdStyle::String => serde_json::Value::from(id.to_string()),
+            };
+            map.insert("request_id".to_owned(), styled);
+        }
+        Ok(value)
+    }
 }
 
 impl labwire_simkit::Device for Served {
@@ -232,11 +291,27 @@ impl labwire_simkit::Device for Served {
                     parameter = %serde_json::Value::Object(request.parameter.clone()),
                     "request"
                 );
-                let response = self.0.handle(&request);
+                let state = &self.0;
+                let (response, busy) = {
+                    let now = state.clock.now();
+                    state.device().handle_timed(&request, now)
+                };
+                if !busy.is_zero() {
+                    // The hardware works before the answer goes out (the device stays usable
+                    // from other connections meanwhile).
+                    tracing::debug!(?busy, command = %request.command, "blocking command");
+                    state.clock.sleep(busy).await;
+                }
                 tracing::debug!(status = ?response.status, error = ?response.error, "response");
                 Reply {
-                    bare_non_finite: request.command == "GetTestData" && !response.is_error(),
+                    // Measurement data and the monochromator's filter table carry non-finite
+                    // numbers, which the vendor writes as bare tokens.
+                    bare_non_finite: matches!(
+                        request.command.as_str(),
+                        "GetTestData" | "GetMonochromatorStatus"
+                    ) && !response.is_error(),
                     response,
+                    id_style: IdStyle::Integer,
                 }
             }
             Err(bad) => {
@@ -244,12 +319,18 @@ impl labwire_simkit::Device for Served {
                 Reply {
                     response: bad.response(),
                     bare_non_finite: false,
+                    id_style: IdStyle::Integer,
                 }
             }
         };
-        if fault == Some(ArkeoFault::WrongRequestId) {
-            let id = reply.response.request_id;
-            reply.response.request_id = Some(id.map_or(u64::MAX, |id| id.wrapping_add(1000)));
+        match fault {
+            Some(ArkeoFault::WrongRequestId) => {
+                let id = reply.response.request_id;
+                reply.response.request_id = Some(id.map_or(u64::MAX, |id| id.wrapping_add(1000)));
+            }
+            Some(ArkeoFault::RequestIdAsFloat) => reply.id_style = IdStyle::Float,
+            Some(ArkeoFault::RequestIdAsString) => reply.id_style = IdStyle::String,
+            None => {}
         }
         reply
     }
@@ -277,12 +358,22 @@ impl Encoder<Reply> for SimCodec {
     fn encode(&mut self, reply: Reply, dst: &mut BytesMut) -> Result<(), EncodeError> {
         let start = dst.len();
         let max = self.0.limits().max_frame_length;
-        let encoded = if reply.bare_non_finite {
-            json::to_vec_non_finite(&reply.response)
+        let encoded = match (reply.bare_non_finite, reply.id_style) {
+            (false, IdStyle::Integer) => self.0.encode(&reply.response, dst),
+            (true, IdStyle::Integer) => json::to_vec_non_finite(&reply.response)
                 .map_err(EncodeError::from)
-                .and_then(|payload| wire::encode_frame(&payload, max, dst))
-        } else {
-            self.0.encode(&reply.response, dst)
+                .and_then(|payload| wire::encode_frame(&payload, max, dst)),
+            (bare, _) => reply
+                .restyled()
+                .and_then(|value| {
+                    if bare {
+                        json::to_vec_non_finite(&value)
+                    } else {
+                        serde_json::to_vec(&value)
+                    }
+                })
+                .map_err(EncodeError::from)
+                .and_then(|payload| wire::encode_frame(&payload, max, dst)),
         };
         if let Err(e) = encoded {
             tracing::error!("cannot encode the reply: {e}");

@@ -82,6 +82,18 @@ fn binary_refuses_a_negative_time_scale_with_status_2() {
 }
 
 #[test]
+fn binary_refuses_a_bad_start_lag_with_status_2() {
+    let output = Command::new(env!("CARGO_BIN_EXE_arkeo-sim"))
+        .args(["--listen", "127.0.0.1:0", "--start-lag", "soon"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--start-lag"));
+}
+
+#[test]
 fn binary_help_lists_its_flags_and_the_default_address() {
     let output = Command::new(env!("CARGO_BIN_EXE_arkeo-sim"))
         .arg("--help")
@@ -97,6 +109,7 @@ fn binary_help_lists_its_flags_and_the_default_address() {
         "--max-connections",
         "--verbose",
         "--log-format",
+        "--start-lag",
     ] {
         assert!(help.contains(flag), "{flag} missing from:\n{help}");
     }

@@ -24,6 +24,16 @@ const COMMANDS: &[(&str, &str)] = &[
     ("ROUTINE", "AcquireSingle"),
     ("ROUTINE", "SetLaser"),
     ("ROUTINE", "SetWavelength"),
+    ("ROUTINE", "SetShutter"),
+    ("ROUTINE", "StartCalibration"),
+    ("ROUTINE", "GetMonochromatorStatus"),
+    ("ROUTINE", "GetRates"),
+    ("ROUTINE", "ApplyCurrent"),
+    ("ROUTINE", "SetDeviceDimensions"),
+    ("ROUTINE", "SetOutput"),
+    ("ROUTINE", "AutoExposure"),
+    ("TMPCTL", "SetController"),
+    ("TMPCTL", "SetEnable"),
     ("TMPCTL", "SetTemperature"),
     ("TMPCTL", "GetStatus"),
     ("MUX", "Connect"),
@@ -38,14 +48,15 @@ fn parameter() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::from),
         (-5.0f64..5.0).prop_map(Value::from),
-        "JV|Dark JV|Luminescence|IPCE|TCSPC|bogus".prop_map(Value::from),
+        "JV|Dark JV|Luminescence|IPCE|TCSPC|Resistivity|Connection Test|bogus"
+            .prop_map(Value::from),
     ];
     let field = prop_oneof![
         scalar.clone(),
         prop::collection::vec(scalar, 0..14).prop_map(Value::Array),
     ];
     prop::collection::btree_map(
-        "routine|channel|duty_cycle|temperature|address|values|state|wavelength|user_name|device_name|device_area|integration_time",
+        "routine|channel|duty_cycle|temperature|address|values|state|channels|wavelength|shutter_status|path|current|thickness|length|width|output|laser|port_id|enable|user_name|device_name|device_area|integration_time|averages",
         field,
         0..4,
     )
@@ -72,7 +83,8 @@ proptest! {
             let request = Request::new(Target::parse(target), command)
                 .with_parameter(parameter)
                 .with_request_id(id);
-            let response = device.handle(&request, now);
+            let (response, busy) = device.handle_timed(&request, now);
+            prop_assert!(busy <= arkeo_sim::device::MAX_ACQUISITION.max(Durations::default().calibration));
             prop_assert_eq!(response.request_id, Some(id));
             match response.status {
                 Some(Status::Ok) => prop_assert!(response.error.is_none() && response.data.is_some()),

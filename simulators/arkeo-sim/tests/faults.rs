@@ -168,3 +168,100 @@ async fn an_answer_too_large_for_the_limit_becomes_an_error_reply() {
     assert_eq!(refused.request_id, Some(9));
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn request_id_faults_echo_the_id_as_a_float_or_a_string() {
+    let sim = ArkeoSim::builder().start().await.unwrap();
+    let mut s = connect(&sim).await;
+    sim.faults()
+        .push(Fault::Device(ArkeoFault::RequestIdAsFloat));
+    sim.faults()
+        .push(Fault::Device(ArkeoFault::RequestIdAsString));
+    for (id, echoed) in [(1001, "1001.0"), (1002, "\"1002\""), (1003, "1003")] {
+        send(&mut s, id).await;
+        let payload = payload(&mut s).await;
+        let value: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+        assert_eq!(value["request_id"].to_string(), echoed);
+        // arkeo-proto reads each back as the integer.
+        assert_eq!(
+            wire::decode_response(&payload).unwrap().request_id,
+            Some(id)
+        );
+    }
+    sim.shutdown().await;
+}
+
+/// Sends one request and returns its response.
+async fn ask(stream: &mut TcpStream, request: Request) -> Response {
+    let mut frame = BytesMut::new();
+    ClientCodec::new().encode(request, &mut frame).unwrap();
+    stream.write_all(&frame).await.unwrap();
+    response(stream).await
+}
+
+#[tokio::test]
+async fn the_start_lag_is_set_in_the_builder_or_on_the_state_and_reads_ready_over_the_wire() {
+    let lag = Duration::from_secs(3);
+    let sim = ArkeoSim::builder()
+        .time_scale(0.0)
+        .start_lag(lag)
+        .start()
+        .await
+        .unwrap();
+    let mut s = connect(&sim).await;
+    let status = || Request::new(Target::Routine, "GetTestStatus");
+    ask(
+        &mut s,
+        Request::new(Target::Main, "StartRoutine").param("routine", "TPR"),
+    )
+    .await;
+    sim.clock().advance(Duration::from_secs(1));
+    let started = ask(&mut s, Request::new(Target::Routine, "StartMeasurement")).await;
+    assert!(!started.is_error(), "{started:?}");
+    sim.clock().advance(lag - Duration::from_millis(1));
+    let data = ask(&mut s, status()).await.data.unwrap();
+    assert_eq!(data["routine_status"], "Ready");
+    sim.clock().advance(Duration::from_millis(1));
+    assert_eq!(sim.state().routine_state(), Some(RoutineState::Starting));
+
+    // On the state: no lag at all, the status changes inside the reply.
+    sim.state().set_start_lag(Duration::ZERO);
+    ask(&mut s, Request::new(Target::Routine, "StopMeasurement")).await;
+    ask(&mut s, Request::new(Target::Routine, "StartMeasurement")).await;
+    let data = ask(&mut s, status()).await.data.unwrap();
+    assert_eq!(data["routine_status"], "Starting");
+    sim.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_blocking_command_answers_after_its_hardware_time_on_the_simulated_clock() {
+    let sim = ArkeoSim::builder().start().await.unwrap();
+    let mut s = connect(&sim).await;
+    ask(
+        &mut s,
+        Request::new(Target::Main, "StartRoutine").param("routine", "Luminescence"),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let settings = Request::new(Target::Routine, "ApplySettings")
+        .param("integration_time", 4000)
+        .param("averages", 2);
+    assert!(!ask(&mut s, settings).await.is_error());
+    let asked = Instant::now();
+    let single = tokio::spawn(async move {
+        let single = ask(&mut s, Request::new(Target::Routine, "AcquireSingle")).await;
+        (single, asked.elapsed())
+    });
+    // Meanwhile the device answers others: the state is not locked while the hardware works.
+    let mut other = connect(&sim).await;
+    let active = ask(&mut other, Request::new(Target::Main, "GetActiveRoutine")).await;
+    assert_eq!(active.data.unwrap()["routine"], "Luminescence");
+    assert!(asked.elapsed() < Duration::from_secs(8));
+    let (single, took) = single.await.unwrap();
+    assert_eq!(
+        single.data.unwrap()["spectrum"].as_array().unwrap().len(),
+        3
+    );
+    assert!(took >= Duration::from_secs(8), "{took:?}");
+    sim.shutdown().await;
+}
