@@ -613,6 +613,9 @@ impl Client {
 
     /// Polls `GetTestStatus` until the routine is in `state`, for at most `timeout`.
     ///
+    /// Not for the end of a measurement just started: the application may still say Ready
+    /// for a moment after `StartMeasurement`; use [`Client::wait_for_measurement`].
+    ///
     /// # Errors
     /// [`Error::Timeout`] when `timeout` passes first; [`Error::RoutineFailed`] when the routine
     /// enters Error while waiting for another state; any error of [`Client::test_status`].
@@ -1452,6 +1455,31 @@ mod tests {
             device.to_string(),
             "ROUTINE StartMeasurement refused: 4006 No active routine"
         );
+    }
+
+    #[test]
+    fn blocking_routine_commands_get_the_blocking_timeout_unless_the_call_timeout_is_longer() {
+        let client = Client::builder("127.0.0.1:6360")
+            .timeout(Duration::from_secs(2))
+            .blocking_timeout(Duration::from_secs(90))
+            .build();
+        for command in BLOCKING_COMMANDS {
+            let request = Request::new(Target::Routine, *command);
+            assert_eq!(client.timeout_for(&request), Duration::from_secs(90));
+        }
+        // Only as ROUTINE commands, and not other commands.
+        for request in [
+            Request::new(Target::Main, "AcquireSingle"),
+            Request::new(Target::Routine, "GetTestStatus"),
+            Request::new(Target::Routine, "SetLaser"),
+        ] {
+            assert_eq!(client.timeout_for(&request), Duration::from_secs(2));
+        }
+        let patient = Client::builder("127.0.0.1:6360")
+            .timeout(Duration::from_secs(900))
+            .build();
+        let request = Request::new(Target::Routine, "AutoExposure");
+        assert_eq!(patient.timeout_for(&request), Duration::from_secs(900));
     }
 
     #[test]
