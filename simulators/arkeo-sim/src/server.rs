@@ -208,7 +208,8 @@ impl SimState {
         self.with(|d| d.routine().map(|r| r.name().to_owned()))
     }
 
-    /// The active routine's state.
+    /// The active routine's state, as `GetTestStatus` reports it (Ready during the start
+    /// lag; see [`crate::Routine::start_pending`]).
     pub fn routine_state(&self) -> Option<RoutineState> {
         self.with(|d| d.routine().map(|r| r.state().clone()))
     }
