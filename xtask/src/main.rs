@@ -257,7 +257,9 @@ fn report_ratios(dir: &Path) -> Result {
     };
     let mut groups: Vec<PathBuf> = groups.flatten().map(|e| e.path()).collect();
     groups.sort();
-    println!("\nbenchmark ratios (throughput against the group's baseline: baseline mean time / mean time; 1.00 = as fast as the floor):");
+    println!(
+        "\nbenchmark ratios (throughput against the group's baseline: baseline mean time / mean time; 1.00 = as fast as the floor):"
+    );
     for group in groups
         .iter()
         .filter(|p| p.is_dir() && !p.ends_with("report"))
