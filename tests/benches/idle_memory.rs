@@ -53,6 +53,12 @@ fn one_round(addr: SocketAddr, served: &impl Fn() -> usize) -> f64 {
         std::thread::sleep(Duration::from_millis(5));
     }
     let live = change.bytes_allocated as f64 - change.bytes_deallocated as f64;
+    if std::env::var_os("IDLE_MEMORY_DEBUG").is_some() {
+        eprintln!(
+            "  allocations {} deallocations {} reallocations {} ({} B)",
+            change.allocations, change.deallocations, change.reallocations, change.bytes_reallocated
+        );
+    }
     live / CONNECTIONS as f64
 }
 

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::codec::{Decoder, Encoder};
 use tokio_util::sync::CancellationToken;
@@ -195,7 +196,28 @@ where
         let shared = Arc::clone(&shared);
         async move {
             let (service, codec) = &*shared;
-            let end = serve_connection(&mut stream, peer, service, codec(), &exchange).await;
+            let mut conn = Connection::new(codec());
+            let end = loop {
+                if conn.buf.is_empty() {
+                    // Idle: the task holds only this wait; the exchange's machinery (buffers,
+                    // timers, the device's answer) is boxed below while an exchange runs.
+                    if let Err(end) =
+                        first_bytes(&stream, &mut conn.buf, exchange.idle_timeout).await
+                    {
+                        break end;
+                    }
+                }
+                let step = Box::pin(exchange_once(
+                    &mut stream,
+                    peer,
+                    service,
+                    &mut conn,
+                    &exchange,
+                ));
+                if let Err(end) = step.await {
+                    break end;
+                }
+            };
             match end {
                 ConnectionEnd::Closed | ConnectionEnd::Done => tracing::trace!(%end),
                 end => tracing::debug!(%end, "connection ended"),
@@ -204,12 +226,62 @@ where
     })
 }
 
+/// Waits (at most `idle`) until the client sends its first bytes, and takes them into `buf`
+/// without reserving a buffer beforehand. A readiness that turns out spurious waits again.
+async fn first_bytes(
+    stream: &TcpStream,
+    buf: &mut BytesMut,
+    idle: Option<Duration>,
+) -> Result<(), ConnectionEnd> {
+    let deadline = idle.map(deadline_after);
+    loop {
+        let ready = stream.readable();
+        let ready = match deadline {
+            None => ready.await,
+            Some(at) => match tokio::time::timeout_at(at, ready).await {
+                Ok(ready) => ready,
+                Err(_) => return Err(ConnectionEnd::Idle(idle.unwrap_or_default())),
+            },
+        };
+        ready.map_err(ConnectionEnd::Io)?;
+        let mut first = [0u8; FIRST_READ];
+        match stream.try_read(&mut first) {
+            Ok(0) => return Err(ConnectionEnd::Closed),
+            Ok(n) => {
+                buf.extend_from_slice(first.get(..n).unwrap_or_default());
+                return Ok(());
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(error) => return Err(ConnectionEnd::Io(error)),
+        }
+    }
+}
+
+/// What a connection keeps between its exchanges.
+struct Connection<C> {
+    codec: C,
+    /// Bytes received and not yet decoded; nothing is reserved before the first byte.
+    buf: BytesMut,
+    /// The encoded answer.
+    out: BytesMut,
+}
+
+impl<C> Connection<C> {
+    fn new(codec: C) -> Self {
+        Self {
+            codec,
+            buf: BytesMut::new(),
+            out: BytesMut::new(),
+        }
+    }
+}
+
 /// Serves one connection (any transport): requests in, answers out, until it ends.
 pub async fn serve_connection<T, S, C>(
     stream: &mut T,
     peer: SocketAddr,
     service: &S,
-    mut codec: C,
+    codec: C,
     exchange: &Exchange,
 ) -> ConnectionEnd
 where
@@ -219,65 +291,88 @@ where
     <C as Decoder>::Error: std::fmt::Display,
     <C as Encoder<S::Response>>::Error: std::fmt::Display,
 {
-    // Nothing is reserved before the first byte: an idle connection costs no buffer.
-    let mut buf = BytesMut::new();
-    let mut out = BytesMut::new();
+    let mut conn = Connection::new(codec);
     loop {
-        let request = match read_request(stream, &mut codec, &mut buf, exchange).await {
-            Ok(Some(request)) => request,
-            Ok(None) => return ConnectionEnd::Closed,
-            Err(end) => return end,
-        };
-        // Boxed: a device's answer future can be large, and would otherwise be part of every
-        // connection's task, idle ones included.
-        let (response, plan) = Box::pin(PlannedService::call(service, peer, request)).await;
-        if !plan.delay.is_zero() {
-            tokio::time::sleep(plan.delay).await;
-        }
-        out.clear();
-        if let Err(error) = codec.encode(response, &mut out) {
-            return ConnectionEnd::Encode(error.to_string());
-        }
-        let bytes: &[u8] = match &plan.action {
-            Action::Reply => &out,
-            // The one exchange gets no answer: the client keeps waiting (until its own deadline
-            // or ours), as it would on a device that never answers.
-            Action::NoReply if exchange.once => {
-                hold(
-                    stream,
-                    exchange.idle_timeout.unwrap_or(exchange.read_timeout),
-                )
-                .await;
-                return ConnectionEnd::Fault;
-            }
-            Action::NoReply => &[],
-            Action::Close => return ConnectionEnd::Fault,
-            Action::Truncate => out.get(..out.len() / 2).unwrap_or_default(),
-            Action::Garbage(garbage) => garbage,
-        };
-        if !bytes.is_empty() {
-            match tokio::time::timeout(exchange.write_timeout, stream.write_all(bytes)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => return ConnectionEnd::Io(error),
-                Err(_) => return ConnectionEnd::WriteTimeout(exchange.write_timeout),
-            }
-        }
-        if plan.action == Action::Truncate {
-            return ConnectionEnd::Fault;
-        }
-        if exchange.once {
-            // Tell the client we are done, then take (and drop) what it may still be sending for
-            // a moment: closing with unread bytes would reset the connection and could destroy
-            // the answer before the client has read it.
-            let _ = stream.shutdown().await;
-            linger(stream).await;
-            return ConnectionEnd::Done;
-        }
-        if buf.is_empty() && buf.capacity() > RETAINED_CAPACITY {
-            // Do not keep a large request's buffer for the life of the connection.
-            buf = BytesMut::new();
+        if let Err(end) = exchange_once(stream, peer, service, &mut conn, exchange).await {
+            return end;
         }
     }
+}
+
+/// One request and its answer; `Err` when the connection ends.
+async fn exchange_once<T, S, C>(
+    stream: &mut T,
+    peer: SocketAddr,
+    service: &S,
+    conn: &mut Connection<C>,
+    exchange: &Exchange,
+) -> Result<(), ConnectionEnd>
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+    S: PlannedService,
+    C: Decoder<Item = S::Request> + Encoder<S::Response>,
+    <C as Decoder>::Error: std::fmt::Display,
+    <C as Encoder<S::Response>>::Error: std::fmt::Display,
+{
+    let Connection { codec, buf, out } = conn;
+    let request = match read_request(stream, codec, buf, exchange).await {
+        Ok(Some(request)) => request,
+        Ok(None) => return Err(ConnectionEnd::Closed),
+        Err(end) => return Err(end),
+    };
+    // Boxed: a device's answer future can be large, and would otherwise be part of the
+    // connection's state for its whole life.
+    let (response, plan) = Box::pin(PlannedService::call(service, peer, request)).await;
+    if !plan.delay.is_zero() {
+        tokio::time::sleep(plan.delay).await;
+    }
+    out.clear();
+    if let Err(error) = codec.encode(response, out) {
+        return Err(ConnectionEnd::Encode(error.to_string()));
+    }
+    let bytes: &[u8] = match &plan.action {
+        Action::Reply => out,
+        // The one exchange gets no answer: the client keeps waiting (until its own deadline or
+        // ours), as it would on a device that never answers.
+        Action::NoReply if exchange.once => {
+            hold(
+                stream,
+                exchange.idle_timeout.unwrap_or(exchange.read_timeout),
+            )
+            .await;
+            return Err(ConnectionEnd::Fault);
+        }
+        Action::NoReply => &[],
+        Action::Close => return Err(ConnectionEnd::Fault),
+        Action::Truncate => out.get(..out.len() / 2).unwrap_or_default(),
+        Action::Garbage(garbage) => garbage,
+    };
+    if !bytes.is_empty() {
+        match tokio::time::timeout(exchange.write_timeout, stream.write_all(bytes)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => return Err(ConnectionEnd::Io(error)),
+            Err(_) => return Err(ConnectionEnd::WriteTimeout(exchange.write_timeout)),
+        }
+    }
+    if plan.action == Action::Truncate {
+        return Err(ConnectionEnd::Fault);
+    }
+    if exchange.once {
+        // Tell the client we are done, then take (and drop) what it may still be sending for a
+        // moment: closing with unread bytes would reset the connection and could destroy the
+        // answer before the client has read it.
+        let _ = stream.shutdown().await;
+        linger(stream).await;
+        return Err(ConnectionEnd::Done);
+    }
+    if buf.is_empty() && buf.capacity() > RETAINED_CAPACITY {
+        // Do not keep a large request's buffer for the life of the connection.
+        *buf = BytesMut::new();
+    }
+    if out.capacity() > RETAINED_CAPACITY {
+        *out = BytesMut::new();
+    }
+    Ok(())
 }
 
 /// Keeps the connection open without answering until the client closes it or `limit` passes;
@@ -316,7 +411,7 @@ const READ_CHUNK: usize = 4096;
 
 /// Bytes of a request's first read, taken into the task's own small buffer (requests that are
 /// larger continue in the connection's buffer).
-const FIRST_READ: usize = 128;
+const FIRST_READ: usize = 64;
 
 /// Reads until the codec yields a request (`Ok(Some)`), the client closes between requests
 /// (`Ok(None)`), or the connection must end.
