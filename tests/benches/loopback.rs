@@ -229,36 +229,56 @@ fn arkeo_concurrent(c: &mut Criterion) {
 fn pekat(c: &mut Criterion) {
     use pekat_proto::Client;
     const PROJECT: &str = r"C:\projects\bench";
+
+    /// A bare client's exchange on a connection of its own, as integrators of the real server
+    /// do: connect, write the request, read the answer, close.
+    async fn fresh_exchange(addr: SocketAddr, request: &[u8], answer: &mut [u8]) {
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        stream.set_nodelay(true).expect("nodelay");
+        bare_exchange(&mut stream, request, answer).await;
+    }
+
     let rt = runtime(true);
     let request = format!("status:{PROJECT}").into_bytes();
-    let (sim, bare, reply) = rt.block_on(async {
-        let sim = pekat_sim::PekatSim::builder()
-            .project(PROJECT, 8100)
-            .start()
-            .await
-            .expect("sim");
+    let sim_with = |quiet: Option<Duration>| async move {
+        let builder = pekat_sim::PekatSim::builder().project(PROJECT, 8100);
+        match quiet {
+            Some(quiet) => builder.quiet_period(quiet),
+            None => builder,
+        }
+        .start()
+        .await
+        .expect("sim")
+    };
+    let (sim, quiet_sim, bare, reply) = rt.block_on(async {
+        let sim = sim_with(None).await;
+        let quiet_sim = sim_with(Some(Duration::from_millis(3))).await;
         let mut stream = labwire_net::connect(sim.local_addr(), IO)
             .await
             .expect("connect");
         stream.write_all(&request).await.expect("write");
         let reply = read_until_quiet(&mut stream).await;
         let bare = bare_server(request.len(), reply.clone(), false).await;
-        (sim, bare, reply)
+        (sim, quiet_sim, bare, reply)
     });
-    let mut g = group(c, "pekat_sequential");
     let mut answer = vec![0u8; reply.len()];
-    let mut stream = rt
-        .block_on(labwire_net::connect(bare.local_addr(), IO))
-        .expect("connect");
-    g.bench_function("baseline_bare_client_bare_server", |b| {
-        b.iter(|| rt.block_on(bare_exchange(&mut stream, &request, &mut answer)));
-    });
-    let mut to_sim = rt
-        .block_on(labwire_net::connect(sim.local_addr(), IO))
-        .expect("connect");
-    g.bench_function("bare_client_pekat_sim_defaults", |b| {
-        b.iter(|| rt.block_on(bare_exchange(&mut to_sim, &request, &mut answer)));
-    });
+
+    // One connection, requests in sequence: the simulator with its defaults must be as fast as
+    // the bare server, whoever the client is.
+    let mut g = group(c, "pekat_sequential");
+    for (id, addr) in [
+        ("baseline_bare_client_bare_server", bare.local_addr()),
+        ("bare_client_pekat_sim_defaults", sim.local_addr()),
+        // The quiet period is an option with a price: a timer on every answer.
+        ("bare_client_pekat_sim_quiet_3ms", quiet_sim.local_addr()),
+    ] {
+        let mut stream = rt
+            .block_on(labwire_net::connect(addr, IO))
+            .expect("connect");
+        g.bench_function(id, |b| {
+            b.iter(|| rt.block_on(bare_exchange(&mut stream, &request, &mut answer)));
+        });
+    }
     for (id, addr) in [
         ("client_kept_bare_server", bare.local_addr()),
         ("client_kept_pekat_sim", sim.local_addr()),
@@ -270,13 +290,32 @@ fn pekat(c: &mut Criterion) {
             b.iter(|| rt.block_on(client.status(PROJECT)).expect("status"));
         });
     }
-    let client = Client::builder(sim.local_addr().to_string()).build();
-    g.bench_function("client_default_pekat_sim", |b| {
-        b.iter(|| rt.block_on(client.status(PROJECT)).expect("status"));
-    });
+    g.finish();
+
+    // A fresh connection per request (the client's default, as integrators do): the floor is a
+    // bare client doing the same against the bare server.
+    let mut g = group(c, "pekat_connection_per_request");
+    for (id, addr) in [
+        ("baseline_bare_client_bare_server", bare.local_addr()),
+        ("bare_client_pekat_sim_defaults", sim.local_addr()),
+    ] {
+        g.bench_function(id, |b| {
+            b.iter(|| rt.block_on(fresh_exchange(addr, &request, &mut answer)));
+        });
+    }
+    for (id, addr) in [
+        ("client_default_bare_server", bare.local_addr()),
+        ("client_default_pekat_sim", sim.local_addr()),
+    ] {
+        let client = Client::builder(addr.to_string()).build();
+        g.bench_function(id, |b| {
+            b.iter(|| rt.block_on(client.status(PROJECT)).expect("status"));
+        });
+    }
     g.finish();
     rt.block_on(async {
         sim.shutdown().await;
+        quiet_sim.shutdown().await;
         bare.shutdown().await;
     });
 }

@@ -506,15 +506,27 @@ async fn read_answer(stream: &mut tokio::net::TcpStream) -> String {
     String::from_utf8_lossy(&buf[..n]).into_owned()
 }
 
-/// The deliberate pause between a request and its late line ending: ten times the simulator's
-/// quiet period (3 ms), so the server has taken the request before the line ending arrives.
+/// The deliberate pause between a request and its late line ending: long enough that the
+/// server has taken the request before the line ending arrives (the simulator answers at once
+/// by default, and a quiet period, when set, is a few milliseconds).
 const LATE: Duration = Duration::from_millis(30);
 
 #[tokio::test]
 async fn a_line_ending_arriving_after_the_quiet_period_gets_no_answer_of_its_own() {
     use tokio::io::AsyncWriteExt;
-    for dialect in [Dialect::V3_18, Dialect::V3_19] {
-        let sim = sim(dialect, Duration::ZERO, Duration::ZERO).await;
+    // The default (what one read delivers is the request) and a quiet period of 3 ms.
+    let quiet_periods = [Duration::ZERO, Duration::from_millis(3)];
+    for (dialect, quiet) in [Dialect::V3_18, Dialect::V3_19]
+        .into_iter()
+        .flat_map(|d| quiet_periods.map(|q| (d, q)))
+    {
+        let sim = PekatSim::builder()
+            .dialect(dialect)
+            .delays(Duration::ZERO, Duration::ZERO)
+            .quiet_period(quiet)
+            .start()
+            .await
+            .unwrap();
         assert!(sim.state().set_project_state(B, ProjectState::Running));
         let sep = char::from(dialect.separator());
         let (stopped, running) = match dialect {
@@ -550,14 +562,15 @@ async fn a_line_ending_arriving_after_the_quiet_period_gets_no_answer_of_its_own
                 tokio::time::sleep(LATE).await;
                 s.write_all(late).await.unwrap();
             }
-            assert_eq!(read_answer(&mut s).await, expected, "{dialect} split {i}");
+            let answer = read_answer(&mut s).await;
+            assert_eq!(answer, expected, "{dialect} {quiet:?} split {i}");
         }
         // The connection is still in step: the next request gets exactly its own answer.
         s.write_all(format!("status{sep}{B}").as_bytes())
             .await
             .unwrap();
-        assert_eq!(read_answer(&mut s).await, running, "{dialect}");
-        assert_eq!(sim.requests(), 5, "{dialect}");
+        assert_eq!(read_answer(&mut s).await, running, "{dialect} {quiet:?}");
+        assert_eq!(sim.requests(), 5, "{dialect} {quiet:?}");
         sim.shutdown().await;
     }
 }

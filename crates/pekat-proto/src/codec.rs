@@ -4,7 +4,7 @@
 //! can be a whole one (see [`wire`] for the rule), taking **all** buffered bytes.
 //! A sender that splits one message over two writes can therefore be read as two messages; the
 //! vendor's own server has the same limit. Use [`ServerCodec`] behind a short quiet period if
-//! you need to be safe against that (the `server` module does).
+//! you need to be safe against that (the `server` module has one as an option).
 //!
 //! Line endings that arrive on their own between two messages are the late tail of the one
 //! before (a `\r` and its `\n` in two TCP segments, or a whole `\r\n` written after the

@@ -38,18 +38,27 @@
 //!
 //! ## Framing
 //!
-//! A request is taken as complete once its separator has arrived; the server then waits a
-//! short **quiet period** ([`DEFAULT_QUIET_PERIOD`]) for bytes that still belong to it, so that
-//! a request whose path the sender split across TCP segments is still read whole (labwire-net's
-//! [`Exchange::quiet_period`]). A request that stops half-way (no separator yet) is answered as
-//! it is once [`ServerConfig::read_timeout`] has passed since its first byte, or at once when
-//! the client half-closes. One that grows past [`Limits::max_request_len`] is answered with the
-//! dialect's error, then the connection is closed. A trailing `\n` or `\r\n` (or a lone `\r`)
-//! is ignored. A zero quiet period answers a whole request at once, and then waits for the
-//! `\n` that may follow a `\r` up to the read timeout.
+//! By default the server reads requests as the vendor's server does: what one read delivers
+//! is the request ("one request is one write"), taken as soon as it can be whole (its
+//! separator has arrived) and answered at once, with no timer on the way. Bytes already
+//! waiting on the socket are taken with it (the read drains what has arrived, without waiting
+//! for more), so a line ending sent in a segment of its own right behind its request is part of
+//! it. Requests split where the split shows are still read whole: one that stops before its
+//! separator (`sta`, `7.swi`) waits for the rest; one that stops half-way for good is answered
+//! as it is once [`ServerConfig::read_timeout`] has passed since its first byte, or at once
+//! when the client half-closes. One that grows past [`Limits::max_request_len`] is answered
+//! with the dialect's error, then the connection is closed. A trailing `\n` or `\r\n` (or a
+//! lone `\r`) is ignored.
+//!
+//! A request split inside its *path* cannot be seen as split: it is read as two requests, as
+//! the vendor's server reads it. A server that must be safe against such senders sets a
+//! **quiet period** ([`ServerConfig::quiet_period`], [`ServerBuilder::quiet_period`]; none by
+//! default, [`DEFAULT_QUIET_PERIOD`]): once a request looks whole, the server waits that long
+//! for bytes that still belong to it (labwire-net's [`Exchange::quiet_period`]), at the cost of
+//! that wait (plus the timer's rounding, up to a millisecond) on every answer.
 //!
 //! A line ending that arrives **after** its request was taken (a `\r` and its `\n` in two TCP
-//! segments, the second after the quiet period, or a `\r\n` written after the request) is
+//! segments, the second after the request was read, or a `\r\n` written after the request) is
 //! dropped, never answered: an answer to it would be read by the client as the answer to its
 //! next request. Only as the first bytes of a connection is a bare line ending an (empty)
 //! request, answered with the dialect's error ([`ServerCodec`] has the rule).
@@ -96,9 +105,10 @@ use crate::wire::{self, Completeness, DEFAULT_PORT, Limits};
 pub use labwire_net::service::{Action, Plan, PlannedService, Service};
 pub use labwire_net::{CancellationToken, ServerHandle};
 
-/// Default quiet period: once a request looks whole, bytes arriving within this still belong
-/// to it.
-pub const DEFAULT_QUIET_PERIOD: Duration = Duration::from_millis(3);
+/// Default quiet period: none. What one read delivers is the request, as on the vendor's server
+/// (see the module docs, "Framing"); set one to read requests whose path a sender splits over
+/// several writes (a few milliseconds is plenty on a LAN).
+pub const DEFAULT_QUIET_PERIOD: Duration = Duration::ZERO;
 /// Default deadline for the rest of a request once its first byte arrived.
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(2);
 /// Default time a connection may stay without a request begun.
@@ -117,7 +127,8 @@ pub struct ServerConfig {
     pub dialect: Dialect,
     /// Size limits ([`Limits::default`]).
     pub limits: Limits,
-    /// See the module docs, "Framing" ([`DEFAULT_QUIET_PERIOD`]; zero answers at once).
+    /// Once a request looks whole, bytes arriving within this still belong to it; zero (the
+    /// default, [`DEFAULT_QUIET_PERIOD`]) answers at once. See the module docs, "Framing".
     pub quiet_period: Duration,
     /// A request still incomplete this long after its first byte is taken as it is
     /// ([`DEFAULT_READ_TIMEOUT`]).
@@ -406,7 +417,11 @@ where
                 started: None,
                 eof: Arc::clone(&eof),
             };
-            let mut conn = Conn { stream, eof };
+            let mut conn = Conn {
+                stream,
+                eof,
+                pending_error: None,
+            };
             match serve_connection(&mut conn, peer, &service, codec, &exchange).await {
                 end @ (ConnectionEnd::Closed | ConnectionEnd::Done) => tracing::trace!(%end),
                 end => tracing::debug!(%end, "connection ended"),
@@ -431,13 +446,11 @@ struct Framing {
 }
 
 impl Framing {
+    /// Whether `buf` can be a whole request. A trailing `\r` does not make it wait: its `\n`,
+    /// if one follows, is either read with it or dropped as a late line ending.
     fn completeness(&self, buf: &[u8]) -> Completeness {
-        let dialect = self.codec.dialect();
-        match buf.strip_suffix(b"\r") {
-            // A whole request ending in `\r`: the quiet period decides whether a `\n` follows.
-            Some(before_cr) if self.hold => wire::request_completeness(before_cr, dialect),
-            _ => wire::request_completeness(buf, dialect),
-        }
+        let body = buf.strip_suffix(b"\r").unwrap_or(buf);
+        wire::request_completeness(body, self.codec.dialect())
     }
 
     fn overdue(&mut self) -> bool {
@@ -481,13 +494,14 @@ impl Decoder for Framing {
             self.started = None;
             return self.codec.decode(buf);
         }
-        if self.overdue() {
-            let taken = self.codec.decode_eof(buf);
+        if wire::check_len(buf, self.codec.limits().max_request_len).is_err() {
+            let taken = self.codec.decode(buf);
             return self.taken(taken);
         }
-        let oversized = wire::check_len(buf, self.codec.limits().max_request_len).is_err();
-        if oversized || !self.hold {
-            let taken = self.codec.decode(buf);
+        // Without a quiet period, what has arrived is the request as soon as it can be whole.
+        let whole = !self.hold && self.completeness(buf) == Completeness::Complete;
+        if whole || self.overdue() {
+            let taken = self.codec.decode_eof(buf);
             return self.taken(taken);
         }
         Ok(None)
@@ -529,6 +543,43 @@ impl Encoder<Option<Reply>> for Framing {
 struct Conn {
     stream: Arc<TcpStream>,
     eof: Arc<AtomicBool>,
+    /// An error met after some bytes had been read: reported by the next read.
+    pending_error: Option<io::Error>,
+}
+
+impl Conn {
+    /// Reads everything that has arrived, without waiting for more: whether there is
+    /// something to report (bytes, the end of the stream, or no room left), or nothing had
+    /// arrived (the socket's readiness is then cleared).
+    ///
+    /// Reading until the socket has nothing left makes what one read delivers the whole of
+    /// what the client has sent, and leaves the next read to wait for new bytes at once,
+    /// rather than to find out with one more `recv` that the readiness was stale.
+    fn drain(&mut self, buf: &mut ReadBuf<'_>) -> io::Result<bool> {
+        let mut got = false;
+        loop {
+            let room = buf.initialize_unfilled();
+            if room.is_empty() {
+                return Ok(true);
+            }
+            match self.stream.try_read(room) {
+                Ok(0) => {
+                    self.eof.store(true, Ordering::Relaxed);
+                    return Ok(true);
+                }
+                Ok(n) => {
+                    buf.advance(n);
+                    got = true;
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(got),
+                Err(error) if got => {
+                    self.pending_error = Some(error);
+                    return Ok(true);
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
 }
 
 impl AsyncRead for Conn {
@@ -537,21 +588,14 @@ impl AsyncRead for Conn {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if let Some(error) = this.pending_error.take() {
+            return Poll::Ready(Err(error));
+        }
         loop {
-            ready!(self.stream.poll_read_ready(cx))?;
-            let room = buf.initialize_unfilled();
-            let asked = room.len();
-            match self.stream.try_read(room) {
-                Ok(n) => {
-                    if n == 0 && asked > 0 {
-                        self.eof.store(true, Ordering::Relaxed);
-                    }
-                    buf.advance(n);
-                    return Poll::Ready(Ok(()));
-                }
-                // Readiness was stale; `try_read` has cleared it.
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
-                Err(error) => return Poll::Ready(Err(error)),
+            ready!(this.stream.poll_read_ready(cx))?;
+            if this.drain(buf)? {
+                return Poll::Ready(Ok(()));
             }
         }
     }
@@ -668,12 +712,29 @@ mod tests {
         let mut codec = framing(false);
         let mut buf = BytesMut::from(&b"stop:x"[..]);
         assert!(codec.decode(&mut buf).unwrap().unwrap().is_ok());
-        // ... but one ending in `\r` waits for its `\n`, up to the read timeout.
-        buf.extend_from_slice(b"stop:x\r");
+        // ... also one ending in `\r`, with its `\n` when it came along ...
+        for ending in [&b"\r"[..], b"\r\n"] {
+            buf.extend_from_slice(b"stop:x");
+            buf.extend_from_slice(ending);
+            let request = codec.decode(&mut buf).unwrap().unwrap().unwrap();
+            assert_eq!(request, Request::stop("x"));
+            assert!(buf.is_empty());
+        }
+        // ... and a `\n` that comes later is the late tail of the request before.
+        buf.extend_from_slice(b"\n");
+        assert!(codec.decode(&mut buf).unwrap().is_none());
+        assert!(buf.is_empty());
+        // A request before its separator waits for the rest, up to the read timeout.
+        buf.extend_from_slice(b"sto");
         assert!(codec.decode(&mut buf).unwrap().is_none());
         assert!(codec.decode_eof(&mut buf).unwrap().is_none());
+        buf.extend_from_slice(b"p:x");
+        assert!(codec.decode(&mut buf).unwrap().unwrap().is_ok());
+        buf.extend_from_slice(b"sto");
+        assert!(codec.decode(&mut buf).unwrap().is_none());
         tokio::time::advance(Duration::from_secs(2)).await;
-        assert!(codec.decode_eof(&mut buf).unwrap().unwrap().is_ok());
+        let bad = codec.decode_eof(&mut buf).unwrap().unwrap().unwrap_err();
+        assert_eq!(bad.kind, BadRequestKind::MissingSeparator(b':'));
     }
 
     #[tokio::test(start_paused = true)]
@@ -741,10 +802,12 @@ mod tests {
             ..ServerConfig::default()
         };
         assert_eq!(config.exchange().quiet_period, Some(DEFAULT_READ_TIMEOUT));
-        config.quiet_period = DEFAULT_QUIET_PERIOD;
+        assert_eq!(ServerConfig::default().quiet_period, Duration::ZERO);
+        let quiet = Duration::from_millis(3);
+        config.quiet_period = quiet;
         let exchange = config.exchange();
-        assert_eq!(exchange.quiet_period, Some(DEFAULT_QUIET_PERIOD));
-        assert!(exchange.read_timeout > DEFAULT_READ_TIMEOUT + DEFAULT_QUIET_PERIOD);
+        assert_eq!(exchange.quiet_period, Some(quiet));
+        assert!(exchange.read_timeout > DEFAULT_READ_TIMEOUT + quiet);
         config.read_timeout = Duration::MAX;
         let _ = config.exchange();
     }

@@ -13,7 +13,7 @@
 //!
 //! Anything else is taken as complete. A request whose *path* was split across two TCP segments
 //! by the sender still looks complete after the first one; a server that wants to be safe
-//! against that waits for a short quiet period before acting (the `server` module does).
+//! against that waits for a short quiet period before acting (the `server` module can).
 
 use bytes::{BufMut, BytesMut};
 

@@ -153,8 +153,9 @@ pub struct SimConfig {
     /// still incomplete then is answered as it is (the dialect's error answer).
     pub request_timeout: Duration,
     /// Quiet period: once a request looks complete, bytes arriving within this time still
-    /// belong to it (default 3 ms; zero answers at once). Guards against a sender whose request
-    /// was split inside its path across TCP segments.
+    /// belong to it. Default none (zero): what one read delivers is the request, answered at
+    /// once, as on the real server. A few milliseconds guard against a sender that splits a
+    /// request inside its path over several writes, at that cost on every answer.
     pub quiet_period: Duration,
     /// Largest request accepted (default [`DEFAULT_MAX_REQUEST_LEN`]); more gets the error
     /// answer and the connection is closed.

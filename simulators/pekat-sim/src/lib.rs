@@ -300,7 +300,7 @@ impl PekatSimBuilder {
         self
     }
 
-    /// See [`SimConfig::quiet_period`] (3 ms).
+    /// See [`SimConfig::quiet_period`] (none by default).
     #[must_use]
     pub fn quiet_period(mut self, quiet: Duration) -> Self {
         self.config.quiet_period = quiet;

@@ -57,8 +57,9 @@ struct Args {
     /// The same with a unit.
     #[arg(long, value_name = "DURATION", value_parser = duration, conflicts_with = "idle_timeout_ms")]
     idle_timeout: Option<Duration>,
-    /// Milliseconds to wait for more bytes of a request that looks complete.
-    #[arg(long, default_value_t = 3)]
+    /// Milliseconds to wait for more bytes of a request that looks complete (0: what one read
+    /// delivers is the request, as on the real server).
+    #[arg(long, default_value_t = 0)]
     quiet_ms: u64,
     /// The same with a unit.
     #[arg(long, value_name = "DURATION", value_parser = duration, conflicts_with = "quiet_ms")]
@@ -145,7 +146,7 @@ mod tests {
         assert_eq!(config.start_delay, Duration::from_secs(1));
         assert_eq!(config.stop_delay, Duration::from_millis(500));
         assert_eq!(config.idle_timeout, Duration::from_secs(60));
-        assert_eq!(config.quiet_period, Duration::from_millis(3));
+        assert_eq!(config.quiet_period, Duration::ZERO);
         assert!(!config.silent_start_stop);
         assert!(!config.one_request_per_connection);
     }
