@@ -35,6 +35,7 @@ fn main() -> ExitCode {
         "bench" => bench(rest),
         "fuzz" => fuzz(rest),
         "fuzz-seeds" => fuzz_regressions(),
+        "scale" => scale(rest),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())
@@ -57,7 +58,9 @@ const USAGE: &str = "usage: cargo xtask <task>
   bench [ARGS...]           criterion benchmarks (args go to `cargo bench`), then ratios
                             against each group's `baseline` benchmark
   fuzz [TARGET] [SECONDS]   run cargo-fuzz targets (default: all, 30 s each)
-  fuzz-seeds                build the fuzz targets and replay every committed seed";
+  fuzz-seeds                build the fuzz targets and replay every committed seed
+  scale [NODES] [SECONDS]   one coordinator managing a fleet of la4-sim nodes (default 1000
+                            nodes, 60 s; ci runs 100 nodes for 5 s)";
 
 type Result = std::result::Result<(), String>;
 
@@ -114,6 +117,7 @@ fn ci(args: &[String]) -> Result {
             .args(["doc", "--workspace", "--no-deps", "--all-features"])
             .env("RUSTDOCFLAGS", "-D warnings"),
     )?;
+    scale(&["100".into(), "5".into()])?;
     for krate in OWN_DEVICE_EXAMPLES {
         run(
             &format!("example: {krate} own_device"),
@@ -164,6 +168,39 @@ fn lean_features() -> Result {
         eprintln!("    {krate}: no tokio runtime or networking without default features");
     }
     Ok(())
+}
+
+/// One coordinator managing a fleet of simulated LA4 nodes (release builds): every command gets
+/// its own output and no node is seen offline; prints the coordinator's CPU and memory per node.
+fn scale(args: &[String]) -> Result {
+    let nodes = args.first().map_or("1000", String::as_str);
+    let seconds = args.get(1).map_or("60", String::as_str);
+    run(
+        "scale: build la4-sim",
+        cargo().args(["build", "--release", "-p", "la4-sim", "--bin", "la4-sim"]),
+    )?;
+    run(
+        "scale: build the coordinator",
+        cargo().args([
+            "build",
+            "--release",
+            "-p",
+            "labwire-tests",
+            "--example",
+            "pycom_scale",
+        ]),
+    )?;
+    let target = env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+        .join("release");
+    run(
+        &format!("scale: {nodes} nodes for {seconds} s"),
+        Command::new(target.join("examples/pycom_scale"))
+            .arg(target.join("la4-sim"))
+            .args([nodes, seconds])
+            .current_dir(root()),
+    )
 }
 
 /// Builds the fuzz targets (their own workspace: a plain build needs neither cargo-fuzz nor a
