@@ -56,7 +56,10 @@ fn one_round(addr: SocketAddr, served: &impl Fn() -> usize) -> f64 {
     if std::env::var_os("IDLE_MEMORY_DEBUG").is_some() {
         eprintln!(
             "  allocations {} deallocations {} reallocations {} ({} B)",
-            change.allocations, change.deallocations, change.reallocations, change.bytes_reallocated
+            change.allocations,
+            change.deallocations,
+            change.reallocations,
+            change.bytes_reallocated
         );
     }
     live / CONNECTIONS as f64
@@ -177,6 +180,20 @@ fn main() {
         per_connection(la4.local_addr(), || la4.connection_count()),
     ));
     rt.block_on(la4.shutdown());
+
+    let coordinator = rt
+        .block_on(pycom_proto::Coordinator::start(
+            pycom_proto::CoordinatorConfig::new(
+                "127.0.0.1:0".parse().expect("addr"),
+                pycom_proto::Identity::new("c0ffee00", "bench", "127.0.0.1", 0, "0.1.0", true),
+            ),
+        ))
+        .expect("coordinator");
+    rows.push((
+        "pycom_coordinator_listener",
+        per_connection(coordinator.local_addr(), || coordinator.connection_count()),
+    ));
+    rt.block_on(coordinator.shutdown());
 
     println!(
         "\nidle memory per connection ({CONNECTIONS} idle clients; ratio = this / bare, lower is better):"

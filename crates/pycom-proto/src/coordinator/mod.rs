@@ -131,6 +131,13 @@ impl Coordinator {
         }
     }
 
+    /// Connections to the event listener being served right now.
+    pub fn connection_count(&self) -> usize {
+        self.inner
+            .listener()
+            .map_or(0, labwire_net::ServerHandle::connection_count)
+    }
+
     /// The identity sent with every request (with the advertised port).
     pub fn identity(&self) -> &Identity {
         &self.inner.identity
