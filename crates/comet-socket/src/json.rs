@@ -25,10 +25,13 @@
 //! an array or object is `null` there (it cannot change the truthiness of its non-empty
 //! container, but a value read and written back has `null` where Python writes `NaN`).
 
-use std::fmt::Write as _;
+use std::borrow::Cow;
+use std::fmt;
 use std::io;
+use std::sync::OnceLock;
 
 use serde::Serialize;
+use serde::de::{Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 use serde_json::ser::Formatter;
 
@@ -69,9 +72,7 @@ impl Formatter for PythonFormatter {
     }
 
     fn write_f64<W: ?Sized + io::Write>(&mut self, writer: &mut W, value: f64) -> io::Result<()> {
-        let mut text = String::new();
-        push_python_float(&mut text, value);
-        writer.write_all(text.as_bytes())
+        write_python_float(writer, value)
     }
 
     fn write_f32<W: ?Sized + io::Write>(&mut self, writer: &mut W, value: f32) -> io::Result<()> {
@@ -85,7 +86,7 @@ impl Formatter for PythonFormatter {
 /// # Errors
 /// Only what `value`'s own `Serialize` impl reports (a [`Value`] never fails).
 pub fn to_vec<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, serde_json::Error> {
-    let mut out = Vec::with_capacity(64);
+    let mut out = Vec::with_capacity(128);
     let mut serializer = serde_json::Serializer::with_formatter(&mut out, PythonFormatter);
     value.serialize(&mut serializer)?;
     Ok(out)
@@ -95,57 +96,283 @@ pub fn to_vec<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, serde_json::E
 /// double, positional between 1e-4 and 1e16, otherwise `d.ddde±XX`; `.0` on whole numbers;
 /// `inf`, `-inf` and `nan` for non-finite values.
 pub(crate) fn push_python_float(out: &mut String, value: f64) {
+    let mut repr = FloatRepr::new();
+    // Writing to a `FloatRepr` cannot fail, and only ASCII digits, signs, `.`, `e`, `inf` and
+    // `nan` are ever written.
+    let _ = write_python_float(&mut repr, value);
+    out.push_str(std::str::from_utf8(repr.as_bytes()).unwrap_or_default());
+}
+
+/// Writes Python's `repr(value)` to `out`.
+///
+/// The digits come from `serde_json`'s own float writer: the shortest that read back to the
+/// double, the closest candidate and the even digit on ties, exactly as Python's repr. Only the
+/// layout may differ: where the exponent form begins and how the exponent is written.
+///
+/// Reading back bytes the writer has just stored costs more than everything else here, so
+/// where the writer is known to lay a float out as Python does ([`writer_layout_is_known`]),
+/// its text goes out unread, or with one padding digit added blind. The ranges are exact: a
+/// double's shortest digits read back to it, so a double below the one nearest 10^k never
+/// shows an exponent of k or more, and the one nearest 10^k shows exactly k.
+fn write_python_float<W: ?Sized + io::Write>(out: &mut W, value: f64) -> io::Result<()> {
+    let magnitude = value.abs();
+    if writer_layout_is_known() {
+        // Positional in both from 1e-4 to below 1e16 (zero too); an exponent of -10 or less,
+        // `e-` and two or three digits, in both below 1e-9.
+        if (1e-4..1e16).contains(&magnitude) || magnitude < 1e-9 {
+            return serde_json::ser::CompactFormatter.write_f64(out, value);
+        }
+        // An exponent of -6 to -9: one digit from the writer, two from Python.
+        if (1e-9..1e-5).contains(&magnitude) {
+            return serde_json::ser::CompactFormatter.write_f64(&mut PadExponent { out }, value);
+        }
+    }
     if value.is_nan() {
-        out.push_str("nan");
-        return;
+        return out.write_all(b"nan");
     }
     if value.is_infinite() {
-        out.push_str(if value < 0.0 { "-inf" } else { "inf" });
-        return;
+        return out.write_all(if value < 0.0 { b"-inf" } else { b"inf" });
     }
-    // Rust's `{:e}` gives the shortest round-trip digits, like Python's repr; only the layout
-    // differs.
-    let scientific = format!("{:e}", value.abs());
-    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
-    let exponent: i32 = exponent.parse().unwrap_or(0);
-    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
-    if value.is_sign_negative() {
-        out.push('-');
+    serde_json::ser::CompactFormatter.write_f64(&mut Relayout { out, value }, value)
+}
+
+/// Whether `serde_json`'s float writer lays floats out as [`write_python_float`] takes for
+/// granted without looking: checked once, on floats from each of its ranges. When not (a
+/// future `serde_json`), every float takes the path that reads the text.
+fn writer_layout_is_known() -> bool {
+    static KNOWN: OnceLock<bool> = OnceLock::new();
+    *KNOWN.get_or_init(|| {
+        let expected: [(f64, &[u8]); 10] = [
+            (0.0, b"0.0"),
+            (-0.0, b"-0.0"),
+            (1e-4, b"0.0001"),
+            (-123.25, b"-123.25"),
+            (100.0, b"100.0"),
+            (9_999_999_999_999_998.0, b"9999999999999998.0"),
+            (1.5e-9, b"1.5e-9"),
+            (-9.5e-6, b"-9.5e-6"),
+            (1e-10, b"1e-10"),
+            (-2.5e-300, b"-2.5e-300"),
+        ];
+        expected.iter().all(|(value, text)| {
+            let mut written = FloatRepr::new();
+            serde_json::ser::CompactFormatter
+                .write_f64(&mut written, *value)
+                .is_ok()
+                && written.as_bytes() == *text
+        })
+    })
+}
+
+/// Receives the writer's text of a float with a one-digit exponent and writes it with the
+/// exponent padded to two digits.
+struct PadExponent<'a, W: ?Sized> {
+    out: &'a mut W,
+}
+
+impl<W: ?Sized + io::Write> io::Write for PadExponent<'_, W> {
+    fn write(&mut self, text: &[u8]) -> io::Result<usize> {
+        if let [head @ .., last] = text {
+            self.out.write_all(head)?;
+            self.out.write_all(&[b'0', *last])?;
+        }
+        Ok(text.len())
     }
-    // Python's `decpt`: the value is 0.DIGITS × 10^decpt.
-    let decpt = exponent + 1;
-    let len = i32::try_from(digits.len()).unwrap_or(i32::MAX);
-    if decpt <= -4 || decpt > 16 {
-        let mut chars = digits.chars();
-        if let Some(first) = chars.next() {
-            out.push(first);
-        }
-        let rest = chars.as_str();
-        if !rest.is_empty() {
-            out.push('.');
-            out.push_str(rest);
-        }
-        let sign = if exponent < 0 { '-' } else { '+' };
-        let _ = write!(out, "e{sign}{:02}", exponent.unsigned_abs());
-    } else if decpt <= 0 {
-        out.push_str("0.");
-        for _ in 0..-decpt {
-            out.push('0');
-        }
-        out.push_str(&digits);
-    } else if decpt >= len {
-        out.push_str(&digits);
-        for _ in 0..decpt - len {
-            out.push('0');
-        }
-        out.push_str(".0");
-    } else {
-        let split = usize::try_from(decpt).unwrap_or(0);
-        let (int, frac) = digits.split_at(split.min(digits.len()));
-        out.push_str(int);
-        out.push('.');
-        out.push_str(frac);
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
+}
+
+/// Receives a float writer's text of `value`, whatever its layout, and writes Python's layout
+/// of it to `out`: the general way, for the floats [`write_python_float`] does not write blind.
+struct Relayout<'a, W: ?Sized> {
+    out: &'a mut W,
+    value: f64,
+}
+
+impl<W: ?Sized + io::Write> io::Write for Relayout<'_, W> {
+    fn write(&mut self, text: &[u8]) -> io::Result<usize> {
+        let unsigned = text.strip_prefix(b"-").unwrap_or(text);
+        let repr = FloatRepr::python_from_digits(self.value, unsigned);
+        self.out.write_all(repr.as_bytes())?;
+        Ok(text.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Room for any double's repr: the longest is 24 bytes (`-1.2345678901234567e-308`), and the
+/// shortest round-trip text it is made from is no longer.
+const FLOAT_TEXT_MAX: usize = 32;
+
+/// A float's text, built on the stack: writing a float allocates nothing.
+struct FloatRepr {
+    bytes: [u8; FLOAT_TEXT_MAX],
+    len: usize,
+}
+
+impl FloatRepr {
+    fn new() -> Self {
+        Self {
+            bytes: [0; FLOAT_TEXT_MAX],
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, byte: u8) {
+        if let Some(slot) = self.bytes.get_mut(self.len) {
+            *slot = byte;
+            self.len += 1;
+        }
+    }
+
+    fn push_all(&mut self, bytes: &[u8]) {
+        let end = self.len + bytes.len();
+        if let Some(slot) = self.bytes.get_mut(self.len..end) {
+            slot.copy_from_slice(bytes);
+            self.len = end;
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or_default()
+    }
+}
+
+impl io::Write for FloatRepr {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.push_all(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl FloatRepr {
+    /// `e`, the exponent's sign and at least two digits, as Python writes them.
+    fn push_exponent(&mut self, exponent: i32) {
+        self.push(b'e');
+        self.push(if exponent < 0 { b'-' } else { b'+' });
+        let exponent = exponent.unsigned_abs();
+        if exponent >= 100 {
+            self.push(b'0' + digit(exponent / 100));
+        }
+        self.push(b'0' + digit(exponent / 10 % 10));
+        self.push(b'0' + digit(exponent % 10));
+    }
+
+    /// Python's `repr(value)` from any layout of the shortest digits (`unsigned`, the text of
+    /// `value`'s magnitude).
+    fn python_from_digits(value: f64, unsigned: &[u8]) -> Self {
+        let mut out = Self::new();
+        if value.is_sign_negative() {
+            out.push(b'-');
+        }
+        let Some((digits, decpt)) = Self::shortest_digits(unsigned) else {
+            out.push_all(b"0.0");
+            return out;
+        };
+        let digits = digits.as_bytes();
+        let len = i32::try_from(digits.len()).unwrap_or(i32::MAX);
+        // Python's `float_repr_style = 'short'`: the value is 0.DIGITS × 10^decpt.
+        if decpt <= -4 || decpt > 16 {
+            let (first, rest) = digits.split_first().unwrap_or((&b'0', &[]));
+            out.push(*first);
+            if !rest.is_empty() {
+                out.push(b'.');
+                out.push_all(rest);
+            }
+            out.push_exponent(decpt - 1);
+        } else if decpt <= 0 {
+            out.push_all(b"0.");
+            for _ in 0..-decpt {
+                out.push(b'0');
+            }
+            out.push_all(digits);
+        } else if decpt >= len {
+            out.push_all(digits);
+            for _ in 0..decpt - len {
+                out.push(b'0');
+            }
+            out.push_all(b".0");
+        } else {
+            let split = usize::try_from(decpt).unwrap_or(0).min(digits.len());
+            let (int, frac) = digits.split_at(split);
+            out.push_all(int);
+            out.push(b'.');
+            out.push_all(frac);
+        }
+        out
+    }
+
+    /// The significant digits of a float writer's `text`, and where the decimal point
+    /// goes (the value is 0.DIGITS × 10^decpt); `None` for zero.
+    fn shortest_digits(text: &[u8]) -> Option<(Self, i32)> {
+        let (mantissa, exponent) = match text.iter().position(|b| matches!(b, b'e' | b'E')) {
+            Some(e) => (text.get(..e)?, text.get(e + 1..)?),
+            None => (text, &b""[..]),
+        };
+        let exponent = if exponent.is_empty() {
+            0
+        } else {
+            parse_exponent(exponent)?
+        };
+        let mut digits = Self::new();
+        let mut decpt = exponent;
+        let mut seen_point = false;
+        for &byte in mantissa {
+            match byte {
+                b'.' => seen_point = true,
+                b'0' if digits.len == 0 => {
+                    // A leading zero: after the point it moves the first digit right.
+                    if seen_point {
+                        decpt -= 1;
+                    }
+                }
+                b'0'..=b'9' => {
+                    digits.push(byte);
+                    if !seen_point {
+                        decpt += 1;
+                    }
+                }
+                _ => return None,
+            }
+        }
+        while digits.as_bytes().last() == Some(&b'0') {
+            digits.len -= 1;
+        }
+        (digits.len > 0).then_some((digits, decpt))
+    }
+}
+
+/// An exponent as float writers write it: an optional sign and one to three digits.
+fn parse_exponent(text: &[u8]) -> Option<i32> {
+    let (negative, digits) = match text.split_first()? {
+        (b'-', rest) => (true, rest),
+        (b'+', rest) => (false, rest),
+        _ => (false, text),
+    };
+    if digits.is_empty() || digits.len() > 3 {
+        return None;
+    }
+    let mut n = 0_i32;
+    for &byte in digits {
+        if !byte.is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + i32::from(byte - b'0');
+    }
+    Some(if negative { -n } else { n })
+}
+
+/// `n` (below 10) as a digit's offset from `b'0'`.
+fn digit(n: u32) -> u8 {
+    u8::try_from(n % 10).unwrap_or(0)
 }
 
 /// Parses JSON as Python's `json.loads` accepts it: strict JSON, plus the non-finite literals
@@ -165,6 +392,126 @@ pub fn from_slice(bytes: &[u8]) -> Result<Value, serde_json::Error> {
             Some(rewritten) => serde_json::from_slice(&rewritten).map_err(|_| strict),
             None => Err(strict),
         },
+    }
+}
+
+/// Reads strict JSON text whose top level should be an object, in one pass, keeping only the
+/// members named in `keys` (in that order; the last of duplicate keys wins, as in a Python
+/// dict and in [`from_slice`]). Other members are read and dropped, so exactly the text
+/// [`from_slice`] accepts without its lenient retry is accepted, but no map of every member is
+/// built. `Ok(None)`: valid JSON that is not an object.
+///
+/// # Errors
+/// The parser's error when the text is not strict JSON (a non-finite literal included: retry
+/// with [`from_slice`] for those).
+pub(crate) fn pick_members<const N: usize>(
+    bytes: &[u8],
+    keys: [&str; N],
+) -> Result<Option<[Option<Value>; N]>, serde_json::Error> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let members = PickMembers { keys }.deserialize(&mut deserializer)?;
+    deserializer.end()?;
+    Ok(members)
+}
+
+/// [`pick_members`]' visitor.
+struct PickMembers<'k, const N: usize> {
+    keys: [&'k str; N],
+}
+
+impl<'de, const N: usize> DeserializeSeed<'de> for PickMembers<'_, N> {
+    type Value = Option<[Option<Value>; N]>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de, const N: usize> Visitor<'de> for PickMembers<'_, N> {
+    type Value = Option<[Option<Value>; N]>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut members: [Option<Value>; N] = std::array::from_fn(|_| None);
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            match self
+                .keys
+                .iter()
+                .position(|k| *k == key)
+                .and_then(|i| members.get_mut(i))
+            {
+                Some(slot) => *slot = Some(map.next_value()?),
+                None => {
+                    // Read as a value, not skipped: the same text is refused as before.
+                    map.next_value::<Value>()?;
+                }
+            }
+        }
+        Ok(Some(members))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        // Read through, so that invalid JSON further on is still reported as such.
+        while seq.next_element::<Value>()?.is_some() {}
+        Ok(None)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}
+
+/// An object key, borrowed from the input when it has no escapes.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+struct KeyVisitor;
+
+impl<'de> Visitor<'de> for KeyVisitor {
+    type Value = Key<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+        Ok(Key(Cow::Borrowed(v)))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+        Ok(Key(Cow::Owned(v.to_owned())))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Key<'de>, E> {
+        Ok(Key(Cow::Owned(v)))
     }
 }
 
@@ -405,6 +752,107 @@ mod tests {
         s
     }
 
+    /// Python's repr laid out from Rust's own shortest digits (`{:e}`): the way this crate first
+    /// wrote floats, kept as a reference for the layout. Its digits differ from Python's only
+    /// where two shortest candidates are equally close: Rust rounds that half up, Python (and
+    /// the fast path) to the even digit.
+    fn py_float_reference(value: f64) -> String {
+        if value.is_nan() {
+            return "nan".into();
+        }
+        if value.is_infinite() {
+            return if value < 0.0 { "-inf" } else { "inf" }.into();
+        }
+        let scientific = format!("{:e}", value.abs());
+        let (mantissa, exponent) = scientific.split_once('e').unwrap();
+        let exponent: i32 = exponent.parse().unwrap();
+        let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+        let mut out = String::new();
+        if value.is_sign_negative() {
+            out.push('-');
+        }
+        let decpt = exponent + 1;
+        let len = i32::try_from(digits.len()).unwrap();
+        if decpt <= -4 || decpt > 16 {
+            let (first, rest) = digits.split_at(1);
+            out.push_str(first);
+            if !rest.is_empty() {
+                out.push('.');
+                out.push_str(rest);
+            }
+            let sign = if exponent < 0 { '-' } else { '+' };
+            out.push_str(&format!("e{sign}{:02}", exponent.unsigned_abs()));
+        } else if decpt <= 0 {
+            out.push_str("0.");
+            out.push_str(&"0".repeat(usize::try_from(-decpt).unwrap()));
+            out.push_str(&digits);
+        } else if decpt >= len {
+            out.push_str(&digits);
+            out.push_str(&"0".repeat(usize::try_from(decpt - len).unwrap()));
+            out.push_str(".0");
+        } else {
+            let (int, frac) = digits.split_at(usize::try_from(decpt).unwrap());
+            out.push_str(int);
+            out.push('.');
+            out.push_str(frac);
+        }
+        out
+    }
+
+    /// The fast path writes what the reference writes, except on a tie between two shortest
+    /// candidates: then both read back to `value`, are as long, and ours ends in the even digit.
+    fn check_against_reference(value: f64) -> Result<(), proptest::test_runner::TestCaseError> {
+        let ours = py_float(value);
+        let reference = py_float_reference(value);
+        if ours != reference {
+            let parse = |s: &str| s.parse::<f64>().unwrap();
+            proptest::prop_assert_eq!(parse(&ours).to_bits(), value.to_bits());
+            proptest::prop_assert_eq!(parse(&reference).to_bits(), value.to_bits());
+            proptest::prop_assert_eq!(ours.len(), reference.len());
+            let mantissa = ours.split('e').next().unwrap();
+            let last = mantissa.bytes().last().unwrap();
+            proptest::prop_assert!((last - b'0').is_multiple_of(2), "{} vs {}", ours, reference);
+        }
+        Ok(())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(20_000))]
+
+        #[test]
+        fn floats_match_the_reference_layout_of_rusts_shortest_digits(bits in proptest::prelude::any::<u64>()) {
+            check_against_reference(f64::from_bits(bits))?;
+        }
+
+        #[test]
+        fn the_general_relayout_writes_what_the_fast_path_writes(bits in proptest::prelude::any::<u64>()) {
+            // The path every float takes should `serde_json`'s writer change its layout.
+            let value = f64::from_bits(bits);
+            proptest::prop_assume!(value.is_finite());
+            let mut general = Vec::new();
+            serde_json::ser::CompactFormatter
+                .write_f64(&mut Relayout { out: &mut general, value }, value)
+                .unwrap();
+            proptest::prop_assert_eq!(String::from_utf8(general).unwrap(), py_float(value));
+        }
+
+        #[test]
+        fn floats_near_the_layout_boundaries_match_the_reference(
+            mantissa in 1u64..10_000_000_000_000_000,
+            exponent in -30i32..30,
+        ) {
+            #[allow(clippy::cast_precision_loss)]
+            let value = mantissa as f64 * 10f64.powi(exponent - 16);
+            check_against_reference(value)?;
+            check_against_reference(-value)?;
+        }
+    }
+
+    #[test]
+    fn the_writer_lays_floats_out_as_the_fast_path_expects() {
+        assert!(writer_layout_is_known());
+    }
+
     #[test]
     fn floats_are_written_as_python_repr_writes_them() {
         // Expected strings produced by CPython 3's repr(float).
@@ -430,6 +878,9 @@ mod tests {
             (f64::INFINITY, "inf"),
             (f64::NEG_INFINITY, "-inf"),
             (f64::NAN, "nan"),
+            // Halfway between two shortest candidates: Python takes the even digit.
+            (939_897_570_389_068.0 + 0.25, "939897570389068.2"),
+            (716_807_938_640_939.0 + 0.25, "716807938640939.2"),
         ];
         for (value, expected) in cases {
             assert_eq!(py_float(*value), *expected, "{value:e}");

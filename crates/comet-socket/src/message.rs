@@ -124,9 +124,15 @@ impl Response {
     /// # Errors
     /// Invalid JSON, content that is not an object, or no `result` key.
     pub fn from_content(content: &[u8]) -> Result<Self, DecodeError> {
-        let mut object = content_object(content)?;
-        let result = object.remove("result").ok_or(DecodeError::MissingResult)?;
-        Ok(Self { result })
+        // Strict JSON in one pass; only what that refuses takes the lenient path.
+        let result = match json::pick_members(content, ["result"]) {
+            Ok(Some([result])) => result,
+            Ok(None) => return Err(DecodeError::ContentNotObject),
+            Err(_) => content_object(content)?.remove("result"),
+        };
+        Ok(Self {
+            result: result.ok_or(DecodeError::MissingResult)?,
+        })
     }
 
     /// Reads an answer from a frame, which must carry UTF-8 JSON.
@@ -162,6 +168,20 @@ impl RawRequest {
     /// # Errors
     /// Invalid JSON or content that is not an object: COMET closes without answering those.
     pub fn from_content(content: &[u8]) -> Result<Self, DecodeError> {
+        // Strict JSON in one pass: it holds no non-finite literal, so nothing more to look for.
+        match json::pick_members(content, ["action", "value"]) {
+            Ok(Some([action, value])) => {
+                return Ok(Self {
+                    action,
+                    value,
+                    action_non_finite: None,
+                    value_non_finite: None,
+                });
+            }
+            Ok(None) => return Err(DecodeError::ContentNotObject),
+            Err(_) => {}
+        }
+        // What strict JSON refuses: Python's non-finite literals, or an error to report.
         let mut object = content_object(content)?;
         let action = object.remove("action");
         let value = object.remove("value");
@@ -280,8 +300,11 @@ pub(crate) fn check_json_frame(frame: &Frame) -> Result<(), DecodeError> {
     if !frame.is_json() {
         return Err(DecodeError::NotJson(frame.content_type.clone()));
     }
-    let encoding = frame.content_encoding.to_ascii_lowercase();
-    if !matches!(encoding.as_str(), "utf-8" | "utf8" | "utf_8") {
+    let encoding = &frame.content_encoding;
+    if !["utf-8", "utf8", "utf_8"]
+        .iter()
+        .any(|utf8| encoding.eq_ignore_ascii_case(utf8))
+    {
         return Err(DecodeError::UnsupportedEncoding(
             frame.content_encoding.clone(),
         ));

@@ -116,22 +116,87 @@ impl Frame {
     /// # Errors
     /// Never for string fields; kept fallible for symmetry with the encoders.
     pub fn header_json(&self) -> Result<Vec<u8>, EncodeError> {
-        let mut header = Vec::with_capacity(112 + self.content_type.len());
-        header.extend_from_slice(b"{\"byteorder\": ");
-        header.extend(json_string(&self.byteorder)?);
-        header.extend_from_slice(b", \"content-type\": ");
-        header.extend(json_string(&self.content_type)?);
-        header.extend_from_slice(b", \"content-encoding\": ");
-        header.extend(json_string(&self.content_encoding)?);
-        header.extend_from_slice(b", \"content-length\": ");
-        header.extend_from_slice(self.content.len().to_string().as_bytes());
-        header.push(b'}');
+        let mut header = Vec::with_capacity(HEADER_CAPACITY + self.content_type.len());
+        self.write_header(&mut header)?;
         Ok(header)
+    }
+
+    /// Appends [`Frame::header_json`] to `out`.
+    fn write_header<B: BufMut>(&self, out: &mut B) -> Result<(), EncodeError> {
+        out.put_slice(b"{\"byteorder\": ");
+        put_json_string(out, &self.byteorder)?;
+        out.put_slice(b", \"content-type\": ");
+        put_json_string(out, &self.content_type)?;
+        out.put_slice(b", \"content-encoding\": ");
+        put_json_string(out, &self.content_encoding)?;
+        out.put_slice(b", \"content-length\": ");
+        put_decimal(out, self.content.len());
+        out.put_u8(b'}');
+        Ok(())
+    }
+
+    /// The length of [`Frame::header_json`], without writing it.
+    fn header_len(&self) -> Option<usize> {
+        let strings = [&self.byteorder, &self.content_type, &self.content_encoding];
+        let mut len = HEADER_FIXED_LEN + decimal_len(self.content.len());
+        for s in strings {
+            len += 2 + s.len();
+            if needs_escape(s) {
+                return None;
+            }
+        }
+        Some(len)
     }
 }
 
-fn json_string(s: &str) -> Result<Vec<u8>, EncodeError> {
-    crate::json::to_vec(s).map_err(|e| EncodeError::Json(e.to_string()))
+/// The header's bytes besides its three strings' contents and the length's digits.
+const HEADER_FIXED_LEN: usize =
+    r#"{"byteorder": , "content-type": , "content-encoding": , "content-length": }"#.len();
+/// Room for a usual header, so that writing one allocates once.
+const HEADER_CAPACITY: usize = 112;
+
+/// Whether JSON (and Python's `json.dumps`) writes `s` other than as its bytes between quotes.
+fn needs_escape(s: &str) -> bool {
+    s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\')
+}
+
+fn put_json_string<B: BufMut>(out: &mut B, s: &str) -> Result<(), EncodeError> {
+    if needs_escape(s) {
+        let escaped = crate::json::to_vec(s).map_err(|e| EncodeError::Json(e.to_string()))?;
+        out.put_slice(&escaped);
+    } else {
+        out.put_u8(b'"');
+        out.put_slice(s.as_bytes());
+        out.put_u8(b'"');
+    }
+    Ok(())
+}
+
+fn decimal_len(mut n: usize) -> usize {
+    let mut len = 1;
+    while n >= 10 {
+        n /= 10;
+        len += 1;
+    }
+    len
+}
+
+fn put_decimal<B: BufMut>(out: &mut B, n: usize) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    let mut rest = n;
+    loop {
+        start -= 1;
+        if let Some(slot) = digits.get_mut(start) {
+            // `rest % 10` is below 10.
+            *slot = b'0' + u8::try_from(rest % 10).unwrap_or(0);
+        }
+        rest /= 10;
+        if rest == 0 || start == 0 {
+            break;
+        }
+    }
+    out.put_slice(digits.get(start..).unwrap_or_default());
 }
 
 /// Appends the encoded `frame` to `dst` (nothing is appended on error).
@@ -145,20 +210,28 @@ pub fn encode(frame: &Frame, limits: &Limits, dst: &mut BytesMut) -> Result<(), 
             max: limits.max_content_length,
         });
     }
-    let header = frame.header_json()?;
     let max = limits.header_max();
-    let prefix = match u16::try_from(header.len()) {
-        Ok(prefix) if header.len() <= max => prefix,
-        _ => {
-            return Err(EncodeError::HeaderTooLong {
-                len: header.len(),
-                max,
-            });
-        }
+    let prefix = |len: usize| match u16::try_from(len) {
+        Ok(prefix) if len <= max => Ok(prefix),
+        _ => Err(EncodeError::HeaderTooLong { len, max }),
     };
-    dst.reserve(PREFIX_LEN + header.len() + frame.content.len());
-    dst.put_u16(prefix);
-    dst.extend_from_slice(&header);
+    match frame.header_len() {
+        // The usual case: the header's length is known without writing it, so it is written
+        // straight into `dst`, after the prefix that announces it.
+        Some(header_len) => {
+            let prefix = prefix(header_len)?;
+            dst.reserve(PREFIX_LEN + header_len + frame.content.len());
+            dst.put_u16(prefix);
+            frame.write_header(dst)?;
+        }
+        None => {
+            let header = frame.header_json()?;
+            let prefix = prefix(header.len())?;
+            dst.reserve(PREFIX_LEN + header.len() + frame.content.len());
+            dst.put_u16(prefix);
+            dst.extend_from_slice(&header);
+        }
+    }
     dst.extend_from_slice(&frame.content);
     Ok(())
 }
@@ -229,30 +302,44 @@ pub fn decode_head(buf: &[u8], limits: &Limits) -> Result<Option<Head>, DecodeEr
     let Some(header) = buf.get(PREFIX_LEN..header_end) else {
         return Ok(None);
     };
-    let header: Value =
-        serde_json::from_slice(header).map_err(|e| DecodeError::InvalidHeaderJson {
-            reason: e.to_string(),
-        })?;
-    let Value::Object(mut header) = header else {
-        return Err(DecodeError::HeaderNotObject);
-    };
-    // COMET checks the keys in this order.
-    for key in [
+    if let Some(head) = canonical_head(header, header_end, limits)? {
+        return Ok(Some(head));
+    }
+    const KEYS: [&str; 4] = [
         "byteorder",
         "content-length",
         "content-type",
         "content-encoding",
-    ] {
-        if !header.contains_key(key) {
+    ];
+    let [byteorder, content_length, content_type, content_encoding] =
+        match crate::json::pick_members(header, KEYS) {
+            Ok(Some(members)) => members,
+            Ok(None) => return Err(DecodeError::HeaderNotObject),
+            Err(e) => {
+                return Err(DecodeError::InvalidHeaderJson {
+                    reason: e.to_string(),
+                });
+            }
+        };
+    // COMET checks the keys in this order.
+    for (key, member) in KEYS.into_iter().zip([
+        &byteorder,
+        &content_length,
+        &content_type,
+        &content_encoding,
+    ]) {
+        if member.is_none() {
             return Err(DecodeError::MissingHeaderField(key));
         }
     }
-    let content_length = header.get("content-length").and_then(Value::as_u64).ok_or(
-        DecodeError::InvalidHeaderField {
-            field: "content-length",
-            reason: "expected a non-negative integer",
-        },
-    )?;
+    let content_length =
+        content_length
+            .as_ref()
+            .and_then(Value::as_u64)
+            .ok_or(DecodeError::InvalidHeaderField {
+                field: "content-length",
+                reason: "expected a non-negative integer",
+            })?;
     let content_length = match usize::try_from(content_length) {
         Ok(len) if len <= limits.max_content_length => len,
         _ => {
@@ -262,7 +349,7 @@ pub fn decode_head(buf: &[u8], limits: &Limits) -> Result<Option<Head>, DecodeEr
             });
         }
     };
-    let mut string_field = |field: &'static str| match header.remove(field) {
+    let string_field = |field: &'static str, value: Option<Value>| match value {
         Some(Value::String(s)) => Ok(s),
         _ => Err(DecodeError::InvalidHeaderField {
             field,
@@ -270,9 +357,63 @@ pub fn decode_head(buf: &[u8], limits: &Limits) -> Result<Option<Head>, DecodeEr
         }),
     };
     Ok(Some(Head {
-        byteorder: string_field("byteorder")?,
-        content_type: string_field("content-type")?,
-        content_encoding: string_field("content-encoding")?,
+        byteorder: string_field("byteorder", byteorder)?,
+        content_type: string_field("content-type", content_type)?,
+        content_encoding: string_field("content-encoding", content_encoding)?,
+        content_length,
+        header_end,
+    }))
+}
+
+/// The header COMET and labwire write for JSON content, up to the content length's digits.
+const CANONICAL_HEADER_START: &[u8] = br#"{"byteorder": "little", "content-type": "text/json", "content-encoding": "utf-8", "content-length": "#;
+
+/// The header read without a JSON parser when it is byte for byte the one COMET writes for
+/// JSON content (nearly every header): the same [`Head`] the parser would give, or `Ok(None)`
+/// for any other header, which the parser reads.
+///
+/// # Errors
+/// [`DecodeError::ContentTooLong`], as the parser would report it.
+fn canonical_head(
+    header: &[u8],
+    header_end: usize,
+    limits: &Limits,
+) -> Result<Option<Head>, DecodeError> {
+    let Some(digits) = header
+        .strip_prefix(CANONICAL_HEADER_START)
+        .and_then(|rest| rest.strip_suffix(b"}"))
+    else {
+        return Ok(None);
+    };
+    // A JSON integer: no sign, no leading zero, and here no more than u64 holds (a longer one
+    // the parser reads as a float, which it refuses as a length).
+    let leading_zero = digits.len() > 1 && digits.first() == Some(&b'0');
+    if digits.is_empty() || leading_zero || !digits.iter().all(u8::is_ascii_digit) {
+        return Ok(None);
+    }
+    let mut content_length = 0_u64;
+    for &digit in digits {
+        match content_length
+            .checked_mul(10)
+            .and_then(|n| n.checked_add(u64::from(digit - b'0')))
+        {
+            Some(n) => content_length = n,
+            None => return Ok(None),
+        }
+    }
+    let content_length = match usize::try_from(content_length) {
+        Ok(len) if len <= limits.max_content_length => len,
+        _ => {
+            return Err(DecodeError::ContentTooLong {
+                len: content_length,
+                max: limits.max_content_length,
+            });
+        }
+    };
+    Ok(Some(Head {
+        byteorder: BYTEORDER_LITTLE.to_owned(),
+        content_type: CONTENT_TYPE_JSON.to_owned(),
+        content_encoding: ENCODING_UTF8.to_owned(),
         content_length,
         header_end,
     }))

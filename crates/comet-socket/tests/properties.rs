@@ -197,3 +197,206 @@ proptest! {
         let _ = wire::decode(&bytes, &Limits::default());
     }
 }
+
+/// What reading a request meant before the one-pass reader: the whole content into a map, the
+/// two members taken out of it, a `null` scanned for a non-finite literal.
+fn request_through_a_map(content: &[u8]) -> Result<RawRequest, comet_socket::DecodeError> {
+    let mut object = match json::from_slice(content) {
+        Ok(Value::Object(object)) => object,
+        Ok(_) => return Err(comet_socket::DecodeError::ContentNotObject),
+        Err(e) => {
+            return Err(comet_socket::DecodeError::InvalidJson {
+                reason: e.to_string(),
+            });
+        }
+    };
+    let action = object.remove("action");
+    let value = object.remove("value");
+    let non_finite = |member: &Option<Value>, key| match member {
+        Some(Value::Null) => json::member_non_finite(content, key),
+        _ => None,
+    };
+    Ok(RawRequest {
+        action_non_finite: non_finite(&action, "action"),
+        value_non_finite: non_finite(&value, "value"),
+        action,
+        value,
+    })
+}
+
+/// Objects as a peer may write them: the members COMET reads (some under an escaped name, some
+/// twice), others, non-finite literals, and sometimes junk after the object.
+fn request_text() -> impl Strategy<Value = Vec<u8>> {
+    let key = prop::sample::select(vec![
+        "action",
+        "value",
+        "result",
+        "x",
+        "act\\u0069on",
+        "valu\\u0065",
+        "",
+    ]);
+    let member_value = prop_oneof![
+        json_value().prop_map(|v| String::from_utf8(json::to_vec(&v).unwrap()).unwrap()),
+        prop::sample::select(vec!["NaN", "Infinity", "-Infinity", "nan", "\"\\ud800\""])
+            .prop_map(str::to_owned),
+    ];
+    (
+        prop::collection::vec((key, member_value), 0..5),
+        prop::sample::select(vec!["", " ", "x", "}", "[1]"]),
+    )
+        .prop_map(|(members, tail)| {
+            let members: Vec<String> = members
+                .iter()
+                .map(|(key, value)| format!("\"{key}\": {value}"))
+                .collect();
+            format!("{{{}}}{tail}", members.join(", ")).into_bytes()
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn requests_read_in_one_pass_as_through_a_map(text in request_text()) {
+        prop_assert_eq!(RawRequest::from_content(&text), request_through_a_map(&text));
+    }
+
+    #[test]
+    fn arbitrary_bytes_read_in_one_pass_as_through_a_map(
+        bytes in prop::collection::vec(any::<u8>(), 0..64),
+    ) {
+        prop_assert_eq!(RawRequest::from_content(&bytes), request_through_a_map(&bytes));
+    }
+
+    #[test]
+    fn answers_read_in_one_pass_as_through_a_map(text in request_text()) {
+        let through_a_map = request_through_a_map(&text).and_then(|_| {
+            match json::from_slice(&text) {
+                Ok(Value::Object(mut object)) => object
+                    .remove("result")
+                    .map(Response::new)
+                    .ok_or(comet_socket::DecodeError::MissingResult),
+                _ => unreachable!("checked by request_through_a_map"),
+            }
+        });
+        prop_assert_eq!(Response::from_content(&text), through_a_map);
+    }
+}
+
+/// What reading a header meant before the one-pass reader: the whole header into a map, then
+/// COMET's checks in COMET's order.
+fn head_through_a_map(
+    header: &[u8],
+) -> Result<(String, String, String, usize), comet_socket::DecodeError> {
+    use comet_socket::DecodeError;
+    let header: Value =
+        serde_json::from_slice(header).map_err(|e| DecodeError::InvalidHeaderJson {
+            reason: e.to_string(),
+        })?;
+    let Value::Object(mut header) = header else {
+        return Err(DecodeError::HeaderNotObject);
+    };
+    for key in [
+        "byteorder",
+        "content-length",
+        "content-type",
+        "content-encoding",
+    ] {
+        if !header.contains_key(key) {
+            return Err(DecodeError::MissingHeaderField(key));
+        }
+    }
+    let content_length = header.get("content-length").and_then(Value::as_u64).ok_or(
+        DecodeError::InvalidHeaderField {
+            field: "content-length",
+            reason: "expected a non-negative integer",
+        },
+    )?;
+    let max = Limits::default().max_content_length;
+    let content_length = match usize::try_from(content_length) {
+        Ok(len) if len <= max => len,
+        _ => {
+            return Err(DecodeError::ContentTooLong {
+                len: content_length,
+                max,
+            });
+        }
+    };
+    let mut string_field = |field: &'static str| match header.remove(field) {
+        Some(Value::String(s)) => Ok(s),
+        _ => Err(DecodeError::InvalidHeaderField {
+            field,
+            reason: "expected a string",
+        }),
+    };
+    Ok((
+        string_field("byteorder")?,
+        string_field("content-type")?,
+        string_field("content-encoding")?,
+        content_length,
+    ))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn headers_read_in_one_pass_as_through_a_map(
+        members in prop::collection::vec(
+            (
+                prop::sample::select(vec![
+                    "byteorder", "content-type", "content-encoding", "content-length",
+                    "content-l\\u0065ngth", "x",
+                ]),
+                prop::sample::select(vec![
+                    "\"little\"", "\"text/json\"", "\"utf-8\"", "12", "-1", "-0", "1.0", "null",
+                    "99999999999999999999", "[1, {}]", "NaN",
+                ]),
+            ),
+            0..7,
+        ),
+        tail in prop::sample::select(vec!["", " ", "x"]),
+    ) {
+        let members: Vec<String> = members
+            .iter()
+            .map(|(key, value)| format!("\"{key}\": {value}"))
+            .collect();
+        let header = format!("{{{}}}{tail}", members.join(", "));
+        let mut bytes = u16::try_from(header.len()).unwrap().to_be_bytes().to_vec();
+        bytes.extend_from_slice(header.as_bytes());
+        let one_pass = wire::decode_head(&bytes, &Limits::default()).map(|head| {
+            let head = head.unwrap();
+            (head.byteorder, head.content_type, head.content_encoding, head.content_length)
+        });
+        prop_assert_eq!(one_pass, head_through_a_map(header.as_bytes()));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn the_canonical_header_reads_as_through_a_map(
+        length in prop_oneof![
+            any::<u64>().prop_map(|n| n.to_string()),
+            (0u64..100_000).prop_map(|n| n.to_string()),
+            "[0-9 .eE+-]{0,24}",
+            Just("18446744073709551616".to_owned()),
+            Just("-0".to_owned()),
+            Just("007".to_owned()),
+        ],
+        tail in prop::sample::select(vec!["}", " }", "}x", "", ", \"x\": 1}"]),
+    ) {
+        let header = format!(
+            r#"{{"byteorder": "little", "content-type": "text/json", "content-encoding": "utf-8", "content-length": {length}{tail}"#
+        );
+        let mut bytes = u16::try_from(header.len()).unwrap().to_be_bytes().to_vec();
+        bytes.extend_from_slice(header.as_bytes());
+        let one_pass = wire::decode_head(&bytes, &Limits::default()).map(|head| {
+            let head = head.unwrap();
+            (head.byteorder, head.content_type, head.content_encoding, head.content_length)
+        });
+        prop_assert_eq!(one_pass, head_through_a_map(header.as_bytes()));
+    }
+}
