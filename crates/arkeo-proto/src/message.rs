@@ -1,7 +1,9 @@
 //! The typed ARKEO messages: [`Request`], [`Response`] and the values inside them.
 //!
-//! Decoding goes through [`serde_json::Value`] (see [`crate::json`]) and is deliberately
-//! forgiving where the vendor's documents disagree with each other; encoding is canonical.
+//! Decoding is deliberately forgiving where the vendor's documents disagree with each other;
+//! encoding is canonical. The `from_value` constructors say what is accepted, from a
+//! [`serde_json::Value`] (see [`crate::json`]); [`crate::wire`] decodes well-formed payloads
+//! straight from their bytes into the same messages, and leaves the rest to `from_value`.
 
 use std::fmt;
 
@@ -9,6 +11,10 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value};
 
 use crate::DecodeError;
+
+mod fast;
+
+pub(crate) use fast::{FastRequest, FastResponse};
 
 /// Well-known ARKEO error codes.
 pub mod codes {
@@ -244,22 +250,29 @@ fn echoed_request_id(value: Option<Value>) -> Result<Option<u64>, DecodeError> {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => match n.as_u64() {
             Some(id) => Ok(Some(id)),
-            None => n.as_f64().and_then(integral_u64).map(Some).ok_or(INVALID),
+            None => n
+                .as_f64()
+                .and_then(echoed_id_from_f64)
+                .map(Some)
+                .ok_or(INVALID),
         },
-        Some(Value::String(s)) => {
-            let s = s.trim();
-            match s.parse::<u64>() {
-                Ok(id) => Ok(Some(id)),
-                Err(_) => s
-                    .parse::<f64>()
-                    .ok()
-                    .and_then(integral_u64)
-                    .map(Some)
-                    .ok_or(INVALID),
-            }
-        }
+        Some(Value::String(s)) => echoed_id_from_str(&s).map(Some).ok_or(INVALID),
         Some(_) => Err(INVALID),
     }
+}
+
+/// An echoed `request_id` that arrived as a float: the id when it is a whole one.
+fn echoed_id_from_f64(id: f64) -> Option<u64> {
+    integral_u64(id)
+}
+
+/// An echoed `request_id` that arrived as a string: `"1001"` or `"1001.0"`, blanks around
+/// allowed.
+fn echoed_id_from_str(id: &str) -> Option<u64> {
+    let id = id.trim();
+    id.parse::<u64>()
+        .ok()
+        .or_else(|| id.parse::<f64>().ok().and_then(integral_u64))
 }
 
 /// `x` as a `u64` when it is a whole number that a double represents exactly (at most 2^53).

@@ -3,7 +3,7 @@
 use arkeo_proto::json::{f64_value, parse, quote_non_finite, to_vec_non_finite};
 use arkeo_proto::{
     ClientCodec, DecodeError, ErrorObject, FrameCodec, ParamKey, Request, Response, ServerCodec,
-    Status, Target,
+    Status, Target, wire,
 };
 use bytes::BytesMut;
 use proptest::prelude::*;
@@ -89,6 +89,92 @@ fn response() -> impl Strategy<Value = Response> {
             request_id,
             extra: Map::new(),
         })
+}
+
+/// A JSON fragment of the kinds that decide how a message field decodes: strings (status
+/// spellings, ids as text), whole and fractional floats, negative and huge numbers, `null`,
+/// containers, and the bare non-finite tokens.
+fn fragment() -> impl Strategy<Value = String> {
+    prop_oneof![
+        prop::sample::select(vec![
+            "null",
+            "true",
+            "0",
+            "7",
+            "-1",
+            "-0",
+            "1001",
+            "1001.0",
+            "1001.5",
+            "1e3",
+            "1e300",
+            "18446744073709551615",
+            "18446744073709551616",
+            "\"1001\"",
+            "\" 1001.0 \"",
+            "\"abc\"",
+            "\"NaN\"",
+            "\"OK\"",
+            "\"ok\"",
+            "\"Error\"",
+            "\"busy\"",
+            "\"MAIN\"",
+            "\"routine\"",
+            "\"GetStatus\"",
+            "{}",
+            "[]",
+            "[1,2]",
+            "NaN",
+            "Infinity",
+            "-Infinity",
+            "[NaN,1]",
+            "{\"code\":101,\"message\":\"bad\"}",
+            "{\"code\":\"4006\",\"hint\":1}",
+            "\"plain\"",
+            "{\"a\":{\"b\":[null]}}",
+            "\"\\u0041\"",
+            "{\"x\":1,\"x\":2}",
+        ])
+        .prop_map(str::to_owned),
+        leaf().prop_map(|v| v.to_string()),
+    ]
+}
+
+/// A payload whose keys are mostly the ones a message reads (aliases, repeats and escaped
+/// spellings included), sometimes not an object at all or not JSON at all.
+fn message_payload() -> impl Strategy<Value = Vec<u8>> {
+    let key = prop::sample::select(vec![
+        "status",
+        "state",
+        "data",
+        "error",
+        "request_id",
+        "target",
+        "command",
+        "parameter",
+        "params",
+        "extra",
+        "x",
+        "req\\u0075est_id",
+    ]);
+    let object = prop::collection::vec((key, fragment()), 0..7).prop_map(|members| {
+        let members: Vec<String> = members
+            .into_iter()
+            .map(|(k, v)| format!("\"{k}\": {v}"))
+            .collect();
+        format!("{{{}}}", members.join(", "))
+    });
+    prop_oneof![
+        8 => object,
+        1 => fragment(),
+        1 => Just("{\"status\":\"OK\",".to_owned()),
+    ]
+    .prop_map(String::into_bytes)
+}
+
+/// A decode result made comparable: the message, or the error's variant and text.
+fn outcome<T: PartialEq + std::fmt::Debug>(r: Result<T, DecodeError>) -> Result<T, String> {
+    r.map_err(|e| format!("{e:?} {e}"))
 }
 
 fn encode_requests(requests: &[Request], key: ParamKey) -> BytesMut {
@@ -275,5 +361,28 @@ proptest! {
     fn valid_json_decodes_the_same_as_serde_json(v in value()) {
         let text = serde_json::to_vec(&v).unwrap();
         prop_assert_eq!(parse(&text).unwrap(), serde_json::from_slice::<Value>(&text).unwrap());
+    }
+
+    #[test]
+    fn responses_decode_as_the_slow_path_decodes_them(payload in message_payload()) {
+        let slow = wire::parse_payload(&payload).and_then(Response::from_value);
+        prop_assert_eq!(outcome(wire::decode_response(&payload)), outcome(slow));
+    }
+
+    #[test]
+    fn requests_decode_as_the_slow_path_decodes_them(payload in message_payload()) {
+        let slow = wire::parse_payload(&payload).and_then(Request::from_value);
+        prop_assert_eq!(outcome(wire::decode_request(&payload)), outcome(slow));
+        let incoming = wire::decode_incoming(&payload).map_err(|bad| {
+            (format!("{:?} {}", bad.error, bad.error), bad.request_id)
+        });
+        let slow = match wire::parse_payload(&payload) {
+            Err(e) => Err((format!("{e:?} {e}"), None)),
+            Ok(v) => {
+                let id = v.get("request_id").and_then(Value::as_u64);
+                Request::from_value(v).map_err(|e| (format!("{e:?} {e}"), id))
+            }
+        };
+        prop_assert_eq!(incoming, slow);
     }
 }
