@@ -1,61 +1,212 @@
-//! Parsing and writing PEKAT messages, against a baseline of the least work any parser must do
-//! (UTF-8 check and one split) on the same bytes.
+//! Parsing and writing PEKAT messages, each group against its floor: a minimal, strict hand
+//! parse of the same bytes into the same typed value (or a hand write of the same bytes). A
+//! text protocol has no `serde_json` to compare with; the least work any parser must do to get
+//! the typed message is the real floor. `cargo xtask bench` prints each as a ratio to its
+//! group's `baseline`.
+//!
+//! The library does more than the floor on the way (it is lenient: either dialect's answers,
+//! any case, surrounding whitespace, line endings); on valid input that must cost next to
+//! nothing.
 
 use std::hint::black_box;
 
-use bytes::BytesMut;
+use bytes::{BufMut, BytesMut};
 use criterion::{Criterion, criterion_group, criterion_main};
 use pekat_proto::wire;
-use pekat_proto::{Dialect, Request, RequestId};
+use pekat_proto::{
+    Command, DEFAULT_MAX_RESPONSE_LEN, Dialect, ProjectState, Reply, Request, RequestId, Response,
+};
 
+/// The vendor's example path: a small request.
 const PATH: &str = r"C:\Users\pekat\PekatVisionProjects\Test Project 1";
 
-fn requests(c: &mut Criterion) {
-    let mut group = c.benchmark_group("pekat_request");
-    let v18 = format!("start:{PATH}");
-    let v19 = format!("42.start|{PATH}");
-    group.bench_function("baseline_utf8_split", |b| {
+/// A long (but valid) Windows path: a large request.
+fn long_path() -> String {
+    let mut path = String::from(r"C:\Users\pekat\PekatVisionProjects");
+    while path.len() < 4000 {
+        path.push_str(r"\Line 7 station B");
+    }
+    path
+}
+
+/// The floor for a request: find the separator, read an id before a `.`, match the command,
+/// check the path is UTF-8 and own it.
+fn hand_parse_request(bytes: &[u8], separator: u8) -> Option<Request> {
+    let at = bytes.iter().position(|&b| b == separator)?;
+    let (head, path) = (bytes.get(..at)?, bytes.get(at + 1..)?);
+    let (id, command) = match head.iter().position(|&b| b == b'.') {
+        Some(dot) => {
+            let id = std::str::from_utf8(head.get(..dot)?).ok()?;
+            (Some(RequestId::new(id).ok()?), head.get(dot + 1..)?)
+        }
+        None => (None, head),
+    };
+    let command = match command {
+        b"start" => Command::Start,
+        b"stop" => Command::Stop,
+        b"status" => Command::Status,
+        b"switch" => Command::Switch,
+        _ => return None,
+    };
+    let path = std::str::from_utf8(path).ok()?.to_owned();
+    Some(Request { id, command, path })
+}
+
+/// The floor for an answer: an id before a `.`, then the exact text of a known answer.
+fn hand_parse_reply(bytes: &[u8]) -> Option<Reply> {
+    let (id, text) = match bytes.iter().position(|&b| b == b'.') {
+        Some(dot) => {
+            let id = std::str::from_utf8(bytes.get(..dot)?).ok()?;
+            (Some(RequestId::new(id).ok()?), bytes.get(dot + 1..)?)
+        }
+        None => (None, bytes),
+    };
+    let response = match text {
+        b"done" | b"suc:done" => Response::Done,
+        b"success" | b"suc:success" => Response::Success,
+        b"stopped" | b"suc:stopped" => Response::Status(ProjectState::Stopped),
+        b"stopping" | b"suc:stopping" => Response::Status(ProjectState::Stopping),
+        b"starting" | b"suc:starting" => Response::Status(ProjectState::Starting),
+        b"running" | b"suc:running" => Response::Status(ProjectState::Running),
+        b"not-found" | b"err:not-found" => Response::NotFound,
+        b"error:port" | b"err:port" => Response::PortInUse,
+        b"Unknown command" | b"err:invalid-command" => Response::UnknownCommand,
+        _ => return None,
+    };
+    Some(Reply { id, response })
+}
+
+/// The floor for writing: the same bytes put one after the other, nothing checked.
+fn hand_write(id: Option<&RequestId>, parts: &[&[u8]], dst: &mut BytesMut) {
+    if let Some(id) = id {
+        dst.put_slice(id.as_str().as_bytes());
+        dst.put_u8(b'.');
+    }
+    for part in parts {
+        dst.put_slice(part);
+    }
+}
+
+fn request_decode(c: &mut Criterion) {
+    let long = long_path();
+    let cases = [
+        (
+            "pekat_request_decode_3_18",
+            Dialect::V3_18,
+            format!("start:{PATH}"),
+        ),
+        (
+            "pekat_request_decode_3_19_with_id",
+            Dialect::V3_19,
+            format!("42.start|{PATH}"),
+        ),
+        (
+            "pekat_request_decode_3_18_long_path",
+            Dialect::V3_18,
+            format!("status:{long}"),
+        ),
+    ];
+    for (group, dialect, text) in cases {
+        let bytes = text.as_bytes();
+        assert_eq!(
+            hand_parse_request(bytes, dialect.separator()),
+            wire::parse_request(bytes, dialect).ok(),
+            "{group}: the floor parses to the same request"
+        );
+        let mut g = c.benchmark_group(group);
+        g.bench_function("baseline_hand_parse", |b| {
+            b.iter(|| hand_parse_request(black_box(bytes), dialect.separator()));
+        });
+        g.bench_function("parse_request", |b| {
+            b.iter(|| wire::parse_request(black_box(bytes), dialect));
+        });
+        g.finish();
+    }
+}
+
+fn request_encode(c: &mut Criterion) {
+    let request = Request::start(PATH).with_id(RequestId::from(42));
+    let mut g = c.benchmark_group("pekat_request_encode_3_19_with_id");
+    let mut buf = BytesMut::with_capacity(128);
+    g.bench_function("baseline_hand_write", |b| {
         b.iter(|| {
-            let text = std::str::from_utf8(black_box(v18.as_bytes())).ok();
-            black_box(
-                text.and_then(|t| t.split_once(':'))
-                    .map(|(c, p)| (c, p.to_owned())),
-            )
+            buf.clear();
+            let request = black_box(&request);
+            let parts = [
+                request.command.as_str().as_bytes(),
+                b"|",
+                request.path.as_bytes(),
+            ];
+            hand_write(request.id.as_ref(), &parts, &mut buf);
         });
     });
-    group.bench_function("parse_3_18", |b| {
-        b.iter(|| wire::parse_request(black_box(v18.as_bytes()), Dialect::V3_18));
-    });
-    group.bench_function("parse_3_19_with_id", |b| {
-        b.iter(|| wire::parse_request(black_box(v19.as_bytes()), Dialect::V3_19));
-    });
-    let request = Request::start(PATH).with_id(RequestId::from(42));
-    let mut buf = BytesMut::with_capacity(128);
-    group.bench_function("encode_3_19", |b| {
+    g.bench_function("encode_request", |b| {
         b.iter(|| {
             buf.clear();
             wire::encode_request(black_box(&request), Dialect::V3_19, &mut buf)
         });
     });
-    group.finish();
+    g.finish();
 }
 
-fn responses(c: &mut Criterion) {
-    let mut group = c.benchmark_group("pekat_response");
-    group.bench_function("baseline_utf8_compare", |b| {
+fn response_decode(c: &mut Criterion) {
+    for (group, text) in [
+        ("pekat_response_decode_3_18", &b"running"[..]),
+        ("pekat_response_decode_3_19_with_id", b"7.suc:running"),
+    ] {
+        assert_eq!(
+            hand_parse_reply(text),
+            wire::parse_response(text).ok(),
+            "{group}: the floor parses to the same reply"
+        );
+        let mut g = c.benchmark_group(group);
+        g.bench_function("baseline_hand_parse", |b| {
+            b.iter(|| hand_parse_reply(black_box(text)));
+        });
+        g.bench_function("parse_response", |b| {
+            b.iter(|| wire::parse_response(black_box(text)));
+        });
+        g.finish();
+    }
+}
+
+fn response_encode(c: &mut Criterion) {
+    let reply = Reply {
+        id: Some(RequestId::from(7)),
+        response: Response::Status(ProjectState::Running),
+    };
+    let mut g = c.benchmark_group("pekat_response_encode_3_19_with_id");
+    let mut buf = BytesMut::with_capacity(64);
+    g.bench_function("baseline_hand_write", |b| {
         b.iter(|| {
-            let text = std::str::from_utf8(black_box(b"7.suc:running")).ok();
-            black_box(text.is_some_and(|t| t.ends_with("running")))
+            buf.clear();
+            let reply = black_box(&reply);
+            let text: &[u8] = match reply.response {
+                Response::Status(ProjectState::Running) => b"suc:running",
+                _ => b"suc:done",
+            };
+            hand_write(reply.id.as_ref(), &[text], &mut buf);
         });
     });
-    group.bench_function("parse_3_18", |b| {
-        b.iter(|| wire::parse_response(black_box(b"running")));
+    g.bench_function("encode_reply", |b| {
+        b.iter(|| {
+            buf.clear();
+            wire::encode_reply(
+                black_box(&reply),
+                Dialect::V3_19,
+                DEFAULT_MAX_RESPONSE_LEN,
+                &mut buf,
+            )
+        });
     });
-    group.bench_function("parse_3_19_with_id", |b| {
-        b.iter(|| wire::parse_response(black_box(b"7.suc:running")));
-    });
-    group.finish();
+    g.finish();
 }
 
-criterion_group!(benches, requests, responses);
+criterion_group!(
+    benches,
+    request_decode,
+    request_encode,
+    response_decode,
+    response_encode
+);
 criterion_main!(benches);

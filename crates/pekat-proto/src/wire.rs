@@ -206,11 +206,20 @@ fn lossy(bytes: &[u8]) -> String {
 }
 
 fn check_text(text: &str) -> Result<(), EncodeError> {
-    if text.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
+    if has_control(text.as_bytes()) {
         Err(EncodeError::ControlCharacter)
     } else {
         Ok(())
     }
+}
+
+/// Whether `bytes` hold a CR, LF or NUL. A path is checked on every request sent and may be
+/// 32 KiB long: the scan has no early exit, so that it is vectorised.
+fn has_control(bytes: &[u8]) -> bool {
+    let found = bytes.iter().fold(0u8, |found, &b| {
+        found | u8::from(b == b'\r') | u8::from(b == b'\n') | u8::from(b == 0)
+    });
+    found != 0
 }
 
 /// Appends `request` to `dst` as `dialect` spells it, without any terminator.
@@ -352,6 +361,25 @@ pub fn response_completeness(buf: &[u8], expected_id: Option<&RequestId>) -> Com
     }
 }
 
+/// The response that `text` spells exactly as a server writes it, in either dialect (no id, no
+/// line ending): what nearly every answer is, recognised before the lenient reading, which
+/// gives the same response for it.
+fn canonical(text: &[u8]) -> Option<Response> {
+    let response = match text {
+        b"done" | b"suc:done" => Response::Done,
+        b"success" | b"suc:success" => Response::Success,
+        b"stopped" | b"suc:stopped" => Response::Status(ProjectState::Stopped),
+        b"stopping" | b"suc:stopping" => Response::Status(ProjectState::Stopping),
+        b"starting" | b"suc:starting" => Response::Status(ProjectState::Starting),
+        b"running" | b"suc:running" => Response::Status(ProjectState::Running),
+        b"not-found" | b"err:not-found" => Response::NotFound,
+        b"error:port" | b"err:port" => Response::PortInUse,
+        b"Unknown command" | b"err:invalid-command" => Response::UnknownCommand,
+        _ => return None,
+    };
+    Some(response)
+}
+
 /// `Unknown command` (3.18), `invalid-command` (3.19) or the integrator's `unknown-command`,
 /// with a space, `-` or `_` between the words, in any case.
 fn is_unknown_command(body: &str) -> bool {
@@ -368,6 +396,11 @@ fn is_unknown_command(body: &str) -> bool {
 /// The response that `text` spells in either dialect, if it is a known one.
 /// Case and surrounding whitespace are ignored.
 fn parse_known(text: &str) -> Option<Response> {
+    canonical(text.as_bytes()).or_else(|| parse_lenient(text))
+}
+
+/// [`parse_known`] for any spelling.
+fn parse_lenient(text: &str) -> Option<Response> {
     let text = text.trim();
     let body = [b"suc:".as_slice(), b"err:".as_slice()]
         .iter()
@@ -403,6 +436,9 @@ fn parse_known(text: &str) -> Option<Response> {
 /// [`DecodeError::InvalidUtf8`] when the answer is not UTF-8.
 pub fn parse_response(msg: &[u8]) -> Result<Reply, DecodeError> {
     let body = strip_line_ending(msg);
+    if let Some(response) = canonical(body) {
+        return Ok(Reply { id: None, response });
+    }
     let text = std::str::from_utf8(body).map_err(|_| DecodeError::InvalidUtf8)?;
     if let Some((id, rest)) = text.split_once('.')
         && is_valid_id(id.as_bytes())
@@ -465,10 +501,13 @@ pub fn encode_reply(
         return Err(EncodeError::IdNotSupported(dialect));
     }
     let text = response_text(&reply.response, dialect);
-    if text.is_empty() {
-        return Err(EncodeError::EmptyAnswer);
+    // Only a text of the caller's own can be empty or hold a line ending.
+    if let Response::Other(_) = reply.response {
+        if text.is_empty() {
+            return Err(EncodeError::EmptyAnswer);
+        }
+        check_text(text)?;
     }
-    check_text(text)?;
     let id_len = reply.id.as_ref().map_or(0, |id| id.as_str().len() + 1);
     let len = id_len + text.len();
     if len > max_len {
@@ -672,6 +711,44 @@ mod tests {
             assert_eq!(parse_response(v18.as_bytes()).unwrap(), reply);
             assert_eq!(parse_response(v19.as_bytes()).unwrap(), reply);
         }
+    }
+
+    #[test]
+    fn control_characters_are_found_anywhere_in_a_text() {
+        for len in 0..40 {
+            let plain = "a\tb".repeat(len);
+            assert!(!has_control(plain.as_bytes()), "{len}");
+            for at in 0..plain.len() {
+                for control in [b'\r', b'\n', 0] {
+                    let mut bytes = plain.clone().into_bytes();
+                    bytes[at] = control;
+                    assert!(has_control(&bytes), "{len} {at} {control}");
+                }
+            }
+        }
+        assert!(!has_control("\u{e9}\u{1f600}\u{7f}\u{0e}".as_bytes()));
+    }
+
+    #[test]
+    fn the_exact_spellings_read_as_the_lenient_reading_reads_them() {
+        let responses = [
+            Response::Done,
+            Response::Success,
+            Response::NotFound,
+            Response::PortInUse,
+            Response::UnknownCommand,
+        ]
+        .into_iter()
+        .chain(ProjectState::ALL.map(Response::Status));
+        for response in responses {
+            for dialect in [Dialect::V3_18, Dialect::V3_19] {
+                let text = response_text(&response, dialect);
+                assert_eq!(canonical(text.as_bytes()), Some(response.clone()), "{text}");
+                assert_eq!(parse_lenient(text), Some(response.clone()), "{text}");
+            }
+        }
+        assert_eq!(canonical(b"DONE"), None);
+        assert_eq!(canonical(b"7.done"), None);
     }
 
     #[test]
