@@ -238,6 +238,39 @@ fn pekat(c: &mut Criterion) {
         bare_exchange(&mut stream, request, answer).await;
     }
 
+    /// CPU time used so far by every thread of this process (client, server and runtime
+    /// alike, kernel time included), from Linux's per-thread scheduler statistics; `None`
+    /// where there are none.
+    fn process_cpu() -> Option<Duration> {
+        let mut total = 0u64;
+        for task in std::fs::read_dir("/proc/self/task").ok()? {
+            // A thread that ended meanwhile has nothing left to count.
+            let Ok(stat) = std::fs::read_to_string(task.ok()?.path().join("schedstat")) else {
+                continue;
+            };
+            total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+        }
+        Some(Duration::from_nanos(total))
+    }
+
+    /// Benchmarks `run` by the CPU time it costs the whole process, not by wall time: on two
+    /// cores, a client and a server running side by side hide each other's work in wall time.
+    fn cpu_bench(g: &mut BenchmarkGroup<'_, WallTime>, id: &str, mut run: impl FnMut()) {
+        g.bench_function(id, |b| {
+            b.iter_custom(|iters| {
+                let wall = std::time::Instant::now();
+                let before = process_cpu();
+                for _ in 0..iters {
+                    run();
+                }
+                match (before, process_cpu()) {
+                    (Some(before), Some(after)) => after.saturating_sub(before),
+                    _ => wall.elapsed(),
+                }
+            });
+        });
+    }
+
     let rt = runtime(true);
     let request = format!("status:{PROJECT}").into_bytes();
     let sim_with = |quiet: Option<Duration>| async move {
@@ -312,6 +345,35 @@ fn pekat(c: &mut Criterion) {
             b.iter(|| rt.block_on(client.status(PROJECT)).expect("status"));
         });
     }
+    g.finish();
+
+    // The same, by the CPU time each request costs the process (client and server together):
+    // what a machine running many polling integrations pays.
+    let mut g = group(c, "pekat_cpu_per_request");
+    for (id, addr) in [
+        ("baseline_bare_client_bare_server", bare.local_addr()),
+        ("bare_client_pekat_sim_defaults", sim.local_addr()),
+    ] {
+        cpu_bench(&mut g, id, || {
+            rt.block_on(fresh_exchange(addr, &request, &mut answer));
+        });
+    }
+    for (id, addr) in [
+        ("client_default_bare_server", bare.local_addr()),
+        ("client_default_pekat_sim", sim.local_addr()),
+    ] {
+        let client = Client::builder(addr.to_string()).build();
+        cpu_bench(&mut g, id, || {
+            rt.block_on(client.status(PROJECT)).expect("status");
+        });
+    }
+    // For scale: what a kept connection costs (not the floor of a connection per request).
+    let mut stream = rt
+        .block_on(labwire_net::connect(bare.local_addr(), IO))
+        .expect("connect");
+    cpu_bench(&mut g, "kept_bare_client_bare_server", || {
+        rt.block_on(bare_exchange(&mut stream, &request, &mut answer));
+    });
     g.finish();
     rt.block_on(async {
         sim.shutdown().await;
