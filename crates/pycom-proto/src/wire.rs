@@ -4,10 +4,8 @@
 //! a message is complete exactly when the peer's EOF arrives. Until then a receiver can only
 //! check the size limit ([`check_len`]); at EOF it [`decode`]s the whole buffer.
 
-use serde_json::Value;
-
 use crate::message::{Body, Identity, Message, TYPE_KEY, UnitInfo};
-use crate::raw::{Raw, RawObject};
+use crate::raw::{Member, RawObject, Slot};
 
 /// Largest message accepted or sent when no limit is configured: 256 KiB.
 ///
@@ -140,25 +138,21 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Message, DecodeError> {
     }
     // serde_json checks UTF-8 as it parses (outside strings only ASCII is valid JSON), so a
     // successful parse needs no separate pass; a failed one is classified afterwards.
-    let raw =
-        serde_json::from_slice::<Raw>(bytes).map_err(|error| match std::str::from_utf8(bytes) {
-            Err(e) => DecodeError::NotUtf8 {
-                valid_up_to: e.valid_up_to(),
-            },
-            Ok(_) => DecodeError::InvalidJson(error),
-        })?;
-    let mut object = match raw {
-        Raw::Object(object) => object,
-        Raw::NotObject(found) => return Err(DecodeError::NotAnObject { found }),
-    };
+    let read = RawObject::read(bytes).map_err(|error| match std::str::from_utf8(bytes) {
+        Err(e) => DecodeError::NotUtf8 {
+            valid_up_to: e.valid_up_to(),
+        },
+        Ok(_) => DecodeError::InvalidJson(error),
+    })?;
+    let mut object = read.map_err(|found| DecodeError::NotAnObject { found })?;
     let identity = Identity {
-        id: take_string(&mut object, "id")?,
-        name: take_text(&mut object, "name"),
-        ip: take_text(&mut object, "ip"),
+        id: take_string(&mut object, Slot::Id)?,
+        name: take_text(&mut object, Slot::Name),
+        ip: take_text(&mut object, Slot::Ip),
         port: take_port(&mut object)?,
-        version: take_text(&mut object, "version"),
-        coordinator: match object.remove("coordinator") {
-            Some(Value::Bool(b)) => b,
+        version: take_text(&mut object, Slot::Version),
+        coordinator: match object.take(Slot::Coordinator) {
+            Some(Member::Bool(b)) => b,
             Some(_) => return Err(invalid("coordinator", "a boolean")),
             None => {
                 return Err(DecodeError::MissingField {
@@ -167,29 +161,29 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Message, DecodeError> {
             }
         },
     };
-    let type_ = match object.remove(TYPE_KEY) {
+    let type_ = match object.take(Slot::Type) {
         None => None,
-        Some(Value::String(s)) => Some(s),
+        Some(Member::Str(s)) => Some(s),
         Some(_) => return Err(invalid(TYPE_KEY, "a string")),
     };
     let body = match type_.as_deref() {
         None => Body::Heartbeat,
         Some("cmd") => Body::Cmd {
-            command: take_string(&mut object, "command")?,
+            command: take_string(&mut object, Slot::Command)?,
         },
         Some("output") => Body::Output {
-            output: take_string(&mut object, "output")?,
+            output: take_string(&mut object, Slot::Output)?,
         },
         Some("message") => Body::Message {
-            message: take_string(&mut object, "message")?,
+            message: take_string(&mut object, Slot::Message)?,
         },
         Some("unit_info") => Body::UnitInfo(UnitInfo {
-            wiringpi_version: take_text(&mut object, "wiringpi_version"),
-            boardio_version: take_text(&mut object, "boardio_version"),
-            firmware_version: take_text(&mut object, "firmware_version"),
-            unit_type: take_text(&mut object, "unit_type"),
-            mcu_type: take_text(&mut object, "mcu_type"),
-            mac_address: take_text(&mut object, "mac_address"),
+            wiringpi_version: take_text(&mut object, Slot::WiringpiVersion),
+            boardio_version: take_text(&mut object, Slot::BoardioVersion),
+            firmware_version: take_text(&mut object, Slot::FirmwareVersion),
+            unit_type: take_text(&mut object, Slot::UnitType),
+            mcu_type: take_text(&mut object, Slot::McuType),
+            mac_address: take_text(&mut object, Slot::MacAddress),
         }),
         Some(_) => Body::Unknown {
             type_: type_.unwrap_or_default(),
@@ -204,7 +198,9 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Message, DecodeError> {
 /// # Errors
 /// [`EncodeError::TooLarge`] when the result exceeds the limit.
 pub fn encode(message: &Message, limits: &Limits) -> Result<Vec<u8>, EncodeError> {
-    let mut out = Vec::with_capacity(256);
+    // Sized once for what the message will take: growing a large output's buffer by doubling
+    // would copy it several times over.
+    let mut out = Vec::with_capacity(encoded_len_hint(message).min(limits.max_message_len));
     encode_into(message, limits, &mut out)?;
     Ok(out)
 }
@@ -234,42 +230,64 @@ pub fn encode_into(
     Ok(())
 }
 
+/// About what `message` takes encoded: its text, room for the keys and punctuation, and an
+/// eighth more for escapes (a command output's line endings).
+fn encoded_len_hint(message: &Message) -> usize {
+    /// Keys, quotes, separators and numbers of a message with the longest set of fields.
+    const FRAME: usize = 256;
+    /// What an unknown body's field is guessed to take.
+    const UNKNOWN_FIELD: usize = 64;
+    let id = &message.identity;
+    let mut text = id.id.len() + id.name.len() + id.ip.len() + id.version.len();
+    text += match &message.body {
+        Body::Heartbeat => 0,
+        Body::Cmd { command: s } | Body::Output { output: s } | Body::Message { message: s } => {
+            s.len()
+        }
+        Body::UnitInfo(info) => info.values().iter().map(|s| s.len()).sum(),
+        Body::Unknown { type_, fields } => type_.len() + fields.len() * UNKNOWN_FIELD,
+    };
+    FRAME + text + text / 8
+}
+
 fn invalid(field: &'static str, expected: &'static str) -> DecodeError {
     DecodeError::InvalidField { field, expected }
 }
 
-fn take_string(object: &mut RawObject, field: &'static str) -> Result<String, DecodeError> {
-    match object.remove(field) {
-        Some(Value::String(s)) => Ok(s),
-        Some(_) => Err(invalid(field, "a string")),
-        None => Err(DecodeError::MissingField { field }),
+fn take_string(object: &mut RawObject, slot: Slot) -> Result<String, DecodeError> {
+    match object.take(slot) {
+        Some(Member::Str(s)) => Ok(s),
+        Some(_) => Err(invalid(slot.key(), "a string")),
+        None => Err(DecodeError::MissingField { field: slot.key() }),
     }
 }
 
 /// An informational text field, leniently: see [`decode`].
-fn take_text(object: &mut RawObject, field: &'static str) -> String {
-    match object.remove(field) {
-        Some(Value::String(s)) => s,
-        None | Some(Value::Null) => {
-            tracing::debug!(field, "informational field missing: read as unknown");
+fn take_text(object: &mut RawObject, slot: Slot) -> String {
+    match object.take(slot) {
+        Some(Member::Str(s)) => s,
+        None | Some(Member::Null) => {
+            tracing::debug!(
+                field = slot.key(),
+                "informational field missing: read as unknown"
+            );
             UNKNOWN.to_owned()
         }
         Some(other) => {
             tracing::debug!(
-                field,
+                field = slot.key(),
                 "informational field is not a string: kept as JSON text"
             );
-            other.to_string()
+            other.json_text()
         }
     }
 }
 
 fn take_port(object: &mut RawObject) -> Result<u16, DecodeError> {
-    match object.remove("port") {
-        Some(Value::Number(n)) => n
-            .as_u64()
-            .and_then(|p| u16::try_from(p).ok())
-            .ok_or_else(|| invalid("port", "an integer from 0 to 65535")),
+    match object.take(Slot::Port) {
+        Some(Member::Unsigned(port)) => {
+            u16::try_from(port).map_err(|_| invalid("port", "an integer from 0 to 65535"))
+        }
         Some(_) => Err(invalid("port", "an integer from 0 to 65535")),
         None => Err(DecodeError::MissingField { field: "port" }),
     }
@@ -278,6 +296,7 @@ fn take_port(object: &mut RawObject) -> Result<u16, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     fn node() -> Identity {
         Identity::new(
@@ -524,5 +543,215 @@ mod tests {
         };
         assert!(encode_into(&Message::heartbeat(node()), &limits, &mut out).is_err());
         assert_eq!(out, b"prefix");
+    }
+}
+
+/// The one-pass reader against what decoding meant before it: the whole object read into a
+/// `serde_json::Map`, then each field taken out of it.
+#[cfg(test)]
+mod through_a_map {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::{Map, Value};
+
+    const BODY_KEYS: [&str; 9] = [
+        "command",
+        "output",
+        "message",
+        "wiringpi_version",
+        "boardio_version",
+        "firmware_version",
+        "unit_type",
+        "mcu_type",
+        "mac_address",
+    ];
+
+    fn take_string(
+        map: &mut Map<String, Value>,
+        field: &'static str,
+    ) -> Result<String, DecodeError> {
+        match map.remove(field) {
+            Some(Value::String(s)) => Ok(s),
+            Some(_) => Err(invalid(field, "a string")),
+            None => Err(DecodeError::MissingField { field }),
+        }
+    }
+
+    fn take_text(map: &mut Map<String, Value>, field: &str) -> String {
+        match map.remove(field) {
+            Some(Value::String(s)) => s,
+            None | Some(Value::Null) => UNKNOWN.to_owned(),
+            Some(other) => other.to_string(),
+        }
+    }
+
+    fn decode_through_a_map(bytes: &[u8]) -> Result<Message, DecodeError> {
+        let mut map = match serde_json::from_slice::<Value>(bytes) {
+            Ok(Value::Object(map)) => map,
+            Ok(_) => unreachable!("only objects are generated"),
+            Err(error) => return Err(DecodeError::InvalidJson(error)),
+        };
+        // The order in which the old reader kept the fields: body keys first, then the others.
+        let mut body_fields = Map::new();
+        for key in BODY_KEYS {
+            if let Some(value) = map.get(key) {
+                body_fields.insert(key.to_owned(), value.clone());
+            }
+        }
+        for (key, value) in &map {
+            if !BODY_KEYS.contains(&key.as_str())
+                && !crate::message::RESERVED_KEYS.contains(&key.as_str())
+            {
+                body_fields.insert(key.clone(), value.clone());
+            }
+        }
+        let identity = Identity {
+            id: take_string(&mut map, "id")?,
+            name: take_text(&mut map, "name"),
+            ip: take_text(&mut map, "ip"),
+            port: match map.remove("port") {
+                Some(Value::Number(n)) => n
+                    .as_u64()
+                    .and_then(|p| u16::try_from(p).ok())
+                    .ok_or_else(|| invalid("port", "an integer from 0 to 65535"))?,
+                Some(_) => return Err(invalid("port", "an integer from 0 to 65535")),
+                None => return Err(DecodeError::MissingField { field: "port" }),
+            },
+            version: take_text(&mut map, "version"),
+            coordinator: match map.remove("coordinator") {
+                Some(Value::Bool(b)) => b,
+                Some(_) => return Err(invalid("coordinator", "a boolean")),
+                None => {
+                    return Err(DecodeError::MissingField {
+                        field: "coordinator",
+                    });
+                }
+            },
+        };
+        let type_ = match map.remove(TYPE_KEY) {
+            None => None,
+            Some(Value::String(s)) => Some(s),
+            Some(_) => return Err(invalid(TYPE_KEY, "a string")),
+        };
+        let body = match type_.as_deref() {
+            None => Body::Heartbeat,
+            Some("cmd") => Body::Cmd {
+                command: take_string(&mut map, "command")?,
+            },
+            Some("output") => Body::Output {
+                output: take_string(&mut map, "output")?,
+            },
+            Some("message") => Body::Message {
+                message: take_string(&mut map, "message")?,
+            },
+            Some("unit_info") => Body::UnitInfo(UnitInfo {
+                wiringpi_version: take_text(&mut map, "wiringpi_version"),
+                boardio_version: take_text(&mut map, "boardio_version"),
+                firmware_version: take_text(&mut map, "firmware_version"),
+                unit_type: take_text(&mut map, "unit_type"),
+                mcu_type: take_text(&mut map, "mcu_type"),
+                mac_address: take_text(&mut map, "mac_address"),
+            }),
+            Some(_) => Body::Unknown {
+                type_: type_.unwrap_or_default(),
+                fields: body_fields,
+            },
+        };
+        Ok(Message { identity, body })
+    }
+
+    fn member_value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[a-z0-9 é\\\\n\"]{0,8}".prop_map(|s| Value::String(s).to_string()),
+            Just("null".to_owned()),
+            Just("true".to_owned()),
+            Just("false".to_owned()),
+            any::<u64>().prop_map(|n| n.to_string()),
+            (0u64..70_000).prop_map(|n| n.to_string()),
+            any::<i64>().prop_map(|n| n.to_string()),
+            Just("-0".to_owned()),
+            Just("2.61".to_owned()),
+            Just("1e3".to_owned()),
+            Just("18446744073709551616".to_owned()),
+            Just(r#"[1, "a", {"b": null}]"#.to_owned()),
+            Just(r#"{"x": [true], "x": 2}"#.to_owned()),
+            Just("\"\\u0069d\"".to_owned()),
+            prop::sample::select(vec![
+                "\"cmd\"",
+                "\"output\"",
+                "\"message\"",
+                "\"unit_info\"",
+                "\"progress\""
+            ])
+            .prop_map(str::to_owned),
+        ]
+    }
+
+    fn object_text() -> impl Strategy<Value = String> {
+        let key = prop::sample::select(vec![
+            "id",
+            "name",
+            "ip",
+            "port",
+            "version",
+            "coordinator",
+            "type_",
+            "command",
+            "output",
+            "message",
+            "wiringpi_version",
+            "mcu_type",
+            "mac_address",
+            "percent",
+            "extra",
+            "\\u0069d",
+            "typ\\u0065_",
+        ]);
+        prop::collection::vec((key, member_value()), 0..14).prop_map(|members| {
+            let members: Vec<String> = members
+                .iter()
+                .map(|(key, value)| format!("\"{key}\": {value}"))
+                .collect();
+            format!("{{{}}}", members.join(", "))
+        })
+    }
+
+    /// A complete message with every base field valid, then more members on top (which may
+    /// replace them), so that most cases get past the base fields.
+    fn message_text() -> impl Strategy<Value = String> {
+        (
+            prop::sample::select(vec!["\"cmd\"", "\"output\"", "\"message\"", "\"unit_info\"", "\"progress\"", "null", "5"]),
+            object_text(),
+        )
+            .prop_map(|(type_, more)| {
+                let base = format!(
+                    r#"{{"id": "81639cd4", "name": "n", "ip": "1.2.3.4", "port": 5000, "version": "0.14.0", "coordinator": false, "type_": {type_}, "command": "c", "output": "o", "message": "m""#
+                );
+                let more = more.strip_prefix('{').unwrap_or("}");
+                if more == "}" { format!("{base}}}") } else { format!("{base}, {more}") }
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1024))]
+
+        #[test]
+        fn any_object_decodes_as_through_a_map(text in object_text()) {
+            let one_pass = format!("{:?}", decode(text.as_bytes(), &Limits::default()));
+            let through_a_map = format!("{:?}", decode_through_a_map(text.as_bytes()));
+            prop_assert_eq!(one_pass, through_a_map, "{}", text);
+        }
+
+        #[test]
+        fn any_message_decodes_as_through_a_map(text in message_text()) {
+            let one_pass = decode(text.as_bytes(), &Limits::default());
+            let through_a_map = decode_through_a_map(text.as_bytes());
+            prop_assert_eq!(format!("{one_pass:?}"), format!("{through_a_map:?}"), "{}", text);
+            // The fields of an unknown type come back in the same order.
+            if let (Ok(one_pass), Ok(through_a_map)) = (one_pass, through_a_map) {
+                let limits = Limits::default();
+                prop_assert_eq!(encode(&one_pass, &limits).unwrap(), encode(&through_a_map, &limits).unwrap());
+            }
+        }
     }
 }
