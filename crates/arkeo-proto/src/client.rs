@@ -337,7 +337,7 @@ impl ClientBuilder {
             inner: Arc::new(Inner {
                 config: self,
                 codec,
-                connection: Mutex::new(None),
+                slot: Mutex::new(Slot::default()),
                 next_id: AtomicU64::new(1),
             }),
         }
@@ -353,7 +353,7 @@ impl ClientBuilder {
     pub async fn connect(self) -> Result<Client, Error> {
         let client = self.build();
         let connection = client.inner.open().await?;
-        *client.inner.connection.lock().await = Some(connection);
+        client.inner.slot.lock().await.connection = Some(connection);
         Ok(client)
     }
 }
@@ -368,8 +368,18 @@ pub struct Client {
 struct Inner {
     config: ClientBuilder,
     codec: ClientCodec,
-    connection: Mutex<Option<Connection>>,
+    /// The lock queues the calls (fairly, in call order).
+    slot: Mutex<Slot>,
     next_id: AtomicU64,
+}
+
+/// What the calls share, one at a time.
+#[derive(Debug, Default)]
+struct Slot {
+    /// The idle connection, if any; a call in flight takes it out.
+    connection: Option<Connection>,
+    /// The frame of the call in flight, encoded here so that no call allocates one.
+    frame: BytesMut,
 }
 
 #[derive(Debug)]
@@ -481,10 +491,7 @@ impl Client {
         let id = *request
             .request_id
             .get_or_insert_with(|| self.inner.next_id.fetch_add(1, Ordering::Relaxed));
-        // Encoding first: a request that cannot be encoded never touches the connection.
-        let mut frame = BytesMut::new();
-        self.inner.codec.clone().encode(&request, &mut frame)?;
-        let response = tokio::time::timeout(timeout, self.inner.exchange(&frame, id))
+        let response = tokio::time::timeout(timeout, self.inner.exchange(&request, id))
             .await
             .map_err(|_| Error::Timeout(timeout))??;
         Ok((request, response))
@@ -496,7 +503,7 @@ impl Client {
     /// # Cancel safety
     /// Cancel safe.
     pub async fn disconnect(&self) {
-        self.inner.connection.lock().await.take();
+        self.inner.slot.lock().await.connection.take();
     }
 
     /// Sends `command` to `target` with `parameter` (an object, or `Value::Null` for none) and
@@ -1279,18 +1286,27 @@ impl Inner {
         })
     }
 
-    async fn exchange(&self, frame: &[u8], id: u64) -> Result<Response, Error> {
-        // The lock queues the calls; taking the connection out makes this future its owner
-        // until it is put back after a clean exchange.
-        let mut slot = self.connection.lock().await;
-        let mut connection = match slot.take() {
+    async fn exchange(&self, request: &Request, id: u64) -> Result<Response, Error> {
+        let mut slot = self.slot.lock().await;
+        let Slot { connection, frame } = &mut *slot;
+        // Encoding first: a request that cannot be encoded never touches the connection.
+        frame.clear();
+        if frame.capacity() > RETAINED_CAPACITY {
+            *frame = BytesMut::new();
+        }
+        self.codec.clone().encode(request, frame)?;
+        // Taking the connection out makes this future its owner until it is put back after a
+        // clean exchange.
+        let mut taken = match connection.take() {
             // A connection the device closed while idle is replaced before anything is sent
             // on it, so the request is not lost to a dead socket.
-            Some(connection) if connection.is_idle_and_open() => connection,
-            Some(_) | None => self.open().await?,
+            Some(idle) if idle.is_idle_and_open() => idle,
+            // Boxed: connecting is rare, and its future would otherwise make every call's
+            // future larger.
+            Some(_) | None => Box::pin(self.open()).await?,
         };
-        let span = connection.span.clone();
-        let response = connection
+        let span = taken.span.clone();
+        let response = taken
             .exchange(frame, self.codec, id)
             .instrument(span.clone())
             .await?;
@@ -1308,19 +1324,19 @@ impl Inner {
                     received,
                 })
             }
-            _ if !connection.read_buf.is_empty() => {
+            _ if !taken.read_buf.is_empty() => {
                 // More bytes than the reply: the start of a frame nobody asked for, whose rest
                 // would arrive in front of the next reply. The connection is out of step.
                 span.in_scope(|| {
                     tracing::warn!(
-                        extra = connection.read_buf.len(),
+                        extra = taken.read_buf.len(),
                         "bytes after the reply; dropping the connection"
                     )
                 });
                 Ok(response)
             }
             _ => {
-                *slot = Some(connection);
+                *connection = Some(taken);
                 Ok(response)
             }
         }

@@ -16,7 +16,7 @@
 //! (`Err(BadRequest)`), because a device answers a bad request and carries on, so its only
 //! error is the fatal [`DecodeError::FrameTooLarge`].
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
 use crate::wire::{self, DEFAULT_MAX_FRAME_LENGTH, HEADER_LEN, Limits};
@@ -72,20 +72,46 @@ impl FrameCodec {
     }
 }
 
-impl Decoder for FrameCodec {
-    type Item = Bytes;
-    type Error = DecodeError;
-
-    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, DecodeError> {
+impl FrameCodec {
+    /// The length of the whole frame (header included) at the start of `src` once it has all
+    /// arrived; until then `None`, with room reserved for the next step of it only (what has not
+    /// arrived yet is not paid for).
+    fn complete_frame(&self, src: &mut BytesMut) -> Result<Option<usize>, DecodeError> {
         let Some(len) = wire::frame_length(src, self.max_frame_length)? else {
             return Ok(None);
         };
         let total = HEADER_LEN + len;
         if src.len() < total {
-            // Room for the next step only: what has not arrived yet is not paid for.
             src.reserve((total - src.len()).min(RESERVE_STEP));
             return Ok(None);
         }
+        Ok(Some(total))
+    }
+
+    /// Decodes the complete frame at the start of `src` with `decode`, straight from the
+    /// buffer, and consumes it whatever the outcome.
+    fn decode_with<T>(
+        &self,
+        src: &mut BytesMut,
+        decode: impl FnOnce(&[u8]) -> T,
+    ) -> Result<Option<T>, DecodeError> {
+        let Some(total) = self.complete_frame(src)? else {
+            return Ok(None);
+        };
+        let item = decode(src.get(HEADER_LEN..total).unwrap_or_default());
+        src.advance(total);
+        Ok(Some(item))
+    }
+}
+
+impl Decoder for FrameCodec {
+    type Item = Bytes;
+    type Error = DecodeError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, DecodeError> {
+        let Some(total) = self.complete_frame(src)? else {
+            return Ok(None);
+        };
         let mut frame = src.split_to(total);
         let _header = frame.split_to(HEADER_LEN);
         Ok(Some(frame.freeze()))
@@ -154,10 +180,9 @@ impl Decoder for ClientCodec {
     type Error = DecodeError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Response>, DecodeError> {
-        match self.frames.decode(src)? {
-            Some(payload) => wire::decode_response(&payload).map(Some),
-            None => Ok(None),
-        }
+        self.frames
+            .decode_with(src, wire::decode_response)?
+            .transpose()
     }
 }
 
@@ -222,10 +247,7 @@ impl Decoder for ServerCodec {
         &mut self,
         src: &mut BytesMut,
     ) -> Result<Option<Result<Request, BadRequest>>, DecodeError> {
-        Ok(self
-            .frames
-            .decode(src)?
-            .map(|payload| wire::decode_incoming(&payload)))
+        self.frames.decode_with(src, wire::decode_incoming)
     }
 }
 

@@ -146,6 +146,46 @@ mod sequencing {
         .unwrap();
     }
 
+    /// A request too large for the frame limit fails as an encode error before anything is
+    /// sent or connected: the first connection the device sees carries the next call, and
+    /// the shared frame buffer holds nothing of the refused request.
+    #[tokio::test]
+    async fn a_request_that_cannot_be_encoded_never_connects() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let device = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut buf = BytesMut::new();
+            let request = next_request(&mut stream, &mut buf).await.unwrap();
+            assert_eq!(request.command, "Small");
+            assert!(buf.is_empty(), "more than the one request arrived");
+            let reply = Response::ok(json!("small"), request.request_id);
+            stream.write_all(&frame(&reply)).await.unwrap();
+            let _ = next_request(&mut stream, &mut buf).await;
+        });
+        let arkeo = Client::builder(addr)
+            .timeout(DEADLINE)
+            .max_frame_length(256)
+            .build();
+        let large = arkeo
+            .command(
+                arkeo_proto::Target::Main,
+                "Large",
+                json!({ "text": "x".repeat(300) }),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(large, Error::Encode(_)), "{large:?}");
+        assert!(!large.is_connection_fatal());
+        let small = arkeo
+            .command(arkeo_proto::Target::Main, "Small", serde_json::Value::Null)
+            .await
+            .unwrap();
+        assert_eq!(small, json!("small"));
+        drop(arkeo);
+        timeout(DEADLINE, device).await.unwrap().unwrap();
+    }
+
     /// A listener that never accepts, with the smallest backlog: once its queue is full the
     /// kernel drops further connection attempts, so a connect hangs until the client's
     /// connect timeout ends it.
