@@ -1287,7 +1287,12 @@ impl Inner {
     }
 
     async fn exchange(&self, request: &Request, id: u64) -> Result<Response, Error> {
-        let mut slot = self.slot.lock().await;
+        // Uncontended, the lock is taken without a future; a queued call is never passed over
+        // (the lock hands itself to the first waiter directly).
+        let mut slot = match self.slot.try_lock() {
+            Ok(slot) => slot,
+            Err(_) => self.slot.lock().await,
+        };
         let Slot { connection, frame } = &mut *slot;
         // Encoding first: a request that cannot be encoded never touches the connection.
         frame.clear();
