@@ -1276,8 +1276,12 @@ impl Inner {
                 addr: addr.clone(),
                 source,
             })?;
-        let local = stream.local_addr().ok();
-        let span = tracing::debug_span!("arkeo_connection", peer = %addr, ?local);
+        // The local address is asked of the kernel only when the span is recorded.
+        let span = tracing::debug_span!(
+            "arkeo_connection",
+            peer = %addr,
+            local = ?stream.local_addr().ok()
+        );
         span.in_scope(|| tracing::debug!("connected"));
         Ok(Connection {
             stream,
