@@ -1,10 +1,9 @@
 //! The coordinator's event listener: one message per connection, read in parallel, handled in
 //! the order the connections from one IP were accepted.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -34,14 +33,12 @@ where
     server.serve_with_token(shutdown, move |mut stream, peer, _| {
         let handle = Arc::clone(&handle);
         // Called in accept order: this is where the turn is taken.
-        let mut turn = ArrivalOrder::arrive(&order, peer.ip());
+        let turn = ArrivalOrder::arrive(&order, peer.ip());
         async move {
             let received = read_message(&mut stream, &limits, read_timeout).await;
-            turn.wait_for_previous().await;
-            handle(peer, received).await;
+            turn.hand_in(peer, received, &*handle).await;
             // Closed only once handled, for senders that wait for the close.
             drop(stream);
-            drop(turn);
         }
     })
 }
@@ -49,63 +46,379 @@ where
 /// Keeps the messages of one peer IP in the order their connections were accepted.
 ///
 /// A peer sends messages one connection after another, but connection tasks run in parallel, so
-/// a short second message could be read before a longer first one. Reading stays parallel; only
-/// handling waits for the previous connection from the same IP to be handled (or to end). A
-/// peer that stalls delays the events behind it by at most the read deadline.
+/// a short second message could be read before a longer first one. Reading stays parallel; a
+/// message read is handed in under its turn, and handled once every earlier turn of its IP has
+/// been. Whichever connection hands in the next turn due handles it and every later one already
+/// waiting, one after the other, and tells each that it was handled: the connections of a burst
+/// do not wait on each other in a chain of wake-ups. A peer that stalls delays the events behind
+/// it by at most the read deadline.
 #[derive(Debug, Default)]
 struct ArrivalOrder {
-    /// Per IP, the turn of the latest accepted connection, signalled when it is done.
-    last: Mutex<HashMap<IpAddr, (u64, oneshot::Receiver<()>)>>,
-    next: AtomicU64,
+    queues: Mutex<HashMap<IpAddr, Queue>>,
 }
 
-struct Turn {
-    order: Arc<ArrivalOrder>,
-    ip: IpAddr,
-    id: u64,
-    previous: Option<oneshot::Receiver<()>>,
-    /// Dropped (signalling the next connection) when this turn ends, however it ends.
-    _done: oneshot::Sender<()>,
+/// One IP's turns.
+#[derive(Debug, Default)]
+struct Queue {
+    /// The turn the next accepted connection takes.
+    next_turn: u64,
+    /// The turn handled next.
+    next_due: u64,
+    /// Turns handed in and not handled yet.
+    waiting: BTreeMap<u64, Entry>,
+    /// Whether a connection is handling this IP's turns right now.
+    draining: bool,
+}
+
+#[derive(Debug)]
+struct Entry {
+    peer: SocketAddr,
+    /// `None`: the connection ended without handing anything in (the server shutting down).
+    received: Option<Result<Message, ReceiveError>>,
+    /// Tells the waiting connection what became of its turn.
+    notify: Option<oneshot::Sender<Signal>>,
+}
+
+/// What a waiting connection is told.
+#[derive(Debug)]
+enum Signal {
+    /// Its message was handled: close.
+    Handled,
+    /// Its turn is due and nobody is handling turns (the one who was ended early): handle them.
+    Drain,
+}
+
+impl Queue {
+    /// Whether every turn taken has been handled.
+    fn is_done(&self) -> bool {
+        !self.draining && self.waiting.is_empty() && self.next_due == self.next_turn
+    }
+
+    /// With nobody draining: skips the turns of connections that ended without a message, then
+    /// returns the waiting connection whose turn is due, now asked to drain.
+    fn hand_over(&mut self) -> Option<oneshot::Sender<Signal>> {
+        while let Some(entry) = self.waiting.get_mut(&self.next_due) {
+            if entry.received.is_some() {
+                let notify = entry.notify.take()?;
+                self.draining = true;
+                return Some(notify);
+            }
+            self.waiting.remove(&self.next_due);
+            self.next_due += 1;
+        }
+        None
+    }
 }
 
 impl ArrivalOrder {
     /// Takes the next turn for `ip`; call it in accept order.
     fn arrive(order: &Arc<Self>, ip: IpAddr) -> Turn {
-        let id = order.next.fetch_add(1, Ordering::Relaxed);
-        let (done, next_waits) = oneshot::channel();
-        let previous = order
-            .lock()
-            .insert(ip, (id, next_waits))
-            .map(|(_, previous)| previous);
+        let mut queues = order.lock();
+        let queue = queues.entry(ip).or_default();
+        let id = queue.next_turn;
+        queue.next_turn += 1;
         Turn {
             order: Arc::clone(order),
             ip,
             id,
-            previous,
-            _done: done,
+            handed_in: false,
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<IpAddr, (u64, oneshot::Receiver<()>)>> {
-        self.last.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, HashMap<IpAddr, Queue>> {
+        self.queues.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Handles `ip`'s due turns one after the other until the next one has not been handed in;
+    /// the caller has set `draining`.
+    async fn drain<F, Fut>(self: &Arc<Self>, ip: IpAddr, handle: &F)
+    where
+        F: Fn(SocketAddr, Result<Message, ReceiveError>) -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        let mut draining = Draining {
+            order: Arc::clone(self),
+            ip,
+            done: false,
+        };
+        loop {
+            let entry = {
+                let mut queues = self.lock();
+                let Some(queue) = queues.get_mut(&ip) else {
+                    draining.done = true;
+                    return;
+                };
+                match queue.waiting.remove(&queue.next_due) {
+                    Some(entry) => {
+                        queue.next_due += 1;
+                        entry
+                    }
+                    None => {
+                        queue.draining = false;
+                        if queue.is_done() {
+                            queues.remove(&ip);
+                        }
+                        draining.done = true;
+                        return;
+                    }
+                }
+            };
+            if let Some(received) = entry.received {
+                handle(entry.peer, received).await;
+            }
+            if let Some(notify) = entry.notify {
+                // The connection may be gone (the server shutting down): nothing to tell then.
+                let _ = notify.send(Signal::Handled);
+            }
+        }
     }
 }
 
+/// Drains one IP's turns; ended early (the server shutting down, a handler panicking), it
+/// hands the job to the connection whose turn is due.
+struct Draining {
+    order: Arc<ArrivalOrder>,
+    ip: IpAddr,
+    done: bool,
+}
+
+impl Drop for Draining {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let next = {
+            let mut queues = self.order.lock();
+            queues.get_mut(&self.ip).and_then(|queue| {
+                queue.draining = false;
+                queue.hand_over()
+            })
+        };
+        if let Some(next) = next {
+            let _ = next.send(Signal::Drain);
+        }
+    }
+}
+
+/// A connection's place among the connections from its IP.
+struct Turn {
+    order: Arc<ArrivalOrder>,
+    ip: IpAddr,
+    id: u64,
+    handed_in: bool,
+}
+
 impl Turn {
-    /// Waits until the previous connection from the same IP has been handled (or has ended).
-    async fn wait_for_previous(&mut self) {
-        if let Some(previous) = self.previous.take() {
-            // An error only means the previous connection ended without a signal: go on.
-            let _ = previous.await;
+    /// Hands in what the connection received and returns once it has been handled (by this
+    /// connection, or by the one handling the turns before it).
+    async fn hand_in<F, Fut>(
+        mut self,
+        peer: SocketAddr,
+        received: Result<Message, ReceiveError>,
+        handle: &F,
+    ) where
+        F: Fn(SocketAddr, Result<Message, ReceiveError>) -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        let (notify, told) = oneshot::channel();
+        let drain_now = {
+            let mut queues = self.order.lock();
+            let queue = queues.entry(self.ip).or_default();
+            queue.waiting.insert(
+                self.id,
+                Entry {
+                    peer,
+                    received: Some(received),
+                    notify: Some(notify),
+                },
+            );
+            self.handed_in = true;
+            let drain_now = queue.next_due == self.id && !queue.draining;
+            if drain_now {
+                queue.draining = true;
+            }
+            drain_now
+        };
+        // Every earlier turn has been handled: handle this one, and the later ones waiting.
+        // Otherwise the connection handling the turns before ours handles ours too.
+        if drain_now || matches!(told.await, Ok(Signal::Drain)) {
+            self.order.drain(self.ip, handle).await;
         }
     }
 }
 
 impl Drop for Turn {
     fn drop(&mut self) {
-        let mut last = self.order.lock();
-        if last.get(&self.ip).is_some_and(|(id, _)| *id == self.id) {
-            last.remove(&self.ip);
+        if self.handed_in {
+            return;
         }
+        // Ended before handing anything in (the server shutting down): the turn is skipped.
+        let next = {
+            let mut queues = self.order.lock();
+            let Some(queue) = queues.get_mut(&self.ip) else {
+                return;
+            };
+            queue.waiting.insert(
+                self.id,
+                Entry {
+                    peer: SocketAddr::new(self.ip, 0),
+                    received: None,
+                    notify: None,
+                },
+            );
+            let next = if queue.draining {
+                None
+            } else {
+                queue.hand_over()
+            };
+            if queue.is_done() {
+                queues.remove(&self.ip);
+            }
+            next
+        };
+        if let Some(next) = next {
+            let _ = next.send(Signal::Drain);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{Body, Identity};
+    use labwire_net::ServerConfig;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+    use tokio::sync::mpsc;
+
+    const DEADLINE: Duration = Duration::from_secs(10);
+
+    fn output(text: &str) -> Vec<u8> {
+        let node = Identity::new("n", "node", "127.0.0.1", 5999, "0.14.0", false);
+        crate::wire::encode(&Message::output(node, text), &Limits::default()).unwrap()
+    }
+
+    /// A listener that reports each handled output (or `rejected`), and panics on `boom`.
+    async fn listener(read_timeout: Duration) -> (ServerHandle, mpsc::UnboundedReceiver<String>) {
+        let server = Server::bind(ServerConfig::new("127.0.0.1:0".parse().unwrap()))
+            .await
+            .unwrap();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let handle = serve_messages(
+            server,
+            CancellationToken::new(),
+            Limits::default(),
+            read_timeout,
+            move |_, received| {
+                let text = match received {
+                    Ok(Message {
+                        body: Body::Output { output },
+                        ..
+                    }) => output,
+                    _ => "rejected".to_owned(),
+                };
+                assert_ne!(text, "boom", "a handler that panics");
+                let _ = tx.send(text);
+                std::future::ready(())
+            },
+        );
+        (handle, rx)
+    }
+
+    async fn connect(handle: &ServerHandle) -> TcpStream {
+        labwire_net::connect(handle.local_addr(), DEADLINE)
+            .await
+            .unwrap()
+    }
+
+    async fn send(handle: &ServerHandle, bytes: &[u8]) -> TcpStream {
+        let mut stream = connect(handle).await;
+        stream.write_all(bytes).await.unwrap();
+        stream.shutdown().await.unwrap();
+        stream
+    }
+
+    async fn next(rx: &mut mpsc::UnboundedReceiver<String>) -> String {
+        tokio::time::timeout(DEADLINE, rx.recv())
+            .await
+            .expect("handled in time")
+            .expect("listener running")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_behind_a_slow_first_connection_is_handled_in_accept_order() {
+        let (handle, mut rx) = listener(DEADLINE).await;
+        let first = output("0");
+        let mut slow = connect(&handle).await;
+        slow.write_all(&first[..5]).await.unwrap();
+        // Connections are accepted in the order they were opened, each complete before the
+        // next one opens.
+        let mut rest = Vec::new();
+        for i in 1..40 {
+            rest.push(send(&handle, &output(&i.to_string())).await);
+        }
+        // Nothing can be handled before the first connection is.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), rx.recv())
+                .await
+                .is_err()
+        );
+        slow.write_all(&first[5..]).await.unwrap();
+        slow.shutdown().await.unwrap();
+        for i in 0..40 {
+            assert_eq!(next(&mut rx).await, i.to_string());
+        }
+        handle.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_connection_is_closed_only_once_its_message_is_handled() {
+        let (handle, mut rx) = listener(DEADLINE).await;
+        let mut slow = connect(&handle).await;
+        let first = output("first");
+        slow.write_all(&first[..5]).await.unwrap();
+        let mut waiting = send(&handle, &output("second")).await;
+        // Its message is read, but not handled while the first is unfinished: still open.
+        let mut byte = [0u8; 1];
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), waiting.read(&mut byte))
+                .await
+                .is_err()
+        );
+        slow.write_all(&first[5..]).await.unwrap();
+        slow.shutdown().await.unwrap();
+        assert_eq!(next(&mut rx).await, "first");
+        assert_eq!(next(&mut rx).await, "second");
+        let closed = tokio::time::timeout(DEADLINE, waiting.read(&mut byte)).await;
+        assert!(matches!(closed, Ok(Ok(0))), "{closed:?}");
+        handle.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stalled_connection_delays_the_next_ones_by_the_read_deadline_only() {
+        let (handle, mut rx) = listener(Duration::from_millis(200)).await;
+        let _stalled = connect(&handle).await;
+        let _sent = send(&handle, &output("after")).await;
+        assert_eq!(next(&mut rx).await, "rejected");
+        assert_eq!(next(&mut rx).await, "after");
+        handle.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_handler_that_panics_does_not_stop_the_turns_behind_it() {
+        let (handle, mut rx) = listener(DEADLINE).await;
+        let mut slow = connect(&handle).await;
+        let first = output("boom");
+        slow.write_all(&first[..5]).await.unwrap();
+        let mut behind = Vec::new();
+        for i in 0..5 {
+            behind.push(send(&handle, &output(&i.to_string())).await);
+        }
+        slow.write_all(&first[5..]).await.unwrap();
+        slow.shutdown().await.unwrap();
+        for i in 0..5 {
+            assert_eq!(next(&mut rx).await, i.to_string());
+        }
+        handle.shutdown().await;
     }
 }
