@@ -553,10 +553,33 @@ fn comet(c: &mut Criterion) {
             stream.read_to_end(&mut reply).await.expect("read");
             reply
         };
-        let bare = bare_server(request.len(), reply, true).await;
+        // The bare server does what a one-exchange server must (and labwire-net's serve loop
+        // does): read the request, write the answer, shut its side down, and wait for the
+        // client's close before closing, so that a byte the client may still send cannot
+        // reset the connection and destroy the answer.
+        let reply = Arc::new(reply);
+        let request_len = request.len();
+        let bare = Server::bind(ServerConfig::new(loopback()))
+            .await
+            .expect("bind")
+            .serve(move |mut stream, _, _| {
+                let reply = Arc::clone(&reply);
+                async move {
+                    let mut request = vec![0u8; request_len];
+                    if stream.read_exact(&mut request).await.is_ok()
+                        && stream.write_all(&reply).await.is_ok()
+                        && stream.shutdown().await.is_ok()
+                    {
+                        let mut rest = [0u8; 64];
+                        while matches!(stream.read(&mut rest).await, Ok(n) if n > 0) {}
+                    }
+                }
+            });
         (sim, bare)
     });
     let mut g = group(c, "comet_one_exchange_per_connection");
+    // Both clients close their side once they have the answer (the bare one at the server's
+    // close, the labwire one as soon as the frame is complete), so neither server lingers.
     for (id, addr) in [
         ("baseline_bare_client_bare_server", bare.local_addr()),
         ("bare_client_comet_sim", sim.local_addr()),
@@ -673,12 +696,109 @@ fn pycom(c: &mut Criterion) {
     });
 }
 
+/// The coordinator's event listener: a burst of short connections, each carrying one `output`
+/// event the way a node sends it (connect, write, shut down), until every event is received —
+/// by the coordinator (counted on its event stream) and by a bare listener that reads each
+/// connection to its end (counted on a channel).
+fn pycom_listener(c: &mut Criterion) {
+    use pycom_proto::{Coordinator, CoordinatorConfig, Event, Identity, Limits, Message, wire};
+    const EVENTS: usize = 32;
+    let rt = runtime(true);
+    let me = Identity::new("c0ffee00", "bench", "127.0.0.1", 0, "0.1.0", true);
+    let node = Identity::new(
+        "81639cd4",
+        "rigsters-controller",
+        "127.0.0.1",
+        5000,
+        "0.14.0",
+        false,
+    );
+    let output = Arc::new(
+        wire::encode(&Message::output(node, "bench\n"), &Limits::default()).expect("encode"),
+    );
+    let (coordinator, bare, mut received) = rt.block_on(async {
+        let mut config = CoordinatorConfig::new(loopback(), me);
+        config.heartbeat_interval = Duration::from_secs(3600);
+        let coordinator = Coordinator::start(config).await.expect("coordinator");
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<usize>();
+        let bare = Server::bind(ServerConfig::new(loopback()))
+            .await
+            .expect("bind")
+            .serve(move |mut stream, _, _| {
+                let tx = tx.clone();
+                async move {
+                    let mut event = Vec::new();
+                    if stream.read_to_end(&mut event).await.is_ok() {
+                        let _ = tx.send(event.len());
+                    }
+                }
+            });
+        (coordinator, bare, rx)
+    });
+    // What a node does for each event: a connection of its own, one write, its side shut.
+    let burst = |addr: SocketAddr| {
+        let output = Arc::clone(&output);
+        async move {
+            let senders: Vec<_> = (0..EVENTS)
+                .map(|_| {
+                    let output = Arc::clone(&output);
+                    tokio::spawn(async move {
+                        let mut stream = labwire_net::connect(addr, IO).await.expect("connect");
+                        stream.write_all(&output).await.expect("write");
+                        stream.shutdown().await.expect("shutdown");
+                    })
+                })
+                .collect();
+            senders
+        }
+    };
+    let mut g = group(c, "pycom_listener");
+    let bare_addr = bare.local_addr();
+    g.bench_function("baseline_bare_listener", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let senders = burst(bare_addr).await;
+                for _ in 0..EVENTS {
+                    received.recv().await.expect("event");
+                }
+                for sender in senders {
+                    sender.await.expect("sender");
+                }
+            });
+        });
+    });
+    let listener = coordinator.local_addr();
+    let mut events = coordinator.events();
+    g.bench_function("coordinator_listener", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let senders = burst(listener).await;
+                let mut outputs = 0;
+                while outputs < EVENTS {
+                    if let Event::Output { .. } = events.recv().await.expect("event") {
+                        outputs += 1;
+                    }
+                }
+                for sender in senders {
+                    sender.await.expect("sender");
+                }
+            });
+        });
+    });
+    g.finish();
+    rt.block_on(async {
+        coordinator.shutdown().await;
+        bare.shutdown().await;
+    });
+}
+
 criterion_group!(
     loopback_benches,
     arkeo,
     arkeo_concurrent,
     pekat,
     comet,
-    pycom
+    pycom,
+    pycom_listener
 );
 criterion_main!(loopback_benches);
