@@ -22,6 +22,13 @@ pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// Deadline for connecting and writing one message when none is configured.
 pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// Bytes of a message's first read, into a buffer of the read's own (most messages are
+/// smaller).
+const FIRST_READ: usize = 512;
+/// Room a read buffer grows by at least, and at most in one step.
+const READ_STEP: usize = 1024;
+const MAX_READ_STEP: usize = 64 * 1024;
+
 /// Why a message could not be received on a connection.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -97,27 +104,44 @@ pub async fn read_message<R>(
 where
     R: AsyncRead + Unpin,
 {
+    match tokio::time::timeout(timeout, read_to_eof(reader, limits)).await {
+        Err(_) => Err(ReceiveError::TimedOut(timeout)),
+        Ok(received) => Ok(received?),
+    }
+}
+
+/// [`read_message`] without the deadline: the caller bounds it.
+pub(crate) async fn read_to_eof<R>(reader: &mut R, limits: &Limits) -> Result<Message, DecodeError>
+where
+    R: AsyncRead + Unpin,
+{
     // The production path is the fuzzed codec: every chunk is checked against the limit as it
     // arrives, and the message is decoded at EOF.
     let mut codec = PycomCodec::with_limits(*limits);
-    let mut buf = BytesMut::with_capacity(limits.max_message_len.min(4096));
+    let mut buf = BytesMut::new();
     // One byte over the limit is enough to know the peer went over it.
     let cap = u64::try_from(limits.max_message_len)
         .unwrap_or(u64::MAX)
         .saturating_add(1);
     let mut limited = reader.take(cap);
-    let read = async {
+    // The first bytes go to a small buffer of the read's own: a connection that has sent
+    // nothing yet holds no read buffer, and a usual message is taken in one piece.
+    let mut first = [0u8; FIRST_READ];
+    let n = limited.read(&mut first).await?;
+    if let Some(first) = first.get(..n).filter(|first| !first.is_empty()) {
+        buf.reserve(n + READ_STEP);
+        buf.extend_from_slice(first);
+        codec.decode(&mut buf)?;
         loop {
+            if buf.capacity() - buf.len() < READ_STEP / 2 {
+                // Grows in steps as bytes arrive (doubling, within the limit the reader has).
+                buf.reserve(buf.len().clamp(READ_STEP, MAX_READ_STEP));
+            }
             if limited.read_buf(&mut buf).await? == 0 {
-                return Ok::<_, DecodeError>(());
+                break;
             }
             codec.decode(&mut buf)?;
         }
-    };
-    match tokio::time::timeout(timeout, read).await {
-        Err(_) => return Err(ReceiveError::TimedOut(timeout)),
-        Ok(Err(error)) => return Err(error.into()),
-        Ok(Ok(())) => {}
     }
     tracing::trace!(len = buf.len(), bytes = %hex(&buf), "received");
     let message = codec.decode_eof(&mut buf)?.ok_or(DecodeError::Empty)?;

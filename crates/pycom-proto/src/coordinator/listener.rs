@@ -8,10 +8,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use labwire_net::{CancellationToken, Server, ServerHandle};
+use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
 use crate::message::Message;
-use crate::transport::{ReceiveError, read_message};
+use crate::transport::{ReceiveError, read_to_eof};
 use crate::wire::Limits;
 
 /// Serves one message per connection on `server`: reads each (connections in parallel, under
@@ -35,12 +36,33 @@ where
         // Called in accept order: this is where the turn is taken.
         let turn = ArrivalOrder::arrive(&order, peer.ip());
         async move {
-            let received = read_message(&mut stream, &limits, read_timeout).await;
-            turn.hand_in(peer, received, &*handle).await;
+            let received = receive(&mut stream, &limits, read_timeout).await;
+            turn.hand_in(peer, received).handled(&*handle).await;
             // Closed only once handled, for senders that wait for the close.
             drop(stream);
         }
     })
+}
+
+/// Reads the connection's message within `read_timeout` (waiting for its first byte included).
+///
+/// Until the first byte arrives the connection's task holds only a readiness wait: the
+/// machinery of a read (buffers, codec) is boxed once there is something to read, so that an
+/// idle connection costs little more than its socket.
+async fn receive(
+    stream: &mut TcpStream,
+    limits: &Limits,
+    read_timeout: Duration,
+) -> Result<Message, ReceiveError> {
+    let read = async {
+        // Readable, or an error the read itself reports.
+        let _ = stream.readable().await;
+        Box::pin(read_to_eof(stream, limits)).await
+    };
+    match tokio::time::timeout(read_timeout, read).await {
+        Err(_) => Err(ReceiveError::TimedOut(read_timeout)),
+        Ok(received) => Ok(received?),
+    }
 }
 
 /// Keeps the messages of one peer IP in the order their connections were accepted.
@@ -209,41 +231,58 @@ struct Turn {
 }
 
 impl Turn {
-    /// Hands in what the connection received and returns once it has been handled (by this
-    /// connection, or by the one handling the turns before it).
-    async fn hand_in<F, Fut>(
-        mut self,
-        peer: SocketAddr,
-        received: Result<Message, ReceiveError>,
-        handle: &F,
-    ) where
+    /// Hands in what the connection received, under its turn.
+    fn hand_in(mut self, peer: SocketAddr, received: Result<Message, ReceiveError>) -> HandedIn {
+        let (notify, told) = oneshot::channel();
+        let mut queues = self.order.lock();
+        let queue = queues.entry(self.ip).or_default();
+        queue.waiting.insert(
+            self.id,
+            Entry {
+                peer,
+                received: Some(received),
+                notify: Some(notify),
+            },
+        );
+        self.handed_in = true;
+        let drain_now = queue.next_due == self.id && !queue.draining;
+        if drain_now {
+            queue.draining = true;
+        }
+        drop(queues);
+        HandedIn {
+            order: Arc::clone(&self.order),
+            ip: self.ip,
+            // Every earlier turn has been handled: this connection handles its own, and the
+            // later ones waiting. Otherwise the one handling the turns before it handles it too.
+            told: (!drain_now).then_some(told),
+        }
+    }
+}
+
+/// A connection's message, handed in.
+struct HandedIn {
+    order: Arc<ArrivalOrder>,
+    ip: IpAddr,
+    /// Where the connection is told what became of its turn; `None` when it is to handle it.
+    told: Option<oneshot::Receiver<Signal>>,
+}
+
+impl HandedIn {
+    /// Returns once the message has been handled (by this connection, or by the one handling
+    /// the turns before it).
+    async fn handled<F, Fut>(self, handle: &F)
+    where
         F: Fn(SocketAddr, Result<Message, ReceiveError>) -> Fut,
         Fut: Future<Output = ()>,
     {
-        let (notify, told) = oneshot::channel();
-        let drain_now = {
-            let mut queues = self.order.lock();
-            let queue = queues.entry(self.ip).or_default();
-            queue.waiting.insert(
-                self.id,
-                Entry {
-                    peer,
-                    received: Some(received),
-                    notify: Some(notify),
-                },
-            );
-            self.handed_in = true;
-            let drain_now = queue.next_due == self.id && !queue.draining;
-            if drain_now {
-                queue.draining = true;
-            }
-            drain_now
-        };
-        // Every earlier turn has been handled: handle this one, and the later ones waiting.
-        // Otherwise the connection handling the turns before ours handles ours too.
-        if drain_now || matches!(told.await, Ok(Signal::Drain)) {
-            self.order.drain(self.ip, handle).await;
+        if let Some(told) = self.told
+            && !matches!(told.await, Ok(Signal::Drain))
+        {
+            return;
         }
+        // Boxed: a waiting connection's task need not hold room for handling messages.
+        Box::pin(self.order.drain(self.ip, handle)).await;
     }
 }
 
