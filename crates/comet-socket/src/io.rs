@@ -11,8 +11,10 @@ use crate::codec::{CodecError, CometCodec};
 use crate::error::{DecodeError, EncodeError};
 use crate::wire::{self, Frame, Limits};
 
-/// How much the read buffer grows at a time.
-const READ_STEP: usize = 8 * 1024;
+/// How much the read buffer grows at least at a time (a usual answer fits in the first step),
+/// and at most.
+const READ_STEP: usize = 1024;
+const MAX_READ_STEP: usize = 64 * 1024;
 /// Bytes of a frame shown in trace logs.
 const TRACE_BYTES: usize = 512;
 
@@ -69,7 +71,8 @@ where
             }
         }
         if buf.capacity() - buf.len() < READ_STEP / 2 {
-            buf.reserve(READ_STEP);
+            // Doubling as bytes arrive, never to what a header claims.
+            buf.reserve(buf.len().clamp(READ_STEP, MAX_READ_STEP));
         }
         if reader.read_buf(&mut buf).await? == 0 {
             return Err(ReadError::Closed {
