@@ -532,6 +532,39 @@ fn pekat(c: &mut Criterion) {
 
 fn comet(c: &mut Criterion) {
     use comet_socket::{Client, Limits, Request, wire};
+    /// CPU time every thread of this process has run so far (client, server and runtime
+    /// alike, kernel time included), from Linux's per-thread scheduler statistics; `None`
+    /// where there are none.
+    fn process_cpu() -> Option<Duration> {
+        let mut total = 0u64;
+        for task in std::fs::read_dir("/proc/self/task").ok()? {
+            // A thread that ended meanwhile has nothing left to count.
+            let Ok(stat) = std::fs::read_to_string(task.ok()?.path().join("schedstat")) else {
+                continue;
+            };
+            total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+        }
+        Some(Duration::from_nanos(total))
+    }
+
+    /// Benchmarks `run` by the CPU time it costs the whole process: on two shared cores the
+    /// wall time of a loopback exchange moves with whatever else runs, its CPU time far less.
+    fn cpu_bench(g: &mut BenchmarkGroup<'_, WallTime>, id: &str, mut run: impl FnMut()) {
+        g.bench_function(id, |b| {
+            b.iter_custom(|iters| {
+                let wall = std::time::Instant::now();
+                let before = process_cpu();
+                for _ in 0..iters {
+                    run();
+                }
+                match (before, process_cpu()) {
+                    (Some(before), Some(after)) => after.saturating_sub(before),
+                    _ => wall.elapsed(),
+                }
+            });
+        });
+    }
+
     let rt = runtime(true);
     let value = serde_json::json!({"sample": "W42-3", "bias_V": -150.0});
     let request = wire::encode_to_bytes(
@@ -596,6 +629,28 @@ fn comet(c: &mut Criterion) {
         });
     }
     g.finish();
+    // The same exchanges by the CPU time of the whole process.
+    let mut g = group(c, "comet_cpu_one_exchange_per_connection");
+    // Long samples of one length: the scheduler statistics advance by whole ticks.
+    g.sampling_mode(criterion::SamplingMode::Flat);
+    for (id, addr) in [
+        ("baseline_bare_client_bare_server", bare.local_addr()),
+        ("bare_client_comet_sim", sim.local_addr()),
+    ] {
+        cpu_bench(&mut g, id, || {
+            rt.block_on(bare_once(addr, &request));
+        });
+    }
+    for (id, addr) in [
+        ("client_bare_server", bare.local_addr()),
+        ("client_comet_sim", sim.local_addr()),
+    ] {
+        let client = Client::new(addr.to_string());
+        cpu_bench(&mut g, id, || {
+            rt.block_on(client.send("ECHO", &value)).expect("send");
+        });
+    }
+    g.finish();
     rt.block_on(async {
         sim.shutdown().await;
         bare.shutdown().await;
@@ -604,6 +659,39 @@ fn comet(c: &mut Criterion) {
 
 fn pycom(c: &mut Criterion) {
     use pycom_proto::{Coordinator, CoordinatorConfig, Identity, Limits, Message, wire};
+    /// CPU time every thread of this process has run so far (client, server and runtime
+    /// alike, kernel time included), from Linux's per-thread scheduler statistics; `None`
+    /// where there are none.
+    fn process_cpu() -> Option<Duration> {
+        let mut total = 0u64;
+        for task in std::fs::read_dir("/proc/self/task").ok()? {
+            // A thread that ended meanwhile has nothing left to count.
+            let Ok(stat) = std::fs::read_to_string(task.ok()?.path().join("schedstat")) else {
+                continue;
+            };
+            total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+        }
+        Some(Duration::from_nanos(total))
+    }
+
+    /// Benchmarks `run` by the CPU time it costs the whole process: on two shared cores the
+    /// wall time of a loopback exchange moves with whatever else runs, its CPU time far less.
+    fn cpu_bench(g: &mut BenchmarkGroup<'_, WallTime>, id: &str, mut run: impl FnMut()) {
+        g.bench_function(id, |b| {
+            b.iter_custom(|iters| {
+                let wall = std::time::Instant::now();
+                let before = process_cpu();
+                for _ in 0..iters {
+                    run();
+                }
+                match (before, process_cpu()) {
+                    (Some(before), Some(after)) => after.saturating_sub(before),
+                    _ => wall.elapsed(),
+                }
+            });
+        });
+    }
+
     let rt = runtime(true);
     let me = Identity::new("c0ffee00", "bench", "127.0.0.1", 0, "0.1.0", true);
     let node_identity = Identity::new(
@@ -688,6 +776,25 @@ fn pycom(c: &mut Criterion) {
         });
     });
     g.finish();
+    // The same round trips by the CPU time of the whole process.
+    let mut g = group(c, "pycom_cpu_command_round_trip");
+    // Long samples of one length: the scheduler statistics advance by whole ticks.
+    g.sampling_mode(criterion::SamplingMode::Flat);
+    cpu_bench(&mut g, "baseline_bare_coordinator_bare_node", || {
+        rt.block_on(async {
+            let mut stream = labwire_net::connect(bare_node_addr, IO)
+                .await
+                .expect("connect");
+            stream.write_all(&request).await.expect("write");
+            stream.shutdown().await.expect("shutdown");
+            events.lock().await.recv().await.expect("event");
+        });
+    });
+    cpu_bench(&mut g, "coordinator_la4_sim", || {
+        rt.block_on(coordinator.send_command(node, "echo bench"))
+            .expect("command");
+    });
+    g.finish();
     rt.block_on(async {
         coordinator.shutdown().await;
         sim.shutdown().await;
@@ -703,6 +810,39 @@ fn pycom(c: &mut Criterion) {
 fn pycom_listener(c: &mut Criterion) {
     use pycom_proto::{Coordinator, CoordinatorConfig, Event, Identity, Limits, Message, wire};
     const EVENTS: usize = 32;
+    /// CPU time every thread of this process has run so far (client, server and runtime
+    /// alike, kernel time included), from Linux's per-thread scheduler statistics; `None`
+    /// where there are none.
+    fn process_cpu() -> Option<Duration> {
+        let mut total = 0u64;
+        for task in std::fs::read_dir("/proc/self/task").ok()? {
+            // A thread that ended meanwhile has nothing left to count.
+            let Ok(stat) = std::fs::read_to_string(task.ok()?.path().join("schedstat")) else {
+                continue;
+            };
+            total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+        }
+        Some(Duration::from_nanos(total))
+    }
+
+    /// Benchmarks `run` by the CPU time it costs the whole process: on two shared cores the
+    /// wall time of a loopback exchange moves with whatever else runs, its CPU time far less.
+    fn cpu_bench(g: &mut BenchmarkGroup<'_, WallTime>, id: &str, mut run: impl FnMut()) {
+        g.bench_function(id, |b| {
+            b.iter_custom(|iters| {
+                let wall = std::time::Instant::now();
+                let before = process_cpu();
+                for _ in 0..iters {
+                    run();
+                }
+                match (before, process_cpu()) {
+                    (Some(before), Some(after)) => after.saturating_sub(before),
+                    _ => wall.elapsed(),
+                }
+            });
+        });
+    }
+
     let rt = runtime(true);
     let me = Identity::new("c0ffee00", "bench", "127.0.0.1", 0, "0.1.0", true);
     let node = Identity::new(
@@ -752,39 +892,44 @@ fn pycom_listener(c: &mut Criterion) {
             senders
         }
     };
-    let mut g = group(c, "pycom_listener");
     let bare_addr = bare.local_addr();
-    g.bench_function("baseline_bare_listener", |b| {
-        b.iter(|| {
-            rt.block_on(async {
-                let senders = burst(bare_addr).await;
-                for _ in 0..EVENTS {
-                    received.recv().await.expect("event");
-                }
-                for sender in senders {
-                    sender.await.expect("sender");
-                }
-            });
-        });
-    });
     let listener = coordinator.local_addr();
     let mut events = coordinator.events();
-    g.bench_function("coordinator_listener", |b| {
-        b.iter(|| {
-            rt.block_on(async {
-                let senders = burst(listener).await;
-                let mut outputs = 0;
-                while outputs < EVENTS {
-                    if let Event::Output { .. } = events.recv().await.expect("event") {
-                        outputs += 1;
-                    }
-                }
-                for sender in senders {
-                    sender.await.expect("sender");
-                }
-            });
+    let mut bare_burst = || {
+        rt.block_on(async {
+            let senders = burst(bare_addr).await;
+            for _ in 0..EVENTS {
+                received.recv().await.expect("event");
+            }
+            for sender in senders {
+                sender.await.expect("sender");
+            }
         });
-    });
+    };
+    let mut coordinator_burst = || {
+        rt.block_on(async {
+            let senders = burst(listener).await;
+            let mut outputs = 0;
+            while outputs < EVENTS {
+                if let Event::Output { .. } = events.recv().await.expect("event") {
+                    outputs += 1;
+                }
+            }
+            for sender in senders {
+                sender.await.expect("sender");
+            }
+        });
+    };
+    let mut g = group(c, "pycom_listener");
+    g.bench_function("baseline_bare_listener", |b| b.iter(&mut bare_burst));
+    g.bench_function("coordinator_listener", |b| b.iter(&mut coordinator_burst));
+    g.finish();
+    // The same bursts by the CPU time of the whole process.
+    let mut g = group(c, "pycom_cpu_listener");
+    // Long samples of one length: the scheduler statistics advance by whole ticks.
+    g.sampling_mode(criterion::SamplingMode::Flat);
+    cpu_bench(&mut g, "baseline_bare_listener", &mut bare_burst);
+    cpu_bench(&mut g, "coordinator_listener", &mut coordinator_burst);
     g.finish();
     rt.block_on(async {
         coordinator.shutdown().await;
