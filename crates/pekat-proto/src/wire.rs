@@ -214,12 +214,28 @@ fn check_text(text: &str) -> Result<(), EncodeError> {
 }
 
 /// Whether `bytes` hold a CR, LF or NUL. A path is checked on every request sent and may be
-/// 32 KiB long: the scan has no early exit, so that it is vectorised.
+/// 32 KiB long: it is scanned sixteen bytes at a time without an early exit (the tail copied
+/// into a padded block), so that the scan is vectorised.
 fn has_control(bytes: &[u8]) -> bool {
-    let found = bytes.iter().fold(0u8, |found, &b| {
-        found | u8::from(b == b'\r') | u8::from(b == b'\n') | u8::from(b == 0)
-    });
-    found != 0
+    const BLOCK: usize = 16;
+    let is_control = |b: u8| u8::from(b == b'\r') | u8::from(b == b'\n') | u8::from(b == 0);
+    let mut seen = [0u8; BLOCK];
+    let mut scan = |block: &[u8]| {
+        for (seen, &b) in seen.iter_mut().zip(block) {
+            *seen |= is_control(b);
+        }
+    };
+    let mut blocks = bytes.chunks_exact(BLOCK);
+    for block in &mut blocks {
+        scan(block);
+    }
+    let rest = blocks.remainder();
+    let mut tail = [b' '; BLOCK];
+    if let Some(start) = tail.get_mut(..rest.len()) {
+        start.copy_from_slice(rest);
+    }
+    scan(&tail);
+    seen.iter().any(|&b| b != 0)
 }
 
 /// Appends `request` to `dst` as `dialect` spells it, without any terminator.
@@ -438,6 +454,17 @@ pub fn parse_response(msg: &[u8]) -> Result<Reply, DecodeError> {
     let body = strip_line_ending(msg);
     if let Some(response) = canonical(body) {
         return Ok(Reply { id: None, response });
+    }
+    // An echoed id, then an exact answer (the usual 3.19 answer): all ASCII, so no UTF-8 check.
+    if let Some(dot) = body.iter().position(|&b| b == b'.')
+        && let Some(response) = body.get(dot + 1..).and_then(canonical)
+        && let Some(id) = body.get(..dot).and_then(|id| std::str::from_utf8(id).ok())
+        && let Ok(id) = RequestId::new(id)
+    {
+        return Ok(Reply {
+            id: Some(id),
+            response,
+        });
     }
     let text = std::str::from_utf8(body).map_err(|_| DecodeError::InvalidUtf8)?;
     if let Some((id, rest)) = text.split_once('.')
