@@ -11,6 +11,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use comet_socket::message::request_content;
 use comet_socket::{Limits, RawRequest, Request, Response, wire};
 
 /// The header as a plain typed struct: what `serde_json` alone would read and write.
@@ -148,6 +149,15 @@ fn encode(c: &mut Criterion) {
                 })
             })
         });
+        // What the client sends: the content, then the frame written straight around it.
+        group.bench_function("content_python_format", |b| {
+            b.iter(|| {
+                let request = black_box(&request);
+                let content = request_content(&request.action, &request.value).unwrap();
+                wire::encode_json_to_bytes(&content, &limits).unwrap()
+            })
+        });
+        // The same through a `Frame`.
         group.bench_function("frame_python_format", |b| {
             b.iter(|| {
                 let frame = black_box(&request).to_frame().unwrap();
@@ -162,6 +172,14 @@ fn encode(c: &mut Criterion) {
         group.bench_function("baseline_typed_serde_json", |b| {
             b.iter(|| typed_encode(black_box(&answer)))
         });
+        // What a server's codec writes for an answer.
+        group.bench_function("content_python_format", |b| {
+            b.iter(|| {
+                let content = black_box(&response).to_content().unwrap();
+                wire::encode_json_to_bytes(&content, &limits).unwrap()
+            })
+        });
+        // The same through a `Frame`.
         group.bench_function("frame_python_format", |b| {
             b.iter(|| {
                 let frame = black_box(&response).to_frame().unwrap();

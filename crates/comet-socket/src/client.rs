@@ -207,8 +207,8 @@ impl Client {
     ) -> Result<Value, Error> {
         check_request(action, value)?;
         tracing::debug!(addr = %self.addr, action, %value, "sending request");
-        let frame = Frame::json(request_content(action, value)?);
-        let answer = self.exchange_with_timeout(&frame, timeout).await?;
+        let bytes = wire::encode_json_to_bytes(&request_content(action, value)?, &self.limits)?;
+        let answer = self.send_bytes(&bytes, timeout).await?;
         let response = self.response(answer)?;
         tracing::debug!(addr = %self.addr, result = %response.result, "answer received");
         Ok(response.result)
@@ -227,10 +227,9 @@ impl Client {
         if !is_truthy(content) {
             return Err(Refusal::FalsyContent.into());
         }
-        let bytes = json::to_vec(content).map_err(|e| EncodeError::Json(e.to_string()))?;
-        let answer = self
-            .exchange_with_timeout(&Frame::json(bytes), self.answer_timeout)
-            .await?;
+        let content = json::to_vec(content).map_err(|e| EncodeError::Json(e.to_string()))?;
+        let bytes = wire::encode_json_to_bytes(&content, &self.limits)?;
+        let answer = self.send_bytes(&bytes, self.answer_timeout).await?;
         self.response(answer)
     }
 
@@ -262,6 +261,11 @@ impl Client {
     ) -> Result<Frame, Error> {
         // Encode before connecting: a request over the limits must not reach the server at all.
         let bytes = wire::encode_to_bytes(frame, &self.limits)?;
+        self.send_bytes(&bytes, timeout).await
+    }
+
+    /// Sends an encoded frame over a fresh connection and reads the answering frame.
+    async fn send_bytes(&self, bytes: &[u8], timeout: Duration) -> Result<Frame, Error> {
         let span = tracing::debug_span!("comet_call", addr = %self.addr);
         async {
             let mut stream = labwire_net::connect(&*self.addr, self.connect_timeout)
@@ -271,7 +275,7 @@ impl Client {
                     source,
                 })?;
             let exchange = async {
-                write_bytes(&mut stream, &bytes)
+                write_bytes(&mut stream, bytes)
                     .await
                     .map_err(|source| self.io_error(source))?;
                 let answer = read_frame(&mut stream, &self.limits)

@@ -107,9 +107,17 @@ impl Encoder<Answer> for CometCodec {
 
     /// Writes the answer's frame; [`Answer::Close`] and [`Answer::Hold`] write nothing.
     fn encode(&mut self, answer: Answer, dst: &mut BytesMut) -> Result<(), CodecError> {
-        match answer.into_frame()? {
-            Some(frame) => Ok(wire::encode(&frame, &self.limits, dst)?),
-            None => Ok(()),
+        match answer {
+            // Straight from the content: the same bytes as its frame's.
+            Answer::Response(response) => Ok(wire::encode_json(
+                &response.to_content()?,
+                &self.limits,
+                dst,
+            )?),
+            answer => match answer.into_frame()? {
+                Some(frame) => Ok(wire::encode(&frame, &self.limits, dst)?),
+                None => Ok(()),
+            },
         }
     }
 }

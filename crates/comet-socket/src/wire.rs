@@ -236,6 +236,48 @@ pub fn encode(frame: &Frame, limits: &Limits, dst: &mut BytesMut) -> Result<(), 
     Ok(())
 }
 
+/// Appends a JSON frame around `content` to `dst`: what [`encode`] appends for
+/// `Frame::json(content)`, without building the frame (nothing is appended on error).
+///
+/// # Errors
+/// [`EncodeError::ContentTooLong`] or [`EncodeError::HeaderTooLong`] past `limits`.
+pub fn encode_json(content: &[u8], limits: &Limits, dst: &mut BytesMut) -> Result<(), EncodeError> {
+    if content.len() > limits.max_content_length {
+        return Err(EncodeError::ContentTooLong {
+            len: content.len(),
+            max: limits.max_content_length,
+        });
+    }
+    let header_len = CANONICAL_HEADER_START.len() + decimal_len(content.len()) + 1;
+    let max = limits.header_max();
+    let prefix = match u16::try_from(header_len) {
+        Ok(prefix) if header_len <= max => prefix,
+        _ => {
+            return Err(EncodeError::HeaderTooLong {
+                len: header_len,
+                max,
+            });
+        }
+    };
+    dst.reserve(PREFIX_LEN + header_len + content.len());
+    dst.put_u16(prefix);
+    dst.put_slice(CANONICAL_HEADER_START);
+    put_decimal(dst, content.len());
+    dst.put_u8(b'}');
+    dst.extend_from_slice(content);
+    Ok(())
+}
+
+/// [`encode_json`] as one buffer, ready for a single write.
+///
+/// # Errors
+/// As [`encode_json`].
+pub fn encode_json_to_bytes(content: &[u8], limits: &Limits) -> Result<Bytes, EncodeError> {
+    let mut dst = BytesMut::new();
+    encode_json(content, limits, &mut dst)?;
+    Ok(dst.freeze())
+}
+
 /// The encoded `frame` as one buffer, ready for a single write.
 ///
 /// # Errors
@@ -468,6 +510,36 @@ mod tests {
         );
         assert_eq!(&bytes[..], &expected[..]);
         assert_eq!(&bytes[..2], &[0x00, 0x67]);
+    }
+
+    #[test]
+    fn a_json_frame_is_written_the_same_with_or_without_a_frame() {
+        for content in [&b""[..], b"{}", &[b'x'; 12345][..]] {
+            let limits = Limits::default();
+            assert_eq!(
+                encode_json_to_bytes(content, &limits).unwrap(),
+                encode_to_bytes(&Frame::json(content.to_vec()), &limits).unwrap()
+            );
+        }
+        let limits = Limits {
+            max_header_length: 100,
+            max_content_length: 4,
+        };
+        assert_eq!(
+            encode_json_to_bytes(b"12345", &limits).unwrap_err(),
+            EncodeError::ContentTooLong { len: 5, max: 4 }
+        );
+        let limits = Limits {
+            max_header_length: 100,
+            ..Limits::default()
+        };
+        assert!(matches!(
+            encode_json_to_bytes(b"{}", &limits).unwrap_err(),
+            EncodeError::HeaderTooLong { max: 100, .. }
+        ));
+        let mut dst = BytesMut::from(&b"kept"[..]);
+        assert!(encode_json(b"{}", &limits, &mut dst).is_err());
+        assert_eq!(&dst[..], b"kept");
     }
 
     #[test]
