@@ -1,7 +1,8 @@
 //! The ARKEO codec against its floor: `serde_json` decoding the same bytes into (or encoding
 //! the same message from) the equivalent typed struct, `#[derive]`d, in the same run.
 //!
-//! Each group's `baseline_serde_json_typed` is that floor (`cargo xtask bench` prints every
+//! Times are CPU time of the benchmark's thread ([`ThreadCpu`]), not wall time. Each group's
+//! `baseline_serde_json_typed` is that floor (`cargo xtask bench` prints every
 //! benchmark of the group as a ratio to it). The equivalent structs have the fields the ARKEO
 //! messages have, with a reply's `data` and a request's parameters as `serde_json` values (the
 //! messages carry them so), and no leniency. Groups:
@@ -19,13 +20,14 @@
 //!   direction, into a reused buffer, header included.
 
 use std::hint::black_box;
+use std::time::{Duration, Instant};
 
 use arkeo_proto::json::{f64_value, quote_non_finite, to_vec_non_finite};
 use arkeo_proto::{ClientCodec, ParamKey, Request, Response, ServerCodec, Target, wire};
 use bytes::BytesMut;
+use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{
-    BatchSize, BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main,
-    measurement::WallTime,
+    BatchSize, BenchmarkGroup, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -125,9 +127,63 @@ fn settings_request() -> Request {
         .with_request_id(1001)
 }
 
-fn group<'a>(c: &'a mut Criterion, name: &str, bytes: usize) -> BenchmarkGroup<'a, WallTime> {
+/// The CPU time of the benchmark's thread, from Linux's scheduler statistics (wall time where
+/// there are none): on a machine shared with other work, wall time also counts the moments the
+/// thread waits for a CPU, and ratios taken minutes apart compare different neighbours. The
+/// statistics are updated at least every scheduler tick (4 ms here), so every sample runs the
+/// same number of iterations for a long time ([`SamplingMode::Flat`], 50 ms a sample): the
+/// tick's error at both ends averages out over the samples.
+struct ThreadCpu;
+
+/// CPU time this thread has run so far.
+fn thread_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    Some(Duration::from_nanos(
+        stat.split_whitespace().next()?.parse().ok()?,
+    ))
+}
+
+impl Measurement for ThreadCpu {
+    type Intermediate = (Option<Duration>, Instant);
+    type Value = Duration;
+
+    fn start(&self) -> Self::Intermediate {
+        (thread_cpu(), Instant::now())
+    }
+
+    fn end(&self, (cpu, wall): Self::Intermediate) -> Duration {
+        match (cpu, thread_cpu()) {
+            (Some(before), Some(after)) => after.saturating_sub(before),
+            _ => wall.elapsed(),
+        }
+    }
+
+    fn add(&self, a: &Duration, b: &Duration) -> Duration {
+        *a + *b
+    }
+
+    fn zero(&self) -> Duration {
+        Duration::ZERO
+    }
+
+    fn to_f64(&self, value: &Duration) -> f64 {
+        value.as_nanos() as f64
+    }
+
+    fn formatter(&self) -> &dyn ValueFormatter {
+        static WALL: WallTime = WallTime;
+        WALL.formatter()
+    }
+}
+
+fn group<'a>(
+    c: &'a mut Criterion<ThreadCpu>,
+    name: &str,
+    bytes: usize,
+) -> BenchmarkGroup<'a, ThreadCpu> {
     let mut group = c.benchmark_group(name);
     group.throughput(Throughput::Bytes(bytes as u64));
+    group.sampling_mode(SamplingMode::Flat);
     group
 }
 
@@ -137,7 +193,7 @@ fn framed(payload: &[u8]) -> BytesMut {
     frame
 }
 
-fn decode_replies(c: &mut Criterion) {
+fn decode_replies(c: &mut Criterion<ThreadCpu>) {
     for (name, reply) in [
         ("arkeo_decode_small_reply", status_reply()),
         ("arkeo_decode_large_reply", jv_reply(false)),
@@ -202,7 +258,7 @@ fn decode_replies(c: &mut Criterion) {
     g.finish();
 }
 
-fn decode_requests(c: &mut Criterion) {
+fn decode_requests(c: &mut Criterion<ThreadCpu>) {
     let request = settings_request();
     let payload = serde_json::to_vec(&request).unwrap();
     let mut g = group(c, "arkeo_decode_request", payload.len());
@@ -237,7 +293,7 @@ fn decode_requests(c: &mut Criterion) {
     g.finish();
 }
 
-fn encode(c: &mut Criterion) {
+fn encode(c: &mut Criterion<ThreadCpu>) {
     let request = settings_request();
     let typed = TypedRequest::from(&request);
     let len = serde_json::to_vec(&typed).unwrap().len();
@@ -296,5 +352,9 @@ fn encode(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, decode_replies, decode_requests, encode);
+criterion_group! {
+    name = benches;
+    config = Criterion::default().with_measurement(ThreadCpu);
+    targets = decode_replies, decode_requests, encode
+}
 criterion_main!(benches);

@@ -60,6 +60,12 @@ pub fn quote_non_finite(payload: &[u8]) -> Option<Vec<u8>> {
             i += 1;
             continue;
         }
+        // Only these bytes begin a token; numbers, the bulk of measurement data, go by
+        // without a look at the tokens.
+        if !matches!(b, b'-' | b'I' | b'N') {
+            i += 1;
+            continue;
+        }
         let starts_token = i == 0 || payload.get(i - 1).is_some_and(|p| !is_word_byte(*p));
         if starts_token
             && let Some(token) = TOKENS.iter().find(|t| {

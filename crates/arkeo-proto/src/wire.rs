@@ -177,9 +177,20 @@ pub fn encode_json<T: Serialize + ?Sized>(
     max_frame_length: usize,
     dst: &mut BytesMut,
 ) -> Result<(), EncodeError> {
+    encode_with(max_frame_length, dst, |dst| {
+        message.serialize(&mut serde_json::Serializer::new(Appender(dst)))
+    })
+}
+
+/// Appends one frame whose payload `write` appends, checking its length afterwards.
+fn encode_with(
+    max_frame_length: usize,
+    dst: &mut BytesMut,
+    write: impl FnOnce(&mut BytesMut) -> serde_json::Result<()>,
+) -> Result<(), EncodeError> {
     let start = dst.len();
     dst.put_u32(0);
-    let result = message.serialize(&mut serde_json::Serializer::new(Appender(dst)));
+    let result = write(dst);
     let len = dst.len() - start - HEADER_LEN;
     let checked = match result {
         Err(e) => Err(EncodeError::Json(e)),
@@ -242,7 +253,9 @@ pub fn encode_request(
     max_frame_length: usize,
     dst: &mut BytesMut,
 ) -> Result<(), EncodeError> {
-    encode_json(&request.with_key(key), max_frame_length, dst)
+    encode_with(max_frame_length, dst, |dst| {
+        write_request(dst, request, key)
+    })
 }
 
 /// Encodes a response as one frame.
@@ -254,7 +267,73 @@ pub fn encode_response(
     max_frame_length: usize,
     dst: &mut BytesMut,
 ) -> Result<(), EncodeError> {
-    encode_json(response, max_frame_length, dst)
+    encode_with(max_frame_length, dst, |dst| write_response(dst, response))
+}
+
+/// Appends `value` as JSON.
+fn write_value<T: Serialize + ?Sized>(dst: &mut BytesMut, value: &T) -> serde_json::Result<()> {
+    value.serialize(&mut serde_json::Serializer::new(Appender(dst)))
+}
+
+/// Appends `request` as JSON: the bytes its `Serialize` impl makes `serde_json` write
+/// (`{"target":…,"command":…,"<key>":{…},"request_id":…}`), with the fixed parts appended whole
+/// rather than brace, quote and key one piece at a time. The values go through `serde_json`.
+fn write_request(dst: &mut BytesMut, request: &Request, key: ParamKey) -> serde_json::Result<()> {
+    dst.extend_from_slice(b"{\"target\":");
+    write_value(dst, request.target.as_str())?;
+    dst.extend_from_slice(b",\"command\":");
+    write_value(dst, &request.command)?;
+    dst.extend_from_slice(match key {
+        ParamKey::Parameter => b",\"parameter\":",
+        ParamKey::Params => b",\"params\":",
+    });
+    write_value(dst, &request.parameter)?;
+    if let Some(id) = request.request_id {
+        dst.extend_from_slice(b",\"request_id\":");
+        write_value(dst, &id)?;
+    }
+    dst.extend_from_slice(b"}");
+    Ok(())
+}
+
+/// Appends `response` as JSON: the bytes its `Serialize` impl makes `serde_json` write, with
+/// the fixed parts appended whole (see [`write_request`]).
+fn write_response(dst: &mut BytesMut, response: &Response) -> serde_json::Result<()> {
+    let mut first = true;
+    let mut key = |dst: &mut BytesMut, key: &[u8]| {
+        dst.extend_from_slice(if first { b"{" } else { b"," });
+        first = false;
+        dst.extend_from_slice(key);
+    };
+    if let Some(status) = &response.status {
+        key(dst, b"\"status\":");
+        write_value(dst, status.as_str())?;
+    }
+    if let Some(data) = &response.data {
+        key(dst, b"\"data\":");
+        write_value(dst, data)?;
+    }
+    if let Some(error) = &response.error {
+        key(dst, b"\"error\":");
+        write_value(dst, error)?;
+    }
+    if let Some(id) = response.request_id {
+        key(dst, b"\"request_id\":");
+        write_value(dst, &id)?;
+    }
+    for (name, value) in &response.extra {
+        if !matches!(
+            name.as_str(),
+            "status" | "state" | "data" | "error" | "request_id"
+        ) {
+            key(dst, b"");
+            write_value(dst, name)?;
+            dst.extend_from_slice(b":");
+            write_value(dst, value)?;
+        }
+    }
+    dst.extend_from_slice(if first { b"{}" } else { b"}" });
+    Ok(())
 }
 
 /// Formats bytes as hex for `trace` logs, cut after [`Hex::MAX_SHOWN`] bytes.

@@ -385,4 +385,35 @@ proptest! {
         };
         prop_assert_eq!(incoming, slow);
     }
+
+    #[test]
+    fn requests_encode_to_the_bytes_serde_json_writes(r in request(), params in any::<bool>()) {
+        let key = if params { ParamKey::Params } else { ParamKey::Parameter };
+        let mut frame = BytesMut::new();
+        wire::encode_request(&r, key, usize::MAX, &mut frame).unwrap();
+        let json = serde_json::to_vec(&r.with_key(key)).unwrap();
+        prop_assert_eq!(&frame[wire::HEADER_LEN..], &json[..]);
+    }
+
+    #[test]
+    fn responses_encode_to_the_bytes_serde_json_writes(
+        r in response(),
+        extra in object(),
+        reserved in prop::sample::subsequence(
+            vec!["status", "state", "data", "error", "request_id"], 0..3),
+        error_extra in object(),
+    ) {
+        let mut r = r;
+        r.extra = extra;
+        for name in reserved {
+            r.extra.insert(name.to_owned(), Value::from(name));
+        }
+        if let Some(error) = &mut r.error {
+            error.extra = error_extra;
+        }
+        let mut frame = BytesMut::new();
+        wire::encode_response(&r, usize::MAX, &mut frame).unwrap();
+        let json = serde_json::to_vec(&r).unwrap();
+        prop_assert_eq!(&frame[wire::HEADER_LEN..], &json[..]);
+    }
 }
