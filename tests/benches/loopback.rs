@@ -228,6 +228,11 @@ fn arkeo(c: &mut Criterion) {
             (sim, bare, codec, reply)
         });
         let mut g = group(c, name);
+        if cpu {
+            // The scheduler statistics advance at least every tick (4 ms here): samples of one
+            // length, each long, so that the tick's error at both ends averages out.
+            g.sampling_mode(criterion::SamplingMode::Flat);
+        }
         let mut answer = vec![0u8; reply.len()];
         for (id, addr) in [
             ("baseline_bare_client_bare_server", bare.local_addr()),
@@ -344,6 +349,10 @@ fn arkeo_concurrent(c: &mut Criterion) {
         ("arkeo_cpu_64_connections", true),
     ] {
         let mut g = group(c, name);
+        if cpu {
+            // As in `arkeo`: samples of one length, the scheduler statistics' tick averaged out.
+            g.sampling_mode(criterion::SamplingMode::Flat);
+        }
         for (id, addr, labwire) in [
             ("baseline_bare_client_bare_server", bare.local_addr(), false),
             ("bare_client_arkeo_sim", sim.local_addr(), false),
