@@ -507,6 +507,8 @@ fn pekat(c: &mut Criterion) {
     // The same, by the CPU time each request costs the process (client and server together):
     // what a machine running many polling integrations pays.
     let mut g = group(c, "pekat_cpu_per_request");
+    // As in `arkeo`: samples of one length, the scheduler statistics' tick averaged out.
+    g.sampling_mode(criterion::SamplingMode::Flat);
     for (id, addr) in [
         ("baseline_bare_client_bare_server", bare.local_addr()),
         ("bare_client_pekat_sim_defaults", sim.local_addr()),
