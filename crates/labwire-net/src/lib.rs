@@ -6,6 +6,7 @@
 )]
 
 mod connect;
+pub mod idle;
 mod listener;
 mod server;
 pub mod service;

@@ -3,14 +3,15 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tokio_util::task::TaskTracker;
-use tracing::Instrument;
 
 use crate::listener::{DEFAULT_BACKLOG, bind};
 
@@ -145,21 +146,56 @@ async fn accept_loop<F, Fut>(
         // The server's own token, not a child: cancelling it reaches every connection, and a
         // clone allocates nothing (a child token per connection would).
         let token = shutdown.clone();
-        let connection = handler(stream, peer, token.clone());
-        let span = tracing::debug_span!("connection", %peer);
-        tracker.spawn(
-            async move {
-                tracing::trace!("accepted");
-                tokio::select! {
-                    () = token.cancelled() => tracing::debug!("closed by shutdown"),
-                    () = connection => tracing::trace!("closed"),
-                }
-                drop(permit);
-            }
-            .instrument(span),
-        );
+        tracing::trace!(%peer, "accepted");
+        let served = handler(stream, peer, token.clone());
+        tracker.spawn(Connection::new(served, token, permit));
     }
     tracing::debug!("accept loop stopped");
+}
+
+pin_project_lite::pin_project! {
+    /// One connection's task: its handler's future, ended early by shutdown, holding the
+    /// connection's slot until it ends.
+    ///
+    /// Written out rather than an `async` block: a task is as large as its future, so every idle
+    /// connection pays for what this holds, and an `async` block would store the handler's
+    /// future twice (captured, then moved into the `select!`). No span and no peer address
+    /// either: the handler has the peer and logs the connection's end with it.
+    struct Connection<Fut> {
+        #[pin]
+        served: Fut,
+        #[pin]
+        shutdown: WaitForCancellationFutureOwned,
+        permit: OwnedSemaphorePermit,
+    }
+}
+
+impl<Fut: Future<Output = ()>> Connection<Fut> {
+    fn new(served: Fut, shutdown: CancellationToken, permit: OwnedSemaphorePermit) -> Self {
+        Self {
+            served,
+            shutdown: shutdown.cancelled_owned(),
+            permit,
+        }
+    }
+}
+
+impl<Fut: Future<Output = ()>> Future for Connection<Fut> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.project();
+        let _ = this.permit;
+        if this.served.poll(cx).is_ready() {
+            tracing::trace!("connection closed");
+            return Poll::Ready(());
+        }
+        if this.shutdown.poll(cx).is_ready() {
+            tracing::debug!("connection closed by shutdown");
+            return Poll::Ready(());
+        }
+        Poll::Pending
+    }
 }
 
 /// A running server. Dropping the handle shuts the server down without waiting;

@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::codec::{Decoder, Encoder};
 use tokio_util::sync::CancellationToken;
@@ -191,69 +190,42 @@ where
     <C as Decoder>::Error: std::fmt::Display,
     <C as Encoder<S::Response>>::Error: std::fmt::Display,
 {
-    let shared = Arc::new((service, codec));
+    let shared = Arc::new((service, codec, exchange));
     server.serve_with_token(shutdown, move |mut stream, peer, _token| {
         let shared = Arc::clone(&shared);
         async move {
-            let (service, codec) = &*shared;
-            let mut conn = Connection::new(codec());
+            // An idle connection holds its socket, its peer, this `Arc` and the wait in
+            // `readable_within`: every state of this future is paid by every idle connection,
+            // so the exchange's machinery (codec, buffers, deadlines, the device's answer) is
+            // boxed, and created on the first bytes.
+            let mut conn: Option<Box<Connection<C>>> = None;
             let end = loop {
-                if conn.buf.is_empty() {
-                    // Idle: the task holds only this wait; the exchange's machinery (buffers,
-                    // timers, the device's answer) is boxed below while an exchange runs.
-                    if let Err(end) =
-                        first_bytes(&stream, &mut conn.buf, exchange.idle_timeout).await
-                    {
-                        break end;
+                let (service, codec, exchange) = &*shared;
+                if conn.as_ref().is_none_or(|conn| conn.buf.is_empty()) {
+                    match crate::idle::first_bytes_within(&stream, exchange.idle_timeout).await {
+                        Ok(first) => conn
+                            .get_or_insert_with(|| Box::new(Connection::new(codec())))
+                            .buf
+                            .extend_from_slice(first.as_slice()),
+                        Err(end) => break end,
                     }
                 }
-                let step = Box::pin(exchange_once(
-                    &mut stream,
-                    peer,
-                    service,
-                    &mut conn,
-                    &exchange,
-                ));
+                let conn = conn.get_or_insert_with(|| Box::new(Connection::new(codec())));
+                let step = Box::pin(exchange_once(&mut stream, peer, service, conn, exchange));
                 if let Err(end) = step.await {
                     break end;
                 }
             };
-            match end {
-                ConnectionEnd::Closed | ConnectionEnd::Done => tracing::trace!(%end),
-                end => tracing::debug!(%end, "connection ended"),
-            }
+            log_end(peer, &end);
         }
     })
 }
 
-/// Waits (at most `idle`) until the client sends its first bytes, and takes them into `buf`
-/// without reserving a buffer beforehand. A readiness that turns out spurious waits again.
-async fn first_bytes(
-    stream: &TcpStream,
-    buf: &mut BytesMut,
-    idle: Option<Duration>,
-) -> Result<(), ConnectionEnd> {
-    let deadline = idle.map(deadline_after);
-    loop {
-        let ready = stream.readable();
-        let ready = match deadline {
-            None => ready.await,
-            Some(at) => match tokio::time::timeout_at(at, ready).await {
-                Ok(ready) => ready,
-                Err(_) => return Err(ConnectionEnd::Idle(idle.unwrap_or_default())),
-            },
-        };
-        ready.map_err(ConnectionEnd::Io)?;
-        let mut first = [0u8; FIRST_READ];
-        match stream.try_read(&mut first) {
-            Ok(0) => return Err(ConnectionEnd::Closed),
-            Ok(n) => {
-                buf.extend_from_slice(first.get(..n).unwrap_or_default());
-                return Ok(());
-            }
-            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(error) => return Err(ConnectionEnd::Io(error)),
-        }
+/// Logs how a connection ended: a normal end at trace level, anything else at debug.
+fn log_end(peer: SocketAddr, end: &ConnectionEnd) {
+    match end {
+        ConnectionEnd::Closed | ConnectionEnd::Done => tracing::trace!(%peer, %end),
+        end => tracing::debug!(%peer, %end, "connection ended"),
     }
 }
 

@@ -396,38 +396,82 @@ where
     F: Fn(SocketAddr) -> Arc<P> + Send + Sync + 'static,
     P: PlannedService<Request = Incoming, Response = Option<Reply>>,
 {
-    let exchange = config.exchange();
-    let (dialect, limits, read_timeout) = (config.dialect, config.limits, config.read_timeout);
-    let hold = !config.quiet_period.is_zero();
-    let make_service = Arc::new(make_service);
+    let shared = Arc::new(Shared {
+        make_service,
+        dialect: config.dialect,
+        limits: config.limits,
+        read_timeout: config.read_timeout,
+        hold: !config.quiet_period.is_zero(),
+        exchange: config.exchange(),
+    });
     server.serve_with_token(shutdown, move |stream, peer, _token| {
-        let make_service = Arc::clone(&make_service);
+        let shared = Arc::clone(&shared);
+        let service = (shared.make_service)(peer);
         async move {
-            let stream = Arc::new(stream);
-            let eof = Arc::new(AtomicBool::new(false));
-            let service = Watched {
-                service: make_service(peer),
-                stream: Arc::clone(&stream),
-                eof: Arc::clone(&eof),
-            };
-            let codec = Framing {
-                codec: ServerCodec::with_limits(dialect, limits),
-                hold,
-                read_timeout,
-                started: None,
-                eof: Arc::clone(&eof),
-            };
-            let mut conn = Conn {
-                stream,
-                eof,
-                pending_error: None,
-            };
-            match serve_connection(&mut conn, peer, &service, codec, &exchange).await {
-                end @ (ConnectionEnd::Closed | ConnectionEnd::Done) => tracing::trace!(%end),
-                end => tracing::debug!(%end, "connection ended"),
+            // Until the first byte the task holds only the socket, its peer, the service, this
+            // `Arc` and a readiness wait (a task is as large as its largest state, and idle connections
+            // are what a server has most of); the connection's machinery is built and boxed
+            // once bytes arrive.
+            let idle = shared.exchange.idle_timeout;
+            if let Err(end) = labwire_net::idle::readable_within(&stream, idle).await {
+                tracing::debug!(%peer, %end, "connection ended");
+                return;
             }
+            Box::pin(connection(stream, peer, service, &shared)).await;
         }
     })
+}
+
+/// What every connection of a server shares.
+struct Shared<F> {
+    make_service: F,
+    dialect: Dialect,
+    limits: Limits,
+    read_timeout: Duration,
+    /// Whether a request that looks whole waits for the quiet period.
+    hold: bool,
+    exchange: Exchange,
+}
+
+/// Serves one connection whose first bytes have arrived.
+async fn connection<F, P>(stream: TcpStream, peer: SocketAddr, service: Arc<P>, shared: &Shared<F>)
+where
+    F: Fn(SocketAddr) -> Arc<P> + Send + Sync + 'static,
+    P: PlannedService<Request = Incoming, Response = Option<Reply>>,
+{
+    let Shared {
+        dialect,
+        limits,
+        read_timeout,
+        hold,
+        exchange,
+        ..
+    } = shared;
+    {
+        let stream = Arc::new(stream);
+        let eof = Arc::new(AtomicBool::new(false));
+        let service = Watched {
+            service,
+            stream: Arc::clone(&stream),
+            eof: Arc::clone(&eof),
+        };
+        let codec = Framing {
+            codec: ServerCodec::with_limits(*dialect, *limits),
+            hold: *hold,
+            read_timeout: *read_timeout,
+            started: None,
+            eof: Arc::clone(&eof),
+        };
+        let mut conn = Conn {
+            stream,
+            eof,
+            pending_error: None,
+        };
+        match serve_connection(&mut conn, peer, &service, codec, exchange).await {
+            end @ (ConnectionEnd::Closed | ConnectionEnd::Done) => tracing::trace!(%peer, %end),
+            end => tracing::debug!(%peer, %end, "connection ended"),
+        }
+    }
 }
 
 /// [`ServerCodec`] behind the quiet-period framing of the module docs. The serve loop calls

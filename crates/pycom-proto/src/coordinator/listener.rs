@@ -30,36 +30,41 @@ where
     Fut: Future<Output = ()> + Send + 'static,
 {
     let order = Arc::new(ArrivalOrder::default());
-    let handle = Arc::new(handle);
-    server.serve_with_token(shutdown, move |mut stream, peer, _| {
-        let handle = Arc::clone(&handle);
+    let shared = Arc::new((handle, limits, read_timeout));
+    server.serve_with_token(shutdown, move |stream, peer, _| {
+        let shared = Arc::clone(&shared);
         // Called in accept order: this is where the turn is taken.
         let turn = ArrivalOrder::arrive(&order, peer.ip());
         async move {
-            let received = receive(&mut stream, &limits, read_timeout).await;
-            turn.hand_in(peer, received).handled(&*handle).await;
-            // Closed only once handled, for senders that wait for the close.
-            drop(stream);
+            // Until the first byte the task holds only the socket, its turn and a readiness
+            // wait (a task is as large as its largest state, and idle connections are what a
+            // listener has most of): reading, handing in and handling are boxed below.
+            let deadline = tokio::time::Instant::now() + shared.2;
+            let arrived = labwire_net::idle::readable_within(&stream, Some(shared.2)).await;
+            Box::pin(async move {
+                let (handle, limits, read_timeout) = &*shared;
+                let mut stream = stream;
+                let received = match arrived {
+                    Ok(()) => receive(&mut stream, limits, deadline, *read_timeout).await,
+                    Err(_) => Err(ReceiveError::TimedOut(*read_timeout)),
+                };
+                turn.hand_in(peer, received).handled(handle).await;
+                // Closed only once handled, for senders that wait for the close.
+                drop(stream);
+            })
+            .await;
         }
     })
 }
 
-/// Reads the connection's message within `read_timeout` (waiting for its first byte included).
-///
-/// Until the first byte arrives the connection's task holds only a readiness wait: the
-/// machinery of a read (buffers, codec) is boxed once there is something to read, so that an
-/// idle connection costs little more than its socket.
+/// Reads the connection's message by `deadline` (`read_timeout` after it was accepted).
 async fn receive(
     stream: &mut TcpStream,
     limits: &Limits,
+    deadline: tokio::time::Instant,
     read_timeout: Duration,
 ) -> Result<Message, ReceiveError> {
-    let read = async {
-        // Readable, or an error the read itself reports.
-        let _ = stream.readable().await;
-        Box::pin(read_to_eof(stream, limits)).await
-    };
-    match tokio::time::timeout(read_timeout, read).await {
+    match tokio::time::timeout_at(deadline, read_to_eof(stream, limits)).await {
         Err(_) => Err(ReceiveError::TimedOut(read_timeout)),
         Ok(received) => Ok(received?),
     }
