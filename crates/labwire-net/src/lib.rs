@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
@@ -10,6 +11,7 @@ pub mod idle;
 mod listener;
 mod server;
 pub mod service;
+pub mod transport;
 
 #[cfg(feature = "cli")]
 pub mod cli;
@@ -18,4 +20,5 @@ pub use connect::connect;
 pub use listener::{DEFAULT_BACKLOG, bind};
 pub use server::{DEFAULT_MAX_CONNECTIONS, Server, ServerConfig, ServerHandle};
 pub use service::{Exchange, PlannedService, Service};
+pub use transport::{AsyncStream, Connector, Stream};
 pub use tokio_util::sync::CancellationToken;
