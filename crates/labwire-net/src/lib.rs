@@ -20,5 +20,5 @@ pub use connect::connect;
 pub use listener::{DEFAULT_BACKLOG, bind};
 pub use server::{DEFAULT_MAX_CONNECTIONS, Server, ServerConfig, ServerHandle};
 pub use service::{Exchange, PlannedService, Service};
-pub use transport::{AsyncStream, Connector, Stream};
 pub use tokio_util::sync::CancellationToken;
+pub use transport::{AsyncStream, Connector, Stream};
