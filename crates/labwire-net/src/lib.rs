@@ -9,6 +9,7 @@
 mod connect;
 pub mod idle;
 mod listener;
+mod report;
 mod server;
 pub mod service;
 pub mod transport;
@@ -18,6 +19,7 @@ pub mod cli;
 
 pub use connect::connect;
 pub use listener::{DEFAULT_BACKLOG, bind};
+pub use report::error_chain;
 pub use server::{DEFAULT_MAX_CONNECTIONS, Server, ServerConfig, ServerHandle};
 pub use service::{Exchange, PlannedService, Service};
 pub use tokio_util::sync::CancellationToken;
