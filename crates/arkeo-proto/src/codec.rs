@@ -206,7 +206,7 @@ impl Encoder<Request> for ClientCodec {
 ///
 /// Each frame decodes to `Ok(request)`, or to `Err(BadRequest)` when its payload is not a
 /// request: the device answers that with [`BadRequest::response`] (the error reply the
-/// simulator and [`server`](crate::server) send) and goes on with the next frame. The only
+/// simulator and [`server`](crate#server-feature-server) send) and goes on with the next frame. The only
 /// decode error is the fatal [`DecodeError::FrameTooLarge`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ServerCodec {

@@ -1,4 +1,47 @@
 #![doc = include_str!("../README.md")]
+// The README links to items behind the `client` and `server` features. docs.rs builds with
+// every feature (package.metadata.docs.rs), so there they are intra-doc links checked by
+// rustdoc; a build without a feature gets these definitions instead: the same items on
+// docs.rs, for this version.
+#![cfg_attr(
+    not(feature = "client"),
+    doc = concat!(
+        "<!-- without the `client` feature: its items on docs.rs -->\n",
+        "[`Client`]: https://docs.rs/arkeo-proto/", env!("CARGO_PKG_VERSION"), "/arkeo_proto/client/struct.Client.html\n",
+        "[`client::DEFAULT_TIMEOUT`]: https://docs.rs/arkeo-proto/", env!("CARGO_PKG_VERSION"), "/arkeo_proto/client/constant.DEFAULT_TIMEOUT.html\n",
+        "[`client::DEFAULT_BLOCKING_TIMEOUT`]: https://docs.rs/arkeo-proto/", env!("CARGO_PKG_VERSION"), "/arkeo_proto/client/constant.DEFAULT_BLOCKING_TIMEOUT.html\n",
+        "[`client::DEFAULT_START_GRACE`]: https://docs.rs/arkeo-proto/", env!("CARGO_PKG_VERSION"), "/arkeo_proto/client/constant.DEFAULT_START_GRACE.html\n",
+        "[`client::BLOCKING_COMMANDS`]: https://docs.rs/arkeo-proto/", env!("CARGO_PKG_VERSION"), "/arkeo_proto/client/constant.BLOCKING_COMMANDS.html\n",
+        "[`ClientBuilder::timeout`]: https://docs.rs/arkeo-proto/", env!("CARGO_PKG_VERSION"), "/arkeo_proto/client/struct.ClientBuilder.html#method.timeout\n",
+        "[`ClientBuilder::blocking_timeout`]: https://docs.rs/arkeo-proto/", env!("CARGO_PKG_VERSION"), "/arkeo_proto/client/struct.ClientBuilder.html#method.blocking_timeout\n",
+        "[`ClientBuilder::connect_timeout`]: https://docs.rs/arkeo-proto/", env!("CARGO_PKG_VERSION"), "/arkeo_proto/client/struct.ClientBuilder.html#method.connect_timeout\n",
+        "[`ClientBuilder::start_grace`]: https://docs.rs/arkeo-proto/", env!("CARGO_PKG_VERSION"), "/arkeo_proto/client/struct.ClientBuilder.html#method.start_grace\n",
+        "[`Client::call`]: https://docs.rs/arkeo-proto/", env!("CARGO_PKG_VERSION"), "/arkeo_proto/client/struct.Client.html#method.call\n",
+        "[`Client::call_with_timeout`]: https://docs.rs/arkeo-proto/", env!("CARGO_PKG_VERSION"), "/arkeo_proto/client/struct.Client.html#method.call_with_timeout\n",
+        "[`Client::command`]: https://docs.rs/arkeo-proto/", env!("CARGO_PKG_VERSION"), "/arkeo_proto/client/struct.Client.html#method.command\n",
+        "[`Client::command_with_timeout`]: https://docs.rs/arkeo-proto/", env!("CARGO_PKG_VERSION"), "/arkeo_proto/client/struct.Client.html#method.command_with_timeout\n",
+        "[`Client::routine_command`]: https://docs.rs/arkeo-proto/", env!("CARGO_PKG_VERSION"), "/arkeo_proto/client/struct.Client.html#method.routine_command\n",
+        "[`Client::timeout_for`]: https://docs.rs/arkeo-proto/", env!("CARGO_PKG_VERSION"), "/arkeo_proto/client/struct.Client.html#method.timeout_for\n",
+        "[`Client::measure`]: https://docs.rs/arkeo-proto/", env!("CARGO_PKG_VERSION"), "/arkeo_proto/client/struct.Client.html#method.measure\n",
+        "[`Client::wait_for_measurement`]: https://docs.rs/arkeo-proto/", env!("CARGO_PKG_VERSION"), "/arkeo_proto/client/struct.Client.html#method.wait_for_measurement\n",
+        "[`Error::Device`]: https://docs.rs/arkeo-proto/", env!("CARGO_PKG_VERSION"), "/arkeo_proto/client/enum.Error.html#variant.Device\n",
+        "[`Error::MeasurementNotStarted`]: https://docs.rs/arkeo-proto/", env!("CARGO_PKG_VERSION"), "/arkeo_proto/client/enum.Error.html#variant.MeasurementNotStarted\n",
+        "[`Error::RoutineFailed`]: https://docs.rs/arkeo-proto/", env!("CARGO_PKG_VERSION"), "/arkeo_proto/client/enum.Error.html#variant.RoutineFailed\n",
+        "[`DeviceError`]: https://docs.rs/arkeo-proto/", env!("CARGO_PKG_VERSION"), "/arkeo_proto/client/struct.DeviceError.html\n",
+        "[`Reply::Refused`]: https://docs.rs/arkeo-proto/", env!("CARGO_PKG_VERSION"), "/arkeo_proto/client/enum.Reply.html#variant.Refused\n",
+    )
+)]
+#![cfg_attr(
+    not(feature = "server"),
+    doc = concat!(
+        "<!-- without the `server` feature: its items on docs.rs -->\n",
+        "[`Service`]: https://docs.rs/arkeo-proto/", env!("CARGO_PKG_VERSION"), "/arkeo_proto/trait.Service.html\n",
+        "[`ServerBuilder`]: https://docs.rs/arkeo-proto/", env!("CARGO_PKG_VERSION"), "/arkeo_proto/server/struct.ServerBuilder.html\n",
+        "[`server::serve`]: https://docs.rs/arkeo-proto/", env!("CARGO_PKG_VERSION"), "/arkeo_proto/server/fn.serve.html\n",
+        "[`server::serve_until`]: https://docs.rs/arkeo-proto/", env!("CARGO_PKG_VERSION"), "/arkeo_proto/server/fn.serve_until.html\n",
+        "[`server::serve_connection`]: https://docs.rs/arkeo-proto/", env!("CARGO_PKG_VERSION"), "/arkeo_proto/server/fn.serve_connection.html\n",
+    )
+)]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(

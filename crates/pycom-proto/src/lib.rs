@@ -1,4 +1,32 @@
 #![doc = include_str!("../README.md")]
+// The README links to items behind the `client` and `server` features. docs.rs builds with
+// every feature (package.metadata.docs.rs), so there they are intra-doc links checked by
+// rustdoc; a build without a feature gets these definitions instead: the same items on
+// docs.rs, for this version.
+#![cfg_attr(
+    not(feature = "client"),
+    doc = concat!(
+        "<!-- without the `client` feature: its items on docs.rs -->\n",
+        "[`coordinator`]: https://docs.rs/pycom-proto/", env!("CARGO_PKG_VERSION"), "/pycom_proto/coordinator/index.html\n",
+        "[`coordinator::Error`]: https://docs.rs/pycom-proto/", env!("CARGO_PKG_VERSION"), "/pycom_proto/coordinator/enum.Error.html\n",
+        "[`coordinator::NodeTable`]: https://docs.rs/pycom-proto/", env!("CARGO_PKG_VERSION"), "/pycom_proto/coordinator/struct.NodeTable.html\n",
+        "[`coordinator::Effect`]: https://docs.rs/pycom-proto/", env!("CARGO_PKG_VERSION"), "/pycom_proto/coordinator/enum.Effect.html\n",
+        "[`CoordinatorConfig::command_timeout`]: https://docs.rs/pycom-proto/", env!("CARGO_PKG_VERSION"), "/pycom_proto/coordinator/struct.CoordinatorConfig.html#structfield.command_timeout\n",
+        "[`Event`]: https://docs.rs/pycom-proto/", env!("CARGO_PKG_VERSION"), "/pycom_proto/coordinator/enum.Event.html\n",
+        "[`Event::Resync`]: https://docs.rs/pycom-proto/", env!("CARGO_PKG_VERSION"), "/pycom_proto/coordinator/enum.Event.html#variant.Resync\n",
+    )
+)]
+#![cfg_attr(
+    not(feature = "server"),
+    doc = concat!(
+        "<!-- without the `server` feature: its items on docs.rs -->\n",
+        "[`node`]: https://docs.rs/pycom-proto/", env!("CARGO_PKG_VERSION"), "/pycom_proto/node/index.html\n",
+        "[`node::serve`]: https://docs.rs/pycom-proto/", env!("CARGO_PKG_VERSION"), "/pycom_proto/node/fn.serve.html\n",
+        "[`node::Service`]: https://docs.rs/pycom-proto/", env!("CARGO_PKG_VERSION"), "/pycom_proto/node/trait.Service.html\n",
+        "[`node::EventSender`]: https://docs.rs/pycom-proto/", env!("CARGO_PKG_VERSION"), "/pycom_proto/node/struct.EventSender.html\n",
+        "[`node::Request::reply_addr`]: https://docs.rs/pycom-proto/", env!("CARGO_PKG_VERSION"), "/pycom_proto/node/struct.Request.html#method.reply_addr\n",
+    )
+)]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(
