@@ -106,7 +106,7 @@ impl UnderTest for Pekat {
     fn ask(&self, timeout: Duration) -> Ask<'_> {
         Box::pin(async move {
             let client = pekat_proto::Client::builder(self.sim.local_addr().to_string())
-                .answer_timeout(timeout)
+                .call_timeout(timeout)
                 .build();
             match client.status(PEKAT_PROJECT).await {
                 Ok(pekat_proto::ProjectState::Stopped) => Outcome::Answered,
@@ -137,10 +137,11 @@ impl UnderTest for Comet {
     }
     fn ask(&self, timeout: Duration) -> Ask<'_> {
         Box::pin(async move {
-            let client = comet_socket::Client::new(self.sim.local_addr().to_string());
+            let client = comet_socket::Client::builder(self.sim.local_addr()).build();
             let value = serde_json::json!({"probe": 1});
-            match client.send_with_timeout("ECHO", &value, timeout).await {
-                Ok(answer) if answer == value => Outcome::Answered,
+            let request = comet_socket::Request::new("ECHO", value.clone());
+            match client.call_with_timeout(request, timeout).await {
+                Ok(answer) if answer.result == value => Outcome::Answered,
                 Ok(_) => Outcome::Failed,
                 Err(error) if error.is_timeout() => Outcome::TimedOut,
                 Err(_) => Outcome::Failed,

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use labwire_tests::{TEST_DEADLINE, eventually};
 use pekat_proto::{
-    Client, ClientConfig, Command, DecodeError, Dialect, Error, ProjectState, Reply, Request,
-    RequestId, Response, Terminator,
+    Client, ClientConfig, Command, DecodeError, DeviceError, Dialect, Error, ProjectState, Reply,
+    Request, RequestId, Response, Terminator,
 };
 use pekat_sim::{Fault, PekatFault, PekatSim, ProjectSpec};
 use tokio::time::timeout;
@@ -30,7 +30,8 @@ async fn sim(dialect: Dialect, start: Duration, stop: Duration) -> PekatSim {
 fn client(sim: &PekatSim, dialect: Dialect) -> Client {
     Client::builder(sim.local_addr().to_string())
         .dialect(dialect)
-        .answer_timeout(Duration::from_secs(5))
+        .call_timeout(Duration::from_secs(5))
+        .blocking_timeout(Duration::from_secs(5))
         .connect_timeout(Duration::from_secs(5))
         .poll_interval(Duration::from_millis(10))
         .build()
@@ -75,7 +76,7 @@ async fn every_command_and_transition(dialect: Dialect) {
 
     // A project on the same port cannot start.
     let err = client.start(C).await.unwrap_err();
-    assert_eq!(err.refusal(), Some(&Response::PortInUse));
+    assert_eq!(err.device_error(), Some(&DeviceError::PortInUse));
 
     // stop: stopping, then stopped.
     let stopping = {
@@ -96,14 +97,14 @@ async fn every_command_and_transition(dialect: Dialect) {
     // Unknown projects.
     for command in Command::ALL {
         let reply = client
-            .request(Request::new(command, MISSING))
+            .call_reply(Request::new(command, MISSING))
             .await
             .unwrap();
         assert_eq!(reply.response, Response::NotFound, "{command}");
     }
     assert_eq!(
-        client.status(MISSING).await.unwrap_err().refusal(),
-        Some(&Response::NotFound)
+        client.status(MISSING).await.unwrap_err().device_error(),
+        Some(&DeviceError::NotFound)
     );
     sim.shutdown().await;
 }
@@ -122,10 +123,10 @@ async fn every_command_and_transition_in_dialect_3_19() {
 async fn a_client_in_the_wrong_dialect_is_told_unknown_command() {
     let sim = sim(Dialect::V3_19, Duration::ZERO, Duration::ZERO).await;
     let err = client(&sim, Dialect::V3_18).status(A).await.unwrap_err();
-    assert_eq!(err.refusal(), Some(&Response::UnknownCommand));
+    assert_eq!(err.device_error(), Some(&DeviceError::UnknownCommand));
     let sim18 = self::sim(Dialect::V3_18, Duration::ZERO, Duration::ZERO).await;
     let err = client(&sim18, Dialect::V3_19).status(A).await.unwrap_err();
-    assert_eq!(err.refusal(), Some(&Response::UnknownCommand));
+    assert_eq!(err.device_error(), Some(&DeviceError::UnknownCommand));
     sim.shutdown().await;
     sim18.shutdown().await;
 }
@@ -136,12 +137,13 @@ async fn request_ids_are_echoed_and_checked_in_3_19() {
     let mut config = ClientConfig {
         dialect: Dialect::V3_19,
         request_ids: true,
-        answer_timeout: Duration::from_secs(5),
+        call_timeout: Duration::from_secs(5),
+        blocking_timeout: Duration::from_secs(5),
         ..ClientConfig::default()
     };
     let client = Client::new(sim.local_addr().to_string(), config.clone());
     let reply = client
-        .request(Request::status(A).with_id(RequestId::new("job-7").unwrap()))
+        .call_reply(Request::status(A).with_id(RequestId::new("job-7").unwrap()))
         .await
         .unwrap();
     assert_eq!(
@@ -152,7 +154,7 @@ async fn request_ids_are_echoed_and_checked_in_3_19() {
         }
     );
     // Numbered automatically.
-    let reply = client.request(Request::status(A)).await.unwrap();
+    let reply = client.call_reply(Request::status(A)).await.unwrap();
     assert!(reply.id.is_some());
     client.start(A).await.unwrap();
 
@@ -170,7 +172,8 @@ async fn request_ids_are_echoed_and_checked_in_3_19() {
 async fn no_answer_times_out_and_the_next_call_works() {
     let sim = sim(Dialect::V3_18, Duration::ZERO, Duration::ZERO).await;
     let client = Client::builder(sim.local_addr().to_string())
-        .answer_timeout(Duration::from_millis(200))
+        .call_timeout(Duration::from_millis(200))
+        .blocking_timeout(Duration::from_millis(200))
         .keep_connection(true)
         .build();
     sim.faults().set(Some(Fault::NoReply));
@@ -217,7 +220,8 @@ async fn a_server_that_does_not_accept_is_a_connect_timeout() {
     }
     let client = Client::builder(addr.to_string())
         .connect_timeout(Duration::from_millis(200))
-        .answer_timeout(Duration::from_secs(5))
+        .call_timeout(Duration::from_secs(5))
+        .blocking_timeout(Duration::from_secs(5))
         .build();
     let started = tokio::time::Instant::now();
     let err = timeout(TEST_DEADLINE, client.status(A))
@@ -246,8 +250,8 @@ async fn unexpected_answers_are_kept_as_text() {
     sim.faults().set(Some(Fault::Device(license)));
     let err = client(&sim, Dialect::V3_18).start(A).await.unwrap_err();
     assert_eq!(
-        err.refusal(),
-        Some(&Response::Other("license expired".into()))
+        err.device_error(),
+        Some(&DeviceError::Other("license expired".into()))
     );
     sim.shutdown().await;
 }
@@ -296,7 +300,8 @@ async fn silent_start_and_stop_are_tolerated_by_the_waiting_helpers() {
             .unwrap();
         let client = Client::builder(sim.local_addr().to_string())
             .dialect(dialect)
-            .answer_timeout(Duration::from_millis(300))
+            .call_timeout(Duration::from_millis(300))
+            .blocking_timeout(Duration::from_millis(300))
             .no_answer_grace(Duration::from_millis(50))
             .poll_interval(Duration::from_millis(10))
             .build();
@@ -327,7 +332,7 @@ async fn waiting_helpers_report_refusals_and_their_deadline() {
         .start_and_wait(MISSING, TEST_DEADLINE)
         .await
         .unwrap_err();
-    assert_eq!(err.refusal(), Some(&Response::NotFound));
+    assert_eq!(err.device_error(), Some(&DeviceError::NotFound));
 
     // The start takes a minute: the wait gives up at its deadline, having seen `starting`.
     let started = tokio::time::Instant::now();
@@ -351,7 +356,7 @@ async fn waiting_helpers_report_refusals_and_their_deadline() {
 
     sim.state().occupy_port(8001);
     let err = client.start_and_wait(B, TEST_DEADLINE).await.unwrap_err();
-    assert_eq!(err.refusal(), Some(&Response::PortInUse));
+    assert_eq!(err.device_error(), Some(&DeviceError::PortInUse));
     sim.shutdown().await;
 }
 
@@ -362,7 +367,8 @@ async fn the_waiting_helpers_keep_one_deadline_when_nothing_answers() {
     // Grace and answer timeout far beyond the deadline: the deadline alone must end the wait.
     let client = Client::builder(sim.local_addr().to_string())
         .dialect(Dialect::V3_19)
-        .answer_timeout(Duration::from_secs(60))
+        .call_timeout(Duration::from_secs(60))
+        .blocking_timeout(Duration::from_secs(60))
         .no_answer_grace(Duration::from_secs(60))
         .poll_interval(Duration::from_millis(10))
         .build();
@@ -394,7 +400,8 @@ async fn a_kept_connection_carries_several_requests() {
     let client = Client::builder(sim.local_addr().to_string())
         .dialect(Dialect::V3_19)
         .keep_connection(true)
-        .answer_timeout(Duration::from_secs(5))
+        .call_timeout(Duration::from_secs(5))
+        .blocking_timeout(Duration::from_secs(5))
         .build();
     client.start(A).await.unwrap();
     assert_eq!(client.status(A).await.unwrap(), ProjectState::Running);
@@ -415,7 +422,8 @@ async fn a_kept_connection_is_replaced_when_the_server_closes_after_each_answer(
         .unwrap();
     let client = Client::builder(sim.local_addr().to_string())
         .keep_connection(true)
-        .answer_timeout(Duration::from_secs(5))
+        .call_timeout(Duration::from_secs(5))
+        .blocking_timeout(Duration::from_secs(5))
         .build();
     for _ in 0..3 {
         assert_eq!(client.status(A).await.unwrap(), ProjectState::Stopped);
@@ -476,8 +484,8 @@ async fn custom_projects_and_case_insensitive_paths() {
         ProjectState::Running
     );
     assert_eq!(
-        client.status(A).await.unwrap_err().refusal(),
-        Some(&Response::NotFound)
+        client.status(A).await.unwrap_err().device_error(),
+        Some(&DeviceError::NotFound)
     );
     sim.shutdown().await;
 }
@@ -486,7 +494,8 @@ async fn custom_projects_and_case_insensitive_paths() {
 async fn unbounded_timeouts_are_accepted() {
     let sim = sim(Dialect::V3_18, Duration::ZERO, Duration::ZERO).await;
     let client = Client::builder(sim.local_addr().to_string())
-        .answer_timeout(Duration::MAX)
+        .call_timeout(Duration::MAX)
+        .blocking_timeout(Duration::MAX)
         .connect_timeout(Duration::MAX)
         .build();
     client.start_and_wait(A, Duration::MAX).await.unwrap();
@@ -588,13 +597,18 @@ async fn the_integrators_unknown_command_spelling_is_recognised() {
         let client = Client::builder(sim.local_addr().to_string())
             .dialect(dialect)
             .request_ids(dialect.supports_ids())
-            .answer_timeout(Duration::from_secs(5))
+            .call_timeout(Duration::from_secs(5))
+            .blocking_timeout(Duration::from_secs(5))
             .build();
-        let reply = client.request(Request::status(A)).await.unwrap();
+        let reply = client.call_reply(Request::status(A)).await.unwrap();
         assert_eq!(reply.response, Response::UnknownCommand, "{text}");
         assert_eq!(reply.id.is_some(), dialect.supports_ids(), "{text}");
         let err = client.start(A).await.unwrap_err();
-        assert_eq!(err.refusal(), Some(&Response::UnknownCommand), "{text}");
+        assert_eq!(
+            err.device_error(),
+            Some(&DeviceError::UnknownCommand),
+            "{text}"
+        );
         sim.shutdown().await;
     }
 }
@@ -620,7 +634,8 @@ async fn raw_commands_send_any_text_and_return_the_answer_as_it_came() {
     let kept = Client::builder(sim19.local_addr().to_string())
         .dialect(Dialect::V3_19)
         .keep_connection(true)
-        .answer_timeout(Duration::from_secs(5))
+        .call_timeout(Duration::from_secs(5))
+        .blocking_timeout(Duration::from_secs(5))
         .build();
     let answer = kept.call_raw(&format!("7.status|{A}")).await.unwrap();
     assert_eq!(answer, "7.suc:stopped");
@@ -639,7 +654,8 @@ async fn raw_commands_keep_the_clients_limits_and_deadlines() {
     let sim = sim(Dialect::V3_18, Duration::ZERO, Duration::ZERO).await;
     let client = Client::builder(sim.local_addr().to_string())
         .keep_connection(true)
-        .answer_timeout(Duration::from_secs(5))
+        .call_timeout(Duration::from_secs(5))
+        .blocking_timeout(Duration::from_secs(5))
         .limits(pekat_proto::Limits {
             max_request_len: 16,
             max_response_len: 12,
@@ -693,7 +709,8 @@ async fn the_terminator_option_writes_nothing_lf_or_crlf_after_each_request() {
     for terminator in Terminator::ALL {
         let client = Client::builder(addr.to_string())
             .terminator(terminator)
-            .answer_timeout(Duration::from_secs(5))
+            .call_timeout(Duration::from_secs(5))
+            .blocking_timeout(Duration::from_secs(5))
             .build();
         for raw in [false, true] {
             let mut expected = format!("status:{A}").into_bytes();
@@ -739,7 +756,8 @@ async fn every_terminator_keeps_a_kept_connection_in_step_with_the_simulator() {
                 .request_ids(dialect.supports_ids())
                 .terminator(terminator)
                 .keep_connection(true)
-                .answer_timeout(Duration::from_secs(5))
+                .call_timeout(Duration::from_secs(5))
+                .blocking_timeout(Duration::from_secs(5))
                 .build();
             for _ in 0..3 {
                 assert_eq!(client.status(A).await.unwrap(), ProjectState::Stopped);

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
 use clap::{Args, Subcommand};
-use pekat_proto::{Client, ClientConfig, Dialect, Error, ProjectState, Response, Terminator};
+use pekat_proto::{Client, DeviceError, Dialect, Error, ProjectState, Terminator};
 use pekat_sim::{PekatSim, demo_projects};
 
 /// `labwire pekat`: talk to a Projects Manager's TCP server (or `pekat-sim`).
@@ -72,16 +72,14 @@ fn seconds(value: f64, what: &str) -> anyhow::Result<Duration> {
 
 /// Runs `labwire pekat ...`.
 pub(crate) async fn run(args: PekatArgs) -> anyhow::Result<()> {
-    let client = Client::new(
-        args.addr.clone(),
-        ClientConfig {
-            dialect: args.dialect,
-            answer_timeout: seconds(args.timeout, "--timeout")?,
-            request_ids: args.request_ids,
-            terminator: args.terminator,
-            ..ClientConfig::default()
-        },
-    );
+    let timeout = seconds(args.timeout, "--timeout")?;
+    let client = Client::builder(args.addr.as_str())
+        .dialect(args.dialect)
+        .call_timeout(timeout)
+        .blocking_timeout(timeout)
+        .request_ids(args.request_ids)
+        .terminator(args.terminator)
+        .build();
     let outcome = match args.action {
         Action::Status { path } => {
             let state = client.status(path).await;
@@ -114,15 +112,15 @@ pub(crate) async fn run(args: PekatArgs) -> anyhow::Result<()> {
     };
     match outcome {
         Ok(()) => Ok(()),
-        Err(Error::Refused(response)) => bail!("the server answered: {response}"),
+        Err(Error::Device(refusal)) => bail!("the server answered: {}", refusal.response()),
         Err(error) => Err(error).with_context(|| format!("talking to {}", args.addr)),
     }
 }
 
-fn expect_refusal(result: Result<(), Error>, expected: &Response) -> anyhow::Result<()> {
+fn expect_refusal(result: Result<(), Error>, expected: &DeviceError) -> anyhow::Result<()> {
     match result {
-        Err(error) if error.refusal() == Some(expected) => Ok(()),
-        other => bail!("expected the answer {expected}, got {other:?}"),
+        Err(error) if error.device_error() == Some(expected) => Ok(()),
+        other => bail!("expected {expected}, got {other:?}"),
     }
 }
 
@@ -154,14 +152,15 @@ pub(crate) async fn demo() -> anyhow::Result<()> {
     println!("pekat-sim (dialect 3.18) listening on {}", sim.local_addr());
     let client = Client::builder(sim.local_addr().to_string())
         .dialect(Dialect::V3_18)
-        .answer_timeout(Duration::from_secs(5))
+        .call_timeout(Duration::from_secs(5))
+        .blocking_timeout(Duration::from_secs(5))
         .poll_interval(Duration::from_millis(20))
         .build();
     expect_state(&client, &one, ProjectState::Stopped).await?;
     client.start(one.as_str()).await?;
     println!("  start '{one}' -> done");
     expect_state(&client, &one, ProjectState::Running).await?;
-    expect_refusal(client.start(three.as_str()).await, &Response::PortInUse)?;
+    expect_refusal(client.start(three.as_str()).await, &DeviceError::PortInUse)?;
     println!("  start '{three}' -> error:port (shares the port of the running project)");
     client.switch(two.as_str()).await?;
     println!("  switch '{two}' -> success");
@@ -170,7 +169,7 @@ pub(crate) async fn demo() -> anyhow::Result<()> {
     client.stop(two.as_str()).await?;
     println!("  stop '{two}' -> done");
     let missing = r"C:\Users\pekat\PekatVisionProjects\No Such Project";
-    expect_refusal(client.start(missing).await, &Response::NotFound)?;
+    expect_refusal(client.start(missing).await, &DeviceError::NotFound)?;
     println!("  start '{missing}' -> not-found");
     sim.shutdown().await;
 
@@ -189,7 +188,8 @@ pub(crate) async fn demo() -> anyhow::Result<()> {
         .dialect(Dialect::V3_19)
         .request_ids(true)
         .keep_connection(true)
-        .answer_timeout(Duration::from_secs(5))
+        .call_timeout(Duration::from_secs(5))
+        .blocking_timeout(Duration::from_secs(5))
         .no_answer_grace(Duration::from_millis(100))
         .poll_interval(Duration::from_millis(20))
         .build();

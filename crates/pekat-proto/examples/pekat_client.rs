@@ -21,7 +21,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let client = Client::builder(addr)
         .dialect(dialect)
-        .answer_timeout(Duration::from_secs(10))
+        .call_timeout(Duration::from_secs(10))
         .build();
     println!("status: {}", client.status(path.as_str()).await?);
     client

@@ -1,47 +1,81 @@
-//! The async client (feature `client`).
+//! The async client (feature `client`), with the shape every labwire client has
+//! (`docs/clients.md`): a builder, `call`/`call_with_timeout`, one [`Error`] vocabulary, any
+//! transport ([`Connector`]), a `pekat.call` span per call.
+//!
+//! ```no_run
+//! # async fn run() {
+//! use std::time::Duration;
+//! use pekat_proto::{Client, Request};
+//!
+//! let client = Client::builder("192.168.1.20:7002").call_timeout(Duration::from_secs(2)).build();
+//! match client.call(Request::status(r"C:\Users\pekat\PekatVisionProjects\Test Project 1")).await {
+//!     Ok(answer) => println!("{answer:?}"),
+//!     Err(e) if e.device_error().is_some() => eprintln!("the device refused: {e}"),
+//!     Err(e) if e.is_timeout() => eprintln!("no answer in time: {e}"),
+//!     Err(e) => eprintln!("{}", labwire_net::error_chain(&e)),
+//! }
+//! # }
+//! ```
 
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use labwire_net::transport::{Connector, Stream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::time::Instant;
+use tracing::Instrument as _;
 
 use crate::codec::ClientCodec;
-use crate::error::{DecodeError, EncodeError};
-use crate::message::{Dialect, ProjectState, Reply, Request, RequestId, Response, Terminator};
-use crate::wire::{self, DEFAULT_MAX_REQUEST_LEN, DEFAULT_MAX_RESPONSE_LEN, Limits};
+use crate::error::{DecodeError, DeviceError, EncodeError};
+use crate::message::{
+    Command, Dialect, ProjectState, Reply, Request, RequestId, Response, Terminator,
+};
+use crate::wire::{self, Limits};
 
 /// Default deadline for establishing a connection.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Default deadline for an answer. Generous because a real Projects Manager answers `start`
-/// only once the project is up, which can take tens of seconds.
-pub const DEFAULT_ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default deadline for an answer ([`ClientConfig::call_timeout`]).
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default deadline for the answer to `start`, `stop` and `switch`
+/// ([`ClientConfig::blocking_timeout`]). Generous because a real Projects Manager answers them
+/// only once the project is up (or down), which can take tens of seconds.
+pub const DEFAULT_BLOCKING_TIMEOUT: Duration = Duration::from_secs(30);
+/// The former default deadline for every answer, now [`DEFAULT_BLOCKING_TIMEOUT`] for the
+/// commands that need it and [`DEFAULT_CALL_TIMEOUT`] for the others.
+#[deprecated(
+    since = "0.2.0",
+    note = "use DEFAULT_CALL_TIMEOUT or DEFAULT_BLOCKING_TIMEOUT"
+)]
+pub const DEFAULT_ANSWER_TIMEOUT: Duration = DEFAULT_BLOCKING_TIMEOUT;
 /// Default time [`Client::start_and_wait`] / [`Client::stop_and_wait`] wait for an answer to
 /// `start`/`stop` before they go on polling `status` without one.
 pub const DEFAULT_NO_ANSWER_GRACE: Duration = Duration::from_secs(2);
 /// Default pause between two `status` polls.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(250);
 
-/// Why a call failed. A device that answered but refused (`not-found`, `error:port`, ...) is
-/// [`Error::Refused`]; everything else is about the transport or the wire.
+/// Why a call failed: the transport, the wire, or the device's own refusal
+/// ([`Error::Device`]). The same variants as every labwire client's `Error`, plus PEKAT's
+/// [`Error::IdMismatch`] and [`Error::WaitTimedOut`].
+///
+/// A cause appears once: print the whole chain with [`labwire_net::error_chain`].
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// No connection could be made within the connect timeout.
-    #[error("cannot connect to {addr}: {source}")]
+    #[error("cannot connect to {peer}")]
     Connect {
-        /// The address tried.
-        addr: String,
-        /// Why (`TimedOut`, `ConnectionRefused`, ...).
+        /// The peer tried, as the [`Connector`] names it (`host:port` for TCP).
+        peer: String,
+        /// Why (`TimedOut`, `ConnectionRefused`, a TLS error, ...).
         #[source]
         source: io::Error,
     },
-    /// Writing or reading failed.
-    #[error("I/O error: {0}")]
+    /// Writing or reading failed. The connection has been dropped.
+    #[error("I/O error")]
     Io(#[source] io::Error),
     /// No (complete) answer within the deadline. The connection has been dropped.
     #[error("no answer within {0:?}")]
@@ -49,16 +83,16 @@ pub enum Error {
     /// The server closed the connection without answering.
     #[error("the server closed the connection without answering")]
     Closed,
-    /// The answer could not be decoded.
+    /// The answer could not be decoded. The connection has been dropped.
     #[error(transparent)]
     Decode(#[from] DecodeError),
     /// The request could not be encoded; nothing was sent.
     #[error(transparent)]
     Encode(#[from] EncodeError),
-    /// The server answered, but not with success for this call (`not-found`, `error:port`,
-    /// `Unknown command`, an unexpected answer, ...). The connection is fine.
-    #[error("the server answered {0:?}")]
-    Refused(Response),
+    /// The device answered, but not with success for this call (`not-found`, `error:port`,
+    /// `Unknown command`, an answer the protocol does not know, ...). The connection is fine.
+    #[error(transparent)]
+    Device(#[from] DeviceError),
     /// A 3.19 answer echoed another request's id: the connection was out of step and has been
     /// dropped.
     #[error("sent request id {sent} but the answer is for {received}")]
@@ -91,42 +125,60 @@ impl Error {
         }
     }
 
-    /// Whether the server gave no answer: it timed out or closed the connection.
-    pub fn is_no_answer(&self) -> bool {
-        matches!(self, Self::Timeout(_) | Self::Closed)
+    /// Whether the connection is gone (or was never there): the next call opens a new one.
+    pub fn is_connection_fatal(&self) -> bool {
+        matches!(
+            self,
+            Self::Connect { .. }
+                | Self::Io(_)
+                | Self::Timeout(_)
+                | Self::Closed
+                | Self::Decode(_)
+                | Self::IdMismatch { .. }
+        )
     }
 
     /// The device's refusal, when that is what this error is.
-    pub fn refusal(&self) -> Option<&Response> {
+    pub fn device_error(&self) -> Option<&DeviceError> {
         match self {
-            Self::Refused(response) => Some(response),
+            Self::Device(error) => Some(error),
             _ => None,
         }
     }
+
+    /// Whether the server gave no answer: it timed out or closed the connection (a 3.19
+    /// server may not answer `start`/`stop` at all).
+    pub fn is_no_answer(&self) -> bool {
+        matches!(self, Self::Timeout(_) | Self::Closed)
+    }
 }
 
-/// How a [`Client`] talks. Public fields; start from [`ClientConfig::default`].
+/// How a [`Client`] talks. Public fields; start from [`ClientConfig::default`] (or use
+/// [`ClientBuilder`]).
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     /// Dialect of requests (answers are understood in either). Default 3.18.
     pub dialect: Dialect,
     /// Deadline to connect. Default [`DEFAULT_CONNECT_TIMEOUT`].
     pub connect_timeout: Duration,
-    /// Deadline for each answer. Default [`DEFAULT_ANSWER_TIMEOUT`].
-    pub answer_timeout: Duration,
+    /// Deadline for each answer, but those of `start`, `stop` and `switch`. Default
+    /// [`DEFAULT_CALL_TIMEOUT`].
+    pub call_timeout: Duration,
+    /// Deadline for the answer to `start`, `stop` and `switch`, which a real Projects Manager
+    /// gives only once the project is up (or down). Default [`DEFAULT_BLOCKING_TIMEOUT`].
+    pub blocking_timeout: Duration,
     /// Keep one connection open across calls instead of a fresh connection per request
     /// (the default, and what integrators of the real server do). Calls then take turns.
+    /// Needed for a [`Connector::once`] stream, which can be opened only once.
     pub keep_connection: bool,
     /// Send an `<id>.` prefix with every request (3.19 only) and check the echo. Default off.
     pub request_ids: bool,
     /// What is written after each request, in the same write. Default [`Terminator::None`],
     /// as in the vendor's example.
     pub terminator: Terminator,
-    /// Largest request sent (typed or raw), terminator not counted. Default
-    /// [`DEFAULT_MAX_REQUEST_LEN`].
-    pub max_request_len: usize,
-    /// Largest answer accepted. Default [`DEFAULT_MAX_RESPONSE_LEN`].
-    pub max_response_len: usize,
+    /// The longest request sent (typed or raw, terminator not counted) and the longest answer
+    /// accepted. Default [`Limits::default`].
+    pub limits: Limits,
     /// How long the `*_and_wait` helpers wait for an answer to `start`/`stop` before polling
     /// `status` without one. Default [`DEFAULT_NO_ANSWER_GRACE`].
     pub no_answer_grace: Duration,
@@ -139,14 +191,24 @@ impl Default for ClientConfig {
         Self {
             dialect: Dialect::default(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            answer_timeout: DEFAULT_ANSWER_TIMEOUT,
+            call_timeout: DEFAULT_CALL_TIMEOUT,
+            blocking_timeout: DEFAULT_BLOCKING_TIMEOUT,
             keep_connection: false,
             request_ids: false,
             terminator: Terminator::None,
-            max_request_len: DEFAULT_MAX_REQUEST_LEN,
-            max_response_len: DEFAULT_MAX_RESPONSE_LEN,
+            limits: Limits::default(),
             no_answer_grace: DEFAULT_NO_ANSWER_GRACE,
             poll_interval: DEFAULT_POLL_INTERVAL,
+        }
+    }
+}
+
+impl ClientConfig {
+    /// The deadline a call of `command` gets by default.
+    pub fn timeout_for(&self, command: Command) -> Duration {
+        match command {
+            Command::Start | Command::Stop | Command::Switch => self.blocking_timeout,
+            Command::Status => self.call_timeout,
         }
     }
 }
@@ -163,30 +225,52 @@ pub struct Client {
 
 #[derive(Debug)]
 struct Inner {
-    addr: String,
+    connector: Connector,
     config: ClientConfig,
     kept: tokio::sync::Mutex<Option<Connection>>,
+    /// Whether `kept` may hold a connection although the client does not keep connections:
+    /// one opened by [`ClientBuilder::connect`], for the first call.
+    opened_early: AtomicBool,
     next_id: AtomicU64,
 }
 
 #[derive(Debug)]
 struct Connection {
-    stream: TcpStream,
+    stream: Stream,
     buf: BytesMut,
 }
 
 impl Connection {
     /// Whether the connection is still open with nothing unread on it, as far as can be told
     /// without waiting (the last operation on a kept connection is a successful read, so the
-    /// probe really asks the socket).
-    fn is_idle_and_open(&self) -> bool {
+    /// probe really asks the stream).
+    fn is_idle_and_open(&mut self) -> bool {
         if !self.buf.is_empty() {
             tracing::debug!("unread bytes on the kept connection; reconnecting");
             return false;
         }
         let mut probe = [0u8; 1];
-        match self.stream.try_read(&mut probe) {
-            Err(e) => e.kind() == io::ErrorKind::WouldBlock,
+        let read = match &mut self.stream {
+            Stream::Tcp(stream) => match stream.try_read(&mut probe) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                other => other,
+            },
+            // Any other stream is asked once, without a waker that matters: `Pending` means
+            // nothing has arrived and it is open. The next real read registers its own waker.
+            Stream::Other(stream) => {
+                let mut cx = Context::from_waker(std::task::Waker::noop());
+                let mut buf = ReadBuf::new(&mut probe);
+                match std::pin::Pin::new(stream).poll_read(&mut cx, &mut buf) {
+                    Poll::Pending => return true,
+                    Poll::Ready(result) => result.map(|()| buf.filled().len()),
+                }
+            }
+        };
+        match read {
+            Err(error) => {
+                tracing::debug!(%error, "kept connection failed; reconnecting");
+                false
+            }
             Ok(0) => {
                 tracing::debug!("kept connection closed by the server; reconnecting");
                 false
@@ -199,14 +283,22 @@ impl Connection {
     }
 }
 
-/// Builds a [`Client`]: `Client::builder(addr).dialect(..).build()`.
+/// Builds a [`Client`]: `Client::builder(addr).call_timeout(..).build()` (lazy) or
+/// `.connect().await` (eager).
 #[derive(Debug, Clone)]
 pub struct ClientBuilder {
-    addr: String,
+    connector: Connector,
     config: ClientConfig,
 }
 
 impl ClientBuilder {
+    /// The whole configuration at once (the setters below change one field each).
+    #[must_use]
+    pub fn config(mut self, config: ClientConfig) -> Self {
+        self.config = config;
+        self
+    }
+
     /// The dialect to speak.
     #[must_use]
     pub fn dialect(mut self, dialect: Dialect) -> Self {
@@ -214,21 +306,41 @@ impl ClientBuilder {
         self
     }
 
-    /// Deadline to connect.
+    /// Deadline to connect. Default [`DEFAULT_CONNECT_TIMEOUT`].
     #[must_use]
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.config.connect_timeout = timeout;
         self
     }
 
-    /// Deadline for each answer.
+    /// Deadline for each answer but those of `start`, `stop` and `switch`. Default
+    /// [`DEFAULT_CALL_TIMEOUT`].
     #[must_use]
-    pub fn answer_timeout(mut self, timeout: Duration) -> Self {
-        self.config.answer_timeout = timeout;
+    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+        self.config.call_timeout = timeout;
         self
     }
 
-    /// Keep one connection across calls.
+    /// Deadline for the answers to `start`, `stop` and `switch`. Default
+    /// [`DEFAULT_BLOCKING_TIMEOUT`].
+    #[must_use]
+    pub fn blocking_timeout(mut self, timeout: Duration) -> Self {
+        self.config.blocking_timeout = timeout;
+        self
+    }
+
+    /// Deadline for every answer: sets both [`ClientBuilder::call_timeout`] and
+    /// [`ClientBuilder::blocking_timeout`].
+    #[deprecated(
+        since = "0.2.0",
+        note = "use call_timeout (and blocking_timeout for start/stop/switch)"
+    )]
+    #[must_use]
+    pub fn answer_timeout(self, timeout: Duration) -> Self {
+        self.call_timeout(timeout).blocking_timeout(timeout)
+    }
+
+    /// Keep one connection across calls (needed for a [`Connector::once`] stream).
     #[must_use]
     pub fn keep_connection(mut self, keep: bool) -> Self {
         self.config.keep_connection = keep;
@@ -253,8 +365,7 @@ impl ClientBuilder {
     /// Size limits: the longest request sent and the longest answer accepted.
     #[must_use]
     pub fn limits(mut self, limits: Limits) -> Self {
-        self.config.max_request_len = limits.max_request_len;
-        self.config.max_response_len = limits.max_response_len;
+        self.config.limits = limits;
         self
     }
 
@@ -274,30 +385,63 @@ impl ClientBuilder {
 
     /// The client. Nothing is connected until the first call.
     pub fn build(self) -> Client {
-        Client::new(self.addr, self.config)
+        Client::new(self.connector, self.config)
+    }
+
+    /// The client, with a connection opened first: a kept one
+    /// ([`ClientConfig::keep_connection`]), or, with a connection per request, the one the
+    /// first call uses (so that an unreachable server shows here).
+    ///
+    /// Cancel safe: a cancelled connect leaves nothing behind.
+    ///
+    /// # Errors
+    /// [`Error::Connect`] when no connection can be made within the connect timeout.
+    pub async fn connect(self) -> Result<Client, Error> {
+        let client = self.build();
+        let timeout = client.inner.config.connect_timeout;
+        let conn = client.open(after(Instant::now(), timeout)).await?;
+        let inner = &*client.inner;
+        inner.opened_early.store(true, Ordering::Relaxed);
+        *inner.kept.lock().await = Some(conn);
+        Ok(client)
     }
 }
 
 impl Client {
-    /// A client for the server at `addr` (`host:port`). Nothing is connected until the first
-    /// call; each call resolves `addr` again.
-    pub fn new(addr: impl Into<String>, config: ClientConfig) -> Self {
+    /// A client for the server `addr` (`"host:port"`, a `SocketAddr`, or a [`Connector`] for
+    /// another transport) with `config`. Nothing is connected until the first call; for TCP
+    /// each connection resolves `addr` again.
+    pub fn new(addr: impl Into<Connector>, config: ClientConfig) -> Self {
         Self {
             inner: Arc::new(Inner {
-                addr: addr.into(),
+                connector: addr.into(),
                 config,
                 kept: tokio::sync::Mutex::new(None),
+                opened_early: AtomicBool::new(false),
                 next_id: AtomicU64::new(1),
             }),
         }
     }
 
-    /// A builder with the default configuration.
-    pub fn builder(addr: impl Into<String>) -> ClientBuilder {
+    /// A builder with the default configuration, for the server `addr` (`"host:port"`, a
+    /// `SocketAddr`, or a [`Connector`]: [`Connector::from_fn`] opens each connection with
+    /// your function — a TLS stream, an SSH channel, a [`tokio::io::duplex`] end —, and
+    /// [`Connector::once`] hands over a stream opened elsewhere, with
+    /// [`ClientBuilder::keep_connection`]).
+    pub fn builder(addr: impl Into<Connector>) -> ClientBuilder {
         ClientBuilder {
-            addr: addr.into(),
+            connector: addr.into(),
             config: ClientConfig::default(),
         }
+    }
+
+    /// A client with the default configuration and a connection opened first
+    /// ([`ClientBuilder::connect`]).
+    ///
+    /// # Errors
+    /// [`Error::Connect`] when no connection can be made within [`DEFAULT_CONNECT_TIMEOUT`].
+    pub async fn connect(addr: impl Into<Connector>) -> Result<Self, Error> {
+        Self::builder(addr).connect().await
     }
 
     /// The configuration.
@@ -305,23 +449,76 @@ impl Client {
         &self.inner.config
     }
 
+    /// The peer, as logs and errors name it.
+    pub fn peer(&self) -> &str {
+        self.inner.connector.peer()
+    }
+
+    /// Sends `request` and returns the device's answer when it is a success (`done`,
+    /// `success`, a state), within the command's deadline
+    /// ([`ClientConfig::timeout_for`]: `start`, `stop`, `switch` get the blocking timeout).
+    ///
+    /// With [`ClientConfig::request_ids`] (3.19), a request without an id is numbered.
+    ///
+    /// Cancel safe as every call (see [`Client`]).
+    ///
+    /// # Errors
+    /// [`Error::Device`] when the device refused (`not-found`, `error:port`, `Unknown
+    /// command`, an answer the protocol does not know); transport errors, [`Error::Timeout`],
+    /// undecodable answers, [`Error::IdMismatch`].
+    pub async fn call(&self, request: Request) -> Result<Response, Error> {
+        let timeout = self.inner.config.timeout_for(request.command);
+        self.call_with_timeout(request, timeout).await
+    }
+
+    /// [`Client::call`] with its own deadline for the answer.
+    ///
+    /// # Errors
+    /// As [`Client::call`].
+    pub async fn call_with_timeout(
+        &self,
+        request: Request,
+        timeout: Duration,
+    ) -> Result<Response, Error> {
+        let reply = self.request_within(request, timeout).await?;
+        if reply.response.is_success() {
+            Ok(reply.response)
+        } else {
+            Err(Error::Device(DeviceError::refusal(reply.response)))
+        }
+    }
+
+    /// Sends `request` and returns the answer as it came, refusals included (as
+    /// [`Response`]s, never [`Error::Device`]), with the id it echoes (3.19).
+    ///
+    /// # Errors
+    /// Transport failures, timeouts, undecodable answers, [`Error::IdMismatch`].
+    pub async fn call_reply(&self, request: Request) -> Result<Reply, Error> {
+        let timeout = self.inner.config.timeout_for(request.command);
+        self.request_within(request, timeout).await
+    }
+
     /// Sends `request` and returns whatever the server answered, refusals included.
     ///
     /// # Errors
-    /// Transport failures, timeouts, undecodable answers (never [`Error::Refused`]).
+    /// Transport failures, timeouts, undecodable answers.
+    #[deprecated(
+        since = "0.2.0",
+        note = "use call (a refusal is Error::Device), or call_reply for every answer as it came"
+    )]
     pub async fn request(&self, request: Request) -> Result<Reply, Error> {
-        self.request_within(request, self.inner.config.answer_timeout)
-            .await
+        self.call_reply(request).await
     }
 
     /// Sends `text` as it is (then the configured [`Terminator`]) and returns the answer's
     /// text as it came, without its trailing line ending: no dialect, no id, no parsing. For
     /// commands the typed API does not spell, and for looking at what a server really says.
     ///
-    /// The client's limits ([`ClientConfig::max_request_len`] for `text`,
-    /// [`ClientConfig::max_response_len`] for the answer), its answer timeout, its connection
-    /// handling ([`ClientConfig::keep_connection`]) and its framing of answers all apply, as
-    /// for a typed request. A `text` that starts with `<id>.` has its echo awaited whole.
+    /// The client's limits ([`ClientConfig::limits`]), its deadlines (the blocking timeout
+    /// when `text` is a `start`, `stop` or `switch` in the client's dialect, the call timeout
+    /// otherwise), its connection handling ([`ClientConfig::keep_connection`]) and its
+    /// framing of answers all apply, as for a typed request. A `text` that starts with
+    /// `<id>.` has its echo awaited whole.
     ///
     /// ```no_run
     /// # async fn run(client: pekat_proto::Client) -> Result<(), pekat_proto::Error> {
@@ -336,14 +533,17 @@ impl Client {
     /// # Errors
     /// [`Error::Encode`] for an empty text, one holding a CR, LF or NUL, or one longer than the
     /// limit (nothing is sent); [`Error::Decode`] for an answer too long or not UTF-8;
-    /// transport errors and timeouts. Never [`Error::Refused`]: every answer is returned.
+    /// transport errors and timeouts. Never [`Error::Device`]: every answer is returned.
     pub async fn call_raw(&self, text: &str) -> Result<String, Error> {
-        self.call_raw_with_timeout(text, self.inner.config.answer_timeout)
-            .await
+        let config = &self.inner.config;
+        let timeout = match wire::parse_request(text.as_bytes(), config.dialect) {
+            Ok(request) => config.timeout_for(request.command),
+            Err(_) => config.call_timeout,
+        };
+        self.call_raw_with_timeout(text, timeout).await
     }
 
-    /// [`Client::call_raw`] with its own answer timeout instead of
-    /// [`ClientConfig::answer_timeout`].
+    /// [`Client::call_raw`] with its own answer timeout.
     ///
     /// # Errors
     /// As [`Client::call_raw`].
@@ -354,25 +554,40 @@ impl Client {
     ) -> Result<String, Error> {
         let config = &self.inner.config;
         let mut out = BytesMut::new();
-        wire::encode_raw_request(text, config.terminator, config.max_request_len, &mut out)?;
+        wire::encode_raw_request(
+            text,
+            config.terminator,
+            config.limits.max_request_len,
+            &mut out,
+        )?;
         let id = wire::raw_request_id(text);
-        tracing::debug!(raw = text, addr = %self.inner.addr, "sending");
-        let answer = self
-            .exchange(&out, id.as_ref(), timeout, |msg| {
-                std::str::from_utf8(wire::strip_line_ending(msg))
-                    .map(str::to_owned)
-                    .map_err(|_| Error::Decode(DecodeError::InvalidUtf8))
-            })
-            .await?;
-        tracing::debug!(answer, "answered");
-        Ok(answer)
+        let span = tracing::debug_span!(
+            "pekat.call",
+            peer = self.inner.connector.peer(),
+            id = id.as_ref().map(RequestId::as_str),
+        );
+        async {
+            tracing::debug!(raw = text, "sending");
+            let answer = self
+                .exchange(&out, id.as_ref(), timeout, |msg| {
+                    std::str::from_utf8(wire::strip_line_ending(msg))
+                        .map(str::to_owned)
+                        .map_err(|_| Error::Decode(DecodeError::InvalidUtf8))
+                })
+                .await?;
+            tracing::debug!(answer, "answered");
+            Ok(answer)
+        }
+        .instrument(span)
+        .await
     }
 
     /// Starts the project at `path`. `Ok` when the server answered `done`.
     ///
     /// # Errors
-    /// [`Error::Refused`] with `NotFound`, `PortInUse`, ...; transport errors. A 3.19 server
-    /// may not answer `start` at all: use [`Client::start_and_wait`] there.
+    /// [`Error::Device`] with [`DeviceError::NotFound`], [`DeviceError::PortInUse`], ...;
+    /// transport errors. A 3.19 server may not answer `start` at all: use
+    /// [`Client::start_and_wait`] there.
     pub async fn start(&self, path: impl Into<String>) -> Result<(), Error> {
         self.expect_done(Request::start(path)).await
     }
@@ -397,12 +612,12 @@ impl Client {
     /// The state of the project at `path`.
     ///
     /// # Errors
-    /// [`Error::Refused`] (`NotFound`, ...) when the answer is not a state; transport errors.
+    /// [`Error::Device`] ([`DeviceError::NotFound`], ...) when the answer is not a state;
+    /// transport errors.
     pub async fn status(&self, path: impl Into<String>) -> Result<ProjectState, Error> {
-        let reply = self.request(Request::status(path)).await?;
-        match reply.response {
+        match self.call(Request::status(path)).await? {
             Response::Status(state) => Ok(state),
-            other => Err(Error::Refused(other)),
+            other => Err(Error::Device(DeviceError::Unexpected(other))),
         }
     }
 
@@ -414,7 +629,7 @@ impl Client {
     /// [`ClientConfig::poll_interval`].
     ///
     /// # Errors
-    /// [`Error::Refused`] when `start` or `status` is refused (`not-found`, `error:port`),
+    /// [`Error::Device`] when `start` or `status` is refused (`not-found`, `error:port`),
     /// [`Error::WaitTimedOut`] when the project is not running in time, transport errors.
     pub async fn start_and_wait(
         &self,
@@ -452,10 +667,9 @@ impl Client {
     }
 
     async fn expect_done(&self, request: Request) -> Result<(), Error> {
-        let reply = self.request(request).await?;
-        match reply.response {
+        match self.call(request).await? {
             Response::Done | Response::Success => Ok(()),
-            other => Err(Error::Refused(other)),
+            other => Err(Error::Device(DeviceError::Unexpected(other))),
         }
     }
 
@@ -475,7 +689,7 @@ impl Client {
             .await
         {
             Ok(reply) if reply.response.is_success() => {}
-            Ok(reply) => return Err(Error::Refused(reply.response)),
+            Ok(reply) => return Err(Error::Device(DeviceError::refusal(reply.response))),
             Err(error) if error.is_no_answer() => {
                 tracing::debug!(%command, %error, "no answer; polling status");
             }
@@ -488,7 +702,7 @@ impl Client {
                 break;
             }
             match self
-                .request_within(Request::status(path), config.answer_timeout.min(remaining))
+                .request_within(Request::status(path), config.call_timeout.min(remaining))
                 .await
             {
                 Ok(Reply {
@@ -500,7 +714,7 @@ impl Client {
                     }
                     last = Some(state);
                 }
-                Ok(reply) => return Err(Error::Refused(reply.response)),
+                Ok(reply) => return Err(Error::Device(DeviceError::refusal(reply.response))),
                 Err(error) if error.is_no_answer() => {
                     tracing::debug!(%error, "no answer to status; polling again");
                 }
@@ -519,7 +733,7 @@ impl Client {
         })
     }
 
-    /// One request and its answer within `timeout`.
+    /// One request and its answer within `timeout`, in a `pekat.call` span.
     async fn request_within(
         &self,
         mut request: Request,
@@ -534,24 +748,35 @@ impl Client {
         }
         let mut out = BytesMut::new();
         wire::encode_request(&request, config.dialect, &mut out)?;
-        if out.len() > config.max_request_len {
+        if out.len() > config.limits.max_request_len {
             return Err(Error::Encode(EncodeError::TooLarge {
                 len: out.len(),
-                max: config.max_request_len,
+                max: config.limits.max_request_len,
             }));
         }
         out.extend_from_slice(config.terminator.as_bytes());
-        tracing::debug!(request = ?request, addr = %inner.addr, "sending");
-        let reply = self
-            .exchange(&out, request.id.as_ref(), timeout, |msg| {
-                let reply = wire::parse_response(msg)?;
-                // On a mismatch the connection is out of step: it is dropped, not kept.
-                check_id(&request, &reply)?;
-                Ok(reply)
-            })
-            .await?;
-        tracing::debug!(reply = ?reply, "answered");
-        Ok(reply)
+        // Fields are evaluated only when the span is enabled.
+        let span = tracing::debug_span!(
+            "pekat.call",
+            peer = inner.connector.peer(),
+            id = request.id.as_ref().map(RequestId::as_str),
+            command = request.command.as_str(),
+        );
+        async {
+            tracing::debug!(request = ?request, "sending");
+            let reply = self
+                .exchange(&out, request.id.as_ref(), timeout, |msg| {
+                    let reply = wire::parse_response(msg)?;
+                    // On a mismatch the connection is out of step: it is dropped, not kept.
+                    check_id(&request, &reply)?;
+                    Ok(reply)
+                })
+                .await?;
+            tracing::debug!(reply = ?reply, "answered");
+            Ok(reply)
+        }
+        .instrument(span)
+        .await
     }
 
     /// Writes `out` and reads one answer within `timeout`, on the kept connection or a fresh
@@ -567,7 +792,8 @@ impl Client {
         let inner = &*self.inner;
         let deadline = after(Instant::now(), timeout);
         tracing::trace!(hex = %wire::Hex(out), "request bytes");
-        if !inner.config.keep_connection {
+        let keep = inner.config.keep_connection;
+        if !keep && !inner.opened_early.load(Ordering::Relaxed) {
             let conn = self.open(deadline).await?;
             let (msg, _conn) = self.round_trip(conn, out, id, deadline, timeout).await?;
             return read(&msg);
@@ -576,10 +802,16 @@ impl Client {
             Ok(guard) => guard,
             Err(_) => return Err(Error::Timeout(timeout)),
         };
+        if !keep {
+            // The connection `ClientBuilder::connect` opened serves this one call.
+            inner.opened_early.store(false, Ordering::Relaxed);
+        }
         // Taken out while in use: if this future is dropped, the connection goes with it.
         // One that the server closed, or that holds bytes nobody asked for (a stray or late
         // answer), is not reused: those bytes would be read as this request's answer.
-        let reused = kept.take().filter(Connection::is_idle_and_open);
+        let reused = kept
+            .take()
+            .and_then(|mut conn| conn.is_idle_and_open().then_some(conn));
         let outcome = match reused {
             Some(conn) => match self.round_trip(conn, out, id, deadline, timeout).await {
                 // A kept connection the server closed meanwhile: retry once on a fresh one
@@ -598,21 +830,24 @@ impl Client {
         };
         let (msg, conn) = outcome?;
         let value = read(&msg)?;
-        *kept = Some(conn);
+        if keep {
+            *kept = Some(conn);
+        }
         Ok(value)
     }
 
     async fn open(&self, deadline: Instant) -> Result<Connection, Error> {
-        let addr = &self.inner.addr;
+        let connector = &self.inner.connector;
         let timeout = self
             .inner
             .config
             .connect_timeout
             .min(deadline.saturating_duration_since(Instant::now()));
-        let stream = labwire_net::connect(addr.as_str(), timeout)
+        let stream = connector
+            .connect(timeout)
             .await
             .map_err(|source| Error::Connect {
-                addr: addr.clone(),
+                peer: connector.peer().to_owned(),
                 source,
             })?;
         Ok(Connection {
@@ -629,12 +864,16 @@ impl Client {
         deadline: Instant,
         timeout: Duration,
     ) -> Result<(BytesMut, Connection), Error> {
-        let mut codec = ClientCodec::new(self.inner.config.dialect)
-            .with_max_response_len(self.inner.config.max_response_len);
+        let config = &self.inner.config;
+        let mut codec = ClientCodec::with_limits(config.dialect, config.limits);
         codec.expect_id(id.cloned());
         let exchange = async {
             // One write per request: the server takes what arrives as the whole request.
             conn.stream.write_all(out).await.map_err(Error::Io)?;
+            if let Stream::Other(_) = conn.stream {
+                // A user's stream may buffer (TLS does); TCP writes through.
+                conn.stream.flush().await.map_err(Error::Io)?;
+            }
             loop {
                 if let Some(msg) = codec.decode_message(&mut conn.buf)? {
                     return Ok(msg);
@@ -711,13 +950,40 @@ mod tests {
     fn errors_say_whether_a_deadline_passed_or_nothing_came() {
         assert!(Error::Timeout(Duration::from_secs(1)).is_timeout());
         assert!(Error::Closed.is_no_answer() && !Error::Closed.is_timeout());
-        let refused = Error::Refused(Response::NotFound);
-        assert_eq!(refused.refusal(), Some(&Response::NotFound));
-        assert!(!refused.is_no_answer());
+        let refused = Error::Device(DeviceError::NotFound);
+        assert_eq!(refused.device_error(), Some(&DeviceError::NotFound));
+        assert!(!refused.is_no_answer() && !refused.is_connection_fatal());
         let connect = Error::Connect {
-            addr: "x".into(),
+            peer: "x".into(),
             source: io::Error::from(io::ErrorKind::TimedOut),
         };
-        assert!(connect.is_timeout());
+        assert!(connect.is_timeout() && connect.is_connection_fatal());
+        assert!(Error::Timeout(Duration::from_secs(1)).is_connection_fatal());
+        assert!(!Error::Encode(EncodeError::EmptyPath).is_connection_fatal());
+    }
+
+    #[test]
+    fn a_cause_appears_once_in_the_chain() {
+        let connect = Error::Connect {
+            peer: "127.0.0.1:9".into(),
+            source: io::Error::new(io::ErrorKind::ConnectionRefused, "Connection refused"),
+        };
+        assert_eq!(
+            labwire_net::error_chain(&connect),
+            "cannot connect to 127.0.0.1:9: Connection refused"
+        );
+        let io = Error::Io(io::Error::new(io::ErrorKind::BrokenPipe, "Broken pipe"));
+        assert_eq!(labwire_net::error_chain(&io), "I/O error: Broken pipe");
+        let decode = Error::Decode(DecodeError::Io(io::Error::other("reset")));
+        assert_eq!(labwire_net::error_chain(&decode), "I/O error: reset");
+    }
+
+    #[test]
+    fn start_stop_and_switch_get_the_blocking_timeout() {
+        let config = ClientConfig::default();
+        assert_eq!(config.timeout_for(Command::Status), DEFAULT_CALL_TIMEOUT);
+        for command in [Command::Start, Command::Stop, Command::Switch] {
+            assert_eq!(config.timeout_for(command), DEFAULT_BLOCKING_TIMEOUT);
+        }
     }
 }

@@ -1,8 +1,8 @@
-//! Errors of the wire layer: decoding and encoding.
+//! Errors of the wire layer (decoding and encoding) and the device's own refusals.
 
 use std::io;
 
-use crate::message::Dialect;
+use crate::message::{Dialect, Response};
 
 /// Why received bytes could not be decoded.
 #[derive(Debug, thiserror::Error)]
@@ -21,7 +21,7 @@ pub enum DecodeError {
     #[error("answer is not valid UTF-8")]
     InvalidUtf8,
     /// Reading from the transport failed.
-    #[error("I/O error: {0}")]
+    #[error("I/O error")]
     Io(#[from] io::Error),
 }
 
@@ -69,6 +69,66 @@ pub enum EncodeError {
         max: usize,
     },
     /// Writing to the transport failed.
-    #[error("I/O error: {0}")]
+    #[error("I/O error")]
     Io(#[from] io::Error),
+}
+
+/// The device's refusal: what a Projects Manager answers instead of success, typed. A client
+/// call returns it as `Error::Device`; the connection is fine.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeviceError {
+    /// `not-found` (3.19 `err:not-found`): no such project, or the folder is not a PEKAT
+    /// project.
+    #[error("the device answered not-found: no such project, or not a PEKAT project")]
+    NotFound,
+    /// `error:port` (3.19 `err:port`): another project or program holds the project's port.
+    #[error("the device answered error:port: the project's port is taken")]
+    PortInUse,
+    /// `Unknown command` (3.19 `err:invalid-command`): the request was not understood (often
+    /// a client speaking the other dialect).
+    #[error("the device answered that it does not know the command")]
+    UnknownCommand,
+    /// An answer the protocol does not know (`license expired`, `err:busy`, ...), as it came.
+    #[error("the device answered {0:?}")]
+    Other(String),
+    /// A success that does not answer the call (`done` to `status`, a state to `start`).
+    #[error("the device answered {0}, which does not answer this request")]
+    Unexpected(Response),
+}
+
+impl DeviceError {
+    /// The refusal `response` stands for: [`Response::NotFound`] is
+    /// [`DeviceError::NotFound`], and so on; a success is [`DeviceError::Unexpected`].
+    pub fn refusal(response: Response) -> Self {
+        match response {
+            Response::NotFound => Self::NotFound,
+            Response::PortInUse => Self::PortInUse,
+            Response::UnknownCommand => Self::UnknownCommand,
+            Response::Other(text) => Self::Other(text),
+            success @ (Response::Done | Response::Success | Response::Status(_)) => {
+                Self::Unexpected(success)
+            }
+        }
+    }
+
+    /// The answer as a [`Response`].
+    pub fn response(&self) -> Response {
+        match self {
+            Self::NotFound => Response::NotFound,
+            Self::PortInUse => Response::PortInUse,
+            Self::UnknownCommand => Response::UnknownCommand,
+            Self::Other(text) => Response::Other(text.clone()),
+            Self::Unexpected(response) => response.clone(),
+        }
+    }
+}
+
+impl From<DeviceError> for Response {
+    fn from(error: DeviceError) -> Self {
+        match error {
+            DeviceError::Other(text) => Self::Other(text),
+            other => other.response(),
+        }
+    }
 }

@@ -16,9 +16,14 @@ pub mod server;
 pub mod wire;
 
 #[cfg(feature = "client")]
-pub use client::{Client, ClientBuilder, ClientConfig, Error};
+pub use client::{
+    Client, ClientBuilder, ClientConfig, DEFAULT_BLOCKING_TIMEOUT, DEFAULT_CALL_TIMEOUT,
+    DEFAULT_CONNECT_TIMEOUT, Error,
+};
 pub use codec::{ClientCodec, Incoming, ServerCodec};
-pub use error::{DecodeError, EncodeError};
+pub use error::{DecodeError, DeviceError, EncodeError};
+#[cfg(feature = "client")]
+pub use labwire_net::transport::Connector;
 pub use message::{
     BadRequest, BadRequestKind, Command, Dialect, InvalidRequestId, MAX_ID_LEN, MAX_PATH_LEN,
     ProjectState, Reply, Request, RequestId, Response, Terminator, UnknownDialect,

@@ -62,7 +62,8 @@ async fn unsolicited_bytes_on_an_idle_kept_connection_are_never_taken_as_the_nex
 
     let client = Client::builder(addr.to_string())
         .keep_connection(true)
-        .answer_timeout(LIMIT)
+        .call_timeout(LIMIT)
+        .blocking_timeout(LIMIT)
         .build();
     timeout(LIMIT, client.start(r"C:\p"))
         .await

@@ -148,7 +148,8 @@ async fn the_crates_client_talks_to_a_served_device() {
         .dialect(Dialect::V3_19)
         .request_ids(true)
         .keep_connection(true)
-        .answer_timeout(LIMIT)
+        .call_timeout(LIMIT)
+        .blocking_timeout(LIMIT)
         .build();
     client.start(r"C:\p").await.unwrap();
     assert_eq!(client.status(r"C:\p").await.unwrap(), ProjectState::Running);
