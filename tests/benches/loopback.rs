@@ -634,7 +634,7 @@ fn comet(c: &mut Criterion) {
         ("client_bare_server", bare.local_addr()),
         ("client_comet_sim", sim.local_addr()),
     ] {
-        let client = Client::new(addr.to_string());
+        let client = Client::builder(addr.to_string()).build();
         g.bench_function(id, |b| {
             b.iter(|| rt.block_on(client.send("ECHO", &value)).expect("send"));
         });
@@ -656,7 +656,7 @@ fn comet(c: &mut Criterion) {
         ("client_bare_server", bare.local_addr()),
         ("client_comet_sim", sim.local_addr()),
     ] {
-        let client = Client::new(addr.to_string());
+        let client = Client::builder(addr.to_string()).build();
         cpu_bench(&mut g, id, || {
             rt.block_on(client.send("ECHO", &value)).expect("send");
         });

@@ -84,7 +84,7 @@ fn burst(c: &mut Criterion) {
             }
         })
     });
-    let client = Client::new(comet.local_addr().to_string());
+    let client = Client::builder(comet.local_addr().to_string()).build();
     group.bench_function("comet_client_and_server", |b| {
         b.to_async(&runtime).iter(|| {
             let client = client.clone();

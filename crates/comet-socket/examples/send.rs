@@ -4,22 +4,24 @@
 //! cargo run -p comet-socket --example send -- [--timeout SECONDS] HOST:PORT ACTION VALUE_JSON
 //! ```
 //!
-//! Exit codes: 0 answered; 2 bad usage or VALUE_JSON is not JSON; 3 the client refuses the
-//! value (it would hang or be ignored by COMET); 4 cannot connect; 5 no answer in time;
-//! 1 any other failure (closed without answering, invalid answer).
+//! Exit codes, as every labwire command-line tool: 0 answered; 1 the device refused (it
+//! answered `Error: ...`); 2 bad usage: VALUE_JSON is not JSON, or the client will not send it
+//! (an empty action or a falsy value, which COMET would hand to no handler, or a request too
+//! large); 3 cannot connect; 4 no answer in time (connecting included); 5 the answer is not a
+//! valid COMET answer (closed without answering, invalid frame, binary content).
 
 use std::process::ExitCode;
 use std::time::Duration;
 
-use comet_socket::Client;
-use comet_socket::client::Error;
+use comet_socket::client::{DEFAULT_CALL_TIMEOUT, Error};
+use comet_socket::{Client, Request};
 
 const USAGE: &str = "usage: send [--timeout SECONDS] HOST:PORT ACTION VALUE_JSON";
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
-    let mut timeout = comet_socket::client::DEFAULT_ANSWER_TIMEOUT;
+    let mut timeout = DEFAULT_CALL_TIMEOUT;
     if args.first().is_some_and(|a| a == "--timeout") {
         let seconds = args.get(1).and_then(|s| s.parse::<f64>().ok());
         match seconds.and_then(|s| Duration::try_from_secs_f64(s).ok()) {
@@ -44,21 +46,21 @@ async fn main() -> ExitCode {
     };
     let client = Client::builder(addr.as_str())
         .connect_timeout(timeout)
-        .answer_timeout(timeout)
+        .call_timeout(timeout)
         .build();
-    match client.send(action, &value).await {
-        Ok(result) => {
-            println!("{result}");
+    match client.call(Request::new(action.as_str(), value)).await {
+        Ok(answer) => {
+            println!("{}", answer.result);
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {}", comet_socket::error::report(&e));
+            eprintln!("error: {}", labwire_net::error_chain(&e));
             let code = match &e {
-                Error::Refused(_) => 3,
-                Error::Connect { .. } if e.is_timeout() => 5,
-                Error::Connect { .. } => 4,
-                Error::Timeout { .. } => 5,
-                _ => 1,
+                Error::Device(_) => 1,
+                Error::Invalid(_) | Error::Encode(_) => 2,
+                e if e.is_timeout() => 4,
+                Error::Connect { .. } => 3,
+                _ => 5,
             };
             ExitCode::from(code)
         }

@@ -29,11 +29,11 @@ pub mod config;
 pub use codec::{CodecError, CometCodec, ServerCodec};
 pub use dispatch::{Answer, Incoming};
 pub use error::{DecodeError, EncodeError};
-pub use message::{InvalidRequest, RawRequest, Refusal, Request, Response};
+pub use message::{DeviceError, InvalidRequest, RawRequest, Refusal, Request, Response};
 pub use wire::{Frame, Limits};
 
 #[cfg(feature = "client")]
-pub use client::Client;
+pub use client::{Client, ClientBuilder, Connector};
 
 #[cfg(feature = "server")]
 pub use server::{Handler, Handlers};

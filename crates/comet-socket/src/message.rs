@@ -145,6 +145,77 @@ impl Response {
     }
 }
 
+/// A refusal by the device: an answer whose `result` is a string starting with `Error:`.
+///
+/// COMET has no error frame: a server that will not or cannot do what a request asks answers
+/// `{"result": "Error: ..."}`. Its dispatcher does so for a request it hands to no handler
+/// (`Error: invalid action and or value <action>, <value>`, see
+/// [`DeviceError::is_invalid_request`]), and handlers report their own failures the same way
+/// (`Error: SMU not connected`). The client's `call` (feature `client`) returns such an answer
+/// as `Error::Device`; the raw `result` stays reachable as [`DeviceError::message`], and
+/// through the client's `send_content`, which returns every answer as it came.
+///
+/// Its `Display` is the device's own words (`Error: SMU not connected`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct DeviceError {
+    message: String,
+}
+
+impl DeviceError {
+    /// How a COMET error answer begins.
+    pub const PREFIX: &'static str = "Error:";
+    /// How the answer of COMET's dispatcher to an invalid request begins.
+    pub const INVALID_REQUEST_PREFIX: &'static str = "Error: invalid action and or value ";
+
+    /// The refusal a `result` stands for, if it is one: a string starting with
+    /// [`DeviceError::PREFIX`].
+    pub fn from_result(result: &Value) -> Option<Self> {
+        match result {
+            Value::String(message) if message.starts_with(Self::PREFIX) => Some(Self {
+                message: message.clone(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// `response` when it is an answer, its refusal when it is one (without copying the
+    /// message).
+    ///
+    /// # Errors
+    /// The refusal, when `result` is a string starting with [`DeviceError::PREFIX`].
+    pub fn check(response: Response) -> Result<Response, Self> {
+        match response.result {
+            Value::String(message) if message.starts_with(Self::PREFIX) => Err(Self { message }),
+            result => Ok(Response { result }),
+        }
+    }
+
+    /// The whole `result` string, as the device sent it (`Error: SMU not connected`).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// What follows `Error:` (`SMU not connected`).
+    pub fn detail(&self) -> &str {
+        self.message
+            .get(Self::PREFIX.len()..)
+            .unwrap_or_default()
+            .trim_start()
+    }
+
+    /// Whether this is COMET's answer to a request with a missing or falsy action or value
+    /// (`Error: invalid action and or value <action>, <value>`) rather than a handler's.
+    pub fn is_invalid_request(&self) -> bool {
+        self.message.starts_with(Self::INVALID_REQUEST_PREFIX)
+    }
+
+    /// The whole `result` string.
+    pub fn into_message(self) -> String {
+        self.message
+    }
+}
+
 /// A request as a server receives it: `action` and `value` may be missing or of any type.
 ///
 /// A non-finite number (`NaN`, `Infinity`, `-Infinity`) cannot be held in a [`Value`]: such an
@@ -265,7 +336,8 @@ impl InvalidRequest {
             (None, None) => "None".to_owned(),
         };
         format!(
-            "Error: invalid action and or value {}, {}",
+            "{}{}, {}",
+            DeviceError::INVALID_REQUEST_PREFIX,
             render(&self.action, self.action_non_finite),
             render(&self.value, self.value_non_finite)
         )
@@ -450,6 +522,34 @@ mod tests {
             Response::from_frame(&binary).unwrap_err(),
             DecodeError::NotJson(_)
         ));
+    }
+
+    #[test]
+    fn error_strings_are_device_refusals_and_everything_else_an_answer() {
+        let refusal = DeviceError::from_result(&json!("Error: SMU not connected")).unwrap();
+        assert_eq!(refusal.message(), "Error: SMU not connected");
+        assert_eq!(refusal.detail(), "SMU not connected");
+        assert_eq!(refusal.to_string(), "Error: SMU not connected");
+        assert!(!refusal.is_invalid_request());
+        let invalid = RawRequest::from_content(b"{}")
+            .unwrap()
+            .into_request()
+            .unwrap_err()
+            .comet_answer();
+        let invalid = DeviceError::check(Response::new(json!(invalid))).unwrap_err();
+        assert!(invalid.is_invalid_request(), "{invalid}");
+        for answer in [
+            json!("Errors: none"),
+            json!(["Error: x"]),
+            json!(null),
+            json!("ok"),
+        ] {
+            assert_eq!(DeviceError::from_result(&answer), None, "{answer}");
+            assert_eq!(
+                DeviceError::check(Response::new(answer.clone())),
+                Ok(Response::new(answer))
+            );
+        }
     }
 
     #[test]

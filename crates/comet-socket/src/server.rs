@@ -60,6 +60,7 @@ use std::time::Duration;
 
 use labwire_net::service::{Action, Plan};
 use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::codec::ServerCodec;
 use crate::error::report;
@@ -496,6 +497,72 @@ impl ServerBuilder {
             exchange(self.deadline),
         ))
     }
+
+    /// Serves one connection opened elsewhere, over any transport (the server end of a
+    /// [`tokio::io::duplex`] pair, a TLS stream, an SSH channel), with this builder's frame
+    /// limits and deadline (its listener settings do not apply): one exchange, as over TCP.
+    /// `peer` is what `service` is told the client is.
+    ///
+    /// # Cancel safety
+    /// Not cancel safe: a cancelled exchange leaves the stream out of step; drop it.
+    pub async fn serve_stream<T, S>(
+        &self,
+        stream: &mut T,
+        peer: SocketAddr,
+        service: S,
+    ) -> ConnectionEnd
+    where
+        T: AsyncRead + AsyncWrite + Unpin,
+        S: PlannedService<Request = Incoming, Response = Answer>,
+    {
+        let service = Bounded {
+            service,
+            deadline: self.deadline,
+        };
+        labwire_net::service::serve_connection(
+            stream,
+            peer,
+            &service,
+            ServerCodec::with_limits(self.limits),
+            &exchange(self.deadline),
+        )
+        .await
+    }
+}
+
+/// Serves one connection opened elsewhere, over any transport, with the defaults of
+/// [`ServerBuilder::new`]; see [`ServerBuilder::serve_stream`].
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use comet_socket::server::{Handlers, handler_fn, serve_stream};
+/// use comet_socket::{Client, Connector, Request};
+/// use serde_json::json;
+///
+/// let (near, mut far) = tokio::io::duplex(64 * 1024);
+/// let echo = Handlers::new().handler(handler_fn(|_, value| Ok(value.clone())));
+/// let server = tokio::spawn(async move {
+///     serve_stream(&mut far, "127.0.0.1:0".parse().unwrap(), echo).await
+/// });
+/// let client = Client::builder(Connector::once(near)).build();
+/// let answer = client.call(Request::new("ECHO", json!("hi"))).await.unwrap();
+/// assert_eq!(answer.result, json!("hi"));
+/// server.await.unwrap();
+/// # }
+/// ```
+///
+/// # Cancel safety
+/// Not cancel safe, as [`ServerBuilder::serve_stream`].
+pub async fn serve_stream<T, S>(stream: &mut T, peer: SocketAddr, service: S) -> ConnectionEnd
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+    S: PlannedService<Request = Incoming, Response = Answer>,
+{
+    // No listener: the address is never bound.
+    ServerBuilder::new(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .serve_stream(stream, peer, service)
+        .await
 }
 
 /// Binds `addr` and serves `service` with the defaults of [`ServerBuilder::new`], until the

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use comet_socket::server::{Handlers, ServerHandle, async_handler_fn, serve};
 use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::Notify;
 
 /// The example binary: `cargo test` builds examples next to the test binaries' directory.
@@ -52,6 +53,7 @@ async fn server(never: Arc<Notify>) -> ServerHandle {
             async move {
                 match action.as_str() {
                     "ECHO" => Ok(value),
+                    "FAIL" => Ok(json!("Error: SMU not connected")),
                     "HANG" => {
                         never.notified().await;
                         Ok(Value::Null)
@@ -79,12 +81,23 @@ async fn send_prints_the_result_as_json_and_exits_zero() {
 }
 
 #[tokio::test]
-async fn send_refuses_falsy_values_with_exit_code_3() {
+async fn send_reports_a_device_refusal_with_exit_code_1() {
+    let handle = server(Arc::default()).await;
+    let addr = handle.local_addr().to_string();
+    let out = run(&[&addr, "FAIL", "1"]).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("SMU not connected"));
+    assert!(out.stdout.is_empty());
+    handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn send_refuses_falsy_values_as_bad_usage_with_exit_code_2() {
     let handle = server(Arc::default()).await;
     let addr = handle.local_addr().to_string();
     for value in ["{}", "[]", "null", "false", "0", "\"\""] {
         let out = run(&[&addr, "ECHO", value]).await;
-        assert_eq!(out.status.code(), Some(3), "{value}: {out:?}");
+        assert_eq!(out.status.code(), Some(2), "{value}: {out:?}");
         assert!(String::from_utf8_lossy(&out.stderr).contains("refused"));
         assert!(out.stdout.is_empty());
     }
@@ -92,23 +105,38 @@ async fn send_refuses_falsy_values_with_exit_code_3() {
 }
 
 #[tokio::test]
-async fn send_reports_a_refused_connection_with_exit_code_4() {
+async fn send_reports_a_refused_connection_with_exit_code_3() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     drop(listener);
     let out = run(&[&addr, "ECHO", "1"]).await;
-    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot connect"));
 }
 
 #[tokio::test]
-async fn send_gives_up_after_its_timeout_with_exit_code_5() {
+async fn send_gives_up_after_its_timeout_with_exit_code_4() {
     let handle = server(Arc::default()).await;
     let addr = handle.local_addr().to_string();
     let out = run(&["--timeout", "0.3", &addr, "HANG", "1"]).await;
-    assert_eq!(out.status.code(), Some(5), "{out:?}");
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("no answer"));
     handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn send_reports_an_invalid_answer_with_exit_code_5() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let device = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        // A header length past any limit, then the close.
+        let _ = stream.write_all(b"\xff\xffnot a COMET frame").await;
+    });
+    let out = run(&[&addr, "ECHO", "1"]).await;
+    assert_eq!(out.status.code(), Some(5), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid answer"));
+    device.await.unwrap();
 }
 
 #[tokio::test]

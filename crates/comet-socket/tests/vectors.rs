@@ -221,7 +221,7 @@ async fn trailing_bytes_after_the_frame_are_ignored() {
 #[tokio::test]
 async fn our_client_gets_the_vectors_results() {
     let handle = serve_comet_like().await;
-    let client = Client::new(handle.local_addr().to_string());
+    let client = Client::builder(handle.local_addr().to_string()).build();
     for (action, value, expected) in [
         ("ECHO", json!("hello"), json!("hello")),
         (

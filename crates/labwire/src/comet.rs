@@ -60,7 +60,7 @@ pub(crate) async fn run(args: CometArgs) -> anyhow::Result<()> {
     };
     let client = Client::builder(addr)
         .connect_timeout(timeout)
-        .answer_timeout(timeout)
+        .call_timeout(timeout)
         .build();
     let (action, value) = match args.action {
         CometAction::Send { action, value } => {
@@ -112,7 +112,7 @@ async fn drive(sim: &CometSim) -> anyhow::Result<()> {
     let addr = sim.local_addr().to_string();
     println!("comet-sim listening on {addr}");
     let client = Client::builder(addr.clone())
-        .answer_timeout(Duration::from_secs(5))
+        .call_timeout(Duration::from_secs(5))
         .build();
 
     let measurement =
@@ -142,7 +142,7 @@ async fn drive(sim: &CometSim) -> anyhow::Result<()> {
     println!("Unknown (no handler) -> {nobody}");
 
     match client.send("ECHO", &json!({})).await {
-        Err(e) if e.is_refused() => {
+        Err(e @ comet_socket::client::Error::Invalid(_)) => {
             println!(
                 "ECHO {{}} refused by the client: {}",
                 comet_socket::error::report(&e)
@@ -153,7 +153,7 @@ async fn drive(sim: &CometSim) -> anyhow::Result<()> {
 
     sim.faults().push(Fault::NoReply);
     let impatient = Client::builder(addr)
-        .answer_timeout(Duration::from_millis(300))
+        .call_timeout(Duration::from_millis(300))
         .build();
     match impatient.send("ECHO", &json!("anyone?")).await {
         Err(e) if e.is_timeout() => println!("injected no-reply fault: {e}"),

@@ -37,7 +37,7 @@ async fn binary_announces_its_port_answers_and_exits_cleanly_on_sigterm() {
         "--answer",
         "Status={\"ok\": true}",
     ]);
-    let client = Client::new(addr);
+    let client = Client::builder(addr).build();
     assert_eq!(
         client.send("ECHO", &json!("hi")).await.unwrap(),
         json!("hi")
@@ -68,7 +68,7 @@ async fn binary_listens_on_the_host_of_a_comet_config_file() {
     .unwrap();
     let (child, addr) = spawn(&["--config", file.0.to_str().unwrap()]);
     assert!(addr.starts_with("127.0.0.1:"));
-    let client = Client::new(addr);
+    let client = Client::builder(addr).build();
     assert_eq!(client.send("ECHO", &json!(3)).await.unwrap(), json!(3));
     let status = terminate(child).await;
     assert!(status.success(), "{status:?}");

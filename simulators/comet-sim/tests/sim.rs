@@ -18,7 +18,7 @@ fn device_error() -> Fault {
 async fn start(config: SimConfig) -> (CometSim, Client) {
     let sim = CometSim::start(config).await.unwrap();
     let client = Client::builder(sim.local_addr().to_string())
-        .answer_timeout(Duration::from_secs(5))
+        .call_timeout(Duration::from_secs(5))
         .build();
     (sim, client)
 }
@@ -267,7 +267,7 @@ async fn without_fidelity_falsy_content_gets_the_invalid_answer() {
 async fn no_reply_fault_makes_the_client_time_out() {
     let (sim, _) = start(SimConfig::default()).await;
     let client = Client::builder(sim.local_addr().to_string())
-        .answer_timeout(Duration::from_millis(200))
+        .call_timeout(Duration::from_millis(200))
         .build();
     sim.faults().push(Fault::NoReply);
     let err = client.send("ECHO", &json!(1)).await.unwrap_err();
@@ -284,21 +284,15 @@ async fn close_truncate_and_garbage_faults_are_reported_as_such() {
     sim.faults().push(Fault::Truncate);
     sim.faults().push(Fault::Garbage);
     let err = client.send("ECHO", &json!("x")).await.unwrap_err();
-    assert!(matches!(err, Error::NoAnswer { received: 0, .. }), "{err}");
+    assert!(matches!(err, Error::Closed), "{err}");
     let err = client.send("ECHO", &json!("x")).await.unwrap_err();
     assert!(
-        matches!(err, Error::NoAnswer { received, .. } if received > 0),
+        matches!(err, Error::Decode(DecodeError::Truncated { received }) if received > 0),
         "{err}"
     );
     let err = client.send("ECHO", &json!("x")).await.unwrap_err();
     assert!(
-        matches!(
-            err,
-            Error::Decode {
-                source: DecodeError::HeaderTooLong { .. },
-                ..
-            }
-        ),
+        matches!(err, Error::Decode(DecodeError::HeaderTooLong { .. })),
         "{err}"
     );
     assert_eq!(sim.faults().applied(), 3);
@@ -312,11 +306,19 @@ async fn device_error_fault_answers_the_error_string() {
     let (sim, client) = start(SimConfig::default()).await;
     sim.faults().set(Some(device_error()));
     for _ in 0..2 {
+        let err = client.send("ECHO", &json!(1)).await.unwrap_err();
         assert_eq!(
-            client.send("ECHO", &json!(1)).await.unwrap(),
-            json!("Error: SMU not connected")
+            err.device_error().map(|e| e.message()),
+            Some("Error: SMU not connected"),
+            "{err}"
         );
     }
+    // The raw path returns the answer as it came.
+    let answer = client
+        .send_content(&json!({"action": "ECHO", "value": 1}))
+        .await
+        .unwrap();
+    assert_eq!(answer.result, json!("Error: SMU not connected"));
     sim.faults().clear();
     assert_eq!(client.send("ECHO", &json!(1)).await.unwrap(), json!(1));
     sim.shutdown().await;
@@ -341,7 +343,7 @@ async fn a_delay_fault_holds_the_answer_in_real_time_whatever_the_time_scale() {
 async fn slow_handlers_run_on_the_scaled_clock() {
     let sim = CometSim::builder().speed(100.0).start().await.unwrap();
     let client = Client::builder(sim.local_addr().to_string())
-        .answer_timeout(Duration::from_secs(5))
+        .call_timeout(Duration::from_secs(5))
         .build();
     assert_eq!(sim.clock().speed(), 100.0);
     sim.faults()
@@ -362,7 +364,7 @@ async fn a_time_scale_of_zero_stops_the_clock_until_advanced() {
     let sim = CometSim::builder().time_scale(0.0).start().await.unwrap();
     assert!(sim.clock().is_manual());
     let client = Client::builder(sim.local_addr().to_string())
-        .answer_timeout(DEADLINE)
+        .call_timeout(DEADLINE)
         .build();
     sim.faults()
         .push(Fault::Device(CometFault::Slow(Duration::from_secs(60))));
@@ -503,11 +505,13 @@ async fn the_builder_sets_answers_status_and_a_fault_from_the_start() {
     assert!(sim.local_addr().ip().is_loopback());
     assert_eq!(sim.clock().speed(), 1.0);
     let client = Client::builder(sim.local_addr().to_string())
-        .answer_timeout(Duration::from_secs(5))
+        .call_timeout(Duration::from_secs(5))
         .build();
+    let err = client.send("ECHO", &json!(1)).await.unwrap_err();
     assert_eq!(
-        client.send("ECHO", &json!(1)).await.unwrap(),
-        json!("Error: SMU not connected")
+        err.device_error().map(|e| e.message()),
+        Some("Error: SMU not connected"),
+        "{err}"
     );
     assert_eq!(sim.faults().standing(), Some(device_error()));
     sim.faults().clear();
@@ -534,7 +538,7 @@ async fn a_config_struct_and_the_builder_start_the_same_simulator() {
         .start()
         .await
         .unwrap();
-    let client = Client::new(sim.local_addr().to_string());
+    let client = Client::builder(sim.local_addr().to_string()).build();
     assert_eq!(
         client.send("A", &json!(1)).await.unwrap(),
         json!("from config")
@@ -556,7 +560,7 @@ async fn cancelling_the_parent_token_or_the_shutdown_token_stops_the_simulator()
         .unwrap();
     let client = Client::builder(sim.local_addr().to_string())
         .connect_timeout(Duration::from_secs(2))
-        .answer_timeout(Duration::from_secs(2))
+        .call_timeout(Duration::from_secs(2))
         .build();
     assert_eq!(client.send("ECHO", &json!(1)).await.unwrap(), json!(1));
     parent.cancel();
