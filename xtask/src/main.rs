@@ -1,8 +1,10 @@
 //! `cargo xtask <task>`: the project's automation, with no dependencies beyond std.
 //!
 //! - `ci`    — everything CI checks: fmt, clippy (all targets, warnings denied), tests, docs
-//!   (warnings denied), the lean feature set of each protocol crate, the `own_device` examples run
-//!   to completion, and the fuzz targets: built, and every committed seed replayed.
+//!   (warnings denied; all features, and each crate's default features), licence copies,
+//!   `cargo package` of every published crate (verified), the lean feature set of each protocol
+//!   crate, the `own_device` examples run to completion, and the fuzz targets: built, and every
+//!   committed seed replayed.
 //! - `demo`  — start every simulator and drive every protocol (`labwire demo`).
 //! - `bench` — criterion benchmarks (`cargo bench`), arguments passed through.
 //! - `fuzz`  — run the cargo-fuzz targets for a while each (installs cargo-fuzz if missing).
@@ -15,6 +17,19 @@ use std::time::Instant;
 /// Protocol crates that must build with `default-features = false` and without tokio's
 /// runtime or networking (codec + messages only).
 const PROTOCOL_CRATES: &[&str] = &["arkeo-proto", "pekat-proto", "pycom-proto", "comet-socket"];
+
+/// Every library crate: its docs must build with its default features alone.
+const LIBRARY_CRATES: &[&str] = &[
+    "labwire-net",
+    "labwire-simkit",
+    "arkeo-proto",
+    "pekat-proto",
+    "pycom-proto",
+    "comet-socket",
+];
+
+/// Workspace members with `publish = false`: not packaged.
+const UNPUBLISHED_CRATES: &[&str] = &["labwire-tests", "xtask"];
 
 /// Protocol crates with an `own_device` example: a user's own device `Service`, served by the
 /// crate's `server` feature and called by its client; CI runs each to completion.
@@ -52,8 +67,8 @@ fn main() -> ExitCode {
 }
 
 const USAGE: &str = "usage: cargo xtask <task>
-  ci [--no-fuzz-build]      fmt, clippy, tests, docs, lean features, own_device examples,
-                            fuzz seeds replayed
+  ci [--no-fuzz-build]      fmt, clippy, tests, docs, licences, cargo package, lean features,
+                            own_device examples, fuzz seeds replayed
   demo [PROTOCOL...]        start the simulators and drive every protocol
   bench [ARGS...]           criterion benchmarks (args go to `cargo bench`), then ratios
                             against each group's `baseline` benchmark
@@ -117,6 +132,9 @@ fn ci(args: &[String]) -> Result {
             .args(["doc", "--workspace", "--no-deps", "--all-features"])
             .env("RUSTDOCFLAGS", "-D warnings"),
     )?;
+    docs_default_features()?;
+    licence_copies()?;
+    package()?;
     scale(&["100".into(), "5".into()])?;
     for krate in OWN_DEVICE_EXAMPLES {
         run(
@@ -129,6 +147,75 @@ fn ci(args: &[String]) -> Result {
     }
     eprintln!("\nci: all checks passed");
     Ok(())
+}
+
+/// The docs as a new user or a dependent builds them: default features. The libraries go in one
+/// run of their own, so each has only its defaults (none enables another's features; in a
+/// workspace-wide build, the CLI's `client` features would hide a broken link to a client item).
+fn docs_default_features() -> Result {
+    let mut libs = cargo();
+    libs.args(["doc", "--no-deps"])
+        .env("RUSTDOCFLAGS", "-D warnings");
+    let mut rest = cargo();
+    rest.args(["doc", "--no-deps", "--workspace"])
+        .env("RUSTDOCFLAGS", "-D warnings");
+    for krate in LIBRARY_CRATES {
+        libs.args(["-p", krate]);
+        rest.args(["--exclude", krate]);
+    }
+    run("doc (default features): libraries", &mut libs)?;
+    run("doc (default features): simulators and CLI", &mut rest)
+}
+
+/// Every published crate (a directory under crates/ or simulators/ whose manifest does not say
+/// `publish = false`) carries LICENSE-MIT and LICENSE-APACHE identical to the root's: cargo
+/// packages only files inside the crate's directory.
+fn licence_copies() -> Result {
+    eprintln!("\n==> licence copies");
+    let root = root();
+    let mut checked = 0;
+    for group in ["crates", "simulators"] {
+        let entries = std::fs::read_dir(root.join(group)).map_err(|e| format!("{group}: {e}"))?;
+        for entry in entries {
+            let dir = entry.map_err(|e| format!("{group}: {e}"))?.path();
+            let Ok(manifest) = std::fs::read_to_string(dir.join("Cargo.toml")) else {
+                continue;
+            };
+            if manifest.lines().any(|l| l.trim() == "publish = false") {
+                continue;
+            }
+            for licence in ["LICENSE-MIT", "LICENSE-APACHE"] {
+                let original =
+                    std::fs::read(root.join(licence)).map_err(|e| format!("{licence}: {e}"))?;
+                let copy = std::fs::read(dir.join(licence)).unwrap_or_default();
+                if copy != original {
+                    return Err(format!(
+                        "{}/{licence} is missing or differs from the root's: cp {licence} {}/",
+                        dir.display(),
+                        dir.display()
+                    ));
+                }
+            }
+            checked += 1;
+        }
+    }
+    eprintln!("<== licence copies: {checked} crates carry both licence texts");
+    Ok(())
+}
+
+/// `cargo package` of every published crate, verified: each packaged crate builds on its own
+/// with its default features, against the other workspace crates as packaged (cargo >= 1.90
+/// packages members in dependency order through a local registry overlay), so a missing file,
+/// a path dependency without a version or a crate that only builds with workspace-unified
+/// features fails here rather than at `cargo publish`. `--allow-dirty` so a local run before
+/// committing works; the verify builds share the workspace's target directory.
+fn package() -> Result {
+    let mut cmd = cargo();
+    cmd.args(["package", "--workspace", "--allow-dirty"]);
+    for krate in UNPUBLISHED_CRATES {
+        cmd.args(["--exclude", krate]);
+    }
+    run("package (verified)", &mut cmd)
 }
 
 /// Each protocol crate without default features: it must build, and its dependency tree must
