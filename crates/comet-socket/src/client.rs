@@ -383,7 +383,7 @@ impl Client {
     ) -> Result<Response, Error> {
         check_request(action, value)?;
         let bytes = wire::encode_json_to_bytes(&request_content(action, value)?, &self.limits)?;
-        let span = tracing::debug_span!("comet.call", peer = %self.connector.peer(), action);
+        let span = tracing::debug_span!("comet.call", peer = self.connector.peer(), action);
         async {
             tracing::debug!(%value, "sending request");
             let answer = self.send_bytes(&bytes, timeout).await?;
@@ -412,7 +412,7 @@ impl Client {
         let encoded = json::to_vec(content).map_err(|e| EncodeError::Json(e.to_string()))?;
         let bytes = wire::encode_json_to_bytes(&encoded, &self.limits)?;
         let action = content.get("action").and_then(Value::as_str);
-        let span = tracing::debug_span!("comet.call", peer = %self.connector.peer(), action);
+        let span = tracing::debug_span!("comet.call", peer = self.connector.peer(), action);
         async {
             let answer = self.send_bytes(&bytes, self.call_timeout).await?;
             self.response(answer)
@@ -440,7 +440,7 @@ impl Client {
         let bytes = wire::encode_to_bytes(frame, &self.limits)?;
         let span = tracing::debug_span!(
             "comet.call",
-            peer = %self.connector.peer(),
+            peer = self.connector.peer(),
             content_type = %frame.content_type
         );
         self.send_bytes(&bytes, self.call_timeout)

@@ -1,10 +1,11 @@
 //! The client over streams other than TCP: in-memory duplex pairs whose far end a COMET server
-//! serves, opened per call by a function or handed over once; and what `connect()` opens.
+//! serves, opened per call by a function or handed over once; what `connect()` opens; and the
+//! `comet.call` span.
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use comet_socket::client::Error;
@@ -126,5 +127,62 @@ async fn connect_reports_a_connector_that_fails() {
     assert_eq!(
         labwire_net::error_chain(&err),
         "cannot connect to nowhere: refused"
+    );
+}
+
+/// Records the spans opened, with their fields.
+#[derive(Clone, Default)]
+struct Spans(Arc<Mutex<Vec<String>>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Spans {
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        _id: &tracing::span::Id,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        struct Fields(String);
+        impl tracing::field::Visit for Fields {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                self.0.push_str(&format!(" {}={value:?}", field.name()));
+            }
+        }
+        let mut fields = Fields(attrs.metadata().name().to_owned());
+        attrs.record(&mut fields);
+        self.0.lock().unwrap().push(fields.0);
+    }
+}
+
+#[tokio::test]
+async fn every_call_runs_in_a_comet_call_span_with_peer_and_action() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    let spans = Spans::default();
+    let subscriber = tracing_subscriber::registry()
+        .with(spans.clone())
+        .with(tracing_subscriber::filter::LevelFilter::DEBUG);
+    let _default = tracing::subscriber::set_default(subscriber);
+
+    let (connector, _) = counting(false);
+    let client = Client::builder(connector).build();
+    assert_eq!(echo_call(&client, json!(1)).await.unwrap(), json!(1));
+    assert_eq!(
+        client.send("STATUS", &json!(true)).await.unwrap(),
+        json!(null)
+    );
+    // Refused before sending: no call, no span.
+    assert!(client.send("", &json!(1)).await.is_err());
+
+    let spans = spans.0.lock().unwrap().clone();
+    let calls: Vec<_> = spans
+        .iter()
+        .filter(|s| s.starts_with("comet.call"))
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            r#"comet.call peer="duplex" action="ECHO""#,
+            r#"comet.call peer="duplex" action="STATUS""#
+        ],
+        "{spans:?}"
     );
 }
