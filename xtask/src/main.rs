@@ -35,6 +35,10 @@ const UNPUBLISHED_CRATES: &[&str] = &["labwire-tests", "xtask"];
 /// crate's `server` feature and called by its client; CI runs each to completion.
 const OWN_DEVICE_EXAMPLES: &[&str] = &["arkeo-proto", "pekat-proto"];
 
+/// Protocol crates with a `custom_transport` example: the client over a stream the user
+/// supplies (issue 12); CI runs each to completion.
+const CUSTOM_TRANSPORT_EXAMPLES: &[&str] = &["pekat-proto"];
+
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let (task, rest) = match args.split_first() {
@@ -140,6 +144,19 @@ fn ci(args: &[String]) -> Result {
         run(
             &format!("example: {krate} own_device"),
             cargo().args(["run", "--quiet", "-p", krate, "--example", "own_device"]),
+        )?;
+    }
+    for krate in CUSTOM_TRANSPORT_EXAMPLES {
+        run(
+            &format!("example: {krate} custom_transport"),
+            cargo().args([
+                "run",
+                "--quiet",
+                "-p",
+                krate,
+                "--example",
+                "custom_transport",
+            ]),
         )?;
     }
     if fuzz_build {
