@@ -29,6 +29,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::io::{AsyncRead, ReadBuf};
 use tracing::Instrument as _;
@@ -352,6 +353,38 @@ impl Client {
     pub async fn send(&self, action: &str, value: &Value) -> Result<Value, Error> {
         let response = self.call_parts(action, value, self.call_timeout).await?;
         Ok(response.result)
+    }
+
+    /// [`Client::send`] with the result read as a `T` ([`Response::result_as`]): a struct for
+    /// an answer of a documented shape, `Option<T>` where no handler may answer.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), comet_socket::client::Error> {
+    /// # let client = comet_socket::Client::builder("127.0.0.1:65432").build();
+    /// #[derive(serde::Deserialize)]
+    /// struct Environment {
+    ///     temperature: f64,
+    ///     humidity: f64,
+    /// }
+    ///
+    /// let now: Environment = client.send_as("Environment", &serde_json::json!(true)).await?;
+    /// println!("{} °C, {} %", now.temperature, now.humidity);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Client::call`]; [`Error::Decode`]`(`[`DecodeError::UnexpectedResult`]`)` when the
+    /// result does not fit `T`.
+    ///
+    /// # Cancel safety
+    /// Cancel safe, as [`Client::call`].
+    pub async fn send_as<T: DeserializeOwned>(
+        &self,
+        action: &str,
+        value: &Value,
+    ) -> Result<T, Error> {
+        let response = self.call_parts(action, value, self.call_timeout).await?;
+        Ok(response.into_result_as()?)
     }
 
     /// [`Client::send`] with this call's own timeout.

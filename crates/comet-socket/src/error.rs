@@ -67,6 +67,14 @@ pub enum DecodeError {
     /// An answer has no `result` key.
     #[error("answer has no \"result\" key")]
     MissingResult,
+    /// The answer's `result` is not of the type asked for ([`Response::result_as`]).
+    ///
+    /// [`Response::result_as`]: crate::Response::result_as
+    #[error("the result is not of the expected type: {reason}")]
+    UnexpectedResult {
+        /// What serde found wrong.
+        reason: String,
+    },
 }
 
 /// Why a frame could not be encoded.

@@ -1,6 +1,7 @@
 //! COMET's messages: a request `{"action", "value"}` and an answer `{"result"}`.
 
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::error::{DecodeError, EncodeError};
@@ -119,6 +120,24 @@ impl Response {
         Ok(Frame::json(self.to_content()?))
     }
 
+    /// The result as a `T`: a struct of your own for an answer whose shape your device
+    /// documents, `String` for an acknowledgment text, `Option<T>` where no handler may answer
+    /// (`null`). The raw result stays in [`Response::result`].
+    ///
+    /// # Errors
+    /// [`DecodeError::UnexpectedResult`] when the result does not fit `T`.
+    pub fn result_as<T: DeserializeOwned>(&self) -> Result<T, DecodeError> {
+        T::deserialize(&self.result).map_err(unexpected)
+    }
+
+    /// [`Response::result_as`], consuming the answer (no copy of the result).
+    ///
+    /// # Errors
+    /// As [`Response::result_as`].
+    pub fn into_result_as<T: DeserializeOwned>(self) -> Result<T, DecodeError> {
+        serde_json::from_value(self.result).map_err(unexpected)
+    }
+
     /// Reads an answer from JSON content (non-finite numbers are accepted, see [`crate::json`]).
     ///
     /// # Errors
@@ -213,6 +232,12 @@ impl DeviceError {
     /// The whole `result` string.
     pub fn into_message(self) -> String {
         self.message
+    }
+}
+
+fn unexpected(e: serde_json::Error) -> DecodeError {
+    DecodeError::UnexpectedResult {
+        reason: e.to_string(),
     }
 }
 
@@ -497,6 +522,30 @@ mod tests {
     fn answers_with_non_finite_numbers_decode() {
         let response = Response::from_content(br#"{"result": [NaN, -Infinity]}"#).unwrap();
         assert_eq!(response.result, json!([null, null]));
+    }
+
+    #[test]
+    fn results_read_as_the_type_asked_for() {
+        #[derive(Debug, PartialEq, serde::Deserialize)]
+        struct Reading {
+            sample: String,
+            bias_v: f64,
+        }
+        let response = Response::new(json!({"sample": "W42-3", "bias_v": -150.0}));
+        assert_eq!(
+            response.result_as::<Reading>(),
+            Ok(Reading {
+                sample: "W42-3".into(),
+                bias_v: -150.0
+            })
+        );
+        assert_eq!(
+            Response::new(json!(null)).result_as::<Option<u8>>(),
+            Ok(None)
+        );
+        let err = response.clone().into_result_as::<String>().unwrap_err();
+        assert!(matches!(err, DecodeError::UnexpectedResult { .. }), "{err}");
+        assert_eq!(response.result["sample"], "W42-3", "the raw result stays");
     }
 
     #[test]

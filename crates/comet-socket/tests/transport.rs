@@ -186,3 +186,27 @@ async fn every_call_runs_in_a_comet_call_span_with_peer_and_action() {
         "{spans:?}"
     );
 }
+
+#[tokio::test]
+async fn send_as_reads_the_result_as_the_type_asked_for() {
+    #[derive(Debug, PartialEq, serde::Deserialize)]
+    struct Reading {
+        sample: String,
+        bias_v: f64,
+    }
+    let (connector, _) = counting(false);
+    let client = Client::builder(connector).build();
+    let value = json!({"sample": "W42-3", "bias_v": -150.0});
+    let reading: Reading = client.send_as("ECHO", &value).await.unwrap();
+    assert_eq!(reading.sample, "W42-3");
+    let nobody: Option<Reading> = client.send_as("OTHER", &value).await.unwrap();
+    assert_eq!(nobody, None);
+    let err = client.send_as::<Vec<u8>>("ECHO", &value).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Decode(comet_socket::DecodeError::UnexpectedResult { .. })
+        ),
+        "{err}"
+    );
+}
