@@ -201,13 +201,27 @@ where
             let mut conn: Option<Box<Connection<C>>> = None;
             let end = loop {
                 let (service, codec, exchange) = &*shared;
-                if conn.as_ref().is_none_or(|conn| conn.buf.is_empty()) {
-                    match crate::idle::first_bytes_within(&stream, exchange.idle_timeout).await {
-                        Ok(first) => conn
-                            .get_or_insert_with(|| Box::new(Connection::new(codec())))
-                            .buf
-                            .extend_from_slice(first.as_slice()),
-                        Err(end) => break end,
+                match conn.as_deref_mut() {
+                    Some(conn) if !conn.buf.is_empty() => {}
+                    // A connection that has exchanged before and kept its buffer: the next
+                    // request is read into it whole, in one read (the first-bytes buffer would
+                    // take a request larger than it in two).
+                    Some(conn) if conn.buf.capacity() > 0 => {
+                        if let Err(end) = next_bytes_within(&mut stream, conn, exchange).await {
+                            break end;
+                        }
+                    }
+                    // A new connection, or one whose large buffer was released: nothing is
+                    // reserved before the first bytes.
+                    _ => {
+                        match crate::idle::first_bytes_within(&stream, exchange.idle_timeout).await
+                        {
+                            Ok(first) => conn
+                                .get_or_insert_with(|| Box::new(Connection::new(codec())))
+                                .buf
+                                .extend_from_slice(first.as_slice()),
+                            Err(end) => break end,
+                        }
                     }
                 }
                 let conn = conn.get_or_insert_with(|| Box::new(Connection::new(codec())));
@@ -219,6 +233,34 @@ where
             log_end(peer, &end);
         }
     })
+}
+
+/// Waits (at most the idle timeout) for the next request's first bytes on a connection that
+/// has exchanged before and kept its buffer, reading them straight into it. The wait holds the socket, the
+/// connection's address and, with an idle timeout, one timer: no more than
+/// [`crate::idle::first_bytes_within`] holds.
+async fn next_bytes_within<C>(
+    stream: &mut tokio::net::TcpStream,
+    conn: &mut Connection<C>,
+    exchange: &Exchange,
+) -> Result<(), ConnectionEnd> {
+    conn.buf.reserve(READ_CHUNK);
+    // A read, not a wait for readiness and then a read: a short read clears the socket's
+    // readiness, so that the next wait goes straight to the reactor instead of first asking
+    // the socket in vain.
+    let read = stream.read_buf(&mut conn.buf);
+    let n = match exchange.idle_timeout {
+        None => read.await,
+        Some(idle) => match tokio::time::timeout(idle, read).await {
+            Ok(n) => n,
+            Err(_) => return Err(ConnectionEnd::Idle(idle)),
+        },
+    };
+    match n {
+        Ok(0) => Err(ConnectionEnd::Closed),
+        Ok(_) => Ok(()),
+        Err(error) => Err(ConnectionEnd::Io(error)),
+    }
 }
 
 /// Logs how a connection ended: a normal end at trace level, anything else at debug.
@@ -672,6 +714,33 @@ mod tests {
         let started = Instant::now();
         let mut rest = Vec::new();
         tokio::time::timeout(Duration::from_secs(60), idle.read_to_end(&mut rest))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(rest.is_empty());
+        assert!(started.elapsed() >= Duration::from_secs(30));
+        handle.shutdown().await;
+    }
+
+    /// The idle limit holds between requests too, not only before the first, and a client
+    /// that keeps asking is answered every time.
+    #[tokio::test(start_paused = true)]
+    async fn a_client_idle_after_its_requests_is_cut_off() {
+        let exchange = Exchange {
+            idle_timeout: Some(Duration::from_secs(30)),
+            ..Exchange::new()
+        };
+        let handle = start(exchange, vec![]).await;
+        let mut client = connect(&handle).await;
+        for line in [
+            "one",
+            "a line longer than the sixty-four bytes of a first read, twice over",
+        ] {
+            assert_eq!(ask(&mut client, line).await, line.to_uppercase() + "\n");
+        }
+        let started = Instant::now();
+        let mut rest = Vec::new();
+        tokio::time::timeout(Duration::from_secs(60), client.read_to_end(&mut rest))
             .await
             .unwrap()
             .unwrap();
