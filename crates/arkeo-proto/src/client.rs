@@ -34,9 +34,12 @@
 //! [`DEFAULT_START_GRACE`], [`ClientBuilder::start_grace`]) to see the routine leave `Ready`
 //! — `Starting`, `Running`, or a progress value — and only then for `Ready` again.
 
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -44,7 +47,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 use tokio_util::codec::{Decoder, Encoder};
 use tracing::Instrument;
 
@@ -352,7 +355,8 @@ impl ClientBuilder {
     /// Cancel safe: nothing is left open.
     pub async fn connect(self) -> Result<Client, Error> {
         let client = self.build();
-        let connection = client.inner.open().await?;
+        let deadline = deadline_after(client.inner.config.timeout);
+        let connection = client.inner.open(deadline).await?;
         client.inner.slot.lock().await.connection = Some(connection);
         Ok(client)
     }
@@ -387,6 +391,11 @@ struct Connection {
     stream: TcpStream,
     read_buf: BytesMut,
     span: tracing::Span,
+    /// The call deadline's timer, kept from call to call: set once per connection and moved
+    /// only when a call's deadline is earlier than where it stands, or when it fires before
+    /// the deadline of the call in flight (see [`Connection::exchange`]), instead of a timer
+    /// registered and removed again by every call.
+    timer: Pin<Box<Sleep>>,
 }
 
 impl Client {
@@ -491,9 +500,8 @@ impl Client {
         let id = *request
             .request_id
             .get_or_insert_with(|| self.inner.next_id.fetch_add(1, Ordering::Relaxed));
-        let response = tokio::time::timeout(timeout, self.inner.exchange(&request, id))
-            .await
-            .map_err(|_| Error::Timeout(timeout))??;
+        let deadline = deadline_after(timeout);
+        let response = self.inner.exchange(&request, id, deadline, timeout).await?;
         Ok((request, response))
     }
 
@@ -1268,7 +1276,9 @@ impl Client {
 }
 
 impl Inner {
-    async fn open(&self) -> Result<Connection, Error> {
+    /// Connects; the connection's timer starts at `deadline`, the deadline of the call that
+    /// connects.
+    async fn open(&self, deadline: Instant) -> Result<Connection, Error> {
         let addr = &self.config.addr;
         let stream = labwire_net::connect(addr.as_str(), self.config.connect_timeout)
             .await
@@ -1287,15 +1297,27 @@ impl Inner {
             stream,
             read_buf: BytesMut::new(),
             span,
+            timer: Box::pin(tokio::time::sleep_until(deadline)),
         })
     }
 
-    async fn exchange(&self, request: &Request, id: u64) -> Result<Response, Error> {
+    /// One call, all of it (queueing, connecting, the exchange) by `deadline`, which is
+    /// `timeout` after the call began; [`Error::Timeout`] after that.
+    async fn exchange(
+        &self,
+        request: &Request,
+        id: u64,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Result<Response, Error> {
+        let late = |_| Error::Timeout(timeout);
         // Uncontended, the lock is taken without a future; a queued call is never passed over
         // (the lock hands itself to the first waiter directly).
         let mut slot = match self.slot.try_lock() {
             Ok(slot) => slot,
-            Err(_) => self.slot.lock().await,
+            Err(_) => tokio::time::timeout_at(deadline, self.slot.lock())
+                .await
+                .map_err(late)?,
         };
         let Slot { connection, frame } = &mut *slot;
         // Encoding first: a request that cannot be encoded never touches the connection.
@@ -1312,13 +1334,16 @@ impl Inner {
             Some(idle) if idle.is_idle_and_open() => idle,
             // Boxed: connecting is rare, and its future would otherwise make every call's
             // future larger.
-            Some(_) | None => Box::pin(self.open()).await?,
+            Some(_) | None => Box::pin(tokio::time::timeout_at(deadline, self.open(deadline)))
+                .await
+                .map_err(late)??,
         };
         let span = taken.span.clone();
         let response = taken
-            .exchange(frame, self.codec, id)
+            .exchange_by(frame, self.codec, id, deadline)
             .instrument(span.clone())
-            .await?;
+            .await
+            .ok_or(Error::Timeout(timeout))??;
         match response.request_id {
             Some(received) if received != id => {
                 span.in_scope(|| {
@@ -1372,8 +1397,47 @@ impl Connection {
         }
     }
 
-    async fn exchange(
+    /// [`Connection::exchange`] by `deadline`: `None` when it passes first.
+    ///
+    /// The connection's timer is moved back when it stands later than `deadline` (a call with
+    /// a shorter timeout than the last); when it fires before `deadline` (it stands where an
+    /// earlier call's deadline was), it is moved on to `deadline` and the wait goes on. A call
+    /// with the same timeout as the last therefore leaves the timer where it is.
+    async fn exchange_by(
         &mut self,
+        frame: &[u8],
+        codec: ClientCodec,
+        id: u64,
+        deadline: Instant,
+    ) -> Option<Result<Response, Error>> {
+        let Self {
+            stream,
+            read_buf,
+            timer,
+            ..
+        } = self;
+        if timer.deadline() > deadline {
+            timer.as_mut().reset(deadline);
+        }
+        let mut exchange = std::pin::pin!(Self::exchange(stream, read_buf, frame, codec, id));
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(result) = exchange.as_mut().poll(cx) {
+                return Poll::Ready(Some(result));
+            }
+            while timer.as_mut().poll(cx).is_ready() {
+                if Instant::now() >= deadline {
+                    return Poll::Ready(None);
+                }
+                timer.as_mut().reset(deadline);
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    async fn exchange(
+        stream: &mut TcpStream,
+        read_buf: &mut BytesMut,
         frame: &[u8],
         mut codec: ClientCodec,
         id: u64,
@@ -1383,27 +1447,27 @@ impl Connection {
             tracing::debug!(request_id = id, payload = %String::from_utf8_lossy(payload), "request");
         }
         // Header and payload in one write: with Nagle off, one segment per request.
-        self.stream.write_all(frame).await?;
+        stream.write_all(frame).await?;
         // Anything left in the buffer here would be a reply nobody asked for.
-        self.read_buf.clear();
+        read_buf.clear();
         loop {
-            let before = self.read_buf.len();
-            if let Some(response) = codec.decode(&mut self.read_buf)? {
-                if self.read_buf.is_empty() && self.read_buf.capacity() > RETAINED_CAPACITY {
+            let before = read_buf.len();
+            if let Some(response) = codec.decode(read_buf)? {
+                if read_buf.is_empty() && read_buf.capacity() > RETAINED_CAPACITY {
                     // Do not keep a large reply's buffer for the life of the connection.
-                    self.read_buf = BytesMut::new();
+                    *read_buf = BytesMut::new();
                 }
                 tracing::debug!(request_id = ?response.request_id, status = ?response.status, error = ?response.error, "response");
                 return Ok(response);
             }
-            if self.read_buf.capacity() - self.read_buf.len() == 0 {
-                self.read_buf.reserve(READ_STEP);
+            if read_buf.capacity() - read_buf.len() == 0 {
+                read_buf.reserve(READ_STEP);
             }
-            let n = self.stream.read_buf(&mut self.read_buf).await?;
+            let n = stream.read_buf(read_buf).await?;
             if n == 0 {
                 return Err(Error::Closed);
             }
-            if let Some(new) = self.read_buf.get(before..) {
+            if let Some(new) = read_buf.get(before..) {
                 tracing::trace!(hex = %Hex(new), "received");
             }
         }

@@ -223,3 +223,88 @@ mod sequencing {
         drop(listener);
     }
 }
+
+mod deadlines {
+    use super::*;
+    use tokio::time::Instant;
+
+    /// A device on one connection: answers each request after the delay `delays` gives it
+    /// (`None`: never), in order.
+    async fn slow_device(delays: Vec<Option<Duration>>) -> std::net::SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut buf = BytesMut::new();
+            for delay in delays {
+                let Some(request) = next_request(&mut stream, &mut buf).await else {
+                    return;
+                };
+                let Some(delay) = delay else {
+                    // Hold the connection without answering until the client drops it.
+                    let _ = next_request(&mut stream, &mut buf).await;
+                    return;
+                };
+                tokio::time::sleep(delay).await;
+                let reply = frame(&Response::ok(json!("late"), request.request_id));
+                if stream.write_all(&reply).await.is_err() {
+                    return;
+                }
+            }
+        });
+        addr
+    }
+
+    /// The connection keeps its timer from call to call: where an earlier call's deadline
+    /// left it must not cut short a later call that has longer.
+    #[tokio::test(start_paused = true)]
+    async fn an_earlier_calls_deadline_does_not_end_a_later_longer_call() {
+        let addr = slow_device(vec![Some(Duration::ZERO), Some(Duration::from_secs(3))]).await;
+        let arkeo = Client::builder(addr)
+            .timeout(Duration::from_secs(1))
+            .build();
+        let request = || Request::new(arkeo_proto::Target::Main, "A");
+        arkeo.call(request()).await.unwrap();
+        let reply = arkeo
+            .call_with_timeout(request(), Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert!(reply.is_ok());
+    }
+
+    /// A call with a shorter timeout than the one before it ends at its own deadline.
+    #[tokio::test(start_paused = true)]
+    async fn a_shorter_timeout_after_a_longer_one_ends_at_its_own_deadline() {
+        let addr = slow_device(vec![Some(Duration::ZERO), None]).await;
+        let arkeo = Client::builder(addr)
+            .timeout(Duration::from_secs(60))
+            .build();
+        let request = || Request::new(arkeo_proto::Target::Main, "A");
+        arkeo.call(request()).await.unwrap();
+        let start = Instant::now();
+        let error = arkeo
+            .call_with_timeout(request(), Duration::from_secs(1))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, arkeo_proto::client::Error::Timeout(t) if t == Duration::from_secs(1))
+        );
+        let took = start.elapsed();
+        assert!(
+            took >= Duration::from_secs(1) && took < Duration::from_secs(2),
+            "{took:?}"
+        );
+    }
+
+    /// Calls with the same timeout, one after another, each get all of it.
+    #[tokio::test(start_paused = true)]
+    async fn every_call_gets_its_whole_timeout() {
+        let second = Duration::from_secs(1);
+        let addr = slow_device(vec![Some(second * 3 / 4); 4]).await;
+        let arkeo = Client::builder(addr).timeout(second).build();
+        for _ in 0..4 {
+            let request = Request::new(arkeo_proto::Target::Main, "A");
+            assert!(arkeo.call(request).await.unwrap().is_ok());
+        }
+    }
+}
