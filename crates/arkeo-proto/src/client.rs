@@ -1,8 +1,27 @@
-//! Async ARKEO client (feature `client`).
+//! Async ARKEO client (feature `client`), with the shape every labwire client has
+//! (`docs/clients.md`): a builder, `call`/`call_with_timeout`, one [`Error`] vocabulary, any
+//! transport ([`Connector`]), an `arkeo.call` span per call.
 //!
-//! One [`Client`] owns at most one TCP connection. The device forbids pipelining, so calls
-//! are strictly sequential: a clone of the handle shares the same connection, and concurrent
-//! calls queue (fairly, in call order) for it.
+//! ```no_run
+//! # async fn run() {
+//! use std::time::Duration;
+//! use arkeo_proto::{Client, Request, Target};
+//!
+//! let client = Client::builder("192.168.1.20:6360").call_timeout(Duration::from_secs(2)).build();
+//! match client.call(Request::new(Target::Routine, "GetTestStatus")).await {
+//!     Ok(answer) => println!("{answer:?}"),
+//!     Err(e) if e.device_error().is_some() => eprintln!("the device refused: {e}"),
+//!     Err(e) if e.is_timeout() => eprintln!("no answer in time: {e}"),
+//!     Err(e) => eprintln!("{}", labwire_net::error_chain(&e)),
+//! }
+//! # }
+//! ```
+//!
+//! One [`Client`] owns at most one connection: TCP to `host:port`, or a stream of any
+//! transport from a [`Connector`] ([`Connector::from_fn`] opens each connection with your
+//! function, [`Connector::once`] hands over one stream opened elsewhere). The device forbids
+//! pipelining, so calls are strictly sequential: a clone of the handle shares the same
+//! connection, and concurrent calls queue (fairly, in call order) for it.
 //!
 //! # Never a stale reply
 //!
@@ -15,8 +34,8 @@
 //!
 //! # Timeouts
 //!
-//! Every call has a deadline, queueing included: the call timeout ([`DEFAULT_TIMEOUT`], set
-//! with [`ClientBuilder::timeout`]) for ordinary commands, and the longer blocking timeout
+//! Every call has a deadline, queueing included: the call timeout ([`DEFAULT_CALL_TIMEOUT`],
+//! set with [`ClientBuilder::call_timeout`]) for ordinary commands, and the longer blocking timeout
 //! ([`DEFAULT_BLOCKING_TIMEOUT`], [`ClientBuilder::blocking_timeout`]) for the routine commands
 //! that answer only when the hardware is done ([`BLOCKING_COMMANDS`]: acquisitions,
 //! `AutoExposure`, `StartCalibration`). [`Client::call`], [`Client::command`] and the typed
@@ -33,19 +52,31 @@
 //! [`Client::wait_for_measurement`] first wait (up to the start grace,
 //! [`DEFAULT_START_GRACE`], [`ClientBuilder::start_grace`]) to see the routine leave `Ready`
 //! — `Starting`, `Running`, or a progress value — and only then for `Ready` again.
+//!
+//! # Refusals
+//!
+//! A refusal by the device (an ARKEO error object, or an `ERROR` status) is
+//! `Err(`[`Error::Device`]`)` from [`Client::call`] and every helper, never an `Ok`; the
+//! connection goes on. [`Client::call_response`] returns every answer as it came, refusals
+//! included.
+//!
+//! # Logs
+//!
+//! Every call runs in an `arkeo.call` span (level `debug`) with the `peer` and the call's
+//! `request_id`; a connection has an `arkeo.connection` span for its own events.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::BytesMut;
+use labwire_net::transport::{Connector, Stream};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::sync::Mutex;
 use tokio::time::{Instant, Sleep};
 use tokio_util::codec::{Decoder, Encoder};
@@ -53,15 +84,19 @@ use tracing::Instrument;
 
 use crate::codec::ClientCodec;
 use crate::reply::{Exposure, LedStatus, MonochromatorStatus, Rates, Spectrum, TmpctlController};
-use crate::wire::{DEFAULT_MAX_FRAME_LENGTH, Hex, Limits};
+use crate::wire::{Hex, Limits};
 use crate::{
     DecodeError, EncodeError, ErrorObject, MuxStatus, ParamKey, Request, Response, RoutineState,
     Target, TestStatus,
 };
 
-/// Default time a call may take, queueing included: 5 s.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Default time a TCP connect may take: 5 s.
+/// Default time a call may take, queueing included: 10 s (the blocking routine commands get
+/// [`DEFAULT_BLOCKING_TIMEOUT`]).
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// The former name of [`DEFAULT_CALL_TIMEOUT`] (which was 5 s).
+#[deprecated(since = "0.2.0", note = "use DEFAULT_CALL_TIMEOUT")]
+pub const DEFAULT_TIMEOUT: Duration = DEFAULT_CALL_TIMEOUT;
+/// Default time a connect may take: 5 s.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default interval between two `GetTestStatus` polls in [`Client::wait_until`]: 100 ms.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(100);
@@ -92,36 +127,39 @@ const READ_STEP: usize = 8 * 1024;
 /// Read buffer capacity kept between calls; a larger buffer (after a large reply) is freed.
 const RETAINED_CAPACITY: usize = 256 * 1024;
 
-/// A transport or protocol failure of a call.
+/// Why a call failed: the transport, the wire, or the device's own refusal
+/// ([`Error::Device`]). The same variants as every labwire client's `Error`, plus ARKEO's
+/// [`Error::RequestIdMismatch`], [`Error::UnexpectedData`], [`Error::RoutineFailed`] and
+/// [`Error::MeasurementNotStarted`].
 ///
-/// A refusal by the device (an ARKEO error object) is not a transport failure: [`Client::call`]
-/// returns it as [`Reply::Refused`]; the typed helpers report it as [`Error::Device`].
+/// A cause appears once: print the whole chain with [`labwire_net::error_chain`].
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// Connecting failed (refused, unreachable, or the connect timeout passed).
-    #[error("cannot connect to {addr}: {source}")]
+    #[error("cannot connect to {peer}")]
     Connect {
-        /// The address as configured.
-        addr: String,
-        /// Why.
+        /// The peer, as the [`Connector`] names it (`host:port` for TCP).
+        peer: String,
+        /// Why (`ConnectionRefused`, `TimedOut`, a TLS error, ...).
         #[source]
         source: io::Error,
     },
-    /// Reading or writing the connection failed.
-    #[error("I/O error: {0}")]
+    /// Reading or writing the connection failed. The connection has been dropped.
+    #[error("I/O error")]
     Io(#[from] io::Error),
-    /// The call (or a [`Client::wait_until`]) did not complete in time.
+    /// No (complete) reply in time (or a [`Client::wait_until`] ran out of time). The
+    /// connection has been dropped.
     #[error("no reply within {0:?}")]
     Timeout(Duration),
     /// The device closed the connection before replying.
     #[error("the connection was closed before a reply arrived")]
     Closed,
-    /// The reply could not be decoded.
-    #[error("cannot decode the reply: {0}")]
+    /// The reply could not be decoded. The connection has been dropped.
+    #[error(transparent)]
     Decode(#[from] DecodeError),
-    /// The request could not be encoded (nothing was sent).
-    #[error("cannot encode the request: {0}")]
+    /// The request could not be encoded; nothing was sent.
+    #[error(transparent)]
     Encode(#[from] EncodeError),
     /// The reply answered another request: the connection is out of step.
     #[error("reply carries request_id {received}, expected {expected}")]
@@ -131,7 +169,8 @@ pub enum Error {
         /// The id in the reply.
         received: u64,
     },
-    /// The device refused the request (typed helpers only).
+    /// The device refused the request (an error object, or an `ERROR` status). The connection
+    /// is fine.
     #[error(transparent)]
     Device(#[from] DeviceError),
     /// The device accepted the request but its `data` does not have the documented shape.
@@ -213,7 +252,15 @@ impl DeviceError {
     }
 }
 
-/// The outcome of a call the device answered.
+/// The outcome of a call the device answered: its data, or its refusal.
+///
+/// [`Client::call`] returns `Result<Response, Error>` (a refusal is [`Error::Device`]);
+/// [`Client::call_response`] returns every answer as it came. `Reply` remains for code written
+/// against the former `call`.
+#[deprecated(
+    since = "0.2.0",
+    note = "Client::call returns Result<Response, Error> with a refusal as Error::Device; Client::call_response returns every answer as it came"
+)]
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Reply {
@@ -223,6 +270,7 @@ pub enum Reply {
     Refused(DeviceError),
 }
 
+#[allow(deprecated)]
 impl Reply {
     /// `Ok(data)` or `Err(refusal)`.
     ///
@@ -244,38 +292,60 @@ impl Reply {
         matches!(self, Self::Ok(_))
     }
 
-    fn from_response(request: &Request, response: Response) -> Self {
-        if response.is_error() {
-            Self::Refused(DeviceError {
-                target: request.target.clone(),
-                command: request.command.clone(),
-                error: response.error.unwrap_or_default(),
-            })
-        } else {
-            Self::Ok(response.data.unwrap_or(Value::Null))
+    /// The reply `response` is to `request`: [`Reply::Refused`] when it is an error
+    /// ([`Response::is_error`]), else its `data` (`null` when it had none).
+    pub fn from_response(request: &Request, response: Response) -> Self {
+        match refusal(request, response) {
+            Ok(response) => Self::Ok(response.data.unwrap_or(Value::Null)),
+            Err(refused) => Self::Refused(refused),
         }
+    }
+}
+
+/// `response`, or the refusal it is (an error object, or an `ERROR` status).
+#[allow(
+    clippy::result_large_err,
+    reason = "the Ok side is as large; this is the shape of the call's result"
+)]
+fn refusal(request: &Request, mut response: Response) -> Result<Response, DeviceError> {
+    if response.is_error() {
+        Err(DeviceError {
+            target: request.target.clone(),
+            command: request.command.clone(),
+            error: response.error.take().unwrap_or_default(),
+        })
+    } else {
+        Ok(response)
     }
 }
 
 /// Configures and creates a [`Client`]; see [`Client::builder`].
 #[derive(Debug, Clone)]
 pub struct ClientBuilder {
-    addr: String,
-    timeout: Duration,
+    connector: Connector,
+    call_timeout: Duration,
     blocking_timeout: Duration,
     start_grace: Duration,
     connect_timeout: Duration,
     poll_interval: Duration,
     param_key: ParamKey,
-    max_frame_length: usize,
+    limits: Limits,
 }
 
 impl ClientBuilder {
-    /// Default time a call may take, queueing included ([`DEFAULT_TIMEOUT`]).
+    /// Time a call may take, queueing included ([`DEFAULT_CALL_TIMEOUT`]); the blocking
+    /// routine commands get [`ClientBuilder::blocking_timeout`] instead.
     #[must_use]
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = timeout;
         self
+    }
+
+    /// The former name of [`ClientBuilder::call_timeout`].
+    #[deprecated(since = "0.2.0", note = "use call_timeout")]
+    #[must_use]
+    pub fn timeout(self, timeout: Duration) -> Self {
+        self.call_timeout(timeout)
     }
 
     /// Time a blocking routine command ([`BLOCKING_COMMANDS`]) may take, queueing included
@@ -294,7 +364,7 @@ impl ClientBuilder {
         self
     }
 
-    /// Time a TCP connect may take ([`DEFAULT_CONNECT_TIMEOUT`]).
+    /// Time a connect may take ([`DEFAULT_CONNECT_TIMEOUT`]), within the call's own deadline.
     #[must_use]
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
@@ -317,25 +387,25 @@ impl ClientBuilder {
         self
     }
 
-    /// Largest frame sent or accepted ([`DEFAULT_MAX_FRAME_LENGTH`]).
+    /// Largest frame sent or accepted ([`crate::DEFAULT_MAX_FRAME_LENGTH`]).
+    #[deprecated(since = "0.2.0", note = "use limits(Limits { max_frame_length, .. })")]
     #[must_use]
     pub fn max_frame_length(mut self, max: usize) -> Self {
-        self.max_frame_length = max;
+        self.limits.max_frame_length = max;
         self
     }
 
-    /// Frame limits for requests sent and replies accepted ([`Limits::default`]).
+    /// Frame limits for requests sent and replies accepted ([`Limits::default`]), the same
+    /// type the codecs take.
     #[must_use]
     pub fn limits(mut self, limits: Limits) -> Self {
-        self.max_frame_length = limits.max_frame_length;
+        self.limits = limits;
         self
     }
 
     /// Creates the client without connecting; the first call connects.
     pub fn build(self) -> Client {
-        let codec = ClientCodec::new()
-            .param_key(self.param_key)
-            .max_frame_length(self.max_frame_length);
+        let codec = ClientCodec::with_limits(self.limits).param_key(self.param_key);
         Client {
             inner: Arc::new(Inner {
                 config: self,
@@ -346,7 +416,8 @@ impl ClientBuilder {
         }
     }
 
-    /// Creates the client and connects it, so that a wrong address fails here.
+    /// Creates the client and connects it, so that a wrong address fails here; the calls then
+    /// use this connection.
     ///
     /// # Errors
     /// [`Error::Connect`].
@@ -355,7 +426,7 @@ impl ClientBuilder {
     /// Cancel safe: nothing is left open.
     pub async fn connect(self) -> Result<Client, Error> {
         let client = self.build();
-        let deadline = deadline_after(client.inner.config.timeout);
+        let deadline = deadline_after(client.inner.config.call_timeout);
         let connection = client.inner.open(deadline).await?;
         client.inner.slot.lock().await.connection = Some(connection);
         Ok(client)
@@ -388,7 +459,7 @@ struct Slot {
 
 #[derive(Debug)]
 struct Connection {
-    stream: TcpStream,
+    stream: Stream,
     read_buf: BytesMut,
     span: tracing::Span,
     /// The call deadline's timer, kept from call to call: set once per connection and moved
@@ -399,17 +470,20 @@ struct Connection {
 }
 
 impl Client {
-    /// A builder for `addr` (`"host:port"`, or anything that displays as such).
-    pub fn builder(addr: impl ToString) -> ClientBuilder {
+    /// A builder for `addr`: `"host:port"`, a `SocketAddr`, or a [`Connector`] for another
+    /// transport ([`Connector::from_fn`] opens each connection with your function — a TLS
+    /// stream, an SSH channel, a [`tokio::io::duplex`] end —, [`Connector::once`] hands over a
+    /// stream opened elsewhere). For TCP each connection resolves `addr` again.
+    pub fn builder(addr: impl Into<Connector>) -> ClientBuilder {
         ClientBuilder {
-            addr: addr.to_string(),
-            timeout: DEFAULT_TIMEOUT,
+            connector: addr.into(),
+            call_timeout: DEFAULT_CALL_TIMEOUT,
             blocking_timeout: DEFAULT_BLOCKING_TIMEOUT,
             start_grace: DEFAULT_START_GRACE,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             poll_interval: DEFAULT_POLL_INTERVAL,
             param_key: ParamKey::Parameter,
-            max_frame_length: DEFAULT_MAX_FRAME_LENGTH,
+            limits: Limits::default(),
         }
     }
 
@@ -420,13 +494,19 @@ impl Client {
     ///
     /// # Cancel safety
     /// Cancel safe.
-    pub async fn connect(addr: impl ToString) -> Result<Self, Error> {
+    pub async fn connect(addr: impl Into<Connector>) -> Result<Self, Error> {
         Self::builder(addr).connect().await
     }
 
-    /// The configured address.
+    /// The peer, as logs and errors name it (the address for TCP).
+    pub fn peer(&self) -> &str {
+        self.inner.config.connector.peer()
+    }
+
+    /// The former name of [`Client::peer`].
+    #[deprecated(since = "0.2.0", note = "use peer")]
     pub fn addr(&self) -> &str {
-        &self.inner.config.addr
+        self.peer()
     }
 
     /// Sends `request` and waits for its reply, within the call timeout, or the blocking
@@ -436,14 +516,18 @@ impl Client {
     /// (a reply without any id is accepted, as some vendor examples omit it; an id echoed as
     /// a whole float or a string, `1001.0` or `"1001"`, counts as that integer).
     ///
+    /// Returns the whole decoded [`Response`] of an accepted request (its `data`, unknown
+    /// fields, ...).
+    ///
     /// # Errors
-    /// Transport and protocol failures; see [`Error`]. A device refusal is `Ok(Reply::Refused)`.
+    /// [`Error::Device`] when the device refused (an error object, or an `ERROR` status);
+    /// transport and protocol failures, see [`Error`].
     ///
     /// # Cancel safety
     /// Cancel safe in the sense that matters: dropping the future never leaves a reply behind
     /// for another call (the connection is dropped and the next call reconnects). Whether the
     /// device received the request is then unknown.
-    pub async fn call(&self, request: Request) -> Result<Reply, Error> {
+    pub async fn call(&self, request: Request) -> Result<Response, Error> {
         let timeout = self.timeout_for(&request);
         self.call_with_timeout(request, timeout).await
     }
@@ -454,9 +538,9 @@ impl Client {
     pub fn timeout_for(&self, request: &Request) -> Duration {
         let config = &self.inner.config;
         if is_blocking(request) {
-            config.blocking_timeout.max(config.timeout)
+            config.blocking_timeout.max(config.call_timeout)
         } else {
-            config.timeout
+            config.call_timeout
         }
     }
 
@@ -471,16 +555,16 @@ impl Client {
         &self,
         request: Request,
         timeout: Duration,
-    ) -> Result<Reply, Error> {
+    ) -> Result<Response, Error> {
         let (request, response) = self.exchange(request, timeout).await?;
-        Ok(Reply::from_response(&request, response))
+        Ok(refusal(&request, response)?)
     }
 
-    /// Like [`Client::call_with_timeout`] but returns the whole decoded [`Response`] (status,
-    /// unknown fields, ...), refusals included.
+    /// The raw path: like [`Client::call_with_timeout`], but every answer comes back as it
+    /// came, refusals included (a [`Response`] with its `error`), never as [`Error::Device`].
     ///
     /// # Errors
-    /// See [`Client::call`].
+    /// Transport and protocol failures, see [`Error`]; never [`Error::Device`].
     ///
     /// # Cancel safety
     /// See [`Client::call`].
@@ -501,7 +585,20 @@ impl Client {
             .request_id
             .get_or_insert_with(|| self.inner.next_id.fetch_add(1, Ordering::Relaxed));
         let deadline = deadline_after(timeout);
-        let response = self.inner.exchange(&request, id, deadline, timeout).await?;
+        // Fields are evaluated only when the span is enabled; a disabled span costs its
+        // level check.
+        let span = tracing::debug_span!(
+            "arkeo.call",
+            peer = self.inner.config.connector.peer(),
+            request_id = id,
+            target = request.target.as_str(),
+            command = request.command.as_str(),
+        );
+        let response = self
+            .inner
+            .exchange(&request, id, deadline, timeout)
+            .instrument(span)
+            .await?;
         Ok((request, response))
     }
 
@@ -515,7 +612,7 @@ impl Client {
     }
 
     /// Sends `command` to `target` with `parameter` (an object, or `Value::Null` for none) and
-    /// returns the reply's `data`.
+    /// returns the reply's `data` (`null` when it had none).
     ///
     /// # Errors
     /// Transport failures, or [`Error::Device`] when the device refuses.
@@ -529,7 +626,7 @@ impl Client {
         parameter: Value,
     ) -> Result<Value, Error> {
         let request = Request::new(target, command).with_parameter(parameter);
-        Ok(self.call(request).await?.into_result()?)
+        Ok(data(self.call(request).await?))
     }
 
     /// Like [`Client::command`] with the timeout of this one call (queueing included).
@@ -547,10 +644,7 @@ impl Client {
         timeout: Duration,
     ) -> Result<Value, Error> {
         let request = Request::new(target, command).with_parameter(parameter);
-        Ok(self
-            .call_with_timeout(request, timeout)
-            .await?
-            .into_result()?)
+        Ok(data(self.call_with_timeout(request, timeout).await?))
     }
 
     /// `MAIN StartRoutine {routine}`: activates a routine (one at a time). Returns the reply's
@@ -614,15 +708,13 @@ impl Client {
     /// # Cancel safety
     /// See [`Client::call`].
     pub async fn test_status(&self) -> Result<TestStatus, Error> {
-        self.test_status_within(self.inner.config.timeout).await
+        self.test_status_within(self.inner.config.call_timeout)
+            .await
     }
 
     async fn test_status_within(&self, timeout: Duration) -> Result<TestStatus, Error> {
         let request = Request::new(Target::Routine, "GetTestStatus");
-        let data = self
-            .call_with_timeout(request, timeout)
-            .await?
-            .into_result()?;
+        let data = data(self.call_with_timeout(request, timeout).await?);
         TestStatus::from_value(data).map_err(|e| unexpected("GetTestStatus", &e.to_string()))
     }
 
@@ -682,7 +774,7 @@ impl Client {
                 return Ok(None);
             }
             let status = self
-                .test_status_within(left.min(self.inner.config.timeout))
+                .test_status_within(left.min(self.inner.config.call_timeout))
                 .await?;
             if done(&status) {
                 return Ok(Some(status));
@@ -762,15 +854,15 @@ impl Client {
         let deadline = deadline_after(timeout);
         let left = |deadline: Instant| deadline.saturating_duration_since(Instant::now());
         let start = Request::new(Target::Routine, "StartMeasurement");
-        let within = left(deadline).min(self.inner.config.timeout);
-        self.call_with_timeout(start, within).await?.into_result()?;
+        let within = left(deadline).min(self.inner.config.call_timeout);
+        self.call_with_timeout(start, within).await?;
         self.wait_for_measurement_until(deadline, timeout).await?;
         let fetch = Request::new(Target::Routine, "GetTestData");
-        let within = left(deadline).min(self.inner.config.timeout);
+        let within = left(deadline).min(self.inner.config.call_timeout);
         if within.is_zero() {
             return Err(Error::Timeout(timeout));
         }
-        Ok(self.call_with_timeout(fetch, within).await?.into_result()?)
+        Ok(data(self.call_with_timeout(fetch, within).await?))
     }
 
     /// `ROUTINE StartMeasurement` (only when Ready).
@@ -1279,18 +1371,24 @@ impl Inner {
     /// Connects; the connection's timer starts at `deadline`, the deadline of the call that
     /// connects.
     async fn open(&self, deadline: Instant) -> Result<Connection, Error> {
-        let addr = &self.config.addr;
-        let stream = labwire_net::connect(addr.as_str(), self.config.connect_timeout)
+        let connector = &self.config.connector;
+        let stream = connector
+            .connect(self.config.connect_timeout)
             .await
             .map_err(|source| Error::Connect {
-                addr: addr.clone(),
+                peer: connector.peer().to_owned(),
                 source,
             })?;
-        // The local address is asked of the kernel only when the span is recorded.
+        // The local address is asked of the kernel only when the span is recorded. No parent:
+        // the connection outlives the call that opened it.
         let span = tracing::debug_span!(
-            "arkeo_connection",
-            peer = %addr,
-            local = ?stream.local_addr().ok()
+            parent: None,
+            "arkeo.connection",
+            peer = connector.peer(),
+            local = ?match &stream {
+                Stream::Tcp(tcp) => tcp.local_addr().ok(),
+                Stream::Other(_) => None,
+            }
         );
         span.in_scope(|| tracing::debug!("connected"));
         Ok(Connection {
@@ -1328,22 +1426,24 @@ impl Inner {
         self.codec.clone().encode(request, frame)?;
         // Taking the connection out makes this future its owner until it is put back after a
         // clean exchange.
-        let mut taken = match connection.take() {
-            // A connection the device closed while idle is replaced before anything is sent
-            // on it, so the request is not lost to a dead socket.
-            Some(idle) if idle.is_idle_and_open() => idle,
+        // A connection the device closed while idle is replaced before anything is sent on
+        // it, so the request is not lost to a dead socket.
+        let idle = connection
+            .take()
+            .and_then(|mut idle| idle.is_idle_and_open().then_some(idle));
+        let mut taken = match idle {
+            Some(idle) => idle,
             // Boxed: connecting is rare, and its future would otherwise make every call's
             // future larger.
-            Some(_) | None => Box::pin(tokio::time::timeout_at(deadline, self.open(deadline)))
+            None => Box::pin(tokio::time::timeout_at(deadline, self.open(deadline)))
                 .await
                 .map_err(late)??,
         };
-        let span = taken.span.clone();
         let response = taken
             .exchange_by(frame, self.codec, id, deadline)
-            .instrument(span.clone())
             .await
             .ok_or(Error::Timeout(timeout))??;
+        let span = &taken.span;
         match response.request_id {
             Some(received) if received != id => {
                 span.in_scope(|| {
@@ -1380,9 +1480,22 @@ impl Inner {
 impl Connection {
     /// Best effort: false when the peer has closed the connection or sent bytes nobody asked
     /// for (as far as the reactor already knows; no waiting).
-    fn is_idle_and_open(&self) -> bool {
+    fn is_idle_and_open(&mut self) -> bool {
         let mut probe = [0u8; 1];
-        match self.stream.try_read(&mut probe) {
+        let read = match &mut self.stream {
+            Stream::Tcp(stream) => stream.try_read(&mut probe),
+            // Any other stream is asked once, without a waker that matters: `Pending` means
+            // nothing has arrived and it is open. The next real read registers its own waker.
+            Stream::Other(stream) => {
+                let mut cx = Context::from_waker(std::task::Waker::noop());
+                let mut buf = ReadBuf::new(&mut probe);
+                match Pin::new(stream).poll_read(&mut cx, &mut buf) {
+                    Poll::Pending => return true,
+                    Poll::Ready(result) => result.map(|()| buf.filled().len()),
+                }
+            }
+        };
+        match read {
             Err(e) => e.kind() == io::ErrorKind::WouldBlock,
             Ok(0) => {
                 self.span
@@ -1436,7 +1549,7 @@ impl Connection {
     }
 
     async fn exchange(
-        stream: &mut TcpStream,
+        stream: &mut Stream,
         read_buf: &mut BytesMut,
         frame: &[u8],
         mut codec: ClientCodec,
@@ -1448,6 +1561,10 @@ impl Connection {
         }
         // Header and payload in one write: with Nagle off, one segment per request.
         stream.write_all(frame).await?;
+        if let Stream::Other(_) = stream {
+            // A user's stream may buffer (TLS does); TCP writes through.
+            stream.flush().await?;
+        }
         // Anything left in the buffer here would be a reply nobody asked for.
         read_buf.clear();
         loop {
@@ -1489,6 +1606,11 @@ fn describe(error: &ErrorObject) -> String {
         (None, false) => error.message.clone(),
         (None, true) => "no error details".to_owned(),
     }
+}
+
+/// An accepted response's `data`, `null` when it had none.
+fn data(response: Response) -> Value {
+    response.data.unwrap_or(Value::Null)
 }
 
 fn unexpected(command: &str, reason: &str) -> Error {
@@ -1549,7 +1671,7 @@ mod tests {
     #[test]
     fn blocking_routine_commands_get_the_blocking_timeout_unless_the_call_timeout_is_longer() {
         let client = Client::builder("127.0.0.1:6360")
-            .timeout(Duration::from_secs(2))
+            .call_timeout(Duration::from_secs(2))
             .blocking_timeout(Duration::from_secs(90))
             .build();
         for command in BLOCKING_COMMANDS {
@@ -1565,7 +1687,7 @@ mod tests {
             assert_eq!(client.timeout_for(&request), Duration::from_secs(2));
         }
         let patient = Client::builder("127.0.0.1:6360")
-            .timeout(Duration::from_secs(900))
+            .call_timeout(Duration::from_secs(900))
             .build();
         let request = Request::new(Target::Routine, "AutoExposure");
         assert_eq!(patient.timeout_for(&request), Duration::from_secs(900));
@@ -1578,11 +1700,9 @@ mod tests {
             status: Some(crate::Status::Error),
             ..Response::default()
         };
-        assert!(matches!(
-            Reply::from_response(&request, response),
-            Reply::Refused(_)
-        ));
-        let ok = Reply::from_response(&request, Response::ok(json!({"a":1}), None));
-        assert_eq!(ok.into_result().unwrap(), json!({"a":1}));
+        let refused = refusal(&request, response).unwrap_err();
+        assert_eq!(refused.error, ErrorObject::default());
+        let ok = refusal(&request, Response::ok(json!({"a":1}), None)).unwrap();
+        assert_eq!(data(ok), json!({"a":1}));
     }
 }

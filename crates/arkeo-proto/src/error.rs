@@ -19,16 +19,16 @@ pub enum DecodeError {
         max: usize,
     },
     /// The payload is not UTF-8. The frame was consumed.
-    #[error("payload is not valid UTF-8: {0}")]
+    #[error("payload is not valid UTF-8")]
     InvalidUtf8(#[from] std::str::Utf8Error),
     /// The payload is not JSON (even allowing bare `NaN`/`Infinity`). The frame was consumed.
-    #[error("payload is not valid JSON: {0}")]
+    #[error("payload is not valid JSON")]
     InvalidJson(#[from] serde_json::Error),
     /// The payload is JSON but not a well-formed message. The frame was consumed.
     #[error("invalid message: {0}")]
     InvalidMessage(&'static str),
     /// Reading from the transport failed.
-    #[error("I/O error: {0}")]
+    #[error("I/O error")]
     Io(#[from] io::Error),
 }
 
@@ -52,10 +52,10 @@ pub enum EncodeError {
         max: usize,
     },
     /// The message could not be serialized.
-    #[error("cannot serialize message: {0}")]
+    #[error("cannot serialize message")]
     Json(#[from] serde_json::Error),
     /// Writing to the transport failed.
-    #[error("I/O error: {0}")]
+    #[error("I/O error")]
     Io(#[from] io::Error),
 }
 
@@ -85,7 +85,11 @@ impl BadRequest {
                 INVALID_JSON,
                 "Invalid JSON: payload is not UTF-8".to_owned(),
             ),
-            error @ DecodeError::InvalidJson(_) => (INVALID_JSON, format!("Invalid JSON: {error}")),
+            // The parser's detail, which the error's message leaves to its source.
+            DecodeError::InvalidJson(error) => (
+                INVALID_JSON,
+                format!("Invalid JSON: payload is not valid JSON: {error}"),
+            ),
             other => (INVALID_REQUEST, format!("Invalid request: {other}")),
         };
         crate::Response::error(code, message, self.request_id)

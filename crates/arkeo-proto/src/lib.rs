@@ -74,7 +74,13 @@ pub use reply::{
 pub use wire::{DEFAULT_MAX_FRAME_LENGTH, Limits};
 
 #[cfg(feature = "client")]
-pub use client::{Client, ClientBuilder, DeviceError, Error, Reply};
+#[allow(deprecated)]
+pub use client::Reply;
+#[cfg(feature = "client")]
+pub use client::{Client, ClientBuilder, DeviceError, Error};
+/// How a client opens its connection (re-exported from `labwire-net`): TCP, or any stream.
+#[cfg(feature = "client")]
+pub use labwire_net::transport::Connector;
 #[cfg(feature = "server")]
 pub use server::{ServerBuilder, Service};
 

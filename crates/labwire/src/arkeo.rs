@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
 use arkeo_proto::json::lenient_f64;
-use arkeo_proto::{Client, ParamKey, Reply, Request, RoutineState, Target, codes};
+use arkeo_proto::{Client, ParamKey, Request, RoutineState, Target, codes};
 use arkeo_sim::ArkeoSim;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
@@ -93,8 +93,8 @@ pub(crate) async fn run(args: ArkeoArgs) -> anyhow::Result<()> {
         Action::Measure { start_grace, .. } => seconds(*start_grace, "--start-grace")?,
         _ => arkeo_proto::client::DEFAULT_START_GRACE,
     };
-    let arkeo = Client::builder(&args.addr)
-        .timeout(seconds(args.timeout, "--timeout")?)
+    let arkeo = Client::builder(args.addr.as_str())
+        .call_timeout(seconds(args.timeout, "--timeout")?)
         .blocking_timeout(seconds(args.blocking_timeout, "--blocking-timeout")?)
         .start_grace(start_grace)
         .param_key(key)
@@ -143,10 +143,13 @@ pub(crate) async fn run(args: ArkeoArgs) -> anyhow::Result<()> {
                 None => Value::Null,
             };
             let request = Request::new(Target::parse(&target), command).with_parameter(parameter);
-            match arkeo.call(request).await? {
-                Reply::Ok(data) => println!("{}", serde_json::to_string_pretty(&data)?),
-                Reply::Refused(refusal) => bail!("{refusal}"),
-                other => bail!("unexpected reply {other:?}"),
+            match arkeo.call(request).await {
+                Ok(answer) => {
+                    let data = answer.data.unwrap_or(Value::Null);
+                    println!("{}", serde_json::to_string_pretty(&data)?);
+                }
+                Err(arkeo_proto::Error::Device(refusal)) => bail!("{refusal}"),
+                Err(other) => return Err(other.into()),
             }
         }
     }

@@ -19,7 +19,7 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     println!("arkeo-sim listening on {}", sim.local_addr());
     let arkeo = Client::builder(sim.local_addr())
-        .timeout(Duration::from_millis(500))
+        .call_timeout(Duration::from_millis(500))
         .build();
 
     arkeo.start_routine("JV").await?;

@@ -20,8 +20,8 @@ async fn main() -> anyhow::Result<()> {
             (sim.local_addr().to_string(), Some(sim))
         }
     };
-    let arkeo = Client::builder(&addr)
-        .timeout(Duration::from_secs(5))
+    let arkeo = Client::builder(addr.as_str())
+        .call_timeout(Duration::from_secs(5))
         .connect()
         .await?;
     println!("connected to {addr}");
