@@ -629,6 +629,28 @@ impl Client {
         Ok(data(self.call(request).await?))
     }
 
+    /// Like [`Client::command`], with the reply's `data` read as `T` (see
+    /// [`Response::data_as`]): a [`crate::reply`] type for a documented shape, a struct of
+    /// yours for a routine's own data.
+    ///
+    /// # Errors
+    /// See [`Client::command`]; [`Error::UnexpectedData`] when `data` is not of `T`'s shape.
+    ///
+    /// # Cancel safety
+    /// See [`Client::call`].
+    pub async fn command_as<T: serde::de::DeserializeOwned>(
+        &self,
+        target: Target,
+        command: &str,
+        parameter: Value,
+    ) -> Result<T, Error> {
+        let request = Request::new(target, command).with_parameter(parameter);
+        let response = self.call(request).await?;
+        response
+            .data_as()
+            .map_err(|e| unexpected(command, &e.to_string()))
+    }
+
     /// Like [`Client::command`] with the timeout of this one call (queueing included).
     ///
     /// # Errors
@@ -1013,8 +1035,7 @@ impl Client {
         command: &str,
         parameter: Value,
     ) -> Result<T, Error> {
-        let data = self.routine_command(command, parameter).await?;
-        serde_json::from_value(data).map_err(|e| unexpected(command, &e.to_string()))
+        self.command_as(Target::Routine, command, parameter).await
     }
 }
 

@@ -479,6 +479,29 @@ impl Response {
         self.error.is_some() || self.status == Some(Status::Error)
     }
 
+    /// The response's `data` read as `T` (`null` when it had none): one of the [`crate::reply`]
+    /// types for a shape the vendor documents, a struct of yours for a routine's own data.
+    /// [`Response::data`] keeps the raw JSON.
+    ///
+    /// ```
+    /// use arkeo_proto::{Rates, Response};
+    /// use serde_json::json;
+    ///
+    /// let response = Response::ok(json!({"sync_rate": 8e7, "input_rate": 2e5, "ratio": 0.0025}), Some(7));
+    /// let rates: Rates = response.data_as()?;
+    /// assert_eq!(rates.input_rate, 2e5);
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// The deserializer's error when `data` is not of `T`'s shape.
+    pub fn data_as<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        match &self.data {
+            Some(data) => T::deserialize(data),
+            None => T::deserialize(&Value::Null),
+        }
+    }
+
     /// Builds a response from a decoded JSON value.
     ///
     /// # Errors
