@@ -8,11 +8,12 @@
     doc = concat!(
         "<!-- without the `client` feature: its items on docs.rs -->\n",
         "[`Client`]: https://docs.rs/arkeo-proto/", env!("CARGO_PKG_VERSION"), "/arkeo_proto/client/struct.Client.html\n",
-        "[`client::DEFAULT_TIMEOUT`]: https://docs.rs/arkeo-proto/", env!("CARGO_PKG_VERSION"), "/arkeo_proto/client/constant.DEFAULT_TIMEOUT.html\n",
+        "[`client::DEFAULT_CALL_TIMEOUT`]: https://docs.rs/arkeo-proto/", env!("CARGO_PKG_VERSION"), "/arkeo_proto/client/constant.DEFAULT_CALL_TIMEOUT.html\n",
+        "[`client::DEFAULT_CONNECT_TIMEOUT`]: https://docs.rs/arkeo-proto/", env!("CARGO_PKG_VERSION"), "/arkeo_proto/client/constant.DEFAULT_CONNECT_TIMEOUT.html\n",
         "[`client::DEFAULT_BLOCKING_TIMEOUT`]: https://docs.rs/arkeo-proto/", env!("CARGO_PKG_VERSION"), "/arkeo_proto/client/constant.DEFAULT_BLOCKING_TIMEOUT.html\n",
         "[`client::DEFAULT_START_GRACE`]: https://docs.rs/arkeo-proto/", env!("CARGO_PKG_VERSION"), "/arkeo_proto/client/constant.DEFAULT_START_GRACE.html\n",
         "[`client::BLOCKING_COMMANDS`]: https://docs.rs/arkeo-proto/", env!("CARGO_PKG_VERSION"), "/arkeo_proto/client/constant.BLOCKING_COMMANDS.html\n",
-        "[`ClientBuilder::timeout`]: https://docs.rs/arkeo-proto/", env!("CARGO_PKG_VERSION"), "/arkeo_proto/client/struct.ClientBuilder.html#method.timeout\n",
+        "[`ClientBuilder::call_timeout`]: https://docs.rs/arkeo-proto/", env!("CARGO_PKG_VERSION"), "/arkeo_proto/client/struct.ClientBuilder.html#method.call_timeout\n",
         "[`ClientBuilder::blocking_timeout`]: https://docs.rs/arkeo-proto/", env!("CARGO_PKG_VERSION"), "/arkeo_proto/client/struct.ClientBuilder.html#method.blocking_timeout\n",
         "[`ClientBuilder::connect_timeout`]: https://docs.rs/arkeo-proto/", env!("CARGO_PKG_VERSION"), "/arkeo_proto/client/struct.ClientBuilder.html#method.connect_timeout\n",
         "[`ClientBuilder::start_grace`]: https://docs.rs/arkeo-proto/", env!("CARGO_PKG_VERSION"), "/arkeo_proto/client/struct.ClientBuilder.html#method.start_grace\n",
@@ -28,7 +29,11 @@
         "[`Error::MeasurementNotStarted`]: https://docs.rs/arkeo-proto/", env!("CARGO_PKG_VERSION"), "/arkeo_proto/client/enum.Error.html#variant.MeasurementNotStarted\n",
         "[`Error::RoutineFailed`]: https://docs.rs/arkeo-proto/", env!("CARGO_PKG_VERSION"), "/arkeo_proto/client/enum.Error.html#variant.RoutineFailed\n",
         "[`DeviceError`]: https://docs.rs/arkeo-proto/", env!("CARGO_PKG_VERSION"), "/arkeo_proto/client/struct.DeviceError.html\n",
-        "[`Reply::Refused`]: https://docs.rs/arkeo-proto/", env!("CARGO_PKG_VERSION"), "/arkeo_proto/client/enum.Reply.html#variant.Refused\n",
+        "[`Error`]: https://docs.rs/arkeo-proto/", env!("CARGO_PKG_VERSION"), "/arkeo_proto/client/enum.Error.html\n",
+        "[`Connector`]: https://docs.rs/arkeo-proto/", env!("CARGO_PKG_VERSION"), "/arkeo_proto/struct.Connector.html\n",
+        "[`Error::Connect`]: https://docs.rs/arkeo-proto/", env!("CARGO_PKG_VERSION"), "/arkeo_proto/client/enum.Error.html#variant.Connect\n",
+        "[`Client::call_response`]: https://docs.rs/arkeo-proto/", env!("CARGO_PKG_VERSION"), "/arkeo_proto/client/struct.Client.html#method.call_response\n",
+        "[`Client::command_as`]: https://docs.rs/arkeo-proto/", env!("CARGO_PKG_VERSION"), "/arkeo_proto/client/struct.Client.html#method.command_as\n",
     )
 )]
 #![cfg_attr(
