@@ -297,19 +297,30 @@ impl Coordinator {
             return Err(Error::Shutdown);
         }
         let span = tracing::debug_span!("pycom_command", %node, command = tracing::field::Empty);
-        let (id, answer) = span.in_scope(|| self.inner.submit(node, command, expect, timeout));
+        let (id, answer, handover) =
+            span.in_scope(|| self.inner.submit(node, command, expect, timeout));
         span.record("command", id.0);
         let mut guard = CallGuard {
             inner: &self.inner,
             node,
             id,
+            handover,
             done: false,
         };
         let answer = async {
-            tokio::select! {
-                () = self.inner.shutdown.cancelled() => Err(Error::Shutdown),
-                // The sender only vanishes when the coordinator is gone.
-                answer = answer => answer.unwrap_or(Err(Error::Shutdown)),
+            let mut answer = std::pin::pin!(answer);
+            loop {
+                tokio::select! {
+                    () = self.inner.shutdown.cancelled() => break Err(Error::Shutdown),
+                    // The sender only vanishes when the coordinator is gone.
+                    answer = &mut answer => break answer.unwrap_or(Err(Error::Shutdown)),
+                    // The command's own hand-over, driven here while it lasts.
+                    () = async {
+                        if let Some(handover) = guard.handover.as_mut() {
+                            handover.await;
+                        }
+                    }, if guard.handover.is_some() => guard.handover = None,
+                }
             }
         }
         .instrument(span.clone())
@@ -334,11 +345,17 @@ struct CallGuard<'a> {
     inner: &'a Arc<Inner>,
     node: SocketAddr,
     id: CommandId,
+    /// The command's hand-over while the call drives it; given a task of its own if the call
+    /// ends (answered, or dropped) before it does.
+    handover: Option<shell::Handover>,
     done: bool,
 }
 
 impl Drop for CallGuard<'_> {
     fn drop(&mut self) {
+        if let Some(handover) = self.handover.take() {
+            self.inner.spawn_handover(handover);
+        }
         if !self.done {
             self.inner.cancel(self.node, self.id);
         }

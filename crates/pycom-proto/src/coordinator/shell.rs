@@ -3,7 +3,9 @@
 //! reads the clock or touches a socket.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -17,6 +19,11 @@ use super::table::NodeTable;
 use super::types::{Error, Event};
 use crate::message::{Identity, Message};
 use crate::transport::{self, ReceiveError, SendError};
+
+/// One request being handed to its node: connects, writes, waits for the node to close (a
+/// command), then tells the table how that went. Ends at shutdown (at its next poll, for one a
+/// caller drives).
+pub(super) type Handover = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
 /// What a waiting caller gets.
 pub(super) type Answer = Result<Reply, Error>;
@@ -35,6 +42,10 @@ pub(super) struct State {
     waiters: HashMap<CommandId, Waiter>,
     /// Why the latest command hand-over to a node failed (one is in transit per node at most).
     send_errors: HashMap<SocketAddr, SendError>,
+    /// The deadline the timer sleeps until (`None`: no deadline, or the timer not started).
+    /// A change moving the table's next deadline before it wakes the timer; one moving it
+    /// later does not (the timer wakes at the old one, finds nothing due and sleeps again).
+    armed: Option<std::time::Instant>,
 }
 
 pub(super) struct Inner {
@@ -42,7 +53,7 @@ pub(super) struct Inner {
     pub(super) identity: Identity,
     state: Mutex<State>,
     pub(super) events: broadcast::Sender<Event>,
-    /// Wakes the timer: the table's next deadline may have moved.
+    /// Wakes the timer: the table's next deadline moved before the one it sleeps until.
     wake: Notify,
     pub(super) shutdown: CancellationToken,
     pub(super) tasks: TaskTracker,
@@ -87,6 +98,7 @@ impl Inner {
                 table: NodeTable::new(table_config, identity.clone(), now()),
                 waiters: HashMap::new(),
                 send_errors: HashMap::new(),
+                armed: None,
             }),
             config,
             identity,
@@ -125,7 +137,7 @@ impl Inner {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+    fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
         // Through the handle: callable from a `Drop` outside the runtime's context too.
         self.runtime.spawn(self.tasks.track_future(task));
     }
@@ -135,16 +147,28 @@ impl Inner {
         self: &Arc<Self>,
         change: impl FnOnce(&mut State, std::time::Instant) -> T,
     ) -> T {
+        self.run_with(change, |request, message| {
+            self.spawn(self.handover(request, message));
+        })
+    }
+
+    /// [`Inner::run`], handing each request to `hand_over` instead of a task of its own.
+    fn run_with<T>(
+        self: &Arc<Self>,
+        change: impl FnOnce(&mut State, std::time::Instant) -> T,
+        mut hand_over: impl FnMut(RequestId, Message),
+    ) -> T {
         let mut sends = Vec::new();
         let mut publish = Vec::new();
         let mut answers = Vec::new();
-        let value = {
+        let (value, earlier) = {
             let mut state = self.lock();
             let value = change(&mut state, now());
             let State {
                 table,
                 waiters,
                 send_errors,
+                armed,
             } = &mut *state;
             while let Some(effect) = table.poll_effect() {
                 match effect {
@@ -160,15 +184,28 @@ impl Inner {
                     }
                 }
             }
-            value
+            let next = table.poll_timeout();
+            let earlier = match (next, *armed) {
+                (Some(next), Some(at)) => next < at,
+                (Some(_), None) => true,
+                (None, _) => false,
+            };
+            if earlier {
+                // Counted as armed from now on: one wake-up however many changes come before
+                // the timer reads the table again.
+                *armed = next;
+            }
+            (value, earlier)
         };
-        self.wake.notify_one();
+        if earlier {
+            self.wake.notify_one();
+        }
         for event in publish {
             // No receiver is not an error: nobody is listening right now.
             let _ = self.events.send(event);
         }
         for (request, message) in sends {
-            self.spawn_send(request, message);
+            hand_over(request, message);
         }
         for (reply, answer) in answers {
             // The caller may have gone: nothing to tell then.
@@ -192,17 +229,24 @@ impl Inner {
     }
 
     /// Queues a command and registers its caller; the answer comes on the returned receiver.
+    ///
+    /// The hand-over the command started at once (the node was idle), if any, is returned for
+    /// the caller to drive while it waits for the answer ([`Inner::spawn_handover`] what is left
+    /// of it when the caller stops): the round trip then runs in the caller's task, rather than
+    /// also waking a task of its own on another worker thread. Any other hand-over it started
+    /// gets its own task, as every hand-over the table asks for elsewhere does.
     pub(super) fn submit(
         self: &Arc<Self>,
         node: SocketAddr,
         command: String,
         expect: Expect,
         timeout: Duration,
-    ) -> (CommandId, oneshot::Receiver<Answer>) {
+    ) -> (CommandId, oneshot::Receiver<Answer>, Option<Handover>) {
         let deadline = transport::deadline_after(timeout).into_std();
         let (reply, answer) = oneshot::channel();
         let message = command;
-        let id = self.run(move |state, now| {
+        let mut started: Option<Handover> = None;
+        let change = move |state: &mut State, now| {
             let id = state.table.submit(node, message, expect, deadline, now);
             state.waiters.insert(
                 id,
@@ -213,8 +257,22 @@ impl Inner {
                 },
             );
             id
+        };
+        let id = self.run_with(change, |request, message| {
+            let handover = self.handover(request, message);
+            // A submit starts one request at most (one per node is in transit): should it ever
+            // start more, the others are not the caller's to wait on.
+            match started {
+                None => started = Some(handover),
+                Some(_) => self.spawn(handover),
+            }
         });
-        (id, answer)
+        (id, answer, started)
+    }
+
+    /// Carries on `handover` in a task of its own (its caller stopped driving it).
+    pub(super) fn spawn_handover(&self, handover: Handover) {
+        self.spawn(handover);
     }
 
     /// The caller of `command` stopped waiting.
@@ -226,13 +284,14 @@ impl Inner {
         });
     }
 
-    fn spawn_send(self: &Arc<Self>, request: RequestId, message: Message) {
+    /// Hands `message` to its node, then tells the table how that went.
+    fn handover(self: &Arc<Self>, request: RequestId, message: Message) -> Handover {
         let inner = Arc::clone(self);
         let node = request.node();
         // Commands wait until the node has read the request (closed the connection), so that
         // the next one cannot overtake it; heartbeats need not.
         let confirm = !request.is_heartbeat();
-        self.spawn(async move {
+        Box::pin(async move {
             let limits = inner.config.limits;
             let timeout = inner.config.send_timeout;
             let sent = tokio::select! {
@@ -253,7 +312,7 @@ impl Inner {
                 }
                 state.table.on_sent(request, delivery, now);
             });
-        });
+        })
     }
 
     fn on_received(self: &Arc<Self>, peer: SocketAddr, received: Result<Message, ReceiveError>) {
@@ -308,7 +367,11 @@ async fn timer(inner: Weak<Inner>, shutdown: CancellationToken) {
             let Some(strong) = inner.upgrade() else {
                 return;
             };
-            let next = strong.with_table(NodeTable::poll_timeout);
+            let next = {
+                let mut state = strong.lock();
+                state.armed = state.table.poll_timeout();
+                state.armed
+            };
             (next, Arc::clone(&strong))
         };
         let sleep = async {
