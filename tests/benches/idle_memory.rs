@@ -182,12 +182,13 @@ fn main() {
     rt.block_on(la4.shutdown());
 
     let coordinator = rt
-        .block_on(pycom_proto::Coordinator::start(
-            pycom_proto::CoordinatorConfig::new(
+        .block_on(
+            pycom_proto::Coordinator::builder(
                 "127.0.0.1:0".parse().expect("addr"),
                 pycom_proto::Identity::new("c0ffee00", "bench", "127.0.0.1", 0, "0.1.0", true),
-            ),
-        ))
+            )
+            .start(),
+        )
         .expect("coordinator");
     rows.push((
         "pycom_coordinator_listener",

@@ -669,7 +669,7 @@ fn comet(c: &mut Criterion) {
 }
 
 fn pycom(c: &mut Criterion) {
-    use pycom_proto::{Coordinator, CoordinatorConfig, Identity, Limits, Message, wire};
+    use pycom_proto::{Coordinator, Identity, Limits, Message, wire};
     /// CPU time every thread of this process has run so far (client, server and runtime
     /// alike, kernel time included), from Linux's per-thread scheduler statistics; `None`
     /// where there are none.
@@ -719,9 +719,11 @@ fn pycom(c: &mut Criterion) {
             .start()
             .await
             .expect("sim");
-        let mut config = CoordinatorConfig::new(loopback(), me.clone());
-        config.heartbeat_interval = Duration::from_secs(3600);
-        let coordinator = Coordinator::start(config).await.expect("coordinator");
+        let coordinator = Coordinator::builder(loopback(), me.clone())
+            .heartbeat_interval(Duration::from_secs(3600))
+            .start()
+            .await
+            .expect("coordinator");
         // A bare event listener: reads each connection to its end and counts it.
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<usize>();
         let bare_listener = Server::bind(ServerConfig::new(loopback()))
@@ -819,7 +821,7 @@ fn pycom(c: &mut Criterion) {
 /// by the coordinator (counted on its event stream) and by a bare listener that reads each
 /// connection to its end (counted on a channel).
 fn pycom_listener(c: &mut Criterion) {
-    use pycom_proto::{Coordinator, CoordinatorConfig, Event, Identity, Limits, Message, wire};
+    use pycom_proto::{Coordinator, Event, Identity, Limits, Message, wire};
     const EVENTS: usize = 32;
     /// CPU time every thread of this process has run so far (client, server and runtime
     /// alike, kernel time included), from Linux's per-thread scheduler statistics; `None`
@@ -868,9 +870,11 @@ fn pycom_listener(c: &mut Criterion) {
         wire::encode(&Message::output(node, "bench\n"), &Limits::default()).expect("encode"),
     );
     let (coordinator, bare, mut received) = rt.block_on(async {
-        let mut config = CoordinatorConfig::new(loopback(), me);
-        config.heartbeat_interval = Duration::from_secs(3600);
-        let coordinator = Coordinator::start(config).await.expect("coordinator");
+        let coordinator = Coordinator::builder(loopback(), me)
+            .heartbeat_interval(Duration::from_secs(3600))
+            .start()
+            .await
+            .expect("coordinator");
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<usize>();
         let bare = Server::bind(ServerConfig::new(loopback()))
             .await

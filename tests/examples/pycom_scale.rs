@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use pycom_proto::{Coordinator, CoordinatorConfig, Event, Identity};
+use pycom_proto::{Coordinator, Event, Identity};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
@@ -82,11 +82,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     eprintln!("{nodes} nodes up in {:.1?}", started.elapsed());
 
     let me = Identity::new("5ca1e000", "pycom scale", "127.0.0.1", 0, "0.1.0", true);
-    let mut config = CoordinatorConfig::new("127.0.0.1:0".parse()?, me);
-    config.command_timeout = Duration::from_secs(10);
-    // Room for every event of a few seconds, so that the watcher sees every NodeOffline.
-    config.event_capacity = 64 * 1024;
-    let coordinator = Coordinator::start(config).await?;
+    let coordinator = Coordinator::builder("127.0.0.1:0".parse()?, me)
+        .call_timeout(Duration::from_secs(10))
+        // Room for every event of a few seconds, so that the watcher sees every NodeOffline.
+        .event_capacity(64 * 1024)
+        .start()
+        .await?;
     let mut events = coordinator.events();
     let (cpu0, _) = (cpu_seconds(), memory_kib());
     for addr in &addrs {

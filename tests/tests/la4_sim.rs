@@ -9,7 +9,7 @@ use la4_sim::{
 };
 use labwire_tests::{TEST_DEADLINE, eventually};
 use pycom_proto::transport::{read_message, send_message};
-use pycom_proto::{Body, Coordinator, CoordinatorConfig, Event, Identity, Limits, Message};
+use pycom_proto::{Body, Coordinator, Event, Identity, Limits, Message};
 use tokio::io::AsyncReadExt;
 use tokio::sync::broadcast;
 
@@ -28,7 +28,8 @@ fn coordinator_identity(port: u16) -> Identity {
 
 /// A coordinator on a free loopback port.
 async fn coordinator() -> Coordinator {
-    Coordinator::start(CoordinatorConfig::new(loopback(), coordinator_identity(0)))
+    Coordinator::builder(loopback(), coordinator_identity(0))
+        .start()
         .await
         .unwrap()
 }

@@ -173,10 +173,10 @@ impl UnderTest for La4 {
             let node = self.sim.local_addr();
             match self
                 .coordinator
-                .send_command_timeout(node, "echo probe", timeout)
+                .call_with_timeout(node, "echo probe", timeout)
                 .await
             {
-                Ok(output) if output == "probe\n" => Outcome::Answered,
+                Ok(answer) if answer.output == "probe\n" => Outcome::Answered,
                 Ok(_) => Outcome::Failed,
                 Err(error) if error.is_timeout() => Outcome::TimedOut,
                 Err(_) => Outcome::Failed,
@@ -213,12 +213,10 @@ async fn all(time_scale: f64) -> Vec<Box<dyn UnderTest>> {
         .await
         .unwrap();
     let me = pycom_proto::Identity::new("c0ffee00", "tests", "127.0.0.1", 0, "0.1.0", true);
-    let coordinator = pycom_proto::Coordinator::start(pycom_proto::CoordinatorConfig::new(
-        "127.0.0.1:0".parse().unwrap(),
-        me,
-    ))
-    .await
-    .unwrap();
+    let coordinator = pycom_proto::Coordinator::builder("127.0.0.1:0".parse().unwrap(), me)
+        .start()
+        .await
+        .unwrap();
     vec![
         Box::new(Arkeo { sim: arkeo, client }),
         Box::new(Pekat { sim: pekat }),

@@ -8,7 +8,7 @@ use la4_sim::{
     BOARDIO_ERROR, BOARDIO_READY, Fault, Fleet, La4Fault, La4Sim, La4SimBuilder, SimState,
 };
 use labwire_tests::{TEST_DEADLINE, eventually};
-use pycom_proto::coordinator::Error;
+use pycom_proto::coordinator::{Command, Error};
 use pycom_proto::transport::send_message;
 use pycom_proto::{
     Coordinator, CoordinatorConfig, Event, Identity, Limits, Message, Row, Sequence, Slot, Verdict,
@@ -29,7 +29,7 @@ fn coordinator_config() -> CoordinatorConfig {
     );
     config.heartbeat_interval = Duration::from_millis(50);
     config.offline_after = Duration::from_secs(1);
-    config.command_timeout = Duration::from_secs(5);
+    config.call_timeout = Duration::from_secs(5);
     config
 }
 
@@ -424,17 +424,17 @@ async fn no_events_means_a_timeout_and_unreachable_nodes_fail_fast() {
     let node = sim.local_addr();
     sim.faults().set(Some(Fault::NoReply));
     let err = coordinator
-        .send_command_timeout(node, "echo lost", Duration::from_millis(200))
+        .call_with_timeout(node, "echo lost", Duration::from_millis(200))
         .await
         .unwrap_err();
     assert!(err.is_timeout(), "{err}");
-    assert!(matches!(err, Error::Timeout { .. }));
+    assert!(matches!(err, Error::Timeout(_)));
     sim.shutdown().await;
     let err = coordinator
         .send_command(node, "echo nobody")
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Send(_)), "{err}");
+    assert!(matches!(err, Error::Connect { .. }), "{err}");
     coordinator.shutdown().await;
 }
 
@@ -445,7 +445,7 @@ async fn a_late_output_is_not_taken_for_the_next_commands_answer() {
     // This command's events only.
     sim.faults().push(Fault::Delay(Duration::from_millis(400)));
     let err = coordinator
-        .send_command_timeout(node, "echo one", Duration::from_millis(100))
+        .call_with_timeout(node, "echo one", Duration::from_millis(100))
         .await
         .unwrap_err();
     assert!(err.is_timeout());
@@ -460,7 +460,7 @@ async fn garbage_events_are_rejected_and_the_command_times_out() {
     let (coordinator, sim, mut events) = start().await;
     sim.faults().set(Some(Fault::Garbage));
     let err = coordinator
-        .send_command_timeout(sim.local_addr(), "echo x", Duration::from_millis(300))
+        .call_with_timeout(sim.local_addr(), "echo x", Duration::from_millis(300))
         .await
         .unwrap_err();
     assert!(err.is_timeout());
@@ -608,8 +608,21 @@ async fn a_refused_sequence_reports_boardio_error() {
     let node = listener.serve(Refusing(pycom_proto::node::EventSender::new(me)));
     let coordinator = Coordinator::start(coordinator_config()).await.unwrap();
     let sequence = Sequence::new([Row::ModelLight { power: 1 }]).unwrap();
-    let report = coordinator
+    let err = coordinator
         .run_sequence_confirmed(addr, &sequence, Slot::Normal)
+        .await
+        .unwrap_err();
+    let refused = err.device_error().expect("the node's refusal");
+    assert_eq!(refused.message, "BOARDIO_ERROR: firmware says no");
+    assert_eq!(refused.node, addr);
+    assert!(!err.is_connection_fatal() && !err.is_timeout());
+    // The raw path gives the verdict as it came.
+    let report = coordinator
+        .call_response(
+            addr,
+            Command::sequence(&sequence, Slot::Normal),
+            TEST_DEADLINE,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -668,7 +681,7 @@ async fn a_single_heartbeat_makes_the_coordinator_known_to_the_node() {
     sim.shutdown().await;
     assert!(matches!(
         coordinator.heartbeat(node).await,
-        Err(Error::Send(_))
+        Err(Error::Connect { .. })
     ));
     coordinator.shutdown().await;
 }
@@ -679,10 +692,10 @@ async fn a_dropped_output_costs_one_command_and_the_next_ten_get_their_own() {
     let node = sim.local_addr();
     sim.faults().push(Fault::Device(La4Fault::DropOutput));
     let err = coordinator
-        .send_command_timeout(node, "echo lost", Duration::from_millis(300))
+        .call_with_timeout(node, "echo lost", Duration::from_millis(300))
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Timeout { .. }), "{err}");
+    assert!(matches!(err, Error::Timeout(_)), "{err}");
     for i in 0..10 {
         assert_eq!(
             run(&coordinator, node, format!("echo n{i}")).await,
@@ -736,15 +749,13 @@ async fn a_ready_for_loading_never_hides_an_error_for_running() {
     ))));
     let sequence = Sequence::new([Row::ModelLight { power: 60 }]).unwrap();
     for _ in 0..3 {
-        let report = coordinator
+        let err = coordinator
             .run_sequence_confirmed(node, &sequence, Slot::Normal)
             .await
-            .unwrap();
+            .unwrap_err();
         assert_eq!(
-            report.verdict,
-            Some(Verdict::Error(format!(
-                "{BOARDIO_ERROR}: LED driver overheated"
-            )))
+            err.device_error().map(|refused| refused.message.as_str()),
+            Some(format!("{BOARDIO_ERROR}: LED driver overheated").as_str())
         );
     }
     // Two READYs for two boardio commands: READY, at once.

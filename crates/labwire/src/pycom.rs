@@ -7,8 +7,9 @@ use anyhow::{Context as _, bail, ensure};
 use clap::{Args, Subcommand};
 use la4_sim::La4Sim;
 use pycom_proto::coordinator::DEFAULT_HEARTBEAT_INTERVAL;
+use pycom_proto::coordinator::Error as CoordinatorError;
 use pycom_proto::sequence::{BOARDIO_ERROR, BOARDIO_READY, SEQUENCE_FILE};
-use pycom_proto::{Coordinator, CoordinatorConfig, Event, Identity, Row, Sequence, Slot, Verdict};
+use pycom_proto::{Coordinator, Event, Identity, Row, Sequence, Slot, Verdict};
 use tokio::sync::broadcast;
 
 /// `labwire pycom`: act as a coordinator towards one LA4 node (or `la4-sim`).
@@ -79,9 +80,9 @@ pub(crate) async fn run(args: PycomArgs) -> anyhow::Result<()> {
         env!("CARGO_PKG_VERSION"),
         true,
     );
-    let mut config = CoordinatorConfig::new(args.listen, identity);
-    config.command_timeout = timeout;
-    let coordinator = Coordinator::start(config)
+    let coordinator = Coordinator::builder(args.listen, identity)
+        .call_timeout(timeout)
+        .start()
         .await
         .with_context(|| format!("cannot listen for events on {}", args.listen))?;
     let mut events = coordinator.events();
@@ -115,9 +116,16 @@ pub(crate) async fn run(args: PycomArgs) -> anyhow::Result<()> {
                 } else {
                     Slot::Normal
                 };
-                let report = coordinator
+                let report = match coordinator
                     .run_sequence_confirmed(node, &sequence, slot)
-                    .await?;
+                    .await
+                {
+                    Err(CoordinatorError::Device(refused)) => {
+                        print!("{}", refused.output);
+                        bail!("the node refused the sequence: {}", refused.message);
+                    }
+                    answered => answered?,
+                };
                 print!("{}", report.output);
                 match report.verdict {
                     Some(Verdict::Ready) => println!("{BOARDIO_READY}"),
@@ -242,21 +250,21 @@ fn describe(event: &Event) -> String {
 /// Starts an LA4 simulator and a coordinator on loopback, and walks through discovery,
 /// `unit_info`, a sequence, a refused row, a command the node does not have, and going offline.
 pub(crate) async fn demo() -> anyhow::Result<()> {
-    let mut config = CoordinatorConfig::new(
-        "127.0.0.1:0".parse()?,
-        Identity::new(
-            "7756f193",
-            "labwire demo",
-            "127.0.0.1",
-            0,
-            env!("CARGO_PKG_VERSION"),
-            true,
-        ),
+    let identity = Identity::new(
+        "7756f193",
+        "labwire demo",
+        "127.0.0.1",
+        0,
+        env!("CARGO_PKG_VERSION"),
+        true,
     );
     // Scaled down from 5 s / 15 s so the demo takes a moment, not a minute.
-    config.heartbeat_interval = DEFAULT_HEARTBEAT_INTERVAL / 25;
-    config.offline_after = config.heartbeat_interval * 3;
-    let coordinator = Coordinator::start(config).await?;
+    let heartbeat_interval = DEFAULT_HEARTBEAT_INTERVAL / 25;
+    let coordinator = Coordinator::builder("127.0.0.1:0".parse()?, identity)
+        .heartbeat_interval(heartbeat_interval)
+        .offline_after(heartbeat_interval * 3)
+        .start()
+        .await?;
     let mut events = coordinator.events();
     println!(
         "coordinator listening for events on {}",

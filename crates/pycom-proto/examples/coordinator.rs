@@ -11,7 +11,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use pycom_proto::{Coordinator, CoordinatorConfig, Event, Identity, Row, Sequence, Slot};
+use pycom_proto::coordinator::Error;
+use pycom_proto::{Coordinator, Event, Identity, Row, Sequence, Slot};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -27,7 +28,7 @@ async fn main() -> anyhow::Result<()> {
         "0.1.0",
         true,
     );
-    let coordinator = Coordinator::start(CoordinatorConfig::new(listen, identity)).await?;
+    let coordinator = Coordinator::builder(listen, identity).start().await?;
     let mut events = coordinator.events();
     println!("listening for events on {}", coordinator.local_addr());
 
@@ -52,12 +53,19 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let sequence = Sequence::new([Row::ModelLight { power: 100 }, Row::LedFan { on: true }])?;
-    // Waits for the output and boardio's verdict, in whatever order the node sends them.
-    let report = coordinator
+    // Waits for the output and boardio's verdict, in whatever order the node sends them; a
+    // BOARDIO_ERROR is the node's refusal, Error::Device.
+    match coordinator
         .run_sequence_confirmed(node, &sequence, Slot::Normal)
-        .await?;
-    print!("output:\n{}", report.output);
-    println!("boardio: {:?}", report.verdict);
+        .await
+    {
+        Ok(report) => {
+            print!("output:\n{}", report.output);
+            println!("boardio: {:?}", report.verdict);
+        }
+        Err(Error::Device(refused)) => println!("refused: {}", refused.message),
+        Err(e) => return Err(e.into()),
+    }
 
     coordinator.shutdown().await;
     Ok(())

@@ -11,7 +11,7 @@
         "[`coordinator::Error`]: https://docs.rs/pycom-proto/", env!("CARGO_PKG_VERSION"), "/pycom_proto/coordinator/enum.Error.html\n",
         "[`coordinator::NodeTable`]: https://docs.rs/pycom-proto/", env!("CARGO_PKG_VERSION"), "/pycom_proto/coordinator/struct.NodeTable.html\n",
         "[`coordinator::Effect`]: https://docs.rs/pycom-proto/", env!("CARGO_PKG_VERSION"), "/pycom_proto/coordinator/enum.Effect.html\n",
-        "[`CoordinatorConfig::command_timeout`]: https://docs.rs/pycom-proto/", env!("CARGO_PKG_VERSION"), "/pycom_proto/coordinator/struct.CoordinatorConfig.html#structfield.command_timeout\n",
+        "[`CoordinatorConfig::call_timeout`]: https://docs.rs/pycom-proto/", env!("CARGO_PKG_VERSION"), "/pycom_proto/coordinator/struct.CoordinatorConfig.html#structfield.call_timeout\n",
         "[`Event`]: https://docs.rs/pycom-proto/", env!("CARGO_PKG_VERSION"), "/pycom_proto/coordinator/enum.Event.html\n",
         "[`Event::Resync`]: https://docs.rs/pycom-proto/", env!("CARGO_PKG_VERSION"), "/pycom_proto/coordinator/enum.Event.html#variant.Resync\n",
     )
@@ -57,4 +57,7 @@ pub use sequence::{Drive, Row, RowError, Sequence, SequenceError, Slot, Verdict}
 pub use wire::{DecodeError, EncodeError, Limits};
 
 #[cfg(feature = "client")]
-pub use coordinator::{Coordinator, CoordinatorConfig, Event, NodeTable, SequenceReport};
+#[allow(deprecated)]
+pub use coordinator::SequenceReport;
+#[cfg(feature = "client")]
+pub use coordinator::{Coordinator, CoordinatorBuilder, CoordinatorConfig, Event, NodeTable};

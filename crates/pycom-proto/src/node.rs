@@ -51,8 +51,9 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 pub use labwire_net::Service;
-use labwire_net::service::Exchange;
+use labwire_net::service::{ConnectionEnd, Exchange};
 use labwire_net::{CancellationToken, Server, ServerConfig, ServerHandle};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::{Decoder, Encoder};
 
 use crate::codec::PycomCodec;
@@ -179,23 +180,92 @@ impl NodeListener {
     where
         S: Service<Request = Request, Response = ()>,
     {
-        let exchange = Exchange {
-            once: true,
-            read_timeout: self.read_timeout,
-            // A connection that sends nothing is a probe or a stalled peer: it gets the same
-            // deadline as one that sends slowly.
-            idle_timeout: Some(self.read_timeout),
-            ..Exchange::new()
-        };
         let limits = self.limits;
         labwire_net::service::serve(
             self.server,
             shutdown,
             WithPeer(service),
             move || NodeCodec(PycomCodec::with_limits(limits)),
-            exchange,
+            exchange(self.read_timeout),
         )
     }
+}
+
+/// One request per connection, read within `read_timeout`.
+fn exchange(read_timeout: Duration) -> Exchange {
+    Exchange {
+        once: true,
+        read_timeout,
+        // A connection that sends nothing is a probe or a stalled peer: it gets the same
+        // deadline as one that sends slowly.
+        idle_timeout: Some(read_timeout),
+        ..Exchange::new()
+    }
+}
+
+/// Serves the one request of a connection opened elsewhere, over any transport (a TLS stream,
+/// an SSH channel, the far end of a [`tokio::io::duplex`] whose near end a coordinator
+/// writes to, see [`CoordinatorBuilder::connector`](crate::CoordinatorBuilder::connector)),
+/// with `config`'s limits and read deadline; `peer` stands for the sender (events go to its IP
+/// and the advertised port, [`Request::reply_addr`]). Returns once the request is handled
+/// (then drop or shut down the stream: the sender waits for the close).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use std::net::SocketAddr;
+/// use pycom_proto::node::{self, NodeConfig, Request, Service};
+/// use pycom_proto::{Identity, Limits, Message, transport};
+/// use tokio::sync::mpsc;
+///
+/// struct Forward(mpsc::UnboundedSender<Request>);
+///
+/// impl Service for Forward {
+///     type Request = Request;
+///     type Response = ();
+///
+///     async fn call(&self, _peer: SocketAddr, request: Request) {
+///         let _ = self.0.send(request);
+///     }
+/// }
+///
+/// let (tx, mut rx) = mpsc::unbounded_channel();
+/// let (mut near, mut far) = tokio::io::duplex(4096);
+/// let peer: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+/// let config = NodeConfig::new("127.0.0.1:0".parse().unwrap());
+/// let node = tokio::spawn(async move {
+///     node::serve_stream(&mut far, peer, Forward(tx), &config).await;
+/// });
+/// let me = Identity::new("c0ffee00", "me", "127.0.0.1", 5001, "0.1.0", true);
+/// let bytes = pycom_proto::wire::encode(&Message::cmd(me, "ls"), &Limits::default()).unwrap();
+/// tokio::io::AsyncWriteExt::write_all(&mut near, &bytes).await.unwrap();
+/// tokio::io::AsyncWriteExt::shutdown(&mut near).await.unwrap();
+/// let request = rx.recv().await.unwrap();
+/// assert_eq!(request.reply_addr(), "127.0.0.1:5001".parse().unwrap());
+/// node.await.unwrap();
+/// # }
+/// ```
+///
+/// # Cancel safety
+/// Not cancel safe: a request read part-way is lost with the future (drop the stream then).
+pub async fn serve_stream<T, S>(
+    stream: &mut T,
+    peer: SocketAddr,
+    service: S,
+    config: &NodeConfig,
+) -> ConnectionEnd
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+    S: Service<Request = Request, Response = ()>,
+{
+    labwire_net::service::serve_connection(
+        stream,
+        peer,
+        &WithPeer(service),
+        NodeCodec(PycomCodec::with_limits(config.limits)),
+        &exchange(config.read_timeout),
+    )
+    .await
 }
 
 /// The node's service as the serve loop calls it: with the message alone.

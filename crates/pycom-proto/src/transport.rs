@@ -7,7 +7,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
 use bytes::BytesMut;
@@ -49,7 +49,7 @@ pub enum SendError {
     #[error(transparent)]
     Encode(#[from] EncodeError),
     /// Connecting to the receiver failed (refused, unreachable, ...).
-    #[error("cannot connect to {addr}: {source}")]
+    #[error("cannot connect to {addr}")]
     Connect {
         /// The receiver.
         addr: SocketAddr,
@@ -58,7 +58,7 @@ pub enum SendError {
         source: io::Error,
     },
     /// Writing the message failed.
-    #[error("cannot write to {addr}: {source}")]
+    #[error("cannot write to {addr}")]
     Write {
         /// The receiver.
         addr: SocketAddr,
@@ -184,10 +184,26 @@ pub async fn send_bytes(
     await_close: bool,
 ) -> Result<(), SendError> {
     let deadline = deadline_after(timeout);
-    tracing::trace!(%addr, len = bytes.len(), bytes = %hex(bytes), "sending");
     let mut stream = labwire_net::connect(addr, timeout)
         .await
         .map_err(|source| SendError::Connect { addr, source })?;
+    send_on(&mut stream, addr, bytes, (deadline, timeout), await_close).await
+}
+
+/// Writes `bytes` on `stream` (already connected to `addr`, any transport) in one write,
+/// shuts the sending side down and, when `await_close` is set, waits for the receiver to close,
+/// all by `deadline` (`timeout` after the hand-over began); as [`send_bytes`] after its connect.
+pub(crate) async fn send_on<S>(
+    stream: &mut S,
+    addr: SocketAddr,
+    bytes: &[u8],
+    (deadline, timeout): (Instant, Duration),
+    await_close: bool,
+) -> Result<(), SendError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    tracing::trace!(%addr, len = bytes.len(), bytes = %hex(bytes), "sending");
     let write = async {
         // One write per message: the whole object in a single segment where the OS allows it.
         stream.write_all(bytes).await?;

@@ -13,8 +13,14 @@ use crate::wire::Limits;
 pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
 /// Silence after which a node counts as offline, as the node itself does for coordinators.
 pub const DEFAULT_OFFLINE_AFTER: Duration = Duration::from_secs(15);
-/// How long a command waits for its output when no timeout is given.
-pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a call may take when no timeout is given: 10 s, waiting for its turn, the
+/// hand-over and the answer (the output, and boardio's verdict for a sequence) included.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// The former name of [`DEFAULT_CALL_TIMEOUT`] (which was 30 s).
+#[deprecated(since = "0.2.0", note = "use DEFAULT_CALL_TIMEOUT")]
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = DEFAULT_CALL_TIMEOUT;
+/// How long connecting to a node may take: 5 s.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Nodes tracked on the listener's initiative when no limit is configured.
 pub const DEFAULT_MAX_NODES: usize = 4096;
 /// Events kept for slow [`Coordinator::events`](super::Coordinator::events) receivers.
@@ -45,9 +51,12 @@ pub struct CoordinatorConfig {
     /// A node not heard from (no event, no delivered request) for this long is offline; 15 s by
     /// default. Checked at every heartbeat round.
     pub offline_after: Duration,
-    /// Default deadline for a command's output (and its verdict, for a confirmed sequence),
-    /// counted from the call: waiting for its turn, handing it over, the output.
-    pub command_timeout: Duration,
+    /// Default deadline of a call: its output (and its verdict, for a sequence), counted from
+    /// the call: waiting for its turn, handing it over, the output. [`DEFAULT_CALL_TIMEOUT`]
+    /// (was `command_timeout`, 30 s).
+    pub call_timeout: Duration,
+    /// Deadline for connecting to a node ([`DEFAULT_CONNECT_TIMEOUT`]).
+    pub connect_timeout: Duration,
     /// After a command ended without its output, the node is re-synchronised with a marker
     /// command (`echo labwire-sync-…`) before the next command goes; this is how long the
     /// marker's output is awaited before another marker is tried (see the
@@ -61,7 +70,8 @@ pub struct CoordinatorConfig {
     /// awaited (so that they are not taken for the next sequence's) before the next command to
     /// the same node goes anyway.
     pub verdict_wait: Duration,
-    /// Deadline for connecting to a node and handing it one request.
+    /// Deadline for handing a node one request once connected: writing it and, for a command,
+    /// the node closing the connection (it has read the request).
     pub send_timeout: Duration,
     /// Deadline for a peer to deliver one event.
     pub read_timeout: Duration,
@@ -90,7 +100,8 @@ impl CoordinatorConfig {
             advertise_port: None,
             heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
             offline_after: DEFAULT_OFFLINE_AFTER,
-            command_timeout: DEFAULT_COMMAND_TIMEOUT,
+            call_timeout: DEFAULT_CALL_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             resync_timeout: DEFAULT_RESYNC_TIMEOUT,
             verdict_settle: DEFAULT_VERDICT_SETTLE,
             verdict_wait: DEFAULT_VERDICT_WAIT,
@@ -142,6 +153,8 @@ mod tests {
         let config = CoordinatorConfig::new("127.0.0.1:0".parse().unwrap(), me);
         assert_eq!(config.heartbeat_interval, Duration::from_secs(5));
         assert_eq!(config.offline_after, Duration::from_secs(15));
+        assert_eq!(config.call_timeout, Duration::from_secs(10));
+        assert_eq!(config.connect_timeout, Duration::from_secs(5));
         // Well above tokio's 128, which collapses under bursts of short-lived connections.
         assert!(config.server.backlog >= 1024, "{}", config.server.backlog);
         assert!(config.server.nodelay);

@@ -29,6 +29,16 @@ pub(super) fn boardio_commands(output: &str) -> usize {
     output.lines().filter(|line| line.contains("Sent:")).count()
 }
 
+/// The boardio commands an output shows were sent: `X` of each `BOARDIO_CLI: Sent: "X" to FIFO
+/// file` line.
+pub(super) fn boardio_sent(output: &str) -> impl Iterator<Item = &str> {
+    output.lines().filter_map(|line| {
+        let (_, rest) = line.split_once("Sent:")?;
+        let rest = rest.trim_start().strip_prefix('"')?;
+        rest.split_once('"').map(|(command, _)| command)
+    })
+}
+
 /// A sequence's verdict from what came: the first `ERROR` if any (a `READY` for loading never
 /// hides an `ERROR` for running), else `READY` if any; `None` when boardio was not reached or
 /// nothing came.
@@ -41,4 +51,17 @@ pub(super) fn verdict_of(output: &str, verdicts: &[Verdict]) -> Option<Verdict> 
         .find(|v| matches!(v, Verdict::Error(_)))
         .or_else(|| verdicts.first())
         .cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_boardio_commands_sent_are_read_from_the_vendors_output() {
+        let output = "BOARDIO_CLI: Sent: \"uSeq\" to FIFO file\nBOARDIO_CLI: Sent: \"runSeq\" to FIFO file\n";
+        assert_eq!(boardio_sent(output).collect::<Vec<_>>(), ["uSeq", "runSeq"]);
+        assert_eq!(boardio_commands(output), 2);
+        assert_eq!(boardio_sent("sh: 1: boardiocli: not found\n").count(), 0);
+    }
 }

@@ -50,6 +50,7 @@
 //! `RecvError::Lagged(n)` and misses the `n` oldest events; nobody else is slowed down, and
 //! command results are not affected (they do not travel through the stream).
 
+mod builder;
 mod config;
 mod effects;
 mod listener;
@@ -68,18 +69,23 @@ use labwire_net::Server;
 use tokio::sync::broadcast;
 use tracing::Instrument as _;
 
+pub use builder::CoordinatorBuilder;
+#[allow(deprecated)]
+pub use config::DEFAULT_COMMAND_TIMEOUT;
 pub use config::{
-    CoordinatorConfig, DEFAULT_COMMAND_TIMEOUT, DEFAULT_EVENT_CAPACITY, DEFAULT_HEARTBEAT_INTERVAL,
-    DEFAULT_MAX_NODES, DEFAULT_OFFLINE_AFTER, DEFAULT_RESYNC_TIMEOUT, DEFAULT_VERDICT_SETTLE,
-    DEFAULT_VERDICT_WAIT, PipelineTimings, TableConfig,
+    CoordinatorConfig, DEFAULT_CALL_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_EVENT_CAPACITY,
+    DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_MAX_NODES, DEFAULT_OFFLINE_AFTER, DEFAULT_RESYNC_TIMEOUT,
+    DEFAULT_VERDICT_SETTLE, DEFAULT_VERDICT_WAIT, PipelineTimings, TableConfig,
 };
 pub use effects::{CommandId, Delivery, Effect, Expect, Failure, Reply, RequestId};
 pub use matching::{MARKER_PREFIX, marker_token};
 pub use table::NodeTable;
-pub use types::{Error, Event, NodeStatus, SequenceReport};
+#[allow(deprecated)]
+pub use types::SequenceReport;
+pub use types::{Command, DeviceError, Error, Event, NodeStatus, Response};
 
 use crate::message::Identity;
-use crate::sequence::{Sequence, Slot};
+use crate::sequence::{Sequence, Slot, Verdict};
 use shell::Inner;
 
 /// A running coordinator. Cheap to clone; every clone drives the same listener and nodes.
@@ -103,17 +109,35 @@ impl Drop for Owner {
 }
 
 impl Coordinator {
-    /// Binds the event listener and starts the heartbeats.
+    /// A builder for a coordinator listening for events on `listen` (port 0 picks one) as
+    /// `identity`: the same `connect_timeout`, `call_timeout` and `limits` as every labwire
+    /// client, the coordinator's own settings, and [`CoordinatorBuilder::start`].
+    pub fn builder(listen: SocketAddr, identity: Identity) -> CoordinatorBuilder {
+        CoordinatorBuilder::new(listen, identity)
+    }
+
+    /// Binds the event listener and starts the heartbeats, configured by `config` (the same as
+    /// `CoordinatorBuilder::from(config).start()`).
     ///
     /// # Errors
     /// When the listen address cannot be bound.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: nothing is left running.
     pub async fn start(config: CoordinatorConfig) -> io::Result<Self> {
+        Self::start_with(config, None).await
+    }
+
+    async fn start_with(
+        config: CoordinatorConfig,
+        connector: Option<shell::NodeConnector>,
+    ) -> io::Result<Self> {
         let server = Server::bind(config.server.clone()).await?;
         let bound = server.local_addr()?;
         let mut identity = config.identity.clone();
         identity.coordinator = true;
         identity.port = config.advertise_port.unwrap_or(bound.port());
-        let inner = Inner::start(config, identity, server);
+        let inner = Inner::start(config, identity, server, connector);
         tracing::debug!(listen = %bound, port = inner.identity.port, "coordinator started");
         Ok(Self {
             _owner: Arc::new(Owner {
@@ -182,54 +206,123 @@ impl Coordinator {
         self.inner.heartbeat(table::canonical(node)).await
     }
 
-    /// Sends `command` to `node` and resolves with the node's `output` event, within the
-    /// configured command timeout (see [`Coordinator::send_command_timeout`]).
+    /// Sends `request` to `node` and resolves with the node's answer: its `output` event, and
+    /// boardio's verdict for a [`Command::sequence`] (see the [module docs](self#correlation)
+    /// for how they are matched), within the call timeout
+    /// ([`CoordinatorBuilder::call_timeout`]). The deadline covers the whole call: waiting
+    /// for earlier commands to the same node, handing this one over, and its answer.
     ///
     /// # Errors
-    /// [`Error::Send`] when the node cannot be reached, [`Error::Timeout`] when no output comes.
+    /// [`Error::Device`] when boardio refused the sequence (`BOARDIO_ERROR…`);
+    /// [`Error::Connect`] when the node cannot be reached, [`Error::Timeout`] when no answer
+    /// comes in time, [`Error::Shutdown`]; see [`Error`].
     ///
     /// # Cancel safety
     /// Cancel safe: a dropped call is treated like a timed-out one (its output, if it comes,
     /// is given to no command; the node is re-synchronised first).
+    pub async fn call(
+        &self,
+        node: SocketAddr,
+        request: impl Into<Command>,
+    ) -> Result<Response, Error> {
+        self.call_with_timeout(node, request, self.inner.config.call_timeout)
+            .await
+    }
+
+    /// [`Coordinator::call`] with its own deadline (the whole call, as there).
+    ///
+    /// # Errors
+    /// As [`Coordinator::call`].
+    ///
+    /// # Cancel safety
+    /// As [`Coordinator::call`].
+    pub async fn call_with_timeout(
+        &self,
+        node: SocketAddr,
+        request: impl Into<Command>,
+        timeout: Duration,
+    ) -> Result<Response, Error> {
+        let response = self.call_response(node, request, timeout).await?;
+        match response.verdict {
+            Some(Verdict::Error(message)) => Err(Error::Device(DeviceError {
+                node,
+                message,
+                output: response.output,
+            })),
+            _ => Ok(response),
+        }
+    }
+
+    /// The raw path: like [`Coordinator::call_with_timeout`], but the answer comes back as it
+    /// came, a `BOARDIO_ERROR` verdict included, never as [`Error::Device`].
+    ///
+    /// # Errors
+    /// Transport failures, see [`Error`]; never [`Error::Device`].
+    ///
+    /// # Cancel safety
+    /// As [`Coordinator::call`].
+    pub async fn call_response(
+        &self,
+        node: SocketAddr,
+        request: impl Into<Command>,
+        timeout: Duration,
+    ) -> Result<Response, Error> {
+        let (line, expect) = request.into().into_parts();
+        let reply = self.submit(node, line, expect, timeout).await?;
+        Ok(Response {
+            output: reply.output,
+            verdict: reply.verdict,
+        })
+    }
+
+    /// Runs `command` in the node's shell and resolves with its output
+    /// ([`Coordinator::call`] with a [`Command::new`]).
+    ///
+    /// # Errors
+    /// As [`Coordinator::call`].
+    ///
+    /// # Cancel safety
+    /// As [`Coordinator::call`].
     pub async fn send_command(
         &self,
         node: SocketAddr,
         command: impl Into<String>,
     ) -> Result<String, Error> {
-        self.send_command_timeout(node, command, self.inner.config.command_timeout)
-            .await
+        let command = Command::new(command);
+        Ok(self.call(node, command).await?.output)
     }
 
-    /// [`Coordinator::send_command`] with its own deadline. The deadline covers the whole call:
-    /// waiting for earlier commands to the same node, handing this one over, and its output.
+    /// [`Coordinator::send_command`] with its own deadline.
     ///
     /// # Errors
-    /// As [`Coordinator::send_command`].
+    /// As [`Coordinator::call`].
     ///
     /// # Cancel safety
-    /// As [`Coordinator::send_command`].
+    /// As [`Coordinator::call`].
+    #[deprecated(
+        since = "0.2.0",
+        note = "use call_with_timeout(node, command, timeout), whose Response has the output"
+    )]
     pub async fn send_command_timeout(
         &self,
         node: SocketAddr,
         command: impl Into<String>,
         timeout: Duration,
     ) -> Result<String, Error> {
-        let reply = self
-            .call(node, command.into(), Expect::Output, timeout)
-            .await?;
-        Ok(reply.output)
+        let command = Command::new(command);
+        Ok(self.call_with_timeout(node, command, timeout).await?.output)
     }
 
     /// Writes `sequence` to the node's normal sequence file, loads and runs it; resolves with
-    /// the command's output. The node reports the result as a message event (`BOARDIO_READY` or
-    /// `BOARDIO_ERROR`) on [`Coordinator::events`]; [`Coordinator::run_sequence_confirmed`]
-    /// waits for it.
+    /// the command's output, without waiting for boardio's verdict (it comes as a message
+    /// event, `BOARDIO_READY` or `BOARDIO_ERROR`, on [`Coordinator::events`]);
+    /// [`Coordinator::run_sequence_confirmed`] waits for it.
     ///
     /// # Errors
-    /// As [`Coordinator::send_command`].
+    /// As [`Coordinator::call`].
     ///
     /// # Cancel safety
-    /// As [`Coordinator::send_command`].
+    /// As [`Coordinator::call`].
     pub async fn run_sequence(
         &self,
         node: SocketAddr,
@@ -241,13 +334,13 @@ impl Coordinator {
 
     /// Writes `sequence` to the node's boot-time (standalone) sequence file, loads it and runs
     /// it at once, with the vendor's idiom (see [`Slot::Standalone`]); the node also runs it at
-    /// every boot.
+    /// every boot. Resolves with the output, without waiting for the verdict.
     ///
     /// # Errors
-    /// As [`Coordinator::send_command`].
+    /// As [`Coordinator::call`].
     ///
     /// # Cancel safety
-    /// As [`Coordinator::send_command`].
+    /// As [`Coordinator::call`].
     pub async fn store_standalone_sequence(
         &self,
         node: SocketAddr,
@@ -258,35 +351,29 @@ impl Coordinator {
     }
 
     /// Writes, loads and runs `sequence` from `slot`, then also waits for boardio's verdict
-    /// (see the module docs: whatever order the output and the verdicts come in, an `ERROR`
-    /// wins). The configured command timeout covers both.
+    /// ([`Coordinator::call`] with a [`Command::sequence`]; see the module docs: whatever
+    /// order the output and the verdicts come in, an `ERROR` wins). The call timeout covers
+    /// both.
     ///
     /// When the output does not show boardiocli sending anything (`Sent:`), boardio was not
-    /// reached (not booted, say) and no verdict is awaited: [`SequenceReport::verdict`] is
-    /// `None`.
+    /// reached (not booted, say) and no verdict is awaited: [`Response::verdict`] is `None`.
     ///
     /// # Errors
-    /// As [`Coordinator::send_command`]; [`Error::Timeout`] also when the verdict does not come.
+    /// As [`Coordinator::call`]: [`Error::Device`] when boardio refused the sequence,
+    /// [`Error::Timeout`] also when the verdict does not come.
     ///
     /// # Cancel safety
-    /// As [`Coordinator::send_command`].
+    /// As [`Coordinator::call`].
     pub async fn run_sequence_confirmed(
         &self,
         node: SocketAddr,
         sequence: &Sequence,
         slot: Slot,
-    ) -> Result<SequenceReport, Error> {
-        let timeout = self.inner.config.command_timeout;
-        let reply = self
-            .call(node, sequence.command(slot), Expect::Verdict, timeout)
-            .await?;
-        Ok(SequenceReport {
-            output: reply.output,
-            verdict: reply.verdict,
-        })
+    ) -> Result<Response, Error> {
+        self.call(node, Command::sequence(sequence, slot)).await
     }
 
-    async fn call(
+    async fn submit(
         &self,
         node: SocketAddr,
         command: String,
@@ -296,7 +383,9 @@ impl Coordinator {
         if self.inner.shutdown.is_cancelled() {
             return Err(Error::Shutdown);
         }
-        let span = tracing::debug_span!("pycom_command", %node, command = tracing::field::Empty);
+        // Fields are evaluated only when the span is enabled; a disabled span costs its level
+        // check. `command` is the number the table gives the command.
+        let span = tracing::debug_span!("pycom.call", %node, command = tracing::field::Empty);
         let (id, answer, handover) =
             span.in_scope(|| self.inner.submit(node, command, expect, timeout));
         span.record("command", id.0);
@@ -377,7 +466,8 @@ mod tests {
         let mut config = CoordinatorConfig::new("127.0.0.1:0".parse().unwrap(), me);
         // `Duration::MAX` for "no limit", everywhere.
         config.send_timeout = Duration::MAX;
-        config.command_timeout = Duration::MAX;
+        config.call_timeout = Duration::MAX;
+        config.connect_timeout = Duration::MAX;
         config.heartbeat_interval = Duration::MAX;
         config.offline_after = Duration::MAX;
         config.resync_timeout = Duration::MAX;
@@ -387,11 +477,11 @@ mod tests {
         let limit = Duration::from_secs(10);
         let sent = tokio::time::timeout(
             limit,
-            coordinator.send_command_timeout(closed, "true", Duration::MAX),
+            coordinator.call_with_timeout(closed, "true", Duration::MAX),
         )
         .await
         .unwrap();
-        assert!(matches!(sent, Err(Error::Send(_))), "{sent:?}");
+        assert!(matches!(sent, Err(Error::Connect { .. })), "{sent:?}");
         let sequence = Sequence::new([Row::LedFan { on: true }]).unwrap();
         let confirmed = tokio::time::timeout(
             limit,
@@ -399,10 +489,13 @@ mod tests {
         )
         .await
         .unwrap();
-        assert!(matches!(confirmed, Err(Error::Send(_))), "{confirmed:?}");
+        assert!(
+            matches!(confirmed, Err(Error::Connect { .. })),
+            "{confirmed:?}"
+        );
         assert!(matches!(
             coordinator.heartbeat(closed).await,
-            Err(Error::Send(_))
+            Err(Error::Connect { .. })
         ));
         coordinator.add_node(closed);
         coordinator.shutdown().await;

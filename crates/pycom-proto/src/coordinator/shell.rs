@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use labwire_net::{CancellationToken, Server, ServerHandle};
+use labwire_net::{CancellationToken, Connector, Server, ServerHandle, Stream};
 use tokio::sync::{Notify, broadcast, oneshot};
 use tokio_util::task::TaskTracker;
 
@@ -18,7 +18,12 @@ use super::effects::{CommandId, Delivery, Effect, Expect, Failure, Reply, Reques
 use super::table::NodeTable;
 use super::types::{Error, Event};
 use crate::message::{Identity, Message};
-use crate::transport::{self, ReceiveError, SendError};
+use crate::transport::{self, ReceiveError};
+use crate::wire;
+
+/// Makes the [`Connector`] a request to a node goes through (see
+/// [`CoordinatorBuilder::connector`](super::CoordinatorBuilder::connector)).
+pub(super) type NodeConnector = Arc<dyn Fn(SocketAddr) -> Connector + Send + Sync>;
 
 /// One request being handed to its node: connects, writes, waits for the node to close (a
 /// command), then tells the table how that went. Ends at shutdown (at its next poll, for one a
@@ -41,7 +46,7 @@ pub(super) struct State {
     table: NodeTable,
     waiters: HashMap<CommandId, Waiter>,
     /// Why the latest command hand-over to a node failed (one is in transit per node at most).
-    send_errors: HashMap<SocketAddr, SendError>,
+    send_errors: HashMap<SocketAddr, Error>,
     /// The deadline the timer sleeps until (`None`: no deadline, or the timer not started).
     /// A change moving the table's next deadline before it wakes the timer; one moving it
     /// later does not (the timer wakes at the old one, finds nothing due and sleeps again).
@@ -59,6 +64,8 @@ pub(super) struct Inner {
     pub(super) tasks: TaskTracker,
     runtime: tokio::runtime::Handle,
     listener: std::sync::OnceLock<ServerHandle>,
+    /// How requests reach nodes: TCP to the node's address when `None`.
+    connector: Option<NodeConnector>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -80,6 +87,7 @@ impl Inner {
         config: CoordinatorConfig,
         identity: Identity,
         server: Server,
+        connector: Option<NodeConnector>,
     ) -> Arc<Self> {
         let table_config = TableConfig {
             heartbeat_interval: config.heartbeat_interval,
@@ -108,6 +116,7 @@ impl Inner {
             tasks: TaskTracker::new(),
             runtime: tokio::runtime::Handle::current(),
             listener: std::sync::OnceLock::new(),
+            connector,
         });
         let weak = Arc::downgrade(&inner);
         let listener = super::listener::serve_messages(
@@ -214,16 +223,10 @@ impl Inner {
         value
     }
 
-    fn error(&self, failure: Failure, waiter: &Waiter, sent: Option<SendError>) -> Error {
+    fn error(&self, failure: Failure, waiter: &Waiter, sent: Option<Error>) -> Error {
         match failure {
-            Failure::Timeout | Failure::Cancelled => Error::Timeout {
-                node: waiter.node,
-                after: waiter.timeout,
-            },
-            Failure::NotDelivered => Error::Send(sent.unwrap_or(SendError::TimedOut {
-                addr: waiter.node,
-                after: self.config.send_timeout,
-            })),
+            Failure::Timeout | Failure::Cancelled => Error::Timeout(waiter.timeout),
+            Failure::NotDelivered => sent.unwrap_or(Error::Timeout(self.config.send_timeout)),
             Failure::Shutdown => Error::Shutdown,
         }
     }
@@ -292,15 +295,13 @@ impl Inner {
         // the next one cannot overtake it; heartbeats need not.
         let confirm = !request.is_heartbeat();
         Box::pin(async move {
-            let limits = inner.config.limits;
-            let timeout = inner.config.send_timeout;
             let sent = tokio::select! {
                 () = inner.shutdown.cancelled() => return,
-                sent = transport::send_message(node, &message, &limits, timeout, confirm) => sent,
+                sent = inner.deliver(node, &message, confirm) => sent,
             };
             let delivery = match &sent {
                 Ok(()) => Delivery::Delivered,
-                Err(SendError::Connect { .. } | SendError::Encode(_)) => Delivery::NotDelivered,
+                Err(Error::Connect { .. } | Error::Encode(_)) => Delivery::NotDelivered,
                 Err(_) => Delivery::Unknown,
             };
             inner.run(move |state, now| {
@@ -313,6 +314,49 @@ impl Inner {
                 state.table.on_sent(request, delivery, now);
             });
         })
+    }
+
+    /// Delivers `message` to `node`: connect (TCP, or the configured connector) within the
+    /// connect timeout, one write, shut the sending side down, and, when `await_close` is set,
+    /// wait for the node to close, within the send timeout.
+    async fn deliver(
+        &self,
+        node: SocketAddr,
+        message: &Message,
+        await_close: bool,
+    ) -> Result<(), Error> {
+        let bytes = wire::encode(message, &self.config.limits)?;
+        tracing::debug!(%node, ?message, "sending message");
+        let connect_timeout = self.config.connect_timeout;
+        let timeout = self.config.send_timeout;
+        match &self.connector {
+            // TCP as it is (no `Stream` to dispatch through on the common path).
+            None => {
+                let mut stream =
+                    labwire_net::connect(node, connect_timeout)
+                        .await
+                        .map_err(|source| Error::Connect {
+                            peer: node.to_string(),
+                            source,
+                        })?;
+                let deadline = (transport::deadline_after(timeout), timeout);
+                transport::send_on(&mut stream, node, &bytes, deadline, await_close).await?;
+            }
+            Some(connector) => {
+                let connector = connector(node);
+                let mut stream: Stream =
+                    connector
+                        .connect(connect_timeout)
+                        .await
+                        .map_err(|source| Error::Connect {
+                            peer: connector.peer().to_owned(),
+                            source,
+                        })?;
+                let deadline = (transport::deadline_after(timeout), timeout);
+                transport::send_on(&mut stream, node, &bytes, deadline, await_close).await?;
+            }
+        }
+        Ok(())
     }
 
     fn on_received(self: &Arc<Self>, peer: SocketAddr, received: Result<Message, ReceiveError>) {
@@ -331,8 +375,7 @@ impl Inner {
     /// Hands one heartbeat to `node` now and waits until the node has read it.
     pub(super) async fn heartbeat(self: &Arc<Self>, node: SocketAddr) -> Result<(), Error> {
         let message = Message::heartbeat(self.identity.clone());
-        let limits = self.config.limits;
-        transport::send_message(node, &message, &limits, self.config.send_timeout, true).await?;
+        self.deliver(node, &message, true).await?;
         self.run(|state, now| state.table.reached(node, now));
         Ok(())
     }
