@@ -37,7 +37,8 @@ const OWN_DEVICE_EXAMPLES: &[&str] = &["arkeo-proto", "pekat-proto"];
 
 /// Protocol crates with a `custom_transport` example: the client over a stream the user
 /// supplies (issue 12); CI runs each to completion.
-const CUSTOM_TRANSPORT_EXAMPLES: &[&str] = &["arkeo-proto", "pekat-proto", "comet-socket"];
+const CUSTOM_TRANSPORT_EXAMPLES: &[&str] =
+    &["arkeo-proto", "pekat-proto", "comet-socket", "pycom-proto"];
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();

@@ -99,13 +99,6 @@ impl CoordinatorBuilder {
         max_nodes: usize;
     }
 
-    /// The former name of [`CoordinatorBuilder::call_timeout`].
-    #[deprecated(since = "0.2.0", note = "use call_timeout")]
-    #[must_use]
-    pub fn command_timeout(self, timeout: Duration) -> Self {
-        self.call_timeout(timeout)
-    }
-
     /// The port to advertise in requests instead of the bound one (behind port forwarding).
     #[must_use]
     pub fn advertise_port(mut self, port: u16) -> Self {
