@@ -14,6 +14,13 @@
         "[`CoordinatorConfig::call_timeout`]: https://docs.rs/pycom-proto/", env!("CARGO_PKG_VERSION"), "/pycom_proto/coordinator/struct.CoordinatorConfig.html#structfield.call_timeout\n",
         "[`Event`]: https://docs.rs/pycom-proto/", env!("CARGO_PKG_VERSION"), "/pycom_proto/coordinator/enum.Event.html\n",
         "[`Event::Resync`]: https://docs.rs/pycom-proto/", env!("CARGO_PKG_VERSION"), "/pycom_proto/coordinator/enum.Event.html#variant.Resync\n",
+        "[`Coordinator::builder`]: https://docs.rs/pycom-proto/", env!("CARGO_PKG_VERSION"), "/pycom_proto/coordinator/struct.Coordinator.html#method.builder\n",
+        "[`Coordinator::start`]: https://docs.rs/pycom-proto/", env!("CARGO_PKG_VERSION"), "/pycom_proto/coordinator/struct.Coordinator.html#method.start\n",
+        "[`CoordinatorConfig`]: https://docs.rs/pycom-proto/", env!("CARGO_PKG_VERSION"), "/pycom_proto/coordinator/struct.CoordinatorConfig.html\n",
+        "[`coordinator::Command`]: https://docs.rs/pycom-proto/", env!("CARGO_PKG_VERSION"), "/pycom_proto/coordinator/struct.Command.html\n",
+        "[`coordinator::Command::sequence`]: https://docs.rs/pycom-proto/", env!("CARGO_PKG_VERSION"), "/pycom_proto/coordinator/struct.Command.html#method.sequence\n",
+        "[`coordinator::Response`]: https://docs.rs/pycom-proto/", env!("CARGO_PKG_VERSION"), "/pycom_proto/coordinator/struct.Response.html\n",
+        "[`coordinator::Error::Device`]: https://docs.rs/pycom-proto/", env!("CARGO_PKG_VERSION"), "/pycom_proto/coordinator/enum.Error.html#variant.Device\n",
     )
 )]
 #![cfg_attr(
@@ -22,6 +29,7 @@
         "<!-- without the `server` feature: its items on docs.rs -->\n",
         "[`node`]: https://docs.rs/pycom-proto/", env!("CARGO_PKG_VERSION"), "/pycom_proto/node/index.html\n",
         "[`node::serve`]: https://docs.rs/pycom-proto/", env!("CARGO_PKG_VERSION"), "/pycom_proto/node/fn.serve.html\n",
+        "[`node::serve_stream`]: https://docs.rs/pycom-proto/", env!("CARGO_PKG_VERSION"), "/pycom_proto/node/fn.serve_stream.html\n",
         "[`node::Service`]: https://docs.rs/pycom-proto/", env!("CARGO_PKG_VERSION"), "/pycom_proto/node/trait.Service.html\n",
         "[`node::EventSender`]: https://docs.rs/pycom-proto/", env!("CARGO_PKG_VERSION"), "/pycom_proto/node/struct.EventSender.html\n",
         "[`node::Request::reply_addr`]: https://docs.rs/pycom-proto/", env!("CARGO_PKG_VERSION"), "/pycom_proto/node/struct.Request.html#method.reply_addr\n",
