@@ -24,6 +24,7 @@
 use std::future::Future;
 use std::io::IsTerminal as _;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use tracing_subscriber::EnvFilter;
@@ -68,6 +69,16 @@ pub struct HostArgs {
     /// How log lines are written.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// A scenario file (YAML): the device's initial state, timings, data and fault schedule.
+    #[arg(long, value_name = "FILE")]
+    pub scenario: Option<PathBuf>,
+    /// Serve the HTTP/JSON control channel on ADDR (loopback only, unless
+    /// --control-allow-remote); prints `control on <addr>` after `listening on <addr>`.
+    #[arg(long, value_name = "ADDR")]
+    pub control: Option<SocketAddr>,
+    /// Allow --control on an address other than loopback (the channel has no authentication).
+    #[arg(long, requires = "control")]
+    pub control_allow_remote: bool,
 }
 
 impl HostArgs {
@@ -90,6 +101,45 @@ impl HostArgs {
     pub fn init_logging(&self) {
         init_logging(self.verbose, self.log_format);
     }
+
+    /// The scenario given with `--scenario`, read as the simulator's schema `T` (feature
+    /// `scenario`). A binary exits with [`exit_usage`] on the error, as for a bad flag.
+    ///
+    /// # Errors
+    /// When the file cannot be read or is not a `T` (file, line, column and field named).
+    #[cfg(feature = "scenario")]
+    pub fn load_scenario<T: serde::de::DeserializeOwned>(
+        &self,
+    ) -> Result<Option<T>, crate::scenario::ScenarioError> {
+        self.scenario
+            .as_deref()
+            .map(crate::scenario::load)
+            .transpose()
+    }
+
+    /// The control channel asked for with `--control` (feature `control`).
+    ///
+    /// # Errors
+    /// When the address is not loopback and `--control-allow-remote` is not given.
+    #[cfg(feature = "control")]
+    pub fn control_config(&self) -> Result<Option<crate::control::ControlConfig>, String> {
+        let Some(listen) = self.control else {
+            return Ok(None);
+        };
+        let config = crate::control::ControlConfig {
+            listen,
+            allow_remote: self.control_allow_remote,
+        };
+        config.check()?;
+        Ok(Some(config))
+    }
+}
+
+/// Ends a binary that cannot start as asked (a bad scenario file, a refused control address):
+/// `error: <message>` on stderr and exit status 2, as `clap` does for a bad flag.
+pub fn exit_usage(message: impl std::fmt::Display) -> ! {
+    eprintln!("error: {message}");
+    std::process::exit(2)
 }
 
 /// Sends `tracing` output to stderr (stdout carries the `listening on` line): `RUST_LOG` wins
@@ -123,10 +173,32 @@ pub async fn run_until_signal<F>(addrs: &[SocketAddr], shutdown: F) -> std::io::
 where
     F: Future<Output = ()>,
 {
+    run_until_signal_with_control(addrs, None, shutdown).await
+}
+
+/// [`run_until_signal`], also printing `control on <addr>` (flushed) after the `listening on`
+/// lines when the simulator serves a control channel.
+///
+/// # Errors
+/// When stdout is closed.
+pub async fn run_until_signal_with_control<F>(
+    addrs: &[SocketAddr],
+    control: Option<SocketAddr>,
+    shutdown: F,
+) -> std::io::Result<()>
+where
+    F: Future<Output = ()>,
+{
     // Handlers first: a parent may signal as soon as it has read the `listening on` line.
     let signal = labwire_net::cli::shutdown_signal();
     for addr in addrs {
         labwire_net::cli::announce_listening(*addr)?;
+    }
+    if let Some(control) = control {
+        use std::io::Write as _;
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "control on {control}")?;
+        stdout.flush()?;
     }
     signal.await;
     shutdown.await;
@@ -148,25 +220,12 @@ pub fn time_scale(text: &str) -> Result<f64, String> {
 }
 
 /// Parses a duration flag: seconds as a decimal number (`1.5`), or with a unit (`250ms`,
-/// `1.5s`). Negative, non-finite and absurdly large values are refused.
+/// `1.5s`, `2min`). Negative, non-finite and absurdly large values are refused.
 ///
 /// # Errors
 /// A message for `clap` naming what is wrong.
 pub fn duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let (number, scale) = if let Some(ms) = text.strip_suffix("ms") {
-        (ms, 1e-3)
-    } else if let Some(s) = text.strip_suffix('s') {
-        (s, 1.0)
-    } else {
-        (text, 1.0)
-    };
-    let value: f64 = number
-        .trim()
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration (e.g. 1.5, 1.5s or 250ms)"))?;
-    Duration::try_from_secs_f64(value * scale)
-        .map_err(|_| format!("{text:?} is not a duration of zero or more seconds"))
+    crate::duration::parse(text, true)
 }
 
 #[cfg(test)]
@@ -214,6 +273,31 @@ mod tests {
         assert!(host.clock().now().is_zero());
         assert_eq!(args.host.verbose, 2);
         assert_eq!(args.host.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn scenario_and_control_flags() {
+        let args = Args::parse_from(["sim", "--scenario", "s.yaml", "--control", "127.0.0.1:0"]);
+        assert_eq!(args.host.scenario, Some(PathBuf::from("s.yaml")));
+        assert_eq!(args.host.control, Some("127.0.0.1:0".parse().unwrap()));
+        assert!(!args.host.control_allow_remote);
+        // Allowing remote control needs a control address.
+        let error = Args::try_parse_from(["sim", "--control-allow-remote"]).err();
+        assert_eq!(error.map(|e| e.exit_code()), Some(2));
+    }
+
+    #[cfg(feature = "control")]
+    #[test]
+    fn a_remote_control_address_needs_the_explicit_flag() {
+        let local = Args::parse_from(["sim", "--control", "[::1]:0"]);
+        assert!(local.host.control_config().unwrap().is_some());
+        let remote = Args::parse_from(["sim", "--control", "0.0.0.0:7000"]);
+        let error = remote.host.control_config().unwrap_err();
+        assert!(error.contains("--control-allow-remote"), "{error}");
+        let allowed =
+            Args::parse_from(["sim", "--control", "0.0.0.0:7000", "--control-allow-remote"]);
+        assert!(allowed.host.control_config().unwrap().unwrap().allow_remote);
+        assert_eq!(Args::parse_from(["sim"]).host.control_config(), Ok(None));
     }
 
     #[test]

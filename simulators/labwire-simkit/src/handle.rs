@@ -2,44 +2,45 @@
 //! shutdown.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use labwire_net::{CancellationToken, ServerHandle};
 use tokio_util::task::TaskTracker;
 
 use crate::SimClock;
-use crate::faults::{Faults, NoDeviceFault};
+use crate::faults::{Faults, NoDeviceFault, NoMatcher};
 use crate::layer::Requests;
 
-/// A running simulator with state `S` and device faults `P`. Dropping it stops the simulator
-/// without waiting; [`SimHandle::shutdown`] also waits until every connection is closed and
-/// every background task has ended. Each simulator's own type (`ArkeoSim`, …) dereferences to
-/// it.
+/// A running simulator with state `S`, device faults `P` and request matcher `M`. Dropping it
+/// stops the simulator without waiting; [`SimHandle::shutdown`] also waits until every
+/// connection is closed and every background task (the control channel too) has ended. Each
+/// simulator's own type (`ArkeoSim`, …) dereferences to it.
 #[derive(Debug)]
-pub struct SimHandle<S, P = NoDeviceFault> {
-    server: ServerHandle,
+pub struct SimHandle<S, P = NoDeviceFault, M = NoMatcher> {
+    server: Arc<ServerHandle>,
     state: S,
     clock: SimClock,
-    faults: Faults<P>,
+    faults: Faults<P, M>,
     requests: Requests,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
 
-impl<S, P: Clone> SimHandle<S, P> {
+impl<S, P: Clone, M: Clone> SimHandle<S, P, M> {
     /// Assembles a handle. `shutdown` must stop `server` and every task in `tasks` (make the
     /// server's token a child of it).
     pub fn new(
         server: ServerHandle,
         state: S,
         clock: SimClock,
-        faults: Faults<P>,
+        faults: Faults<P, M>,
         requests: Requests,
         shutdown: CancellationToken,
         tasks: TaskTracker,
     ) -> Self {
         tasks.close();
         Self {
-            server,
+            server: Arc::new(server),
             state,
             clock,
             faults,
@@ -65,7 +66,7 @@ impl<S, P: Clone> SimHandle<S, P> {
     }
 
     /// Fault injection: what is queued or set here applies to the requests answered from now on.
-    pub fn faults(&self) -> &Faults<P> {
+    pub fn faults(&self) -> &Faults<P, M> {
         &self.faults
     }
 
@@ -93,7 +94,27 @@ impl<S, P: Clone> SimHandle<S, P> {
     }
 }
 
-impl<S, P> Drop for SimHandle<S, P> {
+impl<S, P, M> SimHandle<S, P, M> {
+    /// The listener, shared with the control channel.
+    #[cfg_attr(not(feature = "control"), allow(dead_code))]
+    pub(crate) fn server(&self) -> &Arc<ServerHandle> {
+        &self.server
+    }
+
+    /// The request counter, shared with the control channel.
+    #[cfg_attr(not(feature = "control"), allow(dead_code))]
+    pub(crate) fn request_counter(&self) -> &Requests {
+        &self.requests
+    }
+
+    /// The background tasks (the control channel runs among them).
+    #[cfg_attr(not(feature = "control"), allow(dead_code))]
+    pub(crate) fn tasks(&self) -> &TaskTracker {
+        &self.tasks
+    }
+}
+
+impl<S, P, M> Drop for SimHandle<S, P, M> {
     fn drop(&mut self) {
         self.shutdown.cancel();
     }

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use labwire_net::PlannedService;
 use labwire_net::service::{Action, Plan};
 
-use crate::faults::{Fault, Faults};
+use crate::faults::{Fault, Faults, Matcher, NoMatcher};
 
 /// A simulated device: a [`labwire_net::Service`] that is also told of the device fault (if
 /// any) planned for the request it answers.
@@ -49,18 +49,19 @@ impl Requests {
 
 /// `device` with `faults` applied to its answers: a [`PlannedService`] for
 /// [`labwire_net::service::serve`]. Every request reaches the device (a fault loses or spoils
-/// the answer, not the request), then the next fault decides how the answer goes out.
+/// the answer, not the request), then the next fault decides how the answer goes out. `M` is
+/// the simulator's [`Matcher`]: scheduled faults with one apply to the requests it picks.
 #[derive(Debug)]
-pub struct Faulty<D: Device> {
+pub struct Faulty<D: Device, M = NoMatcher> {
     device: D,
-    faults: Faults<D::Fault>,
+    faults: Faults<D::Fault, M>,
     garbage: Bytes,
     requests: Requests,
 }
 
-impl<D: Device> Faulty<D> {
+impl<D: Device, M> Faulty<D, M> {
     /// Wraps `device`; [`Fault::Garbage`] sends `garbage` (bytes the protocol cannot parse).
-    pub fn new(device: D, faults: Faults<D::Fault>, garbage: Bytes, requests: Requests) -> Self {
+    pub fn new(device: D, faults: Faults<D::Fault, M>, garbage: Bytes, requests: Requests) -> Self {
         Self {
             device,
             faults,
@@ -75,13 +76,17 @@ impl<D: Device> Faulty<D> {
     }
 }
 
-impl<D: Device> PlannedService for Faulty<D> {
+impl<D, M> PlannedService for Faulty<D, M>
+where
+    D: Device,
+    M: Matcher<D::Request> + Clone + Send + Sync + 'static,
+{
     type Request = D::Request;
     type Response = D::Response;
 
     async fn call(&self, peer: SocketAddr, request: D::Request) -> (D::Response, Plan) {
         self.requests.count();
-        let fault = self.faults.take();
+        let fault = self.faults.take_for(|matcher| matcher.matches(&request));
         if let Some(fault) = &fault {
             tracing::debug!(?fault, "fault injection");
         }

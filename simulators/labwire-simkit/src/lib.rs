@@ -11,15 +11,22 @@ pub mod bin_test;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod clock;
+#[cfg(feature = "control")]
+pub mod control;
+pub mod duration;
 pub mod faults;
 pub mod handle;
 pub mod host;
 pub mod layer;
+#[cfg(feature = "scenario")]
+pub mod scenario;
 #[cfg(feature = "testing")]
 pub mod testing;
 
 pub use clock::SimClock;
-pub use faults::{Fault, Faults, NoDeviceFault};
+pub use faults::{
+    Fault, Faults, FaultsSnapshot, Matcher, NoDeviceFault, NoMatcher, ScheduleError, ScheduledFault,
+};
 pub use handle::SimHandle;
 pub use host::HostConfig;
 pub use layer::{Device, Faulty, Requests};
