@@ -6,6 +6,7 @@
 //! answer goes out (the blocking custom commands); the server waits that long on the
 //! simulator's clock.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use arkeo_proto::{Request, Response, RoutineState, Target, codes};
@@ -222,7 +223,7 @@ fn custom_commands(routine: &str) -> &'static [&'static str] {
 struct Controller {
     address: i64,
     channel: i64,
-    name: &'static str,
+    name: String,
     enabled: bool,
     setpoint: f64,
     temperature: f64,
@@ -250,6 +251,12 @@ pub struct Device {
     relays: Vec<bool>,
     leds: Vec<LedBoard>,
     requests: u64,
+    /// Routines `GetAvailableRoutines` lists and `StartRoutine` accepts.
+    available: Vec<String>,
+    /// Per routine: settings merged over the defaults when it starts.
+    settings: BTreeMap<String, Map<String, Value>>,
+    /// Per routine: what a measurement produces instead of generated data.
+    canned: BTreeMap<String, Value>,
 }
 
 /// A refusal: code and message.
@@ -282,7 +289,7 @@ impl Device {
                 .map(|&(address, channel, name)| Controller {
                     address,
                     channel,
-                    name,
+                    name: name.to_owned(),
                     enabled: false,
                     setpoint: 25.0,
                     temperature: AMBIENT,
@@ -303,7 +310,118 @@ impl Device {
                 },
             ],
             requests: 0,
+            available: ROUTINES.iter().map(|r| (*r).to_owned()).collect(),
+            settings: BTreeMap::new(),
+            canned: BTreeMap::new(),
         }
+    }
+
+    /// A device as `scenario` describes it, at simulated time `now`.
+    pub fn from_scenario(
+        durations: Durations,
+        scenario: &crate::scenario::ArkeoScenario,
+        now: Duration,
+    ) -> Self {
+        let mut device = Self::new(scenario.timings.apply(durations));
+        device.temperature_updated = now;
+        if let Some(routines) = &scenario.routines {
+            device.available = routines.iter().map(|r| r.as_str().to_owned()).collect();
+        }
+        device.settings = scenario
+            .settings
+            .iter()
+            .map(|(name, settings)| (name.as_str().to_owned(), settings.clone()))
+            .collect();
+        device.canned = scenario
+            .data
+            .iter()
+            .map(|(name, data)| (name.as_str().to_owned(), data.clone()))
+            .collect();
+        if let Some(info) = &scenario.info {
+            device.info = json!({
+                "user_name": info.user_name,
+                "device_name": info.device_name,
+                "device_area": info.device_area,
+            });
+        }
+        if !scenario.tmpctl.is_empty() {
+            device.controllers = scenario
+                .tmpctl
+                .iter()
+                .map(|c| Controller {
+                    address: c.address,
+                    channel: c.channel,
+                    name: c.name.clone(),
+                    enabled: c.enabled,
+                    setpoint: c.setpoint,
+                    temperature: c.temperature.unwrap_or(AMBIENT),
+                })
+                .collect();
+        }
+        if let Some(mux) = &scenario.mux {
+            device.mux_connected = mux.connected;
+            device.relays = mux.relays.to_vec();
+        }
+        if !scenario.led.is_empty() {
+            device.leds = scenario
+                .led
+                .iter()
+                .map(|b| LedBoard {
+                    address: b.address,
+                    values: b.values.map(|v| v.clamp(0.0, 1.0)),
+                })
+                .collect();
+        }
+        if let Some(active) = &scenario.active_routine {
+            let mut routine = Routine::new(active.name.as_str(), now);
+            if let Some(settings) = device.settings.get(active.name.as_str()) {
+                routine.settings.extend(settings.clone());
+            }
+            routine.data = active.data.clone();
+            match &active.error {
+                Some(message) => {
+                    routine.error = Some(message.clone());
+                    routine.enter(RoutineState::Error, now);
+                }
+                None => routine.enter(RoutineState::Ready, now),
+            }
+            device.routine = Some(routine);
+        }
+        device
+    }
+
+    /// Routines `GetAvailableRoutines` lists and `StartRoutine` accepts.
+    pub fn available_routines(&self) -> &[String] {
+        &self.available
+    }
+
+    /// The device's state as JSON, for the control channel's `GET /state`.
+    pub fn state_json(&self) -> Value {
+        json!({
+            "available_routines": self.available,
+            "active_routine": self.routine.as_ref().map(|r| json!({
+                "name": r.name,
+                "state": r.state.as_str(),
+                "start_pending": r.start_pending,
+                "error": r.error,
+                "settings": r.settings,
+                "has_data": r.data.is_some(),
+            })),
+            "measurements": self.measurements,
+            "requests_handled": self.requests,
+            "info": self.info,
+            "tmpctl": self.controllers.iter().map(|c| json!({
+                "address": c.address,
+                "channel": c.channel,
+                "name": c.name,
+                "enabled": c.enabled,
+                "setpoint": c.setpoint,
+                "temperature": (c.temperature * 100.0).round() / 100.0,
+            })).collect::<Vec<_>>(),
+            "mux": {"connected": self.mux_connected, "relays": self.relays},
+            "led": self.leds.iter().map(|b| json!({"address": b.address, "values": b.values}))
+                .collect::<Vec<_>>(),
+        })
     }
 
     /// The durations in use.
@@ -400,7 +518,10 @@ impl Device {
                 RoutineState::Running if elapsed >= durations.running => {
                     let at = routine.since + durations.running;
                     self.measurements += 1;
-                    routine.data = Some(measure(routine, self.measurements, &self.info));
+                    routine.data = Some(match self.canned.get(&routine.name) {
+                        Some(canned) => canned.clone(),
+                        None => measure(routine, self.measurements, &self.info),
+                    });
                     routine.enter(RoutineState::Ready, at);
                 }
                 _ => break,
@@ -490,7 +611,12 @@ impl Device {
         match command {
             "StartRoutine" => {
                 let name = str_param(p, "routine")?;
-                let Some(known) = ROUTINES.iter().find(|r| r.eq_ignore_ascii_case(name)) else {
+                let Some(known) = self
+                    .available
+                    .iter()
+                    .find(|r| r.eq_ignore_ascii_case(name))
+                    .cloned()
+                else {
                     return Err((codes::UNKNOWN_ROUTINE, format!("Unknown routine: {name}")));
                 };
                 if let Some(active) = &self.routine {
@@ -499,13 +625,17 @@ impl Device {
                         active.name
                     )));
                 }
-                self.routine = Some(Routine::new(known, now));
+                let mut routine = Routine::new(&known, now);
+                if let Some(settings) = self.settings.get(&known) {
+                    routine.settings.extend(settings.clone());
+                }
+                self.routine = Some(routine);
                 Ok(json!({"status": "OK"}))
             }
             "GetActiveRoutine" => Ok(json!({
                 "routine": self.routine.as_ref().map_or("", |r| r.name.as_str())
             })),
-            "GetAvailableRoutines" => Ok(json!({ "routines": ROUTINES })),
+            "GetAvailableRoutines" => Ok(json!({ "routines": self.available })),
             other => Err(unknown_command(&Target::Main, other)),
         }
     }

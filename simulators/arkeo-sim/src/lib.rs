@@ -8,10 +8,12 @@
 
 mod data;
 pub mod device;
+pub mod scenario;
 mod server;
 
 pub use device::{Device, Durations, Routine};
-pub use labwire_simkit::{Fault, Faults, SimClock, SimHandle};
+pub use labwire_simkit::{Fault, Faults, ScheduledFault, SimClock, SimHandle};
+pub use scenario::{ArkeoMatcher, ArkeoScenario};
 pub use server::{ArkeoFault, ArkeoSim, ArkeoSimBuilder, DEFAULT_FRAME_TIMEOUT, SimState};
 
 /// The address the binary listens on by default (the ARKEO application's port on loopback).

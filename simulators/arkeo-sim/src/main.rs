@@ -1,10 +1,10 @@
 //! `arkeo-sim`: the ARKEO All-in-One API simulator as a program.
 
 use anyhow::Context as _;
-use arkeo_sim::{ArkeoSim, DEFAULT_LISTEN};
+use arkeo_sim::{ArkeoScenario, ArkeoSim, DEFAULT_LISTEN};
 use clap::Parser;
 use labwire_simkit::HostConfig;
-use labwire_simkit::cli::{HostArgs, run_until_signal};
+use labwire_simkit::cli::{HostArgs, exit_usage, run_until_signal_with_control};
 
 /// Simulates the Cicci Research ARKEO application's TCP API.
 #[derive(Debug, Parser)]
@@ -17,24 +17,41 @@ struct Args {
     #[command(flatten)]
     host: HostArgs,
     /// How long the routine still reports Ready after an accepted StartMeasurement, in
-    /// simulated time (`250ms`, `1.5s`, or seconds); 0 switches to Starting at once.
-    #[arg(long, value_name = "DURATION", value_parser = labwire_simkit::cli::duration, default_value = "250ms")]
-    start_lag: std::time::Duration,
+    /// simulated time (`250ms`, `1.5s`, or seconds); 0 switches to Starting at once
+    /// [default: 250ms, or the scenario's `timings.start_lag`].
+    #[arg(long, value_name = "DURATION", value_parser = labwire_simkit::cli::duration)]
+    start_lag: Option<std::time::Duration>,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let control = args.host.control_config().unwrap_or_else(|e| exit_usage(e));
+    let mut scenario = match &args.host.scenario {
+        Some(path) => ArkeoScenario::load(path).unwrap_or_else(|e| exit_usage(e)),
+        None => ArkeoScenario::default(),
+    };
     args.host.init_logging();
     let mut host = HostConfig::new(DEFAULT_LISTEN.parse()?);
     args.host.apply(&mut host);
+    if let Some(lag) = args.start_lag {
+        // The flag wins over the file.
+        scenario.timings.start_lag = Some(lag.into());
+    }
     let sim = ArkeoSim::builder()
         .host(host.clone())
-        .start_lag(args.start_lag)
+        .scenario(scenario)
         .start()
         .await
         .with_context(|| format!("cannot listen on {}", host.listen))?;
-    run_until_signal(&[sim.local_addr()], sim.shutdown()).await?;
+    let control =
+        match control {
+            Some(config) => Some(sim.serve_control(&config).await.with_context(|| {
+                format!("cannot serve the control channel on {}", config.listen)
+            })?),
+            None => None,
+        };
+    run_until_signal_with_control(&[sim.local_addr()], control, sim.shutdown()).await?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -19,6 +19,7 @@ use labwire_simkit::{Faults, Faulty, HostConfig, Requests, SimClock, SimHandle};
 use tokio_util::codec::{Decoder, Encoder};
 use tokio_util::task::TaskTracker;
 
+use crate::scenario::{ArkeoMatcher, ArkeoScenario};
 use crate::{Device, Durations};
 
 /// How long a connection may take to deliver the rest of a frame once its first byte has
@@ -28,7 +29,11 @@ pub const DEFAULT_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The simulator's own faults, besides the kit's (`Fault::Delay`, `NoReply`, `Close`,
 /// `Truncate`, `Garbage`): `Fault::Device(ArkeoFault::..)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// In scenario files and control requests: `{device: wrong_request_id}`,
+/// `{device: request_id_as_float}`, `{device: request_id_as_string}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ArkeoFault {
     /// The answer carries a `request_id` other than the request's (the client must see the
@@ -53,10 +58,21 @@ pub struct ArkeoSimBuilder {
     durations: Durations,
     limits: Limits,
     frame_timeout: Duration,
+    scenario: ArkeoScenario,
 }
 
 impl ArkeoSimBuilder {
     labwire_simkit::host_setters!();
+
+    /// The device as `scenario` describes it: routines, timings (over [`Durations`] set
+    /// before or after), settings, data, TMPCTL/MUX/LED state, an active routine or error, and
+    /// the fault schedule ([`ArkeoScenario::load`] reads one from a file). A reset goes back
+    /// to it.
+    #[must_use]
+    pub fn scenario(mut self, scenario: ArkeoScenario) -> Self {
+        self.scenario = scenario;
+        self
+    }
 
     /// Routine phase and blocking command durations in simulated time ([`Durations`]).
     #[must_use]
@@ -101,11 +117,22 @@ impl ArkeoSimBuilder {
     /// When the address cannot be bound.
     pub async fn start(self) -> io::Result<ArkeoSim> {
         let clock = self.host.clock();
+        let scenario = Arc::new(self.scenario);
         let state = SimState {
-            device: Arc::new(Mutex::new(Device::new(self.durations))),
+            device: Arc::new(Mutex::new(Device::from_scenario(
+                self.durations,
+                &scenario,
+                clock.now(),
+            ))),
             clock: clock.clone(),
+            scenario: Arc::clone(&scenario),
+            durations: self.durations,
         };
-        let (faults, requests) = (Faults::new(), Requests::default());
+        let faults: Faults<ArkeoFault, ArkeoMatcher> = Faults::default();
+        faults
+            .reschedule(&scenario.faults)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let requests = Requests::default();
         let service = Faulty::new(
             Served(state.clone()),
             faults.clone(),
@@ -140,7 +167,7 @@ impl ArkeoSimBuilder {
 /// stops the server without waiting; `shutdown()` also waits until every client is
 /// disconnected.
 #[derive(Debug)]
-pub struct ArkeoSim(SimHandle<SimState, ArkeoFault>);
+pub struct ArkeoSim(SimHandle<SimState, ArkeoFault, ArkeoMatcher>);
 
 impl ArkeoSim {
     /// A builder with the defaults: loopback port 0, real-time clock, default durations.
@@ -150,12 +177,13 @@ impl ArkeoSim {
             durations: Durations::default(),
             limits: Limits::default(),
             frame_timeout: DEFAULT_FRAME_TIMEOUT,
+            scenario: ArkeoScenario::default(),
         }
     }
 }
 
 impl Deref for ArkeoSim {
-    type Target = SimHandle<SimState, ArkeoFault>;
+    type Target = SimHandle<SimState, ArkeoFault, ArkeoMatcher>;
 
     fn deref(&self) -> &Self::Target {
         &self.0
@@ -168,6 +196,34 @@ impl Deref for ArkeoSim {
 pub struct SimState {
     device: Arc<Mutex<Device>>,
     clock: SimClock,
+    /// What a reset goes back to.
+    scenario: Arc<ArkeoScenario>,
+    durations: Durations,
+}
+
+impl labwire_simkit::control::Control for SimState {
+    type Fault = ArkeoFault;
+    type Matcher = ArkeoMatcher;
+
+    fn state(&self) -> serde_json::Value {
+        let mut state = self.with(|device| device.state_json());
+        if let Some(map) = state.as_object_mut() {
+            map.insert(
+                "clock".to_owned(),
+                labwire_simkit::duration::format(self.clock.now()).into(),
+            );
+        }
+        state
+    }
+
+    fn reset(&self) {
+        let fresh = Device::from_scenario(self.durations, &self.scenario, self.clock.now());
+        *self.device() = fresh;
+    }
+
+    fn initial_faults(&self) -> Vec<labwire_simkit::ScheduledFault<ArkeoFault, ArkeoMatcher>> {
+        self.scenario.faults.clone()
+    }
 }
 
 impl SimState {

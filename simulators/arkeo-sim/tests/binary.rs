@@ -144,3 +144,56 @@ async fn binary_logs_every_frame_decoded_with_v_and_in_hex_with_vv() {
     assert!(log.contains("GetAvailableRoutines"), "{log}");
     assert!(log.contains("7b22746172676574"), "{log}");
 }
+
+#[test]
+fn binary_refuses_a_bad_scenario_or_a_remote_control_address_with_status_2() {
+    let dir = std::env::temp_dir().join(format!("arkeo-sim-bin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.yaml");
+    std::fs::write(&bad, "faults:\n  - { fault: no_replyy }\n").unwrap();
+    let cases: [(Vec<&str>, &str); 2] = [
+        (
+            vec!["--scenario", bad.to_str().unwrap()],
+            "bad.yaml:2:14: faults[0].fault: unknown variant `no_replyy`",
+        ),
+        (vec!["--control", "0.0.0.0:0"], "--control-allow-remote"),
+    ];
+    for (args, expected) in cases {
+        let output = Command::new(env!("CARGO_BIN_EXE_arkeo-sim"))
+            .args(["--listen", "127.0.0.1:0"])
+            .args(&args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(output.stdout.is_empty(), "{args:?}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn binary_prints_the_control_address_after_the_listening_line() {
+    let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/degraded.yaml");
+    let mut sim = spawn_with(
+        &["--scenario", scenario, "--control", "127.0.0.1:0"],
+        Stdio::null(),
+    );
+    let line = sim.next_line().unwrap();
+    let control: std::net::SocketAddr = line
+        .strip_prefix("control on ")
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("{line:?}"));
+    assert!(control.ip().is_loopback());
+    let mut stream = std::net::TcpStream::connect(control).unwrap();
+    use std::io::{Read as _, Write as _};
+    stream
+        .write_all(b"GET /state HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("Spectrometer not found"), "{response}");
+    assert!(sim.terminate().unwrap().success());
+}
