@@ -28,7 +28,7 @@ enum Shared {
     Truncate,
 }
 
-fn push<P: Clone>(faults: &Faults<P>, fault: Shared) {
+fn push<P: Clone, M: Clone>(faults: &Faults<P, M>, fault: Shared) {
     faults.push(match fault {
         Shared::NoReply => Fault::NoReply,
         Shared::Delay(delay) => Fault::Delay(delay),
