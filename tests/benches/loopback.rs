@@ -14,7 +14,6 @@ use bytes::BytesMut;
 use criterion::{
     BenchmarkGroup, Criterion, criterion_group, criterion_main, measurement::WallTime,
 };
-use labwire_net::{Server, ServerConfig, ServerHandle};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::runtime::Runtime;
@@ -44,24 +43,56 @@ fn group<'a>(c: &'a mut Criterion, name: &str) -> BenchmarkGroup<'a, WallTime> {
     group
 }
 
+/// The floor's accept loop: tokio's listener (with the same backlog labwire's listeners get)
+/// and a task per connection, `TCP_NODELAY` on, nothing else — no connection cap, no shutdown
+/// wait, no deadlines.
+fn bare_serve<F, Fut>(handler: F) -> BareServer
+where
+    F: Fn(TcpStream, SocketAddr, ()) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = labwire_net::bind(loopback(), labwire_net::DEFAULT_BACKLOG).expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let accept = tokio::spawn(async move {
+        while let Ok((stream, peer)) = listener.accept().await {
+            stream.set_nodelay(true).expect("nodelay");
+            tokio::spawn(handler(stream, peer, ()));
+        }
+    });
+    BareServer { addr, accept }
+}
+
+/// A server of [`bare_serve`]: its connections end when their clients leave.
+struct BareServer {
+    addr: SocketAddr,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl BareServer {
+    fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    async fn shutdown(&self) {
+        self.accept.abort();
+    }
+}
+
 /// A bare server: per connection, reads `request_len` bytes and writes `reply`, again and again
 /// (`once`: one exchange, then close).
-async fn bare_server(request_len: usize, reply: Vec<u8>, once: bool) -> ServerHandle {
+async fn bare_server(request_len: usize, reply: Vec<u8>, once: bool) -> BareServer {
     let reply = Arc::new(reply);
-    Server::bind(ServerConfig::new(loopback()))
-        .await
-        .expect("bind")
-        .serve(move |mut stream, _, _| {
-            let reply = Arc::clone(&reply);
-            async move {
-                let mut request = vec![0u8; request_len];
-                while stream.read_exact(&mut request).await.is_ok() {
-                    if stream.write_all(&reply).await.is_err() || once {
-                        break;
-                    }
+    bare_serve(move |mut stream, _, _| {
+        let reply = Arc::clone(&reply);
+        async move {
+            let mut request = vec![0u8; request_len];
+            while stream.read_exact(&mut request).await.is_ok() {
+                if stream.write_all(&reply).await.is_err() || once {
+                    break;
                 }
             }
-        })
+        }
+    })
 }
 
 /// A bare client's exchange on a kept connection: write `request`, read `reply_len` bytes.
@@ -102,33 +133,30 @@ fn arkeo(c: &mut Criterion) {
     /// The codec floor of an ARKEO device: over bare tokio IO, each request frame decoded
     /// (`wire::decode_request`, as fast as a typed `serde_json` decode of the same bytes) and a
     /// prepared reply encoded with the request's id. What the JSON alone costs a device.
-    async fn codec_server(reply: Response) -> ServerHandle {
+    async fn codec_server(reply: Response) -> BareServer {
         let reply = Arc::new(reply);
-        Server::bind(ServerConfig::new(loopback()))
-            .await
-            .expect("bind")
-            .serve(move |mut stream, _, _| {
-                let mut reply = (*reply).clone();
-                async move {
-                    let (mut buf, mut out) = (BytesMut::new(), BytesMut::new());
-                    loop {
-                        if let Some((payload, used)) =
-                            wire::split_frame(&buf, usize::MAX).expect("frame")
-                        {
-                            reply.request_id =
-                                wire::decode_request(payload).expect("request").request_id;
-                            buf.advance(used);
-                            out.clear();
-                            wire::encode_response(&reply, usize::MAX, &mut out).expect("encode");
-                            if stream.write_all(&out).await.is_err() {
-                                break;
-                            }
-                        } else if !matches!(stream.read_buf(&mut buf).await, Ok(n) if n > 0) {
+        bare_serve(move |mut stream, _, _| {
+            let mut reply = (*reply).clone();
+            async move {
+                let (mut buf, mut out) = (BytesMut::new(), BytesMut::new());
+                loop {
+                    if let Some((payload, used)) =
+                        wire::split_frame(&buf, usize::MAX).expect("frame")
+                    {
+                        reply.request_id =
+                            wire::decode_request(payload).expect("request").request_id;
+                        buf.advance(used);
+                        out.clear();
+                        wire::encode_response(&reply, usize::MAX, &mut out).expect("encode");
+                        if stream.write_all(&out).await.is_err() {
                             break;
                         }
+                    } else if !matches!(stream.read_buf(&mut buf).await, Ok(n) if n > 0) {
+                        break;
                     }
                 }
-            })
+            }
+        })
     }
 
     /// The codec floor of an ARKEO client: the request encoded into a kept buffer, the reply
@@ -603,22 +631,19 @@ fn comet(c: &mut Criterion) {
         // reset the connection and destroy the answer.
         let reply = Arc::new(reply);
         let request_len = request.len();
-        let bare = Server::bind(ServerConfig::new(loopback()))
-            .await
-            .expect("bind")
-            .serve(move |mut stream, _, _| {
-                let reply = Arc::clone(&reply);
-                async move {
-                    let mut request = vec![0u8; request_len];
-                    if stream.read_exact(&mut request).await.is_ok()
-                        && stream.write_all(&reply).await.is_ok()
-                        && stream.shutdown().await.is_ok()
-                    {
-                        let mut rest = [0u8; 64];
-                        while matches!(stream.read(&mut rest).await, Ok(n) if n > 0) {}
-                    }
+        let bare = bare_serve(move |mut stream, _, _| {
+            let reply = Arc::clone(&reply);
+            async move {
+                let mut request = vec![0u8; request_len];
+                if stream.read_exact(&mut request).await.is_ok()
+                    && stream.write_all(&reply).await.is_ok()
+                    && stream.shutdown().await.is_ok()
+                {
+                    let mut rest = [0u8; 64];
+                    while matches!(stream.read(&mut rest).await, Ok(n) if n > 0) {}
                 }
-            });
+            }
+        });
         (sim, bare)
     });
     let mut g = group(c, "comet_one_exchange_per_connection");
@@ -726,18 +751,15 @@ fn pycom(c: &mut Criterion) {
             .expect("coordinator");
         // A bare event listener: reads each connection to its end and counts it.
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<usize>();
-        let bare_listener = Server::bind(ServerConfig::new(loopback()))
-            .await
-            .expect("bind")
-            .serve(move |mut stream, _, _| {
-                let tx = tx.clone();
-                async move {
-                    let mut event = Vec::new();
-                    if stream.read_to_end(&mut event).await.is_ok() {
-                        let _ = tx.send(event.len());
-                    }
+        let bare_listener = bare_serve(move |mut stream, _, _| {
+            let tx = tx.clone();
+            async move {
+                let mut event = Vec::new();
+                if stream.read_to_end(&mut event).await.is_ok() {
+                    let _ = tx.send(event.len());
                 }
-            });
+            }
+        });
         (sim, coordinator, bare_listener, tokio::sync::Mutex::new(rx))
     });
     let node = sim.local_addr();
@@ -753,21 +775,18 @@ fn pycom(c: &mut Criterion) {
     let bare_node = rt.block_on(async {
         let output = Arc::new(output);
         let back = bare_listener.local_addr();
-        Server::bind(ServerConfig::new(loopback()))
-            .await
-            .expect("bind")
-            .serve(move |mut stream, _, _| {
-                let output = Arc::clone(&output);
-                async move {
-                    let mut request = Vec::new();
-                    if stream.read_to_end(&mut request).await.is_ok() {
-                        drop(stream);
-                        if let Ok(mut event) = labwire_net::connect(back, IO).await {
-                            let _ = event.write_all(&output).await;
-                        }
+        bare_serve(move |mut stream, _, _| {
+            let output = Arc::clone(&output);
+            async move {
+                let mut request = Vec::new();
+                if stream.read_to_end(&mut request).await.is_ok() {
+                    drop(stream);
+                    if let Ok(mut event) = labwire_net::connect(back, IO).await {
+                        let _ = event.write_all(&output).await;
                     }
                 }
-            })
+            }
+        })
     });
     let bare_node_addr = bare_node.local_addr();
     g.bench_function("baseline_bare_coordinator_bare_node", |b| {
@@ -876,18 +895,15 @@ fn pycom_listener(c: &mut Criterion) {
             .await
             .expect("coordinator");
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<usize>();
-        let bare = Server::bind(ServerConfig::new(loopback()))
-            .await
-            .expect("bind")
-            .serve(move |mut stream, _, _| {
-                let tx = tx.clone();
-                async move {
-                    let mut event = Vec::new();
-                    if stream.read_to_end(&mut event).await.is_ok() {
-                        let _ = tx.send(event.len());
-                    }
+        let bare = bare_serve(move |mut stream, _, _| {
+            let tx = tx.clone();
+            async move {
+                let mut event = Vec::new();
+                if stream.read_to_end(&mut event).await.is_ok() {
+                    let _ = tx.send(event.len());
                 }
-            });
+            }
+        });
         (coordinator, bare, rx)
     });
     // What a node does for each event: a connection of its own, one write, its side shut.
