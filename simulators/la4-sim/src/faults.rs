@@ -11,6 +11,9 @@ use labwire_simkit::Fault;
 use pycom_proto::Body;
 
 /// The LA4 node's own faults, as `Fault::Device(..)`, besides the shared ones.
+///
+/// In scenario files and control requests (snake case): `{device: drop_output}`,
+/// `{device: message_before_output}`, `{device: {run_seq_error: "LED driver overheated"}}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum La4Fault {
@@ -23,6 +26,81 @@ pub enum La4Fault {
     /// Every `runSeq` of the command reports `BOARDIO_ERROR: <this text>` and leaves the
     /// lights as they are, like a device fault (e.g. `LED driver overheated`).
     RunSeqError(String),
+}
+
+/// `La4Fault`'s text form, read and written by hand: a YAML reader takes a one-key map for an
+/// enum only as a tag (`!run_seq_error text`), and `{run_seq_error: text}` is what people write.
+mod fault_serde {
+    use std::fmt;
+
+    use serde::de::{self, MapAccess, Visitor};
+    use serde::ser::SerializeMap as _;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::La4Fault;
+
+    const VARIANTS: &[&str] = &["drop_output", "message_before_output", "run_seq_error"];
+
+    impl Serialize for La4Fault {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            match self {
+                Self::DropOutput => serializer.serialize_str("drop_output"),
+                Self::MessageBeforeOutput => serializer.serialize_str("message_before_output"),
+                Self::RunSeqError(text) => {
+                    let mut map = serializer.serialize_map(Some(1))?;
+                    map.serialize_entry("run_seq_error", text)?;
+                    map.end()
+                }
+            }
+        }
+    }
+
+    struct FaultVisitor;
+
+    impl<'de> Visitor<'de> for FaultVisitor {
+        type Value = La4Fault;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(
+                "an LA4 fault: drop_output, message_before_output or {run_seq_error: <text>}",
+            )
+        }
+
+        fn visit_str<E: de::Error>(self, name: &str) -> Result<La4Fault, E> {
+            match name {
+                "drop_output" => Ok(La4Fault::DropOutput),
+                "message_before_output" => Ok(La4Fault::MessageBeforeOutput),
+                "run_seq_error" => Err(E::custom(
+                    "`run_seq_error` needs the error text: {run_seq_error: <text>}",
+                )),
+                other => Err(E::unknown_variant(other, VARIANTS)),
+            }
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<La4Fault, A::Error> {
+            let Some(key) = map.next_key::<String>()? else {
+                return Err(de::Error::custom("an empty map is not an LA4 fault"));
+            };
+            let fault = match key.as_str() {
+                "run_seq_error" => La4Fault::RunSeqError(map.next_value()?),
+                "drop_output" | "message_before_output" => {
+                    map.next_value::<de::IgnoredAny>()?;
+                    self.visit_str(&key)?
+                }
+                other => return Err(de::Error::unknown_variant(other, VARIANTS)),
+            };
+            if map.next_key::<de::IgnoredAny>()?.is_some() {
+                return Err(de::Error::custom("an LA4 fault is a map with one key"));
+            }
+            Ok(fault)
+        }
+    }
+
+    impl<'de> Deserialize<'de> for La4Fault {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            deserializer.deserialize_any(FaultVisitor)
+        }
+    }
 }
 
 /// Bytes sent instead of an event under [`Fault::Garbage`]: not UTF-8, not JSON.
@@ -149,5 +227,28 @@ mod tests {
         assert_eq!(run_seq_error(Some(&error)), Some("hot".to_owned()));
         assert_eq!(run_seq_error(Some(&drop)), None);
         assert_eq!(run(error), (plain(&[&output, &ready, &ready]), 0));
+    }
+
+    #[test]
+    fn device_faults_read_and_write_in_snake_case() {
+        for (fault, json) in [
+            (La4Fault::DropOutput, r#""drop_output""#),
+            (La4Fault::MessageBeforeOutput, r#""message_before_output""#),
+            (
+                La4Fault::RunSeqError("hot".into()),
+                r#"{"run_seq_error":"hot"}"#,
+            ),
+        ] {
+            assert_eq!(serde_json::to_string(&fault).unwrap(), json);
+            assert_eq!(serde_json::from_str::<La4Fault>(json).unwrap(), fault);
+        }
+        for bad in [
+            r#""drop""#,
+            r#""run_seq_error""#,
+            "{}",
+            r#"{"run_seq_error":"a","x":1}"#,
+        ] {
+            assert!(serde_json::from_str::<La4Fault>(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -9,13 +9,15 @@
 mod faults;
 pub mod fleet;
 mod outbox;
+pub mod scenario;
 pub mod shell;
 pub mod sim;
 pub mod state;
 
 pub use faults::{GARBAGE, La4Fault};
 pub use fleet::Fleet;
-pub use labwire_simkit::{Fault, Faults, HostConfig, SimClock, SimHandle};
+pub use labwire_simkit::{Fault, Faults, HostConfig, ScheduledFault, SimClock, SimHandle};
+pub use scenario::{La4Matcher, La4Scenario};
 pub use sim::{
     La4Sim, La4SimBuilder, MAX_EVENT_DESTINATIONS, MAX_QUEUED_EVENTS, SimConfig, SimState, Stats,
 };

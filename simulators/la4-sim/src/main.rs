@@ -1,11 +1,15 @@
 //! `la4-sim`: a simulated Rigsters LA4 node (or a fleet of them) on the network.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use anyhow::Context as _;
 use clap::Parser;
-use la4_sim::{Fleet, La4Sim, La4SimBuilder, SimConfig};
-use labwire_simkit::cli::{self, HostArgs};
+use la4_sim::{Fleet, La4Scenario, La4Sim, La4SimBuilder, SimConfig};
+use labwire_simkit::cli::{self, HostArgs, exit_usage};
+
+/// Where the binary probes for a coordinator unless told otherwise.
+const DEFAULT_DISCOVER: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 5001);
 
 /// Simulated Rigsters LightArray4 (LA4) pycom node. Never executes commands: it interprets the
 /// documented shell idioms against a simulated device.
@@ -13,65 +17,109 @@ use labwire_simkit::cli::{self, HostArgs};
 #[command(name = "la4-sim", version, about)]
 struct Args {
     /// --listen (default 127.0.0.1:5000), --backlog, --max-connections, --time-scale / --speed
-    /// (the boot, offline and discovery delays), -v, --log-format.
+    /// (the boot, offline and discovery delays), --scenario, --control, -v, --log-format.
     #[command(flatten)]
     host: HostArgs,
-    /// Time until boardio has booted and hardware info is available, in milliseconds.
-    #[arg(long, default_value_t = 3000)]
-    boot_ms: u64,
-    /// The node's id (8 hex digits; fleet nodes count up from it).
-    #[arg(long, default_value = "81639cd4")]
-    id: String,
-    /// The node's name (fleet nodes get `-N` appended).
-    #[arg(long, default_value = "rigsters-controller")]
-    name: String,
+    /// Time until boardio has booted and hardware info is available, in milliseconds
+    /// [default: 3000, or the scenario's `timings.boot`].
+    #[arg(long, value_name = "MS")]
+    boot_ms: Option<u64>,
+    /// The node's id (8 hex digits; fleet nodes count up from it) [default: 81639cd4, or the
+    /// scenario's `id`].
+    #[arg(long)]
+    id: Option<String>,
+    /// The node's name (fleet nodes get `-N` appended) [default: rigsters-controller, or the
+    /// scenario's `name`].
+    #[arg(long)]
+    name: Option<String>,
     /// Run this many nodes, on consecutive ports from the listen port (or each on a free port
-    /// when it is 0). One `listening on` line per node, in order.
-    #[arg(long, default_value_t = 1)]
-    nodes: usize,
-    /// Where to probe for a coordinator when none is online (repeatable).
-    #[arg(long = "discover", default_value = "127.0.0.1:5001")]
+    /// when it is 0). One `listening on` line per node, in order [default: 1, or the
+    /// scenario's `nodes`].
+    #[arg(long, value_name = "N")]
+    nodes: Option<usize>,
+    /// Where to probe for a coordinator when none is online (repeatable) [default:
+    /// 127.0.0.1:5001, or the scenario's `discovery`].
+    #[arg(long = "discover", value_name = "ADDR")]
     discover: Vec<SocketAddr>,
     /// Do not probe for coordinators at all.
     #[arg(long, conflicts_with = "discover")]
     no_discovery: bool,
-    /// Silence after which a coordinator counts as offline, in milliseconds.
-    #[arg(long, default_value_t = 15_000)]
-    offline_ms: u64,
-    /// Time between discovery probes, in milliseconds.
-    #[arg(long, default_value_t = 5_000)]
-    discovery_ms: u64,
+    /// Silence after which a coordinator counts as offline, in milliseconds [default: 15000,
+    /// or the scenario's `timings.offline_after`].
+    #[arg(long, value_name = "MS")]
+    offline_ms: Option<u64>,
+    /// Time between discovery probes, in milliseconds [default: 5000, or the scenario's
+    /// `timings.discovery_interval`].
+    #[arg(long, value_name = "MS")]
+    discovery_ms: Option<u64>,
 }
 
 impl Args {
-    /// The node the flags describe (each node of a fleet is made from it).
-    fn node(self) -> La4SimBuilder {
+    /// The node the scenario and the flags describe (each node of a fleet is made from it);
+    /// a flag given wins over the file.
+    fn node(self, scenario: &La4Scenario) -> La4SimBuilder {
         let mut host = SimConfig::default().host;
         self.host.apply(&mut host);
-        let discovery_targets = if self.no_discovery {
-            Vec::new()
-        } else {
-            self.discover
-        };
-        La4Sim::builder()
+        let mut node = La4Sim::builder()
             .host(host)
-            .id(self.id)
-            .name(self.name)
-            .boot_time(Duration::from_millis(self.boot_ms))
-            .offline_after(Duration::from_millis(self.offline_ms))
-            .discovery_interval(Duration::from_millis(self.discovery_ms))
-            .discovery_targets(discovery_targets)
+            .discovery_targets([DEFAULT_DISCOVER])
+            .scenario(scenario);
+        if let Some(id) = self.id {
+            node = node.id(id);
+        }
+        if let Some(name) = self.name {
+            node = node.name(name);
+        }
+        if let Some(ms) = self.boot_ms {
+            node = node.boot_time(Duration::from_millis(ms));
+        }
+        if let Some(ms) = self.offline_ms {
+            node = node.offline_after(Duration::from_millis(ms));
+        }
+        if let Some(ms) = self.discovery_ms {
+            node = node.discovery_interval(Duration::from_millis(ms));
+        }
+        if self.no_discovery {
+            node = node.discovery_targets([]);
+        } else if !self.discover.is_empty() {
+            node = node.discovery_targets(self.discover);
+        }
+        node
     }
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let control = args.host.control_config().unwrap_or_else(|e| exit_usage(e));
+    let scenario = match &args.host.scenario {
+        Some(path) => La4Scenario::load(path).unwrap_or_else(|e| exit_usage(e)),
+        None => La4Scenario::default(),
+    };
+    let nodes = args.nodes.unwrap_or_else(|| scenario.nodes());
+    if nodes == 0 {
+        exit_usage("--nodes must be at least 1");
+    }
+    if control.is_some() && nodes > 1 {
+        exit_usage("--control serves one node: use it without --nodes (or with --nodes 1)");
+    }
     args.host.init_logging();
-    anyhow::ensure!(args.nodes >= 1, "--nodes must be at least 1");
-    let nodes = args.nodes;
-    let fleet = Fleet::start(args.node(), nodes).await?;
-    cli::run_until_signal(&fleet.addrs(), fleet.shutdown()).await?;
+    let listen = args.host.listen;
+    let fleet = Fleet::start(args.node(&scenario), nodes)
+        .await
+        .with_context(|| match listen {
+            Some(addr) => format!("cannot listen on {addr}"),
+            None => "cannot listen".to_owned(),
+        })?;
+    let control = match (&control, fleet.nodes().first()) {
+        (Some(config), Some(node)) => {
+            Some(node.serve_control(config).await.with_context(|| {
+                format!("cannot serve the control channel on {}", config.listen)
+            })?)
+        }
+        _ => None,
+    };
+    cli::run_until_signal_with_control(&fleet.addrs(), control, fleet.shutdown()).await?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -89,9 +137,14 @@ mod tests {
     #[test]
     fn by_default_it_listens_and_probes_on_loopback_only() {
         let args = Args::try_parse_from(["la4-sim"]).unwrap();
-        assert!(!args.discover.is_empty());
-        assert!(args.discover.iter().all(|a| a.ip().is_loopback()));
-        let config = args.node().config();
+        let config = args.node(&La4Scenario::default()).config();
+        assert!(!config.discovery_targets.is_empty());
+        assert!(
+            config
+                .discovery_targets
+                .iter()
+                .all(|a| a.ip().is_loopback())
+        );
         assert_eq!(config.host.listen, SocketAddr::from(([127, 0, 0, 1], 5000)));
         assert_eq!(config.host.time_scale, 1.0);
         assert_eq!(config.offline_after, Duration::from_secs(15));
@@ -110,12 +163,33 @@ mod tests {
         ];
         let config = Args::try_parse_from(["la4-sim"].into_iter().chain(args))
             .unwrap()
-            .node()
+            .node(&La4Scenario::default())
             .config();
         assert_eq!(config.host.listen.port(), 0);
         assert_eq!(
             (config.host.time_scale, config.host.max_connections),
             (20.0, 5)
+        );
+    }
+
+    #[test]
+    fn flags_given_win_over_the_scenario_and_the_scenario_over_the_defaults() {
+        let scenario = La4Scenario::from_yaml(
+            "name: from-file\nid: \"0000aaaa\"\ndiscovery: []\ntimings: { boot: 1s }\n",
+            "s.yaml",
+        )
+        .unwrap();
+        let args = Args::try_parse_from(["la4-sim", "--name", "from-flag"]).unwrap();
+        let config = args.node(&scenario).config();
+        assert_eq!(config.name, "from-flag");
+        assert_eq!(config.id, "0000aaaa");
+        assert!(config.discovery_targets.is_empty());
+        assert_eq!(config.boot_time, Duration::from_secs(1));
+        let args = Args::try_parse_from(["la4-sim", "--discover", "127.0.0.1:7"]).unwrap();
+        let config = args.node(&scenario).config();
+        assert_eq!(
+            config.discovery_targets,
+            [SocketAddr::from(([127, 0, 0, 1], 7))]
         );
     }
 }

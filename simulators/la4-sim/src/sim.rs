@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use labwire_net::CancellationToken;
-use labwire_simkit::{Faults, HostConfig, Requests, SimHandle};
+use labwire_simkit::{Faults, HostConfig, Requests, ScheduledFault, SimHandle};
 use pycom_proto::node::{self, EventSender, NodeConfig, NodeListener, Request, Service};
 use pycom_proto::transport::{self, DEFAULT_READ_TIMEOUT, DEFAULT_SEND_TIMEOUT};
 use pycom_proto::{Body, Identity, Limits, Sequence, UnitInfo, wire};
@@ -16,10 +16,11 @@ use tokio_util::task::TaskTracker;
 use crate::SimClock;
 use crate::faults::{self, Event, GARBAGE, La4Fault, Spoil};
 use crate::outbox::{Deliver, Dropped, Outbox};
+use crate::scenario::{La4Matcher, La4Scenario};
 use crate::shell::Files;
 use crate::state::{CoordinatorStatus, Coordinators, Device, LightState};
 
-/// Version a simulated node reports (the one in the vendor's examples).
+/// Version a simulated node reports by default (the one in the vendor's examples).
 pub const NODE_VERSION: &str = "0.14.0";
 
 /// How many of the latest commands [`Stats::commands`] keeps.
@@ -54,6 +55,8 @@ pub struct SimConfig {
     pub name: String,
     /// The `ip` it reports; the listen IP when `None`.
     pub ip: Option<String>,
+    /// The pycom `version` in its messages ([`NODE_VERSION`] by default).
+    pub version: String,
     /// Simulated time until boardio has finished initialising (hardware info available).
     pub boot_time: Duration,
     /// A coordinator not heard from for this long (simulated time) is offline (15 s on the
@@ -81,6 +84,9 @@ pub struct SimConfig {
     pub read_timeout: Duration,
     /// Deadline for delivering one event.
     pub send_timeout: Duration,
+    /// The fault schedule at the start, scheduled again on a reset (a scenario's `faults`);
+    /// empty by default.
+    pub faults: Vec<ScheduledFault<La4Fault, La4Matcher>>,
 }
 
 impl Default for SimConfig {
@@ -90,6 +96,7 @@ impl Default for SimConfig {
             id: "81639cd4".into(),
             name: "rigsters-controller".into(),
             ip: None,
+            version: NODE_VERSION.into(),
             boot_time: Duration::from_secs(3),
             offline_after: Duration::from_secs(15),
             discovery_interval: Duration::from_secs(5),
@@ -107,6 +114,7 @@ impl Default for SimConfig {
             limits: Limits::default(),
             read_timeout: DEFAULT_READ_TIMEOUT,
             send_timeout: DEFAULT_SEND_TIMEOUT,
+            faults: Vec::new(),
         }
     }
 }
@@ -146,12 +154,35 @@ struct Shared {
     clock: SimClock,
     coordinators: Mutex<Coordinators>,
     device: Mutex<Device>,
-    faults: Faults<La4Fault>,
+    /// What a reset goes back to.
+    initial: Initial,
+    faults: Faults<La4Fault, La4Matcher>,
     requests: Requests,
     stats: Mutex<Stats>,
     outbox: Outbox<Outgoing>,
     /// When events were last dropped with a warning (at most one warning a second).
     last_drop_warning: Mutex<Option<tokio::time::Instant>>,
+}
+
+/// The node's state at the start, which a reset goes back to.
+struct Initial {
+    boot_time: Duration,
+    offline_after: Duration,
+    standalone_sequence: Option<Sequence>,
+    reports_load: bool,
+    faults: Vec<ScheduledFault<La4Fault, La4Matcher>>,
+}
+
+impl Initial {
+    fn coordinators(&self, now: std::time::Instant) -> Coordinators {
+        Coordinators::new(now, self.boot_time, self.offline_after)
+    }
+
+    fn device(&self) -> Device {
+        let mut device = power_on(self.standalone_sequence.as_ref());
+        device.boardio.reports_load = self.reports_load;
+        device
+    }
 }
 
 /// The request handler: a handle on the shared state, which the outbox's tasks need too.
@@ -243,6 +274,103 @@ impl SimState {
     pub fn set_reports_load(&self, reports_load: bool) {
         lock(&self.shared.device).boardio.reports_load = reports_load;
     }
+
+    /// Puts the node back into its initial state (its configuration's, so its scenario's):
+    /// power-on lights and files (the configured standalone sequence stored), boardio booting
+    /// again for [`SimConfig::boot_time`] from now, [`SimConfig::reports_load`], and no
+    /// coordinator known (so each gets `unit_info` again). [`Stats`] and the clock go on.
+    /// The faults are the handle's: `sim.reset()` (or `POST /reset`) also schedules
+    /// [`SimConfig::faults`] again.
+    pub fn reset(&self) {
+        let shared = &self.shared;
+        let now = shared.clock.instant();
+        // Both locks at once, in the order `Shared::device` takes them.
+        let mut coordinators = lock(&shared.coordinators);
+        let mut device = lock(&shared.device);
+        *coordinators = shared.initial.coordinators(now);
+        *device = shared.initial.device();
+        tracing::info!("reset");
+    }
+
+    /// The state as the control channel shows it (`GET /state`).
+    fn to_json(&self) -> serde_json::Value {
+        let shared = &self.shared;
+        let now = shared.clock.instant();
+        let booted = lock(&shared.coordinators).hardware_ready(now);
+        let (device, _) = shared.device(now);
+        let csv = |s: &Option<Sequence>| s.as_ref().map(Sequence::to_csv);
+        let lights = &device.lights;
+        let device_json = serde_json::json!({
+            "lights": {
+                "model_light": lights.model_light,
+                "fans": lights.fans,
+                "polarizer": lights.polarizer,
+                "array": lights.array.map(|row| row.to_string()),
+                "loaded": csv(&lights.loaded),
+                "last_run": csv(&lights.last_run),
+                "standalone": csv(&lights.standalone),
+                "runs": lights.runs,
+            },
+            "files": {
+                "sequence": device.files.sequence,
+                "standalone": device.files.standalone,
+            },
+            "reports_load": device.boardio.reports_load,
+        });
+        drop(device);
+        let coordinators: Vec<_> = self
+            .coordinators()
+            .into_iter()
+            .map(|c| {
+                serde_json::json!({
+                    "addr": c.addr.to_string(),
+                    "id": c.identity.id,
+                    "name": c.identity.name,
+                    "online": c.online,
+                    "unit_info_sent": c.unit_info_sent,
+                })
+            })
+            .collect();
+        let stats = self.stats();
+        let mut state = serde_json::json!({
+            "identity": shared.identity,
+            "unit_info": shared.unit_info,
+            "booted": booted,
+            "coordinators": coordinators,
+            "stats": {
+                "commands": stats.commands,
+                "events_sent": stats.events_sent,
+                "events_lost": stats.events_lost,
+                "unit_info_sent_to": stats.unit_info_sent_to.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "probes_sent": stats.probes_sent,
+            },
+        });
+        if let (Some(state), serde_json::Value::Object(device)) =
+            (state.as_object_mut(), device_json)
+        {
+            state.extend(device);
+        }
+        state
+    }
+}
+
+/// The control channel's view (`GET /state`: identity, `unit_info`, `booted`, lights, files,
+/// `reports_load`, coordinators, stats) and reset ([`SimState::reset`]).
+impl labwire_simkit::control::Control for SimState {
+    type Fault = La4Fault;
+    type Matcher = La4Matcher;
+
+    fn state(&self) -> serde_json::Value {
+        self.to_json()
+    }
+
+    fn reset(&self) {
+        SimState::reset(self);
+    }
+
+    fn initial_faults(&self) -> Vec<ScheduledFault<La4Fault, La4Matcher>> {
+        self.shared.initial.faults.clone()
+    }
 }
 
 impl Service for Node {
@@ -264,7 +392,9 @@ impl Service for Node {
                 tracing::debug!(%peer, %command, "command");
                 record(&mut lock(&shared.stats).commands, &command);
                 // One fault per command, decided now; it travels with the command's events.
-                let fault = shared.faults.take();
+                let fault = shared
+                    .faults
+                    .take_for(|m| m.matches_command(&message.identity.id, &command));
                 if let Some(fault) = &fault {
                     tracing::debug!(?fault, "fault injection");
                 }
@@ -577,6 +707,33 @@ impl La4SimBuilder {
         self
     }
 
+    /// The pycom `version` in the node's messages ([`NODE_VERSION`] by default).
+    #[must_use]
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.config.version = version.into();
+        self
+    }
+
+    /// Every setting `scenario` gives (identity, `unit_info`, timings, discovery targets,
+    /// `reports_load`, the standalone sequence) and its fault schedule; setters called after
+    /// this win. [`La4Scenario::load`] reads one from a file; its `nodes` is for
+    /// [`Fleet::start`](crate::Fleet::start). A reset goes back to it.
+    #[must_use]
+    pub fn scenario(mut self, scenario: &La4Scenario) -> Self {
+        scenario.apply(&mut self.config);
+        self
+    }
+
+    /// The fault schedule at the start ([`SimConfig::faults`]; replaces the one before).
+    #[must_use]
+    pub fn faults(
+        mut self,
+        faults: impl IntoIterator<Item = ScheduledFault<La4Fault, La4Matcher>>,
+    ) -> Self {
+        self.config.faults = faults.into_iter().collect();
+        self
+    }
+
     /// Size limit for requests and events.
     #[must_use]
     pub fn limits(mut self, limits: Limits) -> Self {
@@ -610,9 +767,14 @@ impl La4SimBuilder {
     /// coordinators and, with none online, probes for one.
     ///
     /// # Errors
-    /// When the address cannot be bound.
+    /// When the address cannot be bound, or the fault schedule has more than
+    /// [`MAX_SCHEDULED`](labwire_simkit::faults::MAX_SCHEDULED) entries (`InvalidInput`).
     pub async fn start(self) -> io::Result<La4Sim> {
         let Self { host, config } = self;
+        let faults = Faults::default();
+        faults
+            .reschedule(&config.faults)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let clock = host.clock();
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
@@ -632,14 +794,18 @@ impl La4SimBuilder {
                 .clone()
                 .unwrap_or_else(|| host.listen.ip().to_string()),
             port,
-            NODE_VERSION,
+            config.version.clone(),
             false,
         );
-        let coordinators =
-            Coordinators::new(clock.instant(), config.boot_time, config.offline_after);
-        let mut device = power_on(config.standalone_sequence.as_ref());
-        device.boardio.reports_load = config.reports_load;
-        let faults = Faults::new();
+        let initial = Initial {
+            boot_time: config.boot_time,
+            offline_after: config.offline_after,
+            standalone_sequence: config.standalone_sequence.clone(),
+            reports_load: config.reports_load,
+            faults: config.faults.clone(),
+        };
+        let coordinators = initial.coordinators(clock.instant());
+        let device = initial.device();
         let requests = Requests::default();
         let shared = Arc::new(Shared {
             events: EventSender::new(identity.clone())
@@ -652,6 +818,7 @@ impl La4SimBuilder {
             clock: clock.clone(),
             coordinators: Mutex::new(coordinators),
             device: Mutex::new(device),
+            initial,
             faults: faults.clone(),
             requests: requests.clone(),
             stats: Mutex::new(Stats::default()),
@@ -711,11 +878,11 @@ impl La4SimBuilder {
 /// bytes. [`SimHandle::requests`] counts every valid request.
 #[derive(Debug)]
 pub struct La4Sim {
-    handle: SimHandle<SimState, La4Fault>,
+    handle: SimHandle<SimState, La4Fault, La4Matcher>,
 }
 
 impl Deref for La4Sim {
-    type Target = SimHandle<SimState, La4Fault>;
+    type Target = SimHandle<SimState, La4Fault, La4Matcher>;
 
     fn deref(&self) -> &Self::Target {
         &self.handle
