@@ -136,6 +136,9 @@ pub struct SimConfig {
     pub start_delay: Duration,
     /// Simulated time from `stop` to `stopped` (default 500 ms).
     pub stop_delay: Duration,
+    /// Simulated time the target of a `switch` takes to start once every other project has
+    /// stopped (default `None`: the start delay).
+    pub switch_delay: Option<Duration>,
     /// Answer nothing at all to `start` and `stop` (the state still changes), as reported for
     /// some 3.19 servers (default off). A setting rather than a fault: see
     /// [`PekatFault`](crate::PekatFault).
@@ -169,6 +172,7 @@ impl Default for SimConfig {
             projects: demo_projects(),
             start_delay: Duration::from_secs(1),
             stop_delay: Duration::from_millis(500),
+            switch_delay: None,
             silent_start_stop: false,
             garbage: Bytes::from_static(DEFAULT_GARBAGE),
             one_request_per_connection: false,
@@ -185,6 +189,13 @@ impl SimConfig {
     #[must_use]
     pub fn with_dialect(mut self, dialect: Dialect) -> Self {
         self.dialect = dialect;
+        self
+    }
+
+    /// The same configuration with these projects.
+    #[must_use]
+    pub fn with_projects(mut self, projects: impl IntoIterator<Item = ProjectSpec>) -> Self {
+        self.projects = projects.into_iter().collect();
         self
     }
 

@@ -7,6 +7,7 @@
 )]
 
 mod config;
+pub mod scenario;
 pub mod state;
 
 use std::io;
@@ -17,7 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
-use labwire_simkit::{Device, Faults, Faulty, HostConfig, Requests, SimHandle};
+use labwire_simkit::{Device, Faulty, HostConfig, Requests};
 use pekat_proto::server::{CancellationToken, ServerBuilder, ServerConfig};
 use pekat_proto::{Command, Dialect, Incoming, Limits, ProjectState, Reply, RequestId, Response};
 use tokio_util::task::TaskTracker;
@@ -30,7 +31,9 @@ pub use labwire_simkit::Fault;
 /// The simulator's clock: simulated time runs `time_scale` times faster than real time (0
 /// stops it, so that only `advance` moves it). Start and stop delays are in simulated time.
 pub use labwire_simkit::SimClock;
+pub use labwire_simkit::{Faults, ScheduledFault, SimHandle};
 pub use pekat_proto::DEFAULT_PORT;
+pub use scenario::{PekatMatcher, PekatScenario};
 pub use state::{Manager, Outcome, ProjectInfo};
 
 /// This simulator's own faults, queued or set as `Fault::Device(PekatFault::..)` next to the
@@ -53,6 +56,10 @@ pub use state::{Manager, Outcome, ProjectInfo};
 /// sim.faults().push(Fault::NoReply);
 /// # }
 /// ```
+///
+/// In scenario files and control requests: `{device: {answer: "error:port"}}` (any answer
+/// text, read as a client reads it: `not-found`, `running`, `license expired`, …) and
+/// `{device: {wrong_id: 99}}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum PekatFault {
@@ -77,16 +84,39 @@ struct Inner {
     clock: SimClock,
     silent_start_stop: AtomicBool,
     connections: AtomicU64,
+    /// What a reset goes back to.
+    config: SimConfig,
+    scenario: PekatScenario,
+}
+
+/// The registry as `config` and `scenario` describe it at simulated time `now`.
+fn initial_manager(config: &SimConfig, scenario: &PekatScenario, now: Duration) -> Manager {
+    let mut manager = Manager::new(config.start_delay, config.stop_delay);
+    manager.set_switch_delay(config.switch_delay);
+    for project in &config.projects {
+        manager.add_project(project.path.clone(), project.port);
+    }
+    for &port in &scenario.ports_in_use {
+        manager.occupy_port(port);
+    }
+    for (path, state) in scenario.initial_states() {
+        // A project the builder replaced after the scenario has no state to set.
+        manager.set_state(path, state, now);
+    }
+    manager
 }
 
 impl SimState {
-    fn new(manager: Manager, clock: SimClock, silent_start_stop: bool) -> Self {
+    fn new(config: SimConfig, scenario: PekatScenario, clock: SimClock) -> Self {
+        let manager = initial_manager(&config, &scenario, clock.now());
         Self {
             inner: Arc::new(Inner {
                 manager: Mutex::new(manager),
                 clock,
-                silent_start_stop: AtomicBool::new(silent_start_stop),
+                silent_start_stop: AtomicBool::new(config.silent_start_stop),
                 connections: AtomicU64::new(0),
+                config,
+                scenario,
             }),
         }
     }
@@ -166,6 +196,62 @@ impl SimState {
     pub fn connections_accepted(&self) -> u64 {
         self.inner.connections.load(Ordering::Relaxed)
     }
+
+    /// Ports marked as held by another program, in order.
+    pub fn ports_in_use(&self) -> Vec<u16> {
+        self.manager().occupied_ports()
+    }
+}
+
+/// The control channel's view: `GET /state` is `{"dialect", "projects": [{"path", "port",
+/// "state"}], "ports_in_use", "delays": {"start", "stop", "switch"}, "silent_start_stop",
+/// "connections_accepted", "clock"}`; a reset rebuilds the registry from the scenario.
+impl labwire_simkit::control::Control for SimState {
+    type Fault = PekatFault;
+    type Matcher = PekatMatcher;
+
+    fn state(&self) -> serde_json::Value {
+        let now = self.now();
+        let (projects, ports, (start, stop, switch)) = {
+            let mut manager = self.manager();
+            (
+                manager.projects(now),
+                manager.occupied_ports(),
+                manager.delays(),
+            )
+        };
+        let format = labwire_simkit::duration::format;
+        let projects: Vec<_> = projects
+            .iter()
+            .map(|p| serde_json::json!({"path": p.path, "port": p.port, "state": p.state}))
+            .collect();
+        serde_json::json!({
+            "dialect": self.inner.config.dialect.as_str(),
+            "projects": projects,
+            "ports_in_use": ports,
+            "delays": {
+                "start": format(start),
+                "stop": format(stop),
+                "switch": switch.map(format),
+            },
+            "silent_start_stop": self.silent_start_stop(),
+            "connections_accepted": self.connections_accepted(),
+            "clock": format(now),
+        })
+    }
+
+    fn reset(&self) {
+        let Inner {
+            config, scenario, ..
+        } = &*self.inner;
+        let fresh = initial_manager(config, scenario, self.now());
+        *self.manager() = fresh;
+        self.set_silent_start_stop(config.silent_start_stop);
+    }
+
+    fn initial_faults(&self) -> Vec<ScheduledFault<PekatFault, PekatMatcher>> {
+        self.inner.scenario.faults.clone()
+    }
 }
 
 /// The Projects Manager as the server sees it: the sans-IO [`Manager`] answering requests at
@@ -224,10 +310,22 @@ impl Device for Projects {
 pub struct PekatSimBuilder {
     host: HostConfig,
     config: SimConfig,
+    scenario: PekatScenario,
 }
 
 impl PekatSimBuilder {
     labwire_simkit::host_setters!();
+
+    /// The device as `scenario` describes it ([`PekatScenario::load`] reads one from a file):
+    /// its settings replace those given so far (setters called afterwards win over it), its
+    /// projects' initial states, ports in use and fault schedule apply at the start. A reset
+    /// ([`SimHandle::reset`], the control channel's `POST /reset`) goes back to it.
+    #[must_use]
+    pub fn scenario(mut self, scenario: PekatScenario) -> Self {
+        scenario.apply(&mut self.config);
+        self.scenario = scenario;
+        self
+    }
 
     /// Replaces every device setting (the host settings stay).
     #[must_use]
@@ -262,6 +360,14 @@ impl PekatSimBuilder {
     pub fn delays(mut self, start: Duration, stop: Duration) -> Self {
         self.config.start_delay = start;
         self.config.stop_delay = stop;
+        self
+    }
+
+    /// Simulated time the target of a `switch` takes to start once the others have stopped
+    /// (`None`, the default: the start delay).
+    #[must_use]
+    pub fn switch_delay(mut self, delay: Option<Duration>) -> Self {
+        self.config.switch_delay = delay;
         self
     }
 
@@ -326,14 +432,18 @@ impl PekatSimBuilder {
     /// # Errors
     /// When the address cannot be bound.
     pub async fn start(self) -> io::Result<PekatSim> {
-        let Self { host, config } = self;
+        let Self {
+            host,
+            config,
+            scenario,
+        } = self;
         let clock = host.clock();
-        let mut manager = Manager::new(config.start_delay, config.stop_delay);
-        for project in &config.projects {
-            manager.add_project(project.path.clone(), project.port);
-        }
-        let state = SimState::new(manager, clock.clone(), config.silent_start_stop);
-        let (faults, requests) = (Faults::new(), Requests::default());
+        let faults: Faults<PekatFault, PekatMatcher> = Faults::default();
+        faults
+            .reschedule(&scenario.faults)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let state = SimState::new(config.clone(), scenario, clock.clone());
+        let requests = Requests::default();
         let projects = Projects {
             state: state.clone(),
             dialect: config.dialect,
@@ -396,7 +506,7 @@ impl PekatSimBuilder {
 /// connection is closed.
 #[derive(Debug)]
 pub struct PekatSim {
-    handle: SimHandle<SimState, PekatFault>,
+    handle: SimHandle<SimState, PekatFault, PekatMatcher>,
     config: SimConfig,
 }
 
@@ -407,6 +517,7 @@ impl PekatSim {
         PekatSimBuilder {
             host: HostConfig::loopback(),
             config: SimConfig::default(),
+            scenario: PekatScenario::default(),
         }
     }
 
@@ -417,7 +528,7 @@ impl PekatSim {
 }
 
 impl Deref for PekatSim {
-    type Target = SimHandle<SimState, PekatFault>;
+    type Target = SimHandle<SimState, PekatFault, PekatMatcher>;
 
     fn deref(&self) -> &Self::Target {
         &self.handle
@@ -441,9 +552,10 @@ mod tests {
             -1.0,
             f64::NAN,
         ] {
-            let mut manager = Manager::new(Duration::MAX, Duration::MAX);
-            manager.add_project("p", 1);
-            let state = SimState::new(manager, SimClock::scaled(scale), false);
+            let config = SimConfig::default()
+                .with_delays(Duration::MAX, Duration::MAX)
+                .with_projects([ProjectSpec::new("p", 1)]);
+            let state = SimState::new(config, PekatScenario::default(), SimClock::scaled(scale));
             let device = Projects {
                 state,
                 dialect: Dialect::V3_18,
@@ -465,9 +577,10 @@ mod tests {
 
     #[tokio::test]
     async fn device_faults_change_the_answer_but_not_what_is_done() {
-        let mut manager = Manager::new(Duration::ZERO, Duration::ZERO);
-        manager.add_project("p", 1);
-        let state = SimState::new(manager, SimClock::manual(), false);
+        let config = SimConfig::default()
+            .with_delays(Duration::ZERO, Duration::ZERO)
+            .with_projects([ProjectSpec::new("p", 1)]);
+        let state = SimState::new(config, PekatScenario::default(), SimClock::manual());
         let device = Projects {
             state: state.clone(),
             dialect: Dialect::V3_19,

@@ -1,7 +1,9 @@
 //! `pekat-sim`: a simulated PEKAT VISION Projects Manager TCP server.
 //!
-//! Prints `listening on <addr>` as its first stdout line, logs to stderr, and exits 0 on
-//! SIGINT/SIGTERM after closing every connection.
+//! Prints `listening on <addr>` as its first stdout line (then `control on <addr>` with
+//! `--control`), logs to stderr, and exits 0 on SIGINT/SIGTERM after closing every connection.
+//! `--scenario FILE` describes the device (`pekat_sim::scenario`); the device flags are laid
+//! over it, a flag given winning over the file's field.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,9 +12,10 @@ use std::time::Duration;
 
 use clap::Parser;
 use labwire_simkit::HostConfig;
-use labwire_simkit::cli::{HostArgs, duration, run_until_signal};
+use labwire_simkit::cli::{HostArgs, duration, exit_usage, run_until_signal_with_control};
 use pekat_proto::Dialect;
-use pekat_sim::{DEFAULT_PORT, PekatSim, ProjectSpec, SimConfig, parse_projects_file};
+use pekat_sim::scenario::ProjectEntry;
+use pekat_sim::{DEFAULT_PORT, PekatScenario, PekatSim, ProjectSpec, parse_projects_file};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -23,51 +26,60 @@ use pekat_sim::{DEFAULT_PORT, PekatSim, ProjectSpec, SimConfig, parse_projects_f
 struct Args {
     #[command(flatten)]
     host: HostArgs,
-    /// Protocol dialect: 3.18 (`start:PATH`) or 3.19 (`[id.]start|PATH`).
-    #[arg(long, default_value = "3.18")]
-    dialect: Dialect,
-    /// A project, `PATH=PORT` (repeatable). Without --project or --projects-file, three demo
-    /// projects are served.
+    /// Protocol dialect: 3.18 (`start:PATH`) or 3.19 (`[id.]start|PATH`) [default: 3.18].
+    #[arg(long)]
+    dialect: Option<Dialect>,
+    /// A project, `PATH=PORT` (repeatable); replaces the scenario's projects. Without
+    /// --project, --projects-file or a scenario's `projects`, three demo projects are served.
     #[arg(long = "project", value_name = "PATH=PORT")]
     projects: Vec<ProjectSpec>,
     /// A file of `PATH=PORT` lines (`#` comments, blank lines ignored); adds to --project.
     #[arg(long, value_name = "FILE")]
     projects_file: Option<PathBuf>,
-    /// Simulated milliseconds from `start` to `running`.
-    #[arg(long, default_value_t = 1000)]
-    start_delay_ms: u64,
+    /// Simulated milliseconds from `start` to `running` [default: 1000].
+    #[arg(long)]
+    start_delay_ms: Option<u64>,
     /// The same with a unit (`1.5s`, `250ms`; seconds without one).
     #[arg(long, value_name = "DURATION", value_parser = duration, conflicts_with = "start_delay_ms")]
     start_delay: Option<Duration>,
-    /// Simulated milliseconds from `stop` to `stopped`.
-    #[arg(long, default_value_t = 500)]
-    stop_delay_ms: u64,
+    /// Simulated milliseconds from `stop` to `stopped` [default: 500].
+    #[arg(long)]
+    stop_delay_ms: Option<u64>,
     /// The same with a unit.
     #[arg(long, value_name = "DURATION", value_parser = duration, conflicts_with = "stop_delay_ms")]
     stop_delay: Option<Duration>,
+    /// Simulated time the target of a `switch` takes to start once the others have stopped
+    /// [default: the start delay].
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    switch_delay: Option<Duration>,
     /// Send no answer to start/stop (as reported for some 3.19 servers).
     #[arg(long)]
     silent_start_stop: bool,
     /// Close each connection after its first answer.
     #[arg(long)]
     one_request_per_connection: bool,
-    /// Close connections idle (or not taking their answer) for this many milliseconds.
-    #[arg(long, default_value_t = 60_000)]
-    idle_timeout_ms: u64,
+    /// Close connections idle (or not taking their answer) for this many milliseconds
+    /// [default: 60000].
+    #[arg(long)]
+    idle_timeout_ms: Option<u64>,
     /// The same with a unit.
     #[arg(long, value_name = "DURATION", value_parser = duration, conflicts_with = "idle_timeout_ms")]
     idle_timeout: Option<Duration>,
     /// Milliseconds to wait for more bytes of a request that looks complete (0: what one read
-    /// delivers is the request, as on the real server).
-    #[arg(long, default_value_t = 0)]
-    quiet_ms: u64,
+    /// delivers is the request, as on the real server) [default: 0].
+    #[arg(long)]
+    quiet_ms: Option<u64>,
     /// The same with a unit.
     #[arg(long, value_name = "DURATION", value_parser = duration, conflicts_with = "quiet_ms")]
     quiet_period: Option<Duration>,
 }
 
-/// The host and device settings the flags ask for.
-fn settings(args: &Args) -> Result<(HostConfig, SimConfig), String> {
+/// The host settings, and the scenario (`--scenario`'s, or the defaults) with the device
+/// flags given laid over it.
+fn settings(
+    args: &Args,
+    mut scenario: PekatScenario,
+) -> Result<(HostConfig, PekatScenario), String> {
     let mut host = HostConfig::new(SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)));
     args.host.apply(&mut host);
     let mut projects = args.projects.clone();
@@ -77,48 +89,100 @@ fn settings(args: &Args) -> Result<(HostConfig, SimConfig), String> {
         projects
             .extend(parse_projects_file(&text).map_err(|e| format!("{}: {e}", file.display()))?);
     }
-    let ms = Duration::from_millis;
-    let defaults = SimConfig::default();
-    let config = SimConfig {
-        dialect: args.dialect,
-        projects: if projects.is_empty() {
-            defaults.projects.clone()
-        } else {
+    if !projects.is_empty() {
+        scenario.projects = Some(
             projects
-        },
-        start_delay: args.start_delay.unwrap_or(ms(args.start_delay_ms)),
-        stop_delay: args.stop_delay.unwrap_or(ms(args.stop_delay_ms)),
-        silent_start_stop: args.silent_start_stop,
-        one_request_per_connection: args.one_request_per_connection,
-        idle_timeout: args.idle_timeout.unwrap_or(ms(args.idle_timeout_ms)),
-        quiet_period: args.quiet_period.unwrap_or(ms(args.quiet_ms)),
-        ..defaults
-    };
-    Ok((host, config))
+                .into_iter()
+                .map(|p| ProjectEntry {
+                    path: p.path,
+                    port: p.port,
+                    state: None,
+                })
+                .collect(),
+        );
+    }
+    if args.dialect.is_some() {
+        scenario.dialect = args.dialect;
+    }
+    let ms = |n: Option<u64>| n.map(Duration::from_millis);
+    let delays = &mut scenario.delays;
+    for (slot, flag) in [
+        (
+            &mut delays.start,
+            args.start_delay.or(ms(args.start_delay_ms)),
+        ),
+        (&mut delays.stop, args.stop_delay.or(ms(args.stop_delay_ms))),
+        (&mut delays.switch, args.switch_delay),
+        (
+            &mut scenario.idle_timeout,
+            args.idle_timeout.or(ms(args.idle_timeout_ms)),
+        ),
+        (
+            &mut scenario.quiet_period,
+            args.quiet_period.or(ms(args.quiet_ms)),
+        ),
+    ] {
+        if let Some(flag) = flag {
+            *slot = Some(flag.into());
+        }
+    }
+    if args.silent_start_stop {
+        scenario.silent_start_stop = Some(true);
+    }
+    if args.one_request_per_connection {
+        scenario.one_request_per_connection = Some(true);
+    }
+    Ok((host, scenario))
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
+    let control = args.host.control_config().unwrap_or_else(|e| exit_usage(e));
+    let scenario = match &args.host.scenario {
+        Some(path) => PekatScenario::load(path).unwrap_or_else(|e| exit_usage(e)),
+        None => PekatScenario::default(),
+    };
     args.host.init_logging();
-    let (host, config) = match settings(&args) {
+    let (host, scenario) = match settings(&args, scenario) {
         Ok(settings) => settings,
         Err(message) => {
             eprintln!("pekat-sim: {message}");
             return ExitCode::from(2);
         }
     };
-    let sim = match PekatSim::builder().host(host).config(config).start().await {
+    let listen = host.listen;
+    let sim = match PekatSim::builder()
+        .host(host)
+        .scenario(scenario)
+        .start()
+        .await
+    {
         Ok(sim) => sim,
         Err(error) => {
-            eprintln!("pekat-sim: cannot listen: {error}");
+            eprintln!("pekat-sim: cannot listen on {listen}: {error}");
             return ExitCode::FAILURE;
         }
     };
     for project in sim.state().projects() {
-        tracing::info!(path = %project.path, port = project.port, "project");
+        tracing::info!(path = %project.path, port = project.port, state = %project.state, "project");
     }
-    if let Err(error) = run_until_signal(&[sim.local_addr()], sim.shutdown()).await {
+    let control = match control {
+        Some(config) => match sim.serve_control(&config).await {
+            Ok(addr) => Some(addr),
+            Err(error) => {
+                eprintln!(
+                    "pekat-sim: cannot serve the control channel on {}: {error}",
+                    config.listen
+                );
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
+    if let Err(error) =
+        run_until_signal_with_control(&[sim.local_addr()], control, sim.shutdown()).await
+    {
         eprintln!("pekat-sim: cannot write to stdout: {error}");
         return ExitCode::FAILURE;
     }
@@ -129,10 +193,17 @@ async fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pekat_sim::SimConfig;
 
     fn parse(args: &[&str]) -> (HostConfig, SimConfig) {
+        parse_over(args, PekatScenario::default())
+    }
+
+    fn parse_over(args: &[&str], scenario: PekatScenario) -> (HostConfig, SimConfig) {
         let args = Args::try_parse_from([&["pekat-sim"], args].concat()).unwrap();
-        settings(&args).unwrap()
+        let (host, scenario) = settings(&args, scenario).unwrap();
+        let builder = PekatSim::builder().scenario(scenario);
+        (host, builder.current_config().clone())
     }
 
     #[test]
@@ -198,5 +269,48 @@ mod tests {
         assert_eq!(host.max_connections, 8);
         let both = ["pekat-sim", "--quiet-ms", "1", "--quiet-period", "1ms"];
         assert!(Args::try_parse_from(both).is_err());
+    }
+}
+
+#[cfg(test)]
+mod over_a_scenario {
+    use super::*;
+    use pekat_sim::SimConfig;
+
+    fn parse_over(args: &[&str], yaml: &str) -> SimConfig {
+        let scenario = PekatScenario::from_yaml(yaml, "s.yaml").unwrap();
+        let args = Args::try_parse_from([&["pekat-sim"], args].concat()).unwrap();
+        let (_, scenario) = settings(&args, scenario).unwrap();
+        PekatSim::builder()
+            .scenario(scenario)
+            .current_config()
+            .clone()
+    }
+
+    #[test]
+    fn flags_given_win_over_the_file_and_the_rest_of_the_file_stays() {
+        let yaml = "dialect: 3.19\ndelays: { start: 3s, stop: 2s, switch: 4s }\n\
+                    projects: [{ path: 'C:\\A', port: 9000 }]\nsilent_start_stop: true\n";
+        let config = parse_over(&[], yaml);
+        assert_eq!(config.dialect, Dialect::V3_19);
+        assert_eq!(config.start_delay, Duration::from_secs(3));
+        assert_eq!(config.switch_delay, Some(Duration::from_secs(4)));
+        assert_eq!(config.projects, vec![ProjectSpec::new(r"C:\A", 9000)]);
+        assert!(config.silent_start_stop);
+        let config = parse_over(
+            &[
+                "--dialect",
+                "3.18",
+                "--start-delay-ms",
+                "5",
+                "--project",
+                r"D:\B=9100",
+            ],
+            yaml,
+        );
+        assert_eq!(config.dialect, Dialect::V3_18);
+        assert_eq!(config.start_delay, Duration::from_millis(5));
+        assert_eq!(config.stop_delay, Duration::from_secs(2));
+        assert_eq!(config.projects, vec![ProjectSpec::new(r"D:\B", 9100)]);
     }
 }

@@ -74,7 +74,7 @@ impl Outcome {
 
 /// The key a path is looked up by. Windows paths are case-insensitive and accept `/` for `\`;
 /// a trailing separator names the same folder.
-fn key(path: &str) -> String {
+pub(crate) fn key(path: &str) -> String {
     let mut key: String = path
         .chars()
         .map(|c| {
@@ -98,6 +98,8 @@ pub struct Manager {
     occupied_ports: BTreeSet<u16>,
     start_delay: Duration,
     stop_delay: Duration,
+    /// How long the target of a `switch` takes to start; `None`: the start delay.
+    switch_delay: Option<Duration>,
 }
 
 impl Manager {
@@ -109,7 +111,24 @@ impl Manager {
             occupied_ports: BTreeSet::new(),
             start_delay,
             stop_delay,
+            switch_delay: None,
         }
+    }
+
+    /// How long the target of a `switch` takes to start once every other project has
+    /// stopped, for switches that begin from now on; `None` (the default): the start delay.
+    pub fn set_switch_delay(&mut self, delay: Option<Duration>) {
+        self.switch_delay = delay;
+    }
+
+    /// The start, stop and switch delays.
+    pub fn delays(&self) -> (Duration, Duration, Option<Duration>) {
+        (self.start_delay, self.stop_delay, self.switch_delay)
+    }
+
+    /// Ports marked as held by another program ([`Manager::occupy_port`]), in order.
+    pub fn occupied_ports(&self) -> Vec<u16> {
+        self.occupied_ports.iter().copied().collect()
     }
 
     /// Adds (or replaces) a stopped project.
@@ -267,7 +286,8 @@ impl Manager {
     }
 
     fn switch(&mut self, key: &str, now: Duration) -> Outcome {
-        let (start_delay, stop_delay) = (self.start_delay, self.stop_delay);
+        let start_delay = self.switch_delay.unwrap_or(self.start_delay);
+        let stop_delay = self.stop_delay;
         let Some(port) = self.projects.get(key).map(|p| p.port) else {
             return Outcome::Now(Response::NotFound);
         };
@@ -442,6 +462,23 @@ mod tests {
         assert_eq!(m.state(C, at(3)), Some(ProjectState::Running));
         assert_eq!(m.state(A, at(3)), Some(ProjectState::Stopped));
         assert_eq!(m.state(B, at(3)), Some(ProjectState::Stopped));
+    }
+
+    #[test]
+    fn a_switch_delay_replaces_the_start_delay_for_the_switched_project_only() {
+        let mut m = manager();
+        m.set_switch_delay(Some(5 * SEC));
+        m.set_state(A, ProjectState::Running, at(0));
+        // A stops (1 s), then B starts in the switch delay (5 s).
+        assert_eq!(
+            m.handle(Command::Switch, B, at(0)),
+            Outcome::At(at(6), Response::Success)
+        );
+        assert_eq!(
+            m.handle(Command::Start, C, at(6)),
+            Outcome::At(at(8), Response::Done)
+        );
+        assert_eq!(m.delays(), (2 * SEC, SEC, Some(5 * SEC)));
     }
 
     #[test]

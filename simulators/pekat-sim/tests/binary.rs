@@ -119,3 +119,58 @@ fn binary_flags_for_delays_faults_and_connections_take_effect_with_a_custom_back
     assert_eq!(ask(addr, format!("switch:{project}").as_bytes()), "success");
     assert!(terminate_and_wait(guard).success());
 }
+
+#[test]
+fn binary_refuses_a_bad_scenario_or_a_remote_control_address_with_status_2() {
+    let dir = std::env::temp_dir().join(format!("pekat-sim-bin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "faults:\n  - { matching: { command: restart }, fault: close }\n",
+    )
+    .unwrap();
+    let cases: [(Vec<&str>, &str); 2] = [
+        (
+            vec!["--scenario", bad.to_str().unwrap()],
+            "bad.yaml:2:28: faults[0].matching.command: unknown variant `restart`",
+        ),
+        (vec!["--control", "0.0.0.0:0"], "--control-allow-remote"),
+    ];
+    for (args, expected) in cases {
+        let output = Command::new(env!("CARGO_BIN_EXE_pekat-sim"))
+            .args(["--listen", "127.0.0.1:0"])
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(output.stdout.is_empty(), "{args:?}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn binary_serves_a_scenario_and_prints_the_control_address_after_the_listening_line() {
+    let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/typical.yaml");
+    let (mut sim, addr) = spawn(&["--scenario", scenario, "--control", "127.0.0.1:0"]);
+    let line = sim.next_line().unwrap();
+    let control: SocketAddr = line
+        .strip_prefix("control on ")
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("{line:?}"));
+    assert!(control.ip().is_loopback());
+    let line_a = r"C:\Users\pekat\PekatVisionProjects\Line A";
+    assert_eq!(ask(addr, format!("status:{line_a}").as_bytes()), "running");
+    let mut stream = TcpStream::connect(control).unwrap();
+    stream
+        .write_all(b"GET /state HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains(r#""ports_in_use":[8002]"#), "{response}");
+    assert!(terminate_and_wait(sim).success());
+}
