@@ -8,7 +8,11 @@ use std::time::Duration;
 use comet_socket::Limits;
 use serde_json::Value;
 
-use crate::Fault;
+use crate::scenario::CometMatcher;
+use crate::{CometFault, Fault};
+
+/// One entry of a COMET fault schedule (see [`crate::scenario`]).
+pub type ScheduledFault = labwire_simkit::ScheduledFault<CometFault, CometMatcher>;
 
 /// COMET's default port.
 pub const DEFAULT_PORT: u16 = 65432;
@@ -42,13 +46,22 @@ pub struct SimConfig {
     pub telegram_action: String,
     /// Fixed answers per action, tried before the built-in handlers.
     pub answers: BTreeMap<String, Value>,
+    /// Per action: how long the handlers take, in simulated time (as
+    /// [`CometFault::Slow`] for every request of that action; a `Slow` fault replaces it).
+    pub delays: BTreeMap<String, Duration>,
     /// The text the Telegram bot reports for `status`.
     pub status: String,
+    /// Commands the Telegram bot knows besides `ping`, `status` and `help` (any case,
+    /// trimmed), and its reply to each; they win over the built-in ones.
+    pub telegram_replies: BTreeMap<String, String>,
     /// Frame size limits.
     pub limits: Limits,
     /// A fault applied to every request from the start (none by default); see
     /// [`Faults::set`](labwire_simkit::Faults::set).
     pub fault: Option<Fault>,
+    /// The fault schedule from the start (a scenario's `faults`), after [`SimConfig::fault`];
+    /// a reset schedules it again.
+    pub schedule: Vec<ScheduledFault>,
 }
 
 impl Default for SimConfig {
@@ -58,9 +71,12 @@ impl Default for SimConfig {
             connection_deadline: comet_socket::server::DEFAULT_CONNECTION_DEADLINE,
             telegram_action: DEFAULT_TELEGRAM_ACTION.to_owned(),
             answers: BTreeMap::new(),
+            delays: BTreeMap::new(),
             status: "idle".to_owned(),
+            telegram_replies: BTreeMap::new(),
             limits: Limits::default(),
             fault: None,
+            schedule: Vec::new(),
         }
     }
 }

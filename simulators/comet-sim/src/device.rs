@@ -11,16 +11,21 @@ use comet_socket::Frame;
 use comet_socket::dispatch::{Answer, Incoming};
 use comet_socket::server::{Handler, HandlerError, Handlers};
 use labwire_simkit::{Device, SimClock};
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
-use crate::config::{ECHO_ACTION, SimConfig};
+use crate::config::{ECHO_ACTION, ScheduledFault, SimConfig};
+use crate::scenario::CometMatcher;
 
 /// How many received requests and Telegram messages the state keeps (oldest dropped first).
 pub const LOG_CAPACITY: usize = 1000;
 
 /// COMET's own faults, queued or set as [`Fault::Device`](crate::Fault::Device) through
 /// [`CometSim::faults`](crate::CometSim) like every other fault.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// In scenario files and control requests: `{device: {error: <text>}}`,
+/// `{device: {slow: <duration>}}` (`"200ms"`, `"1.5s"`: durations carry their unit).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum CometFault {
     /// Answer `{"result": <this string>}` without running any handler, the way a COMET handler
@@ -30,7 +35,61 @@ pub enum CometFault {
     /// stopped clock waits for `advance`. In fidelity mode it holds up every other request, as
     /// COMET's single thread would. Past the connection deadline the connection is closed
     /// without an answer.
-    Slow(Duration),
+    Slow(#[serde(with = "labwire_simkit::duration::humane")] Duration),
+}
+
+/// `CometFault`'s text form, read by hand: a YAML reader takes a one-key map for an enum only
+/// as a tag (`!slow 200ms`), and `{slow: 200ms}` is what people write.
+mod fault_serde {
+    use std::fmt;
+
+    use labwire_simkit::duration::Humane;
+    use serde::de::{self, MapAccess, Visitor};
+    use serde::{Deserialize, Deserializer};
+
+    use super::CometFault;
+
+    const VARIANTS: &[&str] = &["error", "slow"];
+
+    struct FaultVisitor;
+
+    impl<'de> Visitor<'de> for FaultVisitor {
+        type Value = CometFault;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a COMET fault: {error: <text>} or {slow: <duration>}")
+        }
+
+        fn visit_str<E: de::Error>(self, name: &str) -> Result<CometFault, E> {
+            match name {
+                "error" | "slow" => {
+                    Err(E::custom(format!("`{name}` needs a value: {{{name}: ..}}")))
+                }
+                other => Err(E::unknown_variant(other, VARIANTS)),
+            }
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<CometFault, A::Error> {
+            let Some(key) = map.next_key::<String>()? else {
+                return Err(de::Error::custom("an empty map is not a COMET fault"));
+            };
+            let fault = match key.as_str() {
+                "error" => CometFault::Error(map.next_value()?),
+                "slow" => CometFault::Slow(map.next_value::<Humane>()?.0),
+                other => return Err(de::Error::unknown_variant(other, VARIANTS)),
+            };
+            if map.next_key::<de::IgnoredAny>()?.is_some() {
+                return Err(de::Error::custom("a COMET fault is a map with one key"));
+            }
+            Ok(fault)
+        }
+    }
+
+    impl<'de> Deserialize<'de> for CometFault {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            deserializer.deserialize_any(FaultVisitor)
+        }
+    }
 }
 
 /// A valid request the simulator received.
@@ -79,12 +138,21 @@ pub struct Counters {
 #[derive(Debug, Clone)]
 pub struct SimState {
     inner: Arc<Mutex<StateInner>>,
+    /// What a reset goes back to: the settings the simulator started with (its scenario's).
+    initial: Arc<SimConfig>,
+    clock: SimClock,
 }
+
+/// How many of the latest requests and Telegram messages the control channel's state shows.
+const STATE_LOG: usize = 20;
 
 #[derive(Debug, Default)]
 struct StateInner {
     answers: BTreeMap<String, Value>,
+    delays: BTreeMap<String, Duration>,
     status: String,
+    /// Keyed by the command in lower case, trimmed.
+    replies: BTreeMap<String, String>,
     received: VecDeque<Received>,
     telegram: VecDeque<TelegramMessage>,
     counters: Counters,
@@ -97,14 +165,28 @@ fn push_bounded<T>(log: &mut VecDeque<T>, item: T) {
     log.push_back(item);
 }
 
-impl SimState {
-    pub(crate) fn new(config: &SimConfig) -> Self {
+impl StateInner {
+    fn new(config: &SimConfig) -> Self {
         Self {
-            inner: Arc::new(Mutex::new(StateInner {
-                answers: config.answers.clone(),
-                status: config.status.clone(),
-                ..StateInner::default()
-            })),
+            answers: config.answers.clone(),
+            delays: config.delays.clone(),
+            status: config.status.clone(),
+            replies: config
+                .telegram_replies
+                .iter()
+                .map(|(command, reply)| (command.trim().to_lowercase(), reply.clone()))
+                .collect(),
+            ..Self::default()
+        }
+    }
+}
+
+impl SimState {
+    pub(crate) fn new(config: &SimConfig, clock: SimClock) -> Self {
+        Self {
+            inner: Arc::new(Mutex::new(StateInner::new(config))),
+            initial: Arc::new(config.clone()),
+            clock,
         }
     }
 
@@ -127,6 +209,69 @@ impl SimState {
     /// The fixed answer for `action`, if any.
     pub fn answer(&self, action: &str) -> Option<Value> {
         self.lock().answers.get(action).cloned()
+    }
+
+    /// From now on the handlers take `delay` (simulated time) for every request of `action`;
+    /// `None` removes the delay. See [`SimConfig::delays`].
+    pub fn set_delay(&self, action: impl Into<String>, delay: Option<Duration>) {
+        let mut inner = self.lock();
+        let action = action.into();
+        match delay {
+            Some(delay) => inner.delays.insert(action, delay),
+            None => inner.delays.remove(&action),
+        };
+    }
+
+    /// How long the handlers take for a request of `action`, if set.
+    pub fn delay(&self, action: &str) -> Option<Duration> {
+        self.lock().delays.get(action).copied()
+    }
+
+    /// From now on the Telegram bot replies `reply` to `command` (any case, trimmed).
+    pub fn set_telegram_reply(&self, command: &str, reply: impl Into<String>) {
+        self.lock()
+            .replies
+            .insert(command.trim().to_lowercase(), reply.into());
+    }
+
+    /// Back to the settings the simulator started with (its scenario's): fixed answers,
+    /// delays, status and Telegram replies; the logs and counters emptied. (The faults are
+    /// the [`SimHandle`](labwire_simkit::SimHandle)'s: `sim.reset()` resets both.)
+    pub fn reset(&self) {
+        *self.lock() = StateInner::new(&self.initial);
+    }
+
+    /// The state as JSON, as the control channel's `GET /state` shows it: the settings,
+    /// [`Counters`], and the latest 20 requests and Telegram messages.
+    pub fn to_json(&self) -> Value {
+        let inner = self.lock();
+        let latest = |len: usize| len.saturating_sub(STATE_LOG);
+        let c = inner.counters;
+        json!({
+            "fidelity": self.initial.fidelity,
+            "telegram_action": self.initial.telegram_action,
+            "status": inner.status,
+            "answers": inner.answers,
+            "delays": inner.delays.iter()
+                .map(|(action, d)| (action.clone(), Value::from(labwire_simkit::duration::format(*d))))
+                .collect::<Map<_, _>>(),
+            "telegram_replies": inner.replies,
+            "counters": {
+                "connections": c.connections,
+                "requests": c.requests,
+                "invalid": c.invalid,
+                "binary": c.binary,
+                "malformed": c.malformed,
+                "held": c.held,
+            },
+            "received": inner.received.iter().skip(latest(inner.received.len()))
+                .map(|r| json!({"action": r.action, "value": r.value}))
+                .collect::<Vec<_>>(),
+            "telegram_messages": inner.telegram.iter().skip(latest(inner.telegram.len()))
+                .map(|m| json!({"chat_id": m.chat_id, "text": m.text, "reply": m.reply}))
+                .collect::<Vec<_>>(),
+            "clock": labwire_simkit::duration::format(self.clock.now()),
+        })
     }
 
     /// Sets the text the Telegram bot reports for `status`.
@@ -210,7 +355,11 @@ struct TelegramBot {
 
 impl TelegramBot {
     fn reply(&self, text: &str) -> String {
-        match text.trim().to_lowercase().as_str() {
+        let command = text.trim().to_lowercase();
+        if let Some(reply) = self.state.lock().replies.get(&command) {
+            return reply.clone();
+        }
+        match command.as_str() {
             "ping" | "/ping" => "pong".to_owned(),
             "status" | "status?" | "/status" => format!("Status: {}", self.state.status()),
             "help" | "/help" | "/start" => "Commands: ping, status, help".to_owned(),
@@ -306,16 +455,22 @@ impl Device for CometDevice {
         } else {
             None
         };
-        if let Some(CometFault::Slow(slow)) = &fault {
-            tracing::debug!(?slow, "fault: slow handlers");
-            if tokio::time::timeout(self.deadline, self.clock.sleep(*slow))
+        let incoming = Incoming::from_frame(&frame);
+        let slow = match (&fault, &incoming) {
+            (Some(CometFault::Slow(slow)), _) => {
+                tracing::debug!(?slow, "fault: slow handlers");
+                Some(*slow)
+            }
+            (_, Incoming::Request(request)) => self.state.delay(&request.action),
+            _ => None,
+        };
+        if let Some(slow) = slow
+            && tokio::time::timeout(self.deadline, self.clock.sleep(slow))
                 .await
                 .is_err()
-            {
-                return Answer::Close;
-            }
+        {
+            return Answer::Close;
         }
-        let incoming = Incoming::from_frame(&frame);
         self.state.record(&incoming);
         match (incoming, fault) {
             (Incoming::Request(_), Some(CometFault::Error(message))) => {
@@ -327,6 +482,34 @@ impl Device for CometDevice {
     }
 }
 
+impl labwire_simkit::control::Control for SimState {
+    type Fault = CometFault;
+    type Matcher = CometMatcher;
+
+    fn state(&self) -> Value {
+        self.to_json()
+    }
+
+    fn reset(&self) {
+        SimState::reset(self);
+    }
+
+    fn initial_faults(&self) -> Vec<ScheduledFault> {
+        initial_faults(&self.initial)
+    }
+}
+
+/// The faults a simulator with `config` starts with: [`SimConfig::fault`] until cleared, then
+/// the schedule.
+pub(crate) fn initial_faults(config: &SimConfig) -> Vec<ScheduledFault> {
+    config
+        .fault
+        .iter()
+        .map(|fault| ScheduledFault::next(fault.clone()).until_cleared())
+        .chain(config.schedule.iter().cloned())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -334,8 +517,9 @@ mod tests {
 
     #[tokio::test]
     async fn the_telegram_bot_answers_each_chat_and_never_runs_commands() {
-        let state = SimState::new(&SimConfig::default());
+        let state = SimState::new(&SimConfig::default(), SimClock::manual());
         state.set_status("measuring");
+        state.set_telegram_reply(" Calibrate ", "queued");
         let bot = TelegramBot {
             action: crate::DEFAULT_TELEGRAM_ACTION.into(),
             state: state.clone(),
@@ -343,20 +527,50 @@ mod tests {
         let answer = bot
             .handle(
                 "Telegram",
-                &json!({"1": "Status?", "2": "ping", "3": "rm -rf /"}),
+                &json!({"1": "Status?", "2": "ping", "3": "rm -rf /", "4": "CALIBRATE"}),
             )
             .await
             .unwrap();
         assert_eq!(
             answer,
             json!({"1": "Status: measuring", "2": "pong",
-                   "3": "Unknown command \"rm -rf /\"; send help for the commands"})
+                   "3": "Unknown command \"rm -rf /\"; send help for the commands",
+                   "4": "queued"})
         );
-        assert_eq!(state.telegram_messages().len(), 3);
+        assert_eq!(state.telegram_messages().len(), 4);
         assert!(bot.handle("Telegram", &json!("text")).await.is_err());
         assert_eq!(
             bot.handle("Other", &json!({"1": "ping"})).await.unwrap(),
             Value::Null
+        );
+    }
+
+    #[test]
+    fn comet_faults_read_as_one_key_maps_with_units() {
+        let read = |text: &str| serde_json::from_str::<CometFault>(text).map_err(|e| e.to_string());
+        assert_eq!(
+            read(r#"{"error": "Overload"}"#),
+            Ok(CometFault::Error("Overload".into()))
+        );
+        assert_eq!(
+            read(r#"{"slow": "250ms"}"#),
+            Ok(CometFault::Slow(Duration::from_millis(250)))
+        );
+        assert!(read(r#"{"slow": 2}"#).is_err());
+        assert!(read(r#""slow""#).unwrap_err().contains("needs a value"));
+        assert!(
+            read(r#"{"sloww": "1s"}"#)
+                .unwrap_err()
+                .contains("unknown variant")
+        );
+        assert!(
+            read(r#"{"error": "a", "slow": "1s"}"#)
+                .unwrap_err()
+                .contains("one key")
+        );
+        assert_eq!(
+            serde_json::to_value(CometFault::Slow(Duration::from_millis(1500))).unwrap(),
+            json!({"slow": "1500ms"})
         );
     }
 

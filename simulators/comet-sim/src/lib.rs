@@ -8,13 +8,16 @@
 
 mod config;
 mod device;
+pub mod scenario;
 mod sim;
 
 pub use config::{
-    DEFAULT_LISTEN, DEFAULT_PORT, DEFAULT_TELEGRAM_ACTION, ECHO_ACTION, GARBAGE, SimConfig,
+    DEFAULT_LISTEN, DEFAULT_PORT, DEFAULT_TELEGRAM_ACTION, ECHO_ACTION, GARBAGE, ScheduledFault,
+    SimConfig,
 };
 pub use device::{CometFault, Counters, LOG_CAPACITY, Received, SimState, TelegramMessage};
 pub use labwire_simkit::{HostConfig, SimClock, SimHandle};
+pub use scenario::{CometMatcher, CometScenario};
 pub use sim::{CometSim, CometSimBuilder};
 
 /// A fault to inject: simkit's vocabulary, shared by every labwire simulator, with COMET's own
@@ -27,5 +30,6 @@ pub use sim::{CometSim, CometSimBuilder};
 /// the answer, then closes; `Garbage` sends [`GARBAGE`] instead of the answer, then closes.
 pub type Fault = labwire_simkit::Fault<CometFault>;
 
-/// The simulator's faults, shared with it ([`CometSim`] hands them out as `faults()`).
-pub type Faults = labwire_simkit::Faults<CometFault>;
+/// The simulator's faults, shared with it ([`CometSim`] hands them out as `faults()`);
+/// scheduled entries pick requests with a [`CometMatcher`].
+pub type Faults = labwire_simkit::Faults<CometFault, CometMatcher>;

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use comet_sim::{CometSim, HostConfig, SimConfig};
+use comet_sim::{CometScenario, CometSim, HostConfig, SimConfig};
 use comet_socket::config::SocketConnection;
-use labwire_simkit::cli::HostArgs;
+use labwire_simkit::cli::{HostArgs, exit_usage, run_until_signal_with_control};
 use serde_json::Value;
 
 /// A simulated COMET socket endpoint: ECHO, a Telegram-bot-shaped handler and fixed answers.
@@ -21,22 +21,27 @@ struct Args {
     /// [default listen address without it: 127.0.0.1:65432].
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Reproduce COMET's quirks where safe: hold falsy requests unanswered, one request at a time.
+    /// Reproduce COMET's quirks where safe: hold falsy requests unanswered, one request at a
+    /// time [default: off, or the scenario's `fidelity`].
     #[arg(long)]
     fidelity: bool,
-    /// A fixed answer, as ACTION=JSON (repeatable).
+    /// A fixed answer, as ACTION=JSON (repeatable; added to the scenario's `answers`, and wins
+    /// for the same action).
     #[arg(long = "answer", value_name = "ACTION=JSON", value_parser = fixed_answer)]
     answers: Vec<(String, Value)>,
-    /// What the Telegram bot answers to `status`.
-    #[arg(long, default_value = "idle")]
-    status: String,
-    /// The Telegram bot's action name.
-    #[arg(long, default_value = comet_sim::DEFAULT_TELEGRAM_ACTION)]
-    telegram_action: String,
+    /// What the Telegram bot answers to `status` [default: idle, or the scenario's
+    /// `telegram.status`].
+    #[arg(long)]
+    status: Option<String>,
+    /// The Telegram bot's action name [default: Telegram, or the scenario's
+    /// `telegram.action`].
+    #[arg(long)]
+    telegram_action: Option<String>,
     /// Seconds each step of a connection may take (waiting for the request, receiving it,
-    /// answering, sending the answer); also `250ms` or `2.5s`.
-    #[arg(long, default_value = "30", value_parser = positive_duration)]
-    deadline: Duration,
+    /// answering, sending the answer); also `250ms` or `2.5s` [default: 30, or the scenario's
+    /// `connection_deadline`].
+    #[arg(long, value_parser = positive_duration)]
+    deadline: Option<Duration>,
 }
 
 fn fixed_answer(text: &str) -> Result<(String, Value), String> {
@@ -55,7 +60,8 @@ fn positive_duration(text: &str) -> Result<Duration, String> {
     }
 }
 
-fn config(args: Args) -> anyhow::Result<(HostConfig, SimConfig)> {
+/// The settings from the flags over `scenario` (the flags win).
+fn config(args: Args, scenario: &CometScenario) -> anyhow::Result<(HostConfig, SimConfig)> {
     let mut host = HostConfig::new(comet_sim::DEFAULT_LISTEN);
     if let Some(path) = &args.config {
         let settings = SocketConnection::from_path(path)?;
@@ -69,29 +75,48 @@ fn config(args: Args) -> anyhow::Result<(HostConfig, SimConfig)> {
         }
     }
     args.host.apply(&mut host);
-    let config = SimConfig {
-        fidelity: args.fidelity,
-        connection_deadline: args.deadline,
-        telegram_action: args.telegram_action,
-        answers: args.answers.into_iter().collect(),
-        status: args.status,
-        ..SimConfig::default()
-    };
+    let mut config = SimConfig::default();
+    scenario.apply(&mut config);
+    config.fidelity |= args.fidelity;
+    config.answers.extend(args.answers);
+    if let Some(status) = args.status {
+        config.status = status;
+    }
+    if let Some(action) = args.telegram_action {
+        config.telegram_action = action;
+    }
+    if let Some(deadline) = args.deadline {
+        config.connection_deadline = deadline;
+    }
     Ok((host, config))
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let control = args.host.control_config().unwrap_or_else(|e| exit_usage(e));
+    let scenario = match &args.host.scenario {
+        Some(path) => CometScenario::load(path).unwrap_or_else(|e| exit_usage(e)),
+        None => CometScenario::default(),
+    };
     args.host.init_logging();
-    let (host, config) = config(args)?;
+    let (host, config) = config(args, &scenario)?;
+    let listen = host.listen;
     let sim = CometSim::builder()
         .host(host)
         .config(config)
         .start()
         .await
-        .context("cannot start")?;
-    labwire_simkit::cli::run_until_signal(&[sim.local_addr()], sim.shutdown()).await?;
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let control =
+        match control {
+            Some(config) => Some(sim.serve_control(&config).await.with_context(|| {
+                format!("cannot serve the control channel on {}", config.listen)
+            })?),
+            None => None,
+        };
+    run_until_signal_with_control(&[sim.local_addr()], control, sim.shutdown()).await?;
+    tracing::info!("stopped");
     Ok(())
 }
 
@@ -100,9 +125,17 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> anyhow::Result<(HostConfig, SimConfig)> {
-        config(Args::try_parse_from(
-            std::iter::once("comet-sim").chain(args.iter().copied()),
-        )?)
+        parse_over(args, &CometScenario::default())
+    }
+
+    fn parse_over(
+        args: &[&str],
+        scenario: &CometScenario,
+    ) -> anyhow::Result<(HostConfig, SimConfig)> {
+        config(
+            Args::try_parse_from(std::iter::once("comet-sim").chain(args.iter().copied()))?,
+            scenario,
+        )
     }
 
     #[test]
@@ -154,6 +187,31 @@ mod tests {
         assert_eq!((host.backlog, host.max_connections), (64, 8));
         let (host, _) = parse(&["--time-scale", "0"]).unwrap();
         assert!(host.clock().is_manual());
+    }
+
+    #[test]
+    fn flags_win_over_the_scenario_and_add_to_its_answers() {
+        let scenario = CometScenario::from_yaml(
+            "fidelity: true\nconnection_deadline: 2s\nanswers: { A: 1, B: 2 }\n\
+             telegram: { action: Bot, status: busy }\nfaults: [{ fault: close }]\n",
+            "s.yaml",
+        )
+        .unwrap();
+        let (_, config) = parse_over(&[], &scenario).unwrap();
+        assert!(config.fidelity);
+        assert_eq!(config.connection_deadline, Duration::from_secs(2));
+        assert_eq!(config.status, "busy");
+        assert_eq!(config.telegram_action, "Bot");
+        assert_eq!(config.schedule.len(), 1);
+        let (_, config) = parse_over(
+            &["--answer", "B=3", "--status", "idle", "--deadline", "5"],
+            &scenario,
+        )
+        .unwrap();
+        assert_eq!(config.answers["A"], serde_json::json!(1));
+        assert_eq!(config.answers["B"], serde_json::json!(3));
+        assert_eq!(config.status, "idle");
+        assert_eq!(config.connection_deadline, Duration::from_secs(5));
     }
 
     #[test]

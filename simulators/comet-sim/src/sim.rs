@@ -19,7 +19,8 @@ use tokio_util::codec::{Decoder, Encoder};
 use tokio_util::task::TaskTracker;
 
 use crate::config::{GARBAGE, SimConfig};
-use crate::device::{CometDevice, CometFault, SimState};
+use crate::device::{CometDevice, CometFault, SimState, initial_faults};
+use crate::scenario::{CometMatcher, CometScenario};
 use crate::{Fault, Faults};
 
 /// Configures a [`CometSim`]; see [`CometSim::builder`]. The host settings (`listen`,
@@ -40,6 +41,25 @@ impl CometSimBuilder {
     #[must_use]
     pub fn config(mut self, config: SimConfig) -> Self {
         self.config = config;
+        self
+    }
+
+    /// The endpoint as `scenario` describes it ([`CometScenario::load`] reads one from a
+    /// file): what it gives replaces the settings set before (answers, delays and Telegram
+    /// replies are added to them), and its fault schedule replaces [`SimConfig::schedule`].
+    /// Setters called after it win. A reset (`sim.reset()`, the control channel's
+    /// `POST /reset`) goes back to the settings and the schedule the simulator started with.
+    #[must_use]
+    pub fn scenario(mut self, scenario: CometScenario) -> Self {
+        scenario.apply(&mut self.config);
+        self
+    }
+
+    /// The handlers take `delay` (simulated time) for every request of `action`; see
+    /// [`SimConfig::delays`].
+    #[must_use]
+    pub fn delay(mut self, action: impl Into<String>, delay: Duration) -> Self {
+        self.config.delays.insert(action.into(), delay);
         self
     }
 
@@ -125,9 +145,11 @@ impl CometSimBuilder {
         } = self;
         let server = host.bind().await?;
         let clock = host.clock();
-        let state = SimState::new(&config);
-        let faults = Faults::new();
-        faults.set(config.fault.clone());
+        let state = SimState::new(&config, clock.clone());
+        let faults = Faults::default();
+        faults
+            .reschedule(&initial_faults(&config))
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let requests = Requests::default();
         let device = CometDevice::new(&config, state.clone(), clock.clone());
         let service = HoldLayer(Faulty::new(
@@ -167,7 +189,7 @@ impl CometSimBuilder {
 /// `shutdown_token()`) over the COMET [`SimState`]. Dropping it stops the server without
 /// waiting; `shutdown()` also waits until every client is disconnected.
 #[derive(Debug)]
-pub struct CometSim(SimHandle<SimState, CometFault>);
+pub struct CometSim(SimHandle<SimState, CometFault, CometMatcher>);
 
 impl CometSim {
     /// A builder on `127.0.0.1` port 0, with a real-time clock, no fixed answers and no faults.
@@ -190,7 +212,7 @@ impl CometSim {
 }
 
 impl Deref for CometSim {
-    type Target = SimHandle<SimState, CometFault>;
+    type Target = SimHandle<SimState, CometFault, CometMatcher>;
 
     fn deref(&self) -> &Self::Target {
         &self.0

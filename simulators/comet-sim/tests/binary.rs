@@ -90,3 +90,79 @@ fn binary_rejects_a_bad_answer_option() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("ACTION=JSON"));
 }
+
+#[test]
+fn binary_refuses_a_bad_scenario_or_a_remote_control_address_with_status_2() {
+    let dir = std::env::temp_dir().join(format!("comet-sim-bin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "answers: { Status: idle }\nfaults:\n  - { matching: { acton: Status }, fault: close }\n",
+    )
+    .unwrap();
+    let cases: [(Vec<&str>, &str); 2] = [
+        (
+            vec!["--scenario", bad.to_str().unwrap()],
+            "bad.yaml:3:19: faults[0].matching: unknown field `acton`",
+        ),
+        (vec!["--control", "0.0.0.0:0"], "--control-allow-remote"),
+    ];
+    for (args, expected) in cases {
+        let output = Command::new(env!("CARGO_BIN_EXE_comet-sim"))
+            .args(["--listen", "127.0.0.1:0"])
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(output.stdout.is_empty(), "{args:?}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn binary_serves_its_scenario_and_prints_the_control_address_after_the_listening_line() {
+    let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/typical.yaml");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_comet-sim"));
+    command
+        .args(["--listen", "127.0.0.1:0", "--control", "127.0.0.1:0"])
+        .args(["--scenario", scenario, "--answer", "GetIV=[1, 2]"])
+        .env_remove("RUST_LOG")
+        .stderr(std::process::Stdio::null());
+    let mut sim = SimProcess::spawn_command(command).unwrap();
+    let line = sim.next_line().unwrap();
+    let control: std::net::SocketAddr = line
+        .strip_prefix("control on ")
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("{line:?}"));
+    assert!(control.ip().is_loopback());
+    let client = Client::builder(sim.addr()).build();
+    // The scenario's answers, and a flag's on top of them.
+    assert_eq!(
+        client.send("Status", &json!(1)).await.unwrap()["state"],
+        json!("measuring")
+    );
+    assert_eq!(
+        client.send("GetIV", &json!(1)).await.unwrap(),
+        json!([1, 2])
+    );
+    let response = tokio::task::spawn_blocking(move || {
+        use std::io::Read as _;
+        let mut stream = std::net::TcpStream::connect(control).unwrap();
+        stream
+            .write_all(b"GET /state HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response
+    })
+    .await
+    .unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("measuring IV on W42-07"), "{response}");
+    let status = terminate(sim).await;
+    assert!(status.success(), "{status:?}");
+}
