@@ -20,15 +20,18 @@
 //!   offline_after: 15s                # a silent coordinator goes offline
 //!   discovery_interval: 5s            # between discovery probes
 //! discovery: ["127.0.0.1:5001"]       # where to probe for a coordinator ([]: nowhere)
-//! reports_load: true                  # `uSeq` reports BOARDIO_READY too
-//! standalone_sequence: |              # stored at power-on, run when boardio has booted
-//!   LED_FAN,1
-//!   MODEL_LIGHT,10
+//! sequence:                           # how sequences behave
+//!   reports_load: true                # `uSeq` reports BOARDIO_READY too
+//!   standalone: |                     # stored at power-on, run when boardio has booted
+//!     LED_FAN,1
+//!     MODEL_LIGHT,10
 //! faults:                             # the fault schedule (labwire_simkit::ScheduledFault)
 //!   - { request: 2, fault: no_reply }
 //!   - { matching: { contains: runSeq }, fault: { device: { run_seq_error: LED driver overheated } } }
 //!   - { matching: { first_word: echo }, fault: { device: drop_output }, until_cleared: true }
 //! ```
+//!
+//! Sequences run at once (boardio's timing is not simulated), so `sequence` has no timings.
 //!
 //! A fault is taken once per **command** request (heartbeats take none), so `request: N`
 //! counts commands. A matcher (`matching`) picks commands by their text (`contains`, a
@@ -79,12 +82,9 @@ pub struct La4Scenario {
     /// [`SimConfig::discovery_targets`] (replaces them; `[]`: no discovery).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub discovery: Option<Vec<SocketAddr>>,
-    /// [`SimConfig::reports_load`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reports_load: Option<bool>,
-    /// [`SimConfig::standalone_sequence`], as the file's CSV text.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub standalone_sequence: Option<SequenceCsv>,
+    /// How sequences behave.
+    #[serde(default)]
+    pub sequence: SequenceSpec,
     /// The fault schedule ([`SimConfig::faults`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub faults: Vec<ScheduledFault<La4Fault, La4Matcher>>,
@@ -149,10 +149,10 @@ impl La4Scenario {
         if let Some(targets) = &self.discovery {
             config.discovery_targets.clone_from(targets);
         }
-        if let Some(reports_load) = self.reports_load {
+        if let Some(reports_load) = self.sequence.reports_load {
             config.reports_load = reports_load;
         }
-        if let Some(sequence) = &self.standalone_sequence {
+        if let Some(sequence) = &self.sequence.standalone {
             config.standalone_sequence = Some(sequence.0.clone());
         }
         config.faults.clone_from(&self.faults);
@@ -212,6 +212,18 @@ impl UnitInfoSpec {
     }
 }
 
+/// How sequences behave, in a scenario.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SequenceSpec {
+    /// [`SimConfig::reports_load`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reports_load: Option<bool>,
+    /// [`SimConfig::standalone_sequence`], as the file's CSV text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standalone: Option<SequenceCsv>,
+}
+
 /// The node's delays in a scenario (simulated time): each one given replaces the default.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -242,7 +254,7 @@ impl<'de> Deserialize<'de> for SequenceCsv {
         let text = String::deserialize(deserializer)?;
         Sequence::parse_csv(&text)
             .map(Self)
-            .map_err(serde::de::Error::custom)
+            .map_err(|e| serde::de::Error::custom(format!("invalid sequence CSV: {e}")))
     }
 }
 
@@ -325,8 +337,7 @@ mod tests {
     fn a_scenario_sets_what_it_gives_and_keeps_the_rest() {
         let scenario = La4Scenario::from_yaml(
             "name: bench\nunit_info: { mac_address: \"02:00:00:00:00:01\" }\n\
-             timings: { boot: 0s }\nreports_load: true\n\
-             standalone_sequence: \"LED_FAN,1\\n\"\n\
+             timings: { boot: 0s }\nsequence: { reports_load: true, standalone: \"LED_FAN,1\\n\" }\n\
              faults:\n  - { matching: { contains: runSeq }, fault: { device: { run_seq_error: hot } } }\n",
             "s.yaml",
         )

@@ -94,3 +94,74 @@ fn fleet_mode_announces_every_node() {
     assert_eq!(addrs.len(), 3);
     assert!(sim.terminate().unwrap().success());
 }
+
+#[test]
+fn binary_refuses_a_bad_scenario_or_a_remote_control_address_with_status_2() {
+    let dir = std::env::temp_dir().join(format!("la4-sim-bin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "name: ok\nfaults:\n  - { fault: { device: drop_outputt } }\n",
+    )
+    .unwrap();
+    let cases: [(Vec<&str>, &str); 3] = [
+        (
+            vec!["--scenario", bad.to_str().unwrap()],
+            "bad.yaml:3:24: faults[0].fault.device: unknown variant `drop_outputt`",
+        ),
+        (vec!["--control", "0.0.0.0:0"], "--control-allow-remote"),
+        (
+            vec!["--control", "127.0.0.1:0", "--nodes", "2"],
+            "--control serves one node",
+        ),
+    ];
+    for (args, expected) in cases {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_la4-sim"))
+            .args(["--listen", "127.0.0.1:0", "--no-discovery"])
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(output.stdout.is_empty(), "{args:?}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn binary_prints_the_control_address_after_the_listening_line() {
+    let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/typical.yaml");
+    let mut sim = SimProcess::spawn(
+        env!("CARGO_BIN_EXE_la4-sim"),
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--no-discovery",
+            "--scenario",
+            scenario,
+            "--control",
+            "127.0.0.1:0",
+        ],
+    )
+    .unwrap();
+    let line = sim.next_line().unwrap();
+    let control: std::net::SocketAddr = line
+        .strip_prefix("control on ")
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("{line:?}"));
+    assert!(control.ip().is_loopback());
+    let mut stream = std::net::TcpStream::connect(control).unwrap();
+    use std::io::{Read as _, Write as _};
+    stream
+        .write_all(b"GET /state HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("bench-la4"), "{response}");
+    assert!(response.contains("dc:a6:32:00:be:ef"), "{response}");
+    assert!(sim.terminate().unwrap().success());
+}
