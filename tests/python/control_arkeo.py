@@ -1,7 +1,8 @@
 """Drives the arkeo-sim program from Python with only the standard library: start it, wait
 for its `listening on` and `control on` lines, talk ARKEO to it, push a fault over the control
 channel and see it reach the client, clear it and see normal answers again, send a malformed
-control request and see a 4xx with the simulator still serving, stop it.
+control request and see a 4xx with the simulator still serving, see its own connection listed,
+stop it.
 
 Usage: python3 control_arkeo.py PATH_TO_ARKEO_SIM
 Prints one line per step; exits non-zero on anything unexpected.
@@ -101,6 +102,13 @@ def main():
         sock = connect(addr)
         reply = call(sock, "MAIN", "GetActiveRoutine", 4)
         print("normal again", reply["status"], reply["request_id"])
+
+        # GET /connections lists this client's own connection (--control turns tracking on).
+        own = "%s:%d" % sock.getsockname()[:2]
+        status, connections = control(base, "GET", "/connections")
+        peers = connections["peers"]
+        print("connections", status, own in [peer["addr"] for peer in peers],
+              all(isinstance(peer["since_ms"], int) for peer in peers))
 
         # Malformed control requests: 4xx naming the problem; the device keeps serving.
         status, error = control(base, "POST", "/faults", {"fault": "no_replyy"})

@@ -70,6 +70,7 @@ async fn python_drives_the_binary_through_its_control_channel() {
             "no reply",
             "cleared 200 [] []",
             "normal again OK 4",
+            "connections 200 True True",
             "bad fault 400 True",
             "bad json 400 True",
             "wrong method 405",

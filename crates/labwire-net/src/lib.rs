@@ -20,7 +20,7 @@ pub mod cli;
 pub use connect::connect;
 pub use listener::{DEFAULT_BACKLOG, bind};
 pub use report::error_chain;
-pub use server::{DEFAULT_MAX_CONNECTIONS, Server, ServerConfig, ServerHandle};
+pub use server::{DEFAULT_MAX_CONNECTIONS, Peer, Server, ServerConfig, ServerHandle};
 pub use service::{Exchange, PlannedService, Service};
 pub use tokio_util::sync::CancellationToken;
 pub use transport::{AsyncStream, Connector, Stream};

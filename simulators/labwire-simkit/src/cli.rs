@@ -83,6 +83,8 @@ pub struct HostArgs {
 
 impl HostArgs {
     /// Writes the flags given into `host` (a flag not given keeps the simulator's default).
+    /// `--control` also turns on [`HostConfig::track_connections`], so that the control
+    /// channel's `GET /connections` lists the connections.
     pub fn apply(&self, host: &mut HostConfig) {
         if let Some(listen) = self.listen {
             host.listen = listen;
@@ -95,6 +97,9 @@ impl HostArgs {
         }
         host.time_scale = self.time_scale;
         host.clock = None;
+        if self.control.is_some() {
+            host.track_connections = true;
+        }
     }
 
     /// Starts logging as the flags say.
@@ -281,6 +286,13 @@ mod tests {
         assert_eq!(args.host.scenario, Some(PathBuf::from("s.yaml")));
         assert_eq!(args.host.control, Some("127.0.0.1:0".parse().unwrap()));
         assert!(!args.host.control_allow_remote);
+        // The control channel lists connections; without it nobody pays for the list.
+        let mut host = HostConfig::loopback();
+        args.host.apply(&mut host);
+        assert!(host.track_connections);
+        let mut host = HostConfig::loopback();
+        Args::parse_from(["sim"]).host.apply(&mut host);
+        assert!(!host.track_connections);
         // Allowing remote control needs a control address.
         let error = Args::try_parse_from(["sim", "--control-allow-remote"]).err();
         assert_eq!(error.map(|e| e.exit_code()), Some(2));

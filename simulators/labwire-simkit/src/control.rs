@@ -13,7 +13,7 @@
 //! | `DELETE /faults` | clears every fault | the faults |
 //! | `POST /clock/advance` | `{"by": "2s"}`: moves a manual clock (time scale 0) | `{"now": "2000ms"}`; 409 when the clock runs on its own |
 //! | `POST /reset` | the device back to its scenario's initial state, and the scenario's faults | the state |
-//! | `GET /connections` | | `{"connections": n, "requests": n}` (connections served now, requests answered so far) |
+//! | `GET /connections` | lists the connections | `{"connections": n, "requests": n, "peers": [{"addr": "127.0.0.1:5555", "since_ms": 1234}, ..]}`: connections served now, requests answered so far, and each connection, oldest first, with its client's address and when it was accepted (real milliseconds since the simulator started listening); `"peers": null` when the simulator does not track connections ([`HostConfig::track_connections`](crate::HostConfig::track_connections), on in the binaries with `--control`) |
 //!
 //! A fault in JSON: `"no_reply"`, `"close"`, `"truncate"`, `"garbage"`, `{"delay": "200ms"}`,
 //! `{"device": <the simulator's own>}`. Every error is a 4xx with `{"error": "<what is
@@ -293,9 +293,20 @@ async fn post_reset<C: Control>(State(ctx): State<Arc<Ctx<C>>>) -> Response {
 }
 
 async fn connections<C: Control>(State(ctx): State<Arc<Ctx<C>>>) -> Response {
+    let started = ctx.server.started();
+    let peers = ctx.server.peers().map(|peers| {
+        peers
+            .iter()
+            .map(|peer| {
+                let since = peer.since.saturating_duration_since(started).as_millis();
+                json!({ "addr": peer.addr.to_string(), "since_ms": u64::try_from(since).unwrap_or(u64::MAX) })
+            })
+            .collect::<Vec<_>>()
+    });
     ok(json!({
         "connections": ctx.server.connection_count(),
         "requests": ctx.requests.get(),
+        "peers": peers,
     }))
 }
 

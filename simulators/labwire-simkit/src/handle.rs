@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use labwire_net::{CancellationToken, ServerHandle};
+use labwire_net::{CancellationToken, Peer, ServerHandle};
 use tokio_util::task::TaskTracker;
 
 use crate::SimClock;
@@ -78,6 +78,13 @@ impl<S, P: Clone, M: Clone> SimHandle<S, P, M> {
     /// Connections being served right now.
     pub fn connection_count(&self) -> usize {
         self.server.connection_count()
+    }
+
+    /// The connections being served right now, oldest first, when the simulator tracks them
+    /// ([`HostConfig::track_connections`](crate::HostConfig::track_connections)); `None` when
+    /// it does not.
+    pub fn peers(&self) -> Option<Vec<Peer>> {
+        self.server.peers()
     }
 
     /// The token that stops the simulator when cancelled.

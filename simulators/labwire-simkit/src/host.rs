@@ -24,6 +24,11 @@ pub struct HostConfig {
     /// A clock to use instead of one made from `time_scale` (e.g. one shared by several
     /// simulators, or [`SimClock::manual`]).
     pub clock: Option<SimClock>,
+    /// Keep a list of the connections being served, their addresses and since when, for the
+    /// control channel's `GET /connections` and [`SimHandle::peers`](crate::SimHandle::peers)
+    /// (default `false`; the binaries turn it on with `--control`). It costs memory on every
+    /// connection ([`ServerConfig::track_peers`]).
+    pub track_connections: bool,
 }
 
 impl HostConfig {
@@ -35,6 +40,7 @@ impl HostConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             time_scale: 1.0,
             clock: None,
+            track_connections: false,
         }
     }
 
@@ -56,6 +62,7 @@ impl HostConfig {
         let mut server = ServerConfig::new(self.listen);
         server.backlog = self.backlog;
         server.max_connections = self.max_connections;
+        server.track_peers = self.track_connections;
         server
     }
 
@@ -75,7 +82,7 @@ impl Default for HostConfig {
 }
 
 /// Writes the shared host setters (`listen`, `backlog`, `max_connections`, `time_scale`, its
-/// alias `speed`, `clock`, `host`) into a simulator builder that has a `host: HostConfig`
+/// alias `speed`, `clock`, `track_connections`, `host`) into a simulator builder that has a `host: HostConfig`
 /// field, so that every simulator's builder offers them, the same, from one definition.
 #[macro_export]
 macro_rules! host_setters {
@@ -122,6 +129,15 @@ macro_rules! host_setters {
         pub fn clock(mut self, clock: $crate::SimClock) -> Self {
             self.host.time_scale = clock.speed();
             self.host.clock = Some(clock);
+            self
+        }
+
+        /// Keeps a list of the connections being served (off by default; every connection pays
+        /// for it in memory), listed by the handle's `peers()` and the control channel's
+        /// `GET /connections`.
+        #[must_use]
+        pub fn track_connections(mut self, on: bool) -> Self {
+            self.host.track_connections = on;
             self
         }
 
@@ -183,11 +199,14 @@ mod tests {
         .listen("127.0.0.2:7".parse().unwrap())
         .backlog(7)
         .max_connections(3)
+        .track_connections(true)
         .clock(clock.clone());
         assert_eq!(built.host.listen.to_string(), "127.0.0.2:7");
         assert_eq!(built.host.backlog, 7);
         assert_eq!(built.host.max_connections, 3);
         assert!(built.host.clock().is_manual());
         assert_eq!(built.host.server_config().backlog, 7);
+        assert!(built.host.server_config().track_peers);
+        assert!(!HostConfig::loopback().server_config().track_peers);
     }
 }

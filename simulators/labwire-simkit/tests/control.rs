@@ -93,8 +93,13 @@ impl Device for Lines {
 type Sim = SimHandle<Counter, Shout, Word>;
 
 async fn start(clock: SimClock) -> (Sim, SocketAddr) {
+    start_with(clock, false).await
+}
+
+async fn start_with(clock: SimClock, track_connections: bool) -> (Sim, SocketAddr) {
     let host = HostConfig {
         clock: Some(clock.clone()),
+        track_connections,
         ..HostConfig::loopback()
     };
     let state = Counter::default();
@@ -245,6 +250,75 @@ async fn faults_pushed_over_http_reach_the_client_and_clearing_restores_answers(
     assert_eq!(status, 200);
     assert_eq!(connections["connections"], 2, "{connections}");
     assert_eq!(connections["requests"], sim.requests(), "{connections}");
+    // Not tracked unless asked.
+    assert_eq!(connections["peers"], Value::Null, "{connections}");
+    assert_eq!(sim.peers(), None);
+    sim.shutdown().await;
+}
+
+/// `GET /connections` until `done` holds for its answer (at most the test deadline).
+async fn connections_until(control: SocketAddr, done: impl Fn(&Value) -> bool) -> Value {
+    let poll = async {
+        loop {
+            let (status, connections) = http(control, "GET", "/connections", "").await;
+            assert_eq!(status, 200, "{connections}");
+            if done(&connections) {
+                return connections;
+            }
+            tokio::task::yield_now().await;
+        }
+    };
+    timeout(TEST_DEADLINE, poll)
+        .await
+        .expect("GET /connections never showed the expected peers")
+}
+
+fn peer_addrs(connections: &Value) -> Vec<String> {
+    connections["peers"]
+        .as_array()
+        .expect("peers listed")
+        .iter()
+        .map(|peer| peer["addr"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_lists_each_client_until_it_leaves() {
+    let (sim, control) = start_with(SimClock::manual(), true).await;
+    let (_, connections) = http(control, "GET", "/connections", "").await;
+    assert_eq!(connections["peers"], json!([]), "{connections}");
+
+    let mut first = Client::connect(sim.local_addr()).await;
+    assert_eq!(first.ask("ping").await, "pong");
+    let mut second = Client::connect(sim.local_addr()).await;
+    assert_eq!(second.ask("ping").await, "pong");
+    let me = [
+        first.0.get_ref().local_addr().unwrap().to_string(),
+        second.0.get_ref().local_addr().unwrap().to_string(),
+    ];
+    let connections = connections_until(control, |c| c["connections"] == 2).await;
+    // Oldest first, each with when it came.
+    assert_eq!(peer_addrs(&connections), me, "{connections}");
+    let since: Vec<u64> = connections["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|peer| peer["since_ms"].as_u64().unwrap())
+        .collect();
+    assert!(since[0] <= since[1], "{connections}");
+    assert_eq!(connections["requests"], 2, "{connections}");
+    let listed = sim.peers().unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0].addr.to_string(), me[0]);
+
+    // The first client leaves: only the second is listed.
+    drop(first);
+    let connections = connections_until(control, |c| c["connections"] == 1).await;
+    assert_eq!(peer_addrs(&connections), [me[1].clone()], "{connections}");
+    assert_eq!(second.ask("data").await, "42");
+    drop(second);
+    let connections = connections_until(control, |c| c["connections"] == 0).await;
+    assert_eq!(connections["peers"], json!([]), "{connections}");
     sim.shutdown().await;
 }
 
