@@ -1,0 +1,354 @@
+//! The proxy: accept a client, connect upstream, forward both ways, decode on the side.
+//!
+//! Forwarding comes first: each read is written to the other side unchanged before it is
+//! decoded, so a decoder never delays, alters or drops a byte. Each direction runs its own
+//! [`SideDecoder`]; its events go over a bounded channel to one sink thread that prints them
+//! and writes the recording (when that thread falls behind, forwarding waits for it rather
+//! than buffering without bound).
+
+use std::io::{self, Write as _};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::decode::{Piece, Protocol, SideDecoder};
+use crate::recording::{Direction, Event, Writer};
+
+/// Bytes read from a socket at once (and so the most one event of undecoded bytes holds).
+pub const READ_BUFFER: usize = 16 * 1024;
+
+/// Default for [`TapConfig::max_connections`].
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+
+/// Default for [`TapConfig::connect_timeout`].
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Events waiting for the sink before forwarding waits for it.
+const EVENT_QUEUE: usize = 1024;
+
+/// What the tap prints on stdout for each message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Print {
+    /// Nothing (a library user reads the recording).
+    #[default]
+    Nothing,
+    /// One line per message: time, connection, direction, a short summary.
+    Summary,
+    /// The recording line of each message.
+    Json,
+}
+
+/// How a tap runs. Public fields; start from [`TapConfig::new`].
+#[derive(Debug, Clone)]
+pub struct TapConfig {
+    /// Where clients connect (loopback port 0 by default).
+    pub listen: SocketAddr,
+    /// The real device (or a simulator), `HOST:PORT`, resolved for each connection.
+    pub upstream: String,
+    /// Bound on connecting upstream ([`DEFAULT_CONNECT_TIMEOUT`]).
+    pub connect_timeout: Duration,
+    /// Client connections served at once ([`DEFAULT_MAX_CONNECTIONS`]); more wait in the
+    /// listen backlog.
+    pub max_connections: usize,
+    /// What to print on stdout.
+    pub print: Print,
+    /// Print connection notices (upstream refused, closed) on stderr.
+    pub notices: bool,
+    /// Write a recording (JSON Lines) to this file.
+    pub record: Option<PathBuf>,
+}
+
+impl TapConfig {
+    /// A tap on `127.0.0.1:0` in front of `upstream`, printing nothing, recording nothing.
+    pub fn new(upstream: impl Into<String>) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            upstream: upstream.into(),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            print: Print::Nothing,
+            notices: false,
+            record: None,
+        }
+    }
+}
+
+/// What the sink receives.
+enum Note {
+    Event(Event, String),
+    Notice(String),
+}
+
+/// Shared by the accept loop and every connection task.
+struct Ctx {
+    protocol: Arc<dyn Protocol>,
+    upstream: String,
+    connect_timeout: Duration,
+    started: Instant,
+    notes: mpsc::Sender<Note>,
+}
+
+impl Ctx {
+    fn elapsed(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
+    async fn notice(&self, text: String) {
+        let _ = self.notes.send(Note::Notice(text)).await;
+    }
+
+    async fn emit(&self, t: f64, conn: u64, dir: Direction, pieces: &mut Vec<Piece>) {
+        for piece in pieces.drain(..) {
+            let event = Event {
+                t,
+                conn,
+                dir,
+                bytes: piece.bytes,
+                decoded: piece.decoded,
+            };
+            // A sink that is gone (its writer failed) must not stop forwarding.
+            let _ = self.notes.send(Note::Event(event, piece.summary)).await;
+        }
+    }
+}
+
+/// A running tap; see [`start`].
+#[derive(Debug)]
+pub struct TapHandle {
+    local_addr: SocketAddr,
+    cancel: CancellationToken,
+    accept: JoinHandle<()>,
+    sink: JoinHandle<io::Result<()>>,
+    finished: watch::Receiver<u64>,
+}
+
+impl TapHandle {
+    /// The address clients connect to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Connections handled to their end so far (refused upstream ones included).
+    pub fn finished_connections(&self) -> u64 {
+        *self.finished.borrow()
+    }
+
+    /// Waits until `n` connections have ended (both directions closed, their events sent to
+    /// the sink).
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn wait_finished(&self, n: u64) {
+        let mut finished = self.finished.clone();
+        let _ = finished.wait_for(|done| *done >= n).await;
+    }
+
+    /// Stops accepting, closes every connection, and waits until the recording is flushed.
+    ///
+    /// # Errors
+    /// The first error writing the recording, if any.
+    pub async fn shutdown(self) -> io::Result<()> {
+        self.cancel.cancel();
+        let _ = self.accept.await;
+        match self.sink.await {
+            Ok(result) => result,
+            Err(e) => Err(io::Error::other(e)),
+        }
+    }
+}
+
+/// Binds `config.listen` and starts tapping `protocol` between clients and
+/// `config.upstream`. Must be called within a tokio runtime.
+///
+/// # Errors
+/// When the listener cannot be bound or the recording file cannot be created.
+pub async fn start(protocol: Arc<dyn Protocol>, config: TapConfig) -> io::Result<TapHandle> {
+    let listener = labwire_net::bind(config.listen, labwire_net::DEFAULT_BACKLOG)?;
+    let local_addr = listener.local_addr()?;
+    let mut writer = match &config.record {
+        Some(path) => {
+            let mut writer = Writer::create(path)?;
+            writer.write_header(&protocol.header())?;
+            Some(writer)
+        }
+        None => None,
+    };
+    let (notes, mut rx) = mpsc::channel(EVENT_QUEUE);
+    let print = config.print;
+    let notices = config.notices;
+    // Blocking file and stdout writes stay off the runtime's workers.
+    let sink = tokio::task::spawn_blocking(move || {
+        let mut first_error = None;
+        while let Some(note) = rx.blocking_recv() {
+            match note {
+                Note::Notice(text) => {
+                    if notices {
+                        eprintln!("{text}");
+                    }
+                }
+                Note::Event(event, summary) => {
+                    if let Some(w) = &mut writer
+                        && let Err(e) = w.write_event(&event)
+                    {
+                        eprintln!("recording stopped: {e}");
+                        writer = None;
+                        first_error.get_or_insert(e);
+                    }
+                    print_event(print, &event, &summary);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    });
+    let ctx = Arc::new(Ctx {
+        protocol,
+        upstream: config.upstream,
+        connect_timeout: config.connect_timeout,
+        started: Instant::now(),
+        notes,
+    });
+    let cancel = CancellationToken::new();
+    let (finished_tx, finished) = watch::channel(0);
+    let accept = tokio::spawn(accept_loop(
+        listener,
+        ctx,
+        cancel.clone(),
+        Arc::new(Semaphore::new(config.max_connections.max(1))),
+        finished_tx,
+    ));
+    Ok(TapHandle {
+        local_addr,
+        cancel,
+        accept,
+        sink,
+        finished,
+    })
+}
+
+fn print_event(print: Print, event: &Event, summary: &str) {
+    let mut out = io::stdout().lock();
+    let _ = match print {
+        Print::Nothing => return,
+        Print::Summary => writeln!(
+            out,
+            "{:>10.6} conn {} {:<9} {summary}",
+            event.t, event.conn, event.dir
+        ),
+        Print::Json => serde_json::to_string(event).map_or(Ok(()), |line| writeln!(out, "{line}")),
+    };
+    let _ = out.flush();
+}
+
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    ctx: Arc<Ctx>,
+    cancel: CancellationToken,
+    slots: Arc<Semaphore>,
+    finished: watch::Sender<u64>,
+) {
+    let tracker = TaskTracker::new();
+    let finished = Arc::new(finished);
+    let mut conn = 0u64;
+    loop {
+        let permit = tokio::select! {
+            () = cancel.cancelled() => break,
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+        };
+        let (client, peer) = tokio::select! {
+            () = cancel.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off briefly, keep listening.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        conn += 1;
+        let ctx = ctx.clone();
+        let cancel = cancel.clone();
+        let finished = finished.clone();
+        tracker.spawn(async move {
+            tokio::select! {
+                () = cancel.cancelled() => {}
+                () = connection(client, peer, conn, &ctx) => {}
+            }
+            drop(permit);
+            finished.send_modify(|n| *n += 1);
+        });
+    }
+    drop(listener);
+    tracker.close();
+    tracker.wait().await;
+}
+
+async fn connection(client: TcpStream, peer: SocketAddr, conn: u64, ctx: &Ctx) {
+    let _ = client.set_nodelay(true);
+    let upstream = match labwire_net::connect(ctx.upstream.as_str(), ctx.connect_timeout).await {
+        Ok(upstream) => upstream,
+        Err(e) => {
+            tracing::debug!(conn, %peer, error = %e, "upstream connect failed");
+            ctx.notice(format!(
+                "conn {conn} from {peer}: upstream {} failed ({e}); closed the client's \
+                 connection, still listening",
+                ctx.upstream
+            ))
+            .await;
+            return;
+        }
+    };
+    tracing::debug!(conn, %peer, "connection open");
+    let (client_read, client_write) = client.into_split();
+    let (upstream_read, upstream_write) = upstream.into_split();
+    let to_device = pump(client_read, upstream_write, conn, Direction::ToDevice, ctx);
+    let to_client = pump(upstream_read, client_write, conn, Direction::ToClient, ctx);
+    // The first error (a reset, a failed write) ends both directions: dropping the halves
+    // closes both sockets, so each peer sees the close.
+    let outcome = tokio::try_join!(to_device, to_client);
+    if let Err(e) = outcome {
+        ctx.notice(format!("conn {conn}: closed after an error: {e}"))
+            .await;
+    }
+}
+
+/// Forwards `from` to `to` until `from` ends, then shuts down `to`'s write side (a half-close
+/// is forwarded as one).
+async fn pump(
+    mut from: OwnedReadHalf,
+    mut to: OwnedWriteHalf,
+    conn: u64,
+    dir: Direction,
+    ctx: &Ctx,
+) -> io::Result<()> {
+    let mut side = SideDecoder::new(ctx.protocol.framing(dir));
+    let mut buf = vec![0u8; READ_BUFFER];
+    let mut pieces = Vec::new();
+    loop {
+        let n = from.read(&mut buf).await?;
+        let t = ctx.elapsed();
+        let Some(bytes) = buf.get(..n).filter(|b| !b.is_empty()) else {
+            side.finish(&mut pieces);
+            ctx.emit(t, conn, dir, &mut pieces).await;
+            // The peer may be gone already; the other direction decides what happens next.
+            let _ = to.shutdown().await;
+            return Ok(());
+        };
+        to.write_all(bytes).await?;
+        side.push(bytes, &mut pieces);
+        ctx.emit(t, conn, dir, &mut pieces).await;
+    }
+}
