@@ -16,6 +16,7 @@ mod arkeo;
 mod comet;
 mod pekat;
 mod pycom;
+mod tap;
 
 #[derive(Debug, Parser)]
 #[command(name = "labwire", version, about)]
@@ -44,6 +45,9 @@ enum Command {
     Pycom(pycom::PycomArgs),
     /// Talk to a COMET socket server (or comet-sim): send an action and a JSON value.
     Comet(comet::CometArgs),
+    /// Sit between a client and a device: forward every byte, print each decoded message,
+    /// record the traffic (JSON Lines).
+    Tap(tap::TapArgs),
 }
 
 type DemoFuture = Pin<Box<dyn Future<Output = anyhow::Result<()>>>>;
@@ -69,6 +73,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Pekat(args) => pekat::run(args).await,
         Command::Pycom(args) => pycom::run(args).await,
         Command::Comet(args) => comet::run(args).await,
+        Command::Tap(args) => tap::run(args).await,
     }
 }
 
