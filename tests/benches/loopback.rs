@@ -968,6 +968,39 @@ fn pycom_listener(c: &mut Criterion) {
     });
 }
 
+/// ARKEO sequential round trips straight to arkeo-sim (`baseline`) and through `labwire tap`
+/// (decoding both directions, printing nothing, no recording), same client, same run: the ratio
+/// is the tap's added latency (target ≤ 1.2×).
+fn tap_arkeo_sequential(c: &mut Criterion) {
+    use arkeo_proto::{Client, Request, Target};
+
+    let rt = runtime(true);
+    let request = Request::new(Target::Main, "GetActiveRoutine");
+    let (sim, tap) = rt.block_on(async {
+        let sim = arkeo_sim::ArkeoSim::builder().start().await.expect("sim");
+        let config = labwire_tap::TapConfig::new(sim.local_addr().to_string());
+        let tap = labwire_tap::start(Arc::new(labwire_tap::Arkeo::default()), config)
+            .await
+            .expect("tap");
+        (sim, tap)
+    });
+    let mut g = group(c, "tap_arkeo_sequential");
+    for (id, addr) in [
+        ("baseline_client_arkeo_sim", sim.local_addr()),
+        ("client_tap_arkeo_sim", tap.local_addr()),
+    ] {
+        let client = Client::builder(addr).build();
+        g.bench_function(id, |b| {
+            b.iter(|| rt.block_on(client.call(request.clone())).expect("call"));
+        });
+    }
+    g.finish();
+    rt.block_on(async {
+        tap.shutdown().await.expect("tap shutdown");
+        sim.shutdown().await;
+    });
+}
+
 criterion_group!(
     loopback_benches,
     arkeo,
@@ -975,6 +1008,7 @@ criterion_group!(
     pekat,
     comet,
     pycom,
-    pycom_listener
+    pycom_listener,
+    tap_arkeo_sequential
 );
 criterion_main!(loopback_benches);

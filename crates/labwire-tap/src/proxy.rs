@@ -95,6 +95,9 @@ struct Ctx {
     connect_timeout: Duration,
     started: Instant,
     notes: mpsc::Sender<Note>,
+    /// Whether anyone prints or records events (otherwise they are decoded and dropped here,
+    /// sparing a wake-up of the sink per message).
+    events_wanted: bool,
 }
 
 impl Ctx {
@@ -107,6 +110,10 @@ impl Ctx {
     }
 
     async fn emit(&self, t: f64, conn: u64, dir: Direction, pieces: &mut Vec<Piece>) {
+        if !self.events_wanted {
+            pieces.clear();
+            return;
+        }
         for piece in pieces.drain(..) {
             let event = Event {
                 t,
@@ -184,6 +191,7 @@ pub async fn start(protocol: Arc<dyn Protocol>, config: TapConfig) -> io::Result
     };
     let (notes, mut rx) = mpsc::channel(EVENT_QUEUE);
     let print = config.print;
+    let events_wanted = print != Print::Nothing || writer.is_some();
     let notices = config.notices;
     // Blocking file and stdout writes stay off the runtime's workers.
     let sink = tokio::task::spawn_blocking(move || {
@@ -215,6 +223,7 @@ pub async fn start(protocol: Arc<dyn Protocol>, config: TapConfig) -> io::Result
         connect_timeout: config.connect_timeout,
         started: Instant::now(),
         notes,
+        events_wanted,
     });
     let cancel = CancellationToken::new();
     let (finished_tx, finished) = watch::channel(0);
