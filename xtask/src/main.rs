@@ -26,6 +26,7 @@ const LIBRARY_CRATES: &[&str] = &[
     "pekat-proto",
     "pycom-proto",
     "comet-socket",
+    "labwire-tap",
 ];
 
 /// Workspace members with `publish = false`: not packaged.
