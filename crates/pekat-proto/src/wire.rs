@@ -524,28 +524,47 @@ pub fn encode_reply(
     max_len: usize,
     dst: &mut BytesMut,
 ) -> Result<(), EncodeError> {
+    let text = response_text(&reply.response, dialect);
+    let id = reply.id.as_ref().map(|id| id.as_str().as_bytes());
+    let len = id.map_or(0, |id| id.len() + 1) + text.len();
+    // Only a text of the caller's own can be empty or hold a line ending.
+    if (id.is_some() && !dialect.supports_ids())
+        || matches!(reply.response, Response::Other(_))
+        || len > max_len
+    {
+        check_reply(reply, text, dialect, len, max_len)?;
+    }
+    if let Some(id) = id {
+        dst.put_slice(id);
+        dst.put_u8(b'.');
+    }
+    dst.put_slice(text.as_bytes());
+    Ok(())
+}
+
+/// [`encode_reply`]'s checks, in their order, for a reply that may fail one: an id in a
+/// dialect without ids, a text of the caller's own, or a length over the limit.
+#[cold]
+#[inline(never)]
+fn check_reply(
+    reply: &Reply,
+    text: &str,
+    dialect: Dialect,
+    len: usize,
+    max_len: usize,
+) -> Result<(), EncodeError> {
     if reply.id.is_some() && !dialect.supports_ids() {
         return Err(EncodeError::IdNotSupported(dialect));
     }
-    let text = response_text(&reply.response, dialect);
-    // Only a text of the caller's own can be empty or hold a line ending.
     if let Response::Other(_) = reply.response {
         if text.is_empty() {
             return Err(EncodeError::EmptyAnswer);
         }
         check_text(text)?;
     }
-    let id_len = reply.id.as_ref().map_or(0, |id| id.as_str().len() + 1);
-    let len = id_len + text.len();
     if len > max_len {
         return Err(EncodeError::TooLarge { len, max: max_len });
     }
-    dst.reserve(len);
-    if let Some(id) = &reply.id {
-        dst.put_slice(id.as_str().as_bytes());
-        dst.put_u8(b'.');
-    }
-    dst.put_slice(text.as_bytes());
     Ok(())
 }
 
