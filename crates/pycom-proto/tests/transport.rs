@@ -1,82 +1,20 @@
 //! Any transport: the coordinator's requests over `tokio::io::duplex` streams from a
 //! `Connector` of the user's, each served by the crate's own node side
-//! (`node::serve_stream`); the connector's name in errors; and the `pycom.call` span.
+//! (`node::serve_stream`); the connector's name in errors. The `pycom.call` span is in
+//! `call_span.rs`.
 #![cfg(all(feature = "client", feature = "server"))]
 
+mod common;
+
 use std::io;
-use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::{NODE, TEST_DEADLINE, duplex_node, me};
 use labwire_net::Connector;
+use pycom_proto::Coordinator;
 use pycom_proto::coordinator::Error;
-use pycom_proto::node::{self, EventSender, NodeConfig, Request, Service};
-use pycom_proto::{Body, Coordinator, Identity};
-
-const TEST_DEADLINE: Duration = Duration::from_secs(10);
-
-/// The node's address as the coordinator knows it: events come from 127.0.0.1 with this port
-/// in them. Nothing listens there: requests go over duplex streams.
-const NODE: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 5999);
-
-/// A node that answers every command with `you said: <command>`, as an `output` event sent to
-/// the coordinator's listener.
-#[derive(Clone)]
-struct Echo(EventSender);
-
-impl Service for Echo {
-    type Request = Request;
-    type Response = ();
-
-    async fn call(&self, _peer: SocketAddr, request: Request) {
-        if let Body::Cmd { command } = &request.message.body {
-            let sender = self.0.clone();
-            let to = request.reply_addr();
-            let output = Body::Output {
-                output: format!("you said: {command}\n"),
-            };
-            tokio::spawn(async move { sender.send(to, output).await });
-        }
-    }
-}
-
-/// A connector making, for every request, a duplex pair whose far end the node serves.
-fn duplex_node(connections: Arc<AtomicUsize>) -> impl Fn(SocketAddr) -> Connector {
-    let identity = Identity::new(
-        "81639cd4",
-        "duplex node",
-        "127.0.0.1",
-        NODE.port(),
-        "0",
-        false,
-    );
-    let echo = Echo(EventSender::new(identity));
-    move |node: SocketAddr| {
-        assert_eq!(node, NODE);
-        let echo = echo.clone();
-        let connections = Arc::clone(&connections);
-        Connector::from_fn("duplex node", move || {
-            let echo = echo.clone();
-            connections.fetch_add(1, Ordering::Relaxed);
-            async move {
-                let (near, mut far) = tokio::io::duplex(64 * 1024);
-                tokio::spawn(async move {
-                    let config = NodeConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)));
-                    // The coordinator on the other end is on loopback.
-                    let peer = SocketAddr::from(([127, 0, 0, 1], 40000));
-                    node::serve_stream(&mut far, peer, echo, &config).await;
-                    // Dropped: the coordinator sees the close, the request was read.
-                });
-                Ok::<_, io::Error>(near)
-            }
-        })
-    }
-}
-
-fn me() -> Identity {
-    Identity::new("7756f193", "transport", "127.0.0.1", 0, "0.1.0", true)
-}
 
 #[tokio::test]
 async fn requests_go_over_the_users_streams_and_answers_come_back_as_events() {
@@ -149,78 +87,4 @@ async fn a_connector_that_never_connects_times_out_at_the_connect_timeout() {
     assert!(err.is_timeout() && err.is_connection_fatal());
     assert_eq!(started.elapsed(), Duration::from_secs(2));
     coordinator.shutdown().await;
-}
-
-/// Records the spans opened, with their fields (and those recorded later).
-#[derive(Clone, Default)]
-struct Spans(Arc<Mutex<Vec<String>>>);
-
-struct Fields(String);
-
-impl tracing::field::Visit for Fields {
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        self.0.push_str(&format!(" {}={value:?}", field.name()));
-    }
-}
-
-impl<S> tracing_subscriber::Layer<S> for Spans
-where
-    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
-{
-    fn on_new_span(
-        &self,
-        attrs: &tracing::span::Attributes<'_>,
-        id: &tracing::span::Id,
-        _ctx: tracing_subscriber::layer::Context<'_, S>,
-    ) {
-        let mut fields = Fields(format!("{:?}:{}", id.into_u64(), attrs.metadata().name()));
-        attrs.record(&mut fields);
-        self.0.lock().unwrap().push(fields.0);
-    }
-
-    fn on_record(
-        &self,
-        id: &tracing::span::Id,
-        values: &tracing::span::Record<'_>,
-        _ctx: tracing_subscriber::layer::Context<'_, S>,
-    ) {
-        let prefix = format!("{:?}:", id.into_u64());
-        let mut spans = self.0.lock().unwrap();
-        if let Some(span) = spans.iter_mut().rev().find(|s| s.starts_with(&prefix)) {
-            let mut fields = Fields(std::mem::take(span));
-            values.record(&mut fields);
-            *span = fields.0;
-        }
-    }
-}
-
-#[tokio::test]
-async fn every_call_runs_in_a_pycom_call_span_with_node_and_command_number() {
-    use tracing_subscriber::layer::SubscriberExt as _;
-    let spans = Spans::default();
-    let subscriber = tracing_subscriber::registry()
-        .with(spans.clone())
-        .with(tracing_subscriber::filter::LevelFilter::DEBUG);
-    let _default = tracing::subscriber::set_default(subscriber);
-
-    let coordinator = Coordinator::builder("127.0.0.1:0".parse().unwrap(), me())
-        .connector(duplex_node(Arc::default()))
-        .start()
-        .await
-        .unwrap();
-    for _ in 0..2 {
-        tokio::time::timeout(TEST_DEADLINE, coordinator.call(NODE, "echo x"))
-            .await
-            .unwrap()
-            .unwrap();
-    }
-    coordinator.shutdown().await;
-    let spans = spans.0.lock().unwrap().clone();
-    let calls: Vec<_> = spans.iter().filter(|s| s.contains(":pycom.call")).collect();
-    assert_eq!(calls.len(), 2, "{spans:?}");
-    for call in &calls {
-        assert!(call.contains(" node=127.0.0.1:5999"), "{calls:?}");
-    }
-    assert!(calls[0].contains(" command=0"), "{calls:?}");
-    assert!(calls[1].contains(" command=1"), "{calls:?}");
 }
