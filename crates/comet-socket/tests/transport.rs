@@ -1,65 +1,17 @@
 //! The client over streams other than TCP: in-memory duplex pairs whose far end a COMET server
-//! serves, opened per call by a function or handed over once; what `connect()` opens; and the
-//! `comet.call` span.
+//! serves, opened per call by a function or handed over once; what `connect()` opens. The
+//! `comet.call` span is in `call_span.rs`.
+
+mod common;
 
 use std::io;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::atomic::Ordering;
 
 use comet_socket::client::Error;
-use comet_socket::server::{Handlers, handler_fn, serve_stream};
-use comet_socket::{Client, Connector, Request};
-use serde_json::{Value, json};
+use comet_socket::{Client, Connector};
+use common::{counting, echo_call, served_pair};
+use serde_json::json;
 use tokio::io::DuplexStream;
-
-const DEADLINE: Duration = Duration::from_secs(10);
-
-fn echo() -> Handlers {
-    Handlers::new().handler(handler_fn(|action, value| {
-        Ok(if action == "ECHO" {
-            value.clone()
-        } else {
-            Value::Null
-        })
-    }))
-}
-
-/// A duplex pair whose far end is served by [`echo`] in a task.
-fn served_pair() -> DuplexStream {
-    let (near, mut far) = tokio::io::duplex(64 * 1024);
-    tokio::spawn(async move {
-        serve_stream(&mut far, SocketAddr::from(([127, 0, 0, 1], 0)), echo()).await;
-    });
-    near
-}
-
-/// A connector making served duplex pairs, counting them; the first one's far end is dropped
-/// at once when `first_closed`.
-fn counting(first_closed: bool) -> (Connector, Arc<AtomicUsize>) {
-    let opened = Arc::new(AtomicUsize::new(0));
-    let count = Arc::clone(&opened);
-    let connector = Connector::from_fn("duplex", move || {
-        let n = count.fetch_add(1, Ordering::SeqCst);
-        async move {
-            if n == 0 && first_closed {
-                let (near, _far) = tokio::io::duplex(64);
-                return Ok::<_, io::Error>(near);
-            }
-            Ok(served_pair())
-        }
-    });
-    (connector, opened)
-}
-
-async fn echo_call(client: &Client, value: Value) -> Result<Value, Error> {
-    let call = client.call(Request::new("ECHO", value));
-    let answer = tokio::time::timeout(DEADLINE, call)
-        .await
-        .expect("bounded")?;
-    Ok(answer.result)
-}
 
 #[tokio::test]
 async fn a_function_opens_a_duplex_stream_per_call() {
@@ -127,63 +79,6 @@ async fn connect_reports_a_connector_that_fails() {
     assert_eq!(
         labwire_net::error_chain(&err),
         "cannot connect to nowhere: refused"
-    );
-}
-
-/// Records the spans opened, with their fields.
-#[derive(Clone, Default)]
-struct Spans(Arc<Mutex<Vec<String>>>);
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Spans {
-    fn on_new_span(
-        &self,
-        attrs: &tracing::span::Attributes<'_>,
-        _id: &tracing::span::Id,
-        _ctx: tracing_subscriber::layer::Context<'_, S>,
-    ) {
-        struct Fields(String);
-        impl tracing::field::Visit for Fields {
-            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-                self.0.push_str(&format!(" {}={value:?}", field.name()));
-            }
-        }
-        let mut fields = Fields(attrs.metadata().name().to_owned());
-        attrs.record(&mut fields);
-        self.0.lock().unwrap().push(fields.0);
-    }
-}
-
-#[tokio::test]
-async fn every_call_runs_in_a_comet_call_span_with_peer_and_action() {
-    use tracing_subscriber::layer::SubscriberExt as _;
-    let spans = Spans::default();
-    let subscriber = tracing_subscriber::registry()
-        .with(spans.clone())
-        .with(tracing_subscriber::filter::LevelFilter::DEBUG);
-    let _default = tracing::subscriber::set_default(subscriber);
-
-    let (connector, _) = counting(false);
-    let client = Client::builder(connector).build();
-    assert_eq!(echo_call(&client, json!(1)).await.unwrap(), json!(1));
-    assert_eq!(
-        client.send("STATUS", &json!(true)).await.unwrap(),
-        json!(null)
-    );
-    // Refused before sending: no call, no span.
-    assert!(client.send("", &json!(1)).await.is_err());
-
-    let spans = spans.0.lock().unwrap().clone();
-    let calls: Vec<_> = spans
-        .iter()
-        .filter(|s| s.starts_with("comet.call"))
-        .collect();
-    assert_eq!(
-        calls,
-        [
-            r#"comet.call peer="duplex" action="ECHO""#,
-            r#"comet.call peer="duplex" action="STATUS""#
-        ],
-        "{spans:?}"
     );
 }
 
