@@ -1,50 +1,20 @@
 //! The client over streams other than TCP (`tokio::io::duplex`), served by labwire-net's
-//! `serve_connection` with the crate's `ServerCodec`; and the `pekat.call` span.
+//! `serve_connection` with the crate's `ServerCodec`. The `pekat.call` span is in
+//! `call_span.rs`.
 
-use std::net::SocketAddr;
+mod common;
+
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use labwire_net::service::serve_connection;
-use labwire_net::{Connector, Exchange, Service};
-use pekat_proto::{
-    Client, DeviceError, Dialect, Incoming, ProjectState, Reply, Request, Response, ServerCodec,
-};
+use common::{PROJECT, serve};
+use labwire_net::Connector;
+use pekat_proto::{Client, DeviceError, Dialect, ProjectState, Request, Response};
 use tokio::io::DuplexStream;
 use tokio::time::timeout;
 
 const TEST_DEADLINE: Duration = Duration::from_secs(10);
-const PROJECT: &str = r"C:\Projects\Line 1";
-
-/// One project, running; every other path is not found.
-struct Device;
-
-impl Service for Device {
-    type Request = Incoming;
-    type Response = Reply;
-
-    async fn call(&self, _peer: SocketAddr, incoming: Incoming) -> Reply {
-        match incoming {
-            Ok(request) if request.path == PROJECT => {
-                Reply::to(&request, Response::Status(ProjectState::Running))
-            }
-            Ok(request) => Reply::to(&request, Response::NotFound),
-            Err(bad) => bad.reply(),
-        }
-    }
-}
-
-/// The device serving the other end of a duplex pair, in a task of its own.
-fn serve(dialect: Dialect) -> DuplexStream {
-    let (client, mut server) = tokio::io::duplex(1024);
-    tokio::spawn(async move {
-        let peer = SocketAddr::from(([127, 0, 0, 1], 0));
-        let codec = ServerCodec::new(dialect);
-        serve_connection(&mut server, peer, &Device, codec, &Exchange::new()).await;
-    });
-    client
-}
 
 #[tokio::test]
 async fn a_connection_per_call_from_the_users_function() {
@@ -107,57 +77,4 @@ async fn a_stream_that_never_opens_is_a_connect_timeout() {
         labwire_net::error_chain(&err).starts_with("cannot connect to never: "),
         "{err}"
     );
-}
-
-/// Records the spans opened, with their fields.
-#[derive(Clone, Default)]
-struct Spans(Arc<Mutex<Vec<String>>>);
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Spans {
-    fn on_new_span(
-        &self,
-        attrs: &tracing::span::Attributes<'_>,
-        _id: &tracing::span::Id,
-        _ctx: tracing_subscriber::layer::Context<'_, S>,
-    ) {
-        struct Fields(String);
-        impl tracing::field::Visit for Fields {
-            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-                self.0.push_str(&format!(" {}={value:?}", field.name()));
-            }
-        }
-        let mut fields = Fields(attrs.metadata().name().to_owned());
-        attrs.record(&mut fields);
-        self.0.lock().unwrap().push(fields.0);
-    }
-}
-
-#[tokio::test]
-async fn every_call_runs_in_a_pekat_call_span_with_peer_and_id() {
-    use tracing_subscriber::layer::SubscriberExt as _;
-    let spans = Spans::default();
-    let subscriber = tracing_subscriber::registry()
-        .with(spans.clone())
-        .with(tracing_subscriber::filter::LevelFilter::DEBUG);
-    let _default = tracing::subscriber::set_default(subscriber);
-
-    let client = Client::builder(Connector::once(serve(Dialect::V3_19)))
-        .dialect(Dialect::V3_19)
-        .keep_connection(true)
-        .build();
-    let request = Request::status(PROJECT).with_id("job-7".parse().unwrap());
-    client.call(request).await.unwrap();
-    client
-        .call_raw(&format!("8.status|{PROJECT}"))
-        .await
-        .unwrap();
-    let spans = spans.0.lock().unwrap().clone();
-    let calls: Vec<_> = spans
-        .iter()
-        .filter(|s| s.starts_with("pekat.call"))
-        .collect();
-    assert_eq!(calls.len(), 2, "{spans:?}");
-    assert!(calls[0].contains(r#"peer="attached stream""#), "{calls:?}");
-    assert!(calls[0].contains(r#"id="job-7""#), "{calls:?}");
-    assert!(calls[1].contains(r#"id="8""#), "{calls:?}");
 }
