@@ -345,6 +345,104 @@ impl<'de> Visitor<'de> for KeyVisitor {
     }
 }
 
+/// What a message of a known `type_` (or a heartbeat) looks like when every field is as the
+/// protocol documents it: every key known and given once, each string a string. Read with
+/// `serde_json`'s own typed decoding, as fast as a plain struct; anything else (an unknown key or
+/// `type_`, a duplicate, a missing or `null` field, a value of another type, invalid JSON, not
+/// an object) is left to the lenient [`RawObject`] reader, which decides what it means.
+///
+/// Whatever this accepts, the lenient reader decodes to the same values: only keys with a slot
+/// (`deny_unknown_fields`, so no unknown value goes unchecked through `IgnoredAny`, which is
+/// laxer than a `Value`), strings read by the same parser, a port read as the same integer.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Strict {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) ip: String,
+    pub(crate) port: u16,
+    pub(crate) version: String,
+    pub(crate) coordinator: bool,
+    #[serde(default, deserialize_with = "some")]
+    pub(crate) type_: Option<Kind>,
+    #[serde(default, deserialize_with = "some")]
+    pub(crate) command: Option<String>,
+    #[serde(default, deserialize_with = "some")]
+    pub(crate) output: Option<String>,
+    #[serde(default, deserialize_with = "some")]
+    pub(crate) message: Option<String>,
+    #[serde(default, deserialize_with = "some")]
+    pub(crate) wiringpi_version: Option<String>,
+    #[serde(default, deserialize_with = "some")]
+    pub(crate) boardio_version: Option<String>,
+    #[serde(default, deserialize_with = "some")]
+    pub(crate) firmware_version: Option<String>,
+    #[serde(default, deserialize_with = "some")]
+    pub(crate) unit_type: Option<String>,
+    #[serde(default, deserialize_with = "some")]
+    pub(crate) mcu_type: Option<String>,
+    #[serde(default, deserialize_with = "some")]
+    pub(crate) mac_address: Option<String>,
+}
+
+impl Strict {
+    /// The message in `bytes` when it is exactly as the protocol documents it, `None` otherwise
+    /// (including every error: the lenient reader reports them).
+    #[inline]
+    pub(crate) fn read(bytes: &[u8]) -> Option<Self> {
+        // A struct is also read from an array; a message is only ever an object.
+        let first = bytes
+            .iter()
+            .find(|b| !matches!(b, b' ' | b'\n' | b'\t' | b'\r'));
+        if first != Some(&b'{') {
+            return None;
+        }
+        serde_json::from_slice(bytes).ok()
+    }
+}
+
+/// A present field, which must not be `null` (a missing one is `None` by `default`).
+fn some<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(deserializer).map(Some)
+}
+
+/// A known `type_`, matched without keeping the string; any other is an error (for [`Strict`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Cmd,
+    Output,
+    Message,
+    UnitInfo,
+}
+
+impl<'de> Deserialize<'de> for Kind {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(KindVisitor)
+    }
+}
+
+struct KindVisitor;
+
+impl Visitor<'_> for KindVisitor {
+    type Value = Kind;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a known type_")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Kind, E> {
+        Ok(match v {
+            "cmd" => Kind::Cmd,
+            "output" => Kind::Output,
+            "message" => Kind::Message,
+            "unit_info" => Kind::UnitInfo,
+            _ => return Err(E::custom("unknown type_")),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,7 @@
 //! check the size limit ([`check_len`]); at EOF it [`decode`]s the whole buffer.
 
 use crate::message::{Body, Identity, Message, TYPE_KEY, UnitInfo};
-use crate::raw::{Member, RawObject, Slot};
+use crate::raw::{Kind, Member, RawObject, Slot, Strict};
 
 /// Largest message accepted or sent when no limit is configured: 256 KiB.
 ///
@@ -136,6 +136,49 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Message, DecodeError> {
     if bytes.is_empty() {
         return Err(DecodeError::Empty);
     }
+    match Strict::read(bytes).and_then(strict_message) {
+        Some(message) => Ok(message),
+        None => decode_leniently(bytes),
+    }
+}
+
+/// The message a [`Strict`] read holds, `None` when it needs the lenient reader: an unknown
+/// `type_`, a body field missing.
+#[inline]
+fn strict_message(s: Strict) -> Option<Message> {
+    let body = match s.type_ {
+        None => Body::Heartbeat,
+        Some(Kind::Cmd) => Body::Cmd {
+            command: s.command?,
+        },
+        Some(Kind::Output) => Body::Output { output: s.output? },
+        Some(Kind::Message) => Body::Message {
+            message: s.message?,
+        },
+        Some(Kind::UnitInfo) => Body::UnitInfo(UnitInfo {
+            wiringpi_version: s.wiringpi_version?,
+            boardio_version: s.boardio_version?,
+            firmware_version: s.firmware_version?,
+            unit_type: s.unit_type?,
+            mcu_type: s.mcu_type?,
+            mac_address: s.mac_address?,
+        }),
+    };
+    let identity = Identity {
+        id: s.id,
+        name: s.name,
+        ip: s.ip,
+        port: s.port,
+        version: s.version,
+        coordinator: s.coordinator,
+    };
+    Some(Message { identity, body })
+}
+
+/// [`decode`] of anything [`Strict`] does not take: every rule of the protocol, every error.
+#[cold]
+#[inline(never)]
+fn decode_leniently(bytes: &[u8]) -> Result<Message, DecodeError> {
     // serde_json checks UTF-8 as it parses (outside strings only ASCII is valid JSON), so a
     // successful parse needs no separate pass; a failed one is classified afterwards.
     let read = RawObject::read(bytes).map_err(|error| match std::str::from_utf8(bytes) {
@@ -732,8 +775,67 @@ mod through_a_map {
             })
     }
 
+    /// What the strict fast path makes of `text`, `None` when it leaves it to the lenient reader.
+    fn strict(text: &str) -> Option<Message> {
+        Strict::read(text.as_bytes()).and_then(strict_message)
+    }
+
+    #[test]
+    fn documented_messages_take_the_strict_path() {
+        let node = r#""id":"a","name":"b","ip":"c","port":5000,"version":"v","coordinator":false"#;
+        for body in [
+            "",
+            r#","type_":"cmd","command":"ls""#,
+            r#","type_":"output","output":"ok\n""#,
+            r#","type_":"message","message":"BOARDIO_READY""#,
+            r#","type_":"unit_info","wiringpi_version":"2.61","boardio_version":"1.3.0","firmware_version":"2.0.4","unit_type":"light_array","mcu_type":"RP2040","mac_address":"dc""#,
+        ] {
+            let text = format!(" {{{node}{body}}}\n");
+            assert!(strict(&text).is_some(), "{text}");
+            assert_eq!(
+                format!("{:?}", strict(&text)),
+                format!("{:?}", decode_leniently(text.as_bytes()).ok())
+            );
+        }
+    }
+
+    #[test]
+    fn the_strict_path_leaves_anything_unusual_to_the_lenient_reader() {
+        let node = r#""id":"a","name":"b","ip":"c","port":5000,"version":"v","coordinator":false"#;
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        for text in [
+            // A struct can be read from an array; a message cannot.
+            r#"["a","b","c",5000,"v",false]"#.to_owned(),
+            format!(r#"{{{node},"type_":null}}"#),
+            format!(r#"{{{node},"type_":"progress","output":"x"}}"#),
+            format!(r#"{{{node},"type_":"output"}}"#),
+            format!(r#"{{{node},"type_":"unit_info"}}"#),
+            format!(r#"{{{node},"type_":"output","output":"x","output":"y"}}"#),
+            format!(r#"{{{node},"type_":"output","output":"x","n":1e400}}"#),
+            format!(r#"{{{node},"type_":"output","output":"x","deep":{deep}}}"#),
+            format!(r#"{{{node},"type_":"output","output":"x","command":null}}"#),
+            r#"{"id":"a","name":7,"ip":"c","port":5000,"version":"v","coordinator":false}"#
+                .to_owned(),
+            r#"{"id":"a","ip":"c","port":5000,"version":"v","coordinator":false}"#.to_owned(),
+            r#"{"id":"a","name":"b","ip":"c","port":-0,"version":"v","coordinator":false}"#
+                .to_owned(),
+        ] {
+            assert!(strict(&text).is_none(), "{text}");
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(1024))]
+
+        #[test]
+        fn what_the_strict_path_takes_it_decodes_as_the_lenient_reader(
+            text in prop_oneof![object_text(), message_text()]
+        ) {
+            if let Some(message) = strict(&text) {
+                let lenient = decode_leniently(text.as_bytes());
+                prop_assert_eq!(format!("{:?}", Ok::<_, ()>(message)), format!("{:?}", lenient.map_err(|_| ())), "{}", text);
+            }
+        }
 
         #[test]
         fn any_object_decodes_as_through_a_map(text in object_text()) {
