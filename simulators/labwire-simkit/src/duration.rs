@@ -1,6 +1,6 @@
 //! Durations as people write them: `250ms`, `1.5s`, `2min`.
 //!
-//! Flags ([`cli::duration`](crate::cli::duration)) also take a bare number of seconds; scenario
+//! Flags (`cli::duration`, feature `cli`) also take a bare number of seconds; scenario
 //! files and the control channel always want the unit (`delay: 200ms`), so that `delay: 200`
 //! cannot be misread as 200 seconds.
 
