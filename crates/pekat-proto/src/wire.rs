@@ -380,17 +380,31 @@ pub fn response_completeness(buf: &[u8], expected_id: Option<&RequestId>) -> Com
 /// The response that `text` spells exactly as a server writes it, in either dialect (no id, no
 /// line ending): what nearly every answer is, recognised before the lenient reading, which
 /// gives the same response for it.
+#[inline(always)]
 fn canonical(text: &[u8]) -> Option<Response> {
-    let response = match text {
-        b"done" | b"suc:done" => Response::Done,
-        b"success" | b"suc:success" => Response::Success,
-        b"stopped" | b"suc:stopped" => Response::Status(ProjectState::Stopped),
-        b"stopping" | b"suc:stopping" => Response::Status(ProjectState::Stopping),
-        b"starting" | b"suc:starting" => Response::Status(ProjectState::Starting),
-        b"running" | b"suc:running" => Response::Status(ProjectState::Running),
-        b"not-found" | b"err:not-found" => Response::NotFound,
-        b"error:port" | b"err:port" => Response::PortInUse,
-        b"Unknown command" | b"err:invalid-command" => Response::UnknownCommand,
+    use ProjectState::{Running, Starting, Stopped, Stopping};
+    // By length first, then each candidate compared whole (a few word loads each), rather
+    // than byte by byte.
+    let is = |known: &[u8]| text == known;
+    let response = match text.len() {
+        4 if is(b"done") => Response::Done,
+        7 if is(b"running") => Response::Status(Running),
+        7 if is(b"success") => Response::Success,
+        7 if is(b"stopped") => Response::Status(Stopped),
+        8 if is(b"suc:done") => Response::Done,
+        8 if is(b"stopping") => Response::Status(Stopping),
+        8 if is(b"starting") => Response::Status(Starting),
+        8 if is(b"err:port") => Response::PortInUse,
+        9 if is(b"not-found") => Response::NotFound,
+        10 if is(b"error:port") => Response::PortInUse,
+        11 if is(b"suc:running") => Response::Status(Running),
+        11 if is(b"suc:success") => Response::Success,
+        11 if is(b"suc:stopped") => Response::Status(Stopped),
+        12 if is(b"suc:stopping") => Response::Status(Stopping),
+        12 if is(b"suc:starting") => Response::Status(Starting),
+        13 if is(b"err:not-found") => Response::NotFound,
+        15 if is(b"Unknown command") => Response::UnknownCommand,
+        19 if is(b"err:invalid-command") => Response::UnknownCommand,
         _ => return None,
     };
     Some(response)
@@ -451,20 +465,41 @@ fn parse_lenient(text: &str) -> Option<Response> {
 /// # Errors
 /// [`DecodeError::InvalidUtf8`] when the answer is not UTF-8.
 pub fn parse_response(msg: &[u8]) -> Result<Reply, DecodeError> {
-    let body = strip_line_ending(msg);
-    if let Some(response) = canonical(body) {
-        return Ok(Reply { id: None, response });
+    match exact_reply(msg) {
+        Some(reply) => Ok(reply),
+        None => parse_response_lenient(msg),
     }
-    // An echoed id, then an exact answer (the usual 3.19 answer): all ASCII, so no UTF-8 check.
-    if let Some(dot) = body.iter().position(|&b| b == b'.')
-        && let Some(response) = body.get(dot + 1..).and_then(canonical)
-        && let Some(id) = body.get(..dot).and_then(|id| std::str::from_utf8(id).ok())
-        && let Ok(id) = RequestId::new(id)
+}
+
+/// The reply that `msg` spells exactly as a server writes it (an optional valid `<id>.`, then
+/// a [`canonical`] answer, no line ending): what nearly every answer is, recognised before any
+/// lenient reading, which gives the same reply for it. No known answer holds a `.`, so the
+/// first one is where the id ends. Always inlined: the common path pays no call for it.
+#[inline(always)]
+fn exact_reply(msg: &[u8]) -> Option<Reply> {
+    let (id, text) = match msg.iter().position(|&b| b == b'.') {
+        Some(dot) => (msg.get(..dot), msg.get(dot + 1..)?),
+        None => (None, msg),
+    };
+    let response = canonical(text)?;
+    let id = match id {
+        // A valid id is ASCII: the UTF-8 check is the cheap one.
+        Some(id) => Some(RequestId::new(std::str::from_utf8(id).ok()?).ok()?),
+        None => None,
+    };
+    Some(Reply { id, response })
+}
+
+/// [`parse_response`] for anything but an exact answer: a line ending, another case,
+/// whitespace, an unknown answer.
+#[cold]
+#[inline(never)]
+fn parse_response_lenient(msg: &[u8]) -> Result<Reply, DecodeError> {
+    let body = strip_line_ending(msg);
+    if body.len() != msg.len()
+        && let Some(reply) = exact_reply(body)
     {
-        return Ok(Reply {
-            id: Some(id),
-            response,
-        });
+        return Ok(reply);
     }
     let text = std::str::from_utf8(body).map_err(|_| DecodeError::InvalidUtf8)?;
     if let Some((id, rest)) = text.split_once('.')
@@ -486,30 +521,65 @@ pub fn parse_response(msg: &[u8]) -> Result<Reply, DecodeError> {
     Ok(Reply { id: None, response })
 }
 
+/// Every known answer's text, by dialect (3.18, 3.19) and [`known_index`].
+const KNOWN_TEXTS: [[&str; 9]; 2] = [
+    [
+        "done",
+        "success",
+        "stopped",
+        "stopping",
+        "starting",
+        "running",
+        "not-found",
+        "error:port",
+        "Unknown command",
+    ],
+    [
+        "suc:done",
+        "suc:success",
+        "suc:stopped",
+        "suc:stopping",
+        "suc:starting",
+        "suc:running",
+        "err:not-found",
+        "err:port",
+        "err:invalid-command",
+    ],
+];
+
+/// Where a known `response`'s text is in [`KNOWN_TEXTS`]; `None` for [`Response::Other`].
+#[inline]
+fn known_index(response: &Response) -> Option<usize> {
+    let index = match response {
+        Response::Done => 0,
+        Response::Success => 1,
+        Response::Status(ProjectState::Stopped) => 2,
+        Response::Status(ProjectState::Stopping) => 3,
+        Response::Status(ProjectState::Starting) => 4,
+        Response::Status(ProjectState::Running) => 5,
+        Response::NotFound => 6,
+        Response::PortInUse => 7,
+        Response::UnknownCommand => 8,
+        Response::Other(_) => return None,
+    };
+    Some(index)
+}
+
+/// The text of a known `response` in `dialect`; `None` for [`Response::Other`].
+#[inline]
+fn known_text(response: &Response, dialect: Dialect) -> Option<&'static str> {
+    let texts = match dialect {
+        Dialect::V3_18 => &KNOWN_TEXTS[0],
+        Dialect::V3_19 => &KNOWN_TEXTS[1],
+    };
+    known_index(response).map(|index| texts[index])
+}
+
 /// The text of `response` in `dialect`.
 pub fn response_text(response: &Response, dialect: Dialect) -> &str {
-    match dialect {
-        Dialect::V3_18 => match response {
-            Response::Done => "done",
-            Response::Success => "success",
-            Response::Status(state) => state.as_str(),
-            Response::NotFound => "not-found",
-            Response::PortInUse => "error:port",
-            Response::UnknownCommand => "Unknown command",
-            Response::Other(text) => text,
-        },
-        Dialect::V3_19 => match response {
-            Response::Done => "suc:done",
-            Response::Success => "suc:success",
-            Response::Status(ProjectState::Stopped) => "suc:stopped",
-            Response::Status(ProjectState::Stopping) => "suc:stopping",
-            Response::Status(ProjectState::Starting) => "suc:starting",
-            Response::Status(ProjectState::Running) => "suc:running",
-            Response::NotFound => "err:not-found",
-            Response::PortInUse => "err:port",
-            Response::UnknownCommand => "err:invalid-command",
-            Response::Other(text) => text,
-        },
+    match response {
+        Response::Other(text) => text,
+        known => known_text(known, dialect).unwrap_or_default(),
     }
 }
 
@@ -524,21 +594,51 @@ pub fn encode_reply(
     max_len: usize,
     dst: &mut BytesMut,
 ) -> Result<(), EncodeError> {
+    // A known answer: its text from the table, checked only for an id the dialect lacks and
+    // for the length. Only a text of the caller's own can be empty or hold a line ending.
+    let Some(text) = known_text(&reply.response, dialect) else {
+        return encode_other_reply(reply, dialect, max_len, dst);
+    };
+    let text = text.as_bytes();
+    match &reply.id {
+        None => {
+            if text.len() > max_len {
+                check_reply(reply, "", dialect, text.len(), max_len)?;
+            }
+        }
+        Some(id) => {
+            let id = id.as_str().as_bytes();
+            let len = id.len() + 1 + text.len();
+            if !dialect.supports_ids() || len > max_len {
+                check_reply(reply, "", dialect, len, max_len)?;
+            }
+            // Inlined: a one-byte store, where `put_u8` would be one more call.
+            dst.extend_from_slice(id);
+            dst.extend_from_slice(b".");
+        }
+    }
+    dst.extend_from_slice(text);
+    Ok(())
+}
+
+/// [`encode_reply`] for a [`Response::Other`]: its text checked, then written.
+#[cold]
+#[inline(never)]
+fn encode_other_reply(
+    reply: &Reply,
+    dialect: Dialect,
+    max_len: usize,
+    dst: &mut BytesMut,
+) -> Result<(), EncodeError> {
     let text = response_text(&reply.response, dialect);
     let id = reply.id.as_ref().map(|id| id.as_str().as_bytes());
     let len = id.map_or(0, |id| id.len() + 1) + text.len();
-    // Only a text of the caller's own can be empty or hold a line ending.
-    if (id.is_some() && !dialect.supports_ids())
-        || matches!(reply.response, Response::Other(_))
-        || len > max_len
-    {
-        check_reply(reply, text, dialect, len, max_len)?;
-    }
+    check_reply(reply, text, dialect, len, max_len)?;
     if let Some(id) = id {
-        dst.put_slice(id);
+        dst.extend_from_slice(id);
         dst.put_u8(b'.');
     }
-    dst.put_slice(text.as_bytes());
+    dst.extend_from_slice(text.as_bytes());
     Ok(())
 }
 
