@@ -12,6 +12,7 @@ pub mod decode;
 pub mod pekat;
 pub mod proxy;
 pub mod recording;
+pub mod replay;
 
 pub use arkeo::Arkeo;
 pub use comet::Comet;
@@ -19,3 +20,4 @@ pub use decode::{Fatal, Found, Framing, Protocol, SideDecoder};
 pub use pekat::Pekat;
 pub use proxy::{Print, TapConfig, TapHandle, start};
 pub use recording::{Decoded, Direction, Event, Header, Recording, Writer};
+pub use replay::{ReplayConfig, ReplayHandle};

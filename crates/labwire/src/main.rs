@@ -16,6 +16,7 @@ mod arkeo;
 mod comet;
 mod pekat;
 mod pycom;
+mod replay;
 mod tap;
 
 #[derive(Debug, Parser)]
@@ -48,6 +49,9 @@ enum Command {
     /// Sit between a client and a device: forward every byte, print each decoded message,
     /// record the traffic (JSON Lines).
     Tap(tap::TapArgs),
+    /// Serve a recording (from `tap --record`) as the device: recorded answers to the same
+    /// requests.
+    Replay(replay::ReplayArgs),
 }
 
 type DemoFuture = Pin<Box<dyn Future<Output = anyhow::Result<()>>>>;
@@ -74,6 +78,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Pycom(args) => pycom::run(args).await,
         Command::Comet(args) => comet::run(args).await,
         Command::Tap(args) => tap::run(args).await,
+        Command::Replay(args) => replay::run(args).await,
     }
 }
 
