@@ -122,6 +122,13 @@ pub fn decode_incoming(payload: &[u8]) -> Result<Request, BadRequest> {
 /// # Errors
 /// Any payload error ([`DecodeError::InvalidUtf8`], [`DecodeError::InvalidJson`],
 /// [`DecodeError::InvalidMessage`]).
+//
+// `#[inline]`: the decoder (`serde_json`'s `Value` parser above all) is then compiled in the
+// caller's crate, as the caller's own `serde_json` calls are. Compiled in this crate, the same
+// instructions (callgrind: 0.5 % fewer than a derived struct's) ran about 12 % slower on a
+// large `data`: `serde_json`'s number parsing placed and inlined differently among this
+// crate's codegen units (issue 11).
+#[inline]
 pub fn decode_response(payload: &[u8]) -> Result<Response, DecodeError> {
     match fast::<FastResponse>(payload) {
         Some(FastResponse(response)) => Ok(response),
