@@ -12,9 +12,9 @@
 //! a **new** connection to the `port` the coordinator advertised in its request. A pycom tap
 //! therefore needs its own event listener, must rewrite the advertised port in the forwarded
 //! request (so the node's events reach the tap), and forward each event to the coordinator's
-//! real port. [`Protocol::name`] and [`Protocol::header`] are what a recording needs; a pycom
-//! implementation will add a hook for rewriting forwarded bytes and a second listener next to
-//! the proxy's — deliberately not guessed at here, since nothing else needs them.
+//! real port. [`Protocol::name`] and [`Protocol::header`] are what a recording needs;
+//! [`Protocol::pycom_limits`] is the hook that switches the proxy to pycom's handling
+//! ([`crate::pycom`] says exactly which bytes it changes and why).
 
 use std::fmt::Write as _;
 
@@ -72,6 +72,12 @@ pub trait Protocol: Send + Sync + 'static {
 
     /// A fresh framing for `dir` of a new connection.
     fn framing(&self, dir: Direction) -> Box<dyn Framing>;
+
+    /// pycom's limits when the device answers on new connections to a port the client
+    /// advertised (see [`crate::pycom`]); `None` (the default) for request/answer protocols.
+    fn pycom_limits(&self) -> Option<pycom_proto::Limits> {
+        None
+    }
 }
 
 /// What [`SideDecoder`] produced from some bytes: an event's `bytes`, `decoded` and summary.

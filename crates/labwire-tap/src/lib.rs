@@ -11,6 +11,7 @@ pub mod comet;
 pub mod decode;
 pub mod pekat;
 pub mod proxy;
+pub mod pycom;
 pub mod recording;
 pub mod replay;
 
@@ -19,5 +20,6 @@ pub use comet::Comet;
 pub use decode::{Fatal, Found, Framing, Protocol, SideDecoder};
 pub use pekat::Pekat;
 pub use proxy::{Print, TapConfig, TapHandle, start};
+pub use pycom::Pycom;
 pub use recording::{Decoded, Direction, Event, Header, Recording, Writer};
 pub use replay::{ReplayConfig, ReplayHandle};

@@ -10,6 +10,7 @@ use std::io::{self, Write as _};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -89,27 +90,75 @@ enum Note {
 }
 
 /// Shared by the accept loop and every connection task.
-struct Ctx {
-    protocol: Arc<dyn Protocol>,
-    upstream: String,
-    connect_timeout: Duration,
+pub(crate) struct Ctx {
+    pub(crate) protocol: Arc<dyn Protocol>,
+    pub(crate) upstream: String,
+    pub(crate) connect_timeout: Duration,
     started: Instant,
     notes: mpsc::Sender<Note>,
     /// Whether anyone prints or records events (otherwise they are decoded and dropped here,
     /// sparing a wake-up of the sink per message).
     events_wanted: bool,
+    next_conn: AtomicU64,
+    pub(crate) cancel: CancellationToken,
+    pub(crate) tracker: TaskTracker,
+    pub(crate) slots: Arc<Semaphore>,
+    finished: watch::Sender<u64>,
+    pub(crate) pycom: crate::pycom::Listeners,
 }
 
 impl Ctx {
+    /// The next connection number.
+    pub(crate) fn next_conn(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// One more connection handled to its end.
+    pub(crate) fn finished_one(&self) {
+        self.finished.send_modify(|n| *n += 1);
+    }
+
+    /// Seconds since the tap started.
+    pub(crate) fn now(&self) -> f64 {
+        self.elapsed()
+    }
+
+    /// Sends one event with a note (the pycom request whose forwarded copy was rewritten).
+    pub(crate) async fn emit_noted(
+        &self,
+        t: f64,
+        conn: u64,
+        dir: Direction,
+        piece: Piece,
+        note: Option<String>,
+    ) {
+        if !self.events_wanted {
+            return;
+        }
+        let summary = match &note {
+            Some(note) => format!("{} [{note}]", piece.summary),
+            None => piece.summary,
+        };
+        let event = Event {
+            t,
+            conn,
+            dir,
+            bytes: piece.bytes,
+            decoded: piece.decoded,
+            note,
+        };
+        let _ = self.notes.send(Note::Event(event, summary)).await;
+    }
+
     fn elapsed(&self) -> f64 {
         self.started.elapsed().as_secs_f64()
     }
 
-    async fn notice(&self, text: String) {
+    pub(crate) async fn notice(&self, text: String) {
         let _ = self.notes.send(Note::Notice(text)).await;
     }
 
-    async fn emit(&self, t: f64, conn: u64, dir: Direction, pieces: &mut Vec<Piece>) {
+    pub(crate) async fn emit(&self, t: f64, conn: u64, dir: Direction, pieces: &mut Vec<Piece>) {
         if !self.events_wanted {
             pieces.clear();
             return;
@@ -121,6 +170,7 @@ impl Ctx {
                 dir,
                 bytes: piece.bytes,
                 decoded: piece.decoded,
+                note: None,
             };
             // A sink that is gone (its writer failed) must not stop forwarding.
             let _ = self.notes.send(Note::Event(event, piece.summary)).await;
@@ -217,6 +267,8 @@ pub async fn start(protocol: Arc<dyn Protocol>, config: TapConfig) -> io::Result
         }
         first_error.map_or(Ok(()), Err)
     });
+    let cancel = CancellationToken::new();
+    let (finished_tx, finished) = watch::channel(0);
     let ctx = Arc::new(Ctx {
         protocol,
         upstream: config.upstream,
@@ -224,16 +276,14 @@ pub async fn start(protocol: Arc<dyn Protocol>, config: TapConfig) -> io::Result
         started: Instant::now(),
         notes,
         events_wanted,
+        next_conn: AtomicU64::new(0),
+        cancel: cancel.clone(),
+        tracker: TaskTracker::new(),
+        slots: Arc::new(Semaphore::new(config.max_connections.max(1))),
+        finished: finished_tx,
+        pycom: crate::pycom::Listeners::default(),
     });
-    let cancel = CancellationToken::new();
-    let (finished_tx, finished) = watch::channel(0);
-    let accept = tokio::spawn(accept_loop(
-        listener,
-        ctx,
-        cancel.clone(),
-        Arc::new(Semaphore::new(config.max_connections.max(1))),
-        finished_tx,
-    ));
+    let accept = tokio::spawn(accept_loop(listener, ctx));
     Ok(TapHandle {
         local_addr,
         cancel,
@@ -257,16 +307,9 @@ fn print_event(print: Print, event: &Event, summary: &str) {
     let _ = out.flush();
 }
 
-async fn accept_loop(
-    listener: tokio::net::TcpListener,
-    ctx: Arc<Ctx>,
-    cancel: CancellationToken,
-    slots: Arc<Semaphore>,
-    finished: watch::Sender<u64>,
-) {
-    let tracker = TaskTracker::new();
-    let finished = Arc::new(finished);
-    let mut conn = 0u64;
+async fn accept_loop(listener: tokio::net::TcpListener, ctx: Arc<Ctx>) {
+    let cancel = ctx.cancel.clone();
+    let slots = ctx.slots.clone();
     loop {
         let permit = tokio::select! {
             () = cancel.cancelled() => break,
@@ -287,25 +330,30 @@ async fn accept_loop(
                 }
             },
         };
-        conn += 1;
-        let ctx = ctx.clone();
+        let conn = ctx.next_conn();
+        let task_ctx = ctx.clone();
         let cancel = cancel.clone();
-        let finished = finished.clone();
-        tracker.spawn(async move {
+        ctx.tracker.spawn(async move {
             tokio::select! {
                 () = cancel.cancelled() => {}
-                () = connection(client, peer, conn, &ctx) => {}
+                () = connection(client, peer, conn, &task_ctx) => {}
             }
             drop(permit);
-            finished.send_modify(|n| *n += 1);
+            task_ctx.finished_one();
         });
     }
     drop(listener);
-    tracker.close();
+    ctx.tracker.close();
+    let tracker = ctx.tracker.clone();
+    drop(ctx);
     tracker.wait().await;
 }
 
-async fn connection(client: TcpStream, peer: SocketAddr, conn: u64, ctx: &Ctx) {
+async fn connection(client: TcpStream, peer: SocketAddr, conn: u64, ctx: &Arc<Ctx>) {
+    if let Some(limits) = ctx.protocol.pycom_limits() {
+        crate::pycom::connection(client, peer, conn, ctx, limits).await;
+        return;
+    }
     let _ = client.set_nodelay(true);
     let upstream = match labwire_net::connect(ctx.upstream.as_str(), ctx.connect_timeout).await {
         Ok(upstream) => upstream,
@@ -323,8 +371,22 @@ async fn connection(client: TcpStream, peer: SocketAddr, conn: u64, ctx: &Ctx) {
     tracing::debug!(conn, %peer, "connection open");
     let (client_read, client_write) = client.into_split();
     let (upstream_read, upstream_write) = upstream.into_split();
-    let to_device = pump(client_read, upstream_write, conn, Direction::ToDevice, ctx);
-    let to_client = pump(upstream_read, client_write, conn, Direction::ToClient, ctx);
+    let to_device = pump(
+        client_read,
+        upstream_write,
+        conn,
+        Direction::ToDevice,
+        ctx,
+        None,
+    );
+    let to_client = pump(
+        upstream_read,
+        client_write,
+        conn,
+        Direction::ToClient,
+        ctx,
+        None,
+    );
     // The first error (a reset, a failed write) ends both directions: dropping the halves
     // closes both sockets, so each peer sees the close.
     let outcome = tokio::try_join!(to_device, to_client);
@@ -335,15 +397,17 @@ async fn connection(client: TcpStream, peer: SocketAddr, conn: u64, ctx: &Ctx) {
 }
 
 /// Forwards `from` to `to` until `from` ends, then shuts down `to`'s write side (a half-close
-/// is forwarded as one).
-async fn pump(
+/// is forwarded as one). `side` continues a decoder that has seen earlier bytes; `None` starts
+/// a fresh one.
+pub(crate) async fn pump(
     mut from: OwnedReadHalf,
     mut to: OwnedWriteHalf,
     conn: u64,
     dir: Direction,
     ctx: &Ctx,
+    side: Option<SideDecoder>,
 ) -> io::Result<()> {
-    let mut side = SideDecoder::new(ctx.protocol.framing(dir));
+    let mut side = side.unwrap_or_else(|| SideDecoder::new(ctx.protocol.framing(dir)));
     let mut buf = vec![0u8; READ_BUFFER];
     let mut pieces = Vec::new();
     loop {

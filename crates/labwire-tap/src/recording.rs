@@ -115,6 +115,10 @@ pub struct Event {
     pub bytes: Vec<u8>,
     /// The message, or why it did not decode.
     pub decoded: Decoded,
+    /// What the tap did besides forwarding these bytes unchanged (only pycom: the advertised
+    /// `port` it rewrote in the forwarded copy); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// The optional first line of a recording.
@@ -362,6 +366,7 @@ mod tests {
 
     fn event(decoded: Decoded) -> Event {
         Event {
+            note: None,
             t: 0.25,
             conn: 3,
             dir: Direction::ToClient,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::{Args, ValueEnum};
 use labwire_tap::proxy::{DEFAULT_MAX_CONNECTIONS, Print, TapConfig};
-use labwire_tap::{Arkeo, Comet, Pekat, Protocol};
+use labwire_tap::{Arkeo, Comet, Pekat, Protocol, Pycom};
 use pekat_proto::Dialect;
 
 /// The protocols `labwire tap` decodes.
@@ -18,6 +18,10 @@ pub(crate) enum TapProtocol {
     Arkeo,
     /// PEKAT Projects Manager: unframed text (see --dialect).
     Pekat,
+    /// pycom (LA4): one JSON object per connection; events come back on new connections to
+    /// the tap's own event listener, whose port replaces the advertised `port` in the forwarded
+    /// request (the recording keeps the original bytes).
+    Pycom,
     /// COMET socket: one exchange per connection.
     Comet,
 }
@@ -62,6 +66,7 @@ pub(crate) async fn run(args: TapArgs) -> anyhow::Result<()> {
             dialect: args.dialect,
             ..Pekat::default()
         }),
+        TapProtocol::Pycom => Arc::new(Pycom::default()),
         TapProtocol::Comet => Arc::new(Comet::default()),
     };
     let mut config = TapConfig::new(args.upstream);
