@@ -17,8 +17,10 @@ async fn transcript(scenario: ArkeoScenario) -> Vec<String> {
         .start()
         .await
         .unwrap();
+    // Long enough for an answer on a loaded CI machine (a scheduled 200 ms delay included);
+    // a request a scenario leaves unanswered costs this much once.
     let client = Client::builder(sim.local_addr())
-        .call_timeout(Duration::from_millis(300))
+        .call_timeout(Duration::from_secs(2))
         .build();
     let mut seen = Vec::new();
     let mut ask = async |target: Target, command: &str, parameter: Value| {
