@@ -229,12 +229,52 @@ fn licence_copies() -> Result {
 /// features fails here rather than at `cargo publish`. `--allow-dirty` so a local run before
 /// committing works; the verify builds share the workspace's target directory.
 fn package() -> Result {
+    forget_packaged_sources()?;
     let mut cmd = cargo();
     cmd.args(["package", "--workspace", "--allow-dirty"]);
     for krate in UNPUBLISHED_CRATES {
         cmd.args(["--exclude", krate]);
     }
     run("package (verified)", &mut cmd)
+}
+
+/// Removes cargo's extracted copies of workspace crates from earlier `cargo package` runs.
+///
+/// The verify builds read the packaged crates through a local registry overlay, and cargo
+/// extracts each into `$CARGO_HOME/registry/src/-<hash of the overlay's path>/<name>-<version>`
+/// once: a later run from the same checkout path with the same version (every run, before a
+/// release) would reuse the stale extraction and verify against old sources. The overlay's
+/// directories are the ones whose name starts with `-` (crates.io's is `index.crates.io-…`).
+fn forget_packaged_sources() -> Result {
+    let home = env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")));
+    let Some(src) = home.map(|home| home.join("registry").join("src")) else {
+        return Ok(());
+    };
+    let Ok(registries) = std::fs::read_dir(&src) else {
+        return Ok(());
+    };
+    for registry in registries.flatten() {
+        if !registry.file_name().to_string_lossy().starts_with('-') {
+            continue;
+        }
+        let Ok(crates) = std::fs::read_dir(registry.path()) else {
+            continue;
+        };
+        for extracted in crates.flatten() {
+            let name = extracted.file_name().to_string_lossy().into_owned();
+            let ours = name.starts_with("labwire")
+                || ["arkeo-", "pekat-", "pycom-", "comet-", "la4-"]
+                    .iter()
+                    .any(|prefix| name.starts_with(prefix));
+            if ours {
+                std::fs::remove_dir_all(extracted.path())
+                    .map_err(|e| format!("cannot remove {}: {e}", extracted.path().display()))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Each protocol crate without default features: it must build, and its dependency tree must
