@@ -230,7 +230,17 @@ fn licence_copies() -> Result {
 /// committing works; the verify builds share the workspace's target directory.
 fn package() -> Result {
     forget_packaged_sources()?;
+    // A target directory of its own, in which the workspace crates are only ever built from
+    // the overlay: cargo takes a registry crate of a given name and version as immutable, so
+    // an earlier run's build of one (with other contents, same version) would be reused — its
+    // fingerprints go, the third-party builds stay.
+    let verify_dir = env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+        .join("package-verify");
+    forget_workspace_builds(&verify_dir.join("debug").join(".fingerprint"))?;
     let mut cmd = cargo();
+    cmd.env("CARGO_TARGET_DIR", &verify_dir);
     cmd.args(["package", "--workspace", "--allow-dirty"]);
     for krate in UNPUBLISHED_CRATES {
         cmd.args(["--exclude", krate]);
@@ -263,18 +273,36 @@ fn forget_packaged_sources() -> Result {
             continue;
         };
         for extracted in crates.flatten() {
-            let name = extracted.file_name().to_string_lossy().into_owned();
-            let ours = name.starts_with("labwire")
-                || ["arkeo-", "pekat-", "pycom-", "comet-", "la4-"]
-                    .iter()
-                    .any(|prefix| name.starts_with(prefix));
-            if ours {
+            if is_workspace_crate(&extracted.file_name().to_string_lossy()) {
                 std::fs::remove_dir_all(extracted.path())
                     .map_err(|e| format!("cannot remove {}: {e}", extracted.path().display()))?;
             }
         }
     }
     Ok(())
+}
+
+/// Removes the fingerprints of the workspace crates in `fingerprints` (a missing directory is
+/// fine), so that cargo builds them again from what is packaged now.
+fn forget_workspace_builds(fingerprints: &Path) -> Result {
+    let Ok(entries) = std::fs::read_dir(fingerprints) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        if is_workspace_crate(&entry.file_name().to_string_lossy()) {
+            std::fs::remove_dir_all(entry.path())
+                .map_err(|e| format!("cannot remove {}: {e}", entry.path().display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether a `<name>-<version or hash>` directory belongs to a crate of this workspace.
+fn is_workspace_crate(dir_name: &str) -> bool {
+    dir_name.starts_with("labwire")
+        || ["arkeo-", "pekat-", "pycom-", "comet-", "la4-"]
+            .iter()
+            .any(|prefix| dir_name.starts_with(prefix))
 }
 
 /// Each protocol crate without default features: it must build, and its dependency tree must
