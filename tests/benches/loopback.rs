@@ -43,6 +43,40 @@ fn group<'a>(c: &'a mut Criterion, name: &str) -> BenchmarkGroup<'a, WallTime> {
     group
 }
 
+/// CPU time used so far by every thread of this process (client, server and runtime alike,
+/// kernel time included), from Linux's per-thread scheduler statistics; `None` where there are
+/// none.
+fn process_cpu() -> Option<Duration> {
+    let mut total = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        // A thread that ended meanwhile has nothing left to count.
+        let Ok(stat) = std::fs::read_to_string(task.ok()?.path().join("schedstat")) else {
+            continue;
+        };
+        total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(Duration::from_nanos(total))
+}
+
+/// Benchmarks `run` by the CPU time it costs the whole process, not by wall time: on two shared
+/// cores, a client and a server running side by side (and the neighbours) hide each other's
+/// work in wall time.
+fn cpu_bench(g: &mut BenchmarkGroup<'_, WallTime>, id: &str, mut run: impl FnMut()) {
+    g.bench_function(id, |b| {
+        b.iter_custom(|iters| {
+            let wall = std::time::Instant::now();
+            let before = process_cpu();
+            for _ in 0..iters {
+                run();
+            }
+            match (before, process_cpu()) {
+                (Some(before), Some(after)) => after.saturating_sub(before),
+                _ => wall.elapsed(),
+            }
+        });
+    });
+}
+
 /// The floor's accept loop: tokio's listener (with the same backlog labwire's listeners get)
 /// and a task per connection, `TCP_NODELAY` on, nothing else — no connection cap, no shutdown
 /// wait, no deadlines.
@@ -311,20 +345,6 @@ fn arkeo_concurrent(c: &mut Criterion) {
     const CONNECTIONS: usize = 64;
     const CALLS: usize = 10;
 
-    /// CPU time every thread of this process has run so far (the runtime's workers, both
-    /// sides, kernel time included), from Linux's scheduler statistics; `None` elsewhere.
-    fn process_cpu() -> Option<Duration> {
-        let mut total = Duration::ZERO;
-        for task in std::fs::read_dir("/proc/self/task").ok()? {
-            // A thread that ended meanwhile has nothing left to count.
-            let Ok(stat) = std::fs::read_to_string(task.ok()?.path().join("schedstat")) else {
-                continue;
-            };
-            total += Duration::from_nanos(stat.split_whitespace().next()?.parse().ok()?);
-        }
-        Some(total)
-    }
-
     let rt = runtime(true);
     // With its own `request_id`, as in `arkeo`: the same bytes as the bare client's.
     let request = Request::new(Target::Main, "GetActiveRoutine").with_request_id(1001);
@@ -387,21 +407,11 @@ fn arkeo_concurrent(c: &mut Criterion) {
             ("client_bare_server", bare.local_addr(), true),
             ("client_arkeo_sim", sim.local_addr(), true),
         ] {
-            g.bench_function(id, |b| {
-                if !cpu {
-                    return b.iter(|| run(addr, labwire));
-                }
-                b.iter_custom(|iters| {
-                    let (wall, before) = (std::time::Instant::now(), process_cpu());
-                    for _ in 0..iters {
-                        run(addr, labwire);
-                    }
-                    match (before, process_cpu()) {
-                        (Some(before), Some(after)) => after.saturating_sub(before),
-                        _ => wall.elapsed(),
-                    }
-                });
-            });
+            if cpu {
+                cpu_bench(&mut g, id, || run(addr, labwire));
+            } else {
+                g.bench_function(id, |b| b.iter(|| run(addr, labwire)));
+            }
         }
         g.finish();
     }
@@ -421,39 +431,6 @@ fn pekat(c: &mut Criterion) {
         let mut stream = TcpStream::connect(addr).await.expect("connect");
         stream.set_nodelay(true).expect("nodelay");
         bare_exchange(&mut stream, request, answer).await;
-    }
-
-    /// CPU time used so far by every thread of this process (client, server and runtime
-    /// alike, kernel time included), from Linux's per-thread scheduler statistics; `None`
-    /// where there are none.
-    fn process_cpu() -> Option<Duration> {
-        let mut total = 0u64;
-        for task in std::fs::read_dir("/proc/self/task").ok()? {
-            // A thread that ended meanwhile has nothing left to count.
-            let Ok(stat) = std::fs::read_to_string(task.ok()?.path().join("schedstat")) else {
-                continue;
-            };
-            total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
-        }
-        Some(Duration::from_nanos(total))
-    }
-
-    /// Benchmarks `run` by the CPU time it costs the whole process, not by wall time: on two
-    /// cores, a client and a server running side by side hide each other's work in wall time.
-    fn cpu_bench(g: &mut BenchmarkGroup<'_, WallTime>, id: &str, mut run: impl FnMut()) {
-        g.bench_function(id, |b| {
-            b.iter_custom(|iters| {
-                let wall = std::time::Instant::now();
-                let before = process_cpu();
-                for _ in 0..iters {
-                    run();
-                }
-                match (before, process_cpu()) {
-                    (Some(before), Some(after)) => after.saturating_sub(before),
-                    _ => wall.elapsed(),
-                }
-            });
-        });
     }
 
     let rt = runtime(true);
@@ -571,38 +548,6 @@ fn pekat(c: &mut Criterion) {
 
 fn comet(c: &mut Criterion) {
     use comet_socket::{Client, Limits, Request, wire};
-    /// CPU time every thread of this process has run so far (client, server and runtime
-    /// alike, kernel time included), from Linux's per-thread scheduler statistics; `None`
-    /// where there are none.
-    fn process_cpu() -> Option<Duration> {
-        let mut total = 0u64;
-        for task in std::fs::read_dir("/proc/self/task").ok()? {
-            // A thread that ended meanwhile has nothing left to count.
-            let Ok(stat) = std::fs::read_to_string(task.ok()?.path().join("schedstat")) else {
-                continue;
-            };
-            total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
-        }
-        Some(Duration::from_nanos(total))
-    }
-
-    /// Benchmarks `run` by the CPU time it costs the whole process: on two shared cores the
-    /// wall time of a loopback exchange moves with whatever else runs, its CPU time far less.
-    fn cpu_bench(g: &mut BenchmarkGroup<'_, WallTime>, id: &str, mut run: impl FnMut()) {
-        g.bench_function(id, |b| {
-            b.iter_custom(|iters| {
-                let wall = std::time::Instant::now();
-                let before = process_cpu();
-                for _ in 0..iters {
-                    run();
-                }
-                match (before, process_cpu()) {
-                    (Some(before), Some(after)) => after.saturating_sub(before),
-                    _ => wall.elapsed(),
-                }
-            });
-        });
-    }
 
     let rt = runtime(true);
     let value = serde_json::json!({"sample": "W42-3", "bias_V": -150.0});
@@ -695,38 +640,6 @@ fn comet(c: &mut Criterion) {
 
 fn pycom(c: &mut Criterion) {
     use pycom_proto::{Coordinator, Identity, Limits, Message, wire};
-    /// CPU time every thread of this process has run so far (client, server and runtime
-    /// alike, kernel time included), from Linux's per-thread scheduler statistics; `None`
-    /// where there are none.
-    fn process_cpu() -> Option<Duration> {
-        let mut total = 0u64;
-        for task in std::fs::read_dir("/proc/self/task").ok()? {
-            // A thread that ended meanwhile has nothing left to count.
-            let Ok(stat) = std::fs::read_to_string(task.ok()?.path().join("schedstat")) else {
-                continue;
-            };
-            total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
-        }
-        Some(Duration::from_nanos(total))
-    }
-
-    /// Benchmarks `run` by the CPU time it costs the whole process: on two shared cores the
-    /// wall time of a loopback exchange moves with whatever else runs, its CPU time far less.
-    fn cpu_bench(g: &mut BenchmarkGroup<'_, WallTime>, id: &str, mut run: impl FnMut()) {
-        g.bench_function(id, |b| {
-            b.iter_custom(|iters| {
-                let wall = std::time::Instant::now();
-                let before = process_cpu();
-                for _ in 0..iters {
-                    run();
-                }
-                match (before, process_cpu()) {
-                    (Some(before), Some(after)) => after.saturating_sub(before),
-                    _ => wall.elapsed(),
-                }
-            });
-        });
-    }
 
     let rt = runtime(true);
     let me = Identity::new("c0ffee00", "bench", "127.0.0.1", 0, "0.1.0", true);
@@ -842,38 +755,6 @@ fn pycom(c: &mut Criterion) {
 fn pycom_listener(c: &mut Criterion) {
     use pycom_proto::{Coordinator, Event, Identity, Limits, Message, wire};
     const EVENTS: usize = 32;
-    /// CPU time every thread of this process has run so far (client, server and runtime
-    /// alike, kernel time included), from Linux's per-thread scheduler statistics; `None`
-    /// where there are none.
-    fn process_cpu() -> Option<Duration> {
-        let mut total = 0u64;
-        for task in std::fs::read_dir("/proc/self/task").ok()? {
-            // A thread that ended meanwhile has nothing left to count.
-            let Ok(stat) = std::fs::read_to_string(task.ok()?.path().join("schedstat")) else {
-                continue;
-            };
-            total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
-        }
-        Some(Duration::from_nanos(total))
-    }
-
-    /// Benchmarks `run` by the CPU time it costs the whole process: on two shared cores the
-    /// wall time of a loopback exchange moves with whatever else runs, its CPU time far less.
-    fn cpu_bench(g: &mut BenchmarkGroup<'_, WallTime>, id: &str, mut run: impl FnMut()) {
-        g.bench_function(id, |b| {
-            b.iter_custom(|iters| {
-                let wall = std::time::Instant::now();
-                let before = process_cpu();
-                for _ in 0..iters {
-                    run();
-                }
-                match (before, process_cpu()) {
-                    (Some(before), Some(after)) => after.saturating_sub(before),
-                    _ => wall.elapsed(),
-                }
-            });
-        });
-    }
 
     let rt = runtime(true);
     let me = Identity::new("c0ffee00", "bench", "127.0.0.1", 0, "0.1.0", true);
