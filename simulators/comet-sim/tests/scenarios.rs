@@ -80,14 +80,8 @@ async fn raw_exchange(sim: &CometSim, content: &'static [u8]) -> String {
 }
 
 fn scenario_files() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
-    let mut files: Vec<_> = std::fs::read_dir(dir)
+    labwire_simkit::scenario::files_in(Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios"))
         .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
-        .collect();
-    files.sort();
-    files
 }
 
 fn example(name: &str) -> CometScenario {

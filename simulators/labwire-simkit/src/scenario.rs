@@ -149,6 +149,23 @@ pub fn load<T: DeserializeOwned>(path: impl AsRef<Path>) -> Result<T, ScenarioEr
     from_str(&text, path)
 }
 
+/// The scenario files (`.yaml`, `.yml`) in `dir`, sorted by name: a simulator's examples, for
+/// tests that load every one of them.
+///
+/// # Errors
+/// When `dir` or one of its entries cannot be read.
+pub fn files_in(dir: impl AsRef<Path>) -> io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
 /// Reads a scenario from `text`; `file` names it in errors.
 ///
 /// # Errors
