@@ -849,26 +849,46 @@ fn pycom_listener(c: &mut Criterion) {
     });
 }
 
-/// ARKEO sequential round trips straight to arkeo-sim (`baseline`) and through `labwire tap`
-/// (decoding both directions, printing nothing, no recording), same client, same run: the ratio
-/// is the tap's added latency (target ≤ 1.2×).
+/// ARKEO sequential round trips straight to arkeo-sim (`baseline`), through a bare tokio proxy
+/// (accept, connect upstream, `copy_bidirectional`: the floor of any proxy on this path), and
+/// through `labwire tap` (decoding both directions; printing nothing, then also recording every
+/// message to a file) — same client, same run. The tap's ratio is its added latency (target
+/// ≤ 1.2×); the bare proxy's shows what two more hops cost on loopback before any tap work.
 fn tap_arkeo_sequential(c: &mut Criterion) {
     use arkeo_proto::{Client, Request, Target};
 
     let rt = runtime(true);
     let request = Request::new(Target::Main, "GetActiveRoutine");
-    let (sim, tap) = rt.block_on(async {
+    let recording =
+        std::env::temp_dir().join(format!("labwire-bench-tap-{}.jsonl", std::process::id()));
+    let (sim, proxy, tap, recording_tap) = rt.block_on(async {
         let sim = arkeo_sim::ArkeoSim::builder().start().await.expect("sim");
-        let config = labwire_tap::TapConfig::new(sim.local_addr().to_string());
-        let tap = labwire_tap::start(Arc::new(labwire_tap::Arkeo::default()), config)
+        let upstream = sim.local_addr();
+        let proxy = bare_serve(move |mut client, _, _| async move {
+            if let Ok(mut device) = labwire_net::connect(upstream, IO).await {
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut device).await;
+            }
+        });
+        let config = labwire_tap::TapConfig::new(upstream.to_string());
+        let tap = labwire_tap::start(Arc::new(labwire_tap::Arkeo::default()), config.clone())
             .await
             .expect("tap");
-        (sim, tap)
+        let recording_config = labwire_tap::TapConfig {
+            record: Some(recording.clone()),
+            ..config
+        };
+        let recording_tap =
+            labwire_tap::start(Arc::new(labwire_tap::Arkeo::default()), recording_config)
+                .await
+                .expect("recording tap");
+        (sim, proxy, tap, recording_tap)
     });
     let mut g = group(c, "tap_arkeo_sequential");
     for (id, addr) in [
         ("baseline_client_arkeo_sim", sim.local_addr()),
+        ("client_bare_proxy_arkeo_sim", proxy.local_addr()),
         ("client_tap_arkeo_sim", tap.local_addr()),
+        ("client_tap_recording_arkeo_sim", recording_tap.local_addr()),
     ] {
         let client = Client::builder(addr).build();
         g.bench_function(id, |b| {
@@ -878,8 +898,14 @@ fn tap_arkeo_sequential(c: &mut Criterion) {
     g.finish();
     rt.block_on(async {
         tap.shutdown().await.expect("tap shutdown");
+        recording_tap
+            .shutdown()
+            .await
+            .expect("recording tap shutdown");
+        proxy.shutdown().await;
         sim.shutdown().await;
     });
+    let _ = std::fs::remove_file(&recording);
 }
 
 criterion_group!(
