@@ -13,6 +13,7 @@ mod report;
 mod server;
 pub mod service;
 pub mod transport;
+pub mod warn_limit;
 
 #[cfg(feature = "cli")]
 pub mod cli;
@@ -24,3 +25,4 @@ pub use server::{DEFAULT_MAX_CONNECTIONS, Peer, Server, ServerConfig, ServerHand
 pub use service::{Exchange, PlannedService, Service};
 pub use tokio_util::sync::CancellationToken;
 pub use transport::{AsyncStream, Connector, Stream};
+pub use warn_limit::WarnLimit;
