@@ -1,5 +1,6 @@
 //! The coordinator's event listener: one message per connection, read in parallel, handled in
-//! the order the connections from one IP were accepted.
+//! the order the connections from one IP were accepted, for the connections that send their
+//! message promptly.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -10,19 +11,32 @@ use std::time::Duration;
 use labwire_net::{CancellationToken, Server, ServerHandle};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 
 use crate::message::Message;
 use crate::transport::{ReceiveError, read_to_eof};
 use crate::wire::Limits;
 
+/// How long after its accept a connection keeps its place in its IP's order while its message
+/// is incomplete (at most the read deadline). A node writes each event in one write right after
+/// connecting, so on any working network its message is complete long before this.
+pub(super) const ORDER_WINDOW: Duration = Duration::from_millis(250);
+
 /// Serves one message per connection on `server`: reads each (connections in parallel, under
-/// the size limit and deadline), hands it to `handle` — for one peer IP, in the order the
-/// connections were accepted — and closes the connection once `handle` has finished.
+/// the size limit and deadline), hands it to `handle` and closes the connection once `handle`
+/// has finished.
+///
+/// For one peer IP, messages are handled in the order their connections were accepted, as long
+/// as each is complete within `order_window` of its accept (every event a node sends is: one
+/// write right after connecting). A connection whose message is not complete by then gives up
+/// its place: the connections behind it go on without it, and its message is handled once it is
+/// complete, as if its connection had been accepted then. So however many connections stall,
+/// the ones behind them wait at most `order_window`.
 pub(super) fn serve_messages<F, Fut>(
     server: Server,
     shutdown: CancellationToken,
     limits: Limits,
-    read_timeout: Duration,
+    (read_timeout, order_window): (Duration, Duration),
     handle: F,
 ) -> ServerHandle
 where
@@ -30,24 +44,52 @@ where
     Fut: Future<Output = ()> + Send + 'static,
 {
     let order = Arc::new(ArrivalOrder::default());
-    let shared = Arc::new((handle, limits, read_timeout));
+    let order_window = order_window.min(read_timeout);
+    let shared = Arc::new((handle, limits, read_timeout, order));
     server.serve_with_token(shutdown, move |stream, peer, _| {
         let shared = Arc::clone(&shared);
         // Called in accept order: this is where the turn is taken.
-        let turn = ArrivalOrder::arrive(&order, peer.ip());
+        let turn = ArrivalOrder::arrive(&shared.3, peer.ip());
         async move {
             // Until the first byte the task holds only the socket, its turn and a readiness
             // wait (a task is as large as its largest state, and idle connections are what a
             // listener has most of): reading, handing in and handling are boxed below.
-            let deadline = tokio::time::Instant::now() + shared.2;
-            let arrived = labwire_net::idle::readable_within(&stream, Some(shared.2)).await;
+            let accepted = Instant::now();
+            let deadline = accepted + shared.2;
+            let window = accepted + order_window;
+            let mut turn = Some(turn);
+            let mut arrived = labwire_net::idle::readable_within(&stream, Some(order_window)).await;
+            if arrived.is_err() {
+                // Silent past the window: its place goes to the connections behind it.
+                drop(turn.take());
+                let left = deadline.saturating_duration_since(Instant::now());
+                arrived = labwire_net::idle::readable_within(&stream, Some(left)).await;
+            }
             Box::pin(async move {
-                let (handle, limits, read_timeout) = &*shared;
+                let (handle, limits, read_timeout, order) = &*shared;
                 let mut stream = stream;
                 let received = match arrived {
-                    Ok(()) => receive(&mut stream, limits, deadline, *read_timeout).await,
+                    Ok(()) => {
+                        let receiving = receive(&mut stream, limits, deadline, *read_timeout);
+                        let mut receiving = std::pin::pin!(receiving);
+                        if turn.is_some() {
+                            tokio::select! {
+                                biased;
+                                received = &mut receiving => received,
+                                () = tokio::time::sleep_until(window) => {
+                                    // Incomplete past the window: as above.
+                                    drop(turn.take());
+                                    receiving.await
+                                }
+                            }
+                        } else {
+                            receiving.await
+                        }
+                    }
                     Err(_) => Err(ReceiveError::TimedOut(*read_timeout)),
                 };
+                // A connection that gave up its place takes one now, behind those before it.
+                let turn = turn.unwrap_or_else(|| ArrivalOrder::arrive(order, peer.ip()));
                 turn.hand_in(peer, received).handled(handle).await;
                 // Closed only once handled, for senders that wait for the close.
                 drop(stream);
@@ -61,7 +103,7 @@ where
 async fn receive(
     stream: &mut TcpStream,
     limits: &Limits,
-    deadline: tokio::time::Instant,
+    deadline: Instant,
     read_timeout: Duration,
 ) -> Result<Message, ReceiveError> {
     match tokio::time::timeout_at(deadline, read_to_eof(stream, limits)).await {
@@ -77,8 +119,9 @@ async fn receive(
 /// message read is handed in under its turn, and handled once every earlier turn of its IP has
 /// been. Whichever connection hands in the next turn due handles it and every later one already
 /// waiting, one after the other, and tells each that it was handled: the connections of a burst
-/// do not wait on each other in a chain of wake-ups. A peer that stalls delays the events behind
-/// it by at most the read deadline.
+/// do not wait on each other in a chain of wake-ups. A connection that stalls gives up its turn
+/// at the order window (see [`serve_messages`]), so it delays the events behind it by at most
+/// that.
 #[derive(Debug, Default)]
 struct ArrivalOrder {
     queues: Mutex<HashMap<IpAddr, Queue>>,
@@ -100,7 +143,8 @@ struct Queue {
 #[derive(Debug)]
 struct Entry {
     peer: SocketAddr,
-    /// `None`: the connection ended without handing anything in (the server shutting down).
+    /// `None`: the connection gave up its turn (silent past the order window) or ended without
+    /// handing anything in (the server shutting down).
     received: Option<Result<Message, ReceiveError>>,
     /// Tells the waiting connection what became of its turn.
     notify: Option<oneshot::Sender<Signal>>,
@@ -296,7 +340,8 @@ impl Drop for Turn {
         if self.handed_in {
             return;
         }
-        // Ended before handing anything in (the server shutting down): the turn is skipped.
+        // Given up (silent past the order window) or ended before handing anything in (the
+        // server shutting down): the turn is skipped.
         let next = {
             let mut queues = self.order.lock();
             let Some(queue) = queues.get_mut(&self.ip) else {
@@ -342,8 +387,17 @@ mod tests {
         crate::wire::encode(&Message::output(node, text), &Limits::default()).unwrap()
     }
 
-    /// A listener that reports each handled output (or `rejected`), and panics on `boom`.
+    /// A listener that reports each handled output (or `rejected`), and panics on `boom`; every
+    /// connection keeps its place in the order up to the read deadline.
     async fn listener(read_timeout: Duration) -> (ServerHandle, mpsc::UnboundedReceiver<String>) {
+        windowed(read_timeout, read_timeout).await
+    }
+
+    /// As [`listener`], a connection keeping its place for `order_window` only.
+    async fn windowed(
+        read_timeout: Duration,
+        order_window: Duration,
+    ) -> (ServerHandle, mpsc::UnboundedReceiver<String>) {
         let server = Server::bind(ServerConfig::new("127.0.0.1:0".parse().unwrap()))
             .await
             .unwrap();
@@ -352,7 +406,7 @@ mod tests {
             server,
             CancellationToken::new(),
             Limits::default(),
-            read_timeout,
+            (read_timeout, order_window),
             move |_, received| {
                 let text = match received {
                     Ok(Message {
@@ -439,12 +493,12 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_stalled_connection_delays_the_next_ones_by_the_read_deadline_only() {
+    async fn a_stalled_connection_is_rejected_at_the_read_deadline_behind_the_ones_it_let_pass() {
         let (handle, mut rx) = listener(Duration::from_millis(200)).await;
         let _stalled = connect(&handle).await;
         let _sent = send(&handle, &output("after")).await;
-        assert_eq!(next(&mut rx).await, "rejected");
         assert_eq!(next(&mut rx).await, "after");
+        assert_eq!(next(&mut rx).await, "rejected");
         handle.shutdown().await;
     }
 
@@ -463,6 +517,39 @@ mod tests {
         for i in 0..5 {
             assert_eq!(next(&mut rx).await, i.to_string());
         }
+        handle.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn silent_connections_delay_the_next_ones_by_the_order_window_only() {
+        // A read deadline far beyond the test's: only the window can let the message through.
+        let (handle, mut rx) = windowed(Duration::from_secs(60), Duration::from_millis(100)).await;
+        let mut silent = Vec::new();
+        for _ in 0..50 {
+            silent.push(connect(&handle).await);
+        }
+        let started = tokio::time::Instant::now();
+        let _sent = send(&handle, &output("after")).await;
+        assert_eq!(next(&mut rx).await, "after");
+        assert!(started.elapsed() < DEADLINE, "{:?}", started.elapsed());
+        handle.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_message_completed_after_the_window_is_handled_after_those_behind_it() {
+        let (handle, mut rx) = windowed(DEADLINE, Duration::from_millis(100)).await;
+        let late = output("late");
+        let mut slow = connect(&handle).await;
+        slow.write_all(&late[..5]).await.unwrap();
+        let _sent = send(&handle, &output("prompt")).await;
+        assert_eq!(next(&mut rx).await, "prompt");
+        slow.write_all(&late[5..]).await.unwrap();
+        slow.shutdown().await.unwrap();
+        assert_eq!(next(&mut rx).await, "late");
+        // Its connection is closed once handled, like any other.
+        let mut byte = [0u8; 1];
+        let closed = tokio::time::timeout(DEADLINE, slow.read(&mut byte)).await;
+        assert!(matches!(closed, Ok(Ok(0))), "{closed:?}");
         handle.shutdown().await;
     }
 }

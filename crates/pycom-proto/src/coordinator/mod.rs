@@ -41,8 +41,11 @@
 //! the next command was handed over, or a verdict that comes after its command's wait ended,
 //! cannot be told from the next command's. Events from one IP are handled in the order their
 //! connections were accepted (they are still read in parallel), so a short event cannot
-//! overtake a longer one the node sent before it; a peer that stalls delays the events behind
-//! it by at most the read deadline.
+//! overtake a longer one the node sent before it. That holds for every event complete within
+//! 250 ms of its connection's accept (a node writes each event in one write right after
+//! connecting); a connection still incomplete then gives up its place, and its event is handled
+//! once complete. So connections that stall, however many, delay the events behind them by
+//! 250 ms at most (not by the read deadline).
 //!
 //! # Events and lag
 //! [`Coordinator::events`] is a `tokio::sync::broadcast` receiver with room for

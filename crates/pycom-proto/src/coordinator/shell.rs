@@ -123,7 +123,7 @@ impl Inner {
             server,
             inner.shutdown.child_token(),
             inner.config.limits,
-            inner.config.read_timeout,
+            (inner.config.read_timeout, super::listener::ORDER_WINDOW),
             move |peer, received| {
                 if let Some(inner) = weak.upgrade() {
                     inner.on_received(peer, received);
