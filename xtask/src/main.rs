@@ -7,7 +7,8 @@
 //!   committed seed replayed.
 //! - `demo`  — start every simulator and drive every protocol (`labwire demo`).
 //! - `bench` — criterion benchmarks (`cargo bench`), arguments passed through.
-//! - `fuzz`  — run the cargo-fuzz targets for a while each (installs cargo-fuzz if missing).
+//! - `fuzz`  — run the cargo-fuzz targets for a while each (installs cargo-fuzz if missing) and
+//!   report each target's executions and findings.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -80,7 +81,9 @@ const USAGE: &str = "usage: cargo xtask <task>
   demo [PROTOCOL...]        start the simulators and drive every protocol
   bench [ARGS...]           criterion benchmarks (args go to `cargo bench`), then ratios
                             against each group's `baseline` benchmark
-  fuzz [TARGET] [SECONDS]   run cargo-fuzz targets (default: all, 30 s each)
+  fuzz [--all | TARGET...] [SECONDS] [--max-len BYTES] [--summary FILE]
+                            run cargo-fuzz targets (default: all, 30 s each), then a table
+                            of each target's executions, coverage and findings
   fuzz-seeds                build the fuzz targets and replay every committed seed
   scale [NODES] [SECONDS]   one coordinator managing a fleet of la4-sim nodes (default 1000
                             nodes, 60 s; ci runs 100 nodes for 5 s)";
