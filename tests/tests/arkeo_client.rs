@@ -842,6 +842,32 @@ async fn measure_waits_for_the_run_it_started_not_the_previous_one() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn measure_with_progress_hands_over_the_devices_progress_while_it_runs() {
+    let sim = ArkeoSim::builder().start().await.unwrap();
+    let arkeo = client(&sim);
+    arkeo.start_routine("TPR").await.unwrap();
+    arkeo
+        .wait_until(RoutineState::Ready, TEST_DEADLINE)
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let data = arkeo
+        .measure_with_progress(TEST_DEADLINE, |status| {
+            seen.push((status.routine_status.clone(), status.progress_pct()));
+        })
+        .await
+        .unwrap();
+    assert_eq!(data["measurement"], 1);
+    assert!(
+        seen.iter()
+            .any(|(state, pct)| *state == RoutineState::Running && pct.is_some()),
+        "{seen:?}"
+    );
+    assert_eq!(seen.last().map(|(state, _)| state), Some(&RoutineState::Ready));
+    sim.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_measurement_that_never_leaves_ready_ends_the_wait_at_the_start_grace() {
     let sim = ArkeoSim::builder()
         .start_lag(Duration::from_secs(3600))

@@ -830,18 +830,21 @@ impl Client {
     /// # Cancel safety
     /// See [`Client::call`]; the measurement goes on in the device.
     pub async fn wait_for_measurement(&self, timeout: Duration) -> Result<TestStatus, Error> {
-        self.wait_for_measurement_until(deadline_after(timeout), timeout)
+        self.wait_for_measurement_until(deadline_after(timeout), timeout, &mut |_| {})
             .await
     }
 
+    /// `seen` gets every status polled on the way.
     async fn wait_for_measurement_until(
         &self,
         deadline: Instant,
         timeout: Duration,
+        seen: &mut (dyn FnMut(&TestStatus) + Send),
     ) -> Result<TestStatus, Error> {
         let grace = self.inner.config.start_grace;
         let grace_end = deadline.min(deadline_after(grace));
         let left_ready = |s: &TestStatus| {
+            seen(s);
             s.progress.is_some()
                 || !matches!(s.routine_status, RoutineState::Ready | RoutineState::Error)
         };
@@ -851,7 +854,10 @@ impl Client {
             Ok(None) | Err(Error::Timeout(_)) => return Err(Error::Timeout(timeout)),
             Err(e) => return Err(e),
         }
-        let ready = |s: &TestStatus| s.routine_status == RoutineState::Ready;
+        let ready = |s: &TestStatus| {
+            seen(s);
+            s.routine_status == RoutineState::Ready
+        };
         match self.poll_until(ready, deadline).await {
             Ok(Some(status)) => Ok(status),
             Ok(None) | Err(Error::Timeout(_)) => Err(Error::Timeout(timeout)),
@@ -873,12 +879,30 @@ impl Client {
     /// # Cancel safety
     /// See [`Client::call`]; a started measurement goes on in the device.
     pub async fn measure(&self, timeout: Duration) -> Result<Value, Error> {
+        self.measure_with_progress(timeout, |_| {}).await
+    }
+
+    /// [`Client::measure`], handing every status polled while the measurement runs to
+    /// `progress` (the routine's state, and its progress where the routine reports one:
+    /// [`TestStatus::progress_pct`]), e.g. to draw a progress bar.
+    ///
+    /// # Errors
+    /// As [`Client::measure`].
+    ///
+    /// # Cancel safety
+    /// As [`Client::measure`].
+    pub async fn measure_with_progress(
+        &self,
+        timeout: Duration,
+        mut progress: impl FnMut(&TestStatus) + Send,
+    ) -> Result<Value, Error> {
         let deadline = deadline_after(timeout);
         let left = |deadline: Instant| deadline.saturating_duration_since(Instant::now());
         let start = Request::new(Target::Routine, "StartMeasurement");
         let within = left(deadline).min(self.inner.config.call_timeout);
         self.call_with_timeout(start, within).await?;
-        self.wait_for_measurement_until(deadline, timeout).await?;
+        self.wait_for_measurement_until(deadline, timeout, &mut progress)
+            .await?;
         let fetch = Request::new(Target::Routine, "GetTestData");
         let within = left(deadline).min(self.inner.config.call_timeout);
         if within.is_zero() {

@@ -35,7 +35,15 @@ pub fn init_tracing_from(quiet: tracing::Level, verbose: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(stderr_wants_colour())
         .try_init();
+}
+
+/// Whether stderr may carry colour codes: it is a terminal, and `NO_COLOR` is unset or empty
+/// (<https://no-color.org>).
+pub fn stderr_wants_colour() -> bool {
+    use std::io::IsTerminal as _;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// Prints `listening on <addr>` as a line on stdout and flushes it, so that a parent process

@@ -2,28 +2,37 @@
 
 use std::time::Duration;
 
-use anyhow::{Context as _, bail, ensure};
+use anyhow::{bail, ensure};
 use arkeo_proto::json::lenient_f64;
 use arkeo_proto::{Client, ParamKey, Request, RoutineState, Target, codes};
 use arkeo_sim::ArkeoSim;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
+use crate::failure::usage;
+use crate::output::{self, say};
+use crate::progress::Progress;
+
 /// `labwire arkeo`: talk to an ARKEO application (or `arkeo-sim`).
 #[derive(Debug, Args)]
 pub(crate) struct ArkeoArgs {
     /// The ARKEO application, `HOST:PORT`.
-    #[arg(long, default_value = "127.0.0.1:6360")]
+    #[arg(
+        long,
+        global = true,
+        env = "LABWIRE_ARKEO_ADDR",
+        default_value = "127.0.0.1:6360"
+    )]
     addr: String,
     /// Seconds to wait for each answer.
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, global = true, env = "LABWIRE_TIMEOUT", default_value_t = 5.0)]
     timeout: f64,
     /// Seconds to wait for the answer of a command that blocks while the hardware works
     /// (AcquireSingle, AcquireDark, AcquireReference, AutoExposure, StartCalibration).
-    #[arg(long, default_value_t = 600.0)]
+    #[arg(long, global = true, default_value_t = 600.0)]
     blocking_timeout: f64,
     /// Send parameters under `params` (as the vendor's Python example) instead of `parameter`.
-    #[arg(long)]
+    #[arg(long, global = true)]
     params: bool,
     #[command(subcommand)]
     action: Action,
@@ -32,10 +41,17 @@ pub(crate) struct ArkeoArgs {
 #[derive(Debug, Subcommand)]
 enum Action {
     /// List the available routines and the active one.
+    ///
+    /// --json: `{"routines": [NAME, ...], "active": NAME or null}`.
     Routines,
     /// Print the active routine's status (GetTestStatus).
+    ///
+    /// --json: `{"routine": NAME or null, "status": STATE, "progress_pct": NUMBER or null,
+    /// "progress": the device's progress value or null, "error": the device's error or null}`.
     Status,
     /// Start a routine and wait until it is Ready.
+    ///
+    /// --json: the routine's status once Ready, as for `status`.
     Start {
         /// Routine name, e.g. `Luminescence`, `JV`.
         routine: String,
@@ -43,10 +59,13 @@ enum Action {
         #[arg(long, default_value_t = 60.0)]
         wait: f64,
     },
-    /// Apply settings (optional), run one measurement, wait for it, print its data as JSON.
+    /// Apply settings (optional), run one measurement and wait for it, with its progress on
+    /// stderr; print a summary of its data (--json: the data itself).
     ///
     /// The wait first sees the routine leave Ready (the application may still say Ready for a
     /// moment after StartMeasurement), then waits for Ready: never the previous run's data.
+    ///
+    /// --json: the routine's GetTestData `data`, as the device sent it.
     Measure {
         /// Settings object for ApplySettings, as JSON.
         #[arg(long)]
@@ -59,8 +78,12 @@ enum Action {
         start_grace: f64,
     },
     /// Close the active routine.
+    ///
+    /// --json: `{"closed": true}`.
     Close,
-    /// Send any command and print the response's data (or the device's error).
+    /// Send any command and print the response's data (or fail with the device's error).
+    ///
+    /// --json: the response's `data` (null when it has none).
     Send {
         /// Target: MAIN, ROUTINE, TMPCTL, MUX, LED (or any other name).
         target: String,
@@ -72,14 +95,19 @@ enum Action {
 }
 
 fn seconds(value: f64, what: &str) -> anyhow::Result<Duration> {
-    Duration::try_from_secs_f64(value)
-        .with_context(|| format!("{what} must be a non-negative number of seconds"))
+    Duration::try_from_secs_f64(value).map_err(|_| {
+        usage(format!(
+            "{what} must be a number of seconds, 0 or more (not {value})"
+        ))
+    })
 }
 
 fn json_object(text: &str, what: &str) -> anyhow::Result<Value> {
-    let value =
-        arkeo_proto::json::parse(text.as_bytes()).with_context(|| format!("{what} is not JSON"))?;
-    ensure!(value.is_object(), "{what} must be a JSON object");
+    let value = arkeo_proto::json::parse(text.as_bytes())
+        .map_err(|e| usage(format!("{what} is not JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(usage(format!("{what} must be a JSON object")));
+    }
     Ok(value)
 }
 
@@ -93,8 +121,29 @@ pub(crate) async fn run(args: ArkeoArgs) -> anyhow::Result<()> {
         Action::Measure { start_grace, .. } => seconds(*start_grace, "--start-grace")?,
         _ => arkeo_proto::client::DEFAULT_START_GRACE,
     };
+    // Checked before connecting: a wrong command line is a usage error whatever the device.
+    let wait = match &args.action {
+        Action::Start { wait, .. } | Action::Measure { wait, .. } => seconds(*wait, "--wait")?,
+        _ => Duration::ZERO,
+    };
+    let settings = match &args.action {
+        Action::Measure {
+            settings: Some(text),
+            ..
+        } => Some(json_object(text, "--settings")?),
+        _ => None,
+    };
+    let parameter = match &args.action {
+        Action::Send {
+            parameter: Some(text),
+            ..
+        } => json_object(text, "the parameter")?,
+        _ => Value::Null,
+    };
+    let timeout = seconds(args.timeout, "--timeout")?;
     let arkeo = Client::builder(args.addr.as_str())
-        .call_timeout(seconds(args.timeout, "--timeout")?)
+        .connect_timeout(timeout)
+        .call_timeout(timeout)
         .blocking_timeout(seconds(args.blocking_timeout, "--blocking-timeout")?)
         .start_grace(start_grace)
         .param_key(key)
@@ -103,54 +152,56 @@ pub(crate) async fn run(args: ArkeoArgs) -> anyhow::Result<()> {
     match args.action {
         Action::Routines => {
             let active = arkeo.active_routine().await?;
-            for routine in arkeo.available_routines().await? {
-                let mark = if active.as_deref() == Some(routine.as_str()) {
-                    " (active)"
-                } else {
-                    ""
-                };
-                println!("{routine}{mark}");
-            }
+            let routines = arkeo.available_routines().await?;
+            let text: Vec<String> = routines
+                .iter()
+                .map(|routine| {
+                    if active.as_deref() == Some(routine.as_str()) {
+                        format!("{routine} (active)")
+                    } else {
+                        routine.clone()
+                    }
+                })
+                .collect();
+            output::result(
+                &json!({"routines": routines, "active": active}),
+                &text.join("\n"),
+            );
         }
         Action::Status => print_status(&arkeo.test_status().await?),
-        Action::Start { routine, wait } => {
+        Action::Start { routine, .. } => {
             arkeo.start_routine(&routine).await?;
-            let status = arkeo
-                .wait_until(RoutineState::Ready, seconds(wait, "--wait")?)
-                .await?;
-            print_status(&status);
+            let progress = Progress::start(&format!("starting {routine}"));
+            let status = progress
+                .during(arkeo.wait_until(RoutineState::Ready, wait))
+                .await;
+            progress.finish(if status.is_ok() { "ready" } else { "failed" });
+            print_status(&status?);
         }
-        Action::Measure { settings, wait, .. } => {
+        Action::Measure { .. } => {
             if let Some(settings) = settings {
-                arkeo
-                    .apply_settings(json_object(&settings, "--settings")?)
-                    .await?;
+                arkeo.apply_settings(settings).await?;
             }
-            let data = arkeo.measure(seconds(wait, "--wait")?).await?;
-            println!("{}", serde_json::to_string_pretty(&data)?);
+            let progress = Progress::start("measuring");
+            let data = progress
+                .during(arkeo.measure_with_progress(wait, |status| {
+                    progress.update(status.routine_status.as_str(), status.progress_pct());
+                }))
+                .await;
+            progress.finish(if data.is_ok() { "done" } else { "failed" });
+            let data = data?;
+            output::result(&data, &summary(&data));
         }
         Action::Close => {
             arkeo.close_routine().await?;
-            println!("closed");
+            output::result(&json!({"closed": true}), "closed");
         }
         Action::Send {
-            target,
-            command,
-            parameter,
+            target, command, ..
         } => {
-            let parameter = match parameter {
-                Some(text) => json_object(&text, "the parameter")?,
-                None => Value::Null,
-            };
             let request = Request::new(Target::parse(&target), command).with_parameter(parameter);
-            match arkeo.call(request).await {
-                Ok(answer) => {
-                    let data = answer.data.unwrap_or(Value::Null);
-                    println!("{}", serde_json::to_string_pretty(&data)?);
-                }
-                Err(arkeo_proto::Error::Device(refusal)) => bail!("{refusal}"),
-                Err(other) => return Err(other.into()),
-            }
+            let data = arkeo.call(request).await?.data.unwrap_or(Value::Null);
+            output::result(&data, &serde_json::to_string_pretty(&data)?);
         }
     }
     Ok(())
@@ -158,10 +209,39 @@ pub(crate) async fn run(args: ArkeoArgs) -> anyhow::Result<()> {
 
 fn print_status(status: &arkeo_proto::TestStatus) {
     let name = status.routine_name.as_deref().unwrap_or("?");
-    match (status.progress_pct(), &status.error) {
-        (_, Some(error)) => println!("{name}: {} ({error})", status.routine_status),
-        (Some(pct), None) => println!("{name}: {} {pct:.0}%", status.routine_status),
-        (None, None) => println!("{name}: {}", status.routine_status),
+    let text = match (status.progress_pct(), &status.error) {
+        (_, Some(error)) => format!("{name}: {} ({error})", status.routine_status),
+        (Some(pct), None) => format!("{name}: {} {pct:.0}%", status.routine_status),
+        (None, None) => format!("{name}: {}", status.routine_status),
+    };
+    let json = json!({
+        "routine": status.routine_name,
+        "status": status.routine_status.as_str(),
+        "progress_pct": status.progress_pct(),
+        "progress": status.progress,
+        "error": status.error,
+    });
+    output::result(&json, &text);
+}
+
+/// A measurement's data for people: one line per top-level member, arrays and objects by
+/// their size (`--json` prints the data itself).
+fn summary(data: &Value) -> String {
+    let describe = |value: &Value| match value {
+        Value::Array(items) => format!("{} item(s)", items.len()),
+        Value::Object(members) => format!("{} member(s)", members.len()),
+        other => other.to_string(),
+    };
+    match data {
+        Value::Object(members) => {
+            let mut lines: Vec<String> = members
+                .iter()
+                .map(|(key, value)| format!("{key}: {}", describe(value)))
+                .collect();
+            lines.push("(the data itself: labwire --json arkeo measure)".to_owned());
+            lines.join("\n")
+        }
+        other => describe(other),
     }
 }
 
@@ -176,13 +256,13 @@ pub(crate) async fn demo() -> anyhow::Result<()> {
 
 async fn workflow(sim: &ArkeoSim) -> anyhow::Result<()> {
     let addr = sim.local_addr();
-    println!("arkeo-sim listening on {addr}");
+    say!("arkeo-sim listening on {addr}");
     let arkeo = Client::builder(addr)
         .poll_interval(Duration::from_millis(20))
         .connect()
         .await?;
     let routines = arkeo.available_routines().await?;
-    println!("available routines: {}", routines.join(", "));
+    say!("available routines: {}", routines.join(", "));
     ensure!(
         routines.iter().any(|r| r == "Dark JV"),
         "Dark JV is not offered"
@@ -192,7 +272,7 @@ async fn workflow(sim: &ArkeoSim) -> anyhow::Result<()> {
     let status = arkeo
         .wait_until(RoutineState::Ready, Duration::from_secs(5))
         .await?;
-    println!("StartRoutine Dark JV -> {}", status.routine_status);
+    say!("StartRoutine Dark JV -> {}", status.routine_status);
 
     arkeo
         .apply_settings(json!({"scan_settings": {"scan": {"Start (V)": -0.2, "End (V)": 1.0, "Step (V)": 0.05}}}))
@@ -205,7 +285,7 @@ async fn workflow(sim: &ArkeoSim) -> anyhow::Result<()> {
             Duration::from_secs(5),
         )
         .await?;
-    println!("measuring: {:.0}%", running.progress_pct().unwrap_or(0.0));
+    say!("measuring: {:.0}%", running.progress_pct().unwrap_or(0.0));
     arkeo
         .wait_until(RoutineState::Ready, Duration::from_secs(5))
         .await?;
@@ -224,7 +304,7 @@ async fn workflow(sim: &ArkeoSim) -> anyhow::Result<()> {
         r_shunt == Some(f64::INFINITY),
         "dark R_shunt should be infinite, got {r_shunt:?}"
     );
-    println!(
+    say!(
         "GetTestData: {points} points per scan; Voc = NaN, R_shunt = Infinity (bare tokens on the wire)"
     );
 
@@ -237,7 +317,7 @@ async fn workflow(sim: &ArkeoSim) -> anyhow::Result<()> {
         .await;
     match refused {
         Err(e) if e.device_error().and_then(|d| d.code()) == Some(codes::INVALID_ARRAY_SIZE) => {
-            println!("LED SetValues with 2 values -> refused as expected: {e}");
+            say!("LED SetValues with 2 values -> refused as expected: {e}");
         }
         other => bail!("expected error 1001, got {other:?}"),
     }
@@ -247,6 +327,6 @@ async fn workflow(sim: &ArkeoSim) -> anyhow::Result<()> {
         arkeo.active_routine().await?.is_none(),
         "routine still active after CloseRoutine"
     );
-    println!("CloseRoutine -> no active routine");
+    say!("CloseRoutine -> no active routine");
     Ok(())
 }

@@ -3,35 +3,44 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context as _, bail, ensure};
+use anyhow::{bail, ensure};
 use comet_sim::{CometSim, Fault};
 use comet_socket::Client;
 use comet_socket::config::{Endpoint, SocketConnection};
 use serde_json::{Value, json};
 
+use crate::failure::usage;
+use crate::output::{self, say};
+
 /// Talk to a COMET socket server.
 #[derive(Debug, clap::Args)]
 pub(crate) struct CometArgs {
-    /// The COMET server, as HOST:PORT (COMET's default is 127.0.0.1:65432).
-    #[arg(long, required_unless_present = "config", conflicts_with = "config")]
+    /// The COMET server, as HOST:PORT (COMET's default is 127.0.0.1:65432); without --addr
+    /// and --config, the LABWIRE_COMET_ADDR environment variable.
+    #[arg(long, global = true)]
     addr: Option<String>,
     /// Take the address from a COMET configuration file: its Socket_connection.Host, or the
     /// client named by --client.
-    #[arg(long)]
+    #[arg(long, global = true)]
     config: Option<PathBuf>,
     /// With --config: the named client (e.g. Telegram) to send to instead of the Host.
-    #[arg(long, requires = "config")]
+    #[arg(long, global = true)]
     client: Option<String>,
     /// Seconds to wait for the connection and for the answer.
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, global = true, env = "LABWIRE_TIMEOUT", default_value_t = 10.0)]
     timeout: f64,
     #[command(subcommand)]
     action: CometAction,
 }
 
+/// Where `--addr` comes from when neither it nor `--config` is given.
+const ADDR_VARIABLE: &str = "LABWIRE_COMET_ADDR";
+
 #[derive(Debug, clap::Subcommand)]
 enum CometAction {
     /// Send VALUE_JSON for ACTION and print the answer's result as JSON.
+    ///
+    /// --json: the answer's `result`, as the server sent it.
     Send {
         /// The action name (e.g. ECHO).
         action: String,
@@ -39,6 +48,8 @@ enum CometAction {
         value: String,
     },
     /// Send a Telegram-bot message {"CHAT_ID": "TEXT"} and print the answer.
+    ///
+    /// --json: the answer's `result`, as the server sent it.
     Telegram {
         /// The chat id.
         chat_id: String,
@@ -52,19 +63,29 @@ enum CometAction {
 
 pub(crate) async fn run(args: CometArgs) -> anyhow::Result<()> {
     let timeout = Duration::try_from_secs_f64(args.timeout)
-        .context("--timeout must be a non-negative number of seconds")?;
+        .map_err(|_| usage("--timeout must be a number of seconds, 0 or more"))?;
     let addr = match (args.addr, &args.config) {
-        (Some(addr), _) => addr,
+        (Some(_), Some(_)) => return Err(usage("give --addr or --config, not both")),
+        (Some(addr), None) => addr,
         (None, Some(path)) => address_from_config(path, args.client.as_deref())?,
-        (None, None) => bail!("give --addr or --config"),
+        (None, None) => match std::env::var(ADDR_VARIABLE) {
+            Ok(addr) if !addr.is_empty() => addr,
+            _ => {
+                return Err(usage(format!(
+                    "give --addr HOST:PORT or --config FILE (or set {ADDR_VARIABLE})"
+                )));
+            }
+        },
     };
-    let client = Client::builder(addr)
-        .connect_timeout(timeout)
-        .call_timeout(timeout)
-        .build();
+    if args.client.is_some() && args.config.is_none() {
+        return Err(usage(
+            "--client names a client of --config: give --config too",
+        ));
+    }
     let (action, value) = match args.action {
         CometAction::Send { action, value } => {
-            let value: Value = serde_json::from_str(&value).context("VALUE is not valid JSON")?;
+            let value: Value = serde_json::from_str(&value)
+                .map_err(|e| usage(format!("VALUE is not valid JSON: {e}")))?;
             (action, value)
         }
         CometAction::Telegram {
@@ -73,27 +94,33 @@ pub(crate) async fn run(args: CometArgs) -> anyhow::Result<()> {
             telegram_action,
         } => (telegram_action, json!({ chat_id: text })),
     };
+    let client = Client::builder(addr)
+        .connect_timeout(timeout)
+        .call_timeout(timeout)
+        .build();
     let result = client.send(&action, &value).await?;
-    println!("{result}");
+    output::result(&result, &result.to_string());
     Ok(())
 }
 
 /// The Host of COMET's `Socket_connection` settings, or the named client's address.
 fn address_from_config(path: &Path, client: Option<&str>) -> anyhow::Result<String> {
-    let settings = SocketConnection::from_path(path)?;
+    // A configuration that cannot give an address is a wrong command line, as a bad --addr.
+    let settings =
+        SocketConnection::from_path(path).map_err(|e| usage(labwire_net::error_chain(&e)))?;
     match client {
-        Some(name) => settings.client(name).map(Endpoint::addr).with_context(|| {
+        Some(name) => settings.client(name).map(Endpoint::addr).ok_or_else(|| {
             let known: Vec<_> = settings.clients.keys().map(String::as_str).collect();
-            format!(
+            usage(format!(
                 "{} has no client {name:?} (clients: {})",
                 path.display(),
                 known.join(", ")
-            )
+            ))
         }),
         None => settings
             .host
             .map(|host| host.addr())
-            .with_context(|| format!("{} has no Socket_connection.Host", path.display())),
+            .ok_or_else(|| usage(format!("{} has no Socket_connection.Host", path.display()))),
     }
 }
 
@@ -104,13 +131,13 @@ pub(crate) async fn demo() -> anyhow::Result<()> {
         .await?;
     let result = drive(&sim).await;
     sim.shutdown().await;
-    println!("comet-sim stopped");
+    say!("comet-sim stopped");
     result
 }
 
 async fn drive(sim: &CometSim) -> anyhow::Result<()> {
     let addr = sim.local_addr().to_string();
-    println!("comet-sim listening on {addr}");
+    say!("comet-sim listening on {addr}");
     let client = Client::builder(addr.clone())
         .call_timeout(Duration::from_secs(5))
         .build();
@@ -119,7 +146,7 @@ async fn drive(sim: &CometSim) -> anyhow::Result<()> {
         json!({"sample": "W42-3", "bias_V": -150.0, "I_A": [1.5e-9, 2.25e-9], "ok": true});
     let echoed = client.send("ECHO", &measurement).await?;
     ensure!(echoed == measurement, "ECHO answered {echoed}");
-    println!("ECHO {} -> {}", wire(&measurement), wire(&echoed));
+    say!("ECHO {} -> {}", wire(&measurement), wire(&echoed));
 
     let message = json!({"123456": "Status?"});
     let reply = client.send("Telegram", &message).await?;
@@ -127,7 +154,7 @@ async fn drive(sim: &CometSim) -> anyhow::Result<()> {
         reply == json!({"123456": "Status: measuring an IV curve"}),
         "Telegram answered {reply}"
     );
-    println!("Telegram {} -> {}", wire(&message), wire(&reply));
+    say!("Telegram {} -> {}", wire(&message), wire(&reply));
 
     sim.state().set_answer("Temperature", json!(21.5));
     let temperature = client.send("Temperature", &json!(true)).await?;
@@ -135,15 +162,15 @@ async fn drive(sim: &CometSim) -> anyhow::Result<()> {
         temperature == json!(21.5),
         "Temperature answered {temperature}"
     );
-    println!("Temperature (fixed answer) -> {temperature}");
+    say!("Temperature (fixed answer) -> {temperature}");
 
     let nobody = client.send("Unknown", &json!("x")).await?;
     ensure!(nobody.is_null(), "an unhandled action answered {nobody}");
-    println!("Unknown (no handler) -> {nobody}");
+    say!("Unknown (no handler) -> {nobody}");
 
     match client.send("ECHO", &json!({})).await {
         Err(e @ comet_socket::client::Error::Invalid(_)) => {
-            println!(
+            say!(
                 "ECHO {{}} refused by the client: {}",
                 comet_socket::error::report(&e)
             );
@@ -156,7 +183,7 @@ async fn drive(sim: &CometSim) -> anyhow::Result<()> {
         .call_timeout(Duration::from_millis(300))
         .build();
     match impatient.send("ECHO", &json!("anyone?")).await {
-        Err(e) if e.is_timeout() => println!("injected no-reply fault: {e}"),
+        Err(e) if e.is_timeout() => say!("injected no-reply fault: {e}"),
         other => bail!("the no-reply fault did not time out: {other:?}"),
     }
 
@@ -168,9 +195,10 @@ async fn drive(sim: &CometSim) -> anyhow::Result<()> {
         sim.requests(),
         sim.faults().applied()
     );
-    println!(
+    say!(
         "comet-sim saw {} requests over {} connections",
-        counters.requests, counters.connections
+        counters.requests,
+        counters.connections
     );
     Ok(())
 }

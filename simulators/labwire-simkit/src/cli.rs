@@ -22,7 +22,6 @@
 //! ```
 
 use std::future::Future;
-use std::io::IsTerminal as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -149,7 +148,7 @@ pub fn exit_usage(message: impl std::fmt::Display) -> ! {
 
 /// Sends `tracing` output to stderr (stdout carries the `listening on` line): `RUST_LOG` wins
 /// when set, else `verbose` picks the level (0 info, 1 debug, 2+ trace). No colour codes unless
-/// stderr is a terminal.
+/// stderr is a terminal and `NO_COLOR` is not set.
 pub fn init_logging(verbose: u8, format: LogFormat) {
     let level = match verbose {
         0 => "info",
@@ -160,7 +159,7 @@ pub fn init_logging(verbose: u8, format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
+        .with_ansi(labwire_net::cli::stderr_wants_colour());
     // A second initialisation (tests embedding a binary's main) is harmless: keep the first.
     let _ = match format {
         LogFormat::Text => builder.try_init(),
