@@ -149,6 +149,11 @@ impl ServerBuilder {
         S: Service<Request = Request, Response = Response>,
     {
         let server = Server::bind(self.server).await?;
+        let budget = server
+            .frame_budget()
+            .clone()
+            .with_claimed_length(crate::wire::claimed_length);
+        let server = server.with_frame_budget(budget);
         let limits = self.limits;
         Ok(labwire_net::service::serve(
             server,

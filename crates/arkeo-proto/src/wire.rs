@@ -55,6 +55,17 @@ pub fn split_frame(
     Ok(buf.get(HEADER_LEN..total).map(|payload| (payload, total)))
 }
 
+/// How long the frame at the start of `buf` is, its header included, once its length prefix
+/// has arrived (`None` before). Not checked against a limit (the codec does that first): this is
+/// what a server's frame budget reads to allocate a frame once
+/// (`labwire_net::budget::ClaimedLength`).
+pub fn claimed_length(buf: &[u8]) -> Option<usize> {
+    let prefix = buf.first_chunk::<HEADER_LEN>()?;
+    usize::try_from(u32::from_be_bytes(*prefix))
+        .ok()?
+        .checked_add(HEADER_LEN)
+}
+
 /// Reads and checks the header: `Ok(None)` when fewer than 4 bytes are there, otherwise the
 /// payload length (not yet necessarily arrived).
 ///

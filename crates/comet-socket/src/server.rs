@@ -484,6 +484,11 @@ impl ServerBuilder {
         S: PlannedService<Request = Incoming, Response = Answer>,
     {
         let server = labwire_net::Server::bind(self.config).await?;
+        let budget = server
+            .frame_budget()
+            .clone()
+            .with_claimed_length(crate::wire::claimed_length);
+        let server = server.with_frame_budget(budget);
         let limits = self.limits;
         let service = Bounded {
             service,

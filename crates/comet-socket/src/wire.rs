@@ -320,6 +320,21 @@ impl Head {
     }
 }
 
+/// How long the frame at the start of `buf` is, once its prefix and header have arrived
+/// (`None` before, or when the header is invalid: the codec reports that). Not checked against
+/// the content limit (the codec does that first): this is what a server's frame budget reads to
+/// allocate a frame once (`labwire_net::budget::ClaimedLength`).
+pub fn claimed_length(buf: &[u8]) -> Option<usize> {
+    let limits = Limits {
+        max_header_length: usize::MAX,
+        max_content_length: usize::MAX,
+    };
+    decode_head(buf, &limits)
+        .ok()
+        .flatten()
+        .map(|head| head.frame_len())
+}
+
 /// Parses the prefix and header at the start of `buf`.
 ///
 /// `Ok(None)` means more bytes are needed. Limits are enforced as soon as the lengths are

@@ -6,6 +6,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod budget;
 mod connect;
 pub mod idle;
 mod listener;
@@ -18,6 +19,7 @@ pub mod warn_limit;
 #[cfg(feature = "cli")]
 pub mod cli;
 
+pub use budget::{DEFAULT_FRAME_BUDGET, FrameBudget};
 pub use connect::connect;
 pub use listener::{DEFAULT_BACKLOG, bind};
 pub use report::error_chain;

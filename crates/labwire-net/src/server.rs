@@ -13,9 +13,12 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tokio_util::task::TaskTracker;
 
+use crate::budget::{DEFAULT_FRAME_BUDGET, FrameBudget};
 use crate::listener::{DEFAULT_BACKLOG, bind};
+use crate::warn_limit::WarnLimit;
 
-/// Live connections a [`Server`] accepts when none is configured; more wait in the backlog.
+/// Live connections a [`Server`] serves when none is configured; a client that connects while
+/// that many are live is refused (accepted and closed at once).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 
 /// How long the accept loop pauses after an accept error such as `EMFILE`, so that a process
@@ -29,9 +32,15 @@ pub struct ServerConfig {
     pub addr: SocketAddr,
     /// Listen backlog, [`DEFAULT_BACKLOG`] by default.
     pub backlog: u32,
-    /// Connections served at once, [`DEFAULT_MAX_CONNECTIONS`] by default. Further clients wait
-    /// in the backlog until a connection ends.
+    /// Connections served at once, [`DEFAULT_MAX_CONNECTIONS`] by default. A client that
+    /// connects while that many are live is refused at once: accepted and closed, so it sees
+    /// the end of the stream (or a reset) instead of a connection that never answers, and the
+    /// refusal is a rate-limited warning ([`crate::warn_limit`]). None of labwire's protocols
+    /// has a "busy" answer to send instead.
     pub max_connections: usize,
+    /// Bytes of partial requests all connections may hold together beyond a small free
+    /// allowance each ([`crate::budget`]), [`DEFAULT_FRAME_BUDGET`] (64 MiB) by default.
+    pub frame_budget: usize,
     /// Set `TCP_NODELAY` on accepted sockets (default `true`).
     pub nodelay: bool,
     /// Keep a list of the connections being served, their peer addresses and when they were
@@ -54,6 +63,7 @@ impl ServerConfig {
             addr,
             backlog: DEFAULT_BACKLOG,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            frame_budget: DEFAULT_FRAME_BUDGET,
             nodelay: true,
             track_peers: false,
         }
@@ -145,6 +155,8 @@ fn lock(peers: &SharedPeers) -> std::sync::MutexGuard<'_, PeerTable> {
 pub struct Server {
     listener: TcpListener,
     config: ServerConfig,
+    budget: FrameBudget,
+    warnings: Arc<WarnLimit>,
 }
 
 impl Server {
@@ -154,7 +166,33 @@ impl Server {
     /// Any error binding the address (in use, not available, ...).
     pub async fn bind(config: ServerConfig) -> io::Result<Self> {
         let listener = bind(config.addr, config.backlog)?;
-        Ok(Self { listener, config })
+        Ok(Self {
+            listener,
+            budget: FrameBudget::new(config.frame_budget),
+            config,
+            warnings: Arc::new(WarnLimit::default()),
+        })
+    }
+
+    /// The budget for the frames in flight of this server's connections
+    /// ([`ServerConfig::frame_budget`]), for a serve loop of one's own
+    /// ([`crate::service::serve_connection_within`]).
+    pub fn frame_budget(&self) -> &FrameBudget {
+        &self.budget
+    }
+
+    /// Replaces the frame budget (a protocol's server gives it its
+    /// [`ClaimedLength`](crate::budget::ClaimedLength) here).
+    #[must_use]
+    pub fn with_frame_budget(mut self, budget: FrameBudget) -> Self {
+        self.budget = budget;
+        self
+    }
+
+    /// The rate limit of this server's warnings about misbehaving peers, shared by its
+    /// connections ([`crate::warn_limit`]).
+    pub fn warnings(&self) -> Arc<WarnLimit> {
+        Arc::clone(&self.warnings)
     }
 
     /// The bound address (with the real port when `addr` had port 0).
@@ -190,7 +228,10 @@ impl Server {
         tracker.spawn(accept_loop(
             self.listener,
             self.config.nodelay,
-            limit,
+            Admission {
+                limit,
+                warnings: self.warnings,
+            },
             peers.clone(),
             shutdown.clone(),
             tracker.clone(),
@@ -206,10 +247,16 @@ impl Server {
     }
 }
 
+/// Who gets a connection slot, and the warning of those refused.
+struct Admission {
+    limit: Arc<Semaphore>,
+    warnings: Arc<WarnLimit>,
+}
+
 async fn accept_loop<F, Fut>(
     listener: TcpListener,
     nodelay: bool,
-    limit: Arc<Semaphore>,
+    admission: Admission,
     peers: Option<SharedPeers>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -219,13 +266,6 @@ async fn accept_loop<F, Fut>(
     Fut: Future<Output = ()> + Send + 'static,
 {
     loop {
-        let permit = tokio::select! {
-            () = shutdown.cancelled() => break,
-            permit = limit.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break,
-            },
-        };
         let (stream, peer) = tokio::select! {
             () = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
@@ -236,6 +276,19 @@ async fn accept_loop<F, Fut>(
                     continue;
                 }
             },
+        };
+        // At the cap a client is refused at once rather than left waiting in the backlog,
+        // where its handshake is done and nothing ever answers it (issue 16).
+        let Ok(permit) = admission.limit.clone().try_acquire_owned() else {
+            crate::peer_warn!(
+                admission.warnings,
+                %peer,
+                // The accept loop is a tracked task too.
+                live = tracker.len().saturating_sub(1),
+                "connection refused: at the connection cap"
+            );
+            drop(stream);
+            continue;
         };
         if nodelay && let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, %peer, "could not set TCP_NODELAY");
@@ -452,7 +505,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn connection_limit_queues_extra_clients_until_a_slot_frees() {
+    async fn at_the_connection_cap_a_new_client_is_refused_at_once_and_served_once_a_slot_frees() {
         let mut config = loopback();
         config.max_connections = 1;
         let handle = Server::bind(config)
@@ -461,19 +514,32 @@ mod tests {
             .serve(|s, _, _| echo_once(s));
         let addr = handle.local_addr();
         let mut first = crate::connect(addr, Duration::from_secs(5)).await.unwrap();
-        // The second client connects (backlog) but is not served while the first holds the slot.
+        until(|| handle.connection_count() == 1).await;
+        // The second client is accepted and closed: it sees the end (or a reset) promptly,
+        // instead of a handshake that nothing ever answers.
         let mut second = crate::connect(addr, Duration::from_secs(5)).await.unwrap();
-        second.write_all(b"two").await.unwrap();
+        let mut reply = Vec::new();
+        let refused = tokio::time::timeout(Duration::from_secs(5), second.read_to_end(&mut reply))
+            .await
+            .expect("refused promptly");
+        assert!(
+            refused.is_err() || reply.is_empty(),
+            "{refused:?} {reply:?}"
+        );
         first.write_all(b"one").await.unwrap();
         let mut reply = Vec::new();
         first.read_to_end(&mut reply).await.unwrap();
         assert_eq!(reply, b"one");
+        // The slot is free again: a new client is served.
+        until(|| handle.connection_count() == 0).await;
+        let mut third = crate::connect(addr, Duration::from_secs(5)).await.unwrap();
+        third.write_all(b"three").await.unwrap();
         let mut reply = Vec::new();
-        tokio::time::timeout(Duration::from_secs(5), second.read_to_end(&mut reply))
+        tokio::time::timeout(Duration::from_secs(5), third.read_to_end(&mut reply))
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(reply, b"two");
+        assert_eq!(reply, b"three");
         handle.shutdown().await;
     }
 

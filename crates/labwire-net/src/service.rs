@@ -17,7 +17,9 @@ use tokio::time::Instant;
 use tokio_util::codec::{Decoder, Encoder};
 use tokio_util::sync::CancellationToken;
 
+use crate::budget::{FrameBudget, Held, READ_CHUNK};
 use crate::server::{Server, ServerHandle};
+use crate::warn_limit::WarnLimit;
 
 /// A device: answers one request at a time for each connection.
 ///
@@ -172,6 +174,32 @@ pub enum ConnectionEnd {
     /// Reading or writing failed.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// A request needs more buffer than the server's whole frame budget
+    /// ([`crate::budget`]): it can never be read.
+    #[error("a request needs {needed} bytes of buffer, more than the frame budget of {budget}")]
+    OverBudget {
+        /// Bytes of the budget the request needs.
+        needed: usize,
+        /// The server's whole budget.
+        budget: usize,
+    },
+}
+
+impl ConnectionEnd {
+    /// Whether the peer misbehaved: sent what cannot be decoded or is too large, trickled a
+    /// request past its deadline, did not take its answer, or vanished in the middle of a
+    /// request. Such ends are logged as rate-limited warnings ([`crate::warn_limit`]); the
+    /// others (a normal close, an idle timeout, an injected fault, a socket error) at debug.
+    pub fn is_misbehaviour(&self) -> bool {
+        matches!(
+            self,
+            Self::ReadTimeout(_)
+                | Self::WriteTimeout(_)
+                | Self::Truncated(_)
+                | Self::Decode(_)
+                | Self::OverBudget { .. }
+        )
+    }
 }
 
 /// Serves `service` on `server` with a fresh codec per connection from `codec`, until
@@ -190,7 +218,9 @@ where
     <C as Decoder>::Error: std::fmt::Display,
     <C as Encoder<S::Response>>::Error: std::fmt::Display,
 {
-    let shared = Arc::new((service, codec, exchange));
+    let budget = server.frame_budget().clone();
+    let warnings = server.warnings();
+    let shared = Arc::new((service, codec, exchange, budget, warnings));
     server.serve_with_token(shutdown, move |mut stream, peer, _token| {
         let shared = Arc::clone(&shared);
         async move {
@@ -200,7 +230,7 @@ where
             // boxed, and created on the first bytes.
             let mut conn: Option<Box<Connection<C>>> = None;
             let end = loop {
-                let (service, codec, exchange) = &*shared;
+                let (service, codec, exchange, budget, _) = &*shared;
                 match conn.as_deref_mut() {
                     Some(conn) if !conn.buf.is_empty() => {}
                     // A connection that has exchanged before and kept its buffer: the next
@@ -225,12 +255,19 @@ where
                     }
                 }
                 let conn = conn.get_or_insert_with(|| Box::new(Connection::new(codec())));
-                let step = Box::pin(exchange_once(&mut stream, peer, service, conn, exchange));
+                let step = Box::pin(exchange_once(
+                    &mut stream,
+                    peer,
+                    service,
+                    conn,
+                    exchange,
+                    budget,
+                ));
                 if let Err(end) = step.await {
                     break end;
                 }
             };
-            log_end(peer, &end);
+            log_end(peer, &end, &shared.4);
         }
     })
 }
@@ -263,10 +300,14 @@ async fn next_bytes_within<C>(
     }
 }
 
-/// Logs how a connection ended: a normal end at trace level, anything else at debug.
-fn log_end(peer: SocketAddr, end: &ConnectionEnd) {
+/// Logs how a connection ended: a normal end at trace level, the peer's misbehaviour as a
+/// rate-limited warning ([`ConnectionEnd::is_misbehaviour`]), anything else at debug.
+pub fn log_end(peer: SocketAddr, end: &ConnectionEnd, warnings: &WarnLimit) {
     match end {
         ConnectionEnd::Closed | ConnectionEnd::Done => tracing::trace!(%peer, %end),
+        end if end.is_misbehaviour() => {
+            crate::peer_warn!(warnings, %peer, %end, "connection ended");
+        }
         end => tracing::debug!(%peer, %end, "connection ended"),
     }
 }
@@ -278,6 +319,8 @@ struct Connection<C> {
     buf: BytesMut,
     /// The encoded answer.
     out: BytesMut,
+    /// What `buf` holds of the server's frame budget.
+    held: Held,
 }
 
 impl<C> Connection<C> {
@@ -286,11 +329,14 @@ impl<C> Connection<C> {
             codec,
             buf: BytesMut::new(),
             out: BytesMut::new(),
+            held: None,
         }
     }
 }
 
-/// Serves one connection (any transport): requests in, answers out, until it ends.
+/// Serves one connection (any transport): requests in, answers out, until it ends. Its
+/// buffers are bounded by the codec's limits only; [`serve_connection_within`] shares a
+/// server's frame budget.
 pub async fn serve_connection<T, S, C>(
     stream: &mut T,
     peer: SocketAddr,
@@ -305,9 +351,37 @@ where
     <C as Decoder>::Error: std::fmt::Display,
     <C as Encoder<S::Response>>::Error: std::fmt::Display,
 {
+    serve_connection_within(
+        stream,
+        peer,
+        service,
+        codec,
+        exchange,
+        &FrameBudget::unlimited(),
+    )
+    .await
+}
+
+/// Like [`serve_connection`], taking what its buffers grow by from `budget` (a server's
+/// [`Server::frame_budget`], shared by its connections; see [`crate::budget`]).
+pub async fn serve_connection_within<T, S, C>(
+    stream: &mut T,
+    peer: SocketAddr,
+    service: &S,
+    codec: C,
+    exchange: &Exchange,
+    budget: &FrameBudget,
+) -> ConnectionEnd
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+    S: PlannedService,
+    C: Decoder<Item = S::Request> + Encoder<S::Response>,
+    <C as Decoder>::Error: std::fmt::Display,
+    <C as Encoder<S::Response>>::Error: std::fmt::Display,
+{
     let mut conn = Connection::new(codec);
     loop {
-        if let Err(end) = exchange_once(stream, peer, service, &mut conn, exchange).await {
+        if let Err(end) = exchange_once(stream, peer, service, &mut conn, exchange, budget).await {
             return end;
         }
     }
@@ -320,6 +394,7 @@ async fn exchange_once<T, S, C>(
     service: &S,
     conn: &mut Connection<C>,
     exchange: &Exchange,
+    budget: &FrameBudget,
 ) -> Result<(), ConnectionEnd>
 where
     T: AsyncRead + AsyncWrite + Unpin,
@@ -328,8 +403,13 @@ where
     <C as Decoder>::Error: std::fmt::Display,
     <C as Encoder<S::Response>>::Error: std::fmt::Display,
 {
-    let Connection { codec, buf, out } = conn;
-    let request = match read_request(stream, codec, buf, exchange).await {
+    let Connection {
+        codec,
+        buf,
+        out,
+        held,
+    } = conn;
+    let request = match read_request(stream, codec, buf, exchange, budget, held).await {
         Ok(Some(request)) => request,
         Ok(None) => return Err(ConnectionEnd::Closed),
         Err(end) => return Err(end),
@@ -379,10 +459,8 @@ where
         linger(stream).await;
         return Err(ConnectionEnd::Done);
     }
-    if buf.is_empty() && buf.capacity() > RETAINED_CAPACITY {
-        // Do not keep a large request's buffer for the life of the connection.
-        *buf = BytesMut::new();
-    }
+    // Do not keep a large request's buffer (nor its budget) for the life of the connection.
+    crate::budget::release(buf, held);
     if out.capacity() > RETAINED_CAPACITY {
         *out = BytesMut::new();
     }
@@ -417,11 +495,9 @@ async fn linger<T: AsyncRead + Unpin>(stream: &mut T) {
     let _ = tokio::time::timeout(LINGER, drain).await;
 }
 
-/// Buffer capacity kept between requests; a larger one (after a large request) is released.
+/// Answer buffer capacity kept between requests; a larger one (after a large answer) is
+/// released.
 const RETAINED_CAPACITY: usize = 64 * 1024;
-
-/// Bytes asked of the socket per read once a request has begun.
-const READ_CHUNK: usize = 4096;
 
 /// Bytes of a request's first read, taken into the task's own small buffer (requests that are
 /// larger continue in the connection's buffer).
@@ -434,6 +510,8 @@ async fn read_request<T, C>(
     codec: &mut C,
     buf: &mut BytesMut,
     exchange: &Exchange,
+    budget: &FrameBudget,
+    held: &mut Held,
 ) -> Result<Option<C::Item>, ConnectionEnd>
 where
     T: AsyncRead + Unpin,
@@ -465,9 +543,11 @@ where
             }
             n
         } else {
-            buf.reserve(READ_CHUNK);
-            let read = stream.read_buf(buf);
             let until = *deadline.get_or_insert_with(|| deadline_after(exchange.read_timeout));
+            budget
+                .make_room(buf, held, until, exchange.read_timeout)
+                .await?;
+            let read = stream.read_buf(buf);
             let quiet = exchange.quiet_period.map(|q| deadline_after(q).min(until));
             match tokio::time::timeout_at(quiet.unwrap_or(until), read).await {
                 Ok(n) => n,

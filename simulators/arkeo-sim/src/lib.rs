@@ -14,7 +14,9 @@ mod server;
 pub use device::{Device, Durations, Routine};
 pub use labwire_simkit::{Fault, Faults, ScheduledFault, SimClock, SimHandle};
 pub use scenario::{ArkeoMatcher, ArkeoScenario};
-pub use server::{ArkeoFault, ArkeoSim, ArkeoSimBuilder, DEFAULT_FRAME_TIMEOUT, SimState};
+pub use server::{
+    ArkeoFault, ArkeoSim, ArkeoSimBuilder, DEFAULT_FRAME_TIMEOUT, DEFAULT_IDLE_TIMEOUT, SimState,
+};
 
 /// The address the binary listens on by default (the ARKEO application's port on loopback).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:6360";

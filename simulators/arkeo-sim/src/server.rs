@@ -23,9 +23,14 @@ use crate::scenario::{ArkeoMatcher, ArkeoScenario};
 use crate::{Device, Durations};
 
 /// How long a connection may take to deliver the rest of a frame once its first byte has
-/// arrived, and to take a whole reply: 10 s. Idle time between requests is not limited; idle
-/// connections are bounded by the connection limit instead.
+/// arrived (bytes that trickle in do not extend it), and to take a whole reply: 10 s.
 pub const DEFAULT_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a connection may stay without a request begun before it is closed: 5 minutes
+/// ([`ArkeoSimBuilder::idle_timeout`]). ARKEO clients keep their connection between calls, so
+/// this is long; it frees the slots of clients that went away without closing (at the
+/// connection cap a new client is refused at once, see `max_connections`).
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The simulator's own faults, besides the kit's (`Fault::Delay`, `NoReply`, `Close`,
 /// `Truncate`, `Garbage`): `Fault::Device(ArkeoFault::..)`.
@@ -58,6 +63,8 @@ pub struct ArkeoSimBuilder {
     durations: Durations,
     limits: Limits,
     frame_timeout: Duration,
+    idle_timeout: Option<Duration>,
+    frame_budget: usize,
     scenario: ArkeoScenario,
 }
 
@@ -111,6 +118,22 @@ impl ArkeoSimBuilder {
         self
     }
 
+    /// See [`DEFAULT_IDLE_TIMEOUT`] (`None`: no limit).
+    #[must_use]
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// Bytes of partial frames all connections may hold together
+    /// ([`labwire_net::DEFAULT_FRAME_BUDGET`], 64 MiB, by default; see
+    /// [`labwire_net::budget`]). A frame larger than the budget is refused.
+    #[must_use]
+    pub fn frame_budget(mut self, bytes: usize) -> Self {
+        self.frame_budget = bytes;
+        self
+    }
+
     /// Binds and starts serving.
     ///
     /// # Errors
@@ -142,9 +165,13 @@ impl ArkeoSimBuilder {
         let exchange = Exchange {
             read_timeout: self.frame_timeout,
             write_timeout: self.frame_timeout,
+            idle_timeout: self.idle_timeout,
             ..Exchange::new()
         };
-        let server = self.host.bind().await?;
+        let server = self.host.bind().await?.with_frame_budget(
+            labwire_net::FrameBudget::new(self.frame_budget)
+                .with_claimed_length(wire::claimed_length),
+        );
         let shutdown = CancellationToken::new();
         let limits = self.limits;
         let handle = labwire_net::service::serve(
@@ -177,6 +204,8 @@ impl ArkeoSim {
             durations: Durations::default(),
             limits: Limits::default(),
             frame_timeout: DEFAULT_FRAME_TIMEOUT,
+            idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+            frame_budget: labwire_net::DEFAULT_FRAME_BUDGET,
             scenario: ArkeoScenario::default(),
         }
     }

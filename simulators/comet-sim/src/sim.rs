@@ -31,10 +31,20 @@ pub struct CometSimBuilder {
     host: HostConfig,
     config: SimConfig,
     shutdown: Option<CancellationToken>,
+    frame_budget: usize,
 }
 
 impl CometSimBuilder {
     labwire_simkit::host_setters!();
+
+    /// Bytes of partial frames all connections may hold together
+    /// ([`labwire_net::DEFAULT_FRAME_BUDGET`], 64 MiB, by default; see
+    /// [`labwire_net::budget`]). A frame larger than the budget is refused.
+    #[must_use]
+    pub fn frame_budget(mut self, bytes: usize) -> Self {
+        self.frame_budget = bytes;
+        self
+    }
 
     /// Replaces the device settings (keeps the host settings and a token given with
     /// [`CometSimBuilder::stop_on`]).
@@ -142,8 +152,12 @@ impl CometSimBuilder {
             host,
             config,
             shutdown,
+            frame_budget,
         } = self;
-        let server = host.bind().await?;
+        let server = host.bind().await?.with_frame_budget(
+            labwire_net::FrameBudget::new(frame_budget)
+                .with_claimed_length(comet_socket::wire::claimed_length),
+        );
         let clock = host.clock();
         let state = SimState::new(&config, clock.clone());
         let faults = Faults::default();
@@ -198,6 +212,7 @@ impl CometSim {
             host: HostConfig::loopback(),
             config: SimConfig::default(),
             shutdown: None,
+            frame_budget: labwire_net::DEFAULT_FRAME_BUDGET,
         }
     }
 
