@@ -1,10 +1,11 @@
 //! `arkeo-sim`: the ARKEO All-in-One API simulator as a program.
 
-use anyhow::Context as _;
 use arkeo_sim::{ArkeoScenario, ArkeoSim, DEFAULT_LISTEN};
 use clap::Parser;
 use labwire_simkit::HostConfig;
-use labwire_simkit::cli::{HostArgs, exit_usage, run_until_signal_with_control};
+use labwire_simkit::cli::{
+    HostArgs, exit_cannot_listen, exit_usage, run_until_signal_with_control,
+};
 
 /// Simulates the Cicci Research ARKEO application's TCP API.
 #[derive(Debug, Parser)]
@@ -43,14 +44,15 @@ async fn main() -> anyhow::Result<()> {
         .scenario(scenario)
         .start()
         .await
-        .with_context(|| format!("cannot listen on {}", host.listen))?;
-    let control =
-        match control {
-            Some(config) => Some(sim.serve_control(&config).await.with_context(|| {
-                format!("cannot serve the control channel on {}", config.listen)
-            })?),
-            None => None,
-        };
+        .unwrap_or_else(|e| exit_cannot_listen(host.listen, &e));
+    let control = match control {
+        Some(config) => Some(
+            sim.serve_control(&config)
+                .await
+                .unwrap_or_else(|e| exit_cannot_listen(config.listen, &e)),
+        ),
+        None => None,
+    };
     run_until_signal_with_control(&[sim.local_addr()], control, sim.shutdown()).await?;
     tracing::info!("stopped");
     Ok(())

@@ -8,7 +8,9 @@ use anyhow::Context as _;
 use clap::Parser;
 use comet_sim::{CometScenario, CometSim, HostConfig, SimConfig};
 use comet_socket::config::SocketConnection;
-use labwire_simkit::cli::{HostArgs, exit_usage, run_until_signal_with_control};
+use labwire_simkit::cli::{
+    HostArgs, exit_cannot_listen, exit_usage, run_until_signal_with_control,
+};
 use serde_json::Value;
 
 /// A simulated COMET socket endpoint: ECHO, a Telegram-bot-shaped handler and fixed answers.
@@ -107,14 +109,15 @@ async fn main() -> anyhow::Result<()> {
         .config(config)
         .start()
         .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
-    let control =
-        match control {
-            Some(config) => Some(sim.serve_control(&config).await.with_context(|| {
-                format!("cannot serve the control channel on {}", config.listen)
-            })?),
-            None => None,
-        };
+        .unwrap_or_else(|e| exit_cannot_listen(listen, &e));
+    let control = match control {
+        Some(config) => Some(
+            sim.serve_control(&config)
+                .await
+                .unwrap_or_else(|e| exit_cannot_listen(config.listen, &e)),
+        ),
+        None => None,
+    };
     run_until_signal_with_control(&[sim.local_addr()], control, sim.shutdown()).await?;
     tracing::info!("stopped");
     Ok(())

@@ -3,7 +3,6 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use anyhow::Context as _;
 use clap::Parser;
 use la4_sim::{Fleet, La4Scenario, La4Sim, La4SimBuilder, SimConfig};
 use labwire_simkit::cli::{self, HostArgs, exit_usage};
@@ -104,19 +103,19 @@ async fn main() -> anyhow::Result<()> {
         exit_usage("--control serves one node: use it without --nodes (or with --nodes 1)");
     }
     args.host.init_logging();
-    let listen = args.host.listen;
+    let listen = args
+        .host
+        .listen
+        .unwrap_or_else(|| SimConfig::default().host.listen);
     let fleet = Fleet::start(args.node(&scenario), nodes)
         .await
-        .with_context(|| match listen {
-            Some(addr) => format!("cannot listen on {addr}"),
-            None => "cannot listen".to_owned(),
-        })?;
+        .unwrap_or_else(|e| cli::exit_cannot_listen(listen, &e));
     let control = match (&control, fleet.nodes().first()) {
-        (Some(config), Some(node)) => {
-            Some(node.serve_control(config).await.with_context(|| {
-                format!("cannot serve the control channel on {}", config.listen)
-            })?)
-        }
+        (Some(config), Some(node)) => Some(
+            node.serve_control(config)
+                .await
+                .unwrap_or_else(|e| cli::exit_cannot_listen(config.listen, &e)),
+        ),
         _ => None,
     };
     cli::run_until_signal_with_control(&fleet.addrs(), control, fleet.shutdown()).await?;

@@ -146,6 +146,29 @@ pub fn exit_usage(message: impl std::fmt::Display) -> ! {
     std::process::exit(2)
 }
 
+/// Ends a binary that cannot listen where asked (the device port, or the control channel's):
+/// the one shape every simulator reports it in — `error: cannot listen on ADDR: CAUSE` on
+/// stderr (each cause once, no backtrace), a hint when the port is taken — and exit status 1.
+pub fn exit_cannot_listen(addr: impl std::fmt::Display, error: &std::io::Error) -> ! {
+    eprintln!("{}", cannot_listen(addr, error));
+    std::process::exit(1)
+}
+
+/// What [`exit_cannot_listen`] prints.
+fn cannot_listen(addr: impl std::fmt::Display, error: &std::io::Error) -> String {
+    let mut report = format!(
+        "error: cannot listen on {addr}: {}",
+        labwire_net::error_chain(error)
+    );
+    if error.kind() == std::io::ErrorKind::AddrInUse {
+        report.push_str(
+            "\nhint: another program (or simulator) already listens there: stop it, or pick \
+             another --listen (port 0 takes a free one, printed on the first stdout line)",
+        );
+    }
+    report
+}
+
 /// Sends `tracing` output to stderr (stdout carries the `listening on` line): `RUST_LOG` wins
 /// when set, else `verbose` picks the level (0 info, 1 debug, 2+ trace). No colour codes unless
 /// stderr is a terminal and `NO_COLOR` is not set.
@@ -320,6 +343,20 @@ mod tests {
             let error = parsed.err().unwrap_or_else(|| panic!("{bad} accepted"));
             assert_eq!(error.exit_code(), 2, "{bad}");
         }
+    }
+
+    #[test]
+    fn a_busy_port_is_reported_in_one_shape_with_a_hint() {
+        let busy = std::io::Error::from(std::io::ErrorKind::AddrInUse);
+        let report = cannot_listen("127.0.0.1:6360", &busy);
+        let mut lines = report.lines();
+        assert_eq!(
+            lines.next(),
+            Some(format!("error: cannot listen on 127.0.0.1:6360: {busy}").as_str())
+        );
+        assert!(lines.next().is_some_and(|l| l.starts_with("hint: ")));
+        let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        assert_eq!(cannot_listen("0.0.0.0:80", &denied).lines().count(), 1);
     }
 
     #[test]

@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use clap::Parser;
 use labwire_simkit::HostConfig;
-use labwire_simkit::cli::{HostArgs, duration, exit_usage, run_until_signal_with_control};
+use labwire_simkit::cli::{
+    HostArgs, duration, exit_cannot_listen, exit_usage, run_until_signal_with_control,
+};
 use pekat_proto::Dialect;
 use pekat_sim::scenario::ProjectEntry;
 use pekat_sim::{DEFAULT_PORT, PekatScenario, PekatSim, ProjectSpec, parse_projects_file};
@@ -152,32 +154,21 @@ async fn main() -> ExitCode {
         }
     };
     let listen = host.listen;
-    let sim = match PekatSim::builder()
+    let sim = PekatSim::builder()
         .host(host)
         .scenario(scenario)
         .start()
         .await
-    {
-        Ok(sim) => sim,
-        Err(error) => {
-            eprintln!("pekat-sim: cannot listen on {listen}: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
+        .unwrap_or_else(|e| exit_cannot_listen(listen, &e));
     for project in sim.state().projects() {
         tracing::info!(path = %project.path, port = project.port, state = %project.state, "project");
     }
     let control = match control {
-        Some(config) => match sim.serve_control(&config).await {
-            Ok(addr) => Some(addr),
-            Err(error) => {
-                eprintln!(
-                    "pekat-sim: cannot serve the control channel on {}: {error}",
-                    config.listen
-                );
-                return ExitCode::FAILURE;
-            }
-        },
+        Some(config) => Some(
+            sim.serve_control(&config)
+                .await
+                .unwrap_or_else(|e| exit_cannot_listen(config.listen, &e)),
+        ),
         None => None,
     };
     if let Err(error) =
