@@ -4,11 +4,12 @@
 //! cargo run -p comet-socket --example send -- [--timeout SECONDS] HOST:PORT ACTION VALUE_JSON
 //! ```
 //!
-//! Exit codes, as every labwire command-line tool: 0 answered; 1 the device refused (it
-//! answered `Error: ...`); 2 bad usage: VALUE_JSON is not JSON, or the client will not send it
-//! (an empty action or a falsy value, which COMET would hand to no handler, or a request too
-//! large); 3 cannot connect; 4 no answer in time (connecting included); 5 the answer is not a
-//! valid COMET answer (closed without answering, invalid frame, binary content).
+//! Exit codes, the same as the `labwire` command-line tool's: 0 answered; 1 the device refused
+//! (it answered `Error: ...`); 2 bad usage: VALUE_JSON is not JSON, or the client will not send
+//! it (an empty action or a falsy value, which COMET would hand to no handler, or a request too
+//! large); 3 cannot connect (refused, unreachable, or the connect timeout passed); 4 no answer
+//! in time; 5 the exchange failed on the way (closed without answering, cut off, invalid frame,
+//! binary content).
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -58,8 +59,8 @@ async fn main() -> ExitCode {
             let code = match &e {
                 Error::Device(_) => 1,
                 Error::Invalid(_) | Error::Encode(_) => 2,
-                e if e.is_timeout() => 4,
                 Error::Connect { .. } => 3,
+                e if e.is_timeout() => 4,
                 _ => 5,
             };
             ExitCode::from(code)
