@@ -40,7 +40,7 @@ impl Framing for ArkeoFraming {
         let (payload, used) = match wire::split_frame(buf, self.limits.max_frame_length) {
             Ok(Some(frame)) => frame,
             Ok(None) => return Ok(None),
-            Err(e) => return Err(Fatal(e.to_string())),
+            Err(e) => return Err(Fatal::over_limit(e.to_string())),
         };
         let (decoded, summary) = match self.dir {
             Direction::ToDevice => message(wire::decode_request(payload), request_summary),

@@ -43,7 +43,7 @@ impl Framing for CometFraming {
         let (frame, used) = match wire::decode(buf, &self.limits) {
             Ok(Some(found)) => found,
             Ok(None) => return Ok(None),
-            Err(e) => return Err(Fatal(e.to_string())),
+            Err(e) => return Err(fatal(&e)),
         };
         let (decoded, summary) = if !frame.is_json() {
             binary(&frame)
@@ -64,6 +64,16 @@ impl Framing for CometFraming {
         PREFIX_LEN
             .saturating_add(self.limits.max_header_length.min(usize::from(u16::MAX)))
             .saturating_add(self.limits.max_content_length)
+    }
+}
+
+/// A frame error as a [`Fatal`]: a header or content longer than the limits is
+/// [`Fatal::over_limit`].
+fn fatal(e: &comet_socket::DecodeError) -> Fatal {
+    use comet_socket::DecodeError::{ContentTooLong, HeaderTooLong};
+    match e {
+        HeaderTooLong { .. } | ContentTooLong { .. } => Fatal::over_limit(e.to_string()),
+        other => Fatal::new(other.to_string()),
     }
 }
 

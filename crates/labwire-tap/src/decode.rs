@@ -35,10 +35,36 @@ pub struct Found {
 }
 
 /// The stream cannot be decoded any further (a frame over the limit, a header that cannot be
-/// resynchronised): decoding of this direction stops; forwarding goes on.
+/// resynchronised): decoding of this direction stops; forwarding goes on (or, for a message
+/// over the limit with [`TapConfig::cut_oversize`](crate::TapConfig::cut_oversize), the
+/// connection is cut).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct Fatal(pub String);
+#[error("{reason}")]
+pub struct Fatal {
+    /// What was wrong, in words.
+    pub reason: String,
+    /// Whether a message is larger than the protocol's limits allow (a length prefix or header
+    /// claiming more, or more unframed bytes than one message may hold).
+    pub over_limit: bool,
+}
+
+impl Fatal {
+    /// A stream that cannot be decoded any further for another reason than its size.
+    pub fn new(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            over_limit: false,
+        }
+    }
+
+    /// A message over the protocol's limits.
+    pub fn over_limit(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            over_limit: true,
+        }
+    }
+}
 
 /// Finds messages in one direction of one connection.
 pub trait Framing: Send {
@@ -97,6 +123,7 @@ pub struct SideDecoder {
     framing: Box<dyn Framing>,
     buf: Vec<u8>,
     stopped: bool,
+    over_limit: bool,
 }
 
 impl std::fmt::Debug for SideDecoder {
@@ -104,6 +131,7 @@ impl std::fmt::Debug for SideDecoder {
         f.debug_struct("SideDecoder")
             .field("buffered", &self.buf.len())
             .field("stopped", &self.stopped)
+            .field("over_limit", &self.over_limit)
             .finish_non_exhaustive()
     }
 }
@@ -115,6 +143,7 @@ impl SideDecoder {
             framing,
             buf: Vec::new(),
             stopped: false,
+            over_limit: false,
         }
     }
 
@@ -123,21 +152,32 @@ impl SideDecoder {
         self.stopped
     }
 
+    /// Whether decoding stopped because a message went over the protocol's limits.
+    pub fn over_limit(&self) -> bool {
+        self.over_limit
+    }
+
     /// Bytes buffered, waiting for the rest of a message.
     pub fn buffered(&self) -> usize {
         self.buf.len()
     }
 
     /// Takes `bytes` (one read) and appends what they complete to `out`.
-    pub fn push(&mut self, bytes: &[u8], out: &mut Vec<Piece>) {
+    ///
+    /// Returns `Some(at)` when these bytes made decoding stop because a message went over the
+    /// protocol's limits: that message begins at `at` in `bytes` (0 when it began in an
+    /// earlier read), and it is the last piece appended. What comes before `at` are whole
+    /// messages (or bytes of earlier reads).
+    pub fn push(&mut self, bytes: &[u8], out: &mut Vec<Piece>) -> Option<usize> {
         if self.stopped {
             out.push(Piece {
                 bytes: bytes.to_vec(),
                 decoded: Decoded::error("not decoded: decoding of this direction stopped"),
                 summary: format!("{} bytes (not decoded)", bytes.len()),
             });
-            return;
+            return None;
         }
+        let before = self.buf.len();
         self.buf.extend_from_slice(bytes);
         let mut start = 0;
         loop {
@@ -158,16 +198,19 @@ impl SideDecoder {
                 Ok(None) if rest.len() > self.framing.max_message() => {
                     let max = self.framing.max_message();
                     self.stop(start, format!("message exceeds {max} bytes"), out);
-                    return;
+                    self.over_limit = true;
+                    return Some(start.saturating_sub(before));
                 }
                 Ok(None) => break,
-                Err(Fatal(why)) => {
-                    self.stop(start, why, out);
-                    return;
+                Err(fatal) => {
+                    self.stop(start, fatal.reason, out);
+                    self.over_limit = fatal.over_limit;
+                    return fatal.over_limit.then(|| start.saturating_sub(before));
                 }
             }
         }
         self.buf.drain(..start);
+        None
     }
 
     fn stop(&mut self, start: usize, why: String, out: &mut Vec<Piece>) {
@@ -240,7 +283,7 @@ mod tests {
     impl Framing for Lines {
         fn next(&mut self, buf: &[u8]) -> Result<Option<Found>, Fatal> {
             if buf.first() == Some(&b'!') {
-                return Err(Fatal("bang".into()));
+                return Err(Fatal::new("bang"));
             }
             Ok(buf.iter().position(|&b| b == b'\n').map(|i| Found {
                 used: i + 1,

@@ -1,7 +1,7 @@
 //! PEKAT: unframed text, `command:path` (3.18) or `id.command|path` (3.19), short text answers.
 
 use bytes::BytesMut;
-use pekat_proto::{ClientCodec, Dialect, Limits, ServerCodec};
+use pekat_proto::{BadRequestKind, ClientCodec, Dialect, Limits, ServerCodec};
 use tokio_util::codec::Decoder as _;
 
 use crate::decode::{Fatal, Found, Framing, Protocol, short};
@@ -63,6 +63,14 @@ fn run<T>(
     Ok(item.map(|item| (buf.len() - work.len(), item)))
 }
 
+/// A codec error as a [`Fatal`]: a message over the limit is [`Fatal::over_limit`].
+fn fatal(e: &pekat_proto::DecodeError) -> Fatal {
+    match e {
+        pekat_proto::DecodeError::TooLarge { .. } => Fatal::over_limit(e.to_string()),
+        other => Fatal::new(other.to_string()),
+    }
+}
+
 struct Requests {
     codec: ServerCodec,
     max: usize,
@@ -98,8 +106,13 @@ impl Requests {
 impl Framing for Requests {
     fn next(&mut self, buf: &[u8]) -> Result<Option<Found>, Fatal> {
         match run(buf, |work| self.codec.decode(work)) {
+            // The codec takes an oversize request as a bad request once (and fails after it):
+            // for the tap it is the stream going over the limit.
+            Ok(Some((_, Err(bad)))) if matches!(bad.kind, BadRequestKind::TooLarge { .. }) => {
+                Err(Fatal::over_limit(bad.to_string()))
+            }
             Ok(found) => Ok(found.map(|(used, incoming)| Self::found(used, incoming))),
-            Err(e) => Err(Fatal(e.to_string())),
+            Err(e) => Err(fatal(&e)),
         }
     }
 
@@ -155,7 +168,7 @@ impl Framing for Answers {
             other => other.map(|reply| reply.map(Ok)),
         }) {
             Ok(found) => Ok(found.map(|(used, reply)| Self::found(used, reply))),
-            Err(e) => Err(Fatal(e.to_string())),
+            Err(e) => Err(fatal(&e)),
         }
     }
 

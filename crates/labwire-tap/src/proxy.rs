@@ -66,6 +66,15 @@ pub struct TapConfig {
     pub notices: bool,
     /// Write a recording (JSON Lines) to this file.
     pub record: Option<PathBuf>,
+    /// What to do with a peer that sends a message over the protocol's limits (a length
+    /// prefix or header claiming more, unframed text longer than a message may be): `false`
+    /// (the default) forwards it unchanged and stops decoding that direction, the rest of the
+    /// connection recorded as undecoded bytes; `true` cuts the connection instead: the
+    /// message's bytes of that read are not forwarded, both sides are closed, and the cut is
+    /// noted in the recording (the event's `note`) and on stderr (with [`TapConfig::notices`]).
+    /// Bytes of the message that came in earlier reads were forwarded already: the tap never
+    /// holds a message back to look at it whole.
+    pub cut_oversize: bool,
 }
 
 impl TapConfig {
@@ -79,6 +88,7 @@ impl TapConfig {
             print: Print::Nothing,
             notices: false,
             record: None,
+            cut_oversize: false,
         }
     }
 }
@@ -94,6 +104,10 @@ pub(crate) struct Ctx {
     pub(crate) protocol: Arc<dyn Protocol>,
     pub(crate) upstream: String,
     pub(crate) connect_timeout: Duration,
+    /// [`TapConfig::cut_oversize`].
+    pub(crate) cut_oversize: bool,
+    /// The port clients connect to (pycom events name it as the node's).
+    pub(crate) listen_port: u16,
     started: Instant,
     notes: mpsc::Sender<Note>,
     /// Whether anyone prints or records events (otherwise they are decoded and dropped here,
@@ -123,7 +137,8 @@ impl Ctx {
         self.elapsed()
     }
 
-    /// Sends one event with a note (the pycom request whose forwarded copy was rewritten).
+    /// Sends one event with a note (a pycom message whose forwarded copy was rewritten, a
+    /// cut) and, for a pycom event, the request connection it answers.
     pub(crate) async fn emit_noted(
         &self,
         t: f64,
@@ -131,6 +146,7 @@ impl Ctx {
         dir: Direction,
         piece: Piece,
         note: Option<String>,
+        reply_to: Option<u64>,
     ) {
         if !self.events_wanted {
             return;
@@ -146,6 +162,7 @@ impl Ctx {
             bytes: piece.bytes,
             decoded: piece.decoded,
             note,
+            reply_to,
         };
         let _ = self.notes.send(Note::Event(event, summary)).await;
     }
@@ -171,6 +188,7 @@ impl Ctx {
                 bytes: piece.bytes,
                 decoded: piece.decoded,
                 note: None,
+                reply_to: None,
             };
             // A sink that is gone (its writer failed) must not stop forwarding.
             let _ = self.notes.send(Note::Event(event, piece.summary)).await;
@@ -273,6 +291,8 @@ pub async fn start(protocol: Arc<dyn Protocol>, config: TapConfig) -> io::Result
         protocol,
         upstream: config.upstream,
         connect_timeout: config.connect_timeout,
+        cut_oversize: config.cut_oversize,
+        listen_port: local_addr.port(),
         started: Instant::now(),
         notes,
         events_wanted,
@@ -391,8 +411,7 @@ async fn connection(client: TcpStream, peer: SocketAddr, conn: u64, ctx: &Arc<Ct
     // closes both sockets, so each peer sees the close.
     let outcome = tokio::try_join!(to_device, to_client);
     if let Err(e) = outcome {
-        ctx.notice(format!("conn {conn}: closed after an error: {e}"))
-            .await;
+        ctx.notice(format!("conn {conn}: closed: {e}")).await;
     }
 }
 
@@ -420,8 +439,48 @@ pub(crate) async fn pump(
             let _ = to.shutdown().await;
             return Ok(());
         };
-        to.write_all(bytes).await?;
-        side.push(bytes, &mut pieces);
+        if ctx.cut_oversize {
+            // Decoded before it is forwarded, so that an oversize message is not.
+            let cut = side.push(bytes, &mut pieces);
+            let forward = cut.map_or(bytes, |at| bytes.get(..at).unwrap_or_default());
+            to.write_all(forward).await?;
+            if cut.is_some() {
+                return Err(cut_connection(ctx, t, conn, dir, &mut pieces).await);
+            }
+        } else {
+            to.write_all(bytes).await?;
+            side.push(bytes, &mut pieces);
+        }
         ctx.emit(t, conn, dir, &mut pieces).await;
     }
+}
+
+/// The `note` on the recorded event of a message that made the tap cut its connection
+/// ([`TapConfig::cut_oversize`]).
+pub const CUT_NOTE: &str =
+    "cut: over the protocol's limit, not forwarded; both sides of the connection closed";
+
+/// Records a cut (the last of `pieces` is the oversize message) and says why the connection
+/// ends.
+pub(crate) async fn cut_connection(
+    ctx: &Ctx,
+    t: f64,
+    conn: u64,
+    dir: Direction,
+    pieces: &mut Vec<Piece>,
+) -> io::Error {
+    let last = pieces.pop();
+    ctx.emit(t, conn, dir, pieces).await;
+    let why = last
+        .as_ref()
+        .and_then(|piece| piece.decoded.error_text().map(str::to_owned))
+        .unwrap_or_else(|| "message over the limit".to_owned());
+    if let Some(piece) = last {
+        ctx.emit_noted(t, conn, dir, piece, Some(CUT_NOTE.to_owned()), None)
+            .await;
+    }
+    io::Error::other(format!(
+        "cut (cut_oversize): a {dir} message over the protocol's limit ({why}); both sides \
+         closed"
+    ))
 }

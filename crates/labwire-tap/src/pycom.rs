@@ -11,21 +11,33 @@
 //!    opens (once per coordinator: its observed IP and advertised port, at most
 //!    [`MAX_EVENT_LISTENERS`]) an event listener on the tap's IP as the node sees it, and
 //!    forwards the request with **only the digits of the `port` value replaced** by that
-//!    listener's port. This is the one deliberate exception to "every byte unchanged": without
-//!    it the node's events would go to the tap's IP and the coordinator's port, where nobody
-//!    (or the wrong program) listens. Every other byte — `ip` included, which is informational
-//!    (the node replies to the observed peer address) — is forwarded as sent. The recording
-//!    keeps the **original** bytes and notes the rewrite in the event's `note`;
-//! 3. forwards each connection the node opens to that listener to the coordinator's real
-//!    listener (observed IP + advertised port), unchanged, both ways.
+//!    listener's port. Without it the node's events would go to the tap's IP and the
+//!    coordinator's port, where nobody (or the wrong program) listens;
+//! 3. reads each event the node sends to that listener to EOF (the same bounds), and forwards
+//!    it to the coordinator's real listener (observed IP + advertised port) with **only the
+//!    digits of its `port` value replaced by the tap's own listening port**. A coordinator
+//!    knows a node by the IP its events come from and the `port` in them (pycom-proto's
+//!    `Coordinator` does): its events must name the address the coordinator sent the request
+//!    to, the tap's, or they are taken for another node's and the call never completes.
 //!
-//! A request that does not decode, is over the limit or times out is forwarded unchanged (a
-//! real node would not act on it either). Both directions are decoded at EOF with pycom-proto's
-//! limits; requests are `to_device`, events `to_client`.
+//! These two rewrites are the only exceptions to "every byte unchanged"; every other byte —
+//! `ip` included, which is informational (the node replies to the observed peer address) — is
+//! forwarded as sent. The recording keeps the **original** bytes and notes each rewrite in the
+//! event's `note`. Each event also records the connection number of the request it is taken
+//! to answer (`reply_to`): the latest request from the same coordinator the tap had forwarded
+//! when the event came (pycom events carry no correlation id; a coordinator that waits for
+//! each command's output, as pycom-proto's does, makes this exact).
+//!
+//! A request or event that does not decode or times out is forwarded unchanged (a real node
+//! would not act on it either). One over the limit is forwarded unchanged too, or, with
+//! [`TapConfig::cut_oversize`](crate::TapConfig::cut_oversize), not forwarded: both
+//! connections are closed and the cut is noted. Both directions are decoded at EOF with
+//! pycom-proto's limits; requests are `to_device`, events `to_client`.
 
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -33,6 +45,7 @@ use pycom_proto::Limits;
 use pycom_proto::wire;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::decode::{Fatal, Found, Framing, Piece, Protocol, SideDecoder, error_summary, short};
@@ -124,9 +137,17 @@ fn decode(buf: &[u8], limits: &Limits) -> Found {
 }
 
 /// The event listeners of one tap: coordinator (observed IP, advertised port) and the tap's IP
-/// as the node sees it → the listener's port.
+/// as the node sees it → the listener.
 #[derive(Debug, Default)]
-pub(crate) struct Listeners(Mutex<HashMap<(SocketAddr, IpAddr), u16>>);
+pub(crate) struct Listeners(Mutex<HashMap<(SocketAddr, IpAddr), EventListener>>);
+
+/// One coordinator's event listener.
+#[derive(Debug, Clone)]
+struct EventListener {
+    port: u16,
+    /// The connection number of the latest request from this coordinator forwarded (0: none).
+    last_request: Arc<AtomicU64>,
+}
 
 /// The byte range of the value of the one top-level `port` key of a JSON object, if there is
 /// exactly one such key written without escapes.
@@ -219,6 +240,79 @@ pub fn rewrite_port(request: &[u8], port: u16) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// A whole message, read to EOF.
+enum Whole {
+    /// The sender closed its side within the bounds.
+    Complete(Vec<u8>),
+    /// More than the limit came (the bytes so far, one read past the limit at most).
+    OverLimit(Vec<u8>),
+    /// The deadline passed or reading failed (the bytes so far).
+    Incomplete(Vec<u8>),
+}
+
+/// Reads one message to EOF, at most `limits.max_message_len` bytes (plus one read) within
+/// [`REQUEST_TIMEOUT`].
+async fn read_whole(from: &mut OwnedReadHalf, limits: &Limits) -> Whole {
+    let mut message = Vec::new();
+    let mut buf = vec![0u8; READ_BUFFER];
+    let read = async {
+        loop {
+            match from.read(&mut buf).await {
+                Ok(0) => return Ok(true),
+                Ok(n) => {
+                    message.extend_from_slice(buf.get(..n).unwrap_or_default());
+                    if message.len() > limits.max_message_len {
+                        return Ok(false);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    };
+    match tokio::time::timeout(REQUEST_TIMEOUT, read).await {
+        Ok(Ok(true)) => Whole::Complete(message),
+        Ok(Ok(false)) => Whole::OverLimit(message),
+        Ok(Err(_)) | Err(_) => Whole::Incomplete(message),
+    }
+}
+
+/// What came on a pycom connection when it is not one whole message within the limits:
+/// recorded and forwarded unchanged, then the connection goes on as a plain proxy; or, over
+/// the limit with `cut_oversize`, recorded and the connection cut.
+async fn not_whole(
+    whole: Whole,
+    conn: u64,
+    dir: Direction,
+    ctx: &Ctx,
+    (from_read, mut from_write): (OwnedReadHalf, OwnedWriteHalf),
+    (to_read, mut to_write): (OwnedReadHalf, OwnedWriteHalf),
+) {
+    let t = ctx.now();
+    let (bytes, over_limit) = match whole {
+        Whole::OverLimit(bytes) => (bytes, true),
+        Whole::Incomplete(bytes) | Whole::Complete(bytes) => (bytes, false),
+    };
+    let mut side = SideDecoder::new(ctx.protocol.framing(dir));
+    let mut pieces = Vec::new();
+    side.push(&bytes, &mut pieces);
+    if over_limit && ctx.cut_oversize {
+        let e = crate::proxy::cut_connection(ctx, t, conn, dir, &mut pieces).await;
+        ctx.notice(format!("conn {conn}: closed: {e}")).await;
+        let _ = from_write.shutdown().await;
+        let _ = to_write.shutdown().await;
+        return;
+    }
+    ctx.emit(t, conn, dir, &mut pieces).await;
+    if to_write.write_all(&bytes).await.is_err() {
+        return;
+    }
+    let forward = pump(from_read, to_write, conn, dir, ctx, Some(side));
+    let back = pump(to_read, from_write, conn, dir.reverse(), ctx, None);
+    if let Err(e) = tokio::try_join!(forward, back) {
+        ctx.notice(format!("conn {conn}: closed: {e}")).await;
+    }
+}
+
 /// One coordinator → node connection.
 pub(crate) async fn connection(
     client: TcpStream,
@@ -243,69 +337,39 @@ pub(crate) async fn connection(
     let tap_ip = upstream.local_addr().map(|a| a.ip()).ok();
     let (mut client_read, client_write) = client.into_split();
     let (upstream_read, mut upstream_write) = upstream.into_split();
-    // The whole request, bounded in size and time.
-    let mut request = Vec::new();
-    let mut buf = vec![0u8; READ_BUFFER];
-    let complete = tokio::time::timeout(REQUEST_TIMEOUT, async {
-        loop {
-            match client_read.read(&mut buf).await {
-                Ok(0) => return true,
-                Ok(n) => {
-                    request.extend_from_slice(buf.get(..n).unwrap_or_default());
-                    if request.len() > limits.max_message_len {
-                        return false;
-                    }
-                }
-                Err(_) => return false,
-            }
-        }
-    })
-    .await
-    .unwrap_or(false);
-    let t = ctx.now();
-    if !complete {
-        // Forward what came unchanged and go on as a plain proxy.
-        let mut side = SideDecoder::new(ctx.protocol.framing(Direction::ToDevice));
-        let mut pieces = Vec::new();
-        side.push(&request, &mut pieces);
-        ctx.emit(t, conn, Direction::ToDevice, &mut pieces).await;
-        if upstream_write.write_all(&request).await.is_err() {
+    let request = match read_whole(&mut client_read, &limits).await {
+        Whole::Complete(request) => request,
+        other => {
+            not_whole(
+                other,
+                conn,
+                Direction::ToDevice,
+                ctx,
+                (client_read, client_write),
+                (upstream_read, upstream_write),
+            )
+            .await;
             return;
         }
-        let to_device = pump(
-            client_read,
-            upstream_write,
-            conn,
-            Direction::ToDevice,
-            ctx,
-            Some(side),
-        );
-        let to_client = pump(
-            upstream_read,
-            client_write,
-            conn,
-            Direction::ToClient,
-            ctx,
-            None,
-        );
-        let _ = tokio::try_join!(to_device, to_client);
-        return;
-    }
+    };
+    let t = ctx.now();
     let found = decode(&request, &limits);
     let mut note = None;
     let mut forwarded = None;
     if let (Ok(message), Some(tap_ip)) = (wire::decode(&request, &limits), tap_ip) {
         let coordinator = SocketAddr::new(peer.ip(), message.identity.port);
         match event_listener(ctx, coordinator, tap_ip) {
-            Ok(port) => {
-                if let Some(rewritten) = rewrite_port(&request, port) {
+            Ok(listener) => {
+                if let Some(rewritten) = rewrite_port(&request, listener.port) {
                     note = Some(format!(
-                        "forwarded with port {} rewritten to {port}, the tap's event listener \
+                        "forwarded with port {} rewritten to {}, the tap's event listener \
                          on {tap_ip}",
-                        message.identity.port
+                        message.identity.port, listener.port
                     ));
                     forwarded = Some(rewritten);
                 }
+                // Before the request goes: its events cannot come earlier.
+                listener.last_request.store(conn, Ordering::Relaxed);
             }
             Err(e) => {
                 ctx.notice(format!(
@@ -322,7 +386,7 @@ pub(crate) async fn connection(
         summary: found.summary,
     };
     if !request.is_empty() {
-        ctx.emit_noted(t, conn, Direction::ToDevice, piece, note)
+        ctx.emit_noted(t, conn, Direction::ToDevice, piece, note, None)
             .await;
     }
     let out = forwarded.as_deref().unwrap_or(&request);
@@ -342,15 +406,19 @@ pub(crate) async fn connection(
     .await;
 }
 
-/// The port of the event listener for `coordinator`, opened on `tap_ip` if needed.
-fn event_listener(ctx: &Arc<Ctx>, coordinator: SocketAddr, tap_ip: IpAddr) -> io::Result<u16> {
+/// The event listener for `coordinator`, opened on `tap_ip` if needed.
+fn event_listener(
+    ctx: &Arc<Ctx>,
+    coordinator: SocketAddr,
+    tap_ip: IpAddr,
+) -> io::Result<EventListener> {
     let mut map = ctx
         .pycom
         .0
         .lock()
         .map_err(|_| io::Error::other("poisoned"))?;
-    if let Some(port) = map.get(&(coordinator, tap_ip)) {
-        return Ok(*port);
+    if let Some(listener) = map.get(&(coordinator, tap_ip)) {
+        return Ok(listener.clone());
     }
     if map.len() >= MAX_EVENT_LISTENERS {
         return Err(io::Error::other(format!(
@@ -358,15 +426,27 @@ fn event_listener(ctx: &Arc<Ctx>, coordinator: SocketAddr, tap_ip: IpAddr) -> io
         )));
     }
     let listener = labwire_net::bind(SocketAddr::new(tap_ip, 0), labwire_net::DEFAULT_BACKLOG)?;
-    let port = listener.local_addr()?.port();
-    map.insert((coordinator, tap_ip), port);
-    ctx.tracker
-        .spawn(event_loop(listener, coordinator, ctx.clone()));
-    Ok(port)
+    let entry = EventListener {
+        port: listener.local_addr()?.port(),
+        last_request: Arc::new(AtomicU64::new(0)),
+    };
+    map.insert((coordinator, tap_ip), entry.clone());
+    ctx.tracker.spawn(event_loop(
+        listener,
+        coordinator,
+        entry.last_request.clone(),
+        ctx.clone(),
+    ));
+    Ok(entry)
 }
 
 /// Accepts the node's event connections and forwards each to `coordinator`.
-async fn event_loop(listener: TcpListener, coordinator: SocketAddr, ctx: Arc<Ctx>) {
+async fn event_loop(
+    listener: TcpListener,
+    coordinator: SocketAddr,
+    last_request: Arc<AtomicU64>,
+    ctx: Arc<Ctx>,
+) {
     loop {
         let permit = tokio::select! {
             () = ctx.cancel.cancelled() => return,
@@ -386,11 +466,12 @@ async fn event_loop(listener: TcpListener, coordinator: SocketAddr, ctx: Arc<Ctx
             },
         };
         let conn = ctx.next_conn();
+        let reply_to = Some(last_request.load(Ordering::Relaxed)).filter(|&n| n != 0);
         let task_ctx = ctx.clone();
         ctx.tracker.spawn(async move {
             tokio::select! {
                 () = task_ctx.cancel.cancelled() => {}
-                () = event_connection(node, peer, coordinator, conn, &task_ctx) => {}
+                () = event_connection(node, peer, coordinator, (conn, reply_to), &task_ctx) => {}
             }
             drop(permit);
             task_ctx.finished_one();
@@ -398,17 +479,34 @@ async fn event_loop(listener: TcpListener, coordinator: SocketAddr, ctx: Arc<Ctx
     }
 }
 
+/// One node → coordinator event: read whole, forwarded with its `port` naming the tap.
 async fn event_connection(
     node: TcpStream,
     peer: SocketAddr,
     coordinator: SocketAddr,
-    conn: u64,
+    (conn, reply_to): (u64, Option<u64>),
     ctx: &Ctx,
 ) {
     let _ = node.set_nodelay(true);
+    let limits = ctx.protocol.pycom_limits().unwrap_or_default();
+    let (mut node_read, node_write) = node.into_split();
+    // Read before connecting on: an event the coordinator cannot take is still recorded.
+    let whole = read_whole(&mut node_read, &limits).await;
     let target = match labwire_net::connect(coordinator, ctx.connect_timeout).await {
         Ok(target) => target,
         Err(e) => {
+            if let Whole::Complete(event) = whole {
+                let found = decode(&event, &limits);
+                let piece = Piece {
+                    bytes: event,
+                    decoded: found.decoded,
+                    summary: found.summary,
+                };
+                let note = format!("not delivered: coordinator {coordinator} failed ({e})");
+                let t = ctx.now();
+                ctx.emit_noted(t, conn, Direction::ToClient, piece, Some(note), reply_to)
+                    .await;
+            }
             ctx.notice(format!(
                 "conn {conn}: event from {peer}: coordinator {coordinator} failed ({e}); \
                  the event is lost, as it would be without the tap"
@@ -417,28 +515,62 @@ async fn event_connection(
             return;
         }
     };
-    let (node_read, node_write) = node.into_split();
-    let (target_read, target_write) = target.into_split();
-    let to_client = pump(
-        node_read,
-        target_write,
-        conn,
-        Direction::ToClient,
-        ctx,
-        None,
-    );
-    let to_device = pump(
+    let (target_read, mut target_write) = target.into_split();
+    let event = match whole {
+        Whole::Complete(event) => event,
+        other => {
+            not_whole(
+                other,
+                conn,
+                Direction::ToClient,
+                ctx,
+                (node_read, node_write),
+                (target_read, target_write),
+            )
+            .await;
+            return;
+        }
+    };
+    let t = ctx.now();
+    let found = decode(&event, &limits);
+    let mut note = None;
+    let mut forwarded = None;
+    if let Ok(message) = wire::decode(&event, &limits)
+        && message.identity.port != ctx.listen_port
+        && let Some(rewritten) = rewrite_port(&event, ctx.listen_port)
+    {
+        note = Some(format!(
+            "forwarded with port {} rewritten to {}, the tap's own port (the coordinator \
+             knows the node by the address it sent the request to)",
+            message.identity.port, ctx.listen_port
+        ));
+        forwarded = Some(rewritten);
+    }
+    let piece = Piece {
+        bytes: event.clone(),
+        decoded: found.decoded,
+        summary: found.summary,
+    };
+    if !event.is_empty() {
+        ctx.emit_noted(t, conn, Direction::ToClient, piece, note, reply_to)
+            .await;
+    }
+    let out = forwarded.as_deref().unwrap_or(&event);
+    if target_write.write_all(out).await.is_err() {
+        return;
+    }
+    let _ = target_write.shutdown().await;
+    drop(target_write);
+    // Whatever the coordinator sends back (nothing, then its close) goes to the node.
+    let _ = pump(
         target_read,
         node_write,
         conn,
         Direction::ToDevice,
         ctx,
         None,
-    );
-    if let Err(e) = tokio::try_join!(to_client, to_device) {
-        ctx.notice(format!("conn {conn}: closed after an error: {e}"))
-            .await;
-    }
+    )
+    .await;
 }
 
 #[cfg(test)]

@@ -17,6 +17,11 @@
 //!   replay needs to send, and what a test compares with.
 //! - `decoded`: the message as the protocol crate's serde types write it, or
 //!   `{"error": "..."}` when the bytes did not decode.
+//! - `note` (optional): what the tap did besides forwarding these bytes unchanged — pycom's
+//!   `port` rewrites, or a connection cut because a message went over the protocol's limit
+//!   ([`TapConfig::cut_oversize`](crate::TapConfig::cut_oversize)).
+//! - `reply_to` (optional, pycom events): the connection number of the request the event is
+//!   taken to answer; [`replay`](crate::replay) sends the event back for that request.
 //!
 //! The first line may be a [`Header`] (`labwire_recording`, `protocol`): the tap writes one, so
 //! that a replay knows which protocol it serves; [`Recording::load`] accepts files without it
@@ -48,6 +53,16 @@ impl Direction {
         match self {
             Self::ToDevice => "to_device",
             Self::ToClient => "to_client",
+        }
+    }
+}
+
+impl Direction {
+    /// The other way.
+    pub fn reverse(self) -> Self {
+        match self {
+            Self::ToDevice => Self::ToClient,
+            Self::ToClient => Self::ToDevice,
         }
     }
 }
@@ -119,6 +134,11 @@ pub struct Event {
     /// `port` it rewrote in the forwarded copy); absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// pycom events only: the connection number of the request this event is taken to answer
+    /// (the latest request from the same coordinator the tap had forwarded when the event
+    /// came; pycom events carry no correlation id). Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<u64>,
 }
 
 /// The optional first line of a recording.
@@ -367,6 +387,7 @@ mod tests {
     fn event(decoded: Decoded) -> Event {
         Event {
             note: None,
+            reply_to: None,
             t: 0.25,
             conn: 3,
             dir: Direction::ToClient,

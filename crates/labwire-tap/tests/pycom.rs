@@ -1,8 +1,10 @@
 //! pycom through the tap: a raw vendor-style coordinator (one JSON object per connection, its
 //! own listener for the node's events) → tap → la4-sim, compared with a direct run.
 //!
-//! What must differ: the `port` value in the request the node receives (the tap's event
-//! listener instead of the coordinator's); the coordinator receives the same event bytes.
+//! What must differ, and only that: the `port` value in the request the node receives (the
+//! tap's event listener instead of the coordinator's), and the `port` value in the events the
+//! coordinator receives (the tap's own port instead of the node's: the coordinator sent its
+//! request to the tap).
 
 mod common;
 
@@ -11,6 +13,7 @@ use std::time::Duration;
 
 use common::{finish, recording_tap, within};
 use la4_sim::La4Sim;
+use labwire_tap::pycom::rewrite_port;
 use labwire_tap::{Direction, Pycom};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -63,7 +66,7 @@ async fn run(node: SocketAddr, events: &TcpListener, command: &str) -> Vec<u8> {
 }
 
 #[tokio::test]
-async fn a_command_output_reaches_the_coordinator_through_the_tap_unchanged() {
+async fn a_command_output_reaches_the_coordinator_through_the_tap_with_only_its_port_changed() {
     // One node for both runs: its events carry its own listening port.
     let tapped_sim = sim().await;
     let events = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -72,9 +75,11 @@ async fn a_command_output_reaches_the_coordinator_through_the_tap_unchanged() {
     let (tap, path) = recording_tap(Pycom::default(), tapped_sim.local_addr(), "pycom").await;
     let events = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let tapped = run(tap.local_addr(), &events, "echo hello tap").await;
+    let tap_port = tap.local_addr().port();
     assert_eq!(
-        tapped, direct,
-        "the coordinator receives the same output event"
+        tapped,
+        rewrite_port(&direct, tap_port).unwrap(),
+        "the coordinator receives the same output event, naming the tap's port"
     );
     let sent = request(events.local_addr().unwrap().port(), "echo hello tap");
     // The malformed request: passes through (the node drops it), recorded as a decode error.
@@ -105,7 +110,15 @@ async fn a_command_output_reaches_the_coordinator_through_the_tap_unchanged() {
             Some(message) if event.dir == Direction::ToClient => {
                 if message["type_"] == "output" {
                     outputs += 1;
-                    assert_eq!(event.bytes, direct);
+                    assert_eq!(event.bytes, direct, "the node's own bytes recorded");
+                    assert_eq!(event.reply_to, Some(1), "the output answers request 1");
+                    assert!(
+                        event
+                            .note
+                            .as_deref()
+                            .unwrap()
+                            .contains("the tap's own port")
+                    );
                 }
             }
             Some(_) => {}

@@ -30,6 +30,31 @@
 //! A recorded request that had no answer (a PEKAT command the device did not answer) gets no
 //! answer either, and the connection stays open.
 //!
+//! # pycom
+//! A pycom recording is served as the LA4 node: each request connection is read to EOF
+//! (pycom-proto's limits, the read deadline) and closed without an answer, as the node does;
+//! the events recorded for the matching request are then sent, in recorded order, each on a
+//! **new** connection to the requester's IP (never another) and the `port` its request
+//! advertises, within [`pycom::SEND_TIMEOUT`] each. Which events answer which request comes
+//! from the recording (the tap's `reply_to`, see [`crate::pycom`]).
+//! - **Matching** leaves out the coordinator's identity ([`pycom::IGNORED_FIELDS`]: `id`,
+//!   `name`, `ip`, `port`, `version`), which differs between runs; `coordinator`, `type_`,
+//!   `command` and any other field must match. Key order does not matter.
+//! - **The one rewrite**: each event's `port` is replaced (its digits only) by the replay's
+//!   own listening port, as the tap replaced it by its own: a coordinator knows a node by the
+//!   IP its events come from and the `port` in them, and it sent its request here. Every other
+//!   byte is sent as recorded.
+//! - **Unknown requests**: a command gets the node's form of a failure, an `output` event
+//!   (`labwire replay: not in the recording: <command>`), in the node's identity from the
+//!   recording; a heartbeat or a request that does not decode gets nothing (a node sends
+//!   nothing for them either). With [`ReplayConfig::strict`], nothing is sent and the
+//!   connection is closed. Both are reported on stderr.
+//! - **Timing**: with [`ReplayConfig::pace`] each event waits its recorded delay after its
+//!   request.
+//! - **Bounds**: at most [`pycom::MAX_PENDING`] requests' events waiting to be sent; each
+//!   coordinator's events go in order, a coordinator that does not take them delays only its
+//!   own.
+//!
 //! # Recordings double as test data
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -57,7 +82,9 @@ use tokio_util::codec::{Decoder, Encoder};
 
 use crate::decode::{Framing, Protocol};
 use crate::recording::{Decoded, Direction, Recording, to_hex};
-use crate::{Arkeo, Comet, Pekat};
+use crate::{Arkeo, Comet, Pekat, Pycom};
+
+pub mod pycom;
 
 /// Default for [`ReplayConfig::deadline`].
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(10);
@@ -112,7 +139,7 @@ pub enum ReplayError {
     #[error("the recording has no header line naming its protocol")]
     NoHeader,
     /// The protocol (or an option of it) is not one replay serves.
-    #[error("cannot replay protocol {0:?} (replay serves arkeo, pekat and comet)")]
+    #[error("cannot replay protocol {0:?} (replay serves arkeo, pekat, comet and pycom)")]
     Unsupported(String),
     /// The listener could not be bound.
     #[error("cannot listen")]
@@ -125,6 +152,7 @@ enum Kind {
     Arkeo(Arkeo),
     Pekat(Pekat),
     Comet(Comet),
+    Pycom(Pycom),
 }
 
 impl Kind {
@@ -133,6 +161,7 @@ impl Kind {
         match header.protocol.as_str() {
             "arkeo" => Ok(Self::Arkeo(Arkeo::default())),
             "comet" => Ok(Self::Comet(Comet::default())),
+            "pycom" => Ok(Self::Pycom(Pycom::default())),
             "pekat" => {
                 let mut pekat = Pekat::default();
                 if let Some(dialect) = header.options.get("dialect") {
@@ -152,6 +181,7 @@ impl Kind {
             Self::Arkeo(p) => p,
             Self::Pekat(p) => p,
             Self::Comet(p) => p,
+            Self::Pycom(p) => p,
         }
     }
 
@@ -160,7 +190,17 @@ impl Kind {
         match self {
             Self::Arkeo(_) => Some("request_id"),
             Self::Pekat(_) => Some("id"),
-            Self::Comet(_) => None,
+            Self::Comet(_) | Self::Pycom(_) => None,
+        }
+    }
+
+    /// The fields a request is matched without.
+    fn ignored_fields(&self) -> &'static [&'static str] {
+        match self {
+            Self::Arkeo(_) => &["request_id"],
+            Self::Pekat(_) => &["id"],
+            Self::Comet(_) => &[],
+            Self::Pycom(_) => &pycom::IGNORED_FIELDS,
         }
     }
 
@@ -168,9 +208,11 @@ impl Kind {
     fn key(&self, decoded: &Decoded, bytes: &[u8]) -> String {
         match decoded.message() {
             Some(value) => {
-                let mut value = value.clone();
-                if let (Some(field), Value::Object(object)) = (self.id_field(), &mut value) {
-                    object.remove(field);
+                let mut value = pycom::sorted(value);
+                if let Value::Object(object) = &mut value {
+                    for field in self.ignored_fields() {
+                        object.remove(*field);
+                    }
                 }
                 format!("msg:{value}")
             }
@@ -191,7 +233,7 @@ impl Kind {
         let rewritten = match self {
             Self::Arkeo(arkeo) => rewrite_arkeo(arkeo, answer, new),
             Self::Pekat(pekat) => rewrite_pekat(pekat, answer, new),
-            Self::Comet(_) => None,
+            Self::Comet(_) | Self::Pycom(_) => None,
         };
         rewritten.unwrap_or_else(|| answer.clone())
     }
@@ -259,6 +301,8 @@ impl Kind {
                 let _ =
                     comet_socket::wire::encode_json(content.as_bytes(), &comet.limits, &mut out);
             }
+            // A node answers nothing on the request connection (its refusal is an event).
+            Self::Pycom(_) => {}
         }
         out.freeze()
     }
@@ -298,6 +342,8 @@ struct Answer {
     request_id: Option<Value>,
     bytes: Bytes,
     delay: Duration,
+    /// pycom: the events sent back on new connections.
+    events: Vec<pycom::RecordedEvent>,
 }
 
 /// A request as the replay reads it: its bytes and what they decoded to.
@@ -375,12 +421,45 @@ struct Device {
     pace: bool,
     report: bool,
     unmatched: AtomicU64,
+    /// pycom: the events' sender.
+    events: Option<Arc<pycom::Events>>,
 }
 
 impl Device {
-    fn new(kind: Kind, recording: &Recording, config: &ReplayConfig) -> Self {
+    fn new(kind: Kind, recording: &Recording, config: &ReplayConfig, listen_port: u16) -> Self {
         let mut answers: HashMap<String, Vec<Answer>> = HashMap::new();
-        for conn in recording.connections() {
+        let mut events = None;
+        if let Kind::Pycom(protocol) = kind {
+            let mut framing = protocol.framing(Direction::ToDevice);
+            for request in pycom::requests(recording) {
+                let decoded = framing
+                    .at_eof(&request.bytes)
+                    .map_or(request.decoded, |found| found.decoded);
+                answers
+                    .entry(kind.key(&decoded, &request.bytes))
+                    .or_default()
+                    .push(Answer {
+                        request_id: None,
+                        bytes: request.answer,
+                        delay: Duration::ZERO,
+                        events: request.events,
+                    });
+            }
+            let identity = pycom::node_identity(recording, &protocol.limits);
+            events = Some(Arc::new(pycom::Events::new(
+                listen_port,
+                identity,
+                protocol.limits,
+                config.pace,
+                config.report,
+            )));
+        }
+        let connections = if events.is_some() {
+            Vec::new()
+        } else {
+            recording.connections()
+        };
+        for conn in connections {
             // Each request with the answer bytes that followed it on its connection.
             let mut current: Option<(String, Answer, f64)> = None;
             let mut flush = |current: &mut Option<(String, Answer, f64)>| {
@@ -409,6 +488,7 @@ impl Device {
                             request_id: kind.id_of(&decoded),
                             bytes: Bytes::new(),
                             delay: Duration::ZERO,
+                            events: Vec::new(),
                         };
                         current = Some((key, answer, event.t));
                     }
@@ -438,10 +518,12 @@ impl Device {
             pace: config.pace,
             report: config.report,
             unmatched: AtomicU64::new(0),
+            events,
         }
     }
 
     fn answer(&self, peer: SocketAddr, request: &Incoming) -> (Bytes, Plan) {
+        let arrived = tokio::time::Instant::now();
         let key = self.kind.key(&request.decoded, &request.bytes);
         let Some(recorded) = self.answers.get(&key).filter(|a| !a.is_empty()) else {
             self.unmatched.fetch_add(1, Ordering::Relaxed);
@@ -460,6 +542,14 @@ impl Device {
                 };
                 return (Bytes::new(), plan);
             }
+            if let Some(events) = &self.events
+                && let (Some(to), Some(command)) = (
+                    pycom::reply_addr(peer, &request.decoded),
+                    pycom::command(&request.decoded),
+                )
+            {
+                events.send(to, events.refusal(command).into_iter().collect(), arrived);
+            }
             return (self.kind.refusal(request), Plan::default());
         };
         let index = {
@@ -472,6 +562,15 @@ impl Device {
         let Some(answer) = recorded.get(index) else {
             return (Bytes::new(), Plan::default());
         };
+        if let Some(events) = &self.events {
+            if let Some(to) = pycom::reply_addr(peer, &request.decoded) {
+                events.send(to, answer.events.clone(), arrived);
+            } else if !answer.events.is_empty() && self.report {
+                eprintln!("replay: {peer}: the request advertises no port; its events not sent");
+            }
+            // The request connection: what the node wrote there (nothing), then the close.
+            return (answer.bytes.clone(), Plan::default());
+        }
         let new_id = self.kind.id_of(&request.decoded);
         let bytes = self
             .kind
@@ -530,14 +629,28 @@ impl ReplayHandle {
         self.device.unmatched.load(Ordering::Relaxed)
     }
 
-    /// The protocol served (`arkeo`, `pekat`, `comet`).
+    /// The protocol served (`arkeo`, `pekat`, `comet`, `pycom`).
     pub fn protocol(&self) -> &'static str {
         self.device.kind.protocol().name()
     }
 
-    /// Stops accepting, disconnects clients and waits for the connection tasks.
+    /// pycom: how many events were delivered to coordinators so far (0 for the others).
+    pub fn events_delivered(&self) -> u64 {
+        self.device
+            .events
+            .as_ref()
+            .map_or(0, |events| events.delivered.load(Ordering::Relaxed))
+    }
+
+    /// Stops accepting, disconnects clients, stops sending pycom events and waits for the
+    /// tasks.
     pub async fn shutdown(&self) {
         self.server.shutdown().await;
+        if let Some(events) = &self.device.events {
+            events.cancel.cancel();
+            events.tracker.close();
+            events.tracker.wait().await;
+        }
     }
 }
 
@@ -559,14 +672,15 @@ pub async fn start(
     config: ReplayConfig,
 ) -> Result<ReplayHandle, ReplayError> {
     let kind = Kind::from_recording(recording)?;
-    let device = Arc::new(Device::new(kind, recording, &config));
     let mut server_config = ServerConfig::new(config.listen);
     server_config.max_connections = config.max_connections.max(1);
     let server = Server::bind(server_config)
         .await
         .map_err(ReplayError::Bind)?;
+    let listen_port = server.local_addr().map_err(ReplayError::Bind)?.port();
+    let device = Arc::new(Device::new(kind, recording, &config, listen_port));
     let exchange = Exchange {
-        once: matches!(kind, Kind::Comet(_)),
+        once: matches!(kind, Kind::Comet(_) | Kind::Pycom(_)),
         read_timeout: config.deadline,
         idle_timeout: config.idle_timeout,
         write_timeout: config.deadline,
@@ -576,6 +690,7 @@ pub async fn start(
         Kind::Arkeo(p) => Arc::new(p),
         Kind::Pekat(p) => Arc::new(p),
         Kind::Comet(p) => Arc::new(p),
+        Kind::Pycom(p) => Arc::new(p),
     };
     let codec = move || ReplayCodec {
         framing: protocol.framing(Direction::ToDevice),
