@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::{finish, recording_tap, temp_path, within};
 use la4_sim::La4Sim;
 use labwire_tap::replay::{self, ReplayConfig};
-use labwire_tap::{Direction, Pycom, Recording};
+use labwire_tap::{Decoded, Direction, Event as RecordedEvent, Header, Pycom, Recording};
 use pycom_proto::coordinator::{Error, Event, Response};
 use pycom_proto::{Coordinator, Identity, Message, Row, Sequence, Slot, Verdict, wire};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -342,4 +342,67 @@ async fn an_upstream_that_refuses_or_drops_fails_the_call_and_the_tap_serves_the
     coordinator.shutdown().await;
     drop(finish(tap, path, 2).await);
     sim.shutdown().await;
+}
+
+/// A hand-written recording: `echo hi` answered `after` its request.
+fn echo_hi(after: Duration) -> Recording {
+    let node = Identity::new(
+        "cafe0001",
+        "rigsters-controller",
+        "127.0.0.1",
+        5000,
+        "0.14.0",
+        false,
+    );
+    let output = wire::encode(&Message::output(node, "hi\n"), &Default::default()).unwrap();
+    let me = Identity::new("c", "c", "127.0.0.1", 41000, "1", true);
+    let request = wire::encode(&Message::cmd(me, "echo hi"), &Default::default()).unwrap();
+    let event = |t: f64, conn: u64, dir: Direction, bytes: Vec<u8>| RecordedEvent {
+        t,
+        conn,
+        dir,
+        bytes,
+        decoded: Decoded::error("decoded again by the replay"),
+        note: None,
+        reply_to: None,
+    };
+    Recording {
+        header: Some(Header::new("pycom")),
+        events: vec![
+            event(2.0, 1, Direction::ToDevice, request),
+            event(2.0 + after.as_secs_f64(), 2, Direction::ToClient, output),
+        ],
+    }
+}
+
+/// How long `echo hi` takes against a replay of [`echo_hi`].
+async fn echo_hi_takes(after: Duration, pace: bool) -> Duration {
+    let config = ReplayConfig {
+        pace,
+        report: false,
+        ..ReplayConfig::new()
+    };
+    let device = replay::start(&echo_hi(after), config).await.unwrap();
+    let again = coordinator("c0000008").await;
+    let start = std::time::Instant::now();
+    let answer = within("answer", again.call(device.local_addr(), "echo hi"))
+        .await
+        .unwrap();
+    let took = start.elapsed();
+    assert_eq!(answer.output, "hi\n");
+    again.shutdown().await;
+    device.shutdown().await;
+    took
+}
+
+#[tokio::test]
+async fn paced_events_keep_their_recorded_delay_and_unpaced_ones_come_sooner() {
+    let after = Duration::from_millis(500);
+    let paced = echo_hi_takes(after, true).await;
+    assert!(paced >= after, "paced: {paced:?} < the recorded {after:?}");
+    let fast = echo_hi_takes(after, false).await;
+    assert!(
+        fast < after,
+        "not paced: {fast:?}, the recorded delay {after:?}"
+    );
 }

@@ -5,6 +5,7 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use arkeo_sim::ArkeoSim;
 use comet_sim::CometSim;
@@ -12,7 +13,7 @@ use comet_socket::Limits;
 use comet_socket::wire::encode_json_to_bytes;
 use common::{finish, recording_tap, within};
 use labwire_tap::replay::{self, ReplayConfig};
-use labwire_tap::{Arkeo, Comet, Direction, Pekat, Recording};
+use labwire_tap::{Arkeo, Comet, Decoded, Direction, Event, Header, Pekat, Recording};
 use pekat_proto::Dialect;
 use pekat_proto::wire::{Completeness, response_completeness};
 use pekat_sim::PekatSim;
@@ -368,4 +369,94 @@ async fn comet_unknown_request_gets_an_error_result_or_a_close_when_strict() {
     let answer = within("close", comet_exchange(device.local_addr(), &unknown)).await;
     assert!(answer.is_empty(), "closed without an answer");
     device.shutdown().await;
+}
+
+// ---- pacing ----
+
+fn event(t: f64, dir: Direction, bytes: Vec<u8>) -> Event {
+    Event {
+        t,
+        conn: 1,
+        dir,
+        bytes,
+        decoded: Decoded::error("decoded again by the replay"),
+        note: None,
+        reply_to: None,
+    }
+}
+
+/// Two ARKEO requests; the second was answered `delay` after it came.
+fn paced_arkeo(delay: Duration) -> Recording {
+    let answer = |id: u64| {
+        arkeo_frame(&format!(
+            r#"{{"status":"OK","data":{{"routine":null}},"request_id":{id}}}"#
+        ))
+    };
+    let [first, second] = arkeo_requests_for_pacing();
+    Recording {
+        header: Some(Header::new("arkeo")),
+        events: vec![
+            event(1.0, Direction::ToDevice, first),
+            event(1.0, Direction::ToClient, answer(1)),
+            event(1.1, Direction::ToDevice, second),
+            event(1.1 + delay.as_secs_f64(), Direction::ToClient, answer(2)),
+        ],
+    }
+}
+
+/// How long the second answer takes after its request, and the answers.
+async fn second_answer_after(addr: SocketAddr) -> (Duration, Vec<u8>) {
+    let requests = arkeo_requests_for_pacing();
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let mut received = within("first", arkeo_exchange_on(&mut stream, &requests[0])).await;
+    let start = Instant::now();
+    received.extend(within("second", arkeo_exchange_on(&mut stream, &requests[1])).await);
+    (start.elapsed(), received)
+}
+
+fn arkeo_requests_for_pacing() -> [Vec<u8>; 2] {
+    [1, 2].map(|id| {
+        arkeo_frame(&format!(
+            r#"{{"target":"MAIN","command":"GetActiveRoutine","request_id":{id}}}"#
+        ))
+    })
+}
+
+async fn arkeo_exchange_on(stream: &mut TcpStream, frame: &[u8]) -> Vec<u8> {
+    stream.write_all(frame).await.unwrap();
+    let mut header = [0u8; 4];
+    stream.read_exact(&mut header).await.unwrap();
+    let mut payload = vec![0u8; u32::from_be_bytes(header) as usize];
+    stream.read_exact(&mut payload).await.unwrap();
+    [&header[..], &payload].concat()
+}
+
+#[tokio::test]
+async fn pace_keeps_the_recorded_delay_and_the_default_answers_sooner() {
+    let delay = Duration::from_millis(600);
+    let recording = paced_arkeo(delay);
+    let expected = recording.stream_bytes(1, Direction::ToClient);
+
+    let paced = replay::start(
+        &recording,
+        ReplayConfig {
+            pace: true,
+            ..quiet()
+        },
+    )
+    .await
+    .unwrap();
+    let (took, answers) = second_answer_after(paced.local_addr()).await;
+    assert_eq!(answers, expected);
+    assert!(took >= delay, "paced: {took:?} < the recorded {delay:?}");
+    paced.shutdown().await;
+
+    let fast = replay::start(&recording, quiet()).await.unwrap();
+    let (took, answers) = second_answer_after(fast.local_addr()).await;
+    assert_eq!(answers, expected);
+    assert!(
+        took < delay,
+        "not paced: {took:?}, the recorded delay {delay:?}"
+    );
+    fast.shutdown().await;
 }
