@@ -433,7 +433,12 @@ async fn a_coordinator_that_never_answers_does_not_hold_up_another_coordinators_
     // Far beyond TEST_DEADLINE: if B's events waited behind A's, B would see nothing in time.
     const SEND_TIMEOUT: Duration = Duration::from_secs(120);
     let (stuck, _queued) = never_answering_listener().await;
-    let sim = sim().send_timeout(SEND_TIMEOUT).start().await.unwrap();
+    let sim = sim()
+        .send_timeout(SEND_TIMEOUT)
+        .connect_timeout(SEND_TIMEOUT)
+        .start()
+        .await
+        .unwrap();
     let node = sim.local_addr();
     let request = |message: Message| request(node, message);
 
@@ -483,6 +488,7 @@ async fn a_discovery_target_that_never_answers_does_not_hold_up_the_others() {
     let healthy = labwire_net::bind(loopback(), 16).unwrap();
     let sim = sim()
         .send_timeout(SEND_TIMEOUT)
+        .connect_timeout(SEND_TIMEOUT)
         .discovery_interval(Duration::from_secs(5))
         .clock(SimClock::manual())
         // The stuck one first: a scan that went target by target would wait on it.
@@ -511,6 +517,7 @@ async fn events_beyond_a_stuck_coordinators_queue_are_dropped_and_counted() {
     let (stuck, _queued) = never_answering_listener().await;
     let sim = sim()
         .send_timeout(Duration::from_secs(120))
+        .connect_timeout(Duration::from_secs(120))
         .start()
         .await
         .unwrap();

@@ -183,8 +183,25 @@ pub async fn send_bytes(
     timeout: Duration,
     await_close: bool,
 ) -> Result<(), SendError> {
+    send_bytes_within(addr, bytes, timeout, timeout, await_close).await
+}
+
+/// Like [`send_bytes`], with a deadline of its own for connecting: at most `connect_timeout`
+/// (and within `timeout` for the whole hand-over). A receiver that does not even accept the
+/// connection (its backlog full, an address that drops packets) is given up sooner than one
+/// that is slow to read.
+///
+/// # Errors
+/// As [`send_message`]; [`SendError::is_timeout`] when either deadline passed.
+pub async fn send_bytes_within(
+    addr: SocketAddr,
+    bytes: &[u8],
+    connect_timeout: Duration,
+    timeout: Duration,
+    await_close: bool,
+) -> Result<(), SendError> {
     let deadline = deadline_after(timeout);
-    let mut stream = labwire_net::connect(addr, timeout)
+    let mut stream = labwire_net::connect(addr, connect_timeout.min(timeout))
         .await
         .map_err(|source| SendError::Connect { addr, source })?;
     send_on(&mut stream, addr, bytes, (deadline, timeout), await_close).await

@@ -20,6 +20,7 @@ pub use fleet::Fleet;
 pub use labwire_simkit::{Fault, Faults, HostConfig, ScheduledFault, SimClock, SimHandle};
 pub use scenario::{La4Matcher, La4Scenario};
 pub use sim::{
-    La4Sim, La4SimBuilder, MAX_EVENT_DESTINATIONS, MAX_QUEUED_EVENTS, SimConfig, SimState, Stats,
+    DEFAULT_CONNECT_TIMEOUT, La4Sim, La4SimBuilder, MAX_EVENT_DESTINATIONS, MAX_QUEUED_EVENTS,
+    SimConfig, SimState, Stats,
 };
 pub use state::{BOARDIO_ERROR, BOARDIO_READY, CoordinatorStatus, LightState};

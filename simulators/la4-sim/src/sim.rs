@@ -7,15 +7,16 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use labwire_net::CancellationToken;
+use labwire_net::warn_limit::WarnLimit;
 use labwire_simkit::{Faults, HostConfig, Requests, ScheduledFault, SimHandle};
 use pycom_proto::node::{self, EventSender, NodeConfig, NodeListener, Request, Service};
-use pycom_proto::transport::{self, DEFAULT_READ_TIMEOUT, DEFAULT_SEND_TIMEOUT};
+use pycom_proto::transport::{self, DEFAULT_READ_TIMEOUT, DEFAULT_SEND_TIMEOUT, SendError};
 use pycom_proto::{Body, Identity, Limits, Sequence, UnitInfo, wire};
 use tokio_util::task::TaskTracker;
 
 use crate::SimClock;
 use crate::faults::{self, Event, GARBAGE, La4Fault, Spoil};
-use crate::outbox::{Deliver, Dropped, Outbox};
+use crate::outbox::{Deliver, Delivered, Dropped, Outbox};
 use crate::scenario::{La4Matcher, La4Scenario};
 use crate::shell::Files;
 use crate::state::{CoordinatorStatus, Coordinators, Device, LightState};
@@ -35,9 +36,15 @@ pub const MAX_RECORDED_COMMAND_BYTES: usize = 1024 * 1024;
 /// coordinator that does not answer holds up only its own events.
 pub const MAX_QUEUED_EVENTS: usize = 1024;
 
-/// Destinations with events on their way at once (one queue and task each, ended after a second
-/// without events); events for more are dropped, with a warning.
+/// Destinations with events on their way at once by default
+/// ([`SimConfig::max_event_destinations`]): one queue and task each, ended after a second
+/// without events. A new destination when all are taken evicts an idle one, or one stuck in its
+/// first delivery; events that still do not fit are dropped, with a rate-limited warning.
 pub const MAX_EVENT_DESTINATIONS: usize = 1024;
+
+/// Deadline for connecting to a coordinator to deliver an event, by default
+/// ([`SimConfig::connect_timeout`]).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How a simulated node runs. Public fields; start from [`SimConfig::default`] (the device's
 /// defaults, as the binary uses them) and pass it to [`La4Sim::start`], or use the chainable
@@ -84,6 +91,13 @@ pub struct SimConfig {
     pub read_timeout: Duration,
     /// Deadline for delivering one event.
     pub send_timeout: Duration,
+    /// Deadline for connecting to deliver one event (within `send_timeout`;
+    /// [`DEFAULT_CONNECT_TIMEOUT`] by default). A destination whose delivery times out is
+    /// unreachable: its queued events are dropped, and new ones for five seconds.
+    pub connect_timeout: Duration,
+    /// Most destinations with events on their way at once ([`MAX_EVENT_DESTINATIONS`] by
+    /// default); see [`MAX_EVENT_DESTINATIONS`] for what happens past it.
+    pub max_event_destinations: usize,
     /// The fault schedule at the start, scheduled again on a reset (a scenario's `faults`);
     /// empty by default.
     pub faults: Vec<ScheduledFault<La4Fault, La4Matcher>>,
@@ -114,6 +128,8 @@ impl Default for SimConfig {
             limits: Limits::default(),
             read_timeout: DEFAULT_READ_TIMEOUT,
             send_timeout: DEFAULT_SEND_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            max_event_destinations: MAX_EVENT_DESTINATIONS,
             faults: Vec::new(),
         }
     }
@@ -151,6 +167,7 @@ struct Shared {
     events: EventSender,
     limits: Limits,
     send_timeout: Duration,
+    connect_timeout: Duration,
     clock: SimClock,
     coordinators: Mutex<Coordinators>,
     device: Mutex<Device>,
@@ -160,8 +177,8 @@ struct Shared {
     requests: Requests,
     stats: Mutex<Stats>,
     outbox: Outbox<Outgoing>,
-    /// When events were last dropped with a warning (at most one warning a second).
-    last_drop_warning: Mutex<Option<tokio::time::Instant>>,
+    /// Warnings about dropped events (a flood of made-up destinations must not flood the log).
+    drop_warnings: WarnLimit,
 }
 
 /// The node's state at the start, which a reset goes back to.
@@ -460,16 +477,30 @@ fn record(commands: &mut Vec<String>, command: &str) {
 impl Deliver for Shared {
     type Item = Outgoing;
 
-    async fn deliver(&self, to: SocketAddr, item: Outgoing) {
+    async fn deliver(&self, to: SocketAddr, item: Outgoing) -> Delivered {
         match item {
             Outgoing::Event(event) => self.send_event(to, event).await,
             Outgoing::Probe => {
                 // A probe is the node's own base message, `coordinator: false`.
-                let sent = self.events.send(to, Body::Heartbeat).await;
+                let sent = self.send_body(to, Body::Heartbeat).await;
                 tracing::debug!(target = %to, ok = sent.is_ok(), "discovery probe");
                 lock(&self.stats).probes_sent += 1;
+                delivered(&sent)
             }
         }
+    }
+
+    fn dropped(&self, to: SocketAddr, count: usize, why: Dropped) {
+        self.lost(to, count as u64, why);
+    }
+}
+
+/// How a delivery went, for the outbox.
+fn delivered(sent: &Result<(), SendError>) -> Delivered {
+    match sent {
+        Ok(()) => Delivered::Yes,
+        Err(error) if error.is_timeout() => Delivered::TimedOut,
+        Err(_) => Delivered::Failed,
     }
 }
 
@@ -495,56 +526,61 @@ impl Shared {
     }
 
     /// Queues `events` for `to`, in order after the events already queued for it; drops them
-    /// all (counted as lost) when its queue is full or too many destinations are busy.
+    /// all (counted as lost) when its queue is full, it is unreachable or too many destinations
+    /// are busy.
     fn send(self: &Arc<Self>, to: SocketAddr, events: Vec<Event>) {
         let count = events.len() as u64;
         let events = events.into_iter().map(Outgoing::Event).collect();
-        let Err(dropped) = self.outbox.push(self, to, events) else {
-            return;
+        if let Err(dropped) = self.outbox.push(self, to, events) {
+            self.lost(to, count, dropped);
+        }
+    }
+
+    /// Counts `count` events for `to` as lost, and says so: a rate-limited warning (a flood of
+    /// made-up destinations must not flood the log), at debug level while shutting down.
+    fn lost(&self, to: SocketAddr, count: u64, dropped: Dropped) {
+        let lost = {
+            let mut stats = lock(&self.stats);
+            stats.events_lost += count;
+            stats.events_lost
         };
-        lock(&self.stats).events_lost += count;
         if dropped == Dropped::ShutDown {
             tracing::debug!(%to, count, "shutting down: events dropped");
             return;
         }
-        let now = tokio::time::Instant::now();
-        let warn = {
-            let mut last = lock(&self.last_drop_warning);
-            let due = last.is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1));
-            if due {
-                *last = Some(now);
-            }
-            due
-        };
-        let lost = lock(&self.stats).events_lost;
-        if warn {
-            tracing::warn!(%to, count, ?dropped, lost, "events dropped");
-        } else {
-            tracing::debug!(%to, count, ?dropped, lost, "events dropped");
-        }
+        labwire_net::peer_warn!(self.drop_warnings, %to, count, ?dropped, lost, "events dropped");
     }
 
-    async fn send_event(&self, to: SocketAddr, event: Event) {
+    /// Sends `body` as one event of this node's, within the connect and send deadlines.
+    async fn send_body(&self, to: SocketAddr, body: Body) -> Result<(), SendError> {
+        let bytes = wire::encode(&self.events.message(body), &self.limits)?;
+        self.send_bytes(to, &bytes).await
+    }
+
+    async fn send_bytes(&self, to: SocketAddr, bytes: &[u8]) -> Result<(), SendError> {
+        transport::send_bytes_within(to, bytes, self.connect_timeout, self.send_timeout, false)
+            .await
+    }
+
+    async fn send_event(&self, to: SocketAddr, event: Event) -> Delivered {
         let Event { body, delay, spoil } = event;
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
         let is_unit_info = matches!(body, Body::UnitInfo(_));
         let sent = match spoil {
-            None => self.events.send(to, body).await,
-            Some(Spoil::Garbage) => {
-                transport::send_bytes(to, GARBAGE, self.send_timeout, false).await
-            }
+            None => self.send_body(to, body).await,
+            Some(Spoil::Garbage) => self.send_bytes(to, GARBAGE).await,
             Some(Spoil::Truncate) => match wire::encode(&self.events.message(body), &self.limits) {
                 Ok(mut bytes) => {
                     bytes.truncate(bytes.len() / 2);
-                    transport::send_bytes(to, &bytes, self.send_timeout, false).await
+                    self.send_bytes(to, &bytes).await
                 }
                 Err(error) => Err(error.into()),
             },
         };
         let mut stats = lock(&self.stats);
-        match sent {
+        match &sent {
             Ok(()) => {
                 stats.events_sent += 1;
                 if is_unit_info {
@@ -556,6 +592,7 @@ impl Shared {
                 stats.events_lost += 1;
             }
         }
+        delivered(&sent)
     }
 
     /// Goes over the coordinators every `tick` (real time) or as soon as the clock is advanced
@@ -755,6 +792,21 @@ impl La4SimBuilder {
         self
     }
 
+    /// Deadline for connecting to deliver one event ([`DEFAULT_CONNECT_TIMEOUT`] by default).
+    #[must_use]
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.config.connect_timeout = timeout;
+        self
+    }
+
+    /// Most destinations with events on their way at once ([`MAX_EVENT_DESTINATIONS`] by
+    /// default).
+    #[must_use]
+    pub fn max_event_destinations(mut self, max: usize) -> Self {
+        self.config.max_event_destinations = max;
+        self
+    }
+
     /// The configuration so far, host settings included.
     pub fn config(&self) -> SimConfig {
         SimConfig {
@@ -813,6 +865,7 @@ impl La4SimBuilder {
                 .with_timeout(config.send_timeout),
             limits: config.limits,
             send_timeout: config.send_timeout,
+            connect_timeout: config.connect_timeout,
             identity,
             unit_info: config.unit_info.clone(),
             clock: clock.clone(),
@@ -824,11 +877,11 @@ impl La4SimBuilder {
             stats: Mutex::new(Stats::default()),
             outbox: Outbox::new(
                 MAX_QUEUED_EVENTS,
-                MAX_EVENT_DESTINATIONS,
+                config.max_event_destinations,
                 shutdown.clone(),
                 tasks.clone(),
             ),
-            last_drop_warning: Mutex::new(None),
+            drop_warnings: WarnLimit::default(),
         });
         let server = listener.serve_until(Node(Arc::clone(&shared)), shutdown.child_token());
         // Often enough to notice each of the three delays within an eighth of it. On a stopped
@@ -924,6 +977,11 @@ mod tests {
         // An embedded node sends nothing unasked; the binary probes loopback only.
         assert!(config.discovery_targets.is_empty());
         assert_eq!(config.unit_info.unit_type, "light_array");
+        // Destinations that never accept are given up after a second of connecting, and the
+        // node has room for 1024 destinations at once.
+        assert_eq!(config.connect_timeout, Duration::from_secs(1));
+        assert_eq!(config.max_event_destinations, MAX_EVENT_DESTINATIONS);
+        assert_eq!(MAX_EVENT_DESTINATIONS, 1024);
         let builder = La4Sim::builder();
         assert!(builder.config().host.listen.ip().is_loopback());
         assert_eq!(builder.config().host.listen.port(), 0);
