@@ -11,6 +11,12 @@ use labwire_tap::replay::ReplayConfig;
 /// `labwire replay`: answer each request with the recorded answer to the same (decoded)
 /// request; a request the recording lacks gets the protocol's refusal (or a close with
 /// `--strict`) and a line on stderr.
+///
+/// ARKEO, PEKAT and COMET answers get the client's own correlation id. A pycom recording is
+/// served as the LA4 node: the recorded events of the matching request go back on new
+/// connections to the requester's IP and advertised port, each naming the replay's port
+/// (matching ignores the coordinator's id, name, ip, port and version); an unknown command
+/// gets an `output` event saying so.
 #[derive(Debug, Args)]
 pub(crate) struct ReplayArgs {
     /// The recording (JSON Lines, with the header line `labwire tap` writes).
@@ -19,10 +25,11 @@ pub(crate) struct ReplayArgs {
     /// which).
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: SocketAddr,
-    /// Close the connection on a request the recording does not have.
+    /// Close the connection on a request the recording does not have (pycom: and send no
+    /// event).
     #[arg(long)]
     strict: bool,
-    /// Keep the recorded delay between each request and its answer.
+    /// Keep the recorded delay between each request and its answer (pycom: each event).
     #[arg(long)]
     pace: bool,
     /// Client connections served at once.

@@ -20,7 +20,9 @@ pub(crate) enum TapProtocol {
     Pekat,
     /// pycom (LA4): one JSON object per connection; events come back on new connections to
     /// the tap's own event listener, whose port replaces the advertised `port` in the forwarded
-    /// request (the recording keeps the original bytes).
+    /// request, and each event goes on to the coordinator with its `port` replaced by the
+    /// tap's (the coordinator knows the node by the address it sent to). The recording keeps
+    /// the original bytes and notes both rewrites.
     Pycom,
     /// COMET socket: one exchange per connection.
     Comet,
@@ -28,6 +30,10 @@ pub(crate) enum TapProtocol {
 
 /// `labwire tap`: forward every byte between clients and a device unchanged, print one line
 /// per decoded message, and optionally record the traffic (JSON Lines).
+///
+/// A message over the protocol's limits is forwarded unchanged and decoding of that direction
+/// stops (the rest is recorded as undecoded bytes); with --cut-oversize the connection is cut
+/// instead. `labwire replay` serves a recording as the device.
 #[derive(Debug, Args)]
 pub(crate) struct TapArgs {
     /// The protocol to decode.
@@ -54,6 +60,12 @@ pub(crate) struct TapArgs {
     /// Client connections served at once.
     #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS)]
     max_connections: usize,
+    /// Cut a connection whose peer sends a message over the protocol's limits (a length
+    /// prefix or header claiming more, text longer than a request may be): that message is
+    /// not forwarded, both sides are closed, the cut is reported on stderr and noted in the
+    /// recording. By default such a message is forwarded unchanged.
+    #[arg(long)]
+    cut_oversize: bool,
 }
 
 pub(crate) async fn run(args: TapArgs) -> anyhow::Result<()> {
@@ -80,6 +92,7 @@ pub(crate) async fn run(args: TapArgs) -> anyhow::Result<()> {
     };
     config.notices = true;
     config.record = args.record.clone();
+    config.cut_oversize = args.cut_oversize;
     // Signal handlers first: a parent that reads `listening on` and signals at once must get a
     // clean shutdown (the recording flushed).
     let shutdown = labwire_net::cli::shutdown_signal();

@@ -1,9 +1,9 @@
 //! `labwire replay` on a hand-written ARKEO recording: the first stdout line names the
 //! address, a recorded request gets its recorded answer (with the client's request id), an
-//! unknown one gets an error object and a line on stderr.
+//! unknown one gets an error object and a line on stderr; `--pace` keeps the recorded delay.
 
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -100,6 +100,58 @@ async fn replay_serves_a_recording_and_reports_unknown_requests() {
         .unwrap()
         .expect("a stderr line");
     assert!(report.contains("not in the recording"), "{report}");
+    child.kill().await.unwrap();
+    let _ = std::fs::remove_file(&path);
+}
+
+#[tokio::test]
+async fn replay_pace_keeps_the_recorded_delay() {
+    let request = r#"{"target":"MAIN","command":"GetActiveRoutine","request_id":1}"#;
+    let answer = r#"{"status":"OK","data":{"routine":null},"request_id":1}"#;
+    // Answered 400 ms after the request.
+    let recording = format!(
+        "{}\n{}\n{}\n",
+        r#"{"labwire_recording":1,"protocol":"arkeo"}"#,
+        serde_json::json!({"t": 1.0, "conn": 1, "dir": "to_device", "bytes": hex(&frame(request)),
+            "decoded": {}}),
+        serde_json::json!({"t": 1.4, "conn": 1, "dir": "to_client", "bytes": hex(&frame(answer)),
+            "decoded": {}}),
+    );
+    let path = std::env::temp_dir().join(format!(
+        "labwire-cli-replay-pace-{}.jsonl",
+        std::process::id()
+    ));
+    std::fs::write(&path, recording).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_labwire"))
+        .arg("replay")
+        .arg(&path)
+        .arg("--pace")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("labwire started");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(DEADLINE, stdout.next_line())
+        .await
+        .expect("a line in time")
+        .unwrap()
+        .expect("labwire replay --pace running");
+    let addr = first.strip_prefix("listening on ").unwrap().to_owned();
+    let exchange = async {
+        let mut stream = TcpStream::connect(&addr).await.unwrap();
+        let start = Instant::now();
+        stream.write_all(&frame(request)).await.unwrap();
+        let answer = read_frame(&mut stream).await;
+        (start.elapsed(), answer)
+    };
+    let (took, answer) = tokio::time::timeout(DEADLINE, exchange)
+        .await
+        .expect("exchange in time");
+    assert_eq!(answer["request_id"], 1);
+    assert!(
+        took >= Duration::from_millis(400),
+        "answered after {took:?}"
+    );
     child.kill().await.unwrap();
     let _ = std::fs::remove_file(&path);
 }

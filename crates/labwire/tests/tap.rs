@@ -1,11 +1,12 @@
 //! `labwire tap` against arkeo-sim: the first stdout line names the address, a client through
-//! it gets the simulator's answers, and every message is printed and recorded.
+//! it gets the simulator's answers, and every message is printed and recorded; with
+//! `--cut-oversize` a frame over the limit is cut and reported on stderr.
 
 use std::process::Stdio;
 use std::time::Duration;
 
 use labwire_tap::{Direction, Event, Recording};
-use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -126,5 +127,43 @@ async fn tap_json_prints_recording_lines_and_survives_a_refusing_upstream() {
     assert_eq!(events[0].conn, 2);
     assert_eq!(events[0].decoded.message().unwrap()["action"], "ECHO");
     tap.child.kill().await.unwrap();
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn tap_cut_oversize_closes_the_connection_and_says_so_on_stderr() {
+    let sim = arkeo_sim::ArkeoSim::builder().start().await.unwrap();
+    let upstream = sim.local_addr().to_string();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_labwire"))
+        .args(["tap", "arkeo", "--upstream", &upstream, "--cut-oversize"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("labwire started");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = next_line(&mut lines).await;
+    let addr = first.strip_prefix("listening on ").unwrap().to_owned();
+
+    // A length prefix claiming 3 GiB: cut, nothing comes back.
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    stream
+        .write_all(&[0xC0, 0, 0, 0, b'{', b'"'])
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(DEADLINE, stream.read_to_end(&mut rest))
+        .await
+        .expect("closed in time");
+    assert!(rest.is_empty(), "{read:?}");
+
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let report = tokio::time::timeout(DEADLINE, stderr.next_line())
+        .await
+        .expect("a report in time")
+        .unwrap()
+        .expect("a stderr line");
+    assert!(report.contains("cut"), "{report}");
+    child.kill().await.unwrap();
     sim.shutdown().await;
 }
