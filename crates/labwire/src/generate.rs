@@ -6,6 +6,7 @@ use std::io::Write as _;
 use clap::CommandFactory as _;
 
 use crate::Cli;
+use crate::failure::usage;
 
 /// Writes the completion script for `shell` on stdout.
 pub(crate) fn completions(shell: clap_complete::Shell) -> anyhow::Result<()> {
@@ -16,13 +17,27 @@ pub(crate) fn completions(shell: clap_complete::Shell) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes the man page (roff) on stdout: synopsis, global options, every subcommand, the
-/// environment and the exit statuses (`labwire SUBCOMMAND --help` has each one's options).
-pub(crate) fn man() -> anyhow::Result<()> {
-    let mut page = Vec::new();
-    clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+/// Writes a man page (roff) on stdout: `labwire`'s own (synopsis, global options, the
+/// subcommands, the environment and the exit statuses), or with `subcommand` that
+/// subcommand's page (`labwire-arkeo(1)`, with its options and actions).
+pub(crate) fn man(subcommand: Option<&str>) -> anyhow::Result<()> {
+    let mut command = Cli::command();
+    // Built, each subcommand knows its page name (`labwire-arkeo`) and usage (`labwire arkeo`).
+    command.build();
+    let page = match subcommand {
+        None => command,
+        Some(name) => command.find_subcommand(name).cloned().ok_or_else(|| {
+            let known: Vec<&str> = command.get_subcommands().map(|s| s.get_name()).collect();
+            usage(format!(
+                "no subcommand {name:?}; known: {}",
+                known.join(", ")
+            ))
+        })?,
+    };
+    let mut roff = Vec::new();
+    clap_mangen::Man::new(page).render(&mut roff)?;
     let mut stdout = std::io::stdout().lock();
-    stdout.write_all(&page)?;
+    stdout.write_all(&roff)?;
     stdout.flush()?;
     Ok(())
 }

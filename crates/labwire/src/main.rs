@@ -105,8 +105,12 @@ enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff) on stdout: `labwire man > labwire.1`.
-    Man,
+    /// Print the man page (roff) on stdout: `labwire man > labwire.1`, or a subcommand's:
+    /// `labwire man arkeo > labwire-arkeo.1`.
+    Man {
+        /// The subcommand whose page to print.
+        subcommand: Option<String>,
+    },
 }
 
 type DemoFuture = Pin<Box<dyn Future<Output = anyhow::Result<()>>>>;
@@ -136,7 +140,9 @@ fn main() -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
-            return failure::report(&anyhow::Error::from(error).context("cannot start the runtime"));
+            return failure::report(
+                &anyhow::Error::from(error).context("cannot start the runtime"),
+            );
         }
     };
     match runtime.block_on(run(cli.command)) {
@@ -155,7 +161,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Tap(args) => tap::run(args).await,
         Command::Replay(args) => replay::run(args).await,
         Command::Completions { shell } => generate::completions(shell),
-        Command::Man => generate::man(),
+        Command::Man { subcommand } => generate::man(subcommand.as_deref()),
     }
 }
 
@@ -207,4 +213,28 @@ async fn demo(only: &[String]) -> anyhow::Result<()> {
         &text,
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn tap_takes_the_global_json_as_its_own() {
+        for args in [
+            &["labwire", "--json", "tap", "arkeo", "--upstream", "x:1"][..],
+            &["labwire", "tap", "arkeo", "--upstream", "x:1", "--json"],
+        ] {
+            let matches = Cli::command().try_get_matches_from(args).unwrap();
+            let tap = matches.subcommand_matches("tap").unwrap();
+            assert!(tap.get_flag("json"), "{args:?}");
+        }
+    }
 }
