@@ -13,8 +13,10 @@
 //!   make a message of are recorded too: after decoding of a direction stopped (a frame over
 //!   the protocol's limit, a stream that cannot be resynchronised), each read is one event, and
 //!   an incomplete message at the end of a stream is one last event. So the concatenated
-//!   `bytes` of one connection and direction are the stream exactly, byte for byte: what a
-//!   replay needs to send, and what a test compares with.
+//!   `bytes` of one connection and direction are the stream exactly as the sender sent it,
+//!   byte for byte: what a replay needs to send, and what a test compares with. (Where the
+//!   tap forwarded something else, the event's `note` says so: pycom's port rewrites, and a
+//!   cut message, recorded as received but not forwarded.)
 //! - `decoded`: the message as the protocol crate's serde types write it, or
 //!   `{"error": "..."}` when the bytes did not decode.
 //! - `note` (optional): what the tap did besides forwarding these bytes unchanged — pycom's
