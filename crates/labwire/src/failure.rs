@@ -13,10 +13,10 @@ pub(crate) enum Status {
     /// 1: the device answered, and refused (an error code, `not-found`, `BOARDIO_ERROR`, …).
     Refused = 1,
     /// 2: the command line is wrong (a bad flag, a value that is not JSON, a request the
-    /// client will not send).
+    /// client will not send, a file it names that cannot be read).
     Usage = 2,
     /// 3: the device could not be reached (refused, unreachable, no such host, or the
-    /// connect timeout passed).
+    /// connect timeout passed), or a listener could not be opened where asked.
     Connect = 3,
     /// 4: no answer in time, or the device did not reach the state waited for in time.
     Timeout = 4,
@@ -68,10 +68,26 @@ pub(crate) fn status(error: &anyhow::Error) -> Status {
         return pycom(e);
     }
     let io = error.chain().find_map(|e| e.downcast_ref::<io::Error>());
-    match io.map(io::Error::kind) {
-        Some(io::ErrorKind::TimedOut) => Status::Timeout,
-        Some(_) => Status::Connect,
-        None => Status::Protocol,
+    io.map_or(Status::Protocol, |e| io_status(e.kind()))
+}
+
+/// The status of an I/O error outside the clients: resolving an address, listening (tap,
+/// replay, the pycom coordinator's event listener), reading or writing a file named on the
+/// command line.
+fn io_status(kind: io::ErrorKind) -> Status {
+    use io::ErrorKind as K;
+    match kind {
+        K::TimedOut => Status::Timeout,
+        // A file or an address the command line names that cannot be used as asked.
+        K::NotFound
+        | K::PermissionDenied
+        | K::AlreadyExists
+        | K::InvalidInput
+        | K::InvalidData
+        | K::IsADirectory
+        | K::NotADirectory => Status::Usage,
+        // Refused, unreachable, an address that does not resolve or is taken.
+        _ => Status::Connect,
     }
 }
 
@@ -222,6 +238,16 @@ mod tests {
                 Status::Timeout,
             ),
             (usage("--settings is not JSON"), Status::Usage),
+            (
+                anyhow::Error::new(io::Error::from(io::ErrorKind::NotFound))
+                    .context("cannot read recording.jsonl"),
+                Status::Usage,
+            ),
+            (
+                anyhow::Error::new(io::Error::from(io::ErrorKind::AddrInUse))
+                    .context("cannot listen on 127.0.0.1:5001"),
+                Status::Connect,
+            ),
             (
                 anyhow::anyhow!("the demo saw something else"),
                 Status::Protocol,

@@ -67,7 +67,7 @@ Exit status:
   0  success
   1  the device refused (it answered with an error)
   2  usage: a bad flag or value
-  3  could not connect
+  3  could not connect (or could not listen where asked)
   4  timed out
   5  protocol error: an invalid answer, or the connection was cut";
 
