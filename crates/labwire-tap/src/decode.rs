@@ -328,6 +328,22 @@ mod tests {
     }
 
     #[test]
+    fn push_says_where_in_the_read_the_message_over_the_limit_begins() {
+        let mut side = SideDecoder::new(Box::new(Lines));
+        let mut out = Vec::new();
+        assert_eq!(side.push(b"ok\n0123456789", &mut out), Some(3));
+        assert!(side.over_limit());
+        // Begun in an earlier read: it begins at 0 of the read that went over.
+        let mut side = SideDecoder::new(Box::new(Lines));
+        assert_eq!(side.push(b"ok\n0123", &mut out), None);
+        assert_eq!(side.push(b"456789", &mut out), Some(0));
+        // A fatal error that is not about size is not a cut.
+        let mut side = SideDecoder::new(Box::new(Lines));
+        assert_eq!(side.push(b"a\n!x\n", &mut out), None);
+        assert!(side.stopped() && !side.over_limit());
+    }
+
+    #[test]
     fn a_fatal_error_stops_decoding() {
         let mut side = SideDecoder::new(Box::new(Lines));
         let mut out = Vec::new();
