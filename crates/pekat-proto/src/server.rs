@@ -69,7 +69,7 @@
 //! long time. Meanwhile the server watches the connection: a client that closes it (or resets
 //! it) ends the connection at once, dropping the service's future, so that clients that give up
 //! do not hold connections. A client that half-closed right after its request still gets its
-//! answer. (This is why the server runs labwire-net's [`serve_connection`] itself rather than
+//! answer. (This is why the server runs labwire-net's [`serve_connection_within`] itself rather than
 //! [`serve`](labwire_net::service::serve): the shared loop does not watch a connection while
 //! its service works, nor tell the codec that the client has half-closed.)
 //!
@@ -90,8 +90,8 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use labwire_net::service::{ConnectionEnd, serve_connection};
-use labwire_net::{Exchange, Server};
+use labwire_net::service::{log_end, serve_connection_within};
+use labwire_net::{Exchange, FrameBudget, Server, WarnLimit};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -403,6 +403,8 @@ where
         read_timeout: config.read_timeout,
         hold: !config.quiet_period.is_zero(),
         exchange: config.exchange(),
+        budget: server.frame_budget().clone(),
+        warnings: server.warnings(),
     });
     server.serve_with_token(shutdown, move |stream, peer, _token| {
         let shared = Arc::clone(&shared);
@@ -414,7 +416,7 @@ where
             // once bytes arrive.
             let idle = shared.exchange.idle_timeout;
             if let Err(end) = labwire_net::idle::readable_within(&stream, idle).await {
-                tracing::debug!(%peer, %end, "connection ended");
+                log_end(peer, &end, &shared.warnings);
                 return;
             }
             Box::pin(connection(stream, peer, service, &shared)).await;
@@ -431,6 +433,10 @@ struct Shared<F> {
     /// Whether a request that looks whole waits for the quiet period.
     hold: bool,
     exchange: Exchange,
+    /// The server's frame budget ([`labwire_net::budget`]).
+    budget: FrameBudget,
+    /// The server's warnings about misbehaving peers ([`labwire_net::warn_limit`]).
+    warnings: Arc<WarnLimit>,
 }
 
 /// Serves one connection whose first bytes have arrived.
@@ -445,6 +451,8 @@ where
         read_timeout,
         hold,
         exchange,
+        budget,
+        warnings,
         ..
     } = shared;
     {
@@ -454,6 +462,9 @@ where
             service,
             stream: Arc::clone(&stream),
             eof: Arc::clone(&eof),
+            idle_timeout: exchange.idle_timeout,
+            understood: std::sync::Mutex::new(Instant::now()),
+            warnings: Arc::clone(warnings),
         };
         let codec = Framing {
             codec: ServerCodec::with_limits(*dialect, *limits),
@@ -467,10 +478,8 @@ where
             eof,
             pending_error: None,
         };
-        match serve_connection(&mut conn, peer, &service, codec, exchange).await {
-            end @ (ConnectionEnd::Closed | ConnectionEnd::Done) => tracing::trace!(%peer, %end),
-            end => tracing::debug!(%peer, %end, "connection ended"),
-        }
+        let end = serve_connection_within(&mut conn, peer, &service, codec, exchange, budget).await;
+        log_end(peer, &end, warnings);
     }
 }
 
@@ -677,6 +686,32 @@ struct Watched<P> {
     service: Arc<P>,
     stream: Arc<TcpStream>,
     eof: Arc<AtomicBool>,
+    /// The idle limit also holds for requests the server cannot understand: without it a
+    /// client sending one byte a minute (each answered, once overdue, with the dialect's
+    /// error) would hold its connection forever.
+    idle_timeout: Option<Duration>,
+    /// When the connection began or its last understood request arrived.
+    understood: std::sync::Mutex<Instant>,
+    /// The server's warnings about misbehaving peers.
+    warnings: Arc<WarnLimit>,
+}
+
+impl<P> Watched<P> {
+    /// Whether the connection has sent nothing the server understood for the idle limit;
+    /// resets the clock on an understood request.
+    fn idle_in_garbage(&self, request: &Incoming) -> bool {
+        let now = Instant::now();
+        let mut understood = self
+            .understood
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if request.is_ok() {
+            *understood = now;
+            return false;
+        }
+        self.idle_timeout
+            .is_some_and(|idle| now.saturating_duration_since(*understood) >= idle)
+    }
 }
 
 impl<P> PlannedService for Watched<P>
@@ -687,6 +722,18 @@ where
     type Response = Option<Reply>;
 
     async fn call(&self, peer: SocketAddr, request: Incoming) -> (Option<Reply>, Plan) {
+        if self.idle_in_garbage(&request) {
+            labwire_net::peer_warn!(
+                self.warnings,
+                %peer,
+                "connection closed: nothing understood within the idle limit"
+            );
+            let close = Plan {
+                action: Action::Close,
+                ..Plan::default()
+            };
+            return (None, close);
+        }
         let answer = async {
             let (reply, mut plan) = self.service.call(peer, request).await;
             let delay = std::mem::take(&mut plan.delay);
