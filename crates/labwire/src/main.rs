@@ -57,7 +57,7 @@ struct Cli {
 /// The end of `labwire --help`: the environment and the exit statuses.
 const AFTER_HELP: &str = "\
 Environment (a flag given wins):
-  LABWIRE_ARKEO_ADDR, LABWIRE_PEKAT_ADDR, LABWIRE_PYCOM_ADDR (also for la4), LABWIRE_COMET_ADDR
+  LABWIRE_ARKEO_ADDR, LABWIRE_PEKAT_ADDR, LABWIRE_PYCOM_ADDR (or LABWIRE_LA4_ADDR), LABWIRE_COMET_ADDR
                  the device's address (--addr)
   LABWIRE_TIMEOUT  seconds to wait for each answer (--timeout)
   RUST_LOG       the log filter (over -v)

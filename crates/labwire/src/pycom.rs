@@ -20,14 +20,10 @@ use crate::output::{self, say};
 /// `la4-sim`).
 #[derive(Debug, Args)]
 pub(crate) struct PycomArgs {
-    /// The node, `HOST:PORT` (pycom listens on 5000).
-    #[arg(
-        long,
-        global = true,
-        env = "LABWIRE_PYCOM_ADDR",
-        default_value = "127.0.0.1:5000"
-    )]
-    addr: String,
+    /// The node, `HOST:PORT` (pycom listens on 5000); without it, LABWIRE_LA4_ADDR is read
+    /// too [default: 127.0.0.1:5000].
+    #[arg(long, global = true, env = "LABWIRE_PYCOM_ADDR")]
+    addr: Option<String>,
     /// Where to listen for the node's events; the node must be able to connect to it.
     #[arg(long, global = true, default_value = "0.0.0.0:5001")]
     listen: SocketAddr,
@@ -40,6 +36,9 @@ pub(crate) struct PycomArgs {
     #[command(subcommand)]
     action: Action,
 }
+
+/// Where pycom listens, on this machine.
+const DEFAULT_ADDR: &str = "127.0.0.1:5000";
 
 #[derive(Debug, Subcommand)]
 enum Action {
@@ -101,11 +100,19 @@ pub(crate) async fn run(args: PycomArgs) -> anyhow::Result<()> {
         Action::Watch { seconds: Some(s) } => Some(seconds(*s, "--seconds")?),
         _ => None,
     };
-    let node = tokio::net::lookup_host(&args.addr)
+    let addr = args
+        .addr
+        .or_else(|| {
+            std::env::var("LABWIRE_LA4_ADDR")
+                .ok()
+                .filter(|a| !a.is_empty())
+        })
+        .unwrap_or_else(|| DEFAULT_ADDR.to_owned());
+    let node = tokio::net::lookup_host(&addr)
         .await
-        .with_context(|| format!("cannot resolve {}", args.addr))?
+        .with_context(|| format!("cannot resolve {addr}"))?
         .next()
-        .with_context(|| format!("{} has no address", args.addr))?;
+        .with_context(|| format!("{addr} has no address"))?;
     let identity = Identity::new(
         "1abe1f1e",
         "labwire",

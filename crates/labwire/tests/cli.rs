@@ -881,3 +881,28 @@ async fn completions_for_every_shell_and_the_man_page_name_every_subcommand() {
     let out = labwire(&["completions", "tcsh"]).await;
     exited(&out, 2);
 }
+
+#[tokio::test]
+async fn the_la4_node_address_comes_from_either_variable() {
+    let sim = la4_sim::La4Sim::builder()
+        .boot_time(Duration::ZERO)
+        .discovery_targets([])
+        .start()
+        .await
+        .unwrap();
+    let addr = sim.local_addr().to_string();
+    let args = [
+        "la4",
+        "cmd",
+        "reboot",
+        "--listen",
+        "127.0.0.1:0",
+        "--ip",
+        "127.0.0.1",
+    ];
+    for variable in ["LABWIRE_PYCOM_ADDR", "LABWIRE_LA4_ADDR"] {
+        let out = labwire_with_env(&args, &[(variable, &addr)]).await;
+        assert!(succeeded(&out).contains("reboot: not found"), "{variable}");
+    }
+    sim.shutdown().await;
+}
