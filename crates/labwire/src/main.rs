@@ -35,8 +35,7 @@ use output::say;
     name = "labwire",
     version,
     about,
-    after_help = AFTER_HELP,
-    max_term_width = 100
+    after_help = AFTER_HELP
 )]
 struct Cli {
     /// More logging on stderr: warnings by default, -v info, -vv debug (every decoded frame),
@@ -57,11 +56,11 @@ struct Cli {
 /// The end of `labwire --help`: the environment and the exit statuses.
 const AFTER_HELP: &str = "\
 Environment (a flag given wins):
-  LABWIRE_ARKEO_ADDR, LABWIRE_PEKAT_ADDR, LABWIRE_PYCOM_ADDR (or LABWIRE_LA4_ADDR), LABWIRE_COMET_ADDR
-                 the device's address (--addr)
-  LABWIRE_TIMEOUT  seconds to wait for each answer (--timeout)
-  RUST_LOG       the log filter (over -v)
-  NO_COLOR       no colour in help and logs (there is none when stderr is not a terminal)
+  LABWIRE_ARKEO_ADDR, LABWIRE_PEKAT_ADDR, LABWIRE_PYCOM_ADDR or LABWIRE_LA4_ADDR,
+  LABWIRE_COMET_ADDR  the device's address (--addr)
+  LABWIRE_TIMEOUT     seconds to wait for each answer (--timeout)
+  RUST_LOG            the log filter (over -v)
+  NO_COLOR            no colour in help and logs (none when stderr is not a terminal)
 
 Exit status:
   0  success
