@@ -67,6 +67,19 @@ pub(crate) fn status(error: &anyhow::Error) -> Status {
     if let Some(e) = error.downcast_ref::<pycom_proto::coordinator::Error>() {
         return pycom(e);
     }
+    if error
+        .downcast_ref::<labwire_tap::recording::LoadError>()
+        .is_some()
+    {
+        // The recording named on the command line cannot be read or is not one.
+        return Status::Usage;
+    }
+    if let Some(e) = error.downcast_ref::<labwire_tap::replay::ReplayError>() {
+        return match e {
+            labwire_tap::replay::ReplayError::Bind(e) => io_status(e.kind()),
+            _ => Status::Usage,
+        };
+    }
     let io = error.chain().find_map(|e| e.downcast_ref::<io::Error>());
     io.map_or(Status::Protocol, |e| io_status(e.kind()))
 }

@@ -906,3 +906,20 @@ async fn the_la4_node_address_comes_from_either_variable() {
     }
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn replay_of_a_recording_that_cannot_be_read_is_a_usage_error() {
+    let dir = std::env::temp_dir().join(format!("labwire-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let missing = dir.join("missing.jsonl");
+    let garbage = dir.join("garbage.jsonl");
+    std::fs::write(&garbage, "not a recording\n").unwrap();
+    for file in [&missing, &garbage] {
+        let file = file.to_str().unwrap();
+        let out = labwire(&["replay", file]).await;
+        let err = exited(&out, 2);
+        one_plain_error(&err);
+        assert!(err.contains(file), "{err}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
