@@ -56,8 +56,10 @@ use crate::{BadRequest, Request, Response, ServerCodec};
 ///
 /// The defaults: the listener's backlog and connection limit of [`labwire_net::ServerConfig`],
 /// [`Limits::default`], 10 s for a request to arrive once its first byte has and for the client
-/// to take an answer, and no limit on idle time between requests (the connection limit bounds
-/// idle connections).
+/// to take an answer, and 5 minutes without a request before an idle connection is closed
+/// ([`labwire_net::service::DEFAULT_IDLE_TIMEOUT`]); a 64 MiB budget for partial frames shared
+/// by all connections ([`labwire_net::budget`]); a client past the connection limit is refused
+/// at once.
 #[derive(Debug, Clone)]
 pub struct ServerBuilder {
     server: ServerConfig,
@@ -111,7 +113,8 @@ impl ServerBuilder {
         self
     }
 
-    /// A connection with no request begun for this long is closed (`None`, the default: never).
+    /// A connection with no request begun for this long is closed (`None`: never; 5 minutes by
+    /// default, [`labwire_net::service::DEFAULT_IDLE_TIMEOUT`]).
     #[must_use]
     pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.exchange.idle_timeout = timeout;

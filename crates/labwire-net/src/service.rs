@@ -104,14 +104,26 @@ impl<S: Service> PlannedService for S {
     }
 }
 
+/// How long a connection with no request begun stays open by default: 5 minutes
+/// ([`Exchange::idle_timeout`]). Long, because clients of the request-response protocols keep
+/// a connection between calls; finite, so that clients that vanished without closing do not
+/// hold their slots (and at the cap, new clients are refused) forever.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// How connections are served. Public fields; start from [`Exchange::new`].
+///
+/// Deadlines bytes cannot reset: `read_timeout` runs from a request's first byte, however the
+/// rest trickles in, and `idle_timeout` from the end of the last exchange (or the accept).
+/// What a server closes for either is logged as a rate-limited warning
+/// ([`crate::warn_limit`]) when the peer misbehaved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Exchange {
     /// One request and its answer per connection (then close), or many in sequence.
     pub once: bool,
     /// Once a request's first byte has arrived, the whole request must arrive within this.
     pub read_timeout: Duration,
-    /// A connection with no request begun for this long is closed (`None`: never).
+    /// A connection with no request begun for this long is closed (`None`: never;
+    /// [`DEFAULT_IDLE_TIMEOUT`] by default).
     pub idle_timeout: Option<Duration>,
     /// An answer must be taken by the client within this.
     pub write_timeout: Duration,
@@ -122,12 +134,13 @@ pub struct Exchange {
 }
 
 impl Exchange {
-    /// Many requests per connection; 10 s to finish a request or take an answer; no idle limit.
+    /// Many requests per connection; 10 s to finish a request or take an answer; closed after
+    /// [`DEFAULT_IDLE_TIMEOUT`] without a request.
     pub fn new() -> Self {
         Self {
             once: false,
             read_timeout: Duration::from_secs(10),
-            idle_timeout: None,
+            idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
             write_timeout: Duration::from_secs(10),
             quiet_period: None,
         }

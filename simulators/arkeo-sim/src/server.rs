@@ -27,10 +27,11 @@ use crate::{Device, Durations};
 pub const DEFAULT_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a connection may stay without a request begun before it is closed: 5 minutes
-/// ([`ArkeoSimBuilder::idle_timeout`]). ARKEO clients keep their connection between calls, so
-/// this is long; it frees the slots of clients that went away without closing (at the
-/// connection cap a new client is refused at once, see `max_connections`).
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// ([`ArkeoSimBuilder::idle_timeout`], labwire-net's default). ARKEO clients keep their
+/// connection between calls, so this is long; it frees the slots of clients that went away
+/// without closing (at the connection cap a new client is refused at once, see
+/// `max_connections`).
+pub const DEFAULT_IDLE_TIMEOUT: Duration = labwire_net::service::DEFAULT_IDLE_TIMEOUT;
 
 /// The simulator's own faults, besides the kit's (`Fault::Delay`, `NoReply`, `Close`,
 /// `Truncate`, `Garbage`): `Fault::Device(ArkeoFault::..)`.
