@@ -46,6 +46,21 @@ async fn stall(addr: SocketAddr) -> Option<TcpStream> {
     Some(s)
 }
 
+/// Connects to a COMET server, sends a frame header announcing `FRAME` bytes of content and
+/// all of the content but the last byte, and holds.
+async fn stall_comet(addr: SocketAddr) -> Option<TcpStream> {
+    let mut s = labwire_net::connect(addr, TEST_DEADLINE).await.ok()?;
+    let header = format!(
+        r#"{{"byteorder": "little", "content-type": "text/json", "content-encoding": "utf-8", "content-length": {FRAME}}}"#
+    );
+    let mut head = u16::try_from(header.len()).ok()?.to_be_bytes().to_vec();
+    head.extend_from_slice(header.as_bytes());
+    s.write_all(&head).await.ok()?;
+    let body = vec![b' '; FRAME - 1];
+    let _ = timeout(Duration::from_millis(500), s.write_all(&body)).await;
+    Some(s)
+}
+
 /// A well-behaved client: every call must be answered within 1 s.
 async fn probe(client: &Client) {
     let started = Instant::now();
@@ -126,5 +141,45 @@ async fn stalled_large_frames_stay_within_the_budget_and_their_memory_comes_back
     s.read_exact(&mut answer).await.unwrap();
     let answer = arkeo_proto::wire::decode_response(&answer).unwrap();
     assert_eq!(answer.request_id, Some(7));
+    sim.shutdown().await;
+
+    // The same attack on comet-sim (COMET: a u16 header length, a JSON header, the content).
+    let sim = comet_sim::CometSim::builder()
+        .frame_budget(BUDGET)
+        .start()
+        .await
+        .unwrap();
+    let addr = sim.local_addr();
+    let comet = comet_socket::Client::builder(addr.to_string())
+        .call_timeout(Duration::from_secs(1))
+        .build();
+    let comet_probe = || async {
+        let answer = timeout(
+            Duration::from_secs(1),
+            comet.send("ECHO", &serde_json::json!(1)),
+        )
+        .await;
+        assert!(
+            matches!(answer, Ok(Ok(_))),
+            "the COMET probe was not answered within 1 s: {answer:?}"
+        );
+    };
+    comet_probe().await;
+    let before = rss().unwrap_or(0);
+    let mut attackers = Vec::new();
+    for _ in 0..ATTACKERS {
+        attackers.extend(stall_comet(addr).await);
+        comet_probe().await;
+    }
+    assert_eq!(attackers.len(), ATTACKERS);
+    let during = rss().unwrap_or(0);
+    assert!(
+        during < before + BUDGET + MARGIN,
+        "comet-sim: {ATTACKERS} stalled {FRAME}-byte frames grew the process by {} bytes",
+        during.saturating_sub(before)
+    );
+    drop(attackers);
+    assert!(eventually(TEST_DEADLINE, || sim.connection_count() == 0).await);
+    comet_probe().await;
     sim.shutdown().await;
 }
