@@ -83,10 +83,13 @@ pub struct CoordinatorConfig {
     /// Either way the node is listed and announced once with
     /// [`Event::NodeDiscovered`](super::Event::NodeDiscovered).
     pub manage_discovered: bool,
-    /// Most nodes tracked on the listener's initiative (discovered nodes, senders of events);
-    /// beyond it the events of unknown senders are still published but the senders are not
-    /// tracked. Nodes given to [`Coordinator::add_node`](super::Coordinator::add_node) or sent
-    /// commands are always tracked.
+    /// Most nodes tracked (discovered nodes, senders of events). When it is full, a new sender
+    /// takes the place of the node known only from the listener that was heard from longest
+    /// ago (none of its commands queued or in flight), so new nodes are still discovered
+    /// however many came before; if there is no such node, the events of the new sender are
+    /// still published but the sender is not tracked. Nodes given to
+    /// [`Coordinator::add_node`](super::Coordinator::add_node) or sent commands are always
+    /// tracked, and never make room.
     /// [`DEFAULT_MAX_NODES`] by default.
     pub max_nodes: usize,
 }
@@ -139,7 +142,8 @@ pub struct TableConfig {
     pub timings: PipelineTimings,
     /// Manage (heartbeat) nodes that probe the coordinator.
     pub manage_discovered: bool,
-    /// Most nodes tracked on the listener's initiative.
+    /// Most nodes tracked; a new sender beyond it takes the place of the node known only from
+    /// the listener heard from longest ago (see [`CoordinatorConfig::max_nodes`]).
     pub max_nodes: usize,
 }
 

@@ -19,6 +19,7 @@ use super::types::{Event, NodeStatus};
 use crate::message::{Body, Identity, Message, UnitInfo};
 use crate::sequence::Verdict;
 
+mod evict;
 mod reach;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +32,9 @@ enum Reach {
 #[derive(Debug)]
 struct Node {
     managed: bool,
+    /// Known only because the listener heard from it (not given to `add_node`, never sent a
+    /// command): it may make room for a new sender when the table is full.
+    heard_only: bool,
     reach: Reach,
     /// When the node was first known; the offline delay counts from here until first contact.
     since: Instant,
@@ -96,6 +100,7 @@ impl NodeTable {
     pub fn add_node(&mut self, addr: SocketAddr, now: Instant) {
         let addr = canonical(addr);
         let node = self.entry(addr, now);
+        node.heard_only = false;
         if !std::mem::replace(&mut node.managed, true) {
             self.heartbeat(addr);
         }
@@ -149,9 +154,9 @@ impl NodeTable {
             expect,
             deadline,
         };
-        self.entry(node, now)
-            .pipeline
-            .submit(queued, now, &timings, &mut out);
+        let entry = self.entry(node, now);
+        entry.heard_only = false;
+        entry.pipeline.submit(queued, now, &timings, &mut out);
         self.apply(node, out);
         id
     }
@@ -200,16 +205,20 @@ impl NodeTable {
             return;
         }
         let known = self.nodes.contains_key(&node);
-        if known || self.nodes.len() < self.config.max_nodes {
+        if known || self.nodes.len() < self.config.max_nodes || self.make_room() {
             if !known && matches!(message.body, Body::Heartbeat) {
                 tracing::debug!(%node, id = %message.identity.id, "node discovered");
                 let managed = self.config.manage_discovered;
                 let entry = self.entry(node, now);
                 entry.managed = managed;
+                entry.heard_only = true;
                 self.publish(Event::NodeDiscovered {
                     node,
                     identity: message.identity.clone(),
                 });
+            }
+            if !known && let Some(entry) = self.nodes.get_mut(&node) {
+                entry.heard_only = true;
             }
             self.contact(node, Some(&message.identity), now);
         } else {
@@ -312,6 +321,7 @@ impl NodeTable {
             *seed += 1;
             Node {
                 managed: false,
+                heard_only: false,
                 reach: Reach::Unknown,
                 since: now,
                 last_contact: None,
