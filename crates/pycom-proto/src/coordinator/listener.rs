@@ -45,7 +45,7 @@ where
 {
     let order = Arc::new(ArrivalOrder::default());
     let order_window = order_window.min(read_timeout);
-    let shared = Arc::new((handle, limits, read_timeout, order));
+    let shared = Arc::new((handle, limits, (read_timeout, order_window), order));
     server.serve_with_token(shutdown, move |stream, peer, _| {
         let shared = Arc::clone(&shared);
         // Called in accept order: this is where the turn is taken.
@@ -54,19 +54,24 @@ where
             // Until the first byte the task holds only the socket, its turn and a readiness
             // wait (a task is as large as its largest state, and idle connections are what a
             // listener has most of): reading, handing in and handling are boxed below.
-            let accepted = Instant::now();
-            let deadline = accepted + shared.2;
-            let window = accepted + order_window;
+            // Only the deadline and the turn are kept across the wait (one await: a task is as
+            // large as its largest state).
+            let deadline = Instant::now() + shared.2.0;
             let mut turn = Some(turn);
-            let mut arrived = labwire_net::idle::readable_within(&stream, Some(order_window)).await;
-            if arrived.is_err() {
-                // Silent past the window: its place goes to the connections behind it.
-                drop(turn.take());
-                let left = deadline.saturating_duration_since(Instant::now());
-                arrived = labwire_net::idle::readable_within(&stream, Some(left)).await;
-            }
+            let arrived = loop {
+                let limit = match turn {
+                    Some(_) => shared.2.1,
+                    None => deadline.saturating_duration_since(Instant::now()),
+                };
+                match labwire_net::idle::readable_within(&stream, Some(limit)).await {
+                    // Silent past the window: its place goes to the connections behind it.
+                    Err(_) if turn.is_some() => drop(turn.take()),
+                    arrived => break arrived,
+                }
+            };
             Box::pin(async move {
-                let (handle, limits, read_timeout, order) = &*shared;
+                let (handle, limits, (read_timeout, order_window), order) = &*shared;
+                let window = deadline - (*read_timeout - *order_window);
                 let mut stream = stream;
                 let received = match arrived {
                     Ok(()) => {
