@@ -30,6 +30,8 @@ const MAX_LEN: &[(&str, usize)] = &[
     ("arkeo_device", 16 * 1024),
     ("pekat_manager", 16 * 1024),
     ("comet_dispatch", 16 * 1024),
+    // A script of operations on the coordinator's node table.
+    ("pycom_coordinator", 16 * 1024),
 ];
 
 /// A hang is a finding: no single input may take this long (libFuzzer's default is 20 min).
