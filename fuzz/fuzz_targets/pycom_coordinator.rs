@@ -93,6 +93,8 @@ struct Submitted {
     sent: bool,
     /// Given up by its caller (`cancel`).
     cancelled: bool,
+    /// Its node has printed its output (an honest answer).
+    output_given: bool,
     answer: Option<Result<Reply, Failure>>,
 }
 
@@ -175,6 +177,7 @@ impl Harness {
             deadline,
             sent: false,
             cancelled: false,
+            output_given: false,
             answer: None,
         });
     }
@@ -216,6 +219,9 @@ impl Harness {
             return;
         };
         let output = honest_output(&command);
+        if let Some(&n) = self.by_text.get(&command) {
+            self.commands[n].output_given = true;
+        }
         self.event(node, peer_port, Body::Output { output });
     }
 
@@ -256,7 +262,7 @@ impl Harness {
         self.drain();
         if let Some(next) = self.table.poll_timeout() {
             assert!(
-                next > self.now,
+                next > self.now || self.known_spin(),
                 "a timeout due now after handle_timeout: the shell would spin"
             );
         } else {
@@ -270,6 +276,19 @@ impl Harness {
                 );
             }
         }
+    }
+
+    /// KNOWN FINDING (reported for pycom-proto, issue 16): while a command awaiting boardio's
+    /// verdict has its output but not its verdicts, the pipeline's next deadline counts the
+    /// verdict wait (`drain_until`), which `handle_timeout` acts on only once the call is
+    /// answered: from the end of the wait until the call's deadline the next timeout is always
+    /// due, and the coordinator's timer task spins. Minimal input:
+    /// `00 01 02 01 05 64 05 00 05 00 07 01 0c 1a`. Tolerated here (only in exactly that state)
+    /// so that the rest of the contract keeps being fuzzed; remove once fixed.
+    fn known_spin(&self) -> bool {
+        self.commands.iter().any(|c| {
+            c.expect == Expect::Verdict && c.output_given && c.answer.is_none() && !c.cancelled
+        })
     }
 
     /// Takes every effect and checks it.
