@@ -635,7 +635,7 @@ async fn a_refused_sequence_reports_boardio_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_flood_of_made_up_nodes_fills_the_table_only_up_to_its_limit() {
+async fn a_flood_of_made_up_nodes_keeps_the_table_within_its_limit_and_new_ones_are_still_found() {
     let mut config = coordinator_config();
     config.max_nodes = 3;
     config.manage_discovered = false;
@@ -657,8 +657,11 @@ async fn a_flood_of_made_up_nodes_fills_the_table_only_up_to_its_limit() {
     while let Ok(event) = events.try_recv() {
         discovered += usize::from(matches!(event, Event::NodeDiscovered { .. }));
     }
-    assert_eq!(discovered, 3);
-    assert_eq!(coordinator.nodes().len(), 3);
+    // Each new sender takes the place of the one heard from longest ago: all are discovered,
+    // the table keeps the latest three.
+    assert_eq!(discovered, 10);
+    let ports: Vec<u16> = coordinator.nodes().iter().map(|n| n.addr.port()).collect();
+    assert_eq!(ports, [7007, 7008, 7009]);
     assert!(coordinator.nodes().iter().all(|n| !n.managed));
     // Nodes the application names are always tracked.
     let sim = sim().start().await.unwrap();
