@@ -145,7 +145,8 @@ pub struct Stats {
     /// [`Fault::Truncate`](labwire_simkit::Fault::Truncate)).
     pub events_sent: u64,
     /// Events not delivered (faults, unreachable coordinator, or dropped because the
-    /// destination's queue was full or too many destinations were busy).
+    /// destination's queue was full, it had timed out within the last five seconds, it was
+    /// evicted while stuck, or too many destinations were busy).
     pub events_lost: u64,
     /// Coordinators a `unit_info` was delivered to, in order.
     pub unit_info_sent_to: Vec<SocketAddr>,
