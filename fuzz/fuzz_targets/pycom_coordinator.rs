@@ -250,7 +250,7 @@ impl Harness {
         self.timeout();
     }
 
-    fn to_next_deadline(&mut self) {
+    fn wait_for_next_deadline(&mut self) {
         if let Some(at) = self.table.poll_timeout() {
             self.now = self.now.max(at);
         }
@@ -461,7 +461,7 @@ fuzz_target!(|data: &[u8]| {
                 if a & 1 == 0 {
                     h.time_passes(Duration::from_millis(u64::from(a).pow(2) * 4));
                 } else {
-                    h.to_next_deadline();
+                    h.wait_for_next_deadline();
                 }
             }
             _ => {
