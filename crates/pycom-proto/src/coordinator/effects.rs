@@ -49,7 +49,8 @@ pub enum Failure {
     Timeout,
     /// It could not be handed to the node (the shell knows the transport error).
     NotDelivered,
-    /// The caller gave up ([`NodeTable::cancel`](super::NodeTable::cancel)).
+    /// The caller gave up ([`NodeTable::cancel`](super::NodeTable::cancel)), while the
+    /// command was queued or in flight.
     Cancelled,
     /// The table was shut down.
     Shutdown,

@@ -66,6 +66,9 @@ pub(super) struct Inner {
     listener: std::sync::OnceLock<ServerHandle>,
     /// How requests reach nodes: TCP to the node's address when `None`.
     connector: Option<NodeConnector>,
+    /// How many times the timer called `handle_timeout` (a spinning timer shows here).
+    #[cfg(test)]
+    timer_rounds: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for Inner {
@@ -117,6 +120,8 @@ impl Inner {
             runtime: tokio::runtime::Handle::current(),
             listener: std::sync::OnceLock::new(),
             connector,
+            #[cfg(test)]
+            timer_rounds: std::sync::atomic::AtomicUsize::new(0),
         });
         let weak = Arc::downgrade(&inner);
         let listener = super::listener::serve_messages(
@@ -428,6 +433,12 @@ async fn timer(inner: Weak<Inner>, shutdown: CancellationToken) {
             () = wake.wake.notified() => continue,
             () = sleep => {}
         }
+        #[cfg(test)]
+        wake.timer_rounds
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         wake.run(|state, now| state.table.handle_timeout(now));
     }
 }
+
+#[cfg(test)]
+mod tests;

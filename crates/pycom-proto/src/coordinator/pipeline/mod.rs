@@ -73,6 +73,20 @@ struct Current {
     drain_until: Option<Instant>,
 }
 
+impl Current {
+    /// When [`Pipeline::handle_timeout`] ends this command: once the verdicts settled, or
+    /// else, while its call waits, at the call's deadline (a call awaiting boardio's verdict
+    /// waits for it until then, past the verdict wait), and once the call is answered, when
+    /// the wait for the verdicts still to drain ends.
+    fn due(&self) -> Option<Instant> {
+        let wait = match self.id {
+            Some(_) => Some(self.deadline),
+            None => self.drain_until,
+        };
+        [wait, self.settle_at].into_iter().flatten().min()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Sync {
     InStep,
@@ -142,7 +156,9 @@ impl Pipeline {
         self.pump(now, timings, out);
     }
 
-    /// The call for `id` ended on the caller's side (dropped): treated like a timeout.
+    /// The call for `id` ended on the caller's side (dropped): treated like a timeout, and
+    /// answered [`Failure::Cancelled`] whether it was queued or in flight (nothing when it was
+    /// answered already).
     pub(super) fn cancel(
         &mut self,
         id: CommandId,
@@ -152,6 +168,7 @@ impl Pipeline {
     ) {
         if let Some(index) = self.queue.iter().position(|q| q.id == id) {
             self.queue.remove(index);
+            out.push(Out::Complete(id, Err(Failure::Cancelled)));
             return;
         }
         if self.current.as_ref().is_some_and(|c| c.id == Some(id)) {
@@ -289,35 +306,27 @@ impl Pipeline {
             tracing::debug!(token, "marker output did not come");
             self.sync = Sync::Needed { eager: false };
         }
-        if let Some(current) = &self.current {
-            let settled = current.settle_at.is_some_and(|t| t <= now);
-            // The wait for verdicts bounds the drain of an answered command; a call still
-            // waiting for its verdict has its own deadline.
-            let drained = current.id.is_none() && current.drain_until.is_some_and(|t| t <= now);
-            let expired = current.id.is_some() && current.deadline <= now;
-            if settled || drained {
+        if let Some(current) = &self.current
+            && current.due().is_some_and(|t| t <= now)
+        {
+            if current.settle_at.is_some_and(|t| t <= now) || current.id.is_none() {
                 self.finish(out);
-            } else if expired {
+            } else {
                 self.abandon_current(Failure::Timeout, out);
             }
         }
         self.pump(now, timings, out);
     }
 
-    /// The earliest deadline, if any.
+    /// The earliest deadline, if any: only instants [`Pipeline::handle_timeout`] acts on, so
+    /// that right after it the next one is later (the shell's timer never spins).
     pub(super) fn next_deadline(&self) -> Option<Instant> {
         let queued = self.queue.iter().map(|q| q.deadline).min();
         let marker = match &self.sync {
             Sync::Waiting { deadline, .. } => Some(*deadline),
             _ => None,
         };
-        let current = self.current.as_ref().and_then(|c| {
-            let call = c.id.map(|_| c.deadline);
-            [call, c.drain_until, c.settle_at]
-                .into_iter()
-                .flatten()
-                .min()
-        });
+        let current = self.current.as_ref().and_then(Current::due);
         [queued, marker, current].into_iter().flatten().min()
     }
 

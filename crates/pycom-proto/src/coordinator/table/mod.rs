@@ -162,6 +162,12 @@ impl NodeTable {
     }
 
     /// The caller of `command` to `node` gave up; its output, if it comes, is given to no one.
+    ///
+    /// A command not answered yet, queued or in flight, is answered at once with
+    /// [`Failure::Cancelled`], so every submitted command gets exactly one
+    /// [`Effect::Complete`] whether or not it is cancelled (a shell whose caller is gone just
+    /// drops it). One already answered, or unknown to `node`, gets nothing more. A command in
+    /// flight is treated like a timed-out one: the node is re-synchronised before the next.
     pub fn cancel(&mut self, node: SocketAddr, command: CommandId, now: Instant) {
         let node = canonical(node);
         let timings = self.config.timings;
@@ -406,3 +412,6 @@ fn token_seed(addr: SocketAddr, serial: u64) -> u64 {
     hasher.write(addr.to_string().as_bytes());
     hasher.finish()
 }
+
+#[cfg(test)]
+mod tests;
