@@ -14,16 +14,15 @@
 //! `echo c<N>`, the token for a marker), possibly late, possibly never.
 //!
 //! Contract: every submitted command is answered exactly once (at the latest when the table
-//! shuts down; one cancelled while still queued is dropped unanswered, one cancelled in flight
-//! is answered `Cancelled`, and nothing else comes after a cancel), after it was handed over if
-//! it succeeded, and never with an output other than
-//! its own while its node is honest, however outputs are delayed, lost or duplicated by loss of
-//! step; an `Output` command gets no verdict; a command whose deadline passed is answered by the
-//! next `handle_timeout`; after `handle_timeout(now)` the next timeout is later than `now` (the
-//! shell never spins); one node's requests are handed over one at a time; every request the
-//! table sends encodes and decodes back; another coordinator's event never creates a node;
-//! the table holds at most its limit of nodes besides those managed or commanded; nothing is
-//! sent after shutdown.
+//! shuts down; one cancelled before its answer, queued or in flight, is answered `Cancelled` by
+//! the cancel itself), after it was handed over if it succeeded, and never with an output other
+//! than its own while its node is honest, however outputs are delayed, lost or duplicated by
+//! loss of step; an `Output` command gets no verdict; a command whose deadline passed is
+//! answered by the next `handle_timeout`; after `handle_timeout(now)` the next timeout is later
+//! than `now` (the shell never spins); one node's requests are handed over one at a time; every
+//! request the table sends encodes and decodes back; another coordinator's event never creates
+//! a node; the table holds at most its limit of nodes besides those managed or commanded;
+//! nothing is sent after shutdown.
 #![no_main]
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -93,8 +92,6 @@ struct Submitted {
     sent: bool,
     /// Given up by its caller (`cancel`).
     cancelled: bool,
-    /// Its node has printed its output (an honest answer).
-    output_given: bool,
     answer: Option<Result<Reply, Failure>>,
 }
 
@@ -177,7 +174,6 @@ impl Harness {
             deadline,
             sent: false,
             cancelled: false,
-            output_given: false,
             answer: None,
         });
     }
@@ -219,9 +215,6 @@ impl Harness {
             return;
         };
         let output = honest_output(&command);
-        if let Some(&n) = self.by_text.get(&command) {
-            self.commands[n].output_given = true;
-        }
         self.event(node, peer_port, Body::Output { output });
     }
 
@@ -262,7 +255,7 @@ impl Harness {
         self.drain();
         if let Some(next) = self.table.poll_timeout() {
             assert!(
-                next > self.now || self.known_spin(),
+                next > self.now,
                 "a timeout due now after handle_timeout: the shell would spin"
             );
         } else {
@@ -276,19 +269,6 @@ impl Harness {
                 );
             }
         }
-    }
-
-    /// KNOWN FINDING (reported for pycom-proto, issue 16): while a command awaiting boardio's
-    /// verdict has its output but not its verdicts, the pipeline's next deadline counts the
-    /// verdict wait (`drain_until`), which `handle_timeout` acts on only once the call is
-    /// answered: from the end of the wait until the call's deadline the next timeout is always
-    /// due, and the coordinator's timer task spins. Minimal input:
-    /// `00 01 02 01 05 64 05 00 05 00 07 01 0c 1a`. Tolerated here (only in exactly that state)
-    /// so that the rest of the contract keeps being fuzzed; remove once fixed.
-    fn known_spin(&self) -> bool {
-        self.commands.iter().any(|c| {
-            c.expect == Expect::Verdict && c.output_given && c.answer.is_none() && !c.cancelled
-        })
     }
 
     /// Takes every effect and checks it.
@@ -422,10 +402,20 @@ fuzz_target!(|data: &[u8]| {
                 if !h.commands.is_empty() {
                     let n = usize::from(a) % h.commands.len();
                     let node = h.commands[n].node;
-                    if h.commands[n].answer.is_none() {
+                    let open = h.commands[n].answer.is_none();
+                    if open {
                         h.commands[n].cancelled = true;
                     }
                     h.table.cancel(node, CommandId(n as u64), h.now);
+                    h.drain();
+                    if open {
+                        // Queued or in flight, the cancel itself answers it.
+                        assert_eq!(
+                            h.commands[n].answer,
+                            Some(Err(Failure::Cancelled)),
+                            "command {n} not answered by its cancel"
+                        );
+                    }
                 }
             }
             5 | 6 => h.report(a),
@@ -490,13 +480,8 @@ fuzz_target!(|data: &[u8]| {
     h.shut_down = true;
     h.table.shutdown();
     h.drain();
-    // A command cancelled while queued is dropped without an answer (its caller is gone); one
-    // cancelled in flight is answered `Cancelled`.
     for (n, command) in h.commands.iter().enumerate() {
-        assert!(
-            command.answer.is_some() || command.cancelled,
-            "command {n} never answered"
-        );
+        assert!(command.answer.is_some(), "command {n} never answered");
     }
     h.table.handle_timeout(h.now);
     assert_eq!(h.table.poll_timeout(), None);
