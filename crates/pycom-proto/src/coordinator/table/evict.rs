@@ -29,7 +29,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use crate::coordinator::config::{PipelineTimings, TableConfig};
-    use crate::coordinator::effects::{Effect, Expect};
+    use crate::coordinator::effects::{Delivery, Effect, Expect};
     use crate::coordinator::types::Event;
     use crate::message::{Identity, Message};
 
@@ -100,6 +100,34 @@ mod tests {
             assert!(table.node(node(port).0).is_some());
             assert!(table.nodes().len() <= 4);
         }
+    }
+
+    #[test]
+    fn a_heartbeat_delivered_after_its_node_made_room_does_not_bring_it_back() {
+        let t0 = Instant::now();
+        let mut table = table(3, t0);
+        let mut heartbeats = Vec::new();
+        for port in 1..=5 {
+            probe(&mut table, port, t0 + u32::from(port) * MS);
+            // Discovered nodes are managed: each is sent a heartbeat at once.
+            heartbeats.extend(
+                std::iter::from_fn(|| table.poll_effect()).filter_map(|effect| match effect {
+                    Effect::Send { request, .. } if request.is_heartbeat() => Some(request),
+                    _ => None,
+                }),
+            );
+        }
+        assert_eq!(heartbeats.len(), 5);
+        // Nodes 1 and 2 made room; their heartbeats are reported delivered only now.
+        for request in heartbeats {
+            table.on_sent(request, Delivery::Delivered, t0 + 10 * MS);
+        }
+        assert_eq!(table.nodes().len(), 3);
+        assert!(table.node(node(1).0).is_none() && table.node(node(2).0).is_none());
+        // The table is still not full for good.
+        probe(&mut table, 6, t0 + 20 * MS);
+        assert_eq!(discovered(&mut table), [node(6).0]);
+        assert_eq!(table.nodes().len(), 3);
     }
 
     #[test]

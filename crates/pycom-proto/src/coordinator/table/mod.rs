@@ -181,7 +181,9 @@ impl NodeTable {
     /// How handing over `request` ended.
     pub fn on_sent(&mut self, request: RequestId, delivery: Delivery, now: Instant) {
         let node = request.node;
-        if delivery == Delivery::Delivered {
+        // Only a node still tracked: one that made room meanwhile (its heartbeat was in
+        // transit) must not come back, as a node that could never make room again.
+        if delivery == Delivery::Delivered && self.nodes.contains_key(&node) {
             self.contact(node, None, now);
         }
         let Some(seq) = request.seq else {
