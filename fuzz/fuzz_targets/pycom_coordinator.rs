@@ -392,7 +392,10 @@ fuzz_target!(|data: &[u8]| {
     while let Some(op) = input.byte() {
         let a = input.byte().unwrap_or(0);
         match op % 14 {
-            0 => h.table.add_node(node_addr(a), h.now),
+            0 => {
+                h.table.add_node(node_addr(a), h.now);
+                h.explicit.insert(node_addr(a));
+            }
             1 => h.table.remove_node(node_addr(a)),
             2 | 3 => {
                 let (flags, after) = (input.byte().unwrap_or(0), input.byte().unwrap_or(0));
