@@ -88,8 +88,8 @@ impl CoordinatorBuilder {
         resync_timeout: Duration;
         /// After boardio's first `READY`, how long further verdicts are awaited.
         verdict_settle: Duration;
-        /// After a plain command's output shows boardio was reached, how long its verdicts
-        /// are awaited.
+        /// After a plain command's output shows boardio was reached, or a call ended before
+        /// boardio's verdicts came, how long its verdicts are awaited.
         verdict_wait: Duration;
         /// Capacity of the event stream.
         event_capacity: usize;

@@ -32,8 +32,9 @@ pub const DEFAULT_RESYNC_TIMEOUT: Duration = Duration::from_secs(2);
 /// After boardio's first `READY` for a command, how long further verdicts are awaited when
 /// fewer came than boardio commands were sent.
 pub const DEFAULT_VERDICT_SETTLE: Duration = Duration::from_millis(250);
-/// After a plain command's output shows boardio was reached, how long its verdicts are awaited
-/// before the next command to the node goes anyway.
+/// After a plain command's output shows boardio was reached, or a call ended before boardio's
+/// verdicts came, how long its verdicts are awaited before the next command to the node goes
+/// anyway.
 pub const DEFAULT_VERDICT_WAIT: Duration = Duration::from_secs(2);
 
 /// How a coordinator runs. Public fields; start from [`CoordinatorConfig::new`].
@@ -66,9 +67,10 @@ pub struct CoordinatorConfig {
     /// command are awaited when fewer came than boardio commands were sent (a node may report
     /// `uSeq` as well as `runSeq`; an `ERROR` after the `READY` must not be missed).
     pub verdict_settle: Duration,
-    /// After a plain command's output shows boardio was reached, how long its verdicts are
-    /// awaited (so that they are not taken for the next sequence's) before the next command to
-    /// the same node goes anyway.
+    /// After a plain command's output shows boardio was reached, or after a call ended before
+    /// boardio's verdicts came (timed out, dropped), how long its verdicts are awaited (so that
+    /// they are not taken for the next sequence's) before the next command to the same node
+    /// goes anyway (see the [module docs](super#correlation)).
     pub verdict_wait: Duration,
     /// Deadline for handing a node one request once connected: writing it and, for a command,
     /// the node closing the connection (it has read the request).
@@ -126,8 +128,9 @@ pub struct PipelineTimings {
     /// After the first `READY`, how long further verdicts of the same command are awaited when
     /// fewer came than boardio commands were sent.
     pub verdict_settle: Duration,
-    /// After an output that shows boardio was reached, how long its verdicts are awaited
-    /// before the next command is handed over anyway.
+    /// After an output that shows boardio was reached, or after a call ended before boardio's
+    /// verdicts came, how long its verdicts are awaited before the next command is handed over
+    /// anyway.
     pub verdict_wait: Duration,
 }
 

@@ -36,10 +36,20 @@
 //!   once as many `READY`s came as boardio commands were sent, or
 //!   [`CoordinatorConfig::verdict_settle`] after the first `READY` when fewer come (nodes
 //!   differ in whether loading is reported).
+//! - **Late verdicts.** A call that ends before its verdicts came (a confirmed sequence whose
+//!   deadline passes after its output, a call dropped, a command whose output never came but
+//!   that may have reached boardio: a confirmed sequence, or a line naming `boardiocli`) leaves
+//!   them owed. The next command to the node waits until they came, or for
+//!   [`CoordinatorConfig::verdict_wait`] from the end of the call when they do not (how many a
+//!   command without its output sent is unknown, so then it waits the whole time), and every
+//!   verdict meanwhile is dropped as the ended command's. So a late verdict is never credited
+//!   to the next command; one that is lost costs the node one verdict wait, not every later
+//!   answer.
 //!
 //! What it cannot see: pycom gives outputs no id, so an event duplicated by the network *after*
-//! the next command was handed over, or a verdict that comes after its command's wait ended,
-//! cannot be told from the next command's. Events from one IP are handled in the order their
+//! the next command was handed over, or a verdict that comes more than
+//! [`CoordinatorConfig::verdict_wait`] after its command's call ended (or after the settle,
+//! once its first verdict came), cannot be told from the next command's. Events from one IP are handled in the order their
 //! connections were accepted (they are still read in parallel), so a short event cannot
 //! overtake a longer one the node sent before it. That holds for every event complete within
 //! 250 ms of its connection's accept (a node writes each event in one write right after

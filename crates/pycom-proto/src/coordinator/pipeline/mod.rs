@@ -11,7 +11,12 @@
 //!   output until that token comes back. An output that arrives while no command is in flight
 //!   (a duplicate, or a late one) puts it out of step too;
 //! - a verdict belongs to the command in flight whatever the order of the output and message
-//!   events; an `ERROR` wins over any `READY`.
+//!   events; an `ERROR` wins over any `READY`;
+//! - a command whose call ends (timeout, cancelled, maybe delivered) while boardio may still
+//!   send it verdicts (its output announced more than came, or its output did not come and it
+//!   may have reached boardio) leaves them owed: the next command waits until they came or
+//!   the verdict wait passed, and every verdict meanwhile is the ended command's, dropped. A
+//!   late verdict is thus never taken for the next command's, within that bound.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -71,6 +76,19 @@ struct Current {
     settle_at: Option<Instant>,
     /// When the next command goes even though boardio's verdicts did not come.
     drain_until: Option<Instant>,
+    /// Whether it may reach boardio (a confirmed sequence, or a line naming `boardiocli`):
+    /// ended without its output, verdicts may still come for it.
+    boardio: bool,
+}
+
+/// Verdicts boardio may still send for a command that ended: the next command waits for them
+/// (or for the end of the wait), and every verdict meanwhile is dropped as that command's.
+#[derive(Debug)]
+struct Owed {
+    /// How many; `None` when the command's output did not come (what it sent is unknown).
+    count: Option<usize>,
+    /// When the next command goes anyway (a lost verdict must not stall the node).
+    until: Instant,
 }
 
 impl Current {
@@ -110,6 +128,8 @@ pub(super) struct Pipeline {
     in_transit: Option<u64>,
     next_request: u64,
     sync: Sync,
+    /// Verdicts owed by a command that ended, which the next command waits for.
+    owed: Option<Owed>,
     /// Seed of this pipeline's marker tokens (unique per node and coordinator).
     token_seed: u64,
     next_token: u64,
@@ -124,6 +144,7 @@ impl Pipeline {
             in_transit: None,
             next_request: 0,
             sync: Sync::InStep,
+            owed: None,
             token_seed,
             next_token: 0,
         }
@@ -172,7 +193,7 @@ impl Pipeline {
             return;
         }
         if self.current.as_ref().is_some_and(|c| c.id == Some(id)) {
-            self.abandon_current(Failure::Cancelled, out);
+            self.abandon_current(Failure::Cancelled, now, timings, out);
             self.pump(now, timings, out);
         }
     }
@@ -196,7 +217,7 @@ impl Pipeline {
             // an output comes after all.
             Delivery::Unknown => {
                 if self.current.as_ref().is_some_and(|c| c.output.is_none()) {
-                    self.abandon_current(Failure::NotDelivered, out);
+                    self.abandon_current(Failure::NotDelivered, now, timings, out);
                 }
             }
             Delivery::NotDelivered => {
@@ -267,7 +288,10 @@ impl Pipeline {
         }
     }
 
-    /// A `BOARDIO_*` verdict message from the node.
+    /// A `BOARDIO_*` verdict message from the node; `false` when it belongs to no command.
+    ///
+    /// While an ended command's verdicts are owed no command is in flight, so a verdict then is
+    /// that command's: it is dropped, and once the last owed one came the next command goes.
     pub(super) fn on_verdict(
         &mut self,
         verdict: Verdict,
@@ -275,11 +299,22 @@ impl Pipeline {
         timings: &PipelineTimings,
         out: &mut Vec<Out>,
     ) -> bool {
-        let Some(current) = self.current.as_mut() else {
+        if let Some(current) = self.current.as_mut() {
+            current.verdicts.push(verdict);
+            self.settle(now, timings, out);
+            return true;
+        }
+        let Some(owed) = self.owed.as_mut() else {
             return false;
         };
-        current.verdicts.push(verdict);
-        self.settle(now, timings, out);
+        tracing::debug!(?verdict, "the verdict of a command that ended: dropped");
+        if let Some(count) = owed.count.as_mut() {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.owed = None;
+                self.pump(now, timings, out);
+            }
+        }
         true
     }
 
@@ -306,13 +341,17 @@ impl Pipeline {
             tracing::debug!(token, "marker output did not come");
             self.sync = Sync::Needed { eager: false };
         }
+        if self.owed.as_ref().is_some_and(|o| o.until <= now) {
+            tracing::debug!("owed verdicts did not come: the next command goes");
+            self.owed = None;
+        }
         if let Some(current) = &self.current
             && current.due().is_some_and(|t| t <= now)
         {
             if current.settle_at.is_some_and(|t| t <= now) || current.id.is_none() {
                 self.finish(out);
             } else {
-                self.abandon_current(Failure::Timeout, out);
+                self.abandon_current(Failure::Timeout, now, timings, out);
             }
         }
         self.pump(now, timings, out);
@@ -327,11 +366,13 @@ impl Pipeline {
             _ => None,
         };
         let current = self.current.as_ref().and_then(Current::due);
-        [queued, marker, current].into_iter().flatten().min()
+        let owed = self.owed.as_ref().map(|o| o.until);
+        [queued, marker, current, owed].into_iter().flatten().min()
     }
 
     /// Fails every command with `failure` and forgets everything (coordinator shutting down).
     pub(super) fn fail_all(&mut self, failure: Failure, out: &mut Vec<Out>) {
+        self.owed = None;
         for queued in self.queue.drain(..) {
             out.push(Out::Complete(queued.id, Err(failure)));
         }
@@ -370,11 +411,14 @@ impl Pipeline {
                     };
                 }
             }
+            // An ended command's verdicts may still come: they must not be taken for the next's.
+            Sync::InStep if self.owed.is_some() => {}
             Sync::InStep => {
                 // Commands whose deadline passed while queued are answered by handle_timeout.
                 let Some(next) = self.queue.pop_front() else {
                     return;
                 };
+                let boardio = next.expect == Expect::Verdict || next.command.contains("boardiocli");
                 let request = self.take_request();
                 out.push(Out::Send {
                     request,
@@ -389,6 +433,7 @@ impl Pipeline {
                     verdicts: Vec::new(),
                     settle_at: None,
                     drain_until: None,
+                    boardio,
                 });
             }
         }

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use super::{Out, Pipeline, Sync, later};
+use super::{Out, Owed, Pipeline, Sync, later};
 use crate::coordinator::config::PipelineTimings;
 use crate::coordinator::effects::{Expect, Failure, Reply};
 use crate::coordinator::matching::{boardio_commands, verdict_of};
@@ -76,17 +76,37 @@ impl Pipeline {
         }
     }
 
-    /// The current command's call ended before the command finished: answer it, and
-    /// re-synchronise if its output may still come.
-    pub(super) fn abandon_current(&mut self, failure: Failure, out: &mut Vec<Out>) {
+    /// The current command's call ended before the command finished: answer it,
+    /// re-synchronise if its output may still come, and owe the verdicts boardio may still
+    /// send for it (the next command waits for them, at most the verdict wait).
+    pub(super) fn abandon_current(
+        &mut self,
+        failure: Failure,
+        now: Instant,
+        timings: &PipelineTimings,
+        out: &mut Vec<Out>,
+    ) {
         let Some(current) = self.current.take() else {
             return;
         };
         if let Some(id) = current.id {
             out.push(Out::Complete(id, Err(failure)));
         }
-        if current.output.is_none() {
-            self.sync = Sync::Needed { eager: true };
+        let count = match &current.output {
+            Some(output) => {
+                let missing = boardio_commands(output).saturating_sub(current.verdicts.len());
+                (missing > 0).then_some(Some(missing))
+            }
+            None => {
+                self.sync = Sync::Needed { eager: true };
+                current.boardio.then_some(None)
+            }
+        };
+        if let Some(count) = count {
+            self.owed = Some(Owed {
+                count,
+                until: later(now, timings.verdict_wait),
+            });
         }
     }
 }

@@ -416,4 +416,6 @@ fn token_seed(addr: SocketAddr, serial: u64) -> u64 {
 }
 
 #[cfg(test)]
+mod late;
+#[cfg(test)]
 mod tests;

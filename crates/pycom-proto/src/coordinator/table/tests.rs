@@ -11,13 +11,14 @@ use crate::sequence::{BOARDIO_READY, Verdict};
 
 use super::NodeTable;
 
-const MS: Duration = Duration::from_millis(1);
-const NODE: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 5000);
+pub(super) const MS: Duration = Duration::from_millis(1);
+pub(super) const NODE: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 5000);
 
 /// A sequence command's output: boardiocli sent one command to boardio, so one verdict is due.
-const SEQUENCE_OUTPUT: &str = "c0\nBOARDIO_CLI: Sent: \"uSeq\" to FIFO file\n";
+pub(super) const SEQUENCE_OUTPUT: &str = "c0\nBOARDIO_CLI: Sent: \"uSeq\" to FIFO file\n";
 
-fn table(now: Instant) -> NodeTable {
+pub(super) fn table(now: Instant) -> NodeTable {
     let config = TableConfig {
         heartbeat_interval: Duration::from_secs(3600),
         offline_after: Duration::from_secs(3 * 3600),
@@ -34,16 +35,16 @@ fn table(now: Instant) -> NodeTable {
 }
 
 /// A command's answer.
-type Answer = (CommandId, Result<Reply, Failure>);
+pub(super) type Answer = (CommandId, Result<Reply, Failure>);
 
 /// What the table asked for since the last call: command hand-overs and answers.
 #[derive(Default)]
-struct Taken {
-    sends: Vec<RequestId>,
-    completes: Vec<Answer>,
+pub(super) struct Taken {
+    pub(super) sends: Vec<RequestId>,
+    pub(super) completes: Vec<Answer>,
 }
 
-fn take(table: &mut NodeTable) -> Taken {
+pub(super) fn take(table: &mut NodeTable) -> Taken {
     let mut taken = Taken::default();
     while let Some(effect) = table.poll_effect() {
         match effect {
@@ -55,7 +56,7 @@ fn take(table: &mut NodeTable) -> Taken {
     taken
 }
 
-fn node_says(table: &mut NodeTable, body: Body, now: Instant) {
+pub(super) fn node_says(table: &mut NodeTable, body: Body, now: Instant) {
     let identity = Identity::new(
         "81639cd4",
         "node",
@@ -70,7 +71,7 @@ fn node_says(table: &mut NodeTable, body: Body, now: Instant) {
 
 /// The shell's timer: `handle_timeout` at every deadline `poll_timeout` reports, until `until`
 /// (or until a command is answered); returns how many times it woke up and the answers.
-fn run_timer(table: &mut NodeTable, until: Instant) -> (usize, Vec<Answer>) {
+pub(super) fn run_timer(table: &mut NodeTable, until: Instant) -> (usize, Vec<Answer>) {
     let mut wakes = 0;
     while let Some(at) = table.poll_timeout().filter(|at| *at <= until) {
         wakes += 1;
