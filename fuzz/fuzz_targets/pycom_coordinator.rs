@@ -11,13 +11,21 @@
 //!
 //! The simulated nodes are honest unless they sent an event made of fuzzed bytes: an honest node
 //! answers every command it received, in order, with that command's own output (`c<N>` for
-//! `echo c<N>`, the token for a marker), possibly late, possibly never.
+//! `echo c<N>`, the token for a marker), possibly late, possibly never; and boardio sends one
+//! verdict for each of its `boardiocli` calls, in order, before or after the output, possibly
+//! late, possibly never (an `ERROR` names its command: `BOARDIO_ERROR: c<N> rejected`). A
+//! node's verdicts prove nothing once it sent one that no received command owed (a stray), or
+//! one past the documented bound (verdicts carry no id): after its command's call ended, the
+//! verdict wait from the end of the call if the call failed, else the verdict wait from the
+//! output or the verdict settle from the command's first verdict, whichever ends first.
 //!
 //! Contract: every submitted command is answered exactly once (at the latest when the table
 //! shuts down; one cancelled before its answer, queued or in flight, is answered `Cancelled` by
 //! the cancel itself), after it was handed over if it succeeded, and never with an output other
 //! than its own while its node is honest, however outputs are delayed, lost or duplicated by
-//! loss of step; an `Output` command gets no verdict; a command whose deadline passed is
+//! loss of step; never with another command's verdict while its node's verdicts prove
+//! something, however late within the bound that verdict comes; an `Output` command gets no
+//! verdict; a command whose deadline passed is
 //! answered by the next `handle_timeout`; after `handle_timeout(now)` the next timeout is later
 //! than `now` (the shell never spins); one node's requests are handed over one at a time; every
 //! request the table sends encodes and decodes back; another coordinator's event never creates
@@ -35,7 +43,7 @@ use pycom_proto::coordinator::{
     Failure, NodeTable, PipelineTimings, Reply, RequestId, TableConfig,
 };
 use pycom_proto::message::{Body, Identity, Message, UnitInfo};
-use pycom_proto::sequence::{BOARDIO_ERROR, BOARDIO_READY};
+use pycom_proto::sequence::{BOARDIO_ERROR, BOARDIO_READY, Verdict};
 use pycom_proto::wire::{self, Limits};
 
 /// Nodes tracked on the listener's initiative: small, so a full table is reached.
@@ -93,6 +101,12 @@ struct Submitted {
     /// Given up by its caller (`cancel`).
     cancelled: bool,
     answer: Option<Result<Reply, Failure>>,
+    /// When it was answered.
+    answered_at: Option<Instant>,
+    /// When its node sent its output.
+    output_at: Option<Instant>,
+    /// When boardio sent its first verdict.
+    first_verdict_at: Option<Instant>,
 }
 
 #[derive(Debug, Default)]
@@ -101,6 +115,11 @@ struct NodeModel {
     received: VecDeque<String>,
     /// Sent an event of fuzzed bytes: its outputs prove nothing.
     dishonest: bool,
+    /// Verdicts boardio owes the commands received: (command, how many), oldest first.
+    owed_verdicts: VecDeque<(usize, usize)>,
+    /// Sent a verdict no command owed, or one past the documented bound: its verdicts prove
+    /// nothing.
+    verdicts_unsure: bool,
 }
 
 struct Harness {
@@ -175,6 +194,9 @@ impl Harness {
             sent: false,
             cancelled: false,
             answer: None,
+            answered_at: None,
+            output_at: None,
+            first_verdict_at: None,
         });
     }
 
@@ -193,7 +215,14 @@ impl Harness {
         if let Some(command) = command
             && received
         {
+            let calls = honest_output(&command).matches("Sent:").count();
+            let owner = self.by_text.get(&command).copied();
             let node = self.nodes.entry(request.node()).or_default();
+            if let Some(n) = owner
+                && calls > 0
+            {
+                node.owed_verdicts.push_back((n, calls));
+            }
             node.received.push_back(command);
         }
         self.table.on_sent(request, delivery, self.now);
@@ -215,7 +244,70 @@ impl Harness {
             return;
         };
         let output = honest_output(&command);
+        if let Some(&n) = self.by_text.get(&command) {
+            self.commands[n].output_at.get_or_insert(self.now);
+        }
         self.event(node, peer_port, Body::Output { output });
+    }
+
+    /// Boardio's next verdict on `node`: for the oldest command owed one (an `ERROR` naming it
+    /// when `error`), or a stray one when none is owed.
+    fn verdict(&mut self, node: SocketAddr, peer_port: u8, error: bool) {
+        let in_time = self
+            .nodes
+            .get(&node)
+            .and_then(|model| model.owed_verdicts.front())
+            .is_some_and(|&(n, _)| self.verdict_in_time(n));
+        let model = self.nodes.entry(node).or_default();
+        model.verdicts_unsure |= !in_time;
+        let owner = model.owed_verdicts.front_mut().map(|(n, left)| {
+            *left -= 1;
+            (*n, *left == 0)
+        });
+        let message = match owner {
+            Some((n, last)) => {
+                if last {
+                    model.owed_verdicts.pop_front();
+                }
+                self.commands[n].first_verdict_at.get_or_insert(self.now);
+                if error {
+                    format!("{BOARDIO_ERROR}: c{n} rejected")
+                } else {
+                    BOARDIO_READY.to_owned()
+                }
+            }
+            None => {
+                if error {
+                    format!("{BOARDIO_ERROR}: sequence rejected")
+                } else {
+                    BOARDIO_READY.to_owned()
+                }
+            }
+        };
+        self.event(node, peer_port, Body::Message { message });
+    }
+
+    /// Whether a verdict of command `n` sent now is within the documented bound: its call not
+    /// ended yet, or ended so recently that the table still waits for its verdicts.
+    fn verdict_in_time(&self, n: usize) -> bool {
+        let command = &self.commands[n];
+        let Some(answered) = command.answered_at else {
+            return true;
+        };
+        let until = match (&command.answer, command.output_at) {
+            (Some(Ok(_)), Some(output)) => {
+                let settle = command
+                    .first_verdict_at
+                    .map(|first| first + DEFAULT_VERDICT_SETTLE);
+                [Some(output + DEFAULT_VERDICT_WAIT), settle]
+                    .into_iter()
+                    .flatten()
+                    .min()
+            }
+            (Some(Err(_)), _) => Some(answered + DEFAULT_VERDICT_WAIT),
+            _ => None,
+        };
+        until.is_some_and(|until| self.now < until)
     }
 
     fn fuzzed_event(&mut self, peer: SocketAddr, bytes: &[u8]) {
@@ -361,11 +453,38 @@ impl Harness {
             if submitted.expect == Expect::Output {
                 assert_eq!(reply.verdict, None);
             }
+            self.check_verdict_owner(n, reply);
         }
+        let submitted = &mut self.commands[n];
         if self.shut_down {
             assert_eq!(result, Err(Failure::Shutdown));
         }
         submitted.answer = Some(result);
+        submitted.answered_at = Some(self.now);
+    }
+
+    /// Command `n` is answered with `reply`: an `ERROR` that names another command is never its
+    /// while its node's verdicts prove something.
+    fn check_verdict_owner(&self, n: usize, reply: &Reply) {
+        let Some(Verdict::Error(text)) = &reply.verdict else {
+            return;
+        };
+        let Some(m) = text
+            .strip_prefix(BOARDIO_ERROR)
+            .and_then(|rest| rest.strip_prefix(": c"))
+            .and_then(|rest| rest.split_once(' '))
+            .and_then(|(m, _)| m.parse::<usize>().ok())
+        else {
+            return;
+        };
+        let sure = self
+            .nodes
+            .get(&self.commands[n].node)
+            .is_none_or(|node| !node.dishonest && !node.verdicts_unsure);
+        assert!(
+            m == n || !sure,
+            "command {n} answered with command {m}'s verdict: {text:?}"
+        );
     }
 }
 
@@ -423,14 +542,7 @@ fuzz_target!(|data: &[u8]| {
             }
             5 | 6 => h.report(a),
             7 | 8 => h.answer(node_addr(a), a),
-            9 => {
-                let message = if a & 0x80 == 0 {
-                    BOARDIO_READY.to_owned()
-                } else {
-                    format!("{BOARDIO_ERROR}: sequence rejected")
-                };
-                h.event(node_addr(a), a, Body::Message { message });
-            }
+            9 => h.verdict(node_addr(a), a, a & 0x80 != 0),
             10 => {
                 // A heartbeat probe from a managed node or from a stranger.
                 let node = if a & 0x80 == 0 {
