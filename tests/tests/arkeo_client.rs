@@ -863,7 +863,10 @@ async fn measure_with_progress_hands_over_the_devices_progress_while_it_runs() {
             .any(|(state, pct)| *state == RoutineState::Running && pct.is_some()),
         "{seen:?}"
     );
-    assert_eq!(seen.last().map(|(state, _)| state), Some(&RoutineState::Ready));
+    assert_eq!(
+        seen.last().map(|(state, _)| state),
+        Some(&RoutineState::Ready)
+    );
     sim.shutdown().await;
 }
 
