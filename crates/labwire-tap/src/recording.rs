@@ -320,12 +320,30 @@ impl<W: Write> Writer<W> {
         self.write_line(event)
     }
 
+    /// Writes event lines, then flushes once (a crash or Ctrl-C loses at most these lines).
+    ///
+    /// # Errors
+    /// Write errors; the lines before the failing one are written.
+    pub fn write_events<'a>(
+        &mut self,
+        events: impl IntoIterator<Item = &'a Event>,
+    ) -> io::Result<()> {
+        for event in events {
+            self.buffer_line(event)?;
+        }
+        self.out.flush()
+    }
+
     fn write_line<T: Serialize>(&mut self, value: &T) -> io::Result<()> {
+        self.buffer_line(value)?;
+        self.out.flush()
+    }
+
+    fn buffer_line<T: Serialize>(&mut self, value: &T) -> io::Result<()> {
         self.line.clear();
         serde_json::to_writer(&mut self.line, value).map_err(io::Error::other)?;
         self.line.push(b'\n');
-        self.out.write_all(&self.line)?;
-        self.out.flush()
+        self.out.write_all(&self.line)
     }
 
     /// The underlying writer (flushed).
