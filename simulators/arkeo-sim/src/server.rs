@@ -27,7 +27,8 @@ use crate::{Device, Durations};
 pub const DEFAULT_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a connection may stay without a request begun before it is closed: 5 minutes
-/// ([`ArkeoSimBuilder::idle_timeout`], labwire-net's default). ARKEO clients keep their
+/// (labwire-net's default; the shared host setting `idle_timeout`, `--idle-timeout`, changes
+/// it). ARKEO clients keep their
 /// connection between calls, so this is long; it frees the slots of clients that went away
 /// without closing (at the connection cap a new client is refused at once, see
 /// `max_connections`).
@@ -56,16 +57,15 @@ pub enum ArkeoFault {
 const GARBAGE: &[u8] = b"\x00\x00\x00\x13\x00garbage, not JSON\xff";
 
 /// Configures an [`ArkeoSim`]; see [`ArkeoSim::builder`]. The host settings (`listen`,
-/// `backlog`, `max_connections`, `time_scale`/`speed`, `clock`, `host`) are the simulator
-/// kit's, the same in every labwire simulator.
+/// `backlog`, `max_connections`, `frame_budget`, `idle_timeout` ([`DEFAULT_IDLE_TIMEOUT`] here),
+/// `time_scale`/`speed`, `clock`, `host`) are the simulator kit's, the same in every labwire
+/// simulator.
 #[derive(Debug, Clone)]
 pub struct ArkeoSimBuilder {
     host: HostConfig,
     durations: Durations,
     limits: Limits,
     frame_timeout: Duration,
-    idle_timeout: Option<Duration>,
-    frame_budget: usize,
     scenario: ArkeoScenario,
 }
 
@@ -119,22 +119,6 @@ impl ArkeoSimBuilder {
         self
     }
 
-    /// See [`DEFAULT_IDLE_TIMEOUT`] (`None`: no limit).
-    #[must_use]
-    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.idle_timeout = timeout;
-        self
-    }
-
-    /// Bytes of partial frames all connections may hold together
-    /// ([`labwire_net::DEFAULT_FRAME_BUDGET`], 64 MiB, by default; see
-    /// [`labwire_net::budget`]). A frame larger than the budget is refused.
-    #[must_use]
-    pub fn frame_budget(mut self, bytes: usize) -> Self {
-        self.frame_budget = bytes;
-        self
-    }
-
     /// Binds and starts serving.
     ///
     /// # Errors
@@ -163,16 +147,18 @@ impl ArkeoSimBuilder {
             Bytes::from_static(GARBAGE),
             requests.clone(),
         );
-        let exchange = Exchange {
+        let exchange = self.host.exchange(Exchange {
             read_timeout: self.frame_timeout,
             write_timeout: self.frame_timeout,
-            idle_timeout: self.idle_timeout,
+            idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
             ..Exchange::new()
-        };
-        let server = self.host.bind().await?.with_frame_budget(
-            labwire_net::FrameBudget::new(self.frame_budget)
-                .with_claimed_length(wire::claimed_length),
-        );
+        });
+        let server = self.host.bind().await?;
+        let budget = server
+            .frame_budget()
+            .clone()
+            .with_claimed_length(wire::claimed_length);
+        let server = server.with_frame_budget(budget);
         let shutdown = CancellationToken::new();
         let limits = self.limits;
         let handle = labwire_net::service::serve(
@@ -205,8 +191,6 @@ impl ArkeoSim {
             durations: Durations::default(),
             limits: Limits::default(),
             frame_timeout: DEFAULT_FRAME_TIMEOUT,
-            idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
-            frame_budget: labwire_net::DEFAULT_FRAME_BUDGET,
             scenario: ArkeoScenario::default(),
         }
     }

@@ -24,27 +24,18 @@ use crate::scenario::{CometMatcher, CometScenario};
 use crate::{Fault, Faults};
 
 /// Configures a [`CometSim`]; see [`CometSim::builder`]. The host settings (`listen`,
-/// `backlog`, `max_connections`, `time_scale`/`speed`, `clock`, `host`) are the same as every
-/// labwire simulator's; the others change one field of the [`SimConfig`] it holds.
+/// `backlog`, `max_connections`, `frame_budget`, `idle_timeout` (here the connection deadline,
+/// 30 s, unless set), `time_scale`/`speed`, `clock`, `host`) are the same as every labwire
+/// simulator's; the others change one field of the [`SimConfig`] it holds.
 #[derive(Debug, Clone)]
 pub struct CometSimBuilder {
     host: HostConfig,
     config: SimConfig,
     shutdown: Option<CancellationToken>,
-    frame_budget: usize,
 }
 
 impl CometSimBuilder {
     labwire_simkit::host_setters!();
-
-    /// Bytes of partial frames all connections may hold together
-    /// ([`labwire_net::DEFAULT_FRAME_BUDGET`], 64 MiB, by default; see
-    /// [`labwire_net::budget`]). A frame larger than the budget is refused.
-    #[must_use]
-    pub fn frame_budget(mut self, bytes: usize) -> Self {
-        self.frame_budget = bytes;
-        self
-    }
 
     /// Replaces the device settings (keeps the host settings and a token given with
     /// [`CometSimBuilder::stop_on`]).
@@ -152,12 +143,13 @@ impl CometSimBuilder {
             host,
             config,
             shutdown,
-            frame_budget,
         } = self;
-        let server = host.bind().await?.with_frame_budget(
-            labwire_net::FrameBudget::new(frame_budget)
-                .with_claimed_length(comet_socket::wire::claimed_length),
-        );
+        let server = host.bind().await?;
+        let budget = server
+            .frame_budget()
+            .clone()
+            .with_claimed_length(comet_socket::wire::claimed_length);
+        let server = server.with_frame_budget(budget);
         let clock = host.clock();
         let state = SimState::new(&config, clock.clone());
         let faults = Faults::default();
@@ -183,7 +175,7 @@ impl CometSimBuilder {
             shutdown.child_token(),
             service,
             codec,
-            comet_socket::server::exchange(config.connection_deadline),
+            host.exchange(comet_socket::server::exchange(config.connection_deadline)),
         );
         tracing::info!(addr = %handle.local_addr(), fidelity = config.fidelity, "COMET simulator started");
         Ok(CometSim(SimHandle::new(
@@ -212,7 +204,6 @@ impl CometSim {
             host: HostConfig::loopback(),
             config: SimConfig::default(),
             shutdown: None,
-            frame_budget: labwire_net::DEFAULT_FRAME_BUDGET,
         }
     }
 

@@ -15,8 +15,10 @@ const DEFAULT_DISCOVER: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALH
 #[derive(Debug, Parser)]
 #[command(name = "la4-sim", version, about)]
 struct Args {
-    /// --listen (default 127.0.0.1:5000), --backlog, --max-connections, --time-scale / --speed
-    /// (the boot, offline and discovery delays), --scenario, --control, -v, --log-format.
+    /// --listen (default 127.0.0.1:5000), --backlog, --max-connections, --frame-budget,
+    /// --idle-timeout (5s: the node's one deadline for a connection's request), --time-scale /
+    /// --speed (the boot, offline and discovery delays), --scenario, --control, -v,
+    /// --log-format.
     #[command(flatten)]
     host: HostArgs,
     /// Time until boardio has booted and hardware info is available, in milliseconds
@@ -51,6 +53,30 @@ struct Args {
     /// `timings.discovery_interval`].
     #[arg(long, value_name = "MS")]
     discovery_ms: Option<u64>,
+    /// Deadline for connecting to a coordinator to deliver an event (`1s`, `250ms`, or
+    /// seconds); a destination that times out loses its queued events [default: 1s].
+    #[arg(long, value_name = "DURATION", value_parser = positive_duration)]
+    connect_timeout: Option<Duration>,
+    /// Most destinations with events on their way at once; past it a new one evicts an idle
+    /// or stuck one [default: 1024].
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
+    max_event_destinations: Option<usize>,
+}
+
+/// A count of one or more.
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("{text:?} is not a number of 1 or more")),
+    }
+}
+
+/// A duration flag of more than zero.
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    match cli::duration(text)? {
+        zero if zero.is_zero() => Err(format!("{text:?}: must be more than zero")),
+        duration => Ok(duration),
+    }
 }
 
 impl Args {
@@ -77,6 +103,12 @@ impl Args {
         }
         if let Some(ms) = self.discovery_ms {
             node = node.discovery_interval(Duration::from_millis(ms));
+        }
+        if let Some(timeout) = self.connect_timeout {
+            node = node.connect_timeout(timeout);
+        }
+        if let Some(max) = self.max_event_destinations {
+            node = node.max_event_destinations(max);
         }
         if self.no_discovery {
             node = node.discovery_targets([]);
@@ -169,6 +201,47 @@ mod tests {
             (config.host.time_scale, config.host.max_connections),
             (20.0, 5)
         );
+    }
+
+    #[test]
+    fn the_limit_flags_reach_the_node() {
+        let args = [
+            "--frame-budget",
+            "2M",
+            "--idle-timeout",
+            "2s",
+            "--connect-timeout",
+            "250ms",
+            "--max-event-destinations",
+            "8",
+        ];
+        let config = Args::try_parse_from(["la4-sim"].into_iter().chain(args))
+            .unwrap()
+            .node(&La4Scenario::default())
+            .config();
+        assert_eq!(config.host.frame_budget, 2 << 20);
+        assert_eq!(config.host.idle_timeout, Some(Duration::from_secs(2)));
+        assert_eq!(config.connect_timeout, Duration::from_millis(250));
+        assert_eq!(config.max_event_destinations, 8);
+        // Not given: the node's defaults.
+        let config = Args::try_parse_from(["la4-sim"])
+            .unwrap()
+            .node(&La4Scenario::default())
+            .config();
+        assert_eq!(config.connect_timeout, la4_sim::DEFAULT_CONNECT_TIMEOUT);
+        assert_eq!(
+            config.max_event_destinations,
+            la4_sim::MAX_EVENT_DESTINATIONS
+        );
+        assert_eq!(config.host.idle_timeout, None);
+        for bad in [
+            ["--connect-timeout", "0"],
+            ["--max-event-destinations", "0"],
+            ["--max-event-destinations", "many"],
+        ] {
+            let parsed = Args::try_parse_from(["la4-sim", bad[0], bad[1]]);
+            assert!(parsed.is_err(), "{bad:?} accepted");
+        }
     }
 
     #[test]

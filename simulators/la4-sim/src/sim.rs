@@ -87,7 +87,9 @@ pub struct SimConfig {
     pub reports_load: bool,
     /// Size limit for requests and events.
     pub limits: Limits,
-    /// Deadline for a coordinator to deliver a request.
+    /// Deadline for a coordinator to deliver a request, and for its first byte after the
+    /// connection opens (the node's idle limit; 5 s by default). The host's
+    /// [`HostConfig::idle_timeout`], when set, replaces it.
     pub read_timeout: Duration,
     /// Deadline for delivering one event.
     pub send_timeout: Duration,
@@ -643,9 +645,11 @@ impl Shared {
 }
 
 /// Configures a [`La4Sim`]; see [`La4Sim::builder`]. The host settings (`listen`, `backlog`,
-/// `max_connections`, `time_scale` / `speed`, `clock`, `host`) are the ones every labwire
-/// simulator has ([`labwire_simkit::host_setters!`]); every other setter has the meaning of the
-/// [`SimConfig`] field of the same name.
+/// `max_connections`, `frame_budget`, `idle_timeout`, `time_scale` / `speed`, `clock`, `host`)
+/// are the ones every labwire simulator has ([`labwire_simkit::host_setters!`]); every other
+/// setter has the meaning of the [`SimConfig`] field of the same name. A node's connection
+/// carries one request, whose wait and delivery share one deadline
+/// ([`SimConfig::read_timeout`], 5 s): `idle_timeout`, when set, replaces it.
 #[derive(Debug, Clone)]
 pub struct La4SimBuilder {
     host: HostConfig,
@@ -834,7 +838,9 @@ impl La4SimBuilder {
         let node_config = NodeConfig {
             server: host.server_config(),
             limits: config.limits,
-            read_timeout: config.read_timeout,
+            // A node's connection carries one request, and pycom-proto's node gives the wait
+            // for it the request's deadline: the shared idle setting sets both.
+            read_timeout: host.idle_timeout.unwrap_or(config.read_timeout),
         };
         // Bind first: the identity must carry the real port.
         let listener = NodeListener::bind(node_config).await?;

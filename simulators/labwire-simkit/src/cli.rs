@@ -50,9 +50,19 @@ pub struct HostArgs {
     /// Listen backlog [default: 1024].
     #[arg(long, value_name = "N")]
     pub backlog: Option<u32>,
-    /// Connections served at once; more wait in the backlog [default: 1024].
+    /// Connections served at once; a client connecting while that many are live is refused
+    /// at once (accepted and closed) [default: 1024].
     #[arg(long, value_name = "N")]
     pub max_connections: Option<usize>,
+    /// Bytes of partial frames all connections may hold together (e.g. `65536`, `512K`,
+    /// `64M`); a frame larger than this ends its connection [default: 64M].
+    #[arg(long, value_name = "BYTES", value_parser = byte_size)]
+    pub frame_budget: Option<usize>,
+    /// Close a connection with no request begun for this long (`1.5s`, `250ms`, `2min`, or
+    /// seconds) [default: the simulator's own: arkeo-sim 5min, pekat-sim 60s, comet-sim 30s,
+    /// la4-sim 5s].
+    #[arg(long, value_name = "DURATION", value_parser = idle_timeout)]
+    pub idle_timeout: Option<Duration>,
     /// Simulated time runs this many times faster than real time; 0 stops it.
     #[arg(
         long,
@@ -93,6 +103,12 @@ impl HostArgs {
         }
         if let Some(max) = self.max_connections {
             host.max_connections = max;
+        }
+        if let Some(bytes) = self.frame_budget {
+            host.frame_budget = bytes;
+        }
+        if let Some(idle) = self.idle_timeout {
+            host.idle_timeout = Some(idle);
         }
         host.time_scale = self.time_scale;
         host.clock = None;
@@ -255,6 +271,46 @@ pub fn duration(text: &str) -> Result<Duration, String> {
     crate::duration::parse(text, true)
 }
 
+/// Parses an idle timeout: a [`duration`] of more than zero.
+///
+/// # Errors
+/// A message for `clap` naming what is wrong.
+pub fn idle_timeout(text: &str) -> Result<Duration, String> {
+    match duration(text)? {
+        zero if zero.is_zero() => Err(format!("{text:?}: an idle timeout must be more than zero")),
+        idle => Ok(idle),
+    }
+}
+
+/// Parses a size in bytes: a whole number, optionally followed by `K`, `M` or `G` (binary:
+/// `64M` is 64 × 1024 × 1024), also written `KiB`, `MiB`, `GiB`. Zero and sizes that do not
+/// fit in `usize` are refused.
+///
+/// # Errors
+/// A message for `clap` naming what is wrong.
+pub fn byte_size(text: &str) -> Result<usize, String> {
+    let trimmed = text.trim();
+    let upper = trimmed.to_ascii_uppercase();
+    let (number, shift) = [("K", 10), ("M", 20), ("G", 30)]
+        .into_iter()
+        .find_map(|(unit, shift)| {
+            let rest = upper
+                .strip_suffix(&format!("{unit}IB"))
+                .or_else(|| upper.strip_suffix(unit))?;
+            Some((rest, shift))
+        })
+        .unwrap_or((upper.as_str(), 0));
+    let number: usize = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size in bytes (e.g. 65536, 512K, 64M or 1G)"))?;
+    match number.checked_mul(1 << shift) {
+        Some(0) => Err(format!("{text:?}: a size must be more than zero bytes")),
+        Some(bytes) => Ok(bytes),
+        None => Err(format!("{text:?} is too large a size")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -297,6 +353,8 @@ mod tests {
         let mut host = HostConfig::loopback();
         args.host.apply(&mut host);
         assert_eq!((host.backlog, host.max_connections), (64, 3));
+        assert_eq!(host.frame_budget, labwire_net::DEFAULT_FRAME_BUDGET);
+        assert_eq!(host.idle_timeout, None);
         assert!(host.clock().now().is_zero());
         assert_eq!(args.host.verbose, 2);
         assert_eq!(args.host.log_format, LogFormat::Json);
@@ -357,6 +415,63 @@ mod tests {
         assert!(lines.next().is_some_and(|l| l.starts_with("hint: ")));
         let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
         assert_eq!(cannot_listen("0.0.0.0:80", &denied).lines().count(), 1);
+    }
+
+    #[test]
+    fn the_frame_budget_and_idle_timeout_flags_override_the_simulators_defaults() {
+        let args = Args::parse_from(["sim", "--frame-budget", "1K", "--idle-timeout", "1s"]);
+        let mut host = HostConfig::loopback();
+        args.host.apply(&mut host);
+        assert_eq!(host.frame_budget, 1024);
+        assert_eq!(host.server_config().frame_budget, 1024);
+        assert_eq!(host.idle_timeout, Some(Duration::from_secs(1)));
+        let own = labwire_net::Exchange {
+            idle_timeout: Some(Duration::from_secs(30)),
+            ..labwire_net::Exchange::new()
+        };
+        assert_eq!(
+            host.exchange(own).idle_timeout,
+            Some(Duration::from_secs(1))
+        );
+        // Bare seconds, as every duration flag.
+        let args = Args::parse_from(["sim", "--idle-timeout", "2.5"]);
+        assert_eq!(args.host.idle_timeout, Some(Duration::from_millis(2500)));
+        for bad in [
+            ["--idle-timeout", "0"],
+            ["--idle-timeout", "soon"],
+            ["--frame-budget", "0"],
+            ["--frame-budget", "-1"],
+            ["--frame-budget", "64X"],
+        ] {
+            let parsed = Args::try_parse_from(["sim", bad[0], bad[1]]);
+            let error = parsed.err().unwrap_or_else(|| panic!("{bad:?} accepted"));
+            assert_eq!(error.exit_code(), 2, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn sizes_read_bytes_or_binary_suffixes() {
+        assert_eq!(byte_size("65536"), Ok(65536));
+        assert_eq!(byte_size("1K"), Ok(1024));
+        assert_eq!(byte_size("512k"), Ok(512 * 1024));
+        assert_eq!(byte_size("64M"), Ok(64 << 20));
+        assert_eq!(byte_size("64MiB"), Ok(64 << 20));
+        assert_eq!(byte_size(" 1G "), Ok(1 << 30));
+        assert_eq!(byte_size("1 G"), Ok(1 << 30));
+        let too_large = format!("{}G", usize::MAX);
+        for bad in [
+            "",
+            "0",
+            "0K",
+            "K",
+            "1.5M",
+            "-1",
+            "1T",
+            "1KB",
+            too_large.as_str(),
+        ] {
+            assert!(byte_size(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -1,10 +1,15 @@
 //! The host settings every simulator shares: where it listens, how many connections it serves,
-//! and how fast its simulated time runs.
+//! how much memory their partial frames may hold, how long an idle one stays, and how fast its
+//! simulated time runs.
 
 use std::io;
 use std::net::SocketAddr;
+use std::time::Duration;
 
-use labwire_net::{DEFAULT_BACKLOG, DEFAULT_MAX_CONNECTIONS, Server, ServerConfig};
+use labwire_net::service::Exchange;
+use labwire_net::{
+    DEFAULT_BACKLOG, DEFAULT_FRAME_BUDGET, DEFAULT_MAX_CONNECTIONS, Server, ServerConfig,
+};
 
 use crate::SimClock;
 
@@ -16,8 +21,18 @@ pub struct HostConfig {
     pub listen: SocketAddr,
     /// Listen backlog ([`DEFAULT_BACKLOG`]).
     pub backlog: u32,
-    /// Connections served at once ([`DEFAULT_MAX_CONNECTIONS`]); more wait in the backlog.
+    /// Connections served at once ([`DEFAULT_MAX_CONNECTIONS`]); a client that connects while
+    /// that many are live is refused at once (accepted and closed, with a rate-limited warning).
     pub max_connections: usize,
+    /// Bytes of partial frames all connections may hold together beyond a small free allowance
+    /// each ([`DEFAULT_FRAME_BUDGET`], 64 MiB; see [`labwire_net::budget`]). A frame larger than
+    /// the whole budget ends its connection.
+    pub frame_budget: usize,
+    /// How long a connection with no request begun stays open, instead of the simulator's own
+    /// default (`None`, the default: the simulator's own — arkeo-sim 5 min, pekat-sim 60 s,
+    /// comet-sim 30 s, la4-sim 5 s; [`Duration::MAX`]: never closed for idling). See
+    /// [`HostConfig::idle_timeout_or`].
+    pub idle_timeout: Option<Duration>,
     /// Simulated time runs this many times faster than real time; `0.0` stops it, so that only
     /// [`SimClock::advance`] moves it. The same meaning in every simulator.
     pub time_scale: f64,
@@ -38,6 +53,8 @@ impl HostConfig {
             listen,
             backlog: DEFAULT_BACKLOG,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            frame_budget: DEFAULT_FRAME_BUDGET,
+            idle_timeout: None,
             time_scale: 1.0,
             clock: None,
             track_connections: false,
@@ -62,8 +79,28 @@ impl HostConfig {
         let mut server = ServerConfig::new(self.listen);
         server.backlog = self.backlog;
         server.max_connections = self.max_connections;
+        server.frame_budget = self.frame_budget;
         server.track_peers = self.track_connections;
         server
+    }
+
+    /// The idle limit to serve with: [`HostConfig::idle_timeout`] when set, else `own` (the
+    /// simulator's default). `None`: never closed for idling ([`Duration::MAX`] given here).
+    pub fn idle_timeout_or(&self, own: Option<Duration>) -> Option<Duration> {
+        match self.idle_timeout {
+            Some(Duration::MAX) => None,
+            Some(idle) => Some(idle),
+            None => own,
+        }
+    }
+
+    /// `exchange` (the simulator's own settings) with the idle limit of
+    /// [`HostConfig::idle_timeout_or`].
+    pub fn exchange(&self, exchange: Exchange) -> Exchange {
+        Exchange {
+            idle_timeout: self.idle_timeout_or(exchange.idle_timeout),
+            ..exchange
+        }
     }
 
     /// Binds the listener.
@@ -81,9 +118,10 @@ impl Default for HostConfig {
     }
 }
 
-/// Writes the shared host setters (`listen`, `backlog`, `max_connections`, `time_scale`, its
-/// alias `speed`, `clock`, `track_connections`, `host`) into a simulator builder that has a `host: HostConfig`
-/// field, so that every simulator's builder offers them, the same, from one definition.
+/// Writes the shared host setters (`listen`, `backlog`, `max_connections`, `frame_budget`,
+/// `idle_timeout`, `time_scale`, its alias `speed`, `clock`, `track_connections`, `host`) into a
+/// simulator builder that has a `host: HostConfig` field, so that every simulator's builder
+/// offers them, the same, from one definition.
 #[macro_export]
 macro_rules! host_setters {
     () => {
@@ -101,10 +139,32 @@ macro_rules! host_setters {
             self
         }
 
-        /// Connections served at once; more wait in the backlog.
+        /// Connections served at once (1024 by default); a client that connects while that
+        /// many are live is refused at once (accepted and closed, with a rate-limited warning).
         #[must_use]
         pub fn max_connections(mut self, max: usize) -> Self {
             self.host.max_connections = max;
+            self
+        }
+
+        /// Bytes of partial frames all connections may hold together (64 MiB by default; see
+        /// `labwire_net::budget`). A frame larger than the whole budget ends its connection.
+        #[must_use]
+        pub fn frame_budget(mut self, bytes: usize) -> Self {
+            self.host.frame_budget = bytes;
+            self
+        }
+
+        /// Closes a connection with no request begun for this long, instead of the
+        /// simulator's own default (see `HostConfig::idle_timeout`). Takes a `Duration`, or an
+        /// `Option<Duration>` where `None` means never.
+        #[must_use]
+        pub fn idle_timeout(
+            mut self,
+            timeout: impl ::std::convert::Into<::std::option::Option<::std::time::Duration>>,
+        ) -> Self {
+            self.host.idle_timeout =
+                ::std::option::Option::Some(timeout.into().unwrap_or(::std::time::Duration::MAX));
             self
         }
 
@@ -208,5 +268,39 @@ mod tests {
         assert_eq!(built.host.server_config().backlog, 7);
         assert!(built.host.server_config().track_peers);
         assert!(!HostConfig::loopback().server_config().track_peers);
+    }
+
+    #[test]
+    fn the_frame_budget_reaches_the_listener() {
+        let built = Builder {
+            host: HostConfig::loopback(),
+        }
+        .frame_budget(1024);
+        assert_eq!(built.host.server_config().frame_budget, 1024);
+        assert_eq!(
+            HostConfig::loopback().server_config().frame_budget,
+            labwire_net::DEFAULT_FRAME_BUDGET
+        );
+    }
+
+    #[test]
+    fn an_idle_timeout_overrides_the_simulators_own_and_none_means_never() {
+        let own = Exchange {
+            idle_timeout: Some(Duration::from_secs(30)),
+            ..Exchange::new()
+        };
+        // Not set: the simulator's own default stays.
+        assert_eq!(HostConfig::loopback().exchange(own), own);
+        let builder = || Builder {
+            host: HostConfig::loopback(),
+        };
+        let one = builder().idle_timeout(Duration::from_secs(1)).host;
+        assert_eq!(one.exchange(own).idle_timeout, Some(Duration::from_secs(1)));
+        assert_eq!(one.exchange(own).read_timeout, own.read_timeout);
+        let some = builder().idle_timeout(Some(Duration::from_secs(2))).host;
+        assert_eq!(some.idle_timeout_or(None), Some(Duration::from_secs(2)));
+        let never = builder().idle_timeout(None).host;
+        assert_eq!(never.idle_timeout, Some(Duration::MAX));
+        assert_eq!(never.exchange(own).idle_timeout, None);
     }
 }

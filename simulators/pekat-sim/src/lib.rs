@@ -304,8 +304,10 @@ impl Device for Projects {
 }
 
 /// Configures a [`PekatSim`]; see [`PekatSim::builder`]. The shared host setters (`listen`,
-/// `backlog`, `max_connections`, `time_scale`/`speed`, `clock`, `host`) come first; every other
-/// setter changes one field of the [`SimConfig`] it holds.
+/// `backlog`, `max_connections`, `frame_budget`, `idle_timeout`, `time_scale`/`speed`, `clock`,
+/// `host`) come first; every other setter changes one field of the [`SimConfig`] it holds.
+/// `idle_timeout`, when set, replaces [`SimConfig::idle_timeout`] (60 s), whatever the
+/// scenario says.
 #[derive(Debug, Clone)]
 pub struct PekatSimBuilder {
     host: HostConfig,
@@ -393,13 +395,6 @@ impl PekatSimBuilder {
         self
     }
 
-    /// See [`SimConfig::idle_timeout`] (60 s).
-    #[must_use]
-    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
-        self.config.idle_timeout = timeout;
-        self
-    }
-
     /// See [`SimConfig::request_timeout`] (2 s).
     #[must_use]
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
@@ -434,9 +429,13 @@ impl PekatSimBuilder {
     pub async fn start(self) -> io::Result<PekatSim> {
         let Self {
             host,
-            config,
+            mut config,
             scenario,
         } = self;
+        // The shared host setting wins over the device's (and the scenario's) idle timeout.
+        if let Some(idle) = host.idle_timeout {
+            config.idle_timeout = idle;
+        }
         let clock = host.clock();
         let faults: Faults<PekatFault, PekatMatcher> = Faults::default();
         faults
@@ -463,7 +462,7 @@ impl PekatSimBuilder {
             },
             quiet_period: config.quiet_period,
             read_timeout: config.request_timeout,
-            idle_timeout: Some(config.idle_timeout),
+            idle_timeout: host.idle_timeout_or(Some(config.idle_timeout)),
             write_timeout: config.idle_timeout,
             one_request_per_connection: config.one_request_per_connection,
         };

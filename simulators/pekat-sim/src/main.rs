@@ -60,13 +60,10 @@ struct Args {
     /// Close each connection after its first answer.
     #[arg(long)]
     one_request_per_connection: bool,
-    /// Close connections idle (or not taking their answer) for this many milliseconds
-    /// [default: 60000].
-    #[arg(long)]
+    /// Close connections idle (or not taking their answer) for this many milliseconds; the
+    /// same as the shared --idle-timeout, in milliseconds [default: 60000].
+    #[arg(long, conflicts_with = "idle_timeout")]
     idle_timeout_ms: Option<u64>,
-    /// The same with a unit.
-    #[arg(long, value_name = "DURATION", value_parser = duration, conflicts_with = "idle_timeout_ms")]
-    idle_timeout: Option<Duration>,
     /// Milliseconds to wait for more bytes of a request that looks complete (0: what one read
     /// delivers is the request, as on the real server) [default: 0].
     #[arg(long)]
@@ -117,7 +114,7 @@ fn settings(
         (&mut delays.switch, args.switch_delay),
         (
             &mut scenario.idle_timeout,
-            args.idle_timeout.or(ms(args.idle_timeout_ms)),
+            args.host.idle_timeout.or(ms(args.idle_timeout_ms)),
         ),
         (
             &mut scenario.quiet_period,
@@ -255,10 +252,19 @@ mod tests {
         assert_eq!(config.start_delay, Duration::from_millis(1500));
         assert_eq!(config.stop_delay, Duration::from_millis(20));
         assert_eq!(config.idle_timeout, Duration::from_secs(2));
+        assert_eq!(host.idle_timeout, Some(Duration::from_secs(2)));
         assert_eq!(config.quiet_period, Duration::ZERO);
         assert_eq!(host.time_scale, 0.0);
         assert_eq!(host.max_connections, 8);
         let both = ["pekat-sim", "--quiet-ms", "1", "--quiet-period", "1ms"];
+        assert!(Args::try_parse_from(both).is_err());
+        let both = [
+            "pekat-sim",
+            "--idle-timeout-ms",
+            "1",
+            "--idle-timeout",
+            "1s",
+        ];
         assert!(Args::try_parse_from(both).is_err());
     }
 }
