@@ -1,7 +1,9 @@
 //! The `arkeo-sim` program: first stdout line, a real exchange, clean exit on SIGTERM.
 
-use std::io::BufReader;
+use std::io::{BufReader, Read, Write};
+use std::net::TcpStream;
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use arkeo_proto::Client;
 use labwire_simkit::bin_test::SimProcess;
@@ -41,6 +43,56 @@ async fn binary_announces_its_port_serves_requests_and_exits_cleanly_on_sigterm(
         .unwrap();
     assert!(exit.success(), "exit status {exit:?}");
     assert!(arkeo.available_routines().await.is_err());
+}
+
+/// Waits (at most `within`) for the simulator to close `stream`: the end of the stream, or a
+/// reset when it closed with bytes of ours unread. How long it took, or `None` when the
+/// connection was still open at the deadline.
+fn closed_within(stream: &mut TcpStream, within: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    stream.set_read_timeout(Some(within)).unwrap();
+    let mut buf = [0u8; 256];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return Some(start.elapsed()),
+            Ok(_) if start.elapsed() < within => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return Some(start.elapsed());
+            }
+            Ok(_) | Err(_) => return None,
+        }
+    }
+}
+
+#[tokio::test]
+async fn binary_closes_a_connection_idle_for_its_idle_timeout() {
+    let sim = spawn_with(&["--idle-timeout", "1s"], Stdio::null());
+    let mut idle = TcpStream::connect(sim.addr()).unwrap();
+    // The default (5 minutes) would outlast the deadline.
+    let took = closed_within(&mut idle, Duration::from_secs(10)).expect("idle connection kept");
+    assert!(took >= Duration::from_millis(900), "closed after {took:?}");
+    // The simulator still serves.
+    let arkeo = Client::connect(sim.addr()).await.unwrap();
+    assert!(!arkeo.available_routines().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn binary_refuses_a_frame_larger_than_its_frame_budget() {
+    let sim = spawn_with(&["--frame-budget", "1K"], Stdio::null());
+    // A frame past the free 64 KiB a connection holds and the whole 1 KiB budget: refused as
+    // soon as its header is in. Under the default budget it would wait for the rest (10 s).
+    let mut stalled = TcpStream::connect(sim.addr()).unwrap();
+    let claimed: u32 = 128 * 1024;
+    stalled.write_all(&claimed.to_be_bytes()).unwrap();
+    stalled.write_all(&[b' '; 1000]).unwrap();
+    let took = closed_within(&mut stalled, Duration::from_secs(5));
+    assert!(
+        took.is_some(),
+        "the over-budget frame's connection stayed open"
+    );
+    // A frame within the free allowance is still served.
+    let arkeo = Client::connect(sim.addr()).await.unwrap();
+    assert!(!arkeo.available_routines().await.unwrap().is_empty());
 }
 
 #[test]
@@ -107,6 +159,8 @@ fn binary_help_lists_its_flags_and_the_default_address() {
         "--time-scale",
         "--backlog",
         "--max-connections",
+        "--frame-budget",
+        "--idle-timeout",
         "--verbose",
         "--log-format",
         "--start-lag",
