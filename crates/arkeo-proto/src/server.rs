@@ -91,7 +91,8 @@ impl ServerBuilder {
         self
     }
 
-    /// Connections served at once; more wait in the backlog.
+    /// Connections served at once; a client that connects while that many are live is
+    /// refused at once (accepted and closed, with a rate-limited warning).
     #[must_use]
     pub fn max_connections(mut self, max: usize) -> Self {
         self.server.max_connections = max;

@@ -403,7 +403,8 @@ impl ServerHandle {
     /// ([`ServerConfig::track_peers`]); `None` when it does not.
     ///
     /// A connection is listed from its accept until its task ends (the handler returned, or
-    /// shutdown); one waiting in the backlog for a free slot is not listed yet.
+    /// shutdown); one still in the listen backlog, not yet accepted, is not listed, nor is one
+    /// refused at the connection cap.
     pub fn peers(&self) -> Option<Vec<Peer>> {
         self.peers.as_ref().map(|peers| lock(peers).list())
     }
