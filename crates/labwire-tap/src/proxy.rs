@@ -62,8 +62,8 @@ pub struct TapConfig {
     pub upstream: String,
     /// Bound on connecting upstream ([`DEFAULT_CONNECT_TIMEOUT`]).
     pub connect_timeout: Duration,
-    /// Client connections served at once ([`DEFAULT_MAX_CONNECTIONS`]); more wait in the
-    /// listen backlog.
+    /// Client connections served at once ([`DEFAULT_MAX_CONNECTIONS`]); a client past them is
+    /// refused at once (accepted and closed, with a notice), as by every labwire server.
     pub max_connections: usize,
     /// What to print on stdout.
     pub print: Print,
@@ -122,6 +122,7 @@ pub(crate) struct Ctx {
     pub(crate) cancel: CancellationToken,
     pub(crate) tracker: TaskTracker,
     pub(crate) slots: Arc<Semaphore>,
+    max_connections: usize,
     finished: watch::Sender<u64>,
     pub(crate) pycom: crate::pycom::Listeners,
 }
@@ -291,6 +292,7 @@ pub async fn start(protocol: Arc<dyn Protocol>, config: TapConfig) -> io::Result
         cancel: cancel.clone(),
         tracker: TaskTracker::new(),
         slots: Arc::new(Semaphore::new(config.max_connections.max(1))),
+        max_connections: config.max_connections.max(1),
         finished: finished_tx,
         pycom: crate::pycom::Listeners::default(),
     });
@@ -380,14 +382,8 @@ fn print_event(out: &mut impl io::Write, print: Print, event: &Event, summary: &
 async fn accept_loop(listener: tokio::net::TcpListener, ctx: Arc<Ctx>) {
     let cancel = ctx.cancel.clone();
     let slots = ctx.slots.clone();
+    let slots_max = ctx.max_connections;
     loop {
-        let permit = tokio::select! {
-            () = cancel.cancelled() => break,
-            permit = slots.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break,
-            },
-        };
         let (client, peer) = tokio::select! {
             () = cancel.cancelled() => break,
             accepted = listener.accept() => match accepted {
@@ -399,6 +395,17 @@ async fn accept_loop(listener: tokio::net::TcpListener, ctx: Arc<Ctx>) {
                     continue;
                 }
             },
+        };
+        // At the cap a client is refused at once rather than left in the backlog with its
+        // handshake done and no answer for as long as the others stay.
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            drop(client);
+            ctx.notice(format!(
+                "refused a connection from {peer}: {} connections already (max_connections)",
+                slots_max
+            ))
+            .await;
+            continue;
         };
         let conn = ctx.next_conn();
         let task_ctx = ctx.clone();

@@ -119,3 +119,55 @@ async fn comet_survives_an_upstream_that_drops_or_refuses() {
     within("tap shutdown", tap.shutdown()).await.unwrap();
     sim.shutdown().await;
 }
+
+/// At `max_connections` a new client is refused at once (accepted and closed), not left in the
+/// backlog with no answer; the client holding the slot is still served, and once it leaves the
+/// next client is served.
+#[tokio::test]
+async fn a_client_past_the_cap_is_refused_at_once() {
+    let payload = br#"{"target":"MAIN","command":"GetActiveRoutine","request_id":1}"#;
+    let mut request = u32::try_from(payload.len()).unwrap().to_be_bytes().to_vec();
+    request.extend_from_slice(payload);
+    let sim = arkeo_sim::ArkeoSim::builder().start().await.unwrap();
+    let config = TapConfig {
+        max_connections: 1,
+        ..TapConfig::new(sim.local_addr().to_string())
+    };
+    let tap = labwire_tap::start(Arc::new(Arkeo::default()), config)
+        .await
+        .unwrap();
+    // An answer through the tap proves the holder has its slot.
+    let mut holder = TcpStream::connect(tap.local_addr()).await.unwrap();
+    holder.write_all(&request).await.unwrap();
+    let mut buf = [0u8; 1024];
+    assert!(
+        within("the holder's answer", holder.read(&mut buf))
+            .await
+            .unwrap()
+            > 0
+    );
+
+    let refused = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        closed_after(tap.local_addr(), &request),
+    )
+    .await
+    .expect("a client past the cap is closed promptly, not left hanging");
+    assert!(refused.is_empty(), "refused without an answer: {refused:?}");
+
+    holder.write_all(&request).await.unwrap();
+    assert!(
+        within("the holder's second answer", holder.read(&mut buf))
+            .await
+            .unwrap()
+            > 0
+    );
+    drop(holder);
+    within("the holder's end", tap.wait_finished(1)).await;
+    assert!(
+        !answer(tap.local_addr(), &request).await.is_empty(),
+        "served once the slot is free"
+    );
+    within("tap shutdown", tap.shutdown()).await.unwrap();
+    sim.shutdown().await;
+}

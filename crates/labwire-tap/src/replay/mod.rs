@@ -101,7 +101,8 @@ pub struct ReplayConfig {
     pub pace: bool,
     /// Print a line on stderr for each request the recording does not have.
     pub report: bool,
-    /// Connections served at once; more wait in the backlog.
+    /// Connections served at once; a client past them is refused at once (accepted and
+    /// closed), as by every labwire server.
     pub max_connections: usize,
     /// Bound on finishing a request once begun, and on the client taking an answer
     /// ([`DEFAULT_DEADLINE`]).
