@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use labwire_tap::proxy::{DEFAULT_MAX_CONNECTIONS, Print, TapConfig};
 use labwire_tap::{Arkeo, Comet, Pekat, Protocol, Pycom};
@@ -70,7 +70,9 @@ pub(crate) struct TapArgs {
 
 pub(crate) async fn run(args: TapArgs) -> anyhow::Result<()> {
     if !(args.connect_timeout.is_finite() && args.connect_timeout > 0.0) {
-        bail!("--connect-timeout must be a positive number of seconds");
+        return Err(crate::failure::usage(
+            "--connect-timeout must be a positive number of seconds",
+        ));
     }
     let protocol: Arc<dyn Protocol> = match args.protocol {
         TapProtocol::Arkeo => Arc::new(Arkeo::default()),

@@ -923,3 +923,30 @@ async fn replay_of_a_recording_that_cannot_be_read_is_a_usage_error() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test]
+async fn tap_follows_the_exit_statuses_too() {
+    let out = labwire(&[
+        "tap",
+        "arkeo",
+        "--upstream",
+        "127.0.0.1:1",
+        "--connect-timeout",
+        "0",
+    ])
+    .await;
+    one_plain_error(&exited(&out, 2));
+    // A listen address that is taken: could not listen where asked.
+    let taken = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listen = taken.local_addr().unwrap().to_string();
+    let out = labwire(&[
+        "tap",
+        "arkeo",
+        "--upstream",
+        "127.0.0.1:1",
+        "--listen",
+        &listen,
+    ])
+    .await;
+    one_plain_error(&exited(&out, 3));
+}
