@@ -31,6 +31,10 @@ use arkeo_sim::device::{LED_CHANNELS, MAX_ACQUISITION, MAX_SETTINGS_LEN, MUX_REL
 use arkeo_sim::{ArkeoScenario, Device, Durations};
 use bytes::{Buf, BytesMut};
 use libfuzzer_sys::fuzz_target;
+
+#[path = "common/json.rs"]
+mod common_json;
+use common_json::same;
 use tokio_util::codec::{Decoder, Encoder};
 
 /// The request limit: small, so `FrameTooLarge` is reached within `-max_len`.
@@ -229,22 +233,4 @@ fn check_reply_round_trip(response: &Response, bare_non_finite: bool) {
         serde_json::to_value(response).expect("serializes"),
     );
     assert!(same(&a, &b), "the client read {a} for {b}");
-}
-
-/// Equal, except that floats may differ in the last bits (serde_json's default float parser
-/// does not promise an exact round trip).
-fn same(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => match (x.as_f64(), y.as_f64()) {
-            (Some(x), Some(y)) => x == y || (x - y).abs() <= 1e-12 * x.abs().max(y.abs()),
-            _ => x == y,
-        },
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same(x, y))
-        }
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
-        }
-        _ => a == b,
-    }
 }

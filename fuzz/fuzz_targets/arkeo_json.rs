@@ -4,8 +4,11 @@
 #![no_main]
 
 use arkeo_proto::json::{parse, quote_non_finite, to_vec_non_finite};
-use arkeo_proto::serde_json::Value;
 use libfuzzer_sys::fuzz_target;
+
+#[path = "common/json.rs"]
+mod common_json;
+use common_json::same;
 
 fuzz_target!(|data: &[u8]| {
     if let Some(quoted) = quote_non_finite(data) {
@@ -21,21 +24,3 @@ fuzz_target!(|data: &[u8]| {
         assert!(same(&again, &value), "{again} != {value}");
     }
 });
-
-/// Equal, except that floats may differ in the last bits: serde_json's default float parser
-/// does not promise an exact round trip.
-fn same(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => match (x.as_f64(), y.as_f64()) {
-            (Some(x), Some(y)) => x == y || (x - y).abs() <= 1e-12 * x.abs().max(y.abs()),
-            _ => x == y,
-        },
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same(x, y))
-        }
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
-        }
-        _ => a == b,
-    }
-}
