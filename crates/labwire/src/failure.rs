@@ -104,12 +104,22 @@ fn io_status(kind: io::ErrorKind) -> Status {
     }
 }
 
+/// A connection that could not be made: an address that cannot be used as written (a bad port,
+/// a malformed host) is a usage error; refused, unreachable or unresolvable, could not connect.
+fn connect_status(source: &io::Error) -> Status {
+    if source.kind() == io::ErrorKind::InvalidInput {
+        Status::Usage
+    } else {
+        Status::Connect
+    }
+}
+
 fn arkeo(error: &arkeo_proto::Error) -> Status {
     use arkeo_proto::Error as E;
     match error {
         E::Device(_) | E::RoutineFailed(_) => Status::Refused,
         E::Encode(_) => Status::Usage,
-        E::Connect { .. } => Status::Connect,
+        E::Connect { source, .. } => connect_status(source),
         E::MeasurementNotStarted { .. } => Status::Timeout,
         e if e.is_timeout() => Status::Timeout,
         _ => Status::Protocol,
@@ -122,7 +132,7 @@ fn pekat(error: &pekat_proto::Error) -> Status {
         E::Device(DeviceError::Unexpected(_)) => Status::Protocol,
         E::Device(_) => Status::Refused,
         E::Encode(_) => Status::Usage,
-        E::Connect { .. } => Status::Connect,
+        E::Connect { source, .. } => connect_status(source),
         e if e.is_timeout() => Status::Timeout,
         _ => Status::Protocol,
     }
@@ -133,7 +143,7 @@ fn comet(error: &comet_socket::client::Error) -> Status {
     match error {
         E::Device(_) => Status::Refused,
         E::Invalid(_) | E::Encode(_) => Status::Usage,
-        E::Connect { .. } => Status::Connect,
+        E::Connect { source, .. } => connect_status(source),
         e if e.is_timeout() => Status::Timeout,
         _ => Status::Protocol,
     }
@@ -144,7 +154,7 @@ fn pycom(error: &pycom_proto::coordinator::Error) -> Status {
     match error {
         E::Device(_) => Status::Refused,
         E::Encode(_) => Status::Usage,
-        E::Connect { .. } => Status::Connect,
+        E::Connect { source, .. } => connect_status(source),
         e if e.is_timeout() => Status::Timeout,
         _ => Status::Protocol,
     }

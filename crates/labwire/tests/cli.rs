@@ -382,6 +382,11 @@ async fn a_wrong_command_line_exits_2_before_anything_is_sent() {
         &["pycom", "sequence", "MODEL_LIGHT,150", "--addr", &addr],
         &["pekat", "status", "P", "--timeout", "NaN", "--addr", &addr],
         &["comet", "send", "ECHO", "1"],
+        // An address that cannot be used as written (no device is ever asked).
+        &["arkeo", "status", "--addr", "127.0.0.1:notaport"],
+        &["pekat", "status", "P", "--addr", "127.0.0.1:notaport"],
+        &["comet", "send", "ECHO", "1", "--addr", "127.0.0.1:notaport"],
+        &["la4", "info", "--addr", "127.0.0.1:notaport"],
     ] {
         let out = labwire(args).await;
         let err = exited(&out, 2);
