@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use arkeo_proto::Client;
-use labwire_simkit::bin_test::SimProcess;
+use labwire_simkit::bin_test::{SimProcess, usage_error};
 
 fn spawn() -> SimProcess {
     spawn_with(&[], Stdio::null())
@@ -122,27 +122,22 @@ fn binary_refuses_an_address_it_cannot_bind() {
 
 #[test]
 fn binary_refuses_a_negative_time_scale_with_status_2() {
-    let output = Command::new(env!("CARGO_BIN_EXE_arkeo-sim"))
-        .args(["--listen", "127.0.0.1:0", "--speed=-1"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("--time-scale"));
-    assert!(output.stdout.is_empty());
+    let stderr = usage_error(
+        env!("CARGO_BIN_EXE_arkeo-sim"),
+        &["--listen", "127.0.0.1:0", "--speed=-1"],
+    )
+    .unwrap();
+    assert!(stderr.contains("--time-scale"), "{stderr}");
 }
 
 #[test]
 fn binary_refuses_a_bad_start_lag_with_status_2() {
-    let output = Command::new(env!("CARGO_BIN_EXE_arkeo-sim"))
-        .args(["--listen", "127.0.0.1:0", "--start-lag", "soon"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("--start-lag"));
+    let stderr = usage_error(
+        env!("CARGO_BIN_EXE_arkeo-sim"),
+        &["--listen", "127.0.0.1:0", "--start-lag", "soon"],
+    )
+    .unwrap();
+    assert!(stderr.contains("--start-lag"), "{stderr}");
 }
 
 #[test]
@@ -213,16 +208,9 @@ fn binary_refuses_a_bad_scenario_or_a_remote_control_address_with_status_2() {
         (vec!["--control", "0.0.0.0:0"], "--control-allow-remote"),
     ];
     for (args, expected) in cases {
-        let output = Command::new(env!("CARGO_BIN_EXE_arkeo-sim"))
-            .args(["--listen", "127.0.0.1:0"])
-            .args(&args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        let args = [&["--listen", "127.0.0.1:0"][..], &args].concat();
+        let stderr = usage_error(env!("CARGO_BIN_EXE_arkeo-sim"), &args).unwrap();
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
-        assert!(output.stdout.is_empty(), "{args:?}");
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -194,6 +194,64 @@ impl Drop for SimProcess {
     }
 }
 
+/// Runs `program` with `args` (stdin closed) as a command line it must refuse: within
+/// [`DEADLINE`] it exits with status 2 (usage, as FAMILY.md says for bad flags and files) and
+/// prints nothing on stdout. Returns its stderr, for the test to check the reason.
+///
+/// # Errors
+/// When the program cannot be started, is still running after the deadline (`TimedOut`; it is
+/// killed), exits with another status, or prints on stdout — each naming the arguments and
+/// what the program said.
+pub fn usage_error<S: AsRef<OsStr>>(program: impl AsRef<OsStr>, args: &[S]) -> io::Result<String> {
+    let args: Vec<&OsStr> = args.iter().map(AsRef::as_ref).collect();
+    let mut child = Command::new(program)
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    // Read both pipes as they fill, so that a long message cannot block the exit.
+    let read = |pipe: Option<Box<dyn io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut text);
+            }
+            String::from_utf8_lossy(&text).into_owned()
+        })
+    };
+    let stdout = read(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = read(child.stderr.take().map(|p| Box::new(p) as _));
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if start.elapsed() >= DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("{args:?}: still running after {DEADLINE:?}"),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let joined = |reader: std::thread::JoinHandle<String>| {
+        reader
+            .join()
+            .map_err(|_| io::Error::other("a pipe reader panicked"))
+    };
+    let (stdout, stderr) = (joined(stdout)?, joined(stderr)?);
+    if status.code() != Some(2) || !stdout.is_empty() {
+        return Err(io::Error::other(format!(
+            "{args:?}: expected status 2 and nothing on stdout, got {status}; \
+             stdout: {stdout:?}; stderr: {stderr}"
+        )));
+    }
+    Ok(stderr)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,5 +304,14 @@ mod tests {
             .status()
             .unwrap();
         assert!(!alive.success());
+    }
+
+    #[test]
+    fn a_usage_error_is_status_2_with_nothing_on_stdout() {
+        let refused = usage_error("sh", &["-c", "echo 'error: bad flag' >&2; exit 2"]).unwrap();
+        assert_eq!(refused, "error: bad flag\n");
+        for script in ["exit 1", "echo listening; exit 2", "exit 0"] {
+            assert!(usage_error("sh", &["-c", script]).is_err(), "{script}");
+        }
     }
 }
