@@ -506,7 +506,11 @@ pub(crate) async fn pump(
             }
         } else {
             to.write_all(bytes).await?;
-            side.push(bytes, &mut pieces);
+            // Decoded only for someone: with nothing printed or recorded (and no cut to
+            // decide) the messages would be summarised and dropped.
+            if ctx.events_wanted {
+                side.push(bytes, &mut pieces);
+            }
         }
         ctx.emit(t, conn, dir, &mut pieces).await;
     }
